@@ -1,0 +1,238 @@
+// Command segmentd is the segmentd server and its admin tool.
+//
+//	segmentd [serve] [flags]           serve GraphQL, the IDE and the /v1 API
+//	segmentd keys create --role ROLE --name NAME
+//	segmentd keys list
+//	segmentd keys revoke ID
+//
+// Every flag has an environment variable of the same meaning; see README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/segmentd/segmentd/auth"
+	"github.com/segmentd/segmentd/ent/schema/pulid"
+	"github.com/segmentd/segmentd/server"
+	"github.com/segmentd/segmentd/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := realMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if errors.Is(err, errUsage) {
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "segmentd:", err)
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, args, stdout, stderr)
+	case "keys":
+		return keys(ctx, args, stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "segmentd: unknown command %q; use serve or keys\n", cmd)
+		return errUsage
+	}
+}
+
+// common are the settings every command needs.
+type common struct {
+	databaseURL string
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.databaseURL, "database-url", envOr("DATABASE_URL", "segmentd.db"),
+		"database: a SQLite file path or sqlite:///path, or postgres://... (env DATABASE_URL)")
+}
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("segmentd serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		c             common
+		cfg           server.Config
+		origins       string
+		introspection bool
+		logLevel      string
+		logFormat     string
+	)
+	c.register(fs)
+	fs.StringVar(&cfg.Addr, "addr", envOr("SEGMENTD_ADDR", "localhost:8080"), "listen address (env SEGMENTD_ADDR)")
+	fs.StringVar(&origins, "allowed-origins", os.Getenv("SEGMENTD_ALLOWED_ORIGINS"),
+		"comma-separated browser origins allowed besides the same origin, * for any (env SEGMENTD_ALLOWED_ORIGINS)")
+	fs.BoolVar(&introspection, "introspection", envBool("SEGMENTD_INTROSPECTION", true), "allow GraphQL introspection (env SEGMENTD_INTROSPECTION)")
+	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", envInt("SEGMENTD_MAX_BODY_BYTES", 1<<20), "largest GraphQL request body (env SEGMENTD_MAX_BODY_BYTES)")
+	fs.StringVar(&logLevel, "log-level", envOr("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
+	fs.StringVar(&logFormat, "log-format", envOr("LOG_FORMAT", "text"), "text or json (env LOG_FORMAT)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, logLevel, logFormat)
+	if err != nil {
+		return err
+	}
+	cfg.DatabaseURL = c.databaseURL
+	cfg.AdminKey = os.Getenv("SEGMENTD_ADMIN_KEY")
+	cfg.Introspection = &introspection
+	if origins != "" {
+		for _, o := range strings.Split(origins, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				cfg.AllowedOrigins = append(cfg.AllowedOrigins, o)
+			}
+		}
+	}
+	srv, err := server.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	url := "http://" + srv.Addr() + "/"
+	if srv.FirstAdminKey != "" && cfg.AdminKey == "" {
+		fmt.Fprintf(stdout, "\nCreated the first ADMIN API key. It is shown only this once; keep it safe:\n\n    %s\n\n", srv.FirstAdminKey)
+	}
+	fmt.Fprintf(stdout, "segmentd is listening. GraphiQL: %s  GraphQL: %sgraphql\n", url, url)
+	log.Info("serving", "addr", srv.Addr(), "database", store.Redact(c.databaseURL))
+	return srv.Serve(ctx)
+}
+
+func keys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: segmentd keys create --role ROLE --name NAME | keys list | keys revoke ID")
+		return errUsage
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("segmentd keys "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		c    common
+		role string
+		name string
+	)
+	c.register(fs)
+	if sub == "create" {
+		fs.StringVar(&role, "role", "", "ADMIN, WRITE or READ")
+		fs.StringVar(&name, "name", "", "a name that says who uses the key")
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, c.databaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		return err
+	}
+	k := auth.NewKeys(st.Client)
+	switch sub {
+	case "create":
+		r, err := auth.ParseRole(role)
+		if err != nil {
+			return fmt.Errorf("--role: %w", err)
+		}
+		key, secret, err := k.Create(ctx, name, r)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Created %s key %s (%s). The key is shown only this once:\n%s\n", key.Role, key.ID, key.Name, secret)
+	case "list":
+		list, err := k.List(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tROLE\tKEY\tCREATED\tLAST USED\tREVOKED")
+		for _, key := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", key.ID, key.Name, key.Role, key.Hint,
+				key.CreatedAt.UTC().Format(time.RFC3339), fmtTime(key.LastUsedAt), fmtTime(key.RevokedAt))
+		}
+		return tw.Flush()
+	case "revoke":
+		if fs.NArg() != 1 {
+			fmt.Fprintln(stderr, "usage: segmentd keys revoke ID")
+			return errUsage
+		}
+		if err := k.Revoke(ctx, pulid.ID(fs.Arg(0))); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Revoked key %s.\n", fs.Arg(0))
+	default:
+		fmt.Fprintf(stderr, "segmentd keys: unknown command %q; use create, list or revoke\n", sub)
+		return errUsage
+	}
+	return nil
+}
+
+func fmtTime(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: use text or json", format)
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func envBool(key string, def bool) bool {
+	switch strings.ToLower(os.Getenv(key)) {
+	case "1", "true", "yes", "on":
+		return true
+	case "0", "false", "no", "off":
+		return false
+	}
+	return def
+}
+
+func envInt(key string, def int64) int64 {
+	var n int64
+	if _, err := fmt.Sscan(os.Getenv(key), &n); err == nil && n > 0 {
+		return n
+	}
+	return def
+}

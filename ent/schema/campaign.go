@@ -1,0 +1,103 @@
+package schema
+
+import (
+	"time"
+
+	"entgo.io/contrib/entgql"
+	"entgo.io/ent"
+	"entgo.io/ent/dialect/entsql"
+	"entgo.io/ent/schema"
+	"entgo.io/ent/schema/edge"
+	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
+
+	"github.com/segmentd/segmentd/ent/schema/pulid"
+)
+
+// Campaign takes a segment as its audience. A user who is or becomes a member
+// of an ACTIVE campaign's segment activates it exactly once.
+type Campaign struct{ ent.Schema }
+
+// Mixin of the Campaign.
+func (Campaign) Mixin() []ent.Mixin { return []ent.Mixin{pulid.MixinWithPrefix("cmp")} }
+
+// Fields of the Campaign.
+func (Campaign) Fields() []ent.Field {
+	return []ent.Field{
+		field.String("name").NotEmpty().MaxLen(200).
+			Annotations(entgql.OrderField("NAME")),
+		field.String("description").Optional().Nillable().MaxLen(2000),
+		field.Enum("status").Values("DRAFT", "ACTIVE", "PAUSED", "ENDED").Default("DRAFT").
+			Annotations(entgql.OrderField("STATUS")),
+		field.String("segment_ref").GoType(pulid.ID("")).Optional().Nillable().
+			Annotations(entgql.Skip()),
+		field.Time("created_at").Default(time.Now).Immutable().
+			Annotations(entgql.OrderField("CREATED_AT")),
+		field.Time("updated_at").Default(time.Now).UpdateDefault(time.Now).
+			Annotations(entgql.OrderField("UPDATED_AT")),
+	}
+}
+
+// Edges of the Campaign.
+func (Campaign) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.From("segment", Segment.Type).Ref("campaigns").Field("segment_ref").Unique(),
+		edge.To("activations", CampaignActivation.Type).
+			Annotations(entsql.OnDelete(entsql.Cascade), entgql.RelayConnection(), entgql.Skip(entgql.SkipWhereInput)),
+	}
+}
+
+// Indexes of the Campaign.
+func (Campaign) Indexes() []ent.Index {
+	return []ent.Index{index.Fields("segment_ref", "status"), index.Fields("created_at")}
+}
+
+// Annotations of the Campaign.
+func (Campaign) Annotations() []schema.Annotation {
+	return []schema.Annotation{
+		entgql.RelayConnection(),
+		entgql.QueryField(),
+	}
+}
+
+// CampaignActivation records that a user activated a campaign; the unique
+// index on (campaign, user) makes "exactly once" a database guarantee.
+type CampaignActivation struct{ ent.Schema }
+
+// Mixin of the CampaignActivation.
+func (CampaignActivation) Mixin() []ent.Mixin { return []ent.Mixin{pulid.MixinWithPrefix("act")} }
+
+// Fields of the CampaignActivation.
+func (CampaignActivation) Fields() []ent.Field {
+	return []ent.Field{
+		field.String("campaign_ref").GoType(pulid.ID("")).Immutable().Annotations(entgql.Skip()),
+		field.String("user_ref").GoType(pulid.ID("")).Immutable().Annotations(entgql.Skip()),
+		field.String("segment_ref").GoType(pulid.ID("")).Immutable().Annotations(entgql.Skip()),
+		field.String("event_ref").GoType(pulid.ID("")).Optional().Nillable().Immutable().Annotations(entgql.Skip()),
+		field.Time("activated_at").Default(time.Now).Immutable().
+			Annotations(entgql.OrderField("ACTIVATED_AT")),
+	}
+}
+
+// Edges of the CampaignActivation.
+func (CampaignActivation) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.From("campaign", Campaign.Type).Ref("activations").Field("campaign_ref").Unique().Required().Immutable(),
+		edge.From("user", User.Type).Ref("activations").Field("user_ref").Unique().Required().Immutable(),
+		edge.From("segment", Segment.Type).Ref("activations").Field("segment_ref").Unique().Required().Immutable(),
+		edge.To("event", Event.Type).Field("event_ref").Unique().Immutable(),
+	}
+}
+
+// Indexes of the CampaignActivation.
+func (CampaignActivation) Indexes() []ent.Index {
+	return []ent.Index{
+		index.Fields("campaign_ref", "user_ref").Unique(),
+		index.Fields("campaign_ref", "activated_at"),
+	}
+}
+
+// Annotations of the CampaignActivation.
+func (CampaignActivation) Annotations() []schema.Annotation {
+	return []schema.Annotation{entgql.RelayConnection()}
+}

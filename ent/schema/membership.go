@@ -1,0 +1,101 @@
+package schema
+
+import (
+	"time"
+
+	"entgo.io/contrib/entgql"
+	"entgo.io/ent"
+	"entgo.io/ent/schema"
+	"entgo.io/ent/schema/edge"
+	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
+
+	"github.com/segmentd/segmentd/ent/schema/pulid"
+)
+
+// Membership is a user's current membership of a segment. An exit deletes
+// the row; the membership_changes log keeps the history. The unique index on
+// (segment, user) makes "enters at most once" a database guarantee.
+type Membership struct{ ent.Schema }
+
+// Mixin of the Membership.
+func (Membership) Mixin() []ent.Mixin { return []ent.Mixin{pulid.MixinWithPrefix("mem")} }
+
+// Fields of the Membership.
+func (Membership) Fields() []ent.Field {
+	return []ent.Field{
+		field.String("segment_ref").GoType(pulid.ID("")).Immutable().Annotations(entgql.Skip()),
+		field.String("user_ref").GoType(pulid.ID("")).Immutable().Annotations(entgql.Skip()),
+		field.String("event_ref").GoType(pulid.ID("")).Optional().Nillable().Immutable().Annotations(entgql.Skip()),
+		field.Time("entered_at").Default(time.Now).Immutable().
+			Annotations(entgql.OrderField("ENTERED_AT")),
+		field.Enum("source").Values("EVENT", "MANUAL", "IMPORT", "BACKFILL").Immutable(),
+		field.Text("reason").Default(""),
+	}
+}
+
+// Edges of the Membership.
+func (Membership) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.From("segment", Segment.Type).Ref("memberships").Field("segment_ref").Unique().Required().Immutable().
+			Annotations(entgql.Skip(entgql.SkipWhereInput)),
+		edge.From("user", User.Type).Ref("memberships").Field("user_ref").Unique().Required().Immutable().
+			Annotations(entgql.Skip(entgql.SkipWhereInput)),
+		edge.To("event", Event.Type).Field("event_ref").Unique().Immutable().
+			Annotations(entgql.Skip(entgql.SkipWhereInput)),
+	}
+}
+
+// Indexes of the Membership.
+func (Membership) Indexes() []ent.Index {
+	return []ent.Index{
+		index.Fields("segment_ref", "user_ref").Unique(),
+		index.Fields("segment_ref", "entered_at"),
+		index.Fields("user_ref"),
+	}
+}
+
+// Annotations of the Membership.
+func (Membership) Annotations() []schema.Annotation {
+	return []schema.Annotation{entgql.RelayConnection()}
+}
+
+// MembershipChange is the append-only log of entries and exits. Its integer
+// id is the cursor that live subscribers resume from.
+type MembershipChange struct{ ent.Schema }
+
+// Fields of the MembershipChange.
+func (MembershipChange) Fields() []ent.Field {
+	return []ent.Field{
+		field.Int64("id"),
+		field.String("segment_ref").GoType(pulid.ID("")).Immutable(),
+		field.String("user_ref").GoType(pulid.ID("")).Immutable(),
+		field.String("event_ref").GoType(pulid.ID("")).Optional().Nillable().Immutable(),
+		field.Enum("kind").Values("ENTERED", "EXITED").Immutable(),
+		field.Enum("source").Values("EVENT", "MANUAL", "IMPORT", "BACKFILL").Immutable(),
+		field.Time("at").Default(time.Now).Immutable(),
+		field.Text("reason").Default("").Immutable(),
+	}
+}
+
+// Edges of the MembershipChange.
+func (MembershipChange) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.From("segment", Segment.Type).Ref("changes").Field("segment_ref").Unique().Required().Immutable(),
+		edge.From("user", User.Type).Ref("changes").Field("user_ref").Unique().Required().Immutable(),
+		edge.To("event", Event.Type).Field("event_ref").Unique().Immutable(),
+	}
+}
+
+// Indexes of the MembershipChange.
+func (MembershipChange) Indexes() []ent.Index {
+	return []ent.Index{
+		index.Fields("segment_ref", "id"),
+		index.Fields("segment_ref", "at"),
+	}
+}
+
+// Annotations of the MembershipChange.
+func (MembershipChange) Annotations() []schema.Annotation {
+	return []schema.Annotation{entgql.Skip()}
+}

@@ -1,0 +1,106 @@
+package schema
+
+import (
+	"time"
+
+	"entgo.io/contrib/entgql"
+	"entgo.io/ent"
+	"entgo.io/ent/dialect/entsql"
+	"entgo.io/ent/schema"
+	"entgo.io/ent/schema/edge"
+	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
+
+	"github.com/segmentd/segmentd/ent/schema/pulid"
+)
+
+// Segment is a target audience: users enter it when one of its trigger events
+// arrives and its condition holds (EVENT_TRIGGERED), or by hand and by import
+// (STATIC).
+type Segment struct{ ent.Schema }
+
+// Mixin of the Segment.
+func (Segment) Mixin() []ent.Mixin { return []ent.Mixin{pulid.MixinWithPrefix("seg")} }
+
+// Fields of the Segment.
+func (Segment) Fields() []ent.Field {
+	return []ent.Field{
+		field.String("name").NotEmpty().MaxLen(200).
+			Annotations(entgql.OrderField("NAME")),
+		field.String("description").Optional().Nillable().MaxLen(2000),
+		field.Enum("kind").Values("EVENT_TRIGGERED", "STATIC").Immutable(),
+		// trigger_events keeps the names in the order the user gave them; the
+		// segment_triggers table indexes them for lookup by event name.
+		field.Strings("trigger_events").Default([]string{}).
+			Annotations(entgql.Skip(entgql.SkipWhereInput)),
+		field.Time("created_at").Default(time.Now).Immutable().
+			Annotations(entgql.OrderField("CREATED_AT")),
+		field.Time("updated_at").Default(time.Now).UpdateDefault(time.Now).
+			Annotations(entgql.OrderField("UPDATED_AT")),
+	}
+}
+
+// Edges of the Segment.
+func (Segment) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.To("conditions", Condition.Type).
+			Annotations(entsql.OnDelete(entsql.Cascade), entgql.Skip()),
+		edge.To("triggers", SegmentTrigger.Type).
+			Annotations(entsql.OnDelete(entsql.Cascade), entgql.Skip()),
+		edge.To("campaigns", Campaign.Type).
+			Annotations(entgql.Skip()),
+		edge.To("memberships", Membership.Type).
+			Annotations(entsql.OnDelete(entsql.Cascade), entgql.Skip()),
+		edge.To("changes", MembershipChange.Type).
+			Annotations(entsql.OnDelete(entsql.Cascade), entgql.Skip()),
+		edge.To("activations", CampaignActivation.Type).
+			Annotations(entsql.OnDelete(entsql.Cascade), entgql.Skip()),
+		edge.To("import_jobs", ImportJob.Type).
+			Annotations(entsql.OnDelete(entsql.Cascade), entgql.Skip()),
+	}
+}
+
+// Indexes of the Segment.
+func (Segment) Indexes() []ent.Index {
+	return []ent.Index{index.Fields("created_at"), index.Fields("name")}
+}
+
+// Annotations of the Segment.
+func (Segment) Annotations() []schema.Annotation {
+	return []schema.Annotation{
+		entgql.RelayConnection(),
+		entgql.QueryField(),
+	}
+}
+
+// SegmentTrigger indexes a segment's trigger events by name, so that an
+// incoming event finds the segments it can trigger with one indexed lookup.
+type SegmentTrigger struct{ ent.Schema }
+
+// Fields of the SegmentTrigger.
+func (SegmentTrigger) Fields() []ent.Field {
+	return []ent.Field{
+		field.String("segment_ref").GoType(pulid.ID("")),
+		field.String("event_name").NotEmpty().MaxLen(256),
+	}
+}
+
+// Edges of the SegmentTrigger.
+func (SegmentTrigger) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.From("segment", Segment.Type).Ref("triggers").Field("segment_ref").Unique().Required(),
+	}
+}
+
+// Indexes of the SegmentTrigger.
+func (SegmentTrigger) Indexes() []ent.Index {
+	return []ent.Index{
+		index.Fields("segment_ref", "event_name").Unique(),
+		index.Fields("event_name"),
+	}
+}
+
+// Annotations of the SegmentTrigger.
+func (SegmentTrigger) Annotations() []schema.Annotation {
+	return []schema.Annotation{entgql.Skip()}
+}

@@ -1,0 +1,75 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/segmentd/segmentd"
+)
+
+// depthLimit refuses operations whose selections nest deeper than Max
+// levels, before they run: complexity alone lets a narrow but very deep
+// query through.
+type depthLimit struct{ Max int }
+
+var _ interface {
+	graphql.HandlerExtension
+	graphql.OperationContextMutator
+} = depthLimit{}
+
+func (depthLimit) ExtensionName() string                          { return "DepthLimit" }
+func (depthLimit) Validate(graphql.ExecutableSchema) error        { return nil }
+func (d depthLimit) MutateOperationContext(_ context.Context, oc *graphql.OperationContext) *gqlerror.Error {
+	if oc.Operation == nil {
+		return nil
+	}
+	if depth := selectionDepth(oc.Operation.SelectionSet, 0, map[string]bool{}); depth > d.Max {
+		err := gqlerror.Errorf("the query nests %d levels deep; at most %d are allowed", depth, d.Max)
+		err.Extensions = map[string]any{"code": string(segmentd.CodeInvalid)}
+		return err
+	}
+	return nil
+}
+
+func selectionDepth(set ast.SelectionSet, level int, visiting map[string]bool) int {
+	if level > 1000 {
+		return level // a fragment cycle is refused by validation; stop anyway
+	}
+	deepest := level
+	for _, sel := range set {
+		var d int
+		switch s := sel.(type) {
+		case *ast.Field:
+			if len(s.SelectionSet) == 0 {
+				d = level + 1
+			} else {
+				d = selectionDepth(s.SelectionSet, level+1, visiting)
+			}
+		case *ast.InlineFragment:
+			d = selectionDepth(s.SelectionSet, level, visiting)
+		case *ast.FragmentSpread:
+			if s.Definition == nil || visiting[s.Name] {
+				continue
+			}
+			visiting[s.Name] = true
+			d = selectionDepth(s.Definition.SelectionSet, level, visiting)
+			delete(visiting, s.Name)
+		}
+		if d > deepest {
+			deepest = d
+		}
+	}
+	return deepest
+}
+
+// errorResponse answers an operation with one error and a code.
+func errorResponse(ctx context.Context, code segmentd.Code, format string, args ...any) graphql.ResponseHandler {
+	return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{{
+		Message:    fmt.Sprintf(format, args...),
+		Extensions: map[string]any{"code": string(code)},
+	}}})
+}

@@ -1,0 +1,233 @@
+// Package server is segmentd's HTTP face: the GraphQL endpoint with its
+// transports (POST, GET, multipart, websockets through gorilla), the GraphiQL
+// IDE, health checks, authentication and request limits. It opens the store,
+// migrates it and serves until its context ends, then shuts down gracefully.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/segmentd/segmentd/auth"
+	"github.com/segmentd/segmentd/graph"
+	"github.com/segmentd/segmentd/graph/generated"
+	"github.com/segmentd/segmentd/server/graphiql"
+	"github.com/segmentd/segmentd/server/wsgorilla"
+	"github.com/segmentd/segmentd/service"
+	"github.com/segmentd/segmentd/store"
+)
+
+// Config is the server's configuration. Zero values mean the defaults.
+type Config struct {
+	Addr        string // listen address; default localhost:8080
+	DatabaseURL string // default segmentd.db (SQLite)
+	AdminKey    string // the first ADMIN key to create, instead of a random one
+
+	MaxBodyBytes    int64         // largest GraphQL request body; default 1 MiB
+	MaxDepth        int           // deepest query; default 15
+	MaxComplexity   int           // default 5000
+	MaxTokens       int           // largest query in tokens; default 10000
+	Introspection   *bool         // default true
+	AllowedOrigins  []string      // browser origins allowed besides the same origin ("*" for any)
+	ShutdownTimeout time.Duration // default 10s
+}
+
+func (c *Config) setDefaults() {
+	if c.Addr == "" {
+		c.Addr = "localhost:8080"
+	}
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = "segmentd.db"
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.MaxDepth == 0 {
+		c.MaxDepth = 15
+	}
+	if c.MaxComplexity == 0 {
+		c.MaxComplexity = 5000
+	}
+	if c.MaxTokens == 0 {
+		c.MaxTokens = 10000
+	}
+	if c.Introspection == nil {
+		t := true
+		c.Introspection = &t
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+}
+
+// Server is a running segmentd.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	store *store.Store
+	svc   *service.Service
+	keys  *auth.Keys
+	ln    net.Listener
+	http  *http.Server
+
+	// FirstAdminKey is the ADMIN key created on this start (first start on
+	// an empty database), or "" if keys existed.
+	FirstAdminKey string
+}
+
+// New opens and migrates the store, makes sure an ADMIN key exists, and
+// opens the listener, so that Addr is known before Serve.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
+	cfg.setDefaults()
+	st, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("server.New: %w", err)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("server.New: %w", err)
+	}
+	s := &Server{
+		cfg:   cfg,
+		log:   log,
+		store: st,
+		svc:   service.New(st.Client, st.Dialect, log),
+		keys:  auth.NewKeys(st.Client),
+	}
+	if s.FirstAdminKey, err = s.keys.EnsureAdmin(ctx, cfg.AdminKey); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("server.New: %w", err)
+	}
+	if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("server.New: listen: %w", err)
+	}
+	s.http = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Store returns the server's store.
+func (s *Server) Store() *store.Store { return s.store }
+
+// Serve serves until ctx ends, then stops accepting requests, lets running
+// ones finish (up to ShutdownTimeout) and closes the store.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.Serve(s.ln) }()
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+		defer cancel()
+		err = s.http.Shutdown(shutdownCtx)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	if cerr := s.store.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return err
+}
+
+// Handler returns the server's HTTP routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	gql := s.graphqlHandler()
+	mux.Handle("/graphql", s.requireKey(http.MaxBytesHandler(gql, s.cfg.MaxBodyBytes)))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}`))
+	})
+	mux.HandleFunc("GET /readyz", s.ready)
+	mux.Handle("/", graphiql.Handler("/graphql"))
+	return mux
+}
+
+// ready answers 200 when the database answers, 503 otherwise.
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	w.Header().Set("Content-Type", "application/json")
+	if err := s.store.DB.PingContext(ctx); err != nil {
+		s.log.WarnContext(ctx, "readiness check failed", "err", err)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"status":"database unavailable"}`))
+		return
+	}
+	_, _ = w.Write([]byte(`{"status":"ready"}`))
+}
+
+func (s *Server) graphqlHandler() http.Handler {
+	es := generated.NewExecutableSchema(graph.NewConfig(graph.NewResolver(s.store.Client, s.svc)))
+	srv := handler.New(es)
+	srv.AddTransport(transport.Websocket{
+		Implementation:        wsgorilla.Implementation{CheckOrigin: s.checkOrigin},
+		InitFunc:              s.websocketInit,
+		InitTimeout:           10 * time.Second,
+		KeepAlivePingInterval: 15 * time.Second,
+		PingPongInterval:      15 * time.Second,
+		PayloadReadLimit:      &s.cfg.MaxBodyBytes,
+	})
+	srv.AddTransport(transport.Options{})
+	srv.AddTransport(transport.GET{})
+	srv.AddTransport(transport.POST{})
+	srv.AddTransport(transport.MultipartForm{MaxUploadSize: s.cfg.MaxBodyBytes, MaxMemory: 1 << 20})
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.SetParserTokenLimit(s.cfg.MaxTokens)
+	if *s.cfg.Introspection {
+		srv.Use(extension.Introspection{})
+	}
+	srv.Use(extension.FixedComplexityLimit(s.cfg.MaxComplexity))
+	srv.Use(depthLimit{Max: s.cfg.MaxDepth})
+	srv.AroundOperations(authorize)
+	srv.SetErrorPresenter(presentError(s.log))
+	srv.SetRecoverFunc(recoverPanic(s.log))
+	return srv
+}
+
+// checkOrigin lets a browser open a websocket from the same origin, or from
+// an origin in AllowedOrigins. Clients that send no Origin (servers, CLIs)
+// are not browsers and pass.
+func (s *Server) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	for _, o := range s.cfg.AllowedOrigins {
+		if o == "*" || o == origin {
+			return true
+		}
+	}
+	return sameOrigin(origin, r.Host)
+}
+
+func sameOrigin(origin, host string) bool {
+	for _, scheme := range []string{"http://", "https://"} {
+		if origin == scheme+host {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,60 @@
+// Package service holds segmentd's use cases: define segments and campaigns,
+// track events, move users in and out of segments, activate campaigns. It ties
+// the data model (ent), the condition language (trigger) and the live broker
+// together; the GraphQL resolvers and HTTP handlers call it and nothing else.
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/segmentd/segmentd/ent"
+)
+
+// Service runs the use cases against one database.
+type Service struct {
+	Client *ent.Client
+	// Dialect is dialect.SQLite or dialect.Postgres.
+	Dialect string
+	Log     *slog.Logger
+	// Now is the clock; tests inject their own.
+	Now func() time.Time
+}
+
+// New returns a Service on client.
+func New(client *ent.Client, dialect string, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{Client: client, Dialect: dialect, Log: log, Now: time.Now}
+}
+
+func (s *Service) now() time.Time { return s.Now().UTC() }
+
+// inTx runs fn in a transaction: committed if fn returns nil, rolled back
+// otherwise. Work that must follow the commit (publishing to subscribers)
+// registers with tx.OnCommit.
+func (s *Service) inTx(ctx context.Context, fn func(tx *ent.Tx) error) error {
+	tx, err := s.Client.Tx(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			_ = tx.Rollback()
+			panic(v)
+		}
+	}()
+	if err := fn(tx); err != nil {
+		if rerr := tx.Rollback(); rerr != nil {
+			s.Log.Error("rollback failed", "err", rerr)
+		}
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}

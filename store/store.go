@@ -1,0 +1,145 @@
+// Package store opens segmentd's database, SQLite (the embedded default) or
+// PostgreSQL, and migrates its schema. Both are reached through the same ent
+// client; Dialect tells the few places that need store-specific SQL which one
+// they talk to.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
+	_ "github.com/lib/pq" // PostgreSQL driver
+	_ "modernc.org/sqlite" // SQLite driver, pure Go: `go run` needs no C toolchain
+
+	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ent/migrate"
+)
+
+// Store is an open database with its ent client.
+type Store struct {
+	Client  *ent.Client
+	DB      *sql.DB
+	Dialect string // dialect.SQLite or dialect.Postgres
+	// DSN is the driver's data source name (for PostgreSQL LISTEN connections).
+	DSN string
+}
+
+// Open opens the database that url names: "postgres://..." or
+// "postgresql://..." for PostgreSQL; "sqlite:///abs/path.db",
+// "sqlite://rel/path.db" or a plain file path for SQLite.
+func Open(ctx context.Context, url string) (*Store, error) {
+	drv, dsn, err := driverFor(url)
+	if err != nil {
+		return nil, err
+	}
+	db, err := sql.Open(drv, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store.Open: %w", err)
+	}
+	d := dialect.SQLite
+	if drv == "postgres" {
+		d = dialect.Postgres
+		// The default of 2 idle connections makes every burst reconnect.
+		db.SetMaxOpenConns(32)
+		db.SetMaxIdleConns(32)
+	} else {
+		// SQLite has one writer; more connections only queue on its lock,
+		// but readers in WAL mode run beside the writer.
+		db.SetMaxOpenConns(8)
+		db.SetMaxIdleConns(8)
+	}
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := db.PingContext(pingCtx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store.Open: connect to %s: %w", redact(url), err)
+	}
+	client := ent.NewClient(ent.Driver(entsql.OpenDB(d, db)))
+	return &Store{Client: client, DB: db, Dialect: d, DSN: dsn}, nil
+}
+
+// Migrate brings the schema up to date. It adds tables, columns and indexes
+// and never drops any, so that data written by a newer or older version
+// survives.
+func (s *Store) Migrate(ctx context.Context) error {
+	if err := s.Client.Schema.Create(ctx,
+		migrate.WithDropColumn(false),
+		migrate.WithDropIndex(false),
+		migrate.WithForeignKeys(true),
+	); err != nil {
+		return fmt.Errorf("store.Migrate: %w", err)
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.Client.Close() }
+
+func driverFor(raw string) (driver, dsn string, err error) {
+	switch {
+	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"):
+		u, err := url.Parse(raw)
+		if err != nil {
+			return "", "", fmt.Errorf("database URL: %w", err)
+		}
+		q := u.Query()
+		// lib/pq defaults to sslmode=require, which a local server without
+		// TLS refuses; on loopback, plain connections are what people mean.
+		if q.Get("sslmode") == "" && isLoopback(u.Hostname()) {
+			q.Set("sslmode", "disable")
+			u.RawQuery = q.Encode()
+		}
+		return "postgres", u.String(), nil
+	case strings.HasPrefix(raw, "sqlite://"):
+		return "sqlite", sqliteDSN(strings.TrimPrefix(raw, "sqlite://")), nil
+	case strings.Contains(raw, "://"):
+		return "", "", fmt.Errorf("database URL %q: unsupported scheme; use postgres:// or sqlite://", redact(raw))
+	case raw == "":
+		return "", "", fmt.Errorf("database URL is empty")
+	default:
+		return "sqlite", sqliteDSN(raw), nil
+	}
+}
+
+// sqliteDSN turns a path into a modernc DSN. WAL lets readers run beside the
+// writer; busy_timeout makes writers queue instead of failing; immediate
+// transactions take the write lock up front so that read-then-write
+// transactions cannot deadlock on lock upgrade (see STACK-NOTES.md);
+// synchronous(FULL) makes every acknowledged commit durable.
+func sqliteDSN(path string) string {
+	if strings.HasPrefix(path, "file:") {
+		return path
+	}
+	return "file:" + path + "?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_txlock=immediate"
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" || host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// redact hides the password of a database URL for logs and errors.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// Redact hides the password of a database URL for logs and errors.
+func Redact(raw string) string { return redact(raw) }

@@ -1,0 +1,104 @@
+// Package trigger is segmentd's condition language: the rules that decide
+// whether a user enters a segment when an event arrives.
+//
+// A condition is a tree. Groups (AND, OR, NOT) combine conditions;
+// predicates test one property of the triggering event (scope EVENT) or one
+// trait of the user (scope USER) with an operator and a value. The tree
+// arrives as a [ConditionInput], the GraphQL input type. [Parse] validates it
+// into a [Node], [Node.String] renders it as one readable line, [Compile]
+// prepares a [Program], and [Program.Eval] decides and explains. The package
+// uses only the standard library, so the store, the API and the evaluator
+// all share it.
+//
+// # Validation
+//
+// [Parse] returns an [*Error] whose Path names the first bad node or field
+// in depth-first order, such as "condition.or[1].value":
+//
+//   - A node is either a group (exactly one of and, or, not) or a predicate
+//     (scope, property, operator, value), never both and never neither. A
+//     group needs at least one child; children must not be null.
+//   - A predicate needs a scope, a property and an operator. The property is
+//     not blank, at most 256 bytes of valid UTF-8, without control
+//     characters.
+//   - The value depends on the operator. EQ, NEQ, CONTAINS, NOT_CONTAINS: a
+//     string, number or boolean. GT, GTE, LT, LTE: a number or a string.
+//     STARTS_WITH, ENDS_WITH: a string. MATCHES: an RE2 regular expression.
+//     IN, NOT_IN: a non-empty list of at most 1000 strings, numbers or
+//     booleans. BETWEEN: [low, high], two numbers or two strings, with
+//     low <= high when both are numbers or both are dates. WITHIN_LAST: a
+//     duration as read by [ParseDuration]. EXISTS, NOT_EXISTS: the value is
+//     ignored and kept as given (dropped if it cannot be written as JSON).
+//     Strings in a value are at most 1000 bytes.
+//   - A tree nests at most [MaxDepth] levels and has at most [MaxNodes]
+//     nodes.
+//
+// Values are stored as canonical JSON (see [Node]); numbers keep their exact
+// literal text, so 1.50 stays 1.50.
+//
+// # Evaluation
+//
+// Property lookup: a predicate reads [Env].Event (scope EVENT) or [Env].User
+// (scope USER). The exact key is tried first, since names may contain spaces
+// and dots; if it is absent, the name is split on "." and nested
+// map[string]any values are walked ("address.city"). A nil map holds
+// nothing. A property that is absent or JSON null is missing.
+//
+// Missing properties: every operator is false on a missing property except
+// NOT_EXISTS. So NEQ, NOT_IN and NOT_CONTAINS are false too: "is not X"
+// says something about a value that is there. Wrap a predicate in NOT to
+// include users without the property: NOT (EQ) on a missing property is
+// true.
+//
+// Typed comparison, used by EQ, NEQ, GT, GTE, LT, LTE, IN, NOT_IN, BETWEEN
+// and list membership in CONTAINS:
+//
+//   - An expected number compares numerically with an actual number
+//     (float64, json.Number, any Go integer or float) or with a numeric
+//     string such as "42" or " 3.5 " (decimal only: "NaN", "Inf" and hex
+//     are text). Numbers compare as float64.
+//   - An expected string that is a date/time (RFC 3339 with or without
+//     fractional seconds, "2006-01-02T15:04:05" meaning UTC, or
+//     "2006-01-02" meaning midnight UTC) compares as an instant with an
+//     actual string that parses the same way, or with a time.Time. Against
+//     anything else it orders with nothing (GT, LT and BETWEEN are false),
+//     and is equal only to the identical string.
+//   - An expected numeric string compares numerically with an actual
+//     number; "true" or "false" compares with an actual boolean.
+//   - Otherwise two strings compare exactly: case-sensitive, byte order for
+//     GT and LT.
+//   - An expected boolean compares with an actual boolean or the string
+//     "true" or "false".
+//   - Any other pairing cannot be compared and the predicate is false, for
+//     NEQ and NOT_IN as much as for EQ and IN.
+//
+// Operators, for a property that is present:
+//
+//   - EXISTS is true; NOT_EXISTS is false.
+//   - EQ and NEQ: typed equality; NEQ needs the two to be comparable.
+//   - GT, GTE, LT, LTE: typed order.
+//   - CONTAINS: an actual string contains the expected value as text (50
+//     as "50"), or an actual list ([]any or []string) has an element
+//     typed-equal to it. NOT_CONTAINS: the actual is a string or a list and
+//     CONTAINS is false.
+//   - STARTS_WITH, ENDS_WITH, MATCHES: the actual must be a string; MATCHES
+//     finds the RE2 expression anywhere in it (anchor with ^ and $).
+//   - IN: typed-equal to some element. NOT_IN: comparable with some
+//     element and equal to none.
+//   - BETWEEN: low <= actual <= high, inclusive, typed as above.
+//   - WITHIN_LAST: the actual is a date/time string (or time.Time) t with
+//     Now-d <= t <= Now, where Now is [Env].Now (the event's timestamp; the
+//     wall clock if zero). Future times do not count.
+//
+// # Reasons
+//
+// [Result].Reason explains the outcome in one line:
+//
+//   - "matched: <the tree's text>", or "no conditions" for an empty tree.
+//   - "condition failed: <predicate> (was <actual>)" for a predicate, for
+//     example `condition failed: event."Reward Amount" > 50 (was 20)`. The
+//     actual value is JSON cut to about 100 bytes, or "missing".
+//   - AND reports its first failing child; OR reports "none of: " and every
+//     child's failure, separated by "; " (a nested OR in parentheses); NOT
+//     reports "NOT (<child>) held".
+package trigger

@@ -1,0 +1,54 @@
+package trigger_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/segmentd/segmentd/trigger"
+)
+
+// A segment of users who signed up in 2025 and came from Facebook or earned
+// a reward above 50, evaluated for one event.
+func Example() {
+	scope, op := trigger.ScopeUser, trigger.OpGT
+	signUp, channel, reward := "Sign Up Date", "Channel", "Reward Amount"
+	eq, gt, ev := trigger.OpEQ, trigger.OpGT, trigger.ScopeEvent
+	in := &trigger.ConditionInput{And: []*trigger.ConditionInput{
+		{Scope: &scope, Property: &signUp, Operator: &op, Value: "2025-01-01"},
+		{Or: []*trigger.ConditionInput{
+			{Scope: &scope, Property: &channel, Operator: &eq, Value: "Facebook"},
+			{Scope: &ev, Property: &reward, Operator: &gt, Value: json.Number("50")},
+		}},
+	}}
+	n, err := trigger.Parse(in)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(n)
+
+	p, err := trigger.Compile(n)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	r := p.Eval(trigger.Env{
+		User:  map[string]any{"Sign Up Date": "2025-03-01T09:30:00Z", "Channel": "Google"},
+		Event: map[string]any{"Reward Amount": 20},
+		Now:   time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC),
+	})
+	fmt.Println(r.Matched)
+	fmt.Println(r.Reason)
+	// Output:
+	// user."Sign Up Date" > "2025-01-01" AND (user.Channel = "Facebook" OR event."Reward Amount" > 50)
+	// false
+	// condition failed: none of: user.Channel = "Facebook" (was "Google"); event."Reward Amount" > 50 (was 20)
+}
+
+func ExampleParse_error() {
+	scope, op, property := trigger.ScopeEvent, trigger.OpBetween, "amount"
+	_, err := trigger.Parse(&trigger.ConditionInput{Scope: &scope, Property: &property, Operator: &op, Value: []any{5}})
+	fmt.Println(err)
+	// Output: condition.value: BETWEEN needs a list of two values
+}
