@@ -170,8 +170,8 @@ func (e GQLError) Code() string { s, _ := e.Extensions["code"].(string); return 
 
 // Client sends GraphQL requests over real HTTP with one key.
 type Client struct {
-	URL string
-	Key string
+	URL  string
+	Key  string
 	HTTP *http.Client
 }
 
