@@ -8,10 +8,12 @@ package graph
 import (
 	"context"
 
+	"entgo.io/contrib/entgql"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/condition"
 	"github.com/segmentd/segmentd/ent/membership"
+	"github.com/segmentd/segmentd/ent/schema"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/user"
 	"github.com/segmentd/segmentd/graph/generated"
@@ -45,6 +47,11 @@ func (r *eventResolver) User(ctx context.Context, obj *ent.Event) (*ent.User, er
 	return nullIfNotFound(obj.QuerySubject().Only(ctx))
 }
 
+// Outcomes is the resolver for the outcomes field.
+func (r *eventResolver) Outcomes(ctx context.Context, obj *ent.Event) ([]*schema.Outcome, error) {
+	return service.LiveOutcomes(ctx, r.client, obj.Outcomes)
+}
+
 // CreateSegment is the resolver for the createSegment field.
 func (r *mutationResolver) CreateSegment(ctx context.Context, input service.CreateSegmentInput) (*ent.Segment, error) {
 	return r.svc.CreateSegment(ctx, input)
@@ -75,9 +82,38 @@ func (r *mutationResolver) DeleteCampaign(ctx context.Context, id pulid.ID) (pul
 	return id, r.svc.DeleteCampaign(ctx, id)
 }
 
+// TrackEvent is the resolver for the trackEvent field.
+func (r *mutationResolver) TrackEvent(ctx context.Context, input service.TrackInput) (*service.TrackResult, error) {
+	return r.svc.Track(ctx, input)
+}
+
+// TrackEvents is the resolver for the trackEvents field.
+func (r *mutationResolver) TrackEvents(ctx context.Context, inputs []*service.TrackInput) (*service.TrackBatchResult, error) {
+	return r.svc.TrackBatch(ctx, inputs)
+}
+
+// Identify is the resolver for the identify field.
+func (r *mutationResolver) Identify(ctx context.Context, input service.IdentifyInput) (*ent.User, error) {
+	return r.svc.Identify(ctx, input)
+}
+
 // User is the resolver for the user field.
 func (r *queryResolver) User(ctx context.Context, userID string) (*ent.User, error) {
 	return nullIfNotFound(r.client.User.Query().Where(user.UserID(userID)).Only(ctx))
+}
+
+// Events is the resolver for the events field.
+func (r *queryResolver) Events(ctx context.Context, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, where *ent.EventWhereInput, orderBy *ent.EventOrder) (*ent.EventConnection, error) {
+	if orderBy == nil {
+		orderBy = &ent.EventOrder{Field: ent.EventOrderFieldReceivedAt, Direction: entgql.OrderDirectionDesc}
+	}
+	return r.client.Event.Query().Paginate(ctx, after, first, before, last,
+		ent.WithEventOrder(orderBy), ent.WithEventFilter(where.Filter))
+}
+
+// ExplainMembership is the resolver for the explainMembership field.
+func (r *queryResolver) ExplainMembership(ctx context.Context, segmentID pulid.ID, userID string) (*service.MembershipExplanation, error) {
+	return r.svc.ExplainMembership(ctx, segmentID, userID)
 }
 
 // Condition is the resolver for the condition field.
@@ -100,6 +136,11 @@ func (r *segmentResolver) Campaigns(ctx context.Context, obj *ent.Segment) ([]*e
 	return obj.QueryCampaigns().Order(ent.Asc(campaign.FieldCreatedAt)).All(ctx)
 }
 
+// Segment is the resolver for the segment field.
+func (r *segmentOutcomeResolver) Segment(ctx context.Context, obj *schema.Outcome) (*ent.Segment, error) {
+	return r.client.Segment.Get(ctx, obj.SegmentID)
+}
+
 // Memberships is the resolver for the memberships field.
 func (r *userResolver) Memberships(ctx context.Context, obj *ent.User) ([]*ent.Membership, error) {
 	return obj.QueryMemberships().Order(ent.Desc(membership.FieldEnteredAt)).All(ctx)
@@ -108,4 +149,12 @@ func (r *userResolver) Memberships(ctx context.Context, obj *ent.User) ([]*ent.M
 // Mutation returns generated.MutationResolver implementation.
 func (r *Resolver) Mutation() generated.MutationResolver { return &mutationResolver{r} }
 
-type mutationResolver struct{ *Resolver }
+// SegmentOutcome returns generated.SegmentOutcomeResolver implementation.
+func (r *Resolver) SegmentOutcome() generated.SegmentOutcomeResolver {
+	return &segmentOutcomeResolver{r}
+}
+
+type (
+	mutationResolver       struct{ *Resolver }
+	segmentOutcomeResolver struct{ *Resolver }
+)

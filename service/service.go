@@ -21,6 +21,8 @@ type Service struct {
 	Log     *slog.Logger
 	// Now is the clock; tests inject their own.
 	Now func() time.Time
+
+	programs programCache
 }
 
 // New returns a Service on client.

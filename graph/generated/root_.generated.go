@@ -32,6 +32,7 @@ type ResolverRoot interface {
 	Mutation() MutationResolver
 	Query() QueryResolver
 	Segment() SegmentResolver
+	SegmentOutcome() SegmentOutcomeResolver
 	User() UserResolver
 }
 
@@ -98,6 +99,7 @@ type ComplexityRoot struct {
 		ID          func(childComplexity int) int
 		MessageID   func(childComplexity int) int
 		Name        func(childComplexity int) int
+		Outcomes    func(childComplexity int) int
 		Properties  func(childComplexity int) int
 		ReceivedAt  func(childComplexity int) int
 		Timestamp   func(childComplexity int) int
@@ -157,11 +159,23 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	MembershipExplanation struct {
+		LastEvaluatedEvent func(childComplexity int) int
+		Member             func(childComplexity int) int
+		Membership         func(childComplexity int) int
+		Reason             func(childComplexity int) int
+		Segment            func(childComplexity int) int
+		User               func(childComplexity int) int
+	}
+
 	Mutation struct {
 		CreateCampaign func(childComplexity int, input service.CreateCampaignInput) int
 		CreateSegment  func(childComplexity int, input service.CreateSegmentInput) int
 		DeleteCampaign func(childComplexity int, id pulid.ID) int
 		DeleteSegment  func(childComplexity int, id pulid.ID) int
+		Identify       func(childComplexity int, input service.IdentifyInput) int
+		TrackEvent     func(childComplexity int, input service.TrackInput) int
+		TrackEvents    func(childComplexity int, inputs []*service.TrackInput) int
 		UpdateCampaign func(childComplexity int, id pulid.ID, input service.UpdateCampaignInput) int
 		UpdateSegment  func(childComplexity int, id pulid.ID, input service.UpdateSegmentInput, reevaluate *model.ReevaluationPolicy) int
 	}
@@ -174,12 +188,14 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		Campaigns func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.CampaignOrder, where *ent.CampaignWhereInput) int
-		Node      func(childComplexity int, id pulid.ID) int
-		Nodes     func(childComplexity int, ids []pulid.ID) int
-		Segments  func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.SegmentOrder, where *ent.SegmentWhereInput) int
-		User      func(childComplexity int, userID string) int
-		Users     func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.UserOrder, where *ent.UserWhereInput) int
+		Campaigns         func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.CampaignOrder, where *ent.CampaignWhereInput) int
+		Events            func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, where *ent.EventWhereInput, orderBy *ent.EventOrder) int
+		ExplainMembership func(childComplexity int, segmentID pulid.ID, userID string) int
+		Node              func(childComplexity int, id pulid.ID) int
+		Nodes             func(childComplexity int, ids []pulid.ID) int
+		Segments          func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.SegmentOrder, where *ent.SegmentWhereInput) int
+		User              func(childComplexity int, userID string) int
+		Users             func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.UserOrder, where *ent.UserWhereInput) int
 	}
 
 	Segment struct {
@@ -204,6 +220,25 @@ type ComplexityRoot struct {
 	SegmentEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	SegmentOutcome struct {
+		Entered func(childComplexity int) int
+		Reason  func(childComplexity int) int
+		Segment func(childComplexity int) int
+	}
+
+	TrackBatchResult struct {
+		Accepted   func(childComplexity int) int
+		Duplicates func(childComplexity int) int
+		Results    func(childComplexity int) int
+	}
+
+	TrackResult struct {
+		ActivatedCampaigns func(childComplexity int) int
+		Duplicate          func(childComplexity int) int
+		EnteredSegments    func(childComplexity int) int
+		Event              func(childComplexity int) int
 	}
 
 	User struct {
@@ -475,6 +510,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Event.Name(childComplexity), true
+	case "Event.outcomes":
+		if e.ComplexityRoot.Event.Outcomes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Event.Outcomes(childComplexity), true
 	case "Event.properties":
 		if e.ComplexityRoot.Event.Properties == nil {
 			break
@@ -716,6 +757,43 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.MembershipEdge.Node(childComplexity), true
 
+	case "MembershipExplanation.lastEvaluatedEvent":
+		if e.ComplexityRoot.MembershipExplanation.LastEvaluatedEvent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MembershipExplanation.LastEvaluatedEvent(childComplexity), true
+	case "MembershipExplanation.member":
+		if e.ComplexityRoot.MembershipExplanation.Member == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MembershipExplanation.Member(childComplexity), true
+	case "MembershipExplanation.membership":
+		if e.ComplexityRoot.MembershipExplanation.Membership == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MembershipExplanation.Membership(childComplexity), true
+	case "MembershipExplanation.reason":
+		if e.ComplexityRoot.MembershipExplanation.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MembershipExplanation.Reason(childComplexity), true
+	case "MembershipExplanation.segment":
+		if e.ComplexityRoot.MembershipExplanation.Segment == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MembershipExplanation.Segment(childComplexity), true
+	case "MembershipExplanation.user":
+		if e.ComplexityRoot.MembershipExplanation.User == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MembershipExplanation.User(childComplexity), true
+
 	case "Mutation.createCampaign":
 		if e.ComplexityRoot.Mutation.CreateCampaign == nil {
 			break
@@ -760,6 +838,39 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DeleteSegment(childComplexity, args["id"].(pulid.ID)), true
+	case "Mutation.identify":
+		if e.ComplexityRoot.Mutation.Identify == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_identify_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.Identify(childComplexity, args["input"].(service.IdentifyInput)), true
+	case "Mutation.trackEvent":
+		if e.ComplexityRoot.Mutation.TrackEvent == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_trackEvent_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.TrackEvent(childComplexity, args["input"].(service.TrackInput)), true
+	case "Mutation.trackEvents":
+		if e.ComplexityRoot.Mutation.TrackEvents == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_trackEvents_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.TrackEvents(childComplexity, args["inputs"].([]*service.TrackInput)), true
 	case "Mutation.updateCampaign":
 		if e.ComplexityRoot.Mutation.UpdateCampaign == nil {
 			break
@@ -819,6 +930,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Campaigns(childComplexity, args["after"].(*entgql.Cursor[pulid.ID]), args["first"].(*int), args["before"].(*entgql.Cursor[pulid.ID]), args["last"].(*int), args["orderBy"].(*ent.CampaignOrder), args["where"].(*ent.CampaignWhereInput)), true
+	case "Query.events":
+		if e.ComplexityRoot.Query.Events == nil {
+			break
+		}
+
+		args, err := ec.field_Query_events_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Events(childComplexity, args["after"].(*entgql.Cursor[pulid.ID]), args["first"].(*int), args["before"].(*entgql.Cursor[pulid.ID]), args["last"].(*int), args["where"].(*ent.EventWhereInput), args["orderBy"].(*ent.EventOrder)), true
+	case "Query.explainMembership":
+		if e.ComplexityRoot.Query.ExplainMembership == nil {
+			break
+		}
+
+		args, err := ec.field_Query_explainMembership_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.ExplainMembership(childComplexity, args["segmentId"].(pulid.ID), args["userId"].(string)), true
 
 	case "Query.node":
 		if e.ComplexityRoot.Query.Node == nil {
@@ -969,6 +1102,69 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.SegmentEdge.Node(childComplexity), true
 
+	case "SegmentOutcome.entered":
+		if e.ComplexityRoot.SegmentOutcome.Entered == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SegmentOutcome.Entered(childComplexity), true
+	case "SegmentOutcome.reason":
+		if e.ComplexityRoot.SegmentOutcome.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SegmentOutcome.Reason(childComplexity), true
+	case "SegmentOutcome.segment":
+		if e.ComplexityRoot.SegmentOutcome.Segment == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SegmentOutcome.Segment(childComplexity), true
+
+	case "TrackBatchResult.accepted":
+		if e.ComplexityRoot.TrackBatchResult.Accepted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TrackBatchResult.Accepted(childComplexity), true
+	case "TrackBatchResult.duplicates":
+		if e.ComplexityRoot.TrackBatchResult.Duplicates == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TrackBatchResult.Duplicates(childComplexity), true
+	case "TrackBatchResult.results":
+		if e.ComplexityRoot.TrackBatchResult.Results == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TrackBatchResult.Results(childComplexity), true
+
+	case "TrackResult.activatedCampaigns":
+		if e.ComplexityRoot.TrackResult.ActivatedCampaigns == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TrackResult.ActivatedCampaigns(childComplexity), true
+	case "TrackResult.duplicate":
+		if e.ComplexityRoot.TrackResult.Duplicate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TrackResult.Duplicate(childComplexity), true
+	case "TrackResult.enteredSegments":
+		if e.ComplexityRoot.TrackResult.EnteredSegments == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TrackResult.EnteredSegments(childComplexity), true
+	case "TrackResult.event":
+		if e.ComplexityRoot.TrackResult.Event == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TrackResult.Event(childComplexity), true
+
 	case "User.firstSeenAt":
 		if e.ComplexityRoot.User.FirstSeenAt == nil {
 			break
@@ -1056,10 +1252,12 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("CreateSegmentInput", ec.unmarshalInputCreateSegmentInput),
 			graphql.NewInputUnmarshaler("EventOrder", ec.unmarshalInputEventOrder),
 			graphql.NewInputUnmarshaler("EventWhereInput", ec.unmarshalInputEventWhereInput),
+			graphql.NewInputUnmarshaler("IdentifyInput", ec.unmarshalInputIdentifyInput),
 			graphql.NewInputUnmarshaler("MembershipOrder", ec.unmarshalInputMembershipOrder),
 			graphql.NewInputUnmarshaler("MembershipWhereInput", ec.unmarshalInputMembershipWhereInput),
 			graphql.NewInputUnmarshaler("SegmentOrder", ec.unmarshalInputSegmentOrder),
 			graphql.NewInputUnmarshaler("SegmentWhereInput", ec.unmarshalInputSegmentWhereInput),
+			graphql.NewInputUnmarshaler("TrackInput", ec.unmarshalInputTrackInput),
 			graphql.NewInputUnmarshaler("UpdateCampaignInput", ec.unmarshalInputUpdateCampaignInput),
 			graphql.NewInputUnmarshaler("UpdateSegmentInput", ec.unmarshalInputUpdateSegmentInput),
 			graphql.NewInputUnmarshaler("UserOrder", ec.unmarshalInputUserOrder),
@@ -2360,6 +2558,13 @@ input UpdateCampaignInput {
 extend type Query {
   """A user by the customer's own user ID; null if unknown."""
   user(userId: String!): User
+  """
+  The data-ingestion view: stored events, newest first (by receivedAt)
+  unless orderBy says otherwise, with their outcomes.
+  """
+  events(after: Cursor, first: Int, before: Cursor, last: Int, where: EventWhereInput, orderBy: EventOrder): EventConnection!
+  """Why is this user (not) in this segment?"""
+  explainMembership(segmentId: ID!, userId: String!): MembershipExplanation!
 }
 
 type Mutation {
@@ -2370,11 +2575,81 @@ type Mutation {
   createCampaign(input: CreateCampaignInput!): Campaign!
   updateCampaign(id: ID!, input: UpdateCampaignInput!): Campaign!
   deleteCampaign(id: ID!): ID!
+  """Ingests one event (WRITE or ADMIN key)."""
+  trackEvent(input: TrackInput!): TrackResult!
+  """Ingests up to 1,000 events in one transaction (WRITE or ADMIN key). One invalid input refuses the whole call."""
+  trackEvents(inputs: [TrackInput!]!): TrackBatchResult!
+  """Merges traits into a user, creating it on first sight (WRITE or ADMIN key)."""
+  identify(input: IdentifyInput!): User!
 }
 
 extend type Event {
   """The user this event is about; null for anonymous events."""
   user: User
+  """What evaluation did with this event, segment by segment: one outcome per segment that its name triggers."""
+  outcomes: [SegmentOutcome!]! @goField(forceResolver: true)
+}
+
+"""What evaluation did with an event for one segment."""
+type SegmentOutcome {
+  segment: Segment!
+  entered: Boolean!
+  """For example "entered: ...", "already a member", or "condition failed: event.\"Reward Amount\" > 50 (was 20)"."""
+  reason: String!
+}
+
+"""
+An event to ingest. A user is created on first sight. messageId is the
+idempotency key, forever: the same messageId again is a duplicate and
+changes nothing. Without one, the server assigns one.
+"""
+input TrackInput {
+  event: String!
+  userId: String
+  anonymousId: String
+  properties: Map
+  """Merged into the user's traits before evaluation (like Segment's context.traits); null removes a trait."""
+  traits: Map
+  """When the event happened; default: when it arrives. WITHIN_LAST conditions measure from it."""
+  timestamp: Time
+  messageId: String
+  context: Map
+}
+
+type TrackResult {
+  event: Event!
+  """True when this messageId was already stored: nothing changed."""
+  duplicate: Boolean!
+  enteredSegments: [Segment!]!
+  activatedCampaigns: [Campaign!]!
+}
+
+type TrackBatchResult {
+  accepted: Int!
+  duplicates: Int!
+  """One result per input, in input order."""
+  results: [TrackResult!]!
+}
+
+input IdentifyInput {
+  userId: String!
+  """Merged into the user's traits; a null value removes the trait."""
+  traits: Map!
+  timestamp: Time
+  messageId: String
+}
+
+"""Why a user is, or is not, in a segment."""
+type MembershipExplanation {
+  segment: Segment!
+  """Null when segmentd has never seen this user."""
+  user: User
+  member: Boolean!
+  membership: Membership
+  """The membership's reason, or the outcome of the user's latest event that this segment evaluated."""
+  reason: String!
+  """The latest event of this user that this segment evaluated, if any."""
+  lastEvaluatedEvent: Event
 }
 `, BuiltIn: false},
 }
@@ -2516,8 +2791,22 @@ func (ec *executionContext) childFields_Event(ctx context.Context, field graphql
 		return ec.fieldContext_Event_receivedAt(ctx, field)
 	case "user":
 		return ec.fieldContext_Event_user(ctx, field)
+	case "outcomes":
+		return ec.fieldContext_Event_outcomes(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Event", field.Name)
+}
+
+func (ec *executionContext) childFields_EventConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_EventConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_EventConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_EventConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type EventConnection", field.Name)
 }
 
 func (ec *executionContext) childFields_EventEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2558,6 +2847,24 @@ func (ec *executionContext) childFields_MembershipEdge(ctx context.Context, fiel
 		return ec.fieldContext_MembershipEdge_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type MembershipEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_MembershipExplanation(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "segment":
+		return ec.fieldContext_MembershipExplanation_segment(ctx, field)
+	case "user":
+		return ec.fieldContext_MembershipExplanation_user(ctx, field)
+	case "member":
+		return ec.fieldContext_MembershipExplanation_member(ctx, field)
+	case "membership":
+		return ec.fieldContext_MembershipExplanation_membership(ctx, field)
+	case "reason":
+		return ec.fieldContext_MembershipExplanation_reason(ctx, field)
+	case "lastEvaluatedEvent":
+		return ec.fieldContext_MembershipExplanation_lastEvaluatedEvent(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MembershipExplanation", field.Name)
 }
 
 func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2620,6 +2927,44 @@ func (ec *executionContext) childFields_SegmentEdge(ctx context.Context, field g
 		return ec.fieldContext_SegmentEdge_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SegmentEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_SegmentOutcome(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "segment":
+		return ec.fieldContext_SegmentOutcome_segment(ctx, field)
+	case "entered":
+		return ec.fieldContext_SegmentOutcome_entered(ctx, field)
+	case "reason":
+		return ec.fieldContext_SegmentOutcome_reason(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SegmentOutcome", field.Name)
+}
+
+func (ec *executionContext) childFields_TrackBatchResult(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "accepted":
+		return ec.fieldContext_TrackBatchResult_accepted(ctx, field)
+	case "duplicates":
+		return ec.fieldContext_TrackBatchResult_duplicates(ctx, field)
+	case "results":
+		return ec.fieldContext_TrackBatchResult_results(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type TrackBatchResult", field.Name)
+}
+
+func (ec *executionContext) childFields_TrackResult(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "event":
+		return ec.fieldContext_TrackResult_event(ctx, field)
+	case "duplicate":
+		return ec.fieldContext_TrackResult_duplicate(ctx, field)
+	case "enteredSegments":
+		return ec.fieldContext_TrackResult_enteredSegments(ctx, field)
+	case "activatedCampaigns":
+		return ec.fieldContext_TrackResult_activatedCampaigns(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type TrackResult", field.Name)
 }
 
 func (ec *executionContext) childFields_User(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

@@ -1,0 +1,133 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/segmentd/segmentd"
+	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ent/event"
+	"github.com/segmentd/segmentd/ent/membership"
+	"github.com/segmentd/segmentd/ent/schema"
+	"github.com/segmentd/segmentd/ent/schema/pulid"
+	"github.com/segmentd/segmentd/ent/segment"
+	"github.com/segmentd/segmentd/ent/segmenttrigger"
+	"github.com/segmentd/segmentd/ent/user"
+)
+
+// MembershipExplanation says why a user is, or is not, in a segment.
+type MembershipExplanation struct {
+	Segment            *ent.Segment
+	User               *ent.User
+	Member             bool
+	Membership         *ent.Membership
+	Reason             string
+	LastEvaluatedEvent *ent.Event
+}
+
+// explainScan is how many of a user's latest events ExplainMembership looks
+// through for one that the segment evaluated.
+const explainScan = 200
+
+// ExplainMembership answers "why is this user (not) in this segment?".
+func (s *Service) ExplainMembership(ctx context.Context, segmentID pulid.ID, userID string) (*MembershipExplanation, error) {
+	seg, err := s.Client.Segment.Get(ctx, segmentID)
+	if ent.IsNotFound(err) {
+		return nil, &segmentd.Error{Code: segmentd.CodeNotFound, Field: "segmentId", Message: fmt.Sprintf("no segment with id %q", segmentID)}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("service.ExplainMembership: %w", err)
+	}
+	ex := &MembershipExplanation{Segment: seg}
+	u, err := s.Client.User.Query().Where(user.UserID(userID)).Only(ctx)
+	if ent.IsNotFound(err) {
+		ex.Reason = fmt.Sprintf("segmentd has never seen a user with userId %q", userID)
+		return ex, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("service.ExplainMembership: %w", err)
+	}
+	ex.User = u
+	m, err := s.Client.Membership.Query().Where(membership.SegmentRef(segmentID), membership.UserRef(u.ID)).Only(ctx)
+	switch {
+	case err == nil:
+		ex.Member, ex.Membership, ex.Reason = true, m, m.Reason
+		if m.EventRef != nil {
+			ex.LastEvaluatedEvent, _ = s.Client.Event.Get(ctx, *m.EventRef)
+		}
+		return ex, nil
+	case !ent.IsNotFound(err):
+		return nil, fmt.Errorf("service.ExplainMembership: %w", err)
+	}
+	names, err := s.Client.SegmentTrigger.Query().Where(segmenttrigger.SegmentRef(segmentID)).
+		Select(segmenttrigger.FieldEventName).Strings(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("service.ExplainMembership: %w", err)
+	}
+	if len(names) == 0 {
+		ex.Reason = "not a member: this segment has no trigger events; users are added by hand or by import"
+		return ex, nil
+	}
+	evs, err := s.Client.Event.Query().
+		Where(event.UserRef(u.ID), event.NameIn(names...)).
+		Order(ent.Desc(event.FieldReceivedAt), ent.Desc(event.FieldID)).
+		Limit(explainScan).All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("service.ExplainMembership: %w", err)
+	}
+	for _, ev := range evs {
+		for _, o := range ev.Outcomes {
+			if o.SegmentID == segmentID {
+				ex.LastEvaluatedEvent = ev
+				ex.Reason = "not a member: on its latest event " + fmt.Sprintf("%q (%s), ", *ev.Name, ev.ID) + o.Reason
+				if o.Entered {
+					ex.Reason = fmt.Sprintf("not a member any more: entered on event %q (%s), then left", *ev.Name, ev.ID)
+				}
+				return ex, nil
+			}
+		}
+	}
+	if len(evs) > 0 {
+		ex.LastEvaluatedEvent = evs[0]
+		ex.Reason = fmt.Sprintf("not a member: the user's events named %s arrived before this segment's rules applied to them", quoteList(names))
+		return ex, nil
+	}
+	ex.Reason = fmt.Sprintf("not a member: no event named %s has arrived for this user", strings.Join(quoteEach(names), " or "))
+	return ex, nil
+}
+
+func quoteEach(names []string) []string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	return q
+}
+
+// LiveOutcomes returns the outcomes whose segment still exists: an event
+// outlives the segments it was evaluated against.
+func LiveOutcomes(ctx context.Context, client *ent.Client, outcomes []schema.Outcome) ([]*schema.Outcome, error) {
+	if len(outcomes) == 0 {
+		return []*schema.Outcome{}, nil
+	}
+	ids := make([]pulid.ID, len(outcomes))
+	for i, o := range outcomes {
+		ids[i] = o.SegmentID
+	}
+	live, err := client.Segment.Query().Where(segment.IDIn(ids...)).IDs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("service.LiveOutcomes: %w", err)
+	}
+	ok := make(map[pulid.ID]bool, len(live))
+	for _, id := range live {
+		ok[id] = true
+	}
+	out := make([]*schema.Outcome, 0, len(outcomes))
+	for i := range outcomes {
+		if ok[outcomes[i].SegmentID] {
+			out = append(out, &outcomes[i])
+		}
+	}
+	return out, nil
+}

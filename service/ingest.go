@@ -1,0 +1,656 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"entgo.io/ent/dialect"
+
+	"github.com/segmentd/segmentd"
+	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ent/campaign"
+	"github.com/segmentd/segmentd/ent/campaignactivation"
+	"github.com/segmentd/segmentd/ent/event"
+	"github.com/segmentd/segmentd/ent/membership"
+	"github.com/segmentd/segmentd/ent/membershipchange"
+	"github.com/segmentd/segmentd/ent/schema"
+	"github.com/segmentd/segmentd/ent/schema/pulid"
+	"github.com/segmentd/segmentd/ent/segment"
+	"github.com/segmentd/segmentd/ent/segmenttrigger"
+	"github.com/segmentd/segmentd/ent/user"
+	"github.com/segmentd/segmentd/trigger"
+)
+
+// Ingestion limits.
+const (
+	MaxBatch       = 1000 // events in one trackEvents call
+	MaxIDLen       = 256  // user IDs, anonymous IDs, message IDs, event names
+	maxBatchTxRows = 1000
+)
+
+// TrackInput is one incoming event: the GraphQL TrackInput, and what the
+// Segment-compatible API decodes.
+type TrackInput struct {
+	Event       string
+	UserID      *string
+	AnonymousID *string
+	Properties  map[string]any
+	// Traits are merged into the user's traits before evaluation (like
+	// Segment's context.traits); a null trait removes it.
+	Traits    map[string]any
+	Timestamp *time.Time
+	MessageID *string
+	Context   map[string]any
+	// Type is TRACK unless the Segment API says otherwise.
+	Type event.Type
+}
+
+// TrackResult says what one event did.
+type TrackResult struct {
+	Event              *ent.Event
+	Duplicate          bool
+	EnteredSegments    []*ent.Segment
+	ActivatedCampaigns []*ent.Campaign
+}
+
+// TrackBatchResult says what a batch did, event by event, in input order.
+type TrackBatchResult struct {
+	Accepted   int
+	Duplicates int
+	Results    []*TrackResult
+}
+
+// IdentifyInput merges traits into a user; a null trait removes it.
+type IdentifyInput struct {
+	UserID    string
+	Traits    map[string]any
+	Timestamp *time.Time
+	MessageID *string
+	Context   map[string]any
+}
+
+// Track ingests one event. See TrackBatch.
+func (s *Service) Track(ctx context.Context, in TrackInput) (*TrackResult, error) {
+	res, err := s.ingest(ctx, []TrackInput{in}, "input")
+	if err != nil {
+		return nil, err
+	}
+	return res.Results[0], nil
+}
+
+// TrackBatch ingests up to MaxBatch events. Every event is validated first:
+// one bad event refuses the whole batch, naming it (inputs[3].event), and
+// nothing is written. Then, in one transaction, each event is stored (a
+// repeated messageId is a duplicate and changes nothing), its user is
+// created or updated, and the user enters every EVENT_TRIGGERED segment that
+// the event's name triggers and whose condition holds, activating the
+// segment's ACTIVE campaigns. All of it commits together or not at all.
+func (s *Service) TrackBatch(ctx context.Context, ins []*TrackInput) (*TrackBatchResult, error) {
+	vals := make([]TrackInput, len(ins))
+	for i, in := range ins {
+		if in != nil {
+			vals[i] = *in
+		}
+	}
+	return s.ingest(ctx, vals, "inputs")
+}
+
+// Identify merges traits into a user, creating it on first sight, and
+// stores the call as an IDENTIFY event (deduplicated by messageId).
+func (s *Service) Identify(ctx context.Context, in IdentifyInput) (*ent.User, error) {
+	uid := in.UserID
+	_, err := s.ingest(ctx, []TrackInput{{
+		Type:      event.TypeIDENTIFY,
+		UserID:    &uid,
+		Traits:    in.Traits,
+		Timestamp: in.Timestamp,
+		MessageID: in.MessageID,
+		Context:   in.Context,
+	}}, "input")
+	if err != nil {
+		return nil, err
+	}
+	u, err := s.Client.User.Query().Where(user.UserID(strings.TrimSpace(uid))).Only(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("service.Identify: %w", err)
+	}
+	return u, nil
+}
+
+// Ingest is the general form of Track for callers that set Type (the
+// Segment-compatible API); field is the path prefix for errors.
+func (s *Service) Ingest(ctx context.Context, ins []TrackInput, field string) (*TrackBatchResult, error) {
+	return s.ingest(ctx, ins, field)
+}
+
+func (s *Service) ingest(ctx context.Context, ins []TrackInput, field string) (*TrackBatchResult, error) {
+	if len(ins) == 0 {
+		return &TrackBatchResult{Results: []*TrackResult{}}, nil
+	}
+	if len(ins) > MaxBatch {
+		return nil, segmentd.Invalid(field, "at most %d events a call, got %d", MaxBatch, len(ins))
+	}
+	now := s.now()
+	evs := make([]*incoming, len(ins))
+	for i, in := range ins {
+		path := field
+		if len(ins) > 1 || field == "inputs" {
+			path = fmt.Sprintf("%s[%d]", field, i)
+		}
+		ev, err := validateTrack(in, path, now)
+		if err != nil {
+			return nil, err
+		}
+		evs[i] = ev
+	}
+	var out *TrackBatchResult
+	// A concurrent writer can store the same messageId between our check
+	// and our insert (PostgreSQL); the unique index refuses ours and the
+	// retry sees it as a duplicate.
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		out, err = s.ingestTx(ctx, evs, now)
+		if err == nil || !ent.IsConstraintError(err) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("service.ingest: %w", err)
+	}
+	return out, nil
+}
+
+// incoming is a validated event.
+type incoming struct {
+	id        pulid.ID
+	typ       event.Type
+	name      string
+	userID    string // "" for anonymous events
+	anonID    *string
+	messageID string
+	props     map[string]any
+	traits    map[string]any
+	context   map[string]any
+	timestamp time.Time
+}
+
+func validateTrack(in TrackInput, path string, now time.Time) (*incoming, error) {
+	ev := &incoming{id: pulid.New("evt"), typ: in.Type, props: in.Properties, traits: in.Traits, context: in.Context}
+	if ev.typ == "" {
+		ev.typ = event.TypeTRACK
+	}
+	ev.name = strings.TrimSpace(in.Event)
+	if ev.typ == event.TypeTRACK {
+		if err := checkID(path+".event", ev.name, true); err != nil {
+			return nil, err
+		}
+	} else if err := checkID(path+".event", ev.name, false); err != nil {
+		return nil, err
+	}
+	if in.UserID != nil {
+		ev.userID = strings.TrimSpace(*in.UserID)
+		if err := checkID(path+".userId", ev.userID, false); err != nil {
+			return nil, err
+		}
+	}
+	if in.AnonymousID != nil {
+		a := strings.TrimSpace(*in.AnonymousID)
+		if err := checkID(path+".anonymousId", a, false); err != nil {
+			return nil, err
+		}
+		if a != "" {
+			ev.anonID = &a
+		}
+	}
+	if ev.userID == "" && ev.anonID == nil {
+		return nil, segmentd.Invalid(path+".userId", "an event needs a userId or an anonymousId")
+	}
+	if in.MessageID != nil {
+		ev.messageID = strings.TrimSpace(*in.MessageID)
+		if err := checkID(path+".messageId", ev.messageID, true); err != nil {
+			return nil, err
+		}
+	} else {
+		ev.messageID = "srv-" + string(ev.id)
+	}
+	ev.timestamp = now
+	if in.Timestamp != nil {
+		ev.timestamp = in.Timestamp.UTC()
+	}
+	if ev.props == nil {
+		ev.props = map[string]any{}
+	}
+	if ev.traits == nil {
+		ev.traits = map[string]any{}
+	}
+	if ev.context == nil {
+		ev.context = map[string]any{}
+	}
+	for name, m := range map[string]map[string]any{"properties": ev.props, "traits": ev.traits, "context": ev.context} {
+		if err := checkMap(path+"."+name, m); err != nil {
+			return nil, err
+		}
+	}
+	return ev, nil
+}
+
+func checkID(field, v string, required bool) error {
+	switch {
+	case v == "" && required:
+		return segmentd.Invalid(field, "must not be empty")
+	case len(v) > MaxIDLen:
+		return segmentd.Invalid(field, "must be at most %d bytes", MaxIDLen)
+	case hasControl(v):
+		return segmentd.Invalid(field, "must not contain control characters")
+	}
+	return nil
+}
+
+// Limits on property and trait maps, so that one event cannot make a row
+// or an evaluation arbitrarily expensive.
+const (
+	maxMapKeys  = 1000
+	maxMapDepth = 10
+)
+
+func checkMap(field string, m map[string]any) error {
+	keys := 0
+	var walk func(v any, depth int) error
+	walk = func(v any, depth int) error {
+		if depth > maxMapDepth {
+			return segmentd.Invalid(field, "nests more than %d levels", maxMapDepth)
+		}
+		switch v := v.(type) {
+		case map[string]any:
+			for k, e := range v {
+				keys++
+				if keys > maxMapKeys {
+					return segmentd.Invalid(field, "has more than %d keys", maxMapKeys)
+				}
+				if len(k) > MaxIDLen {
+					return segmentd.Invalid(field, "key %.40q… is longer than %d bytes", k, MaxIDLen)
+				}
+				if err := walk(e, depth+1); err != nil {
+					return err
+				}
+			}
+		case []any:
+			for _, e := range v {
+				if err := walk(e, depth+1); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return walk(m, 0)
+}
+
+// mergeTraits applies incoming traits to old ones: a nil value removes the
+// trait. It reports whether anything changed.
+func mergeTraits(old, in map[string]any) (map[string]any, bool) {
+	if len(in) == 0 {
+		return old, false
+	}
+	merged := make(map[string]any, len(old)+len(in))
+	for k, v := range old {
+		merged[k] = v
+	}
+	changed := false
+	for k, v := range in {
+		if v == nil {
+			if _, ok := merged[k]; ok {
+				delete(merged, k)
+				changed = true
+			}
+			continue
+		}
+		merged[k] = v
+		changed = true
+	}
+	return merged, changed
+}
+
+// ingestTx stores a validated batch in one transaction.
+func (s *Service) ingestTx(ctx context.Context, evs []*incoming, now time.Time) (*TrackBatchResult, error) {
+	out := &TrackBatchResult{Results: make([]*TrackResult, len(evs))}
+	err := s.inTx(ctx, func(tx *ent.Tx) error {
+		// Duplicates: already stored, or repeated within this batch.
+		msgIDs := make([]string, len(evs))
+		for i, ev := range evs {
+			msgIDs[i] = ev.messageID
+		}
+		existing, err := tx.Event.Query().Where(event.MessageIDIn(msgIDs...)).All(ctx)
+		if err != nil {
+			return fmt.Errorf("find duplicates: %w", err)
+		}
+		stored := make(map[string]*ent.Event, len(existing))
+		for _, e := range existing {
+			stored[e.MessageID] = e.Unwrap()
+		}
+		fresh := make([]*incoming, 0, len(evs))
+		for i, ev := range evs {
+			if e, ok := stored[ev.messageID]; ok {
+				out.Results[i] = &TrackResult{Event: e, Duplicate: true}
+				out.Duplicates++
+				continue
+			}
+			stored[ev.messageID] = nil // a later repeat in this batch
+			fresh = append(fresh, ev)
+		}
+		users, err := s.lockUsers(ctx, tx, fresh, now)
+		if err != nil {
+			return err
+		}
+		st := &batchState{
+			tx:       tx,
+			now:      now,
+			users:    users,
+			triggers: map[string][]*compiledSegment{},
+			dirty:    map[pulid.ID]bool{},
+		}
+		byMessage := map[string]*TrackResult{}
+		for i, ev := range evs {
+			if out.Results[i] != nil {
+				continue
+			}
+			if r, ok := byMessage[ev.messageID]; ok {
+				out.Results[i] = &TrackResult{Event: r.Event, Duplicate: true}
+				out.Duplicates++
+				continue
+			}
+			r, err := s.apply(ctx, st, ev)
+			if err != nil {
+				return err
+			}
+			out.Results[i] = r
+			byMessage[ev.messageID] = r
+			out.Accepted++
+		}
+		return st.flushUsers(ctx)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// lockUsers creates the batch's unknown users and locks all of its users'
+// rows in user ID order (PostgreSQL; SQLite's immediate transaction already
+// holds the database lock). The lock serializes concurrent events for one
+// user, which is what makes "enters once" and trait merges exact; the fixed
+// order keeps concurrent batches from deadlocking.
+func (s *Service) lockUsers(ctx context.Context, tx *ent.Tx, evs []*incoming, now time.Time) (map[string]*ent.User, error) {
+	ids := make([]string, 0, len(evs))
+	seen := map[string]bool{}
+	for _, ev := range evs {
+		if ev.userID != "" && !seen[ev.userID] {
+			seen[ev.userID] = true
+			ids = append(ids, ev.userID)
+		}
+	}
+	users := make(map[string]*ent.User, len(ids))
+	if len(ids) == 0 {
+		return users, nil
+	}
+	sort.Strings(ids)
+	for start := 0; start < len(ids); start += maxBatchTxRows {
+		chunk := ids[start:min(start+maxBatchTxRows, len(ids))]
+		builders := make([]*ent.UserCreate, len(chunk))
+		for i, id := range chunk {
+			builders[i] = tx.User.Create().SetUserID(id).SetTraits(map[string]any{}).
+				SetFirstSeenAt(now).SetLastSeenAt(now)
+		}
+		err := tx.User.CreateBulk(builders...).OnConflictColumns(user.FieldUserID).DoNothing().Exec(ctx)
+		if err != nil && !isNoRows(err) {
+			return nil, fmt.Errorf("create users: %w", err)
+		}
+		q := tx.User.Query().Where(user.UserIDIn(chunk...)).Order(ent.Asc(user.FieldUserID))
+		if s.Dialect == dialect.Postgres {
+			q = q.ForUpdate()
+		}
+		rows, err := q.All(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("lock users: %w", err)
+		}
+		for _, u := range rows {
+			users[u.UserID] = u
+		}
+	}
+	return users, nil
+}
+
+// batchState is what one transaction knows while it applies a batch.
+type batchState struct {
+	tx       *ent.Tx
+	now      time.Time
+	users    map[string]*ent.User
+	dirty    map[pulid.ID]bool // users whose traits or last_seen_at changed
+	triggers map[string][]*compiledSegment
+}
+
+type compiledSegment struct {
+	segment *ent.Segment
+	program *trigger.Program
+}
+
+// apply stores one fresh event and its consequences.
+func (s *Service) apply(ctx context.Context, st *batchState, ev *incoming) (*TrackResult, error) {
+	tx := st.tx
+	res := &TrackResult{EnteredSegments: []*ent.Segment{}, ActivatedCampaigns: []*ent.Campaign{}}
+	var (
+		u        *ent.User
+		outcomes = []schema.Outcome{}
+		entered  []*compiledSegment
+	)
+	if ev.userID != "" {
+		u = st.users[ev.userID]
+		if merged, changed := mergeTraits(u.Traits, ev.traits); changed {
+			u.Traits = merged
+		}
+		if ev.timestamp.After(u.LastSeenAt) || st.now.After(u.LastSeenAt) {
+			u.LastSeenAt = st.now
+		}
+		st.dirty[u.ID] = true
+		if ev.typ == event.TypeTRACK {
+			candidates, err := s.segmentsFor(ctx, st, ev.name)
+			if err != nil {
+				return nil, err
+			}
+			members, err := memberOf(ctx, tx, u.ID, candidates)
+			if err != nil {
+				return nil, err
+			}
+			env := trigger.Env{Event: ev.props, User: u.Traits, Now: ev.timestamp}
+			for _, c := range candidates {
+				r := c.program.Eval(env)
+				switch {
+				case !r.Matched:
+					outcomes = append(outcomes, schema.Outcome{SegmentID: c.segment.ID, Reason: r.Reason})
+				case members[c.segment.ID]:
+					outcomes = append(outcomes, schema.Outcome{SegmentID: c.segment.ID, Reason: "already a member"})
+				default:
+					outcomes = append(outcomes, schema.Outcome{SegmentID: c.segment.ID, Entered: true, Reason: "entered: " + r.Reason})
+					entered = append(entered, c)
+				}
+			}
+		}
+	}
+	create := tx.Event.Create().
+		SetID(ev.id).
+		SetMessageID(ev.messageID).
+		SetType(ev.typ).
+		SetProperties(ev.props).
+		SetTraits(ev.traits).
+		SetContext(ev.context).
+		SetTimestamp(ev.timestamp).
+		SetReceivedAt(st.now).
+		SetOutcomes(outcomes).
+		SetNillableAnonymousID(ev.anonID)
+	if ev.name != "" {
+		create.SetName(ev.name)
+	}
+	if u != nil {
+		create.SetUserID(ev.userID).SetUserRef(u.ID)
+	}
+	stored, err := create.Save(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store event: %w", err)
+	}
+	res.Event = stored.Unwrap()
+	if len(entered) == 0 {
+		return res, nil
+	}
+	mems := make([]*ent.MembershipCreate, len(entered))
+	changes := make([]*ent.MembershipChangeCreate, len(entered))
+	segIDs := make([]pulid.ID, len(entered))
+	for i, c := range entered {
+		reason := fmt.Sprintf("entered on event %q (%s): %s", ev.name, ev.id, strings.TrimPrefix(outcomeFor(outcomes, c.segment.ID), "entered: "))
+		mems[i] = tx.Membership.Create().
+			SetSegmentRef(c.segment.ID).SetUserRef(u.ID).SetEventRef(ev.id).
+			SetEnteredAt(st.now).SetSource(membership.SourceEVENT).SetReason(reason)
+		changes[i] = tx.MembershipChange.Create().
+			SetSegmentRef(c.segment.ID).SetUserRef(u.ID).SetEventRef(ev.id).
+			SetKind(membershipchange.KindENTERED).SetSource(membershipchange.SourceEVENT).
+			SetAt(st.now).SetReason(reason)
+		segIDs[i] = c.segment.ID
+		res.EnteredSegments = append(res.EnteredSegments, c.segment)
+	}
+	if err := tx.Membership.CreateBulk(mems...).Exec(ctx); err != nil {
+		return nil, fmt.Errorf("store memberships: %w", err)
+	}
+	if err := tx.MembershipChange.CreateBulk(changes...).Exec(ctx); err != nil {
+		return nil, fmt.Errorf("store membership changes: %w", err)
+	}
+	activated, err := activateFor(ctx, tx, u.ID, segIDs, &ev.id, st.now)
+	if err != nil {
+		return nil, err
+	}
+	res.ActivatedCampaigns = activated
+	return res, nil
+}
+
+func outcomeFor(outcomes []schema.Outcome, id pulid.ID) string {
+	for _, o := range outcomes {
+		if o.SegmentID == id {
+			return o.Reason
+		}
+	}
+	return ""
+}
+
+// activateFor activates, for a user who just entered segIDs, every ACTIVE
+// campaign of those segments that the user has not activated before.
+func activateFor(ctx context.Context, tx *ent.Tx, userRef pulid.ID, segIDs []pulid.ID, eventRef *pulid.ID, now time.Time) ([]*ent.Campaign, error) {
+	camps, err := tx.Campaign.Query().
+		Where(campaign.SegmentRefIn(segIDs...), campaign.StatusEQ(campaign.StatusACTIVE)).
+		Order(ent.Asc(campaign.FieldCreatedAt)).
+		All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("find campaigns: %w", err)
+	}
+	if len(camps) == 0 {
+		return []*ent.Campaign{}, nil
+	}
+	campIDs := make([]pulid.ID, len(camps))
+	for i, c := range camps {
+		campIDs[i] = c.ID
+	}
+	done, err := tx.CampaignActivation.Query().
+		Where(campaignactivation.UserRef(userRef), campaignactivation.CampaignRefIn(campIDs...)).
+		Select(campaignactivation.FieldCampaignRef).Strings(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("find activations: %w", err)
+	}
+	already := map[pulid.ID]bool{}
+	for _, id := range done {
+		already[pulid.ID(id)] = true
+	}
+	var builders []*ent.CampaignActivationCreate
+	activated := []*ent.Campaign{}
+	for _, c := range camps {
+		if already[c.ID] {
+			continue
+		}
+		builders = append(builders, tx.CampaignActivation.Create().
+			SetCampaignRef(c.ID).SetUserRef(userRef).SetSegmentRef(*c.SegmentRef).
+			SetNillableEventRef(eventRef).SetActivatedAt(now))
+		activated = append(activated, c.Unwrap())
+	}
+	if len(builders) == 0 {
+		return activated, nil
+	}
+	err = tx.CampaignActivation.CreateBulk(builders...).
+		OnConflictColumns(campaignactivation.FieldCampaignRef, campaignactivation.FieldUserRef).
+		DoNothing().Exec(ctx)
+	if err != nil && !isNoRows(err) {
+		return nil, fmt.Errorf("store activations: %w", err)
+	}
+	return activated, nil
+}
+
+// memberOf returns which of the candidate segments the user is in.
+func memberOf(ctx context.Context, tx *ent.Tx, userRef pulid.ID, candidates []*compiledSegment) (map[pulid.ID]bool, error) {
+	in := map[pulid.ID]bool{}
+	if len(candidates) == 0 {
+		return in, nil
+	}
+	ids := make([]pulid.ID, len(candidates))
+	for i, c := range candidates {
+		ids[i] = c.segment.ID
+	}
+	rows, err := tx.Membership.Query().
+		Where(membership.UserRef(userRef), membership.SegmentRefIn(ids...)).
+		Select(membership.FieldSegmentRef).Strings(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("find memberships: %w", err)
+	}
+	for _, id := range rows {
+		in[pulid.ID(id)] = true
+	}
+	return in, nil
+}
+
+// segmentsFor returns the EVENT_TRIGGERED segments that an event name
+// triggers, with their compiled conditions, ordered by creation. Programs are
+// cached by segment and updated_at, so that a tree is compiled once per
+// change, not once per event.
+func (s *Service) segmentsFor(ctx context.Context, st *batchState, name string) ([]*compiledSegment, error) {
+	if c, ok := st.triggers[name]; ok {
+		return c, nil
+	}
+	segs, err := st.tx.Segment.Query().
+		Where(segment.KindEQ(segment.KindEVENT_TRIGGERED),
+			segment.HasTriggersWith(segmenttrigger.EventName(name))).
+		Order(ent.Asc(segment.FieldCreatedAt), ent.Asc(segment.FieldID)).
+		All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("find segments for %q: %w", name, err)
+	}
+	out := make([]*compiledSegment, 0, len(segs))
+	for _, seg := range segs {
+		prog, err := s.programs.get(ctx, st.tx.Client(), seg)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &compiledSegment{segment: seg.Unwrap(), program: prog})
+	}
+	st.triggers[name] = out
+	return out, nil
+}
+
+// flushUsers writes the traits and last-seen times of the batch's users.
+func (st *batchState) flushUsers(ctx context.Context) error {
+	for _, u := range st.users {
+		if !st.dirty[u.ID] {
+			continue
+		}
+		if err := st.tx.User.UpdateOneID(u.ID).SetTraits(u.Traits).SetLastSeenAt(u.LastSeenAt).Exec(ctx); err != nil {
+			return fmt.Errorf("update user %s: %w", u.UserID, err)
+		}
+	}
+	return nil
+}
