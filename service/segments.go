@@ -123,11 +123,16 @@ func (s *Service) CreateSegment(ctx context.Context, in CreateSegmentInput) (*en
 	return created.Unwrap(), nil
 }
 
-// UpdateSegment changes a segment. Only FUTURE_ONLY is supported for now:
-// members stay, and the new rules apply to events from now on.
+// UpdateSegment changes a segment in one transaction. With FUTURE_ONLY,
+// members stay and the new rules apply to events from now on; BACKFILL and
+// RECONCILE also apply them to the stored events (see reevaluate).
 func (s *Service) UpdateSegment(ctx context.Context, id pulid.ID, in UpdateSegmentInput, policy ReevaluationPolicy) (*ent.Segment, error) {
-	if policy != "" && policy != FutureOnly {
-		return nil, segmentd.Invalid("reevaluate", "reevaluation policy %s is not supported yet; use FUTURE_ONLY", policy)
+	switch policy {
+	case "":
+		policy = FutureOnly
+	case FutureOnly, Backfill, Reconcile:
+	default:
+		return nil, segmentd.Invalid("reevaluate", "unknown reevaluation policy %q", policy)
 	}
 	var (
 		name, desc *string
@@ -206,7 +211,10 @@ func (s *Service) UpdateSegment(ctx context.Context, id pulid.ID, in UpdateSegme
 		if updated, err = upd.Save(ctx); err != nil {
 			return fmt.Errorf("update segment: %w", err)
 		}
-		return nil
+		if policy != FutureOnly && seg.Kind == segment.KindSTATIC {
+			return segmentd.Invalid("reevaluate", "a STATIC segment has no rules to reevaluate; use FUTURE_ONLY")
+		}
+		return s.reevaluate(ctx, tx, updated, policy)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("service.UpdateSegment: %w", err)

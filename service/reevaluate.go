@@ -1,0 +1,168 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ent/event"
+	"github.com/segmentd/segmentd/ent/membership"
+	"github.com/segmentd/segmentd/ent/membershipchange"
+	"github.com/segmentd/segmentd/ent/schema/pulid"
+	"github.com/segmentd/segmentd/ent/segmenttrigger"
+	"github.com/segmentd/segmentd/ent/user"
+	"github.com/segmentd/segmentd/trigger"
+)
+
+// replayPage is how many stored events a reevaluation reads at a time.
+const replayPage = 1000
+
+// reevaluate applies a segment's new rules to the past, inside the update's
+// transaction. BACKFILL replays the stored TRACK events whose name is one of
+// the segment's trigger events, evaluates each against its properties and
+// the user's current traits (segmentd keeps traits as they are now, not as
+// they were), and adds the users who match and are not members (source
+// BACKFILL, activating ACTIVE campaigns as any entry does). RECONCILE also
+// removes members who entered through events (source EVENT or BACKFILL) when
+// none of their stored trigger events matches any more; members added by
+// hand or by import stay.
+func (s *Service) reevaluate(ctx context.Context, tx *ent.Tx, seg *ent.Segment, policy ReevaluationPolicy) error {
+	if policy != Backfill && policy != Reconcile {
+		return nil
+	}
+	client := tx.Client()
+	root, err := ConditionTree(ctx, client, seg.ID)
+	if err != nil {
+		return err
+	}
+	prog, err := trigger.Compile(TriggerNode(root))
+	if err != nil {
+		return fmt.Errorf("compile conditions: %w", err)
+	}
+	names, err := tx.SegmentTrigger.Query().Where(segmenttrigger.SegmentRef(seg.ID)).
+		Select(segmenttrigger.FieldEventName).Strings(ctx)
+	if err != nil {
+		return fmt.Errorf("load trigger events: %w", err)
+	}
+	// The first matching event of each user, in arrival order.
+	type match struct {
+		event  *ent.Event
+		reason string
+	}
+	matched := map[pulid.ID]match{}
+	traits := map[pulid.ID]map[string]any{}
+	var after pulid.ID
+	for len(names) > 0 {
+		q := tx.Event.Query().
+			Where(event.TypeEQ(event.TypeTRACK), event.NameIn(names...), event.UserRefNotNil()).
+			Order(ent.Asc(event.FieldID)).Limit(replayPage)
+		if after != "" {
+			q = q.Where(event.IDGT(after))
+		}
+		page, err := q.All(ctx)
+		if err != nil {
+			return fmt.Errorf("replay events: %w", err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		after = page[len(page)-1].ID
+		var unknown []pulid.ID
+		for _, ev := range page {
+			if _, ok := traits[*ev.UserRef]; !ok {
+				unknown = append(unknown, *ev.UserRef)
+				traits[*ev.UserRef] = nil
+			}
+		}
+		if len(unknown) > 0 {
+			users, err := tx.User.Query().Where(user.IDIn(unknown...)).All(ctx)
+			if err != nil {
+				return fmt.Errorf("load users: %w", err)
+			}
+			for _, u := range users {
+				traits[u.ID] = u.Traits
+			}
+		}
+		for _, ev := range page {
+			if _, ok := matched[*ev.UserRef]; ok {
+				continue
+			}
+			r := prog.Eval(trigger.Env{Event: ev.Properties, User: traits[*ev.UserRef], Now: ev.Timestamp})
+			if r.Matched {
+				matched[*ev.UserRef] = match{event: ev, reason: r.Reason}
+			}
+		}
+	}
+	members, err := tx.Membership.Query().Where(membership.SegmentRef(seg.ID)).All(ctx)
+	if err != nil {
+		return fmt.Errorf("load members: %w", err)
+	}
+	isMember := make(map[pulid.ID]bool, len(members))
+	for _, m := range members {
+		isMember[m.UserRef] = true
+	}
+	now := s.now()
+	for userRef, m := range matched {
+		if isMember[userRef] {
+			continue
+		}
+		reason := fmt.Sprintf("backfilled from event %q (%s): %s", *m.event.Name, m.event.ID, m.reason)
+		if err := enter(ctx, tx, seg.ID, userRef, &m.event.ID, membership.SourceBACKFILL, reason, now); err != nil {
+			return err
+		}
+	}
+	if policy != Reconcile {
+		return nil
+	}
+	for _, m := range members {
+		if m.Source != membership.SourceEVENT && m.Source != membership.SourceBACKFILL {
+			continue
+		}
+		if _, ok := matched[m.UserRef]; ok {
+			continue
+		}
+		reason := "reconciled: no stored event of this user matches the segment's new rules"
+		if err := exit(ctx, tx, m, membershipchange.SourceBACKFILL, reason, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// enter makes a user a member of a segment, records the change and
+// activates the segment's ACTIVE campaigns.
+func enter(ctx context.Context, tx *ent.Tx, segID, userRef pulid.ID, eventRef *pulid.ID, source membership.Source, reason string, now time.Time) error {
+	err := tx.Membership.Create().
+		SetSegmentRef(segID).SetUserRef(userRef).SetNillableEventRef(eventRef).
+		SetEnteredAt(now).SetSource(source).SetReason(reason).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("store membership: %w", err)
+	}
+	err = tx.MembershipChange.Create().
+		SetSegmentRef(segID).SetUserRef(userRef).SetNillableEventRef(eventRef).
+		SetKind(membershipchange.KindENTERED).SetSource(membershipchange.Source(source)).
+		SetAt(now).SetReason(reason).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("store membership change: %w", err)
+	}
+	if _, err := activateFor(ctx, tx, userRef, []pulid.ID{segID}, eventRef, now); err != nil {
+		return err
+	}
+	return nil
+}
+
+// exit removes a membership and records the change.
+func exit(ctx context.Context, tx *ent.Tx, m *ent.Membership, source membershipchange.Source, reason string, now time.Time) error {
+	if err := tx.Membership.DeleteOneID(m.ID).Exec(ctx); err != nil {
+		return fmt.Errorf("delete membership: %w", err)
+	}
+	err := tx.MembershipChange.Create().
+		SetSegmentRef(m.SegmentRef).SetUserRef(m.UserRef).
+		SetKind(membershipchange.KindEXITED).SetSource(source).
+		SetAt(now).SetReason(reason).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("store membership change: %w", err)
+	}
+	return nil
+}
