@@ -22,3 +22,10 @@ func policy(p *model.ReevaluationPolicy) service.ReevaluationPolicy {
 	}
 	return service.ReevaluationPolicy(*p)
 }
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

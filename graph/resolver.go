@@ -13,11 +13,12 @@ import (
 type Resolver struct {
 	client *ent.Client
 	svc    *service.Service
+	live   *service.Live
 }
 
 // NewResolver returns the root resolver.
-func NewResolver(client *ent.Client, svc *service.Service) *Resolver {
-	return &Resolver{client: client, svc: svc}
+func NewResolver(client *ent.Client, svc *service.Service, live *service.Live) *Resolver {
+	return &Resolver{client: client, svc: svc, live: live}
 }
 
 // NewConfig returns the executable schema's configuration.

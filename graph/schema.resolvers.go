@@ -52,6 +52,24 @@ func (r *eventResolver) Outcomes(ctx context.Context, obj *ent.Event) ([]*schema
 	return service.LiveOutcomes(ctx, r.client, obj.Outcomes)
 }
 
+// Segment is the resolver for the segment field.
+func (r *membershipChangeResolver) Segment(ctx context.Context, obj *service.MembershipChange) (*ent.Segment, error) {
+	return r.client.Segment.Get(ctx, obj.SegmentID)
+}
+
+// User is the resolver for the user field.
+func (r *membershipChangeResolver) User(ctx context.Context, obj *service.MembershipChange) (*ent.User, error) {
+	return r.client.User.Get(ctx, obj.UserRef)
+}
+
+// Event is the resolver for the event field.
+func (r *membershipChangeResolver) Event(ctx context.Context, obj *service.MembershipChange) (*ent.Event, error) {
+	if obj.EventRef == nil {
+		return nil, nil
+	}
+	return nullIfNotFound(r.client.Event.Get(ctx, *obj.EventRef))
+}
+
 // CreateSegment is the resolver for the createSegment field.
 func (r *mutationResolver) CreateSegment(ctx context.Context, input service.CreateSegmentInput) (*ent.Segment, error) {
 	return r.svc.CreateSegment(ctx, input)
@@ -136,14 +154,44 @@ func (r *segmentResolver) Campaigns(ctx context.Context, obj *ent.Segment) ([]*e
 	return obj.QueryCampaigns().Order(ent.Asc(campaign.FieldCreatedAt)).All(ctx)
 }
 
+// Stats is the resolver for the stats field.
+func (r *segmentResolver) Stats(ctx context.Context, obj *ent.Segment, timeZone *string) (*service.SegmentStats, error) {
+	return r.svc.StatsIn(ctx, obj.ID, deref(timeZone))
+}
+
 // Segment is the resolver for the segment field.
 func (r *segmentOutcomeResolver) Segment(ctx context.Context, obj *schema.Outcome) (*ent.Segment, error) {
 	return r.client.Segment.Get(ctx, obj.SegmentID)
 }
 
+// MembershipChanged is the resolver for the membershipChanged field.
+func (r *subscriptionResolver) MembershipChanged(ctx context.Context, segmentID *pulid.ID, after *string) (<-chan *service.MembershipChange, error) {
+	return r.live.MembershipChanges(ctx, segmentID, after)
+}
+
+// SegmentStats is the resolver for the segmentStats field.
+func (r *subscriptionResolver) SegmentStats(ctx context.Context, segmentID pulid.ID, timeZone *string) (<-chan *service.SegmentStats, error) {
+	return r.live.SegmentStatsStream(ctx, segmentID, deref(timeZone))
+}
+
+// EventReceived is the resolver for the eventReceived field.
+func (r *subscriptionResolver) EventReceived(ctx context.Context, name *string, userID *string) (<-chan *ent.Event, error) {
+	return r.live.Events(ctx, name, userID)
+}
+
+// CampaignActivated is the resolver for the campaignActivated field.
+func (r *subscriptionResolver) CampaignActivated(ctx context.Context, campaignID *pulid.ID) (<-chan *ent.CampaignActivation, error) {
+	return r.live.Activations(ctx, campaignID)
+}
+
 // Memberships is the resolver for the memberships field.
 func (r *userResolver) Memberships(ctx context.Context, obj *ent.User) ([]*ent.Membership, error) {
 	return obj.QueryMemberships().Order(ent.Desc(membership.FieldEnteredAt)).All(ctx)
+}
+
+// MembershipChange returns generated.MembershipChangeResolver implementation.
+func (r *Resolver) MembershipChange() generated.MembershipChangeResolver {
+	return &membershipChangeResolver{r}
 }
 
 // Mutation returns generated.MutationResolver implementation.
@@ -154,7 +202,12 @@ func (r *Resolver) SegmentOutcome() generated.SegmentOutcomeResolver {
 	return &segmentOutcomeResolver{r}
 }
 
+// Subscription returns generated.SubscriptionResolver implementation.
+func (r *Resolver) Subscription() generated.SubscriptionResolver { return &subscriptionResolver{r} }
+
 type (
-	mutationResolver       struct{ *Resolver }
-	segmentOutcomeResolver struct{ *Resolver }
+	membershipChangeResolver struct{ *Resolver }
+	mutationResolver         struct{ *Resolver }
+	segmentOutcomeResolver   struct{ *Resolver }
+	subscriptionResolver     struct{ *Resolver }
 )

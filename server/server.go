@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"time"
 
+	"entgo.io/ent/dialect"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
@@ -22,6 +23,7 @@ import (
 	"github.com/segmentd/segmentd/auth"
 	"github.com/segmentd/segmentd/graph"
 	"github.com/segmentd/segmentd/graph/generated"
+	"github.com/segmentd/segmentd/pubsub"
 	"github.com/segmentd/segmentd/server/graphiql"
 	"github.com/segmentd/segmentd/server/wsgorilla"
 	"github.com/segmentd/segmentd/service"
@@ -81,6 +83,12 @@ type Server struct {
 	ln    net.Listener
 	http  *http.Server
 
+	broker pubsub.Broker
+	live   *service.Live
+	// stop ends the tailers and every request context (websockets are
+	// hijacked: http.Server.Shutdown does not end them).
+	stop context.CancelFunc
+
 	// FirstAdminKey is the ADMIN key created on this start (first start on
 	// an empty database), or "" if keys existed.
 	FirstAdminKey string
@@ -109,11 +117,28 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		st.Close()
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
+	if st.Dialect == dialect.Postgres {
+		s.broker, err = pubsub.NewPostgres(st.DB, st.DSN, log)
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("server.New: %w", err)
+		}
+	} else {
+		s.broker = pubsub.NewMemory()
+	}
+	s.svc.Broker = s.broker
+	base, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop = stop
+	if s.live, err = s.svc.StartLive(base, st, log); err != nil {
+		s.closeAll()
+		return nil, fmt.Errorf("server.New: %w", err)
+	}
 	if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
-		st.Close()
+		s.closeAll()
 		return nil, fmt.Errorf("server.New: listen: %w", err)
 	}
 	s.http = &http.Server{
+		BaseContext:       func(net.Listener) context.Context { return base },
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
@@ -145,7 +170,23 @@ func (s *Server) Serve(ctx context.Context) error {
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
-	if cerr := s.store.Close(); err == nil && cerr != nil {
+	if cerr := s.closeAll(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return err
+}
+
+// closeAll ends websockets and tailers, then closes the broker and store.
+func (s *Server) closeAll() error {
+	s.stop()
+	if s.live != nil {
+		s.live.Wait()
+	}
+	var err error
+	if s.broker != nil {
+		err = s.broker.Close()
+	}
+	if cerr := s.store.Close(); err == nil {
 		err = cerr
 	}
 	return err
@@ -180,7 +221,7 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) graphqlHandler() http.Handler {
-	es := generated.NewExecutableSchema(graph.NewConfig(graph.NewResolver(s.store.Client, s.svc)))
+	es := generated.NewExecutableSchema(graph.NewConfig(graph.NewResolver(s.store.Client, s.svc, s.live)))
 	srv := handler.New(es)
 	srv.AddTransport(transport.Websocket{
 		Implementation:        wsgorilla.Implementation{CheckOrigin: s.checkOrigin},

@@ -10,7 +10,6 @@ import (
 	"github.com/segmentd/segmentd/ent/campaignactivation"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
-	"github.com/segmentd/segmentd/ent/segment"
 )
 
 // CreateCampaignInput is the GraphQL input of createCampaign.
@@ -81,6 +80,7 @@ func (s *Service) CreateCampaign(ctx context.Context, in CreateCampaignInput) (*
 	if err != nil {
 		return nil, fmt.Errorf("service.CreateCampaign: %w", err)
 	}
+	s.notify(TopicActivations)
 	return created.Unwrap(), nil
 }
 
@@ -159,6 +159,7 @@ func (s *Service) UpdateCampaign(ctx context.Context, id pulid.ID, in UpdateCamp
 	if err != nil {
 		return nil, fmt.Errorf("service.UpdateCampaign: %w", err)
 	}
+	s.notify(TopicActivations)
 	return updated.Unwrap(), nil
 }
 
@@ -216,12 +217,5 @@ func (s *Service) activateMembers(ctx context.Context, tx *ent.Tx, c *ent.Campai
 }
 
 func segmentExists(ctx context.Context, tx *ent.Tx, field string, id pulid.ID) error {
-	ok, err := tx.Segment.Query().Where(segment.ID(id)).Exist(ctx)
-	if err != nil {
-		return fmt.Errorf("find segment: %w", err)
-	}
-	if !ok {
-		return &segmentd.Error{Code: segmentd.CodeNotFound, Field: field, Message: fmt.Sprintf("no segment with id %q", id)}
-	}
-	return nil
+	return segmentExistsIn(ctx, tx, nil, field, id)
 }

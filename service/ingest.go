@@ -375,6 +375,17 @@ func (s *Service) ingestTx(ctx context.Context, evs []*incoming, now time.Time) 
 	if err != nil {
 		return nil, err
 	}
+	// Published only now, after the commit: subscribers never see a change
+	// that was rolled back.
+	if out.Accepted > 0 {
+		s.notify(TopicEvents)
+	}
+	for _, r := range out.Results {
+		if !r.Duplicate && len(r.EnteredSegments) > 0 {
+			s.notify(TopicChanges, TopicActivations)
+			break
+		}
+	}
 	return out, nil
 }
 

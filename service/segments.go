@@ -219,6 +219,9 @@ func (s *Service) UpdateSegment(ctx context.Context, id pulid.ID, in UpdateSegme
 	if err != nil {
 		return nil, fmt.Errorf("service.UpdateSegment: %w", err)
 	}
+	if policy != FutureOnly {
+		s.notify(TopicChanges, TopicActivations)
+	}
 	return updated.Unwrap(), nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/pubsub"
 )
 
 // Service runs the use cases against one database.
@@ -21,6 +22,9 @@ type Service struct {
 	Log     *slog.Logger
 	// Now is the clock; tests inject their own.
 	Now func() time.Time
+
+	// Broker is signalled after commits that write the logs.
+	Broker pubsub.Broker
 
 	programs programCache
 }

@@ -69,7 +69,22 @@ func Open(ctx context.Context, url string) (*Store, error) {
 // Migrate brings the schema up to date. It adds tables, columns and indexes
 // and never drops any, so that data written by a newer or older version
 // survives.
+//
+// On PostgreSQL, replicas starting together take turns (an advisory lock),
+// and the log tables get the columns that live streaming orders by (see
+// package live): log_txid, the writing transaction's id, and log_seq.
 func (s *Store) Migrate(ctx context.Context) error {
+	if s.Dialect == dialect.Postgres {
+		conn, err := s.DB.Conn(ctx)
+		if err != nil {
+			return fmt.Errorf("store.Migrate: %w", err)
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", migrationLock); err != nil {
+			return fmt.Errorf("store.Migrate: lock: %w", err)
+		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", migrationLock) //nolint:errcheck // released with the session anyway
+	}
 	if err := s.Client.Schema.Create(ctx,
 		migrate.WithDropColumn(false),
 		migrate.WithDropIndex(false),
@@ -77,7 +92,32 @@ func (s *Store) Migrate(ctx context.Context) error {
 	); err != nil {
 		return fmt.Errorf("store.Migrate: %w", err)
 	}
+	if s.Dialect == dialect.Postgres {
+		for _, stmt := range postgresLogColumns {
+			if _, err := s.DB.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("store.Migrate: %s: %w", stmt, err)
+			}
+		}
+	}
 	return nil
+}
+
+// migrationLock is the advisory lock key of schema migrations.
+const migrationLock = 0x5e6d_0001
+
+// postgresLogColumns order the log tables by writing transaction on
+// PostgreSQL, where ids do not follow commit order.
+var postgresLogColumns = []string{
+	`ALTER TABLE membership_changes ADD COLUMN IF NOT EXISTS log_txid xid8 NOT NULL DEFAULT pg_current_xact_id()`,
+	`CREATE INDEX IF NOT EXISTS membership_changes_log ON membership_changes (log_txid, id)`,
+	`CREATE INDEX IF NOT EXISTS membership_changes_segment_log ON membership_changes (segment_ref, log_txid, id)`,
+	`ALTER TABLE events ADD COLUMN IF NOT EXISTS log_txid xid8 NOT NULL DEFAULT pg_current_xact_id()`,
+	`ALTER TABLE events ADD COLUMN IF NOT EXISTS log_seq bigserial`,
+	`CREATE INDEX IF NOT EXISTS events_log ON events (log_txid, log_seq)`,
+	`ALTER TABLE campaign_activations ADD COLUMN IF NOT EXISTS log_txid xid8 NOT NULL DEFAULT pg_current_xact_id()`,
+	`ALTER TABLE campaign_activations ADD COLUMN IF NOT EXISTS log_seq bigserial`,
+	`CREATE INDEX IF NOT EXISTS campaign_activations_log ON campaign_activations (log_txid, log_seq)`,
+	`CREATE INDEX IF NOT EXISTS campaign_activations_campaign_log ON campaign_activations (campaign_ref, log_txid, log_seq)`,
 }
 
 // Close closes the database.

@@ -54,6 +54,7 @@ type SegmentResolver interface {
 	Condition(ctx context.Context, obj *ent.Segment) (*ent.Condition, error)
 	ConditionText(ctx context.Context, obj *ent.Segment) (*string, error)
 	Campaigns(ctx context.Context, obj *ent.Segment) ([]*ent.Campaign, error)
+	Stats(ctx context.Context, obj *ent.Segment, timeZone *string) (*service.SegmentStats, error)
 }
 type UserResolver interface {
 	Memberships(ctx context.Context, obj *ent.User) ([]*ent.Membership, error)
@@ -400,6 +401,20 @@ func (ec *executionContext) field_Query_users_args(ctx context.Context, rawArgs 
 		return nil, err
 	}
 	args["where"] = arg5
+	return args, nil
+}
+
+func (ec *executionContext) field_Segment_stats_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "timeZone",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["timeZone"] = arg0
 	return args, nil
 }
 
@@ -3179,6 +3194,50 @@ func (ec *executionContext) fieldContext_Segment_campaigns(_ context.Context, fi
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Campaign(ctx, field)
 		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Segment_stats(ctx context.Context, field graphql.CollectedField, obj *ent.Segment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Segment_stats(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Segment().Stats(ctx, obj, fc.Args["timeZone"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *service.SegmentStats) graphql.Marshaler {
+			return ec.marshalNSegmentStats2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐSegmentStats(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Segment_stats(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Segment",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SegmentStats(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Segment_stats_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
 	}
 	return fc, nil
 }
@@ -7393,6 +7452,12 @@ func (ec *executionContext) _Segment(ctx context.Context, sel ast.SelectionSet, 
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Segment_campaigns(ctx, field, obj)
 				})
+		case "stats":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Segment_stats(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -7657,6 +7722,14 @@ func (ec *executionContext) marshalNCampaign2ᚖgithubᚗcomᚋsegmentdᚋsegmen
 		return graphql.Null
 	}
 	return ec._Campaign(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCampaignActivation2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚐCampaignActivation(ctx context.Context, sel ast.SelectionSet, v *ent.CampaignActivation) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CampaignActivation!")
+		return graphql.Null
+	}
+	return ec._CampaignActivation(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNCampaignActivationConnection2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚐCampaignActivationConnection(ctx context.Context, sel ast.SelectionSet, v *ent.CampaignActivationConnection) graphql.Marshaler {

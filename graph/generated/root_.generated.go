@@ -29,10 +29,12 @@ type ResolverRoot interface {
 	Campaign() CampaignResolver
 	Condition() ConditionResolver
 	Event() EventResolver
+	MembershipChange() MembershipChangeResolver
 	Mutation() MutationResolver
 	Query() QueryResolver
 	Segment() SegmentResolver
 	SegmentOutcome() SegmentOutcomeResolver
+	Subscription() SubscriptionResolver
 	User() UserResolver
 }
 
@@ -148,6 +150,17 @@ type ComplexityRoot struct {
 		User      func(childComplexity int) int
 	}
 
+	MembershipChange struct {
+		At      func(childComplexity int) int
+		Cursor  func(childComplexity int) int
+		Event   func(childComplexity int) int
+		Kind    func(childComplexity int) int
+		Reason  func(childComplexity int) int
+		Segment func(childComplexity int) int
+		Source  func(childComplexity int) int
+		User    func(childComplexity int) int
+	}
+
 	MembershipConnection struct {
 		Edges      func(childComplexity int) int
 		PageInfo   func(childComplexity int) int
@@ -207,6 +220,7 @@ type ComplexityRoot struct {
 		ID            func(childComplexity int) int
 		Kind          func(childComplexity int) int
 		Name          func(childComplexity int) int
+		Stats         func(childComplexity int, timeZone *string) int
 		TriggerEvents func(childComplexity int) int
 		UpdatedAt     func(childComplexity int) int
 	}
@@ -226,6 +240,21 @@ type ComplexityRoot struct {
 		Entered func(childComplexity int) int
 		Reason  func(childComplexity int) int
 		Segment func(childComplexity int) int
+	}
+
+	SegmentStats struct {
+		NewLast30Days func(childComplexity int) int
+		NewLast7Days  func(childComplexity int) int
+		NewThisMonth  func(childComplexity int) int
+		NewThisWeek   func(childComplexity int) int
+		TotalUsers    func(childComplexity int) int
+	}
+
+	Subscription struct {
+		CampaignActivated func(childComplexity int, campaignID *pulid.ID) int
+		EventReceived     func(childComplexity int, name *string, userID *string) int
+		MembershipChanged func(childComplexity int, segmentID *pulid.ID, after *string) int
+		SegmentStats      func(childComplexity int, segmentID pulid.ID, timeZone *string) int
 	}
 
 	TrackBatchResult struct {
@@ -725,6 +754,55 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Membership.User(childComplexity), true
 
+	case "MembershipChange.at":
+		if e.ComplexityRoot.MembershipChange.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MembershipChange.At(childComplexity), true
+	case "MembershipChange.cursor":
+		if e.ComplexityRoot.MembershipChange.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MembershipChange.Cursor(childComplexity), true
+	case "MembershipChange.event":
+		if e.ComplexityRoot.MembershipChange.Event == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MembershipChange.Event(childComplexity), true
+	case "MembershipChange.kind":
+		if e.ComplexityRoot.MembershipChange.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MembershipChange.Kind(childComplexity), true
+	case "MembershipChange.reason":
+		if e.ComplexityRoot.MembershipChange.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MembershipChange.Reason(childComplexity), true
+	case "MembershipChange.segment":
+		if e.ComplexityRoot.MembershipChange.Segment == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MembershipChange.Segment(childComplexity), true
+	case "MembershipChange.source":
+		if e.ComplexityRoot.MembershipChange.Source == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MembershipChange.Source(childComplexity), true
+	case "MembershipChange.user":
+		if e.ComplexityRoot.MembershipChange.User == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MembershipChange.User(childComplexity), true
+
 	case "MembershipConnection.edges":
 		if e.ComplexityRoot.MembershipConnection.Edges == nil {
 			break
@@ -1057,6 +1135,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Segment.Name(childComplexity), true
+	case "Segment.stats":
+		if e.ComplexityRoot.Segment.Stats == nil {
+			break
+		}
+
+		args, err := ec.field_Segment_stats_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Segment.Stats(childComplexity, args["timeZone"].(*string)), true
 	case "Segment.triggerEvents":
 		if e.ComplexityRoot.Segment.TriggerEvents == nil {
 			break
@@ -1120,6 +1209,82 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SegmentOutcome.Segment(childComplexity), true
+
+	case "SegmentStats.newLast30Days":
+		if e.ComplexityRoot.SegmentStats.NewLast30Days == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SegmentStats.NewLast30Days(childComplexity), true
+	case "SegmentStats.newLast7Days":
+		if e.ComplexityRoot.SegmentStats.NewLast7Days == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SegmentStats.NewLast7Days(childComplexity), true
+	case "SegmentStats.newThisMonth":
+		if e.ComplexityRoot.SegmentStats.NewThisMonth == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SegmentStats.NewThisMonth(childComplexity), true
+	case "SegmentStats.newThisWeek":
+		if e.ComplexityRoot.SegmentStats.NewThisWeek == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SegmentStats.NewThisWeek(childComplexity), true
+	case "SegmentStats.totalUsers":
+		if e.ComplexityRoot.SegmentStats.TotalUsers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SegmentStats.TotalUsers(childComplexity), true
+
+	case "Subscription.campaignActivated":
+		if e.ComplexityRoot.Subscription.CampaignActivated == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_campaignActivated_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.CampaignActivated(childComplexity, args["campaignId"].(*pulid.ID)), true
+	case "Subscription.eventReceived":
+		if e.ComplexityRoot.Subscription.EventReceived == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_eventReceived_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.EventReceived(childComplexity, args["name"].(*string), args["userId"].(*string)), true
+	case "Subscription.membershipChanged":
+		if e.ComplexityRoot.Subscription.MembershipChanged == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_membershipChanged_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.MembershipChanged(childComplexity, args["segmentId"].(*pulid.ID), args["after"].(*string)), true
+	case "Subscription.segmentStats":
+		if e.ComplexityRoot.Subscription.SegmentStats == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_segmentStats_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.SegmentStats(childComplexity, args["segmentId"].(pulid.ID), args["timeZone"].(*string)), true
 
 	case "TrackBatchResult.accepted":
 		if e.ComplexityRoot.TrackBatchResult.Accepted == nil {
@@ -1306,6 +1471,23 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			ctx = graphql.WithLazyInputUnmarshalerIndex(ctx, inputUnmarshalers)
 			data := ec._Mutation(ctx, opCtx.Operation.SelectionSet)
 			var buf bytes.Buffer
+			data.MarshalGQL(&buf)
+
+			return &graphql.Response{
+				Data: buf.Bytes(),
+			}
+		}
+	case ast.Subscription:
+		next := ec._Subscription(ctx, opCtx.Operation.SelectionSet)
+
+		var buf bytes.Buffer
+		return func(ctx context.Context) *graphql.Response {
+			buf.Reset()
+			data := next(ctx)
+
+			if data == nil {
+				return nil
+			}
 			data.MarshalGQL(&buf)
 
 			return &graphql.Response{
@@ -2651,6 +2833,54 @@ type MembershipExplanation {
   """The latest event of this user that this segment evaluated, if any."""
   lastEvaluatedEvent: Event
 }
+
+"""A segment's headline figures, exact."""
+type SegmentStats {
+  """Current members."""
+  totalUsers: Int!
+  """Members who entered since Monday 00:00 in the time zone."""
+  newThisWeek: Int!
+  """Members who entered since the 1st of the month, 00:00 in the time zone."""
+  newThisMonth: Int!
+  newLast7Days: Int!
+  newLast30Days: Int!
+}
+
+extend type Segment {
+  """Headline figures; timeZone is an IANA name (Europe/Paris)."""
+  stats(timeZone: String = "UTC"): SegmentStats!
+}
+
+enum MembershipChangeKind { ENTERED EXITED }
+
+"""One entry into or exit from a segment."""
+type MembershipChange {
+  """Where this change is in the log: subscribe with after: cursor to resume after it."""
+  cursor: String!
+  kind: MembershipChangeKind!
+  segment: Segment!
+  user: User!
+  at: Time!
+  source: MembershipSource!
+  """The event that caused the change, if one did."""
+  event: Event
+  reason: String!
+}
+
+type Subscription {
+  """
+  Entries and exits of a segment (or of all segments), as they commit. With
+  after: a cursor, first replays every change since it, in order, then goes
+  live, with no gap and no repeat.
+  """
+  membershipChanged(segmentId: ID, after: String): MembershipChange!
+  """A segment's stats at once, then after changes (at most every 100 ms; the last one exact)."""
+  segmentStats(segmentId: ID!, timeZone: String = "UTC"): SegmentStats!
+  """The live data-ingestion view: events as they are stored, optionally by name and user."""
+  eventReceived(name: String, userId: String): Event!
+  """Campaign activations as they commit, of one campaign or of all."""
+  campaignActivated(campaignId: ID): CampaignActivation!
+}
 `, BuiltIn: false},
 }
 var parsedSchema = gqlparser.MustLoadSchema(sources...)
@@ -2839,6 +3069,28 @@ func (ec *executionContext) childFields_Membership(ctx context.Context, field gr
 	return nil, fmt.Errorf("no field named %q was found under type Membership", field.Name)
 }
 
+func (ec *executionContext) childFields_MembershipChange(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_MembershipChange_cursor(ctx, field)
+	case "kind":
+		return ec.fieldContext_MembershipChange_kind(ctx, field)
+	case "segment":
+		return ec.fieldContext_MembershipChange_segment(ctx, field)
+	case "user":
+		return ec.fieldContext_MembershipChange_user(ctx, field)
+	case "at":
+		return ec.fieldContext_MembershipChange_at(ctx, field)
+	case "source":
+		return ec.fieldContext_MembershipChange_source(ctx, field)
+	case "event":
+		return ec.fieldContext_MembershipChange_event(ctx, field)
+	case "reason":
+		return ec.fieldContext_MembershipChange_reason(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MembershipChange", field.Name)
+}
+
 func (ec *executionContext) childFields_MembershipEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "node":
@@ -2903,6 +3155,8 @@ func (ec *executionContext) childFields_Segment(ctx context.Context, field graph
 		return ec.fieldContext_Segment_conditionText(ctx, field)
 	case "campaigns":
 		return ec.fieldContext_Segment_campaigns(ctx, field)
+	case "stats":
+		return ec.fieldContext_Segment_stats(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Segment", field.Name)
 }
@@ -2939,6 +3193,22 @@ func (ec *executionContext) childFields_SegmentOutcome(ctx context.Context, fiel
 		return ec.fieldContext_SegmentOutcome_reason(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SegmentOutcome", field.Name)
+}
+
+func (ec *executionContext) childFields_SegmentStats(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "totalUsers":
+		return ec.fieldContext_SegmentStats_totalUsers(ctx, field)
+	case "newThisWeek":
+		return ec.fieldContext_SegmentStats_newThisWeek(ctx, field)
+	case "newThisMonth":
+		return ec.fieldContext_SegmentStats_newThisMonth(ctx, field)
+	case "newLast7Days":
+		return ec.fieldContext_SegmentStats_newLast7Days(ctx, field)
+	case "newLast30Days":
+		return ec.fieldContext_SegmentStats_newLast30Days(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SegmentStats", field.Name)
 }
 
 func (ec *executionContext) childFields_TrackBatchResult(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

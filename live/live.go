@@ -1,0 +1,416 @@
+// Package live streams segmentd's append-only logs (membership changes,
+// events, campaign activations) to subscribers, gapless and in order.
+//
+// A Tailer follows one log table. Its position is a Cursor that orders rows
+// in a way that never lets a late commit slip behind a reader:
+//
+//   - on SQLite, writers are serialized, so rowid order is commit order;
+//   - on PostgreSQL, ids and timestamps are assigned before commit, so a row
+//     with a smaller id can commit after a larger one. Every log row records
+//     its transaction id (log_txid, an xid8 set by the database), and a
+//     Tailer reads only rows whose transaction is older than the oldest one
+//     still running (pg_snapshot_xmin of the current snapshot), ordered by
+//     (log_txid, seq). Every transaction that can still commit has a larger
+//     id than everything read, so everything it writes sorts after the
+//     cursor: nothing is skipped, at the cost of waiting for in-flight
+//     transactions to end.
+//
+// Wake-ups come from a pubsub.Broker after each commit (and from other
+// replicas through NOTIFY); a Tailer also polls, so that a lost wake-up only
+// costs latency. Subscribers register with the Tailer and get rows through a
+// bounded buffer; one that falls behind is dropped from the live fan-out and
+// catches up from the table on its own, so a slow client can neither slow the
+// others nor grow memory without bound.
+package live
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/segmentd/segmentd/pubsub"
+)
+
+// Cursor is a position in a log.
+type Cursor struct {
+	Tx  uint64 // PostgreSQL transaction id (xid8); 0 on SQLite
+	Seq int64  // row sequence: rowid on SQLite, id or log_seq on PostgreSQL
+}
+
+// Less reports whether c sorts before d.
+func (c Cursor) Less(d Cursor) bool { return c.Tx < d.Tx || (c.Tx == d.Tx && c.Seq < d.Seq) }
+
+// String encodes the cursor for clients: "<tx>.<seq>".
+func (c Cursor) String() string { return strconv.FormatUint(c.Tx, 10) + "." + strconv.FormatInt(c.Seq, 10) }
+
+// ParseCursor decodes a cursor made by String.
+func ParseCursor(s string) (Cursor, error) {
+	tx, seq, ok := strings.Cut(s, ".")
+	if !ok {
+		return Cursor{}, errors.New("a cursor looks like 123.456")
+	}
+	t, err := strconv.ParseUint(tx, 10, 64)
+	if err != nil {
+		return Cursor{}, errors.New("a cursor looks like 123.456")
+	}
+	q, err := strconv.ParseInt(seq, 10, 64)
+	if err != nil || q < 0 {
+		return Cursor{}, errors.New("a cursor looks like 123.456")
+	}
+	return Cursor{Tx: t, Seq: q}, nil
+}
+
+// Row is one log row.
+type Row struct {
+	Cursor Cursor
+	ID     string // the row's primary key
+	Key    string // the value of Source.KeyColumn (segment, campaign, event name)
+	// Value is what Source.Load made of the row (an entity), shared by
+	// every subscriber.
+	Value any
+}
+
+// Source describes a log table.
+type Source struct {
+	Table string
+	// SeqColumn orders rows on PostgreSQL (an integer id, or log_seq).
+	SeqColumn string
+	// KeyColumn is a column subscribers filter on.
+	KeyColumn string
+	// Topic is the broker topic signalled after commits that write rows.
+	Topic string
+	// Load turns row ids into values, in one query per page.
+	Load func(ctx context.Context, ids []string) (map[string]any, error)
+}
+
+// Postgres and SQLite are the dialects a Tailer reads.
+const (
+	SQLite   = "sqlite3"
+	Postgres = "postgres"
+)
+
+// Sizes and intervals.
+const (
+	pageSize = 500
+	// SubscriberBuffer is how many rows a subscriber may be behind the live
+	// fan-out before it is dropped to catch up from the table.
+	SubscriberBuffer = 256
+	pollInterval     = 500 * time.Millisecond
+	// inFlightRetry is how soon a Tailer reads again when committed rows
+	// wait behind a transaction still running.
+	inFlightRetry = 2 * time.Millisecond
+)
+
+// Tailer follows one log table and fans new rows out to subscribers.
+type Tailer struct {
+	db      *sql.DB
+	dialect string
+	src     Source
+	broker  pubsub.Broker
+	log     *slog.Logger
+
+	mu   sync.Mutex
+	pos  Cursor
+	subs map[*Subscription]struct{}
+}
+
+// NewTailer returns a Tailer positioned at the end of the table.
+func NewTailer(ctx context.Context, db *sql.DB, dialect string, src Source, broker pubsub.Broker, log *slog.Logger) (*Tailer, error) {
+	t := &Tailer{db: db, dialect: dialect, src: src, broker: broker, log: log, subs: map[*Subscription]struct{}{}}
+	var q string
+	if dialect == Postgres {
+		q = fmt.Sprintf(`SELECT log_txid::text, %[2]s FROM %[1]s
+			WHERE log_txid < pg_snapshot_xmin(pg_current_snapshot())
+			ORDER BY log_txid DESC, %[2]s DESC LIMIT 1`, src.Table, src.SeqColumn)
+	} else {
+		q = fmt.Sprintf(`SELECT '0', rowid FROM %s ORDER BY rowid DESC LIMIT 1`, src.Table)
+	}
+	var tx string
+	err := db.QueryRowContext(ctx, q).Scan(&tx, &t.pos.Seq)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("live.NewTailer(%s): %w", src.Table, err)
+	}
+	if tx != "" {
+		if t.pos.Tx, err = strconv.ParseUint(tx, 10, 64); err != nil {
+			return nil, fmt.Errorf("live.NewTailer(%s): txid %q: %w", src.Table, tx, err)
+		}
+	}
+	return t, nil
+}
+
+// Run follows the table until ctx ends.
+func (t *Tailer) Run(ctx context.Context) {
+	wake, cancel := t.broker.Subscribe(t.src.Topic)
+	defer cancel()
+	timer := time.NewTimer(pollInterval)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			t.closeAll()
+			return
+		case <-wake:
+		case <-timer.C:
+		}
+		more, err := t.poll(ctx)
+		next := pollInterval
+		if err != nil {
+			if ctx.Err() == nil {
+				t.log.Warn("live: read log", "table", t.src.Table, "err", err)
+			}
+		} else if more {
+			next = inFlightRetry
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(next)
+	}
+}
+
+// poll reads and fans out every committed row after the position. It
+// reports whether rows wait behind a transaction still running.
+func (t *Tailer) poll(ctx context.Context) (waiting bool, err error) {
+	for {
+		t.mu.Lock()
+		pos := t.pos
+		t.mu.Unlock()
+		rows, waiting, err := t.read(ctx, pos, nil, "", pageSize)
+		if err != nil {
+			return false, err
+		}
+		if len(rows) > 0 {
+			t.fanOut(rows)
+		}
+		if len(rows) < pageSize {
+			return waiting, nil
+		}
+	}
+}
+
+func (t *Tailer) fanOut(rows []Row) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, r := range rows {
+		if !t.pos.Less(r.Cursor) {
+			continue
+		}
+		t.pos = r.Cursor
+		for s := range t.subs {
+			if s.key != "" && s.key != r.Key {
+				continue
+			}
+			select {
+			case s.rows <- r:
+			default:
+				// Behind: drop from the fan-out; it catches up from the table.
+				delete(t.subs, s)
+				close(s.lagged)
+			}
+		}
+	}
+}
+
+func (t *Tailer) closeAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for s := range t.subs {
+		delete(t.subs, s)
+		close(s.lagged)
+	}
+}
+
+// read returns up to limit committed rows after `after` (and not after
+// upTo, if given), with key if not empty, loaded by Source.Load.
+func (t *Tailer) read(ctx context.Context, after Cursor, upTo *Cursor, key string, limit int) (rows []Row, waiting bool, err error) {
+	var (
+		q    strings.Builder
+		args []any
+	)
+	if t.dialect == Postgres {
+		fmt.Fprintf(&q, `SELECT log_txid::text, %[2]s, id::text AS row_id, %[3]s, log_txid < pg_snapshot_xmin(pg_current_snapshot())
+			FROM %[1]s WHERE (log_txid, %[2]s) > ($1::text::xid8, $2)`, t.src.Table, t.src.SeqColumn, t.src.KeyColumn)
+		args = append(args, strconv.FormatUint(after.Tx, 10), after.Seq)
+		if upTo != nil {
+			fmt.Fprintf(&q, ` AND (log_txid, %s) <= ($%d::text::xid8, $%d)`, t.src.SeqColumn, len(args)+1, len(args)+2)
+			args = append(args, strconv.FormatUint(upTo.Tx, 10), upTo.Seq)
+		}
+		if key != "" {
+			fmt.Fprintf(&q, ` AND %s = $%d`, t.src.KeyColumn, len(args)+1)
+			args = append(args, key)
+		}
+		fmt.Fprintf(&q, ` ORDER BY log_txid, %s LIMIT %d`, t.src.SeqColumn, limit)
+	} else {
+		fmt.Fprintf(&q, `SELECT '0', rowid, CAST(id AS TEXT), %[2]s, 1 FROM %[1]s WHERE rowid > ?`, t.src.Table, t.src.KeyColumn)
+		args = append(args, after.Seq)
+		if upTo != nil {
+			q.WriteString(` AND rowid <= ?`)
+			args = append(args, upTo.Seq)
+		}
+		if key != "" {
+			fmt.Fprintf(&q, ` AND %s = ?`, t.src.KeyColumn)
+			args = append(args, key)
+		}
+		fmt.Fprintf(&q, ` ORDER BY rowid LIMIT %d`, limit)
+	}
+	res, err := t.db.QueryContext(ctx, q.String(), args...)
+	if err != nil {
+		return nil, false, fmt.Errorf("read %s: %w", t.src.Table, err)
+	}
+	defer res.Close()
+	for res.Next() {
+		var (
+			r      Row
+			tx     string
+			key    sql.NullString
+			stable bool
+		)
+		if err := res.Scan(&tx, &r.Cursor.Seq, &r.ID, &key, &stable); err != nil {
+			return nil, false, fmt.Errorf("read %s: %w", t.src.Table, err)
+		}
+		if !stable {
+			waiting = true
+			break // this row and all after it wait for older transactions
+		}
+		if r.Cursor.Tx, err = strconv.ParseUint(tx, 10, 64); err != nil {
+			return nil, false, fmt.Errorf("read %s: txid %q: %w", t.src.Table, tx, err)
+		}
+		r.Key = key.String
+		rows = append(rows, r)
+	}
+	if err := res.Err(); err != nil {
+		return nil, false, fmt.Errorf("read %s: %w", t.src.Table, err)
+	}
+	if len(rows) > 0 && t.src.Load != nil {
+		ids := make([]string, len(rows))
+		for i, r := range rows {
+			ids[i] = r.ID
+		}
+		values, err := t.src.Load(ctx, ids)
+		if err != nil {
+			return nil, false, fmt.Errorf("load %s: %w", t.src.Table, err)
+		}
+		for i := range rows {
+			rows[i].Value = values[rows[i].ID]
+		}
+	}
+	return rows, waiting, nil
+}
+
+// Subscription is one subscriber's registration with a Tailer.
+type Subscription struct {
+	key    string
+	rows   chan Row
+	lagged chan struct{}
+}
+
+func (t *Tailer) subscribe(key string) (*Subscription, Cursor) {
+	s := &Subscription{key: key, rows: make(chan Row, SubscriberBuffer), lagged: make(chan struct{})}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.subs[s] = struct{}{}
+	return s, t.pos
+}
+
+func (t *Tailer) unsubscribe(s *Subscription) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.subs[s]; ok {
+		delete(t.subs, s)
+		close(s.lagged)
+	}
+}
+
+// Head returns the Tailer's position: the last row it has fanned out.
+func (t *Tailer) Head() Cursor {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.pos
+}
+
+// Stream sends send every row with key (all rows if key is empty) after
+// `after`, in log order, then every new one as it commits, until ctx ends
+// or send returns false. With after nil it starts at the current end. It
+// never sends a row twice and never skips one; a subscriber that falls
+// behind the live fan-out reads the rows it missed from the table.
+func (t *Tailer) Stream(ctx context.Context, after *Cursor, key string, send func(Row) bool) error {
+	var last Cursor
+	started := after != nil
+	if started {
+		last = *after
+	}
+	for {
+		sub, head := t.subscribe(key)
+		if !started {
+			last, started = head, true
+		}
+		// Replay (last, head] from the table.
+		for last.Less(head) {
+			rows, _, err := t.read(ctx, last, &head, key, pageSize)
+			if err != nil {
+				t.unsubscribe(sub)
+				return err
+			}
+			for _, r := range rows {
+				if !send(r) {
+					t.unsubscribe(sub)
+					return nil
+				}
+				last = r.Cursor
+			}
+			if len(rows) < pageSize {
+				break
+			}
+		}
+		if last.Less(head) {
+			last = head // no more rows with this key up to head
+		}
+		// Live.
+	live:
+		for {
+			select {
+			case <-ctx.Done():
+				t.unsubscribe(sub)
+				return ctx.Err()
+			case r := <-sub.rows:
+				if !last.Less(r.Cursor) {
+					continue
+				}
+				if !send(r) {
+					t.unsubscribe(sub)
+					return nil
+				}
+				last = r.Cursor
+			case <-sub.lagged:
+				// Drain what was buffered, then catch up from the table.
+				for {
+					select {
+					case r := <-sub.rows:
+						if last.Less(r.Cursor) {
+							if !send(r) {
+								return nil
+							}
+							last = r.Cursor
+						}
+						continue
+					default:
+					}
+					break
+				}
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				break live
+			}
+		}
+	}
+}

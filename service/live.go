@@ -1,0 +1,308 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/segmentd/segmentd"
+	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ent/campaignactivation"
+	"github.com/segmentd/segmentd/ent/event"
+	"github.com/segmentd/segmentd/ent/membership"
+	"github.com/segmentd/segmentd/ent/membershipchange"
+	"github.com/segmentd/segmentd/ent/schema/pulid"
+	"github.com/segmentd/segmentd/live"
+	"github.com/segmentd/segmentd/store"
+)
+
+// Broker topics: one per log table, signalled after a commit that wrote it.
+const (
+	TopicChanges     = "membership_changes"
+	TopicEvents      = "events"
+	TopicActivations = "campaign_activations"
+)
+
+// notify signals topics after a commit; without a broker (tests of the
+// service alone) it does nothing.
+func (s *Service) notify(topics ...string) {
+	if s.Broker == nil {
+		return
+	}
+	for _, t := range topics {
+		s.Broker.Notify(t)
+	}
+}
+
+// ChangeKind is ENTERED or EXITED.
+type ChangeKind string
+
+// MarshalGQL implements graphql.Marshaler.
+func (k ChangeKind) MarshalGQL(w io.Writer) { _, _ = io.WriteString(w, strconv.Quote(string(k))) }
+
+// UnmarshalGQL implements graphql.Unmarshaler.
+func (k *ChangeKind) UnmarshalGQL(v any) error {
+	s, ok := v.(string)
+	if !ok || (s != "ENTERED" && s != "EXITED") {
+		return fmt.Errorf("unknown membership change kind %v", v)
+	}
+	*k = ChangeKind(s)
+	return nil
+}
+
+// MembershipChange is one entry or exit, as subscribers see it.
+type MembershipChange struct {
+	Cursor    string
+	Kind      ChangeKind
+	SegmentID pulid.ID
+	UserRef   pulid.ID
+	EventRef  *pulid.ID
+	At        time.Time
+	Source    membership.Source
+	Reason    string
+}
+
+// Live streams the logs to subscribers.
+type Live struct {
+	svc         *Service
+	changes     *live.Tailer
+	events      *live.Tailer
+	activations *live.Tailer
+	wg          sync.WaitGroup
+}
+
+// StartLive starts following the logs of st until ctx ends.
+func (s *Service) StartLive(ctx context.Context, st *store.Store, log *slog.Logger) (*Live, error) {
+	d := live.SQLite
+	if st.Dialect == live.Postgres {
+		d = live.Postgres
+	}
+	client := s.Client
+	l := &Live{svc: s}
+	var err error
+	l.changes, err = live.NewTailer(ctx, st.DB, d, live.Source{
+		Table: "membership_changes", SeqColumn: "id", KeyColumn: "segment_ref", Topic: TopicChanges,
+		Load: func(ctx context.Context, ids []string) (map[string]any, error) {
+			nums := make([]int64, len(ids))
+			for i, id := range ids {
+				nums[i], _ = strconv.ParseInt(id, 10, 64)
+			}
+			rows, err := client.MembershipChange.Query().Where(membershipchange.IDIn(nums...)).All(ctx)
+			out := make(map[string]any, len(rows))
+			for _, r := range rows {
+				out[strconv.FormatInt(r.ID, 10)] = r
+			}
+			return out, err
+		},
+	}, s.Broker, log)
+	if err != nil {
+		return nil, err
+	}
+	l.events, err = live.NewTailer(ctx, st.DB, d, live.Source{
+		Table: "events", SeqColumn: "log_seq", KeyColumn: "name", Topic: TopicEvents,
+		Load: func(ctx context.Context, ids []string) (map[string]any, error) {
+			rows, err := client.Event.Query().Where(event.IDIn(toIDs(ids)...)).All(ctx)
+			out := make(map[string]any, len(rows))
+			for _, r := range rows {
+				out[string(r.ID)] = r
+			}
+			return out, err
+		},
+	}, s.Broker, log)
+	if err != nil {
+		return nil, err
+	}
+	l.activations, err = live.NewTailer(ctx, st.DB, d, live.Source{
+		Table: "campaign_activations", SeqColumn: "log_seq", KeyColumn: "campaign_ref", Topic: TopicActivations,
+		Load: func(ctx context.Context, ids []string) (map[string]any, error) {
+			rows, err := client.CampaignActivation.Query().Where(campaignactivation.IDIn(toIDs(ids)...)).All(ctx)
+			out := make(map[string]any, len(rows))
+			for _, r := range rows {
+				out[string(r.ID)] = r
+			}
+			return out, err
+		},
+	}, s.Broker, log)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range []*live.Tailer{l.changes, l.events, l.activations} {
+		l.wg.Add(1)
+		go func() { defer l.wg.Done(); t.Run(ctx) }()
+	}
+	return l, nil
+}
+
+// Wait waits for the tailers to stop after their context ended.
+func (l *Live) Wait() { l.wg.Wait() }
+
+func toIDs(ids []string) []pulid.ID {
+	out := make([]pulid.ID, len(ids))
+	for i, id := range ids {
+		out[i] = pulid.ID(id)
+	}
+	return out
+}
+
+// stream runs a tailer stream in the background and converts its rows onto
+// a channel that closes when the stream ends.
+func stream[T any](ctx context.Context, log *slog.Logger, t *live.Tailer, after *live.Cursor, key string, conv func(live.Row) (T, bool)) <-chan T {
+	ch := make(chan T, 16)
+	go func() {
+		defer close(ch)
+		err := t.Stream(ctx, after, key, func(r live.Row) bool {
+			v, ok := conv(r)
+			if !ok {
+				return true
+			}
+			select {
+			case ch <- v:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		})
+		if err != nil && ctx.Err() == nil {
+			log.WarnContext(ctx, "live: stream ended", "err", err)
+		}
+	}()
+	return ch
+}
+
+// MembershipChanges streams the entries and exits of one segment (or of all,
+// if segmentID is nil) after the cursor `after`, then live. Without a cursor
+// it starts now.
+func (l *Live) MembershipChanges(ctx context.Context, segmentID *pulid.ID, after *string) (<-chan *MembershipChange, error) {
+	var cur *live.Cursor
+	if after != nil && *after != "" {
+		c, err := live.ParseCursor(*after)
+		if err != nil {
+			return nil, segmentd.Invalid("after", "%v", err)
+		}
+		cur = &c
+	}
+	key := ""
+	if segmentID != nil {
+		if err := segmentExistsIn(ctx, nil, l.svc.Client, "segmentId", *segmentID); err != nil {
+			return nil, err
+		}
+		key = string(*segmentID)
+	}
+	return stream(ctx, l.svc.Log, l.changes, cur, key, func(r live.Row) (*MembershipChange, bool) {
+		c, ok := r.Value.(*ent.MembershipChange)
+		if !ok {
+			return nil, false // deleted with its segment
+		}
+		return &MembershipChange{
+			Cursor: r.Cursor.String(), Kind: ChangeKind(c.Kind), SegmentID: c.SegmentRef, UserRef: c.UserRef,
+			EventRef: c.EventRef, At: c.At, Source: membership.Source(c.Source), Reason: c.Reason,
+		}, true
+	}), nil
+}
+
+// Events streams stored events as they arrive, optionally only those with a
+// name and of a user: the live data-ingestion view.
+func (l *Live) Events(ctx context.Context, name, userID *string) (<-chan *ent.Event, error) {
+	key := ""
+	if name != nil {
+		key = *name
+	}
+	return stream(ctx, l.svc.Log, l.events, nil, key, func(r live.Row) (*ent.Event, bool) {
+		e, ok := r.Value.(*ent.Event)
+		if !ok || (userID != nil && (e.UserID == nil || *e.UserID != *userID)) {
+			return nil, false
+		}
+		return e, true
+	}), nil
+}
+
+// Activations streams campaign activations as they commit, of one campaign
+// or of all.
+func (l *Live) Activations(ctx context.Context, campaignID *pulid.ID) (<-chan *ent.CampaignActivation, error) {
+	key := ""
+	if campaignID != nil {
+		ok, err := l.svc.Client.Campaign.Query().Where(campaignIDIs(*campaignID)).Exist(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("service.Activations: %w", err)
+		}
+		if !ok {
+			return nil, &segmentd.Error{Code: segmentd.CodeNotFound, Field: "campaignId", Message: fmt.Sprintf("no campaign with id %q", *campaignID)}
+		}
+		key = string(*campaignID)
+	}
+	return stream(ctx, l.svc.Log, l.activations, nil, key, func(r live.Row) (*ent.CampaignActivation, bool) {
+		a, ok := r.Value.(*ent.CampaignActivation)
+		return a, ok
+	}), nil
+}
+
+// statsInterval is the least time between two segmentStats messages: a
+// burst of entries sends a bounded number of messages, the last one exact.
+const statsInterval = 100 * time.Millisecond
+
+// SegmentStatsStream sends a segment's stats at once, then after changes,
+// at most once per statsInterval.
+func (l *Live) SegmentStatsStream(ctx context.Context, segmentID pulid.ID, timeZone string) (<-chan *SegmentStats, error) {
+	loc, err := loadZone(timeZone)
+	if err != nil {
+		return nil, err
+	}
+	first, err := l.svc.Stats(ctx, segmentID, loc)
+	if err != nil {
+		return nil, err
+	}
+	dirty := make(chan struct{}, 1)
+	changes := stream(ctx, l.svc.Log, l.changes, nil, string(segmentID), func(r live.Row) (struct{}, bool) {
+		return struct{}{}, true
+	})
+	go func() {
+		for range changes {
+			select {
+			case dirty <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	out := make(chan *SegmentStats, 1)
+	go func() {
+		defer close(out)
+		last := first
+		select {
+		case out <- first:
+		case <-ctx.Done():
+			return
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-dirty:
+			}
+			st, err := l.svc.Stats(ctx, segmentID, loc)
+			if err != nil {
+				if ctx.Err() == nil {
+					l.svc.Log.WarnContext(ctx, "live: segment stats", "segment", segmentID, "err", err)
+				}
+				return
+			}
+			if *st != *last {
+				select {
+				case out <- st:
+					last = st
+				case <-ctx.Done():
+					return
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(statsInterval):
+			}
+		}
+	}()
+	return out, nil
+}
