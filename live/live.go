@@ -47,7 +47,9 @@ type Cursor struct {
 func (c Cursor) Less(d Cursor) bool { return c.Tx < d.Tx || (c.Tx == d.Tx && c.Seq < d.Seq) }
 
 // String encodes the cursor for clients: "<tx>.<seq>".
-func (c Cursor) String() string { return strconv.FormatUint(c.Tx, 10) + "." + strconv.FormatInt(c.Seq, 10) }
+func (c Cursor) String() string {
+	return strconv.FormatUint(c.Tx, 10) + "." + strconv.FormatInt(c.Seq, 10)
+}
 
 // ParseCursor decodes a cursor made by String.
 func ParseCursor(s string) (Cursor, error) {

@@ -9,6 +9,9 @@ import (
 	"strconv"
 )
 
+type Subscription struct {
+}
+
 // What happens to existing members when a segment's rules change.
 // FUTURE_ONLY keeps members and applies the new rules to new events.
 type ReevaluationPolicy string
