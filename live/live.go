@@ -102,7 +102,7 @@ const (
 	pageSize = 500
 	// SubscriberBuffer is how many rows a subscriber may be behind the live
 	// fan-out before it is dropped to catch up from the table.
-	SubscriberBuffer = 256
+	SubscriberBuffer = 64
 	pollInterval     = 500 * time.Millisecond
 	// inFlightRetry is how soon a Tailer reads again when committed rows
 	// wait behind a transaction still running.
@@ -119,12 +119,12 @@ type Tailer struct {
 
 	mu   sync.Mutex
 	pos  Cursor
-	subs map[*Subscription]struct{}
+	subs map[string]map[*Subscription]struct{} // by key; "" holds those that want every row
 }
 
 // NewTailer returns a Tailer positioned at the end of the table.
 func NewTailer(ctx context.Context, db *sql.DB, dialect string, src Source, broker pubsub.Broker, log *slog.Logger) (*Tailer, error) {
-	t := &Tailer{db: db, dialect: dialect, src: src, broker: broker, log: log, subs: map[*Subscription]struct{}{}}
+	t := &Tailer{db: db, dialect: dialect, src: src, broker: broker, log: log, subs: map[string]map[*Subscription]struct{}{}}
 	var q string
 	if dialect == Postgres {
 		q = fmt.Sprintf(`SELECT log_txid::text, %[2]s FROM %[1]s
@@ -207,27 +207,44 @@ func (t *Tailer) fanOut(rows []Row) {
 			continue
 		}
 		t.pos = r.Cursor
-		for s := range t.subs {
-			if s.key != "" && s.key != r.Key {
-				continue
-			}
-			select {
-			case s.rows <- r:
-			default:
-				// Behind: drop from the fan-out; it catches up from the table.
-				delete(t.subs, s)
-				close(s.lagged)
-			}
+		t.send(t.subs[r.Key], &r)
+		if r.Key != "" {
+			t.send(t.subs[""], &r)
 		}
 	}
+}
+
+func (t *Tailer) send(subs map[*Subscription]struct{}, r *Row) {
+	for s := range subs {
+		select {
+		case s.rows <- r:
+		default:
+			// Behind: drop from the fan-out; it catches up from the table.
+			t.drop(s)
+		}
+	}
+}
+
+// drop removes a subscription from the fan-out; t.mu is held.
+func (t *Tailer) drop(s *Subscription) {
+	set := t.subs[s.key]
+	if _, ok := set[s]; !ok {
+		return
+	}
+	delete(set, s)
+	if len(set) == 0 {
+		delete(t.subs, s.key)
+	}
+	close(s.lagged)
 }
 
 func (t *Tailer) closeAll() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for s := range t.subs {
-		delete(t.subs, s)
-		close(s.lagged)
+	for _, set := range t.subs {
+		for s := range set {
+			t.drop(s)
+		}
 	}
 }
 
@@ -311,25 +328,25 @@ func (t *Tailer) read(ctx context.Context, after Cursor, upTo *Cursor, key strin
 // Subscription is one subscriber's registration with a Tailer.
 type Subscription struct {
 	key    string
-	rows   chan Row
+	rows   chan *Row // pointers: one row is shared by every subscriber
 	lagged chan struct{}
 }
 
 func (t *Tailer) subscribe(key string) (*Subscription, Cursor) {
-	s := &Subscription{key: key, rows: make(chan Row, SubscriberBuffer), lagged: make(chan struct{})}
+	s := &Subscription{key: key, rows: make(chan *Row, SubscriberBuffer), lagged: make(chan struct{})}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.subs[s] = struct{}{}
+	if t.subs[key] == nil {
+		t.subs[key] = map[*Subscription]struct{}{}
+	}
+	t.subs[key][s] = struct{}{}
 	return s, t.pos
 }
 
 func (t *Tailer) unsubscribe(s *Subscription) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.subs[s]; ok {
-		delete(t.subs, s)
-		close(s.lagged)
-	}
+	t.drop(s)
 }
 
 // Head returns the Tailer's position: the last row it has fanned out.
@@ -387,7 +404,7 @@ func (t *Tailer) Stream(ctx context.Context, after *Cursor, key string, send fun
 				if !last.Less(r.Cursor) {
 					continue
 				}
-				if !send(r) {
+				if !send(*r) {
 					t.unsubscribe(sub)
 					return nil
 				}
@@ -398,7 +415,7 @@ func (t *Tailer) Stream(ctx context.Context, after *Cursor, key string, send fun
 					select {
 					case r := <-sub.rows:
 						if last.Less(r.Cursor) {
-							if !send(r) {
+							if !send(*r) {
 								return nil
 							}
 							last = r.Cursor

@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // served only on SEGMENTD_PPROF_ADDR
 	"os"
 	"os/signal"
 	"strings"
@@ -111,6 +113,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srv, err := server.New(ctx, cfg, log)
 	if err != nil {
 		return err
+	}
+	if addr := os.Getenv("SEGMENTD_PPROF_ADDR"); addr != "" {
+		// Profiling on a listener of its own, never on the public address.
+		go func() {
+			if err := http.ListenAndServe(addr, nil); err != nil {
+				log.Warn("pprof listener", "err", err)
+			}
+		}()
 	}
 	url := "http://" + srv.Addr() + "/"
 	if srv.FirstAdminKey != "" && cfg.AdminKey == "" {

@@ -83,9 +83,14 @@ func (i Implementation) Accept(w http.ResponseWriter, r *http.Request, opts tran
 	if checkOrigin == nil {
 		checkOrigin = SameOrigin
 	}
+	readBuf := i.ReadBufferSize
+	if readBuf == 0 {
+		readBuf = 1024 // GraphQL messages from clients are small
+	}
 	upgrader := websocket.Upgrader{
-		ReadBufferSize:    i.ReadBufferSize,
+		ReadBufferSize:    readBuf,
 		WriteBufferSize:   i.WriteBufferSize,
+		WriteBufferPool:   writeBuffers,
 		EnableCompression: i.EnableCompression,
 		Subprotocols:      slices.Clone(opts.Subprotocols),
 		CheckOrigin:       checkOrigin,
@@ -111,6 +116,11 @@ func (i Implementation) Accept(w http.ResponseWriter, r *http.Request, opts tran
 	})
 	return c, nil
 }
+
+// writeBuffers lends write buffers to connections only while they write a
+// message: thousands of mostly idle subscriptions would otherwise each hold
+// one.
+var writeBuffers = &sync.Pool{}
 
 // SameOrigin reports whether r carries no Origin header, or one whose host
 // (with port) equals r.Host, compared case-insensitively. It is the default
