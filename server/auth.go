@@ -38,6 +38,9 @@ func (s *Server) requireKey(next http.Handler) http.Handler {
 			writeGraphQLError(w, status, code, msg)
 			return
 		}
+		if !s.allow(w, p) {
+			return
+		}
 		next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
 	})
 }

@@ -73,3 +73,21 @@ func errorResponse(ctx context.Context, code segmentd.Code, format string, args 
 		Extensions: map[string]any{"code": string(code)},
 	}}})
 }
+
+// MaxPage is the largest page a connection returns (first or last).
+const MaxPage = 1000
+
+// capPages refuses first/last above MaxPage or below 0 on any field, before
+// its resolver runs, so that no query can ask for an unbounded list.
+func capPages(ctx context.Context, next graphql.Resolver) (any, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc != nil && fc.Args != nil {
+		for _, name := range []string{"first", "last"} {
+			if v, ok := fc.Args[name].(*int); ok && v != nil && (*v > MaxPage || *v < 0) {
+				return nil, &segmentd.Error{Code: segmentd.CodeInvalid, Field: name,
+					Message: fmt.Sprintf("must be between 0 and %d, got %d", MaxPage, *v)}
+			}
+		}
+	}
+	return next(ctx)
+}

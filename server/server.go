@@ -24,6 +24,7 @@ import (
 	"github.com/segmentd/segmentd/graph"
 	"github.com/segmentd/segmentd/graph/generated"
 	"github.com/segmentd/segmentd/pubsub"
+	"github.com/segmentd/segmentd/segmentapi"
 	"github.com/segmentd/segmentd/server/graphiql"
 	"github.com/segmentd/segmentd/server/wsgorilla"
 	"github.com/segmentd/segmentd/service"
@@ -43,6 +44,14 @@ type Config struct {
 	Introspection   *bool         // default true
 	AllowedOrigins  []string      // browser origins allowed besides the same origin ("*" for any)
 	ShutdownTimeout time.Duration // default 10s
+	// RateLimit is the requests per second allowed per API key (HTTP
+	// GraphQL and /v1); 0 means the default of 1000, negative means none.
+	RateLimit float64
+	// RateBurst is how many requests a key may make at once; default 2×RateLimit.
+	RateBurst int
+	// WebsocketInitTimeout is how long a websocket may stay open without a
+	// connection_init before it is closed; default 10s.
+	WebsocketInitTimeout time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -71,6 +80,12 @@ func (c *Config) setDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
 	}
+	if c.RateLimit == 0 {
+		c.RateLimit = 1000
+	}
+	if c.WebsocketInitTimeout == 0 {
+		c.WebsocketInitTimeout = 10 * time.Second
+	}
 }
 
 // Server is a running segmentd.
@@ -83,6 +98,7 @@ type Server struct {
 	ln    net.Listener
 	http  *http.Server
 
+	limits *limiters
 	broker pubsub.Broker
 	live   *service.Live
 	// stop ends the tailers and every request context (websockets are
@@ -113,6 +129,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		svc:   service.New(st.Client, st.Dialect, log),
 		keys:  auth.NewKeys(st.Client),
 	}
+	s.limits = newLimiters(cfg.RateLimit, cfg.RateBurst)
 	if s.FirstAdminKey, err = s.keys.EnsureAdmin(ctx, cfg.AdminKey); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("server.New: %w", err)
@@ -142,6 +159,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second, // websockets are hijacked: it does not cut them
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -196,7 +214,10 @@ func (s *Server) closeAll() error {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	gql := s.graphqlHandler()
-	mux.Handle("/graphql", s.requireKey(http.MaxBytesHandler(gql, s.cfg.MaxBodyBytes)))
+	mux.Handle("/graphql", s.cors(s.requireKey(http.MaxBytesHandler(gql, s.cfg.MaxBodyBytes))))
+	v1 := s.cors(http.MaxBytesHandler(http.HandlerFunc(s.v1), segmentapi.MaxBatchBytes+1<<20))
+	mux.Handle("POST /v1/{type}", v1)
+	mux.Handle("OPTIONS /v1/{type}", v1)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}`))
@@ -226,7 +247,7 @@ func (s *Server) graphqlHandler() http.Handler {
 	srv.AddTransport(transport.Websocket{
 		Implementation:        wsgorilla.Implementation{CheckOrigin: s.checkOrigin},
 		InitFunc:              s.websocketInit,
-		InitTimeout:           10 * time.Second,
+		InitTimeout:           s.cfg.WebsocketInitTimeout,
 		KeepAlivePingInterval: 15 * time.Second,
 		PingPongInterval:      15 * time.Second,
 		PayloadReadLimit:      &s.cfg.MaxBodyBytes,
@@ -243,6 +264,7 @@ func (s *Server) graphqlHandler() http.Handler {
 	srv.Use(extension.FixedComplexityLimit(s.cfg.MaxComplexity))
 	srv.Use(depthLimit{Max: s.cfg.MaxDepth})
 	srv.AroundOperations(authorize)
+	srv.AroundFields(capPages)
 	srv.SetErrorPresenter(presentError(s.log))
 	srv.SetRecoverFunc(recoverPanic(s.log))
 	return srv

@@ -137,7 +137,7 @@ func (s *Service) ingest(ctx context.Context, ins []TrackInput, field string) (*
 	evs := make([]*incoming, len(ins))
 	for i, in := range ins {
 		path := field
-		if len(ins) > 1 || field == "inputs" {
+		if len(ins) > 1 || field == "inputs" || field == "batch" {
 			path = fmt.Sprintf("%s[%d]", field, i)
 		}
 		ev, err := validateTrack(in, path, now)
@@ -184,21 +184,21 @@ func validateTrack(in TrackInput, path string, now time.Time) (*incoming, error)
 	}
 	ev.name = strings.TrimSpace(in.Event)
 	if ev.typ == event.TypeTRACK {
-		if err := checkID(path+".event", ev.name, true); err != nil {
+		if err := checkID(sub(path, "event"), ev.name, true); err != nil {
 			return nil, err
 		}
-	} else if err := checkID(path+".event", ev.name, false); err != nil {
+	} else if err := checkID(sub(path, "event"), ev.name, false); err != nil {
 		return nil, err
 	}
 	if in.UserID != nil {
 		ev.userID = strings.TrimSpace(*in.UserID)
-		if err := checkID(path+".userId", ev.userID, false); err != nil {
+		if err := checkID(sub(path, "userId"), ev.userID, false); err != nil {
 			return nil, err
 		}
 	}
 	if in.AnonymousID != nil {
 		a := strings.TrimSpace(*in.AnonymousID)
-		if err := checkID(path+".anonymousId", a, false); err != nil {
+		if err := checkID(sub(path, "anonymousId"), a, false); err != nil {
 			return nil, err
 		}
 		if a != "" {
@@ -206,11 +206,11 @@ func validateTrack(in TrackInput, path string, now time.Time) (*incoming, error)
 		}
 	}
 	if ev.userID == "" && ev.anonID == nil {
-		return nil, segmentd.Invalid(path+".userId", "an event needs a userId or an anonymousId")
+		return nil, segmentd.Invalid(sub(path, "userId"), "an event needs a userId or an anonymousId")
 	}
 	if in.MessageID != nil {
 		ev.messageID = strings.TrimSpace(*in.MessageID)
-		if err := checkID(path+".messageId", ev.messageID, true); err != nil {
+		if err := checkID(sub(path, "messageId"), ev.messageID, true); err != nil {
 			return nil, err
 		}
 	} else {
@@ -230,11 +230,19 @@ func validateTrack(in TrackInput, path string, now time.Time) (*incoming, error)
 		ev.context = map[string]any{}
 	}
 	for name, m := range map[string]map[string]any{"properties": ev.props, "traits": ev.traits, "context": ev.context} {
-		if err := checkMap(path+"."+name, m); err != nil {
+		if err := checkMap(sub(path, name), m); err != nil {
 			return nil, err
 		}
 	}
 	return ev, nil
+}
+
+// sub names a field under path ("inputs[2].event", or "event" at the top).
+func sub(path, field string) string {
+	if path == "" {
+		return field
+	}
+	return path + "." + field
 }
 
 func checkID(field, v string, required bool) error {

@@ -91,6 +91,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"comma-separated browser origins allowed besides the same origin, * for any (env SEGMENTD_ALLOWED_ORIGINS)")
 	fs.BoolVar(&introspection, "introspection", envBool("SEGMENTD_INTROSPECTION", true), "allow GraphQL introspection (env SEGMENTD_INTROSPECTION)")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", envInt("SEGMENTD_MAX_BODY_BYTES", 1<<20), "largest GraphQL request body (env SEGMENTD_MAX_BODY_BYTES)")
+	fs.Float64Var(&cfg.RateLimit, "rate-limit", envFloat("SEGMENTD_RATE_LIMIT", 1000),
+		"requests per second per API key, HTTP GraphQL and /v1; negative: no limit (env SEGMENTD_RATE_LIMIT)")
+	fs.IntVar(&cfg.RateBurst, "rate-burst", int(envInt("SEGMENTD_RATE_BURST", 0)),
+		"requests a key may make at once; default twice the rate (env SEGMENTD_RATE_BURST)")
 	fs.StringVar(&logLevel, "log-level", envOr("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	fs.StringVar(&logFormat, "log-format", envOr("LOG_FORMAT", "text"), "text or json (env LOG_FORMAT)")
 	if err := fs.Parse(args); err != nil {
@@ -235,6 +239,14 @@ func envBool(key string, def bool) bool {
 		return true
 	case "0", "false", "no", "off":
 		return false
+	}
+	return def
+}
+
+func envFloat(key string, def float64) float64 {
+	var f float64
+	if _, err := fmt.Sscan(os.Getenv(key), &f); err == nil && f != 0 {
+		return f
 	}
 	return def
 }

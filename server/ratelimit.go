@@ -1,0 +1,68 @@
+package server
+
+import (
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/segmentd/segmentd"
+	"github.com/segmentd/segmentd/auth"
+	"github.com/segmentd/segmentd/ent/schema/pulid"
+)
+
+// limiters holds one token bucket per API key. golang.org/x/time/rate is
+// the Go team's token bucket: exact refill and Reserve-based Retry-After,
+// which a hand-written counter would only approximate.
+type limiters struct {
+	rate  rate.Limit
+	burst int
+	mu    sync.Mutex
+	keys  map[pulid.ID]*rate.Limiter
+}
+
+func newLimiters(perSecond float64, burst int) *limiters {
+	if perSecond <= 0 {
+		return nil
+	}
+	if burst <= 0 {
+		burst = int(math.Max(1, perSecond*2))
+	}
+	return &limiters{rate: rate.Limit(perSecond), burst: burst, keys: map[pulid.ID]*rate.Limiter{}}
+}
+
+// wait returns 0 if the key may make a request now, or how long it must
+// wait for one.
+func (l *limiters) wait(key pulid.ID) time.Duration {
+	if l == nil {
+		return 0
+	}
+	l.mu.Lock()
+	lim := l.keys[key]
+	if lim == nil {
+		lim = rate.NewLimiter(l.rate, l.burst)
+		l.keys[key] = lim
+	}
+	l.mu.Unlock()
+	res := lim.Reserve()
+	if d := res.Delay(); d > 0 {
+		res.Cancel()
+		return d
+	}
+	return 0
+}
+
+// allow answers 429 with Retry-After when the caller's key is over its rate.
+func (s *Server) allow(w http.ResponseWriter, p *auth.Principal) bool {
+	d := s.limits.wait(p.KeyID)
+	if d == 0 {
+		return true
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
+	writeV1Error(w, http.StatusTooManyRequests, segmentd.CodeRateLimited,
+		"", "too many requests for this API key; retry after "+d.Round(time.Millisecond).String())
+	return false
+}
