@@ -100,6 +100,16 @@ func (r *mutationResolver) DeleteCampaign(ctx context.Context, id pulid.ID) (pul
 	return id, r.svc.DeleteCampaign(ctx, id)
 }
 
+// AddUsersToSegment is the resolver for the addUsersToSegment field.
+func (r *mutationResolver) AddUsersToSegment(ctx context.Context, segmentID pulid.ID, userIds []string) (*service.MembershipUpdateResult, error) {
+	return r.svc.AddUsers(ctx, segmentID, userIds)
+}
+
+// RemoveUsersFromSegment is the resolver for the removeUsersFromSegment field.
+func (r *mutationResolver) RemoveUsersFromSegment(ctx context.Context, segmentID pulid.ID, userIds []string) (*service.MembershipUpdateResult, error) {
+	return r.svc.RemoveUsers(ctx, segmentID, userIds)
+}
+
 // TrackEvent is the resolver for the trackEvent field.
 func (r *mutationResolver) TrackEvent(ctx context.Context, input service.TrackInput) (*service.TrackResult, error) {
 	return r.svc.Track(ctx, input)
@@ -152,6 +162,15 @@ func (r *segmentResolver) ConditionText(ctx context.Context, obj *ent.Segment) (
 // Campaigns is the resolver for the campaigns field.
 func (r *segmentResolver) Campaigns(ctx context.Context, obj *ent.Segment) ([]*ent.Campaign, error) {
 	return obj.QueryCampaigns().Order(ent.Asc(campaign.FieldCreatedAt)).All(ctx)
+}
+
+// Members is the resolver for the members field.
+func (r *segmentResolver) Members(ctx context.Context, obj *ent.Segment, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, where *ent.MembershipWhereInput, orderBy *ent.MembershipOrder) (*ent.MembershipConnection, error) {
+	if orderBy == nil {
+		orderBy = &ent.MembershipOrder{Field: ent.MembershipOrderFieldEnteredAt, Direction: entgql.OrderDirectionDesc}
+	}
+	return obj.QueryMemberships().Paginate(ctx, after, first, before, last,
+		ent.WithMembershipOrder(orderBy), ent.WithMembershipFilter(where.Filter))
 }
 
 // Stats is the resolver for the stats field.

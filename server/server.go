@@ -218,6 +218,7 @@ func (s *Server) Handler() http.Handler {
 	v1 := s.cors(http.MaxBytesHandler(http.HandlerFunc(s.v1), segmentapi.MaxBatchBytes+1<<20))
 	mux.Handle("POST /v1/{type}", v1)
 	mux.Handle("OPTIONS /v1/{type}", v1)
+	mux.Handle("GET /segments/{id}/members.csv", s.cors(http.HandlerFunc(s.membersCSV)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}`))

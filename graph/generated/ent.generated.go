@@ -54,6 +54,7 @@ type SegmentResolver interface {
 	Condition(ctx context.Context, obj *ent.Segment) (*ent.Condition, error)
 	ConditionText(ctx context.Context, obj *ent.Segment) (*string, error)
 	Campaigns(ctx context.Context, obj *ent.Segment) ([]*ent.Campaign, error)
+	Members(ctx context.Context, obj *ent.Segment, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, where *ent.MembershipWhereInput, orderBy *ent.MembershipOrder) (*ent.MembershipConnection, error)
 	Stats(ctx context.Context, obj *ent.Segment, timeZone *string) (*service.SegmentStats, error)
 }
 type UserResolver interface {
@@ -401,6 +402,60 @@ func (ec *executionContext) field_Query_users_args(ctx context.Context, rawArgs 
 		return nil, err
 	}
 	args["where"] = arg5
+	return args, nil
+}
+
+func (ec *executionContext) field_Segment_members_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*entgql.Cursor[pulid.ID], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "before",
+		func(ctx context.Context, v any) (*entgql.Cursor[pulid.ID], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["before"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "last",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["last"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "where",
+		func(ctx context.Context, v any) (*ent.MembershipWhereInput, error) {
+			return ec.unmarshalOMembershipWhereInput2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚐMembershipWhereInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["where"] = arg4
+	arg5, err := graphql.ProcessArgField(ctx, rawArgs, "orderBy",
+		func(ctx context.Context, v any) (*ent.MembershipOrder, error) {
+			return ec.unmarshalOMembershipOrder2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚐMembershipOrder(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orderBy"] = arg5
 	return args, nil
 }
 
@@ -3194,6 +3249,50 @@ func (ec *executionContext) fieldContext_Segment_campaigns(_ context.Context, fi
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Campaign(ctx, field)
 		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Segment_members(ctx context.Context, field graphql.CollectedField, obj *ent.Segment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Segment_members(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Segment().Members(ctx, obj, fc.Args["after"].(*entgql.Cursor[pulid.ID]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[pulid.ID]), fc.Args["last"].(*int), fc.Args["where"].(*ent.MembershipWhereInput), fc.Args["orderBy"].(*ent.MembershipOrder))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.MembershipConnection) graphql.Marshaler {
+			return ec.marshalNMembershipConnection2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚐMembershipConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Segment_members(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Segment",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MembershipConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Segment_members_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
 	}
 	return fc, nil
 }
@@ -7452,6 +7551,12 @@ func (ec *executionContext) _Segment(ctx context.Context, sel ast.SelectionSet, 
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Segment_campaigns(ctx, field, obj)
 				})
+		case "members":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Segment_members(ctx, field, obj)
+				})
 		case "stats":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -7927,6 +8032,14 @@ func (ec *executionContext) marshalNMembership2ᚖgithubᚗcomᚋsegmentdᚋsegm
 		return graphql.Null
 	}
 	return ec._Membership(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNMembershipConnection2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚐMembershipConnection(ctx context.Context, sel ast.SelectionSet, v *ent.MembershipConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MembershipConnection!")
+		return graphql.Null
+	}
+	return ec._MembershipConnection(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNMembershipOrderField2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚐMembershipOrderField(ctx context.Context, v any) (*ent.MembershipOrderField, error) {
@@ -8442,6 +8555,14 @@ func (ec *executionContext) marshalOMembershipEdge2ᚖgithubᚗcomᚋsegmentdᚋ
 		return graphql.Null
 	}
 	return ec._MembershipEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOMembershipOrder2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚐMembershipOrder(ctx context.Context, v any) (*ent.MembershipOrder, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputMembershipOrder(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) unmarshalOMembershipSource2ᚕgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚋmembershipᚐSourceᚄ(ctx context.Context, v any) ([]membership.Source, error) {

@@ -181,16 +181,25 @@ type ComplexityRoot struct {
 		User               func(childComplexity int) int
 	}
 
+	MembershipUpdateResult struct {
+		Added     func(childComplexity int) int
+		Removed   func(childComplexity int) int
+		Segment   func(childComplexity int) int
+		Unchanged func(childComplexity int) int
+	}
+
 	Mutation struct {
-		CreateCampaign func(childComplexity int, input service.CreateCampaignInput) int
-		CreateSegment  func(childComplexity int, input service.CreateSegmentInput) int
-		DeleteCampaign func(childComplexity int, id pulid.ID) int
-		DeleteSegment  func(childComplexity int, id pulid.ID) int
-		Identify       func(childComplexity int, input service.IdentifyInput) int
-		TrackEvent     func(childComplexity int, input service.TrackInput) int
-		TrackEvents    func(childComplexity int, inputs []*service.TrackInput) int
-		UpdateCampaign func(childComplexity int, id pulid.ID, input service.UpdateCampaignInput) int
-		UpdateSegment  func(childComplexity int, id pulid.ID, input service.UpdateSegmentInput, reevaluate *model.ReevaluationPolicy) int
+		AddUsersToSegment      func(childComplexity int, segmentID pulid.ID, userIds []string) int
+		CreateCampaign         func(childComplexity int, input service.CreateCampaignInput) int
+		CreateSegment          func(childComplexity int, input service.CreateSegmentInput) int
+		DeleteCampaign         func(childComplexity int, id pulid.ID) int
+		DeleteSegment          func(childComplexity int, id pulid.ID) int
+		Identify               func(childComplexity int, input service.IdentifyInput) int
+		RemoveUsersFromSegment func(childComplexity int, segmentID pulid.ID, userIds []string) int
+		TrackEvent             func(childComplexity int, input service.TrackInput) int
+		TrackEvents            func(childComplexity int, inputs []*service.TrackInput) int
+		UpdateCampaign         func(childComplexity int, id pulid.ID, input service.UpdateCampaignInput) int
+		UpdateSegment          func(childComplexity int, id pulid.ID, input service.UpdateSegmentInput, reevaluate *model.ReevaluationPolicy) int
 	}
 
 	PageInfo struct {
@@ -219,6 +228,7 @@ type ComplexityRoot struct {
 		Description   func(childComplexity int) int
 		ID            func(childComplexity int) int
 		Kind          func(childComplexity int) int
+		Members       func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, where *ent.MembershipWhereInput, orderBy *ent.MembershipOrder) int
 		Name          func(childComplexity int) int
 		Stats         func(childComplexity int, timeZone *string) int
 		TriggerEvents func(childComplexity int) int
@@ -872,6 +882,42 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.MembershipExplanation.User(childComplexity), true
 
+	case "MembershipUpdateResult.added":
+		if e.ComplexityRoot.MembershipUpdateResult.Added == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MembershipUpdateResult.Added(childComplexity), true
+	case "MembershipUpdateResult.removed":
+		if e.ComplexityRoot.MembershipUpdateResult.Removed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MembershipUpdateResult.Removed(childComplexity), true
+	case "MembershipUpdateResult.segment":
+		if e.ComplexityRoot.MembershipUpdateResult.Segment == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MembershipUpdateResult.Segment(childComplexity), true
+	case "MembershipUpdateResult.unchanged":
+		if e.ComplexityRoot.MembershipUpdateResult.Unchanged == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MembershipUpdateResult.Unchanged(childComplexity), true
+
+	case "Mutation.addUsersToSegment":
+		if e.ComplexityRoot.Mutation.AddUsersToSegment == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_addUsersToSegment_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.AddUsersToSegment(childComplexity, args["segmentId"].(pulid.ID), args["userIds"].([]string)), true
 	case "Mutation.createCampaign":
 		if e.ComplexityRoot.Mutation.CreateCampaign == nil {
 			break
@@ -927,6 +973,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.Identify(childComplexity, args["input"].(service.IdentifyInput)), true
+	case "Mutation.removeUsersFromSegment":
+		if e.ComplexityRoot.Mutation.RemoveUsersFromSegment == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_removeUsersFromSegment_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RemoveUsersFromSegment(childComplexity, args["segmentId"].(pulid.ID), args["userIds"].([]string)), true
 	case "Mutation.trackEvent":
 		if e.ComplexityRoot.Mutation.TrackEvent == nil {
 			break
@@ -1129,6 +1186,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Segment.Kind(childComplexity), true
+	case "Segment.members":
+		if e.ComplexityRoot.Segment.Members == nil {
+			break
+		}
+
+		args, err := ec.field_Segment_members_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Segment.Members(childComplexity, args["after"].(*entgql.Cursor[pulid.ID]), args["first"].(*int), args["before"].(*entgql.Cursor[pulid.ID]), args["last"].(*int), args["where"].(*ent.MembershipWhereInput), args["orderBy"].(*ent.MembershipOrder)), true
 	case "Segment.name":
 		if e.ComplexityRoot.Segment.Name == nil {
 			break
@@ -2757,6 +2825,14 @@ type Mutation {
   createCampaign(input: CreateCampaignInput!): Campaign!
   updateCampaign(id: ID!, input: UpdateCampaignInput!): Campaign!
   deleteCampaign(id: ID!): ID!
+  """
+  Adds users by user ID (up to 10,000 a call), creating unknown users, to a
+  STATIC or an EVENT_TRIGGERED segment (test users): source MANUAL, campaigns
+  activated as for any entry.
+  """
+  addUsersToSegment(segmentId: ID!, userIds: [String!]!): MembershipUpdateResult!
+  """Removes users by user ID (up to 10,000 a call)."""
+  removeUsersFromSegment(segmentId: ID!, userIds: [String!]!): MembershipUpdateResult!
   """Ingests one event (WRITE or ADMIN key)."""
   trackEvent(input: TrackInput!): TrackResult!
   """Ingests up to 1,000 events in one transaction (WRITE or ADMIN key). One invalid input refuses the whole call."""
@@ -2846,7 +2922,17 @@ type SegmentStats {
   newLast30Days: Int!
 }
 
+type MembershipUpdateResult {
+  segment: Segment!
+  added: Int!
+  removed: Int!
+  """User IDs that were already (or, for removal, not) members."""
+  unchanged: Int!
+}
+
 extend type Segment {
+  """Current members, newest first unless orderBy says otherwise."""
+  members(after: Cursor, first: Int, before: Cursor, last: Int, where: MembershipWhereInput, orderBy: MembershipOrder): MembershipConnection!
   """Headline figures; timeZone is an IANA name (Europe/Paris)."""
   stats(timeZone: String = "UTC"): SegmentStats!
 }
@@ -3091,6 +3177,18 @@ func (ec *executionContext) childFields_MembershipChange(ctx context.Context, fi
 	return nil, fmt.Errorf("no field named %q was found under type MembershipChange", field.Name)
 }
 
+func (ec *executionContext) childFields_MembershipConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_MembershipConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_MembershipConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_MembershipConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MembershipConnection", field.Name)
+}
+
 func (ec *executionContext) childFields_MembershipEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "node":
@@ -3117,6 +3215,20 @@ func (ec *executionContext) childFields_MembershipExplanation(ctx context.Contex
 		return ec.fieldContext_MembershipExplanation_lastEvaluatedEvent(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type MembershipExplanation", field.Name)
+}
+
+func (ec *executionContext) childFields_MembershipUpdateResult(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "segment":
+		return ec.fieldContext_MembershipUpdateResult_segment(ctx, field)
+	case "added":
+		return ec.fieldContext_MembershipUpdateResult_added(ctx, field)
+	case "removed":
+		return ec.fieldContext_MembershipUpdateResult_removed(ctx, field)
+	case "unchanged":
+		return ec.fieldContext_MembershipUpdateResult_unchanged(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MembershipUpdateResult", field.Name)
 }
 
 func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3155,6 +3267,8 @@ func (ec *executionContext) childFields_Segment(ctx context.Context, field graph
 		return ec.fieldContext_Segment_conditionText(ctx, field)
 	case "campaigns":
 		return ec.fieldContext_Segment_campaigns(ctx, field)
+	case "members":
+		return ec.fieldContext_Segment_members(ctx, field)
 	case "stats":
 		return ec.fieldContext_Segment_stats(ctx, field)
 	}
