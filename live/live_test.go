@@ -1,0 +1,215 @@
+package live_test
+
+import (
+	"context"
+	"database/sql"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentd/segmentd/internal/testenv"
+	"github.com/segmentd/segmentd/live"
+	"github.com/segmentd/segmentd/pubsub"
+	"github.com/segmentd/segmentd/store"
+)
+
+func TestCursorRoundTrip(t *testing.T) {
+	t.Parallel()
+	for _, c := range []live.Cursor{{}, {Tx: 0, Seq: 42}, {Tx: 1 << 40, Seq: 7}} {
+		got, err := live.ParseCursor(c.String())
+		if err != nil || got != c {
+			t.Fatalf("ParseCursor(%q) = %v, %v", c.String(), got, err)
+		}
+	}
+	for _, bad := range []string{"", "12", "a.b", "1.-2", "-1.2", "1.2.3"} {
+		if _, err := live.ParseCursor(bad); err == nil {
+			t.Fatalf("ParseCursor(%q) accepted", bad)
+		}
+	}
+}
+
+// logTable makes a bare log table like membership_changes.
+func logTable(t *testing.T, st *store.Store) {
+	t.Helper()
+	stmts := []string{`CREATE TABLE log (id INTEGER PRIMARY KEY AUTOINCREMENT, k TEXT NOT NULL)`}
+	if st.Dialect == "postgres" {
+		stmts = []string{
+			`CREATE TABLE log (id bigserial PRIMARY KEY, k text NOT NULL, log_txid xid8 NOT NULL DEFAULT pg_current_xact_id())`,
+		}
+	}
+	for _, s := range stmts {
+		if _, err := st.DB.Exec(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func insert(t *testing.T, db interface {
+	Exec(string, ...any) (sql.Result, error)
+}, dialect, k string) {
+	t.Helper()
+	q := `INSERT INTO log (k) VALUES (?)`
+	if dialect == "postgres" {
+		q = `INSERT INTO log (k) VALUES ($1)`
+	}
+	if _, err := db.Exec(q, k); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// collector gathers what a stream sends.
+type collector struct {
+	mu   sync.Mutex
+	keys []string
+	curs []live.Cursor
+}
+
+func (c *collector) send(r live.Row) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.keys = append(c.keys, r.Key)
+	c.curs = append(c.curs, r.Cursor)
+	return true
+}
+
+func (c *collector) waitFor(t *testing.T, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		c.mu.Lock()
+		if len(c.keys) >= n {
+			out := append([]string(nil), c.keys...)
+			c.mu.Unlock()
+			return out
+		}
+		c.mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t.Fatalf("got %v, want %d rows", c.keys, n)
+	return nil
+}
+
+func setup(t *testing.T, databaseURL string) (*store.Store, *live.Tailer, pubsub.Broker, context.Context) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	st, err := store.Open(ctx, databaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	logTable(t, st)
+	broker := pubsub.NewMemory()
+	d := live.SQLite
+	if st.Dialect == "postgres" {
+		d = live.Postgres
+	}
+	tl, err := live.NewTailer(ctx, st.DB, d, live.Source{Table: "log", SeqColumn: "id", KeyColumn: "k", Topic: "log"},
+		broker, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go tl.Run(ctx)
+	return st, tl, broker, ctx
+}
+
+// TestLateCommitIsNotSkipped: on PostgreSQL, a row whose transaction began
+// first but commits last is delivered, before the rows that committed
+// earlier with larger ids would let a cursor move past it.
+func TestLateCommitIsNotSkipped(t *testing.T) {
+	t.Parallel()
+	st, tl, broker, ctx := setup(t, testenv.DatabaseURL(t, "postgres"))
+	var got collector
+	go func() { _ = tl.Stream(ctx, nil, "", got.send) }()
+	time.Sleep(50 * time.Millisecond)
+
+	late, err := st.DB.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	insert(t, late, "postgres", "late") // takes its transaction id (and a smaller row id) first
+	insert(t, st.DB, "postgres", "early")
+	broker.Notify("log")
+	time.Sleep(200 * time.Millisecond)
+	got.mu.Lock()
+	early := len(got.keys)
+	got.mu.Unlock()
+	if early != 0 {
+		t.Fatalf("delivered %v while an older transaction was still open: a reader at that cursor would skip the late row", got.keys)
+	}
+	if err := late.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	broker.Notify("log")
+	keys := got.waitFor(t, 2)
+	if keys[0] != "late" || keys[1] != "early" {
+		t.Fatalf("order = %v, want [late early] (transaction order)", keys)
+	}
+	// A reader resuming from the first cursor gets exactly the second row.
+	var resumed collector
+	first := got.curs[0]
+	go func() { _ = tl.Stream(ctx, &first, "", resumed.send) }()
+	if keys := resumed.waitFor(t, 1); len(keys) != 1 || keys[0] != "early" {
+		t.Fatalf("resumed = %v", keys)
+	}
+}
+
+// TestStreamReplaysThenGoesLive: with a cursor, a stream replays the rows
+// after it with its key, then live ones, none twice, on both stores; a
+// subscriber far behind the live fan-out catches up from the table.
+func TestStreamReplaysThenGoesLive(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, databaseURL string) {
+		st, tl, broker, ctx := setup(t, databaseURL)
+		for i := 0; i < 5; i++ {
+			insert(t, st.DB, st.Dialect, "a")
+			insert(t, st.DB, st.Dialect, "b")
+		}
+		broker.Notify("log")
+		// Wait until the tailer has seen them all.
+		deadline := time.Now().Add(5 * time.Second)
+		for tl.Head() == (live.Cursor{}) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		zero := live.Cursor{}
+		var got collector
+		blocked := make(chan struct{})
+		release := make(chan struct{})
+		n := 0
+		go func() {
+			_ = tl.Stream(ctx, &zero, "a", func(r live.Row) bool {
+				n++
+				if n == 3 {
+					close(blocked)
+					<-release // a slow reader: the fan-out must drop it, not wait
+				}
+				return got.send(r)
+			})
+		}()
+		<-blocked
+		for i := 0; i < 3*live.SubscriberBuffer; i++ {
+			insert(t, st.DB, st.Dialect, "a")
+			insert(t, st.DB, st.Dialect, "b")
+			broker.Notify("log")
+		}
+		close(release)
+		keys := got.waitFor(t, 5+3*live.SubscriberBuffer)
+		time.Sleep(100 * time.Millisecond)
+		got.mu.Lock()
+		defer got.mu.Unlock()
+		if len(got.keys) != 5+3*live.SubscriberBuffer {
+			t.Fatalf("got %d rows, want %d", len(got.keys), 5+3*live.SubscriberBuffer)
+		}
+		for i, k := range keys {
+			if k != "a" {
+				t.Fatalf("row %d has key %q", i, k)
+			}
+			if i > 0 && !got.curs[i-1].Less(got.curs[i]) {
+				t.Fatalf("rows %d and %d out of order or repeated: %v %v", i-1, i, got.curs[i-1], got.curs[i])
+			}
+		}
+	})
+}
