@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -48,6 +49,9 @@ func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 		case ent.IsConstraintError(err):
 			gqlErr.Message = "conflicts with existing data"
 			setCode(gqlErr, segmentd.CodeConflict)
+		case errors.As(err, new(*http.MaxBytesError)):
+			gqlErr.Message = "the request body is too large"
+			setCode(gqlErr, segmentd.CodeInvalid)
 		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 			gqlErr.Message = "request cancelled or timed out"
 			setCode(gqlErr, segmentd.CodeInternal)

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -20,6 +21,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
 
+	"github.com/segmentd/segmentd"
 	"github.com/segmentd/segmentd/auth"
 	"github.com/segmentd/segmentd/graph"
 	"github.com/segmentd/segmentd/graph/generated"
@@ -110,6 +112,11 @@ type Server struct {
 	FirstAdminKey string
 }
 
+// migrateMu serializes migrations within the process: ent's migration
+// mutates its package-level table definitions, so two servers starting at
+// once in one process (end-to-end tests) would race.
+var migrateMu sync.Mutex
+
 // New opens and migrates the store, makes sure an ADMIN key exists, and
 // opens the listener, so that Addr is known before Serve.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
@@ -118,7 +125,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
-	if err := st.Migrate(ctx); err != nil {
+	migrateMu.Lock()
+	err = st.Migrate(ctx)
+	migrateMu.Unlock()
+	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
@@ -214,7 +224,7 @@ func (s *Server) closeAll() error {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	gql := s.graphqlHandler()
-	mux.Handle("/graphql", s.cors(s.requireKey(http.MaxBytesHandler(gql, s.cfg.MaxBodyBytes))))
+	mux.Handle("/graphql", s.cors(s.requireKey(s.limitBody(gql))))
 	v1 := s.cors(http.MaxBytesHandler(http.HandlerFunc(s.v1), segmentapi.MaxBatchBytes+1<<20))
 	mux.Handle("POST /v1/{type}", v1)
 	mux.Handle("OPTIONS /v1/{type}", v1)
@@ -226,6 +236,20 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.Handle("/", graphiql.Handler("/graphql"))
 	return mux
+}
+
+// limitBody refuses GraphQL requests over MaxBodyBytes with 413 and a
+// GraphQL error, before reading them, and caps bodies of unknown length.
+func (s *Server) limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > s.cfg.MaxBodyBytes {
+			writeGraphQLError(w, http.StatusRequestEntityTooLarge, segmentd.CodeInvalid,
+				fmt.Sprintf("the request body is %d bytes; at most %d are allowed", r.ContentLength, s.cfg.MaxBodyBytes))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+		next.ServeHTTP(w, r)
+	})
 }
 
 // ready answers 200 when the database answers, 503 otherwise.

@@ -153,12 +153,14 @@ func driverFor(raw string) (driver, dsn string, err error) {
 // writer; busy_timeout makes writers queue instead of failing; immediate
 // transactions take the write lock up front so that read-then-write
 // transactions cannot deadlock on lock upgrade (see STACK-NOTES.md);
-// synchronous(FULL) makes every acknowledged commit durable.
+// synchronous(FULL) makes every acknowledged commit durable;
+// case_sensitive_like makes LIKE (ent's Contains filters) case-sensitive, as
+// on PostgreSQL, so that a filter means the same on both stores.
 func sqliteDSN(path string) string {
 	if strings.HasPrefix(path, "file:") {
 		return path
 	}
-	return "file:" + path + "?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_txlock=immediate"
+	return "file:" + path + "?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_pragma=case_sensitive_like(1)&_txlock=immediate"
 }
 
 func isLoopback(host string) bool {
