@@ -52,7 +52,9 @@ func activationCount(t *testing.T, c *testenv.Client, campID string) int {
 
 func memberCount(t *testing.T, c *testenv.Client, segID string) int {
 	t.Helper()
-	var out struct{ Node struct{ Members struct{ TotalCount int } } }
+	var out struct {
+		Node struct{ Members struct{ TotalCount int } }
+	}
 	c.MustDo(t, `query($s: ID!) { node(id: $s) { ... on Segment { members { totalCount } } } }`, map[string]any{"s": segID}, &out)
 	return out.Node.Members.TotalCount
 }
@@ -133,7 +135,9 @@ func TestDuplicatesAndConcurrency(t *testing.T) {
 		if first.Duplicate || !again.Duplicate || again.Event.ID != first.Event.ID || len(again.EnteredSegments) != 0 {
 			t.Fatalf("first %+v\nagain %+v", first, again)
 		}
-		var u struct{ User struct{ Traits map[string]any } }
+		var u struct {
+			User struct{ Traits map[string]any }
+		}
 		c.MustDo(t, `{ user(userId: "u-dup") { traits } }`, nil, &u)
 		if u.User.Traits["Channel"] != "Facebook" {
 			t.Fatalf("a duplicate changed the user's traits: %v", u.User.Traits)

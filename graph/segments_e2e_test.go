@@ -17,9 +17,9 @@ import (
 	"github.com/segmentd/segmentd/server"
 )
 
-// seedCondition is the README's example:
+// mySeedCondition is the README's example:
 // user."Sign Up Date" > 2025-01-01 AND (user.Channel = "Facebook" OR event."Reward Amount" > 50)
-func seedCondition() map[string]any {
+func mySeedCondition() map[string]any {
 	return map[string]any{"and": []any{
 		map[string]any{"scope": "USER", "property": "Sign Up Date", "operator": "GT", "value": "2025-01-01"},
 		map[string]any{"or": []any{
@@ -29,7 +29,7 @@ func seedCondition() map[string]any {
 	}}
 }
 
-const seedText = `user."Sign Up Date" > "2025-01-01" AND (user.Channel = "Facebook" OR event."Reward Amount" > 50)`
+const mySeedText = `user."Sign Up Date" > "2025-01-01" AND (user.Channel = "Facebook" OR event."Reward Amount" > 50)`
 
 const conditionFields = `kind scope property operator value`
 
@@ -41,7 +41,7 @@ func createSeed(t *testing.T, c *testenv.Client) (segID string) {
 	var out struct{ CreateSegment struct{ ID string } }
 	c.MustDo(t, `mutation($in: CreateSegmentInput!) { createSegment(input: $in) { id } }`, map[string]any{"in": map[string]any{
 		"name": "Activation Experiment - New Users", "kind": "EVENT_TRIGGERED",
-		"triggerEvents": []string{"Sign Up"}, "condition": seedCondition(),
+		"triggerEvents": []string{"Sign Up"}, "condition": mySeedCondition(),
 	}}, &out)
 	return out.CreateSegment.ID
 }
@@ -85,10 +85,10 @@ func TestSegmentLifecycle(t *testing.T) {
 		c.MustDo(t, `query($id: ID!) { node(id: $id) { ... on Segment { name kind triggerEvents conditionText `+conditionQuery+` } } }`,
 			map[string]any{"id": id}, &got)
 		if got.Node.Name != "Activation Experiment - New Users" || got.Node.Kind != "EVENT_TRIGGERED" ||
-			!reflect.DeepEqual(got.Node.TriggerEvents, []string{"Sign Up"}) || got.Node.ConditionText != seedText {
+			!reflect.DeepEqual(got.Node.TriggerEvents, []string{"Sign Up"}) || got.Node.ConditionText != mySeedText {
 			t.Fatalf("read back: %+v", got.Node)
 		}
-		want, _ := json.Marshal(seedCondition())
+		want, _ := json.Marshal(mySeedCondition())
 		back, _ := json.Marshal(toInput(got.Node.Condition))
 		if string(want) != string(back) {
 			t.Fatalf("condition round trip:\nsent %s\nread %s", want, back)

@@ -37,7 +37,9 @@ func New(client *ent.Client, dialect string, log *slog.Logger) *Service {
 	return &Service{Client: client, Dialect: dialect, Log: log, Now: time.Now}
 }
 
-func (s *Service) now() time.Time { return s.Now().UTC() }
+// now is the clock in UTC, to the microsecond: PostgreSQL keeps
+// microseconds, so a time returned by a mutation reads back identically.
+func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Microsecond) }
 
 // inTx runs fn in a transaction: committed if fn returns nil, rolled back
 // otherwise. Work that must follow the commit (publishing to subscribers)
