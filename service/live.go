@@ -245,10 +245,15 @@ func (l *Live) Activations(ctx context.Context, campaignID *pulid.ID) (<-chan *e
 const statsInterval = 100 * time.Millisecond
 
 // SegmentStatsStream sends a segment's stats at once, then after changes,
-// at most once per statsInterval.
+// at most once per statsInterval. An unknown segment is NOT_FOUND.
 func (l *Live) SegmentStatsStream(ctx context.Context, segmentID pulid.ID, timeZone string) (<-chan *SegmentStats, error) {
 	loc, err := loadZone(timeZone)
 	if err != nil {
+		return nil, err
+	}
+	// Stats alone counts an unknown segment as empty: say NOT_FOUND instead,
+	// as membershipChanged does.
+	if err := segmentExistsIn(ctx, nil, l.svc.Client, "segmentId", segmentID); err != nil {
 		return nil, err
 	}
 	first, err := l.svc.Stats(ctx, segmentID, loc)

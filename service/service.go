@@ -8,7 +8,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
+
+	"entgo.io/ent/dialect"
 
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/pubsub"
@@ -27,6 +30,7 @@ type Service struct {
 	Broker pubsub.Broker
 
 	programs programCache
+	writeMu  sync.Mutex // SQLite: one write transaction at a time
 }
 
 // New returns a Service on client.
@@ -44,7 +48,16 @@ func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Microseco
 // inTx runs fn in a transaction: committed if fn returns nil, rolled back
 // otherwise. Work that must follow the commit (publishing to subscribers)
 // registers with tx.OnCommit.
+//
+// On SQLite, transactions of this process take turns on a mutex before they
+// ask SQLite for its write lock: SQLite's busy handler retries by sleeping,
+// unfairly, so that under sustained concurrent writes one writer could wait
+// past busy_timeout and fail; a Go mutex queues them instead.
 func (s *Service) inTx(ctx context.Context, fn func(tx *ent.Tx) error) error {
+	if s.Dialect != dialect.Postgres {
+		s.writeMu.Lock()
+		defer s.writeMu.Unlock()
+	}
 	tx, err := s.Client.Tx(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
