@@ -14,9 +14,6 @@ import (
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/campaignactivation"
 	"github.com/segmentd/segmentd/ent/event"
-	"github.com/segmentd/segmentd/ent/membership"
-	"github.com/segmentd/segmentd/ent/membershipchange"
-	"github.com/segmentd/segmentd/ent/schema"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segment"
 	"github.com/segmentd/segmentd/ent/segmenttrigger"
@@ -360,25 +357,40 @@ func (s *Service) ingestTx(ctx context.Context, evs []*incoming, now time.Time) 
 			triggers: map[string][]*compiledSegment{},
 			dirty:    map[pulid.ID]bool{},
 		}
-		byMessage := map[string]*TrackResult{}
+		// Apply the first of each messageId; later repeats in the batch
+		// are duplicates of it.
+		first := map[string]int{}
+		var apply []*incoming
 		for i, ev := range evs {
 			if out.Results[i] != nil {
 				continue
 			}
-			if r, ok := byMessage[ev.messageID]; ok {
-				out.Results[i] = &TrackResult{Event: r.Event, Duplicate: true}
+			if _, ok := first[ev.messageID]; !ok {
+				first[ev.messageID] = len(apply)
+				apply = append(apply, ev)
+			}
+		}
+		results, err := s.applyBatch(ctx, st, apply)
+		if err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for i, ev := range evs {
+			if out.Results[i] != nil {
+				continue
+			}
+			r := results[first[ev.messageID]]
+			if seen[ev.messageID] {
+				out.Results[i] = &TrackResult{Event: r.Event, Duplicate: true,
+					EnteredSegments: []*ent.Segment{}, ActivatedCampaigns: []*ent.Campaign{}}
 				out.Duplicates++
 				continue
 			}
-			r, err := s.apply(ctx, st, ev)
-			if err != nil {
-				return err
-			}
+			seen[ev.messageID] = true
 			out.Results[i] = r
-			byMessage[ev.messageID] = r
 			out.Accepted++
 		}
-		return st.flushUsers(ctx)
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -456,111 +468,6 @@ type compiledSegment struct {
 	program *trigger.Program
 }
 
-// apply stores one fresh event and its consequences.
-func (s *Service) apply(ctx context.Context, st *batchState, ev *incoming) (*TrackResult, error) {
-	tx := st.tx
-	res := &TrackResult{EnteredSegments: []*ent.Segment{}, ActivatedCampaigns: []*ent.Campaign{}}
-	var (
-		u        *ent.User
-		outcomes = []schema.Outcome{}
-		entered  []*compiledSegment
-	)
-	if ev.userID != "" {
-		u = st.users[ev.userID]
-		if merged, changed := mergeTraits(u.Traits, ev.traits); changed {
-			u.Traits = merged
-		}
-		if ev.timestamp.After(u.LastSeenAt) || st.now.After(u.LastSeenAt) {
-			u.LastSeenAt = st.now
-		}
-		st.dirty[u.ID] = true
-		if ev.typ == event.TypeTRACK {
-			candidates, err := s.segmentsFor(ctx, st, ev.name)
-			if err != nil {
-				return nil, err
-			}
-			members, err := memberOf(ctx, tx, u.ID, candidates)
-			if err != nil {
-				return nil, err
-			}
-			env := trigger.Env{Event: ev.props, User: u.Traits, Now: ev.timestamp}
-			for _, c := range candidates {
-				r := c.program.Eval(env)
-				switch {
-				case !r.Matched:
-					outcomes = append(outcomes, schema.Outcome{SegmentID: c.segment.ID, Reason: r.Reason})
-				case members[c.segment.ID]:
-					outcomes = append(outcomes, schema.Outcome{SegmentID: c.segment.ID, Reason: "already a member"})
-				default:
-					outcomes = append(outcomes, schema.Outcome{SegmentID: c.segment.ID, Entered: true, Reason: "entered: " + r.Reason})
-					entered = append(entered, c)
-				}
-			}
-		}
-	}
-	create := tx.Event.Create().
-		SetID(ev.id).
-		SetMessageID(ev.messageID).
-		SetType(ev.typ).
-		SetProperties(ev.props).
-		SetTraits(ev.traits).
-		SetContext(ev.context).
-		SetTimestamp(ev.timestamp).
-		SetReceivedAt(st.now).
-		SetOutcomes(outcomes).
-		SetNillableAnonymousID(ev.anonID)
-	if ev.name != "" {
-		create.SetName(ev.name)
-	}
-	if u != nil {
-		create.SetUserID(ev.userID).SetUserRef(u.ID)
-	}
-	stored, err := create.Save(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("store event: %w", err)
-	}
-	res.Event = stored.Unwrap()
-	if len(entered) == 0 {
-		return res, nil
-	}
-	mems := make([]*ent.MembershipCreate, len(entered))
-	changes := make([]*ent.MembershipChangeCreate, len(entered))
-	segIDs := make([]pulid.ID, len(entered))
-	for i, c := range entered {
-		reason := fmt.Sprintf("entered on event %q (%s): %s", ev.name, ev.id, strings.TrimPrefix(outcomeFor(outcomes, c.segment.ID), "entered: "))
-		mems[i] = tx.Membership.Create().
-			SetSegmentRef(c.segment.ID).SetUserRef(u.ID).SetEventRef(ev.id).
-			SetEnteredAt(st.now).SetSource(membership.SourceEVENT).SetReason(reason)
-		changes[i] = tx.MembershipChange.Create().
-			SetSegmentRef(c.segment.ID).SetUserRef(u.ID).SetEventRef(ev.id).
-			SetKind(membershipchange.KindENTERED).SetSource(membershipchange.SourceEVENT).
-			SetAt(st.now).SetReason(reason)
-		segIDs[i] = c.segment.ID
-		res.EnteredSegments = append(res.EnteredSegments, c.segment)
-	}
-	if err := tx.Membership.CreateBulk(mems...).Exec(ctx); err != nil {
-		return nil, fmt.Errorf("store memberships: %w", err)
-	}
-	if err := tx.MembershipChange.CreateBulk(changes...).Exec(ctx); err != nil {
-		return nil, fmt.Errorf("store membership changes: %w", err)
-	}
-	activated, err := activateFor(ctx, tx, u.ID, segIDs, &ev.id, st.now)
-	if err != nil {
-		return nil, err
-	}
-	res.ActivatedCampaigns = activated
-	return res, nil
-}
-
-func outcomeFor(outcomes []schema.Outcome, id pulid.ID) string {
-	for _, o := range outcomes {
-		if o.SegmentID == id {
-			return o.Reason
-		}
-	}
-	return ""
-}
-
 // activateFor activates, for a user who just entered segIDs, every ACTIVE
 // campaign of those segments that the user has not activated before.
 func activateFor(ctx context.Context, tx *ent.Tx, userRef pulid.ID, segIDs []pulid.ID, eventRef *pulid.ID, now time.Time) ([]*ent.Campaign, error) {
@@ -611,28 +518,6 @@ func activateFor(ctx context.Context, tx *ent.Tx, userRef pulid.ID, segIDs []pul
 	return activated, nil
 }
 
-// memberOf returns which of the candidate segments the user is in.
-func memberOf(ctx context.Context, tx *ent.Tx, userRef pulid.ID, candidates []*compiledSegment) (map[pulid.ID]bool, error) {
-	in := map[pulid.ID]bool{}
-	if len(candidates) == 0 {
-		return in, nil
-	}
-	ids := make([]pulid.ID, len(candidates))
-	for i, c := range candidates {
-		ids[i] = c.segment.ID
-	}
-	rows, err := tx.Membership.Query().
-		Where(membership.UserRef(userRef), membership.SegmentRefIn(ids...)).
-		Select(membership.FieldSegmentRef).Strings(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("find memberships: %w", err)
-	}
-	for _, id := range rows {
-		in[pulid.ID(id)] = true
-	}
-	return in, nil
-}
-
 // segmentsFor returns the EVENT_TRIGGERED segments that an event name
 // triggers, with their compiled conditions, ordered by creation. Programs are
 // cached by segment and updated_at, so that a tree is compiled once per
@@ -659,17 +544,4 @@ func (s *Service) segmentsFor(ctx context.Context, st *batchState, name string) 
 	}
 	st.triggers[name] = out
 	return out, nil
-}
-
-// flushUsers writes the traits and last-seen times of the batch's users.
-func (st *batchState) flushUsers(ctx context.Context) error {
-	for _, u := range st.users {
-		if !st.dirty[u.ID] {
-			continue
-		}
-		if err := st.tx.User.UpdateOneID(u.ID).SetTraits(u.Traits).SetLastSeenAt(u.LastSeenAt).Exec(ctx); err != nil {
-			return fmt.Errorf("update user %s: %w", u.UserID, err)
-		}
-	}
-	return nil
 }

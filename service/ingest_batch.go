@@ -1,0 +1,293 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ent/campaign"
+	"github.com/segmentd/segmentd/ent/campaignactivation"
+	"github.com/segmentd/segmentd/ent/event"
+	"github.com/segmentd/segmentd/ent/membership"
+	"github.com/segmentd/segmentd/ent/membershipchange"
+	"github.com/segmentd/segmentd/ent/schema"
+	"github.com/segmentd/segmentd/ent/schema/pulid"
+	"github.com/segmentd/segmentd/ent/user"
+	"github.com/segmentd/segmentd/trigger"
+)
+
+// bulkRows is how many rows one multi-row INSERT writes.
+const bulkRows = 1000
+
+type memberKey struct{ segment, user pulid.ID }
+
+// entry is one user entering one segment, by one event of the batch.
+type entry struct {
+	seg    *ent.Segment
+	user   pulid.ID
+	event  pulid.ID
+	result int // index of the event's result
+}
+
+// applyBatch stores fresh events (each messageId once) and their
+// consequences with a fixed number of statements per batch, not per event:
+// it reads the memberships that the batch's users hold in the candidate
+// segments once, evaluates every event in memory, in order (so that a
+// user's second Sign Up in a batch finds them already a member), then
+// writes events, memberships, changes, activations and users in multi-row
+// statements. The users are locked (lockUsers), so the memberships read
+// stay true until commit.
+func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incoming) ([]*TrackResult, error) {
+	tx := st.tx
+	results := make([]*TrackResult, len(evs))
+	candidates := map[string][]*compiledSegment{}
+	segIDs := map[pulid.ID]bool{}
+	var userRefs []pulid.ID
+	seenUser := map[pulid.ID]bool{}
+	for _, ev := range evs {
+		if ev.userID == "" {
+			continue
+		}
+		u := st.users[ev.userID]
+		if !seenUser[u.ID] {
+			seenUser[u.ID] = true
+			userRefs = append(userRefs, u.ID)
+		}
+		if ev.typ != event.TypeTRACK {
+			continue
+		}
+		if _, ok := candidates[ev.name]; ok {
+			continue
+		}
+		cs, err := s.segmentsFor(ctx, st, ev.name)
+		if err != nil {
+			return nil, err
+		}
+		candidates[ev.name] = cs
+		for _, c := range cs {
+			segIDs[c.segment.ID] = true
+		}
+	}
+	member := map[memberKey]bool{}
+	if len(segIDs) > 0 {
+		segs := make([]pulid.ID, 0, len(segIDs))
+		for id := range segIDs {
+			segs = append(segs, id)
+		}
+		for start := 0; start < len(userRefs); start += bulkRows {
+			chunk := userRefs[start:min(start+bulkRows, len(userRefs))]
+			rows, err := tx.Membership.Query().
+				Where(membership.UserRefIn(chunk...), membership.SegmentRefIn(segs...)).
+				Select(membership.FieldSegmentRef, membership.FieldUserRef).All(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("find memberships: %w", err)
+			}
+			for _, m := range rows {
+				member[memberKey{m.SegmentRef, m.UserRef}] = true
+			}
+		}
+	}
+
+	eventRows := make([]*ent.EventCreate, len(evs))
+	var (
+		entries []entry
+		mems    []*ent.MembershipCreate
+		changes []*ent.MembershipChangeCreate
+	)
+	for i, ev := range evs {
+		res := &TrackResult{EnteredSegments: []*ent.Segment{}, ActivatedCampaigns: []*ent.Campaign{}}
+		results[i] = res
+		outcomes := []schema.Outcome{}
+		var u *ent.User
+		if ev.userID != "" {
+			u = st.users[ev.userID]
+			if merged, changed := mergeTraits(u.Traits, ev.traits); changed {
+				u.Traits = merged
+			}
+			if st.now.After(u.LastSeenAt) {
+				u.LastSeenAt = st.now
+			}
+			st.dirty[u.ID] = true
+		}
+		if u != nil && ev.typ == event.TypeTRACK {
+			env := trigger.Env{Event: ev.props, User: u.Traits, Now: ev.timestamp}
+			for _, c := range candidates[ev.name] {
+				r := c.program.Eval(env)
+				key := memberKey{c.segment.ID, u.ID}
+				switch {
+				case !r.Matched:
+					outcomes = append(outcomes, schema.Outcome{SegmentID: c.segment.ID, Reason: r.Reason})
+				case member[key]:
+					outcomes = append(outcomes, schema.Outcome{SegmentID: c.segment.ID, Reason: "already a member"})
+				default:
+					member[key] = true
+					outcomes = append(outcomes, schema.Outcome{SegmentID: c.segment.ID, Entered: true, Reason: "entered: " + r.Reason})
+					reason := fmt.Sprintf("entered on event %q (%s): %s", ev.name, ev.id, strings.TrimPrefix(r.Reason, "matched: "))
+					mems = append(mems, tx.Membership.Create().
+						SetSegmentRef(c.segment.ID).SetUserRef(u.ID).SetEventRef(ev.id).
+						SetEnteredAt(st.now).SetSource(membership.SourceEVENT).SetReason(reason))
+					changes = append(changes, tx.MembershipChange.Create().
+						SetSegmentRef(c.segment.ID).SetUserRef(u.ID).SetEventRef(ev.id).
+						SetKind(membershipchange.KindENTERED).SetSource(membershipchange.SourceEVENT).
+						SetAt(st.now).SetReason(reason))
+					entries = append(entries, entry{seg: c.segment, user: u.ID, event: ev.id, result: i})
+					res.EnteredSegments = append(res.EnteredSegments, c.segment)
+				}
+			}
+		}
+		create := tx.Event.Create().
+			SetID(ev.id).
+			SetMessageID(ev.messageID).
+			SetType(ev.typ).
+			SetProperties(ev.props).
+			SetTraits(ev.traits).
+			SetContext(ev.context).
+			SetTimestamp(ev.timestamp).
+			SetReceivedAt(st.now).
+			SetOutcomes(outcomes).
+			SetNillableAnonymousID(ev.anonID)
+		if ev.name != "" {
+			create.SetName(ev.name)
+		}
+		if u != nil {
+			create.SetUserID(ev.userID).SetUserRef(u.ID)
+		}
+		eventRows[i] = create
+	}
+
+	for start := 0; start < len(eventRows); start += bulkRows {
+		end := min(start+bulkRows, len(eventRows))
+		stored, err := tx.Event.CreateBulk(eventRows[start:end]...).Save(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("store events: %w", err)
+		}
+		for j, e := range stored {
+			results[start+j].Event = e.Unwrap()
+		}
+	}
+	if err := bulk(ctx, mems, func(b []*ent.MembershipCreate) error { return tx.Membership.CreateBulk(b...).Exec(ctx) }); err != nil {
+		return nil, fmt.Errorf("store memberships: %w", err)
+	}
+	if err := bulk(ctx, changes, func(b []*ent.MembershipChangeCreate) error { return tx.MembershipChange.CreateBulk(b...).Exec(ctx) }); err != nil {
+		return nil, fmt.Errorf("store membership changes: %w", err)
+	}
+	if err := s.activateEntries(ctx, st, entries, results); err != nil {
+		return nil, err
+	}
+	if err := st.saveUsers(ctx); err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// activateEntries activates the ACTIVE campaigns of the entered segments for
+// the users who entered, each (campaign, user) once ever.
+func (s *Service) activateEntries(ctx context.Context, st *batchState, entries []entry, results []*TrackResult) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	tx := st.tx
+	segSet := map[pulid.ID]bool{}
+	userSet := map[pulid.ID]bool{}
+	for _, e := range entries {
+		segSet[e.seg.ID] = true
+		userSet[e.user] = true
+	}
+	segs := keys(segSet)
+	camps, err := tx.Campaign.Query().
+		Where(campaign.SegmentRefIn(segs...), campaign.StatusEQ(campaign.StatusACTIVE)).
+		Order(ent.Asc(campaign.FieldCreatedAt), ent.Asc(campaign.FieldID)).All(ctx)
+	if err != nil {
+		return fmt.Errorf("find campaigns: %w", err)
+	}
+	if len(camps) == 0 {
+		return nil
+	}
+	bySeg := map[pulid.ID][]*ent.Campaign{}
+	campIDs := make([]pulid.ID, len(camps))
+	for i, c := range camps {
+		bySeg[*c.SegmentRef] = append(bySeg[*c.SegmentRef], c.Unwrap())
+		campIDs[i] = c.ID
+	}
+	type ck struct{ campaign, user pulid.ID }
+	done := map[ck]bool{}
+	users := keys(userSet)
+	for start := 0; start < len(users); start += bulkRows {
+		chunk := users[start:min(start+bulkRows, len(users))]
+		rows, err := tx.CampaignActivation.Query().
+			Where(campaignactivation.CampaignRefIn(campIDs...), campaignactivation.UserRefIn(chunk...)).
+			Select(campaignactivation.FieldCampaignRef, campaignactivation.FieldUserRef).All(ctx)
+		if err != nil {
+			return fmt.Errorf("find activations: %w", err)
+		}
+		for _, a := range rows {
+			done[ck{a.CampaignRef, a.UserRef}] = true
+		}
+	}
+	var acts []*ent.CampaignActivationCreate
+	for _, e := range entries {
+		for _, c := range bySeg[e.seg.ID] {
+			k := ck{c.ID, e.user}
+			if done[k] {
+				continue
+			}
+			done[k] = true
+			ev := e.event
+			acts = append(acts, tx.CampaignActivation.Create().
+				SetCampaignRef(c.ID).SetUserRef(e.user).SetSegmentRef(e.seg.ID).
+				SetEventRef(ev).SetActivatedAt(st.now))
+			results[e.result].ActivatedCampaigns = append(results[e.result].ActivatedCampaigns, c)
+		}
+	}
+	return bulk(ctx, acts, func(b []*ent.CampaignActivationCreate) error {
+		err := tx.CampaignActivation.CreateBulk(b...).
+			OnConflictColumns(campaignactivation.FieldCampaignRef, campaignactivation.FieldUserRef).
+			DoNothing().Exec(ctx)
+		if isNoRows(err) {
+			return nil
+		}
+		return err
+	})
+}
+
+// saveUsers writes the traits and last-seen times of the batch's users in
+// multi-row upserts.
+func (st *batchState) saveUsers(ctx context.Context) error {
+	var rows []*ent.UserCreate
+	for _, u := range st.users {
+		if !st.dirty[u.ID] {
+			continue
+		}
+		rows = append(rows, st.tx.User.Create().SetID(u.ID).SetUserID(u.UserID).
+			SetTraits(u.Traits).SetFirstSeenAt(u.FirstSeenAt).SetLastSeenAt(u.LastSeenAt))
+	}
+	err := bulk(ctx, rows, func(b []*ent.UserCreate) error {
+		return st.tx.User.CreateBulk(b...).
+			OnConflictColumns(user.FieldID).
+			Update(func(u *ent.UserUpsert) { u.UpdateTraits(); u.UpdateLastSeenAt() }).
+			Exec(ctx)
+	})
+	if err != nil {
+		return fmt.Errorf("update users: %w", err)
+	}
+	return nil
+}
+
+// bulk runs write on rows in chunks of bulkRows.
+func bulk[T any](_ context.Context, rows []T, write func([]T) error) error {
+	for start := 0; start < len(rows); start += bulkRows {
+		if err := write(rows[start:min(start+bulkRows, len(rows))]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func keys[K comparable](m map[K]bool) []K {
+	out := make([]K, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
