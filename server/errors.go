@@ -3,10 +3,13 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/segmentd/segmentd"
@@ -55,6 +58,15 @@ func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 			gqlErr.Message = "request cancelled or timed out"
 			setCode(gqlErr, segmentd.CodeInternal)
+		case !errors.Is(err, errPanic) && argumentsUndecoded(ctx):
+			// A value that passed GraphQL validation but not its type's
+			// decoder: an enum value in a variable in the wrong case, a
+			// malformed Time, Cursor or ID. The client's mistake, not ours.
+			setCode(gqlErr, segmentd.CodeInvalid)
+			if field := argumentPath(ctx, gqlErr.Path); field != "" {
+				gqlErr.Message = field + ": " + gqlErr.Message
+				gqlErr.Extensions["field"] = field
+			}
 		default:
 			var ge *gqlerror.Error
 			if errors.As(err, &ge) && ge.Extensions["code"] != nil {
@@ -80,11 +92,45 @@ func setCode(e *gqlerror.Error, code segmentd.Code) {
 	e.Extensions["code"] = string(code)
 }
 
+// argumentsUndecoded reports whether the error being presented arose while
+// gqlgen decoded the arguments of the field in ctx: it sets a field's
+// arguments (a non-nil map, for a field that has any) only once they all
+// decoded, before the resolver runs.
+func argumentsUndecoded(ctx context.Context) bool {
+	fc := graphql.GetFieldContext(ctx)
+	return fc != nil && fc.Args == nil && fc.Field.Field != nil && fc.Field.Definition != nil && len(fc.Field.Definition.Arguments) > 0
+}
+
+// argumentPath is the error's path below the field in ctx, the bad
+// argument, as "input.condition.operator" or "userIds[1]".
+func argumentPath(ctx context.Context, path ast.Path) string {
+	prefix := graphql.GetFieldContext(ctx).Path()
+	if len(path) <= len(prefix) || path[:len(prefix)].String() != prefix.String() {
+		return ""
+	}
+	var b strings.Builder
+	for _, el := range path[len(prefix):] {
+		switch el := el.(type) {
+		case ast.PathIndex:
+			fmt.Fprintf(&b, "[%d]", int(el))
+		case ast.PathName:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(string(el))
+		}
+	}
+	return b.String()
+}
+
+// errPanic is what a recovered panic becomes.
+var errPanic = errors.New("internal error: panic")
+
 // recoverPanic turns a panic in a resolver into an INTERNAL error, logged
 // with its value, instead of a crashed server.
 func recoverPanic(log *slog.Logger) graphql.RecoverFunc {
 	return func(ctx context.Context, v any) error {
 		log.ErrorContext(ctx, "panic in resolver", "panic", v)
-		return errors.New("internal error: panic")
+		return errPanic
 	}
 }

@@ -5,9 +5,11 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -239,7 +241,9 @@ func (s *Server) Handler() http.Handler {
 }
 
 // limitBody refuses GraphQL requests over MaxBodyBytes with 413 and a
-// GraphQL error, before reading them, and caps bodies of unknown length.
+// GraphQL error: by their Content-Length before reading them, and bodies of
+// unknown length (chunked) by reading them here, up to the limit. gqlgen
+// itself would report a failed read as an internal error.
 func (s *Server) limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > s.cfg.MaxBodyBytes {
@@ -248,6 +252,20 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+		if r.ContentLength < 0 {
+			body, err := io.ReadAll(r.Body)
+			if tooLarge := new(http.MaxBytesError); errors.As(err, &tooLarge) {
+				writeGraphQLError(w, http.StatusRequestEntityTooLarge, segmentd.CodeInvalid,
+					fmt.Sprintf("the request body is over %d bytes, the most allowed", s.cfg.MaxBodyBytes))
+				return
+			}
+			if err != nil {
+				writeGraphQLError(w, http.StatusBadRequest, segmentd.CodeInvalid, "could not read the request body")
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.ContentLength = int64(len(body))
+		}
 		next.ServeHTTP(w, r)
 	})
 }

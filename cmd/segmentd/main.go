@@ -153,8 +153,16 @@ func keys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&role, "role", "", "ADMIN, WRITE or READ")
 		fs.StringVar(&name, "name", "", "a name that says who uses the key")
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseInterspersed(fs, args); err != nil {
 		return err
+	}
+	switch {
+	case sub == "revoke" && fs.NArg() != 1:
+		fmt.Fprintln(stderr, "usage: segmentd keys revoke [--database-url URL] ID")
+		return errUsage
+	case sub != "create" && sub != "list" && sub != "revoke":
+		fmt.Fprintf(stderr, "segmentd keys: unknown command %q; use create, list or revoke\n", sub)
+		return errUsage
 	}
 	st, err := store.Open(ctx, c.databaseURL)
 	if err != nil {
@@ -202,6 +210,24 @@ func keys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errUsage
 	}
 	return nil
+}
+
+// parseInterspersed parses flags wherever they are among the arguments
+// ("keys revoke ID --database-url X" as well as before the ID): the flag
+// package stops at the first argument that is not a flag.
+func parseInterspersed(fs *flag.FlagSet, args []string) error {
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		rest = append(rest, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	return fs.Parse(append([]string{"--"}, rest...))
 }
 
 func fmtTime(t *time.Time) string {
