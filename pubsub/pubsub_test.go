@@ -78,11 +78,15 @@ func TestPostgresWakesOtherReplicas(t *testing.T) {
 		return b
 	}
 	a, b := open(), open()
-	wake, cancel := b.Subscribe("changes")
+	// NOTIFY channels are per database, not per schema: other tests' servers
+	// signal "events" and the like here too, so this test uses topics of its
+	// own.
+	topic, otherTopic := t.Name()+"-changes", t.Name()+"-other"
+	wake, cancel := b.Subscribe(topic)
 	defer cancel()
-	other, cancelOther := b.Subscribe("events")
+	other, cancelOther := b.Subscribe(otherTopic)
 	defer cancelOther()
-	a.Notify("changes")
+	a.Notify(topic)
 	if !waitWake(t, wake, 5*time.Second) {
 		t.Fatal("the other replica was not woken")
 	}
