@@ -52,24 +52,6 @@ func (r *eventResolver) Outcomes(ctx context.Context, obj *ent.Event) ([]*schema
 	return service.LiveOutcomes(ctx, r.client, obj.Outcomes)
 }
 
-// Segment is the resolver for the segment field.
-func (r *membershipChangeResolver) Segment(ctx context.Context, obj *service.MembershipChange) (*ent.Segment, error) {
-	return r.client.Segment.Get(ctx, obj.SegmentID)
-}
-
-// User is the resolver for the user field.
-func (r *membershipChangeResolver) User(ctx context.Context, obj *service.MembershipChange) (*ent.User, error) {
-	return r.client.User.Get(ctx, obj.UserRef)
-}
-
-// Event is the resolver for the event field.
-func (r *membershipChangeResolver) Event(ctx context.Context, obj *service.MembershipChange) (*ent.Event, error) {
-	if obj.EventRef == nil {
-		return nil, nil
-	}
-	return nullIfNotFound(r.client.Event.Get(ctx, *obj.EventRef))
-}
-
 // CreateSegment is the resolver for the createSegment field.
 func (r *mutationResolver) CreateSegment(ctx context.Context, input service.CreateSegmentInput) (*ent.Segment, error) {
 	return r.svc.CreateSegment(ctx, input)
@@ -208,11 +190,6 @@ func (r *userResolver) Memberships(ctx context.Context, obj *ent.User) ([]*ent.M
 	return obj.QueryMemberships().Order(ent.Desc(membership.FieldEnteredAt)).All(ctx)
 }
 
-// MembershipChange returns generated.MembershipChangeResolver implementation.
-func (r *Resolver) MembershipChange() generated.MembershipChangeResolver {
-	return &membershipChangeResolver{r}
-}
-
 // Mutation returns generated.MutationResolver implementation.
 func (r *Resolver) Mutation() generated.MutationResolver { return &mutationResolver{r} }
 
@@ -225,8 +202,7 @@ func (r *Resolver) SegmentOutcome() generated.SegmentOutcomeResolver {
 func (r *Resolver) Subscription() generated.SubscriptionResolver { return &subscriptionResolver{r} }
 
 type (
-	membershipChangeResolver struct{ *Resolver }
-	mutationResolver         struct{ *Resolver }
-	segmentOutcomeResolver   struct{ *Resolver }
-	subscriptionResolver     struct{ *Resolver }
+	mutationResolver       struct{ *Resolver }
+	segmentOutcomeResolver struct{ *Resolver }
+	subscriptionResolver   struct{ *Resolver }
 )

@@ -55,7 +55,12 @@ func (k *ChangeKind) UnmarshalGQL(v any) error {
 }
 
 // MembershipChange is one entry or exit, as subscribers see it.
+// Its segment, user and event are loaded with the change, once for every
+// subscriber, so that a message costs no query to resolve.
 type MembershipChange struct {
+	Segment   *ent.Segment
+	User      *ent.User
+	Event     *ent.Event
 	Cursor    string
 	Kind      ChangeKind
 	SegmentID pulid.ID
@@ -91,7 +96,8 @@ func (s *Service) StartLive(ctx context.Context, st *store.Store, log *slog.Logg
 			for i, id := range ids {
 				nums[i], _ = strconv.ParseInt(id, 10, 64)
 			}
-			rows, err := client.MembershipChange.Query().Where(membershipchange.IDIn(nums...)).All(ctx)
+			rows, err := client.MembershipChange.Query().Where(membershipchange.IDIn(nums...)).
+				WithSegment().WithUser().WithEvent().All(ctx)
 			out := make(map[string]any, len(rows))
 			for _, r := range rows {
 				out[strconv.FormatInt(r.ID, 10)] = r
@@ -197,7 +203,11 @@ func (l *Live) MembershipChanges(ctx context.Context, segmentID *pulid.ID, after
 		if !ok {
 			return nil, false // deleted with its segment
 		}
+		if c.Edges.Segment == nil || c.Edges.User == nil {
+			return nil, false // deleted since
+		}
 		return &MembershipChange{
+			Segment: c.Edges.Segment, User: c.Edges.User, Event: c.Edges.Event,
 			Cursor: r.Cursor.String(), Kind: ChangeKind(c.Kind), SegmentID: c.SegmentRef, UserRef: c.UserRef,
 			EventRef: c.EventRef, At: c.At, Source: membership.Source(c.Source), Reason: c.Reason,
 		}, true

@@ -29,7 +29,6 @@ type ResolverRoot interface {
 	Campaign() CampaignResolver
 	Condition() ConditionResolver
 	Event() EventResolver
-	MembershipChange() MembershipChangeResolver
 	Mutation() MutationResolver
 	Query() QueryResolver
 	Segment() SegmentResolver

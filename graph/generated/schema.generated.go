@@ -23,12 +23,6 @@ import (
 
 // region    ************************** generated!.gotpl **************************
 
-type MembershipChangeResolver interface {
-	Segment(ctx context.Context, obj *service.MembershipChange) (*ent.Segment, error)
-	User(ctx context.Context, obj *service.MembershipChange) (*ent.User, error)
-
-	Event(ctx context.Context, obj *service.MembershipChange) (*ent.Event, error)
-}
 type MutationResolver interface {
 	CreateSegment(ctx context.Context, input service.CreateSegmentInput) (*ent.Segment, error)
 	UpdateSegment(ctx context.Context, id pulid.ID, input service.UpdateSegmentInput, reevaluate *model.ReevaluationPolicy) (*ent.Segment, error)
@@ -389,7 +383,7 @@ func (ec *executionContext) _MembershipChange_segment(ctx context.Context, field
 			return ec.fieldContext_MembershipChange_segment(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.MembershipChange().Segment(ctx, obj)
+			return obj.Segment, nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *ent.Segment) graphql.Marshaler {
@@ -403,8 +397,8 @@ func (ec *executionContext) fieldContext_MembershipChange_segment(_ context.Cont
 	fc = &graphql.FieldContext{
 		Object:     "MembershipChange",
 		Field:      field,
-		IsMethod:   true,
-		IsResolver: true,
+		IsMethod:   false,
+		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Segment(ctx, field)
 		},
@@ -421,7 +415,7 @@ func (ec *executionContext) _MembershipChange_user(ctx context.Context, field gr
 			return ec.fieldContext_MembershipChange_user(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.MembershipChange().User(ctx, obj)
+			return obj.User, nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *ent.User) graphql.Marshaler {
@@ -435,8 +429,8 @@ func (ec *executionContext) fieldContext_MembershipChange_user(_ context.Context
 	fc = &graphql.FieldContext{
 		Object:     "MembershipChange",
 		Field:      field,
-		IsMethod:   true,
-		IsResolver: true,
+		IsMethod:   false,
+		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_User(ctx, field)
 		},
@@ -499,7 +493,7 @@ func (ec *executionContext) _MembershipChange_event(ctx context.Context, field g
 			return ec.fieldContext_MembershipChange_event(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.MembershipChange().Event(ctx, obj)
+			return obj.Event, nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *ent.Event) graphql.Marshaler {
@@ -513,8 +507,8 @@ func (ec *executionContext) fieldContext_MembershipChange_event(_ context.Contex
 	fc = &graphql.FieldContext{
 		Object:     "MembershipChange",
 		Field:      field,
-		IsMethod:   true,
-		IsResolver: true,
+		IsMethod:   false,
+		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Event(ctx, field)
 		},
@@ -2425,45 +2419,42 @@ func (ec *executionContext) _MembershipChange(ctx context.Context, sel ast.Selec
 		case "cursor":
 			out.Values[i] = ec._MembershipChange_cursor(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "kind":
 			out.Values[i] = ec._MembershipChange_kind(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "segment":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
-				func(ctx context.Context) graphql.Marshaler {
-					return ec._MembershipChange_segment(ctx, field, obj)
-				})
+			out.Values[i] = ec._MembershipChange_segment(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "user":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
-				func(ctx context.Context) graphql.Marshaler {
-					return ec._MembershipChange_user(ctx, field, obj)
-				})
+			out.Values[i] = ec._MembershipChange_user(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "at":
 			out.Values[i] = ec._MembershipChange_at(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "source":
 			out.Values[i] = ec._MembershipChange_source(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "event":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, false,
-				func(ctx context.Context) graphql.Marshaler {
-					return ec._MembershipChange_event(ctx, field, obj)
-				})
+			out.Values[i] = ec._MembershipChange_event(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
 		case "reason":
 			out.Values[i] = ec._MembershipChange_reason(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
