@@ -26,6 +26,10 @@ type MembershipExplanation struct {
 	LastEvaluatedEvent *ent.Event
 }
 
+// alreadyMember is the outcome reason of an event that matched a segment
+// whose member the user already was.
+const alreadyMember = "already a member"
+
 // explainScan is how many of a user's latest events ExplainMembership looks
 // through for one that the segment evaluated.
 const explainScan = 200
@@ -81,8 +85,12 @@ func (s *Service) ExplainMembership(ctx context.Context, segmentID pulid.ID, use
 			if o.SegmentID == segmentID {
 				ex.LastEvaluatedEvent = ev
 				ex.Reason = "not a member: on its latest event " + fmt.Sprintf("%q (%s), ", *ev.Name, ev.ID) + o.Reason
-				if o.Entered {
+				switch {
+				case o.Entered:
 					ex.Reason = fmt.Sprintf("not a member any more: entered on event %q (%s), then left", *ev.Name, ev.ID)
+				case o.Reason == alreadyMember:
+					// The user was a member when this event arrived, and is not now.
+					ex.Reason = fmt.Sprintf("not a member any more: was a member on event %q (%s), then left", *ev.Name, ev.ID)
 				}
 				return ex, nil
 			}

@@ -338,12 +338,16 @@ func (s *Service) ingestTx(ctx context.Context, evs []*incoming, now time.Time) 
 		}
 		fresh := make([]*incoming, 0, len(evs))
 		for i, ev := range evs {
-			if e, ok := stored[ev.messageID]; ok {
+			e, ok := stored[ev.messageID]
+			if ok && e != nil {
 				out.Results[i] = &TrackResult{Event: e, Duplicate: true}
 				out.Duplicates++
 				continue
 			}
-			stored[ev.messageID] = nil // a later repeat in this batch
+			if ok {
+				continue // a repeat within this batch: answered below with the first one's event
+			}
+			stored[ev.messageID] = nil
 			fresh = append(fresh, ev)
 		}
 		users, err := s.lockUsers(ctx, tx, fresh, now)

@@ -119,7 +119,7 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 				case !r.Matched:
 					outcomes = append(outcomes, schema.Outcome{SegmentID: c.segment.ID, Reason: r.Reason})
 				case member[key]:
-					outcomes = append(outcomes, schema.Outcome{SegmentID: c.segment.ID, Reason: "already a member"})
+					outcomes = append(outcomes, schema.Outcome{SegmentID: c.segment.ID, Reason: alreadyMember})
 				default:
 					member[key] = true
 					outcomes = append(outcomes, schema.Outcome{SegmentID: c.segment.ID, Entered: true, Reason: "entered: " + r.Reason})
