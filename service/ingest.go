@@ -150,7 +150,7 @@ func (s *Service) ingest(ctx context.Context, ins []TrackInput, field string) (*
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		out, err = s.ingestTx(ctx, evs, now)
-		if err == nil || !ent.IsConstraintError(err) {
+		if err == nil || !(ent.IsConstraintError(err) || isRetryable(err)) {
 			break
 		}
 	}

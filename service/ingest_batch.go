@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/segmentd/segmentd/ent"
@@ -156,14 +157,26 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 		eventRows[i] = create
 	}
 
-	for start := 0; start < len(eventRows); start += bulkRows {
-		end := min(start+bulkRows, len(eventRows))
-		stored, err := tx.Event.CreateBulk(eventRows[start:end]...).Save(ctx)
+	// Insert events in messageId order: two batches that carry the same
+	// messageIds then wait on the unique index in the same order, instead
+	// of deadlocking.
+	order := make([]int, len(evs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(a, b int) bool { return evs[order[a]].messageID < evs[order[b]].messageID })
+	sorted := make([]*ent.EventCreate, len(order))
+	for k, i := range order {
+		sorted[k] = eventRows[i]
+	}
+	for start := 0; start < len(sorted); start += bulkRows {
+		end := min(start+bulkRows, len(sorted))
+		stored, err := tx.Event.CreateBulk(sorted[start:end]...).Save(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("store events: %w", err)
 		}
 		for j, e := range stored {
-			results[start+j].Event = e.Unwrap()
+			results[order[start+j]].Event = e.Unwrap()
 		}
 	}
 	if err := bulk(ctx, mems, func(b []*ent.MembershipCreate) error { return tx.Membership.CreateBulk(b...).Exec(ctx) }); err != nil {
