@@ -98,12 +98,9 @@ func Decode(typ string, body []byte, now time.Time) ([]Message, error) {
 		if len(b.Batch) > MaxBatchLen {
 			return nil, errf("batch", "at most %d messages, got %d", MaxBatchLen, len(b.Batch))
 		}
-		var shared map[string]any
-		if len(b.Context) > 0 {
-			var err error
-			if shared, err = object("context", b.Context); err != nil {
-				return nil, err
-			}
+		shared, err := optObject("context", b.Context)
+		if err != nil {
+			return nil, err
 		}
 		out := make([]Message, 0, len(b.Batch))
 		for i, m := range b.Batch {
@@ -369,6 +366,12 @@ func timestamp(field string, v json.RawMessage) (time.Time, error) {
 	}
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02"} {
 		if t, err := time.Parse(layout, s); err == nil {
+			// An offset can move year 0000 or 9999 out of the four-digit
+			// years that RFC 3339 (and so every reader of the event) can
+			// represent.
+			if y := t.UTC().Year(); y < 1 || y > 9999 {
+				return time.Time{}, errf(field, "must be between the years 0001 and 9999 in UTC, not %q", s)
+			}
 			return t, nil
 		}
 	}

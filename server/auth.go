@@ -38,7 +38,7 @@ func (s *Server) requireKey(next http.Handler) http.Handler {
 			writeGraphQLError(w, status, code, msg)
 			return
 		}
-		if !s.allow(w, p) {
+		if !s.allow(w, p, true) {
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))

@@ -26,7 +26,7 @@ func (s *Server) membersCSV(w http.ResponseWriter, r *http.Request) {
 		writeV1Error(w, http.StatusForbidden, segmentd.CodeForbidden, "", "exports need a READ or ADMIN key")
 		return
 	}
-	if !s.allow(w, p) {
+	if !s.allow(w, p, false) {
 		return
 	}
 	ctx := r.Context()

@@ -78,7 +78,8 @@ func errorResponse(ctx context.Context, code segmentd.Code, format string, args 
 const MaxPage = 1000
 
 // capPages refuses first/last above MaxPage or below 0 on any field, before
-// its resolver runs, so that no query can ask for an unbounded list.
+// its resolver runs, and gives a connection asked for with neither a first
+// page of MaxPage, so that no query can ask for an unbounded list.
 func capPages(ctx context.Context, next graphql.Resolver) (any, error) {
 	fc := graphql.GetFieldContext(ctx)
 	if fc != nil && fc.Args != nil {
@@ -87,6 +88,12 @@ func capPages(ctx context.Context, next graphql.Resolver) (any, error) {
 				return nil, &segmentd.Error{Code: segmentd.CodeInvalid, Field: name,
 					Message: fmt.Sprintf("must be between 0 and %d, got %d", MaxPage, *v)}
 			}
+		}
+		first, hasFirst := fc.Args["first"].(*int)
+		last, _ := fc.Args["last"].(*int)
+		if hasFirst && first == nil && last == nil {
+			page := MaxPage
+			fc.Args["first"] = &page // the field's own Args, parsed for this execution
 		}
 	}
 	return next(ctx)

@@ -55,14 +55,20 @@ func (l *limiters) wait(key pulid.ID) time.Duration {
 	return 0
 }
 
-// allow answers 429 with Retry-After when the caller's key is over its rate.
-func (s *Server) allow(w http.ResponseWriter, p *auth.Principal) bool {
+// allow answers 429 with Retry-After when the caller's key is over its rate:
+// with a GraphQL error body on the GraphQL endpoint (graphQL), so that
+// GraphQL clients can read it, and with /v1's error body on /v1.
+func (s *Server) allow(w http.ResponseWriter, p *auth.Principal, graphQL bool) bool {
 	d := s.limits.wait(p.KeyID)
 	if d == 0 {
 		return true
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
-	writeV1Error(w, http.StatusTooManyRequests, segmentd.CodeRateLimited,
-		"", "too many requests for this API key; retry after "+d.Round(time.Millisecond).String())
+	msg := "too many requests for this API key; retry after " + d.Round(time.Millisecond).String()
+	if graphQL {
+		writeGraphQLError(w, http.StatusTooManyRequests, segmentd.CodeRateLimited, msg)
+	} else {
+		writeV1Error(w, http.StatusTooManyRequests, segmentd.CodeRateLimited, "", msg)
+	}
 	return false
 }

@@ -30,7 +30,7 @@ func (s *Server) v1(w http.ResponseWriter, r *http.Request) {
 		writeV1Error(w, http.StatusForbidden, segmentd.CodeForbidden, "", "a "+string(p.Role)+" key may not send events; use a WRITE or ADMIN key")
 		return
 	}
-	if !s.allow(w, p) {
+	if !s.allow(w, p, false) {
 		return
 	}
 	body, err := readBody(r, segmentapi.MaxBatchBytes)
