@@ -25,6 +25,7 @@ import (
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/segment"
+	"github.com/segmentd/segmentd/ent/segmentcounter"
 	"github.com/segmentd/segmentd/ent/segmenttrigger"
 	"github.com/segmentd/segmentd/ent/user"
 
@@ -54,6 +55,8 @@ type Client struct {
 	MembershipChange *MembershipChangeClient
 	// Segment is the client for interacting with the Segment builders.
 	Segment *SegmentClient
+	// SegmentCounter is the client for interacting with the SegmentCounter builders.
+	SegmentCounter *SegmentCounterClient
 	// SegmentTrigger is the client for interacting with the SegmentTrigger builders.
 	SegmentTrigger *SegmentTriggerClient
 	// User is the client for interacting with the User builders.
@@ -78,6 +81,7 @@ func (c *Client) init() {
 	c.Membership = NewMembershipClient(c.config)
 	c.MembershipChange = NewMembershipChangeClient(c.config)
 	c.Segment = NewSegmentClient(c.config)
+	c.SegmentCounter = NewSegmentCounterClient(c.config)
 	c.SegmentTrigger = NewSegmentTriggerClient(c.config)
 	c.User = NewUserClient(c.config)
 }
@@ -181,6 +185,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		Membership:         NewMembershipClient(cfg),
 		MembershipChange:   NewMembershipChangeClient(cfg),
 		Segment:            NewSegmentClient(cfg),
+		SegmentCounter:     NewSegmentCounterClient(cfg),
 		SegmentTrigger:     NewSegmentTriggerClient(cfg),
 		User:               NewUserClient(cfg),
 	}, nil
@@ -211,6 +216,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		Membership:         NewMembershipClient(cfg),
 		MembershipChange:   NewMembershipChangeClient(cfg),
 		Segment:            NewSegmentClient(cfg),
+		SegmentCounter:     NewSegmentCounterClient(cfg),
 		SegmentTrigger:     NewSegmentTriggerClient(cfg),
 		User:               NewUserClient(cfg),
 	}, nil
@@ -243,7 +249,8 @@ func (c *Client) Close() error {
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
 		c.APIKey, c.Campaign, c.CampaignActivation, c.Condition, c.Event, c.ImportJob,
-		c.Membership, c.MembershipChange, c.Segment, c.SegmentTrigger, c.User,
+		c.Membership, c.MembershipChange, c.Segment, c.SegmentCounter,
+		c.SegmentTrigger, c.User,
 	} {
 		n.Use(hooks...)
 	}
@@ -254,7 +261,8 @@ func (c *Client) Use(hooks ...Hook) {
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
 		c.APIKey, c.Campaign, c.CampaignActivation, c.Condition, c.Event, c.ImportJob,
-		c.Membership, c.MembershipChange, c.Segment, c.SegmentTrigger, c.User,
+		c.Membership, c.MembershipChange, c.Segment, c.SegmentCounter,
+		c.SegmentTrigger, c.User,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -281,6 +289,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.MembershipChange.mutate(ctx, m)
 	case *SegmentMutation:
 		return c.Segment.mutate(ctx, m)
+	case *SegmentCounterMutation:
+		return c.SegmentCounter.mutate(ctx, m)
 	case *SegmentTriggerMutation:
 		return c.SegmentTrigger.mutate(ctx, m)
 	case *UserMutation:
@@ -1846,6 +1856,22 @@ func (c *SegmentClient) QueryImportJobs(_m *Segment) *ImportJobQuery {
 	return query
 }
 
+// QueryCounters queries the counters edge of a Segment.
+func (c *SegmentClient) QueryCounters(_m *Segment) *SegmentCounterQuery {
+	query := (&SegmentCounterClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(segment.Table, segment.FieldID, id),
+			sqlgraph.To(segmentcounter.Table, segmentcounter.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, segment.CountersTable, segment.CountersColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
 // Hooks returns the client hooks.
 func (c *SegmentClient) Hooks() []Hook {
 	return c.hooks.Segment
@@ -1868,6 +1894,155 @@ func (c *SegmentClient) mutate(ctx context.Context, m *SegmentMutation) (Value, 
 		return (&SegmentDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown Segment mutation op: %q", m.Op())
+	}
+}
+
+// SegmentCounterClient is a client for the SegmentCounter schema.
+type SegmentCounterClient struct {
+	config
+}
+
+// NewSegmentCounterClient returns a client for the SegmentCounter from the given config.
+func NewSegmentCounterClient(c config) *SegmentCounterClient {
+	return &SegmentCounterClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `segmentcounter.Hooks(f(g(h())))`.
+func (c *SegmentCounterClient) Use(hooks ...Hook) {
+	c.hooks.SegmentCounter = append(c.hooks.SegmentCounter, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `segmentcounter.Intercept(f(g(h())))`.
+func (c *SegmentCounterClient) Intercept(interceptors ...Interceptor) {
+	c.inters.SegmentCounter = append(c.inters.SegmentCounter, interceptors...)
+}
+
+// Create returns a builder for creating a SegmentCounter entity.
+func (c *SegmentCounterClient) Create() *SegmentCounterCreate {
+	mutation := newSegmentCounterMutation(c.config, OpCreate)
+	return &SegmentCounterCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of SegmentCounter entities.
+func (c *SegmentCounterClient) CreateBulk(builders ...*SegmentCounterCreate) *SegmentCounterCreateBulk {
+	return &SegmentCounterCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *SegmentCounterClient) MapCreateBulk(slice any, setFunc func(*SegmentCounterCreate, int)) *SegmentCounterCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &SegmentCounterCreateBulk{err: fmt.Errorf("calling to SegmentCounterClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*SegmentCounterCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &SegmentCounterCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for SegmentCounter.
+func (c *SegmentCounterClient) Update() *SegmentCounterUpdate {
+	mutation := newSegmentCounterMutation(c.config, OpUpdate)
+	return &SegmentCounterUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *SegmentCounterClient) UpdateOne(_m *SegmentCounter) *SegmentCounterUpdateOne {
+	mutation := newSegmentCounterMutation(c.config, OpUpdateOne, withSegmentCounter(_m))
+	return &SegmentCounterUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *SegmentCounterClient) UpdateOneID(id int) *SegmentCounterUpdateOne {
+	mutation := newSegmentCounterMutation(c.config, OpUpdateOne, withSegmentCounterID(id))
+	return &SegmentCounterUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for SegmentCounter.
+func (c *SegmentCounterClient) Delete() *SegmentCounterDelete {
+	mutation := newSegmentCounterMutation(c.config, OpDelete)
+	return &SegmentCounterDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *SegmentCounterClient) DeleteOne(_m *SegmentCounter) *SegmentCounterDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *SegmentCounterClient) DeleteOneID(id int) *SegmentCounterDeleteOne {
+	builder := c.Delete().Where(segmentcounter.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &SegmentCounterDeleteOne{builder}
+}
+
+// Query returns a query builder for SegmentCounter.
+func (c *SegmentCounterClient) Query() *SegmentCounterQuery {
+	return &SegmentCounterQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeSegmentCounter},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a SegmentCounter entity by its id.
+func (c *SegmentCounterClient) Get(ctx context.Context, id int) (*SegmentCounter, error) {
+	return c.Query().Where(segmentcounter.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *SegmentCounterClient) GetX(ctx context.Context, id int) *SegmentCounter {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QuerySegment queries the segment edge of a SegmentCounter.
+func (c *SegmentCounterClient) QuerySegment(_m *SegmentCounter) *SegmentQuery {
+	query := (&SegmentClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(segmentcounter.Table, segmentcounter.FieldID, id),
+			sqlgraph.To(segment.Table, segment.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, segmentcounter.SegmentTable, segmentcounter.SegmentColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *SegmentCounterClient) Hooks() []Hook {
+	return c.hooks.SegmentCounter
+}
+
+// Interceptors returns the client interceptors.
+func (c *SegmentCounterClient) Interceptors() []Interceptor {
+	return c.inters.SegmentCounter
+}
+
+func (c *SegmentCounterClient) mutate(ctx context.Context, m *SegmentCounterMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&SegmentCounterCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&SegmentCounterUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&SegmentCounterUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&SegmentCounterDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown SegmentCounter mutation op: %q", m.Op())
 	}
 }
 
@@ -2221,11 +2396,12 @@ func (c *UserClient) mutate(ctx context.Context, m *UserMutation) (Value, error)
 type (
 	hooks struct {
 		APIKey, Campaign, CampaignActivation, Condition, Event, ImportJob, Membership,
-		MembershipChange, Segment, SegmentTrigger, User []ent.Hook
+		MembershipChange, Segment, SegmentCounter, SegmentTrigger, User []ent.Hook
 	}
 	inters struct {
 		APIKey, Campaign, CampaignActivation, Condition, Event, ImportJob, Membership,
-		MembershipChange, Segment, SegmentTrigger, User []ent.Interceptor
+		MembershipChange, Segment, SegmentCounter, SegmentTrigger,
+		User []ent.Interceptor
 	}
 )
 

@@ -21,6 +21,7 @@ import (
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/segment"
+	"github.com/segmentd/segmentd/ent/segmentcounter"
 	"github.com/segmentd/segmentd/ent/segmenttrigger"
 	"github.com/segmentd/segmentd/ent/user"
 )
@@ -92,6 +93,7 @@ func checkColumn(t, c string) error {
 			membership.Table:         membership.ValidColumn,
 			membershipchange.Table:   membershipchange.ValidColumn,
 			segment.Table:            segment.ValidColumn,
+			segmentcounter.Table:     segmentcounter.ValidColumn,
 			segmenttrigger.Table:     segmenttrigger.ValidColumn,
 			user.Table:               user.ValidColumn,
 		})

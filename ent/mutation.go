@@ -24,6 +24,7 @@ import (
 	"github.com/segmentd/segmentd/ent/schema"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segment"
+	"github.com/segmentd/segmentd/ent/segmentcounter"
 	"github.com/segmentd/segmentd/ent/segmenttrigger"
 	"github.com/segmentd/segmentd/ent/user"
 	"github.com/segmentd/segmentd/trigger"
@@ -47,6 +48,7 @@ const (
 	TypeMembership         = "Membership"
 	TypeMembershipChange   = "MembershipChange"
 	TypeSegment            = "Segment"
+	TypeSegmentCounter     = "SegmentCounter"
 	TypeSegmentTrigger     = "SegmentTrigger"
 	TypeUser               = "User"
 )
@@ -7656,6 +7658,9 @@ type SegmentMutation struct {
 	import_jobs          map[pulid.ID]struct{}
 	removedimport_jobs   map[pulid.ID]struct{}
 	clearedimport_jobs   bool
+	counters             map[int]struct{}
+	removedcounters      map[int]struct{}
+	clearedcounters      bool
 	done                 bool
 	oldValue             func(context.Context) (*Segment, error)
 	predicates           []predicate.Segment
@@ -8387,6 +8392,60 @@ func (m *SegmentMutation) ResetImportJobs() {
 	m.removedimport_jobs = nil
 }
 
+// AddCounterIDs adds the "counters" edge to the SegmentCounter entity by ids.
+func (m *SegmentMutation) AddCounterIDs(ids ...int) {
+	if m.counters == nil {
+		m.counters = make(map[int]struct{})
+	}
+	for i := range ids {
+		m.counters[ids[i]] = struct{}{}
+	}
+}
+
+// ClearCounters clears the "counters" edge to the SegmentCounter entity.
+func (m *SegmentMutation) ClearCounters() {
+	m.clearedcounters = true
+}
+
+// CountersCleared reports if the "counters" edge to the SegmentCounter entity was cleared.
+func (m *SegmentMutation) CountersCleared() bool {
+	return m.clearedcounters
+}
+
+// RemoveCounterIDs removes the "counters" edge to the SegmentCounter entity by IDs.
+func (m *SegmentMutation) RemoveCounterIDs(ids ...int) {
+	if m.removedcounters == nil {
+		m.removedcounters = make(map[int]struct{})
+	}
+	for i := range ids {
+		delete(m.counters, ids[i])
+		m.removedcounters[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedCounters returns the removed IDs of the "counters" edge to the SegmentCounter entity.
+func (m *SegmentMutation) RemovedCountersIDs() (ids []int) {
+	for id := range m.removedcounters {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// CountersIDs returns the "counters" edge IDs in the mutation.
+func (m *SegmentMutation) CountersIDs() (ids []int) {
+	for id := range m.counters {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetCounters resets all changes to the "counters" edge.
+func (m *SegmentMutation) ResetCounters() {
+	m.counters = nil
+	m.clearedcounters = false
+	m.removedcounters = nil
+}
+
 // Where appends a list predicates to the SegmentMutation builder.
 func (m *SegmentMutation) Where(ps ...predicate.Segment) {
 	m.predicates = append(m.predicates, ps...)
@@ -8614,7 +8673,7 @@ func (m *SegmentMutation) ResetField(name string) error {
 
 // AddedEdges returns all edge names that were set/added in this mutation.
 func (m *SegmentMutation) AddedEdges() []string {
-	edges := make([]string, 0, 7)
+	edges := make([]string, 0, 8)
 	if m.conditions != nil {
 		edges = append(edges, segment.EdgeConditions)
 	}
@@ -8635,6 +8694,9 @@ func (m *SegmentMutation) AddedEdges() []string {
 	}
 	if m.import_jobs != nil {
 		edges = append(edges, segment.EdgeImportJobs)
+	}
+	if m.counters != nil {
+		edges = append(edges, segment.EdgeCounters)
 	}
 	return edges
 }
@@ -8685,13 +8747,19 @@ func (m *SegmentMutation) AddedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case segment.EdgeCounters:
+		ids := make([]ent.Value, 0, len(m.counters))
+		for id := range m.counters {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // RemovedEdges returns all edge names that were removed in this mutation.
 func (m *SegmentMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 7)
+	edges := make([]string, 0, 8)
 	if m.removedconditions != nil {
 		edges = append(edges, segment.EdgeConditions)
 	}
@@ -8712,6 +8780,9 @@ func (m *SegmentMutation) RemovedEdges() []string {
 	}
 	if m.removedimport_jobs != nil {
 		edges = append(edges, segment.EdgeImportJobs)
+	}
+	if m.removedcounters != nil {
+		edges = append(edges, segment.EdgeCounters)
 	}
 	return edges
 }
@@ -8762,13 +8833,19 @@ func (m *SegmentMutation) RemovedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case segment.EdgeCounters:
+		ids := make([]ent.Value, 0, len(m.removedcounters))
+		for id := range m.removedcounters {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // ClearedEdges returns all edge names that were cleared in this mutation.
 func (m *SegmentMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 7)
+	edges := make([]string, 0, 8)
 	if m.clearedconditions {
 		edges = append(edges, segment.EdgeConditions)
 	}
@@ -8789,6 +8866,9 @@ func (m *SegmentMutation) ClearedEdges() []string {
 	}
 	if m.clearedimport_jobs {
 		edges = append(edges, segment.EdgeImportJobs)
+	}
+	if m.clearedcounters {
+		edges = append(edges, segment.EdgeCounters)
 	}
 	return edges
 }
@@ -8811,6 +8891,8 @@ func (m *SegmentMutation) EdgeCleared(name string) bool {
 		return m.clearedactivations
 	case segment.EdgeImportJobs:
 		return m.clearedimport_jobs
+	case segment.EdgeCounters:
+		return m.clearedcounters
 	}
 	return false
 }
@@ -8848,8 +8930,842 @@ func (m *SegmentMutation) ResetEdge(name string) error {
 	case segment.EdgeImportJobs:
 		m.ResetImportJobs()
 		return nil
+	case segment.EdgeCounters:
+		m.ResetCounters()
+		return nil
 	}
 	return fmt.Errorf("unknown Segment edge %s", name)
+}
+
+// SegmentCounterMutation represents an operation that mutates the SegmentCounter nodes in the graph.
+type SegmentCounterMutation struct {
+	config
+	op             Op
+	typ            string
+	id             *int
+	bucket         *int64
+	addbucket      *int64
+	shard          *int
+	addshard       *int
+	entered        *int64
+	addentered     *int64
+	exited         *int64
+	addexited      *int64
+	members        *int64
+	addmembers     *int64
+	clearedFields  map[string]struct{}
+	segment        *pulid.ID
+	clearedsegment bool
+	done           bool
+	oldValue       func(context.Context) (*SegmentCounter, error)
+	predicates     []predicate.SegmentCounter
+}
+
+var _ ent.Mutation = (*SegmentCounterMutation)(nil)
+
+// segmentcounterOption allows management of the mutation configuration using functional options.
+type segmentcounterOption func(*SegmentCounterMutation)
+
+// newSegmentCounterMutation creates new mutation for the SegmentCounter entity.
+func newSegmentCounterMutation(c config, op Op, opts ...segmentcounterOption) *SegmentCounterMutation {
+	m := &SegmentCounterMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeSegmentCounter,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withSegmentCounterID sets the ID field of the mutation.
+func withSegmentCounterID(id int) segmentcounterOption {
+	return func(m *SegmentCounterMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *SegmentCounter
+		)
+		m.oldValue = func(ctx context.Context) (*SegmentCounter, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().SegmentCounter.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withSegmentCounter sets the old SegmentCounter of the mutation.
+func withSegmentCounter(node *SegmentCounter) segmentcounterOption {
+	return func(m *SegmentCounterMutation) {
+		m.oldValue = func(context.Context) (*SegmentCounter, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m SegmentCounterMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m SegmentCounterMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *SegmentCounterMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *SegmentCounterMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().SegmentCounter.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetSegmentRef sets the "segment_ref" field.
+func (m *SegmentCounterMutation) SetSegmentRef(pu pulid.ID) {
+	m.segment = &pu
+}
+
+// SegmentRef returns the value of the "segment_ref" field in the mutation.
+func (m *SegmentCounterMutation) SegmentRef() (r pulid.ID, exists bool) {
+	v := m.segment
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSegmentRef returns the old "segment_ref" field's value of the SegmentCounter entity.
+// If the SegmentCounter object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SegmentCounterMutation) OldSegmentRef(ctx context.Context) (v pulid.ID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSegmentRef is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSegmentRef requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSegmentRef: %w", err)
+	}
+	return oldValue.SegmentRef, nil
+}
+
+// ResetSegmentRef resets all changes to the "segment_ref" field.
+func (m *SegmentCounterMutation) ResetSegmentRef() {
+	m.segment = nil
+}
+
+// SetBucket sets the "bucket" field.
+func (m *SegmentCounterMutation) SetBucket(i int64) {
+	m.bucket = &i
+	m.addbucket = nil
+}
+
+// Bucket returns the value of the "bucket" field in the mutation.
+func (m *SegmentCounterMutation) Bucket() (r int64, exists bool) {
+	v := m.bucket
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBucket returns the old "bucket" field's value of the SegmentCounter entity.
+// If the SegmentCounter object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SegmentCounterMutation) OldBucket(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBucket is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBucket requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBucket: %w", err)
+	}
+	return oldValue.Bucket, nil
+}
+
+// AddBucket adds i to the "bucket" field.
+func (m *SegmentCounterMutation) AddBucket(i int64) {
+	if m.addbucket != nil {
+		*m.addbucket += i
+	} else {
+		m.addbucket = &i
+	}
+}
+
+// AddedBucket returns the value that was added to the "bucket" field in this mutation.
+func (m *SegmentCounterMutation) AddedBucket() (r int64, exists bool) {
+	v := m.addbucket
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetBucket resets all changes to the "bucket" field.
+func (m *SegmentCounterMutation) ResetBucket() {
+	m.bucket = nil
+	m.addbucket = nil
+}
+
+// SetShard sets the "shard" field.
+func (m *SegmentCounterMutation) SetShard(i int) {
+	m.shard = &i
+	m.addshard = nil
+}
+
+// Shard returns the value of the "shard" field in the mutation.
+func (m *SegmentCounterMutation) Shard() (r int, exists bool) {
+	v := m.shard
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldShard returns the old "shard" field's value of the SegmentCounter entity.
+// If the SegmentCounter object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SegmentCounterMutation) OldShard(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldShard is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldShard requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldShard: %w", err)
+	}
+	return oldValue.Shard, nil
+}
+
+// AddShard adds i to the "shard" field.
+func (m *SegmentCounterMutation) AddShard(i int) {
+	if m.addshard != nil {
+		*m.addshard += i
+	} else {
+		m.addshard = &i
+	}
+}
+
+// AddedShard returns the value that was added to the "shard" field in this mutation.
+func (m *SegmentCounterMutation) AddedShard() (r int, exists bool) {
+	v := m.addshard
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetShard resets all changes to the "shard" field.
+func (m *SegmentCounterMutation) ResetShard() {
+	m.shard = nil
+	m.addshard = nil
+}
+
+// SetEntered sets the "entered" field.
+func (m *SegmentCounterMutation) SetEntered(i int64) {
+	m.entered = &i
+	m.addentered = nil
+}
+
+// Entered returns the value of the "entered" field in the mutation.
+func (m *SegmentCounterMutation) Entered() (r int64, exists bool) {
+	v := m.entered
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldEntered returns the old "entered" field's value of the SegmentCounter entity.
+// If the SegmentCounter object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SegmentCounterMutation) OldEntered(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldEntered is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldEntered requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldEntered: %w", err)
+	}
+	return oldValue.Entered, nil
+}
+
+// AddEntered adds i to the "entered" field.
+func (m *SegmentCounterMutation) AddEntered(i int64) {
+	if m.addentered != nil {
+		*m.addentered += i
+	} else {
+		m.addentered = &i
+	}
+}
+
+// AddedEntered returns the value that was added to the "entered" field in this mutation.
+func (m *SegmentCounterMutation) AddedEntered() (r int64, exists bool) {
+	v := m.addentered
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetEntered resets all changes to the "entered" field.
+func (m *SegmentCounterMutation) ResetEntered() {
+	m.entered = nil
+	m.addentered = nil
+}
+
+// SetExited sets the "exited" field.
+func (m *SegmentCounterMutation) SetExited(i int64) {
+	m.exited = &i
+	m.addexited = nil
+}
+
+// Exited returns the value of the "exited" field in the mutation.
+func (m *SegmentCounterMutation) Exited() (r int64, exists bool) {
+	v := m.exited
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldExited returns the old "exited" field's value of the SegmentCounter entity.
+// If the SegmentCounter object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SegmentCounterMutation) OldExited(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldExited is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldExited requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldExited: %w", err)
+	}
+	return oldValue.Exited, nil
+}
+
+// AddExited adds i to the "exited" field.
+func (m *SegmentCounterMutation) AddExited(i int64) {
+	if m.addexited != nil {
+		*m.addexited += i
+	} else {
+		m.addexited = &i
+	}
+}
+
+// AddedExited returns the value that was added to the "exited" field in this mutation.
+func (m *SegmentCounterMutation) AddedExited() (r int64, exists bool) {
+	v := m.addexited
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetExited resets all changes to the "exited" field.
+func (m *SegmentCounterMutation) ResetExited() {
+	m.exited = nil
+	m.addexited = nil
+}
+
+// SetMembers sets the "members" field.
+func (m *SegmentCounterMutation) SetMembers(i int64) {
+	m.members = &i
+	m.addmembers = nil
+}
+
+// Members returns the value of the "members" field in the mutation.
+func (m *SegmentCounterMutation) Members() (r int64, exists bool) {
+	v := m.members
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMembers returns the old "members" field's value of the SegmentCounter entity.
+// If the SegmentCounter object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SegmentCounterMutation) OldMembers(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMembers is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMembers requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMembers: %w", err)
+	}
+	return oldValue.Members, nil
+}
+
+// AddMembers adds i to the "members" field.
+func (m *SegmentCounterMutation) AddMembers(i int64) {
+	if m.addmembers != nil {
+		*m.addmembers += i
+	} else {
+		m.addmembers = &i
+	}
+}
+
+// AddedMembers returns the value that was added to the "members" field in this mutation.
+func (m *SegmentCounterMutation) AddedMembers() (r int64, exists bool) {
+	v := m.addmembers
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMembers resets all changes to the "members" field.
+func (m *SegmentCounterMutation) ResetMembers() {
+	m.members = nil
+	m.addmembers = nil
+}
+
+// SetSegmentID sets the "segment" edge to the Segment entity by id.
+func (m *SegmentCounterMutation) SetSegmentID(id pulid.ID) {
+	m.segment = &id
+}
+
+// ClearSegment clears the "segment" edge to the Segment entity.
+func (m *SegmentCounterMutation) ClearSegment() {
+	m.clearedsegment = true
+	m.clearedFields[segmentcounter.FieldSegmentRef] = struct{}{}
+}
+
+// SegmentCleared reports if the "segment" edge to the Segment entity was cleared.
+func (m *SegmentCounterMutation) SegmentCleared() bool {
+	return m.clearedsegment
+}
+
+// SegmentID returns the "segment" edge ID in the mutation.
+func (m *SegmentCounterMutation) SegmentID() (id pulid.ID, exists bool) {
+	if m.segment != nil {
+		return *m.segment, true
+	}
+	return
+}
+
+// SegmentIDs returns the "segment" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// SegmentID instead. It exists only for internal usage by the builders.
+func (m *SegmentCounterMutation) SegmentIDs() (ids []pulid.ID) {
+	if id := m.segment; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetSegment resets all changes to the "segment" edge.
+func (m *SegmentCounterMutation) ResetSegment() {
+	m.segment = nil
+	m.clearedsegment = false
+}
+
+// Where appends a list predicates to the SegmentCounterMutation builder.
+func (m *SegmentCounterMutation) Where(ps ...predicate.SegmentCounter) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the SegmentCounterMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *SegmentCounterMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.SegmentCounter, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *SegmentCounterMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *SegmentCounterMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (SegmentCounter).
+func (m *SegmentCounterMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *SegmentCounterMutation) Fields() []string {
+	fields := make([]string, 0, 6)
+	if m.segment != nil {
+		fields = append(fields, segmentcounter.FieldSegmentRef)
+	}
+	if m.bucket != nil {
+		fields = append(fields, segmentcounter.FieldBucket)
+	}
+	if m.shard != nil {
+		fields = append(fields, segmentcounter.FieldShard)
+	}
+	if m.entered != nil {
+		fields = append(fields, segmentcounter.FieldEntered)
+	}
+	if m.exited != nil {
+		fields = append(fields, segmentcounter.FieldExited)
+	}
+	if m.members != nil {
+		fields = append(fields, segmentcounter.FieldMembers)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *SegmentCounterMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case segmentcounter.FieldSegmentRef:
+		return m.SegmentRef()
+	case segmentcounter.FieldBucket:
+		return m.Bucket()
+	case segmentcounter.FieldShard:
+		return m.Shard()
+	case segmentcounter.FieldEntered:
+		return m.Entered()
+	case segmentcounter.FieldExited:
+		return m.Exited()
+	case segmentcounter.FieldMembers:
+		return m.Members()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *SegmentCounterMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case segmentcounter.FieldSegmentRef:
+		return m.OldSegmentRef(ctx)
+	case segmentcounter.FieldBucket:
+		return m.OldBucket(ctx)
+	case segmentcounter.FieldShard:
+		return m.OldShard(ctx)
+	case segmentcounter.FieldEntered:
+		return m.OldEntered(ctx)
+	case segmentcounter.FieldExited:
+		return m.OldExited(ctx)
+	case segmentcounter.FieldMembers:
+		return m.OldMembers(ctx)
+	}
+	return nil, fmt.Errorf("unknown SegmentCounter field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *SegmentCounterMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case segmentcounter.FieldSegmentRef:
+		v, ok := value.(pulid.ID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSegmentRef(v)
+		return nil
+	case segmentcounter.FieldBucket:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBucket(v)
+		return nil
+	case segmentcounter.FieldShard:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetShard(v)
+		return nil
+	case segmentcounter.FieldEntered:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetEntered(v)
+		return nil
+	case segmentcounter.FieldExited:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetExited(v)
+		return nil
+	case segmentcounter.FieldMembers:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMembers(v)
+		return nil
+	}
+	return fmt.Errorf("unknown SegmentCounter field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *SegmentCounterMutation) AddedFields() []string {
+	var fields []string
+	if m.addbucket != nil {
+		fields = append(fields, segmentcounter.FieldBucket)
+	}
+	if m.addshard != nil {
+		fields = append(fields, segmentcounter.FieldShard)
+	}
+	if m.addentered != nil {
+		fields = append(fields, segmentcounter.FieldEntered)
+	}
+	if m.addexited != nil {
+		fields = append(fields, segmentcounter.FieldExited)
+	}
+	if m.addmembers != nil {
+		fields = append(fields, segmentcounter.FieldMembers)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *SegmentCounterMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case segmentcounter.FieldBucket:
+		return m.AddedBucket()
+	case segmentcounter.FieldShard:
+		return m.AddedShard()
+	case segmentcounter.FieldEntered:
+		return m.AddedEntered()
+	case segmentcounter.FieldExited:
+		return m.AddedExited()
+	case segmentcounter.FieldMembers:
+		return m.AddedMembers()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *SegmentCounterMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case segmentcounter.FieldBucket:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddBucket(v)
+		return nil
+	case segmentcounter.FieldShard:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddShard(v)
+		return nil
+	case segmentcounter.FieldEntered:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddEntered(v)
+		return nil
+	case segmentcounter.FieldExited:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddExited(v)
+		return nil
+	case segmentcounter.FieldMembers:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMembers(v)
+		return nil
+	}
+	return fmt.Errorf("unknown SegmentCounter numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *SegmentCounterMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *SegmentCounterMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *SegmentCounterMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown SegmentCounter nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *SegmentCounterMutation) ResetField(name string) error {
+	switch name {
+	case segmentcounter.FieldSegmentRef:
+		m.ResetSegmentRef()
+		return nil
+	case segmentcounter.FieldBucket:
+		m.ResetBucket()
+		return nil
+	case segmentcounter.FieldShard:
+		m.ResetShard()
+		return nil
+	case segmentcounter.FieldEntered:
+		m.ResetEntered()
+		return nil
+	case segmentcounter.FieldExited:
+		m.ResetExited()
+		return nil
+	case segmentcounter.FieldMembers:
+		m.ResetMembers()
+		return nil
+	}
+	return fmt.Errorf("unknown SegmentCounter field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *SegmentCounterMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.segment != nil {
+		edges = append(edges, segmentcounter.EdgeSegment)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *SegmentCounterMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case segmentcounter.EdgeSegment:
+		if id := m.segment; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *SegmentCounterMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *SegmentCounterMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *SegmentCounterMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.clearedsegment {
+		edges = append(edges, segmentcounter.EdgeSegment)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *SegmentCounterMutation) EdgeCleared(name string) bool {
+	switch name {
+	case segmentcounter.EdgeSegment:
+		return m.clearedsegment
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *SegmentCounterMutation) ClearEdge(name string) error {
+	switch name {
+	case segmentcounter.EdgeSegment:
+		m.ClearSegment()
+		return nil
+	}
+	return fmt.Errorf("unknown SegmentCounter unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *SegmentCounterMutation) ResetEdge(name string) error {
+	switch name {
+	case segmentcounter.EdgeSegment:
+		m.ResetSegment()
+		return nil
+	}
+	return fmt.Errorf("unknown SegmentCounter edge %s", name)
 }
 
 // SegmentTriggerMutation represents an operation that mutates the SegmentTrigger nodes in the graph.

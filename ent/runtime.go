@@ -16,6 +16,7 @@ import (
 	"github.com/segmentd/segmentd/ent/schema"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segment"
+	"github.com/segmentd/segmentd/ent/segmentcounter"
 	"github.com/segmentd/segmentd/ent/segmenttrigger"
 	"github.com/segmentd/segmentd/ent/user"
 )
@@ -322,6 +323,20 @@ func init() {
 	segment.DefaultID = segmentDescID.Default.(func() pulid.ID)
 	// segment.IDValidator is a validator for the "id" field. It is called by the builders before save.
 	segment.IDValidator = segmentDescID.Validators[0].(func(string) error)
+	segmentcounterFields := schema.SegmentCounter{}.Fields()
+	_ = segmentcounterFields
+	// segmentcounterDescEntered is the schema descriptor for entered field.
+	segmentcounterDescEntered := segmentcounterFields[3].Descriptor()
+	// segmentcounter.DefaultEntered holds the default value on creation for the entered field.
+	segmentcounter.DefaultEntered = segmentcounterDescEntered.Default.(int64)
+	// segmentcounterDescExited is the schema descriptor for exited field.
+	segmentcounterDescExited := segmentcounterFields[4].Descriptor()
+	// segmentcounter.DefaultExited holds the default value on creation for the exited field.
+	segmentcounter.DefaultExited = segmentcounterDescExited.Default.(int64)
+	// segmentcounterDescMembers is the schema descriptor for members field.
+	segmentcounterDescMembers := segmentcounterFields[5].Descriptor()
+	// segmentcounter.DefaultMembers holds the default value on creation for the members field.
+	segmentcounter.DefaultMembers = segmentcounterDescMembers.Default.(int64)
 	segmenttriggerFields := schema.SegmentTrigger{}.Fields()
 	_ = segmenttriggerFields
 	// segmenttriggerDescEventName is the schema descriptor for event_name field.

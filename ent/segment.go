@@ -53,9 +53,11 @@ type SegmentEdges struct {
 	Activations []*CampaignActivation `json:"activations,omitempty"`
 	// ImportJobs holds the value of the import_jobs edge.
 	ImportJobs []*ImportJob `json:"import_jobs,omitempty"`
+	// Counters holds the value of the counters edge.
+	Counters []*SegmentCounter `json:"counters,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [7]bool
+	loadedTypes [8]bool
 
 	namedConditions  map[string][]*Condition
 	namedTriggers    map[string][]*SegmentTrigger
@@ -64,6 +66,7 @@ type SegmentEdges struct {
 	namedChanges     map[string][]*MembershipChange
 	namedActivations map[string][]*CampaignActivation
 	namedImportJobs  map[string][]*ImportJob
+	namedCounters    map[string][]*SegmentCounter
 }
 
 // ConditionsOrErr returns the Conditions value or an error if the edge
@@ -127,6 +130,15 @@ func (e SegmentEdges) ImportJobsOrErr() ([]*ImportJob, error) {
 		return e.ImportJobs, nil
 	}
 	return nil, &NotLoadedError{edge: "import_jobs"}
+}
+
+// CountersOrErr returns the Counters value or an error if the edge
+// was not loaded in eager-loading.
+func (e SegmentEdges) CountersOrErr() ([]*SegmentCounter, error) {
+	if e.loadedTypes[7] {
+		return e.Counters, nil
+	}
+	return nil, &NotLoadedError{edge: "counters"}
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -248,6 +260,11 @@ func (_m *Segment) QueryActivations() *CampaignActivationQuery {
 // QueryImportJobs queries the "import_jobs" edge of the Segment entity.
 func (_m *Segment) QueryImportJobs() *ImportJobQuery {
 	return NewSegmentClient(_m.config).QueryImportJobs(_m)
+}
+
+// QueryCounters queries the "counters" edge of the Segment entity.
+func (_m *Segment) QueryCounters() *SegmentCounterQuery {
+	return NewSegmentClient(_m.config).QueryCounters(_m)
 }
 
 // Update returns a builder for updating this Segment.
@@ -461,6 +478,30 @@ func (_m *Segment) appendNamedImportJobs(name string, edges ...*ImportJob) {
 		_m.Edges.namedImportJobs[name] = []*ImportJob{}
 	} else {
 		_m.Edges.namedImportJobs[name] = append(_m.Edges.namedImportJobs[name], edges...)
+	}
+}
+
+// NamedCounters returns the Counters named value or an error if the edge was not
+// loaded in eager-loading with this name.
+func (_m *Segment) NamedCounters(name string) ([]*SegmentCounter, error) {
+	if _m.Edges.namedCounters == nil {
+		return nil, &NotLoadedError{edge: name}
+	}
+	nodes, ok := _m.Edges.namedCounters[name]
+	if !ok {
+		return nil, &NotLoadedError{edge: name}
+	}
+	return nodes, nil
+}
+
+func (_m *Segment) appendNamedCounters(name string, edges ...*SegmentCounter) {
+	if _m.Edges.namedCounters == nil {
+		_m.Edges.namedCounters = make(map[string][]*SegmentCounter)
+	}
+	if len(edges) == 0 {
+		_m.Edges.namedCounters[name] = []*SegmentCounter{}
+	} else {
+		_m.Edges.namedCounters[name] = append(_m.Edges.namedCounters[name], edges...)
 	}
 }
 

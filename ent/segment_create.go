@@ -20,6 +20,7 @@ import (
 	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segment"
+	"github.com/segmentd/segmentd/ent/segmentcounter"
 	"github.com/segmentd/segmentd/ent/segmenttrigger"
 )
 
@@ -208,6 +209,21 @@ func (_c *SegmentCreate) AddImportJobs(v ...*ImportJob) *SegmentCreate {
 		ids[i] = v[i].ID
 	}
 	return _c.AddImportJobIDs(ids...)
+}
+
+// AddCounterIDs adds the "counters" edge to the SegmentCounter entity by IDs.
+func (_c *SegmentCreate) AddCounterIDs(ids ...int) *SegmentCreate {
+	_c.mutation.AddCounterIDs(ids...)
+	return _c
+}
+
+// AddCounters adds the "counters" edges to the SegmentCounter entity.
+func (_c *SegmentCreate) AddCounters(v ...*SegmentCounter) *SegmentCreate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _c.AddCounterIDs(ids...)
 }
 
 // Mutation returns the SegmentMutation object of the builder.
@@ -465,6 +481,22 @@ func (_c *SegmentCreate) createSpec() (*Segment, *sqlgraph.CreateSpec) {
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(importjob.FieldID, field.TypeString),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.CountersIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   segment.CountersTable,
+			Columns: []string{segment.CountersColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(segmentcounter.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {

@@ -22,6 +22,7 @@ import (
 	"github.com/segmentd/segmentd/ent/predicate"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segment"
+	"github.com/segmentd/segmentd/ent/segmentcounter"
 	"github.com/segmentd/segmentd/ent/segmenttrigger"
 )
 
@@ -39,6 +40,7 @@ type SegmentQuery struct {
 	withChanges          *MembershipChangeQuery
 	withActivations      *CampaignActivationQuery
 	withImportJobs       *ImportJobQuery
+	withCounters         *SegmentCounterQuery
 	loadTotal            []func(context.Context, []*Segment) error
 	modifiers            []func(*sql.Selector)
 	withNamedConditions  map[string]*ConditionQuery
@@ -48,6 +50,7 @@ type SegmentQuery struct {
 	withNamedChanges     map[string]*MembershipChangeQuery
 	withNamedActivations map[string]*CampaignActivationQuery
 	withNamedImportJobs  map[string]*ImportJobQuery
+	withNamedCounters    map[string]*SegmentCounterQuery
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
 	path func(context.Context) (*sql.Selector, error)
@@ -231,6 +234,28 @@ func (_q *SegmentQuery) QueryImportJobs() *ImportJobQuery {
 			sqlgraph.From(segment.Table, segment.FieldID, selector),
 			sqlgraph.To(importjob.Table, importjob.FieldID),
 			sqlgraph.Edge(sqlgraph.O2M, false, segment.ImportJobsTable, segment.ImportJobsColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryCounters chains the current query on the "counters" edge.
+func (_q *SegmentQuery) QueryCounters() *SegmentCounterQuery {
+	query := (&SegmentCounterClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(segment.Table, segment.FieldID, selector),
+			sqlgraph.To(segmentcounter.Table, segmentcounter.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, segment.CountersTable, segment.CountersColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -437,6 +462,7 @@ func (_q *SegmentQuery) Clone() *SegmentQuery {
 		withChanges:     _q.withChanges.Clone(),
 		withActivations: _q.withActivations.Clone(),
 		withImportJobs:  _q.withImportJobs.Clone(),
+		withCounters:    _q.withCounters.Clone(),
 		// clone intermediate query.
 		sql:  _q.sql.Clone(),
 		path: _q.path,
@@ -520,6 +546,17 @@ func (_q *SegmentQuery) WithImportJobs(opts ...func(*ImportJobQuery)) *SegmentQu
 	return _q
 }
 
+// WithCounters tells the query-builder to eager-load the nodes that are connected to
+// the "counters" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *SegmentQuery) WithCounters(opts ...func(*SegmentCounterQuery)) *SegmentQuery {
+	query := (&SegmentCounterClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withCounters = query
+	return _q
+}
+
 // GroupBy is used to group vertices by one or more fields/columns.
 // It is often used with aggregate functions, like: count, max, mean, min, sum.
 //
@@ -598,7 +635,7 @@ func (_q *SegmentQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Segm
 	var (
 		nodes       = []*Segment{}
 		_spec       = _q.querySpec()
-		loadedTypes = [7]bool{
+		loadedTypes = [8]bool{
 			_q.withConditions != nil,
 			_q.withTriggers != nil,
 			_q.withCampaigns != nil,
@@ -606,6 +643,7 @@ func (_q *SegmentQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Segm
 			_q.withChanges != nil,
 			_q.withActivations != nil,
 			_q.withImportJobs != nil,
+			_q.withCounters != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -678,6 +716,13 @@ func (_q *SegmentQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Segm
 			return nil, err
 		}
 	}
+	if query := _q.withCounters; query != nil {
+		if err := _q.loadCounters(ctx, query, nodes,
+			func(n *Segment) { n.Edges.Counters = []*SegmentCounter{} },
+			func(n *Segment, e *SegmentCounter) { n.Edges.Counters = append(n.Edges.Counters, e) }); err != nil {
+			return nil, err
+		}
+	}
 	for name, query := range _q.withNamedConditions {
 		if err := _q.loadConditions(ctx, query, nodes,
 			func(n *Segment) { n.appendNamedConditions(name) },
@@ -724,6 +769,13 @@ func (_q *SegmentQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Segm
 		if err := _q.loadImportJobs(ctx, query, nodes,
 			func(n *Segment) { n.appendNamedImportJobs(name) },
 			func(n *Segment, e *ImportJob) { n.appendNamedImportJobs(name, e) }); err != nil {
+			return nil, err
+		}
+	}
+	for name, query := range _q.withNamedCounters {
+		if err := _q.loadCounters(ctx, query, nodes,
+			func(n *Segment) { n.appendNamedCounters(name) },
+			func(n *Segment, e *SegmentCounter) { n.appendNamedCounters(name, e) }); err != nil {
 			return nil, err
 		}
 	}
@@ -948,6 +1000,36 @@ func (_q *SegmentQuery) loadImportJobs(ctx context.Context, query *ImportJobQuer
 	}
 	return nil
 }
+func (_q *SegmentQuery) loadCounters(ctx context.Context, query *SegmentCounterQuery, nodes []*Segment, init func(*Segment), assign func(*Segment, *SegmentCounter)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[pulid.ID]*Segment)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+		if init != nil {
+			init(nodes[i])
+		}
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(segmentcounter.FieldSegmentRef)
+	}
+	query.Where(predicate.SegmentCounter(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(segment.CountersColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.SegmentRef
+		node, ok := nodeids[fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "segment_ref" returned %v for node %v`, fk, n.ID)
+		}
+		assign(node, n)
+	}
+	return nil
+}
 
 func (_q *SegmentQuery) sqlCount(ctx context.Context) (int, error) {
 	_spec := _q.querySpec()
@@ -1157,6 +1239,20 @@ func (_q *SegmentQuery) WithNamedImportJobs(name string, opts ...func(*ImportJob
 		_q.withNamedImportJobs = make(map[string]*ImportJobQuery)
 	}
 	_q.withNamedImportJobs[name] = query
+	return _q
+}
+
+// WithNamedCounters tells the query-builder to eager-load the nodes that are connected to the "counters"
+// edge with the given name. The optional arguments are used to configure the query builder of the edge.
+func (_q *SegmentQuery) WithNamedCounters(name string, opts ...func(*SegmentCounterQuery)) *SegmentQuery {
+	query := (&SegmentCounterClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	if _q.withNamedCounters == nil {
+		_q.withNamedCounters = make(map[string]*SegmentCounterQuery)
+	}
+	_q.withNamedCounters[name] = query
 	return _q
 }
 

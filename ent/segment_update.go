@@ -21,6 +21,7 @@ import (
 	"github.com/segmentd/segmentd/ent/predicate"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segment"
+	"github.com/segmentd/segmentd/ent/segmentcounter"
 	"github.com/segmentd/segmentd/ent/segmenttrigger"
 )
 
@@ -194,6 +195,21 @@ func (_u *SegmentUpdate) AddImportJobs(v ...*ImportJob) *SegmentUpdate {
 	return _u.AddImportJobIDs(ids...)
 }
 
+// AddCounterIDs adds the "counters" edge to the SegmentCounter entity by IDs.
+func (_u *SegmentUpdate) AddCounterIDs(ids ...int) *SegmentUpdate {
+	_u.mutation.AddCounterIDs(ids...)
+	return _u
+}
+
+// AddCounters adds the "counters" edges to the SegmentCounter entity.
+func (_u *SegmentUpdate) AddCounters(v ...*SegmentCounter) *SegmentUpdate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddCounterIDs(ids...)
+}
+
 // Mutation returns the SegmentMutation object of the builder.
 func (_u *SegmentUpdate) Mutation() *SegmentMutation {
 	return _u.mutation
@@ -344,6 +360,27 @@ func (_u *SegmentUpdate) RemoveImportJobs(v ...*ImportJob) *SegmentUpdate {
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveImportJobIDs(ids...)
+}
+
+// ClearCounters clears all "counters" edges to the SegmentCounter entity.
+func (_u *SegmentUpdate) ClearCounters() *SegmentUpdate {
+	_u.mutation.ClearCounters()
+	return _u
+}
+
+// RemoveCounterIDs removes the "counters" edge to SegmentCounter entities by IDs.
+func (_u *SegmentUpdate) RemoveCounterIDs(ids ...int) *SegmentUpdate {
+	_u.mutation.RemoveCounterIDs(ids...)
+	return _u
+}
+
+// RemoveCounters removes "counters" edges to SegmentCounter entities.
+func (_u *SegmentUpdate) RemoveCounters(v ...*SegmentCounter) *SegmentUpdate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveCounterIDs(ids...)
 }
 
 // Save executes the query and returns the number of nodes affected by the update operation.
@@ -744,6 +781,51 @@ func (_u *SegmentUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 		}
 		_spec.Edges.Add = append(_spec.Edges.Add, edge)
 	}
+	if _u.mutation.CountersCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   segment.CountersTable,
+			Columns: []string{segment.CountersColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(segmentcounter.FieldID, field.TypeInt),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedCountersIDs(); len(nodes) > 0 && !_u.mutation.CountersCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   segment.CountersTable,
+			Columns: []string{segment.CountersColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(segmentcounter.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.CountersIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   segment.CountersTable,
+			Columns: []string{segment.CountersColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(segmentcounter.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
 			err = &NotFoundError{segment.Label}
@@ -921,6 +1003,21 @@ func (_u *SegmentUpdateOne) AddImportJobs(v ...*ImportJob) *SegmentUpdateOne {
 	return _u.AddImportJobIDs(ids...)
 }
 
+// AddCounterIDs adds the "counters" edge to the SegmentCounter entity by IDs.
+func (_u *SegmentUpdateOne) AddCounterIDs(ids ...int) *SegmentUpdateOne {
+	_u.mutation.AddCounterIDs(ids...)
+	return _u
+}
+
+// AddCounters adds the "counters" edges to the SegmentCounter entity.
+func (_u *SegmentUpdateOne) AddCounters(v ...*SegmentCounter) *SegmentUpdateOne {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddCounterIDs(ids...)
+}
+
 // Mutation returns the SegmentMutation object of the builder.
 func (_u *SegmentUpdateOne) Mutation() *SegmentMutation {
 	return _u.mutation
@@ -1071,6 +1168,27 @@ func (_u *SegmentUpdateOne) RemoveImportJobs(v ...*ImportJob) *SegmentUpdateOne 
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveImportJobIDs(ids...)
+}
+
+// ClearCounters clears all "counters" edges to the SegmentCounter entity.
+func (_u *SegmentUpdateOne) ClearCounters() *SegmentUpdateOne {
+	_u.mutation.ClearCounters()
+	return _u
+}
+
+// RemoveCounterIDs removes the "counters" edge to SegmentCounter entities by IDs.
+func (_u *SegmentUpdateOne) RemoveCounterIDs(ids ...int) *SegmentUpdateOne {
+	_u.mutation.RemoveCounterIDs(ids...)
+	return _u
+}
+
+// RemoveCounters removes "counters" edges to SegmentCounter entities.
+func (_u *SegmentUpdateOne) RemoveCounters(v ...*SegmentCounter) *SegmentUpdateOne {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveCounterIDs(ids...)
 }
 
 // Where appends a list predicates to the SegmentUpdate builder.
@@ -1494,6 +1612,51 @@ func (_u *SegmentUpdateOne) sqlSave(ctx context.Context) (_node *Segment, err er
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(importjob.FieldID, field.TypeString),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.CountersCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   segment.CountersTable,
+			Columns: []string{segment.CountersColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(segmentcounter.FieldID, field.TypeInt),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedCountersIDs(); len(nodes) > 0 && !_u.mutation.CountersCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   segment.CountersTable,
+			Columns: []string{segment.CountersColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(segmentcounter.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.CountersIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   segment.CountersTable,
+			Columns: []string{segment.CountersColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(segmentcounter.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {

@@ -32,6 +32,8 @@ type Tx struct {
 	MembershipChange *MembershipChangeClient
 	// Segment is the client for interacting with the Segment builders.
 	Segment *SegmentClient
+	// SegmentCounter is the client for interacting with the SegmentCounter builders.
+	SegmentCounter *SegmentCounterClient
 	// SegmentTrigger is the client for interacting with the SegmentTrigger builders.
 	SegmentTrigger *SegmentTriggerClient
 	// User is the client for interacting with the User builders.
@@ -176,6 +178,7 @@ func (tx *Tx) init() {
 	tx.Membership = NewMembershipClient(tx.config)
 	tx.MembershipChange = NewMembershipChangeClient(tx.config)
 	tx.Segment = NewSegmentClient(tx.config)
+	tx.SegmentCounter = NewSegmentCounterClient(tx.config)
 	tx.SegmentTrigger = NewSegmentTriggerClient(tx.config)
 	tx.User = NewUserClient(tx.config)
 }

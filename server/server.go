@@ -146,6 +146,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		st.Close()
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
+	if err := s.svc.EnsureCounters(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("server.New: %w", err)
+	}
 	if st.Dialect == dialect.Postgres {
 		s.broker, err = pubsub.NewPostgres(st.DB, st.DSN, log)
 		if err != nil {
@@ -162,6 +166,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		s.closeAll()
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
+	go s.svc.CompactCountersEvery(base, 5*time.Minute)
 	if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 		s.closeAll()
 		return nil, fmt.Errorf("server.New: listen: %w", err)

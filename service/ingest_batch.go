@@ -95,6 +95,7 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 		entries []entry
 		mems    []*ent.MembershipCreate
 		changes []*ent.MembershipChangeCreate
+		counts  = counterDeltas{}
 	)
 	for i, ev := range evs {
 		res := &TrackResult{EnteredSegments: []*ent.Segment{}, ActivatedCampaigns: []*ent.Campaign{}}
@@ -132,6 +133,7 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 						SetSegmentRef(c.segment.ID).SetUserRef(u.ID).SetEventRef(ev.id).
 						SetKind(membershipchange.KindENTERED).SetSource(membershipchange.SourceEVENT).
 						SetAt(st.now).SetReason(reason))
+					counts.entered(c.segment.ID, st.now, 1)
 					entries = append(entries, entry{seg: c.segment, user: u.ID, event: ev.id, result: i})
 					res.EnteredSegments = append(res.EnteredSegments, c.segment)
 				}
@@ -184,6 +186,9 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 	}
 	if err := bulk(ctx, changes, func(b []*ent.MembershipChangeCreate) error { return tx.MembershipChange.CreateBulk(b...).Exec(ctx) }); err != nil {
 		return nil, fmt.Errorf("store membership changes: %w", err)
+	}
+	if err := counts.flush(ctx, st.tx, s.Dialect); err != nil {
+		return nil, err
 	}
 	if err := s.activateEntries(ctx, st, entries, results); err != nil {
 		return nil, err

@@ -83,6 +83,7 @@ func (s *Service) changeMembers(ctx context.Context, segmentID pulid.ID, userIDs
 		}
 		res.Segment = seg.Unwrap()
 		now := s.now()
+		counts := counterDeltas{}
 		for start := 0; start < len(ids); start += maxBatchTxRows {
 			chunk := ids[start:min(start+maxBatchTxRows, len(ids))]
 			var users []*ent.User
@@ -121,7 +122,7 @@ func (s *Service) changeMembers(ctx context.Context, segmentID pulid.ID, userIDs
 				res.Unchanged += len(chunk) - len(fresh)
 				res.Added += len(fresh)
 				if len(fresh) > 0 {
-					if err := enterMany(ctx, tx, segmentID, fresh, membership.SourceMANUAL, "added by hand", now); err != nil {
+					if err := enterMany(ctx, tx, counts, segmentID, fresh, membership.SourceMANUAL, "added by hand", now); err != nil {
 						return err
 					}
 					activated = true
@@ -135,12 +136,12 @@ func (s *Service) changeMembers(ctx context.Context, segmentID pulid.ID, userIDs
 				}
 				res.Unchanged += len(chunk) - len(gone)
 				res.Removed += len(gone)
-				if err := exitMany(ctx, tx, gone, membershipchange.SourceMANUAL, "removed by hand", now); err != nil {
+				if err := exitMany(ctx, tx, counts, gone, membershipchange.SourceMANUAL, "removed by hand", now); err != nil {
 					return err
 				}
 			}
 		}
-		return nil
+		return counts.flush(ctx, tx, s.Dialect)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("service.changeMembers: %w", err)
@@ -173,8 +174,9 @@ func (s *Service) lockUserIDs(ctx context.Context, tx *ent.Tx, ids []string, now
 }
 
 // enterMany makes users members of a segment in bulk, logs the changes and
-// activates the segment's ACTIVE campaigns for them.
-func enterMany(ctx context.Context, tx *ent.Tx, segID pulid.ID, userRefs []pulid.ID, source membership.Source, reason string, now time.Time) error {
+// activates the segment's ACTIVE campaigns for them. The caller flushes
+// counts before it commits.
+func enterMany(ctx context.Context, tx *ent.Tx, counts counterDeltas, segID pulid.ID, userRefs []pulid.ID, source membership.Source, reason string, now time.Time) error {
 	mems := make([]*ent.MembershipCreate, len(userRefs))
 	changes := make([]*ent.MembershipChangeCreate, len(userRefs))
 	for i, u := range userRefs {
@@ -190,6 +192,7 @@ func enterMany(ctx context.Context, tx *ent.Tx, segID pulid.ID, userRefs []pulid
 	if err := tx.MembershipChange.CreateBulk(changes...).Exec(ctx); err != nil {
 		return fmt.Errorf("store membership changes: %w", err)
 	}
+	counts.entered(segID, now, int64(len(userRefs)))
 	camps, err := tx.Campaign.Query().
 		Where(campaign.SegmentRef(segID), campaign.StatusEQ(campaign.StatusACTIVE)).IDs(ctx)
 	if err != nil {
@@ -211,8 +214,9 @@ func enterMany(ctx context.Context, tx *ent.Tx, segID pulid.ID, userRefs []pulid
 	return nil
 }
 
-// exitMany removes memberships in bulk and logs the changes.
-func exitMany(ctx context.Context, tx *ent.Tx, gone []*ent.Membership, source membershipchange.Source, reason string, now time.Time) error {
+// exitMany removes memberships in bulk and logs the changes. The caller
+// flushes counts before it commits.
+func exitMany(ctx context.Context, tx *ent.Tx, counts counterDeltas, gone []*ent.Membership, source membershipchange.Source, reason string, now time.Time) error {
 	if len(gone) == 0 {
 		return nil
 	}
@@ -220,6 +224,7 @@ func exitMany(ctx context.Context, tx *ent.Tx, gone []*ent.Membership, source me
 	changes := make([]*ent.MembershipChangeCreate, len(gone))
 	for i, m := range gone {
 		ids[i] = m.ID
+		counts.exited(m.SegmentRef, m.EnteredAt, now)
 		changes[i] = tx.MembershipChange.Create().SetSegmentRef(m.SegmentRef).SetUserRef(m.UserRef).
 			SetKind(membershipchange.KindEXITED).SetSource(source).SetAt(now).SetReason(reason)
 	}

@@ -103,17 +103,18 @@ func (s *Service) reevaluate(ctx context.Context, tx *ent.Tx, seg *ent.Segment, 
 		isMember[m.UserRef] = true
 	}
 	now := s.now()
+	counts := counterDeltas{}
 	for userRef, m := range matched {
 		if isMember[userRef] {
 			continue
 		}
 		reason := fmt.Sprintf("backfilled from event %q (%s): %s", *m.event.Name, m.event.ID, m.reason)
-		if err := enter(ctx, tx, seg.ID, userRef, &m.event.ID, membership.SourceBACKFILL, reason, now); err != nil {
+		if err := enter(ctx, tx, counts, seg.ID, userRef, &m.event.ID, membership.SourceBACKFILL, reason, now); err != nil {
 			return err
 		}
 	}
 	if policy != Reconcile {
-		return nil
+		return counts.flush(ctx, tx, s.Dialect)
 	}
 	for _, m := range members {
 		if m.Source != membership.SourceEVENT && m.Source != membership.SourceBACKFILL {
@@ -123,16 +124,16 @@ func (s *Service) reevaluate(ctx context.Context, tx *ent.Tx, seg *ent.Segment, 
 			continue
 		}
 		reason := "reconciled: no stored event of this user matches the segment's new rules"
-		if err := exit(ctx, tx, m, membershipchange.SourceBACKFILL, reason, now); err != nil {
+		if err := exit(ctx, tx, counts, m, membershipchange.SourceBACKFILL, reason, now); err != nil {
 			return err
 		}
 	}
-	return nil
+	return counts.flush(ctx, tx, s.Dialect)
 }
 
 // enter makes a user a member of a segment, records the change and
 // activates the segment's ACTIVE campaigns.
-func enter(ctx context.Context, tx *ent.Tx, segID, userRef pulid.ID, eventRef *pulid.ID, source membership.Source, reason string, now time.Time) error {
+func enter(ctx context.Context, tx *ent.Tx, counts counterDeltas, segID, userRef pulid.ID, eventRef *pulid.ID, source membership.Source, reason string, now time.Time) error {
 	err := tx.Membership.Create().
 		SetSegmentRef(segID).SetUserRef(userRef).SetNillableEventRef(eventRef).
 		SetEnteredAt(now).SetSource(source).SetReason(reason).Exec(ctx)
@@ -146,6 +147,7 @@ func enter(ctx context.Context, tx *ent.Tx, segID, userRef pulid.ID, eventRef *p
 	if err != nil {
 		return fmt.Errorf("store membership change: %w", err)
 	}
+	counts.entered(segID, now, 1)
 	if _, err := activateFor(ctx, tx, userRef, []pulid.ID{segID}, eventRef, now); err != nil {
 		return err
 	}
@@ -153,10 +155,11 @@ func enter(ctx context.Context, tx *ent.Tx, segID, userRef pulid.ID, eventRef *p
 }
 
 // exit removes a membership and records the change.
-func exit(ctx context.Context, tx *ent.Tx, m *ent.Membership, source membershipchange.Source, reason string, now time.Time) error {
+func exit(ctx context.Context, tx *ent.Tx, counts counterDeltas, m *ent.Membership, source membershipchange.Source, reason string, now time.Time) error {
 	if err := tx.Membership.DeleteOneID(m.ID).Exec(ctx); err != nil {
 		return fmt.Errorf("delete membership: %w", err)
 	}
+	counts.exited(m.SegmentRef, m.EnteredAt, now)
 	err := tx.MembershipChange.Create().
 		SetSegmentRef(m.SegmentRef).SetUserRef(m.UserRef).
 		SetKind(membershipchange.KindEXITED).SetSource(source).

@@ -117,6 +117,18 @@ func (f SegmentFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, err
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.SegmentMutation", m)
 }
 
+// The SegmentCounterFunc type is an adapter to allow the use of ordinary
+// function as SegmentCounter mutator.
+type SegmentCounterFunc func(context.Context, *ent.SegmentCounterMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f SegmentCounterFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.SegmentCounterMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.SegmentCounterMutation", m)
+}
+
 // The SegmentTriggerFunc type is an adapter to allow the use of ordinary
 // function as SegmentTrigger mutator.
 type SegmentTriggerFunc func(context.Context, *ent.SegmentTriggerMutation) (ent.Value, error)

@@ -18,6 +18,7 @@ import (
 	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/predicate"
 	"github.com/segmentd/segmentd/ent/segment"
+	"github.com/segmentd/segmentd/ent/segmentcounter"
 	"github.com/segmentd/segmentd/ent/segmenttrigger"
 	"github.com/segmentd/segmentd/ent/user"
 )
@@ -321,6 +322,33 @@ func (f TraverseSegment) Traverse(ctx context.Context, q ent.Query) error {
 	return fmt.Errorf("unexpected query type %T. expect *ent.SegmentQuery", q)
 }
 
+// The SegmentCounterFunc type is an adapter to allow the use of ordinary function as a Querier.
+type SegmentCounterFunc func(context.Context, *ent.SegmentCounterQuery) (ent.Value, error)
+
+// Query calls f(ctx, q).
+func (f SegmentCounterFunc) Query(ctx context.Context, q ent.Query) (ent.Value, error) {
+	if q, ok := q.(*ent.SegmentCounterQuery); ok {
+		return f(ctx, q)
+	}
+	return nil, fmt.Errorf("unexpected query type %T. expect *ent.SegmentCounterQuery", q)
+}
+
+// The TraverseSegmentCounter type is an adapter to allow the use of ordinary function as Traverser.
+type TraverseSegmentCounter func(context.Context, *ent.SegmentCounterQuery) error
+
+// Intercept is a dummy implementation of Intercept that returns the next Querier in the pipeline.
+func (f TraverseSegmentCounter) Intercept(next ent.Querier) ent.Querier {
+	return next
+}
+
+// Traverse calls f(ctx, q).
+func (f TraverseSegmentCounter) Traverse(ctx context.Context, q ent.Query) error {
+	if q, ok := q.(*ent.SegmentCounterQuery); ok {
+		return f(ctx, q)
+	}
+	return fmt.Errorf("unexpected query type %T. expect *ent.SegmentCounterQuery", q)
+}
+
 // The SegmentTriggerFunc type is an adapter to allow the use of ordinary function as a Querier.
 type SegmentTriggerFunc func(context.Context, *ent.SegmentTriggerQuery) (ent.Value, error)
 
@@ -396,6 +424,8 @@ func NewQuery(q ent.Query) (Query, error) {
 		return &query[*ent.MembershipChangeQuery, predicate.MembershipChange, membershipchange.OrderOption]{typ: ent.TypeMembershipChange, tq: q}, nil
 	case *ent.SegmentQuery:
 		return &query[*ent.SegmentQuery, predicate.Segment, segment.OrderOption]{typ: ent.TypeSegment, tq: q}, nil
+	case *ent.SegmentCounterQuery:
+		return &query[*ent.SegmentCounterQuery, predicate.SegmentCounter, segmentcounter.OrderOption]{typ: ent.TypeSegmentCounter, tq: q}, nil
 	case *ent.SegmentTriggerQuery:
 		return &query[*ent.SegmentTriggerQuery, predicate.SegmentTrigger, segmenttrigger.OrderOption]{typ: ent.TypeSegmentTrigger, tq: q}, nil
 	case *ent.UserQuery:

@@ -373,6 +373,37 @@ var (
 			},
 		},
 	}
+	// SegmentCountersColumns holds the columns for the "segment_counters" table.
+	SegmentCountersColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "bucket", Type: field.TypeInt64},
+		{Name: "shard", Type: field.TypeInt},
+		{Name: "entered", Type: field.TypeInt64, Default: 0},
+		{Name: "exited", Type: field.TypeInt64, Default: 0},
+		{Name: "members", Type: field.TypeInt64, Default: 0},
+		{Name: "segment_ref", Type: field.TypeString, Size: 40},
+	}
+	// SegmentCountersTable holds the schema information for the "segment_counters" table.
+	SegmentCountersTable = &schema.Table{
+		Name:       "segment_counters",
+		Columns:    SegmentCountersColumns,
+		PrimaryKey: []*schema.Column{SegmentCountersColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "segment_counters_segments_counters",
+				Columns:    []*schema.Column{SegmentCountersColumns[6]},
+				RefColumns: []*schema.Column{SegmentsColumns[0]},
+				OnDelete:   schema.Cascade,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "segmentcounter_segment_ref_bucket_shard",
+				Unique:  true,
+				Columns: []*schema.Column{SegmentCountersColumns[6], SegmentCountersColumns[1], SegmentCountersColumns[2]},
+			},
+		},
+	}
 	// SegmentTriggersColumns holds the columns for the "segment_triggers" table.
 	SegmentTriggersColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -442,6 +473,7 @@ var (
 		MembershipsTable,
 		MembershipChangesTable,
 		SegmentsTable,
+		SegmentCountersTable,
 		SegmentTriggersTable,
 		UsersTable,
 	}
@@ -463,5 +495,6 @@ func init() {
 	MembershipChangesTable.ForeignKeys[0].RefTable = EventsTable
 	MembershipChangesTable.ForeignKeys[1].RefTable = SegmentsTable
 	MembershipChangesTable.ForeignKeys[2].RefTable = UsersTable
+	SegmentCountersTable.ForeignKeys[0].RefTable = SegmentsTable
 	SegmentTriggersTable.ForeignKeys[0].RefTable = SegmentsTable
 }

@@ -33,6 +33,9 @@ type MembershipChange func(*sql.Selector)
 // Segment is the predicate function for segment builders.
 type Segment func(*sql.Selector)
 
+// SegmentCounter is the predicate function for segmentcounter builders.
+type SegmentCounter func(*sql.Selector)
+
 // SegmentTrigger is the predicate function for segmenttrigger builders.
 type SegmentTrigger func(*sql.Selector)
 

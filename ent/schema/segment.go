@@ -57,6 +57,8 @@ func (Segment) Edges() []ent.Edge {
 			Annotations(entsql.OnDelete(entsql.Cascade), entgql.Skip()),
 		edge.To("import_jobs", ImportJob.Type).
 			Annotations(entsql.OnDelete(entsql.Cascade), entgql.Skip()),
+		edge.To("counters", SegmentCounter.Type).
+			Annotations(entsql.OnDelete(entsql.Cascade), entgql.Skip()),
 	}
 }
 

@@ -44,6 +44,8 @@ const (
 	EdgeActivations = "activations"
 	// EdgeImportJobs holds the string denoting the import_jobs edge name in mutations.
 	EdgeImportJobs = "import_jobs"
+	// EdgeCounters holds the string denoting the counters edge name in mutations.
+	EdgeCounters = "counters"
 	// Table holds the table name of the segment in the database.
 	Table = "segments"
 	// ConditionsTable is the table that holds the conditions relation/edge.
@@ -95,6 +97,13 @@ const (
 	ImportJobsInverseTable = "import_jobs"
 	// ImportJobsColumn is the table column denoting the import_jobs relation/edge.
 	ImportJobsColumn = "segment_ref"
+	// CountersTable is the table that holds the counters relation/edge.
+	CountersTable = "segment_counters"
+	// CountersInverseTable is the table name for the SegmentCounter entity.
+	// It exists in this package in order to avoid circular dependency with the "segmentcounter" package.
+	CountersInverseTable = "segment_counters"
+	// CountersColumn is the table column denoting the counters relation/edge.
+	CountersColumn = "segment_ref"
 )
 
 // Columns holds all SQL columns for segment fields.
@@ -290,6 +299,20 @@ func ByImportJobs(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
 		sqlgraph.OrderByNeighborTerms(s, newImportJobsStep(), append([]sql.OrderTerm{term}, terms...)...)
 	}
 }
+
+// ByCountersCount orders the results by counters count.
+func ByCountersCount(opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborsCount(s, newCountersStep(), opts...)
+	}
+}
+
+// ByCounters orders the results by counters terms.
+func ByCounters(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newCountersStep(), append([]sql.OrderTerm{term}, terms...)...)
+	}
+}
 func newConditionsStep() *sqlgraph.Step {
 	return sqlgraph.NewStep(
 		sqlgraph.From(Table, FieldID),
@@ -337,6 +360,13 @@ func newImportJobsStep() *sqlgraph.Step {
 		sqlgraph.From(Table, FieldID),
 		sqlgraph.To(ImportJobsInverseTable, FieldID),
 		sqlgraph.Edge(sqlgraph.O2M, false, ImportJobsTable, ImportJobsColumn),
+	)
+}
+func newCountersStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(CountersInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.O2M, false, CountersTable, CountersColumn),
 	)
 }
 

@@ -477,6 +477,29 @@ func HasImportJobsWith(preds ...predicate.ImportJob) predicate.Segment {
 	})
 }
 
+// HasCounters applies the HasEdge predicate on the "counters" edge.
+func HasCounters() predicate.Segment {
+	return predicate.Segment(func(s *sql.Selector) {
+		step := sqlgraph.NewStep(
+			sqlgraph.From(Table, FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, CountersTable, CountersColumn),
+		)
+		sqlgraph.HasNeighbors(s, step)
+	})
+}
+
+// HasCountersWith applies the HasEdge predicate on the "counters" edge with a given conditions (other predicates).
+func HasCountersWith(preds ...predicate.SegmentCounter) predicate.Segment {
+	return predicate.Segment(func(s *sql.Selector) {
+		step := newCountersStep()
+		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
+			for _, p := range preds {
+				p(s)
+			}
+		})
+	})
+}
+
 // And groups predicates with the AND operator between them.
 func And(predicates ...predicate.Segment) predicate.Segment {
 	return predicate.Segment(sql.AndPredicates(predicates...))
