@@ -677,6 +677,21 @@ func (_q *ImportJobQuery) collectField(ctx context.Context, oneNode bool, opCtx 
 				selectedFields = append(selectedFields, importjob.FieldInvalidRows)
 				fieldSeen[importjob.FieldInvalidRows] = struct{}{}
 			}
+		case "fileName":
+			if _, ok := fieldSeen[importjob.FieldFileName]; !ok {
+				selectedFields = append(selectedFields, importjob.FieldFileName)
+				fieldSeen[importjob.FieldFileName] = struct{}{}
+			}
+		case "fileBytes":
+			if _, ok := fieldSeen[importjob.FieldFileBytes]; !ok {
+				selectedFields = append(selectedFields, importjob.FieldFileBytes)
+				fieldSeen[importjob.FieldFileBytes] = struct{}{}
+			}
+		case "bytesRead":
+			if _, ok := fieldSeen[importjob.FieldBytesRead]; !ok {
+				selectedFields = append(selectedFields, importjob.FieldBytesRead)
+				fieldSeen[importjob.FieldBytesRead] = struct{}{}
+			}
 		case "failure":
 			if _, ok := fieldSeen[importjob.FieldFailure]; !ok {
 				selectedFields = append(selectedFields, importjob.FieldFailure)

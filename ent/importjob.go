@@ -43,6 +43,12 @@ type ImportJob struct {
 	InvalidRows int `json:"invalid_rows,omitempty"`
 	// RowErrors holds the value of the "row_errors" field.
 	RowErrors []schema.RowError `json:"row_errors,omitempty"`
+	// FileName holds the value of the "file_name" field.
+	FileName string `json:"file_name,omitempty"`
+	// FileBytes holds the value of the "file_bytes" field.
+	FileBytes int64 `json:"file_bytes,omitempty"`
+	// BytesRead holds the value of the "bytes_read" field.
+	BytesRead int64 `json:"bytes_read,omitempty"`
 	// Failure holds the value of the "failure" field.
 	Failure *string `json:"failure,omitempty"`
 	// CreatedAt holds the value of the "created_at" field.
@@ -51,6 +57,8 @@ type ImportJob struct {
 	StartedAt *time.Time `json:"started_at,omitempty"`
 	// FinishedAt holds the value of the "finished_at" field.
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	// HeartbeatAt holds the value of the "heartbeat_at" field.
+	HeartbeatAt *time.Time `json:"heartbeat_at,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the ImportJobQuery when eager-loading is set.
 	Edges        ImportJobEdges `json:"edges"`
@@ -90,11 +98,11 @@ func (*ImportJob) scanValues(columns []string) ([]any, error) {
 			values[i] = new(pulid.ID)
 		case importjob.FieldDryRun:
 			values[i] = new(sql.NullBool)
-		case importjob.FieldTotalRows, importjob.FieldProcessedRows, importjob.FieldAdded, importjob.FieldRemoved, importjob.FieldUnchanged, importjob.FieldInvalidRows:
+		case importjob.FieldTotalRows, importjob.FieldProcessedRows, importjob.FieldAdded, importjob.FieldRemoved, importjob.FieldUnchanged, importjob.FieldInvalidRows, importjob.FieldFileBytes, importjob.FieldBytesRead:
 			values[i] = new(sql.NullInt64)
-		case importjob.FieldMode, importjob.FieldStatus, importjob.FieldFailure:
+		case importjob.FieldMode, importjob.FieldStatus, importjob.FieldFileName, importjob.FieldFailure:
 			values[i] = new(sql.NullString)
-		case importjob.FieldCreatedAt, importjob.FieldStartedAt, importjob.FieldFinishedAt:
+		case importjob.FieldCreatedAt, importjob.FieldStartedAt, importjob.FieldFinishedAt, importjob.FieldHeartbeatAt:
 			values[i] = new(sql.NullTime)
 		default:
 			values[i] = new(sql.UnknownType)
@@ -185,6 +193,24 @@ func (_m *ImportJob) assignValues(columns []string, values []any) error {
 					return fmt.Errorf("unmarshal field row_errors: %w", err)
 				}
 			}
+		case importjob.FieldFileName:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field file_name", values[i])
+			} else if value.Valid {
+				_m.FileName = value.String
+			}
+		case importjob.FieldFileBytes:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field file_bytes", values[i])
+			} else if value.Valid {
+				_m.FileBytes = value.Int64
+			}
+		case importjob.FieldBytesRead:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field bytes_read", values[i])
+			} else if value.Valid {
+				_m.BytesRead = value.Int64
+			}
 		case importjob.FieldFailure:
 			if value, ok := values[i].(*sql.NullString); !ok {
 				return fmt.Errorf("unexpected type %T for field failure", values[i])
@@ -211,6 +237,13 @@ func (_m *ImportJob) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.FinishedAt = new(time.Time)
 				*_m.FinishedAt = value.Time
+			}
+		case importjob.FieldHeartbeatAt:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field heartbeat_at", values[i])
+			} else if value.Valid {
+				_m.HeartbeatAt = new(time.Time)
+				*_m.HeartbeatAt = value.Time
 			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
@@ -286,6 +319,15 @@ func (_m *ImportJob) String() string {
 	builder.WriteString("row_errors=")
 	builder.WriteString(fmt.Sprintf("%v", _m.RowErrors))
 	builder.WriteString(", ")
+	builder.WriteString("file_name=")
+	builder.WriteString(_m.FileName)
+	builder.WriteString(", ")
+	builder.WriteString("file_bytes=")
+	builder.WriteString(fmt.Sprintf("%v", _m.FileBytes))
+	builder.WriteString(", ")
+	builder.WriteString("bytes_read=")
+	builder.WriteString(fmt.Sprintf("%v", _m.BytesRead))
+	builder.WriteString(", ")
 	if v := _m.Failure; v != nil {
 		builder.WriteString("failure=")
 		builder.WriteString(*v)
@@ -301,6 +343,11 @@ func (_m *ImportJob) String() string {
 	builder.WriteString(", ")
 	if v := _m.FinishedAt; v != nil {
 		builder.WriteString("finished_at=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
+	builder.WriteString(", ")
+	if v := _m.HeartbeatAt; v != nil {
+		builder.WriteString("heartbeat_at=")
 		builder.WriteString(v.Format(time.ANSIC))
 	}
 	builder.WriteByte(')')

@@ -156,6 +156,48 @@ func (_c *ImportJobCreate) SetRowErrors(v []schema.RowError) *ImportJobCreate {
 	return _c
 }
 
+// SetFileName sets the "file_name" field.
+func (_c *ImportJobCreate) SetFileName(v string) *ImportJobCreate {
+	_c.mutation.SetFileName(v)
+	return _c
+}
+
+// SetNillableFileName sets the "file_name" field if the given value is not nil.
+func (_c *ImportJobCreate) SetNillableFileName(v *string) *ImportJobCreate {
+	if v != nil {
+		_c.SetFileName(*v)
+	}
+	return _c
+}
+
+// SetFileBytes sets the "file_bytes" field.
+func (_c *ImportJobCreate) SetFileBytes(v int64) *ImportJobCreate {
+	_c.mutation.SetFileBytes(v)
+	return _c
+}
+
+// SetNillableFileBytes sets the "file_bytes" field if the given value is not nil.
+func (_c *ImportJobCreate) SetNillableFileBytes(v *int64) *ImportJobCreate {
+	if v != nil {
+		_c.SetFileBytes(*v)
+	}
+	return _c
+}
+
+// SetBytesRead sets the "bytes_read" field.
+func (_c *ImportJobCreate) SetBytesRead(v int64) *ImportJobCreate {
+	_c.mutation.SetBytesRead(v)
+	return _c
+}
+
+// SetNillableBytesRead sets the "bytes_read" field if the given value is not nil.
+func (_c *ImportJobCreate) SetNillableBytesRead(v *int64) *ImportJobCreate {
+	if v != nil {
+		_c.SetBytesRead(*v)
+	}
+	return _c
+}
+
 // SetFailure sets the "failure" field.
 func (_c *ImportJobCreate) SetFailure(v string) *ImportJobCreate {
 	_c.mutation.SetFailure(v)
@@ -208,6 +250,20 @@ func (_c *ImportJobCreate) SetFinishedAt(v time.Time) *ImportJobCreate {
 func (_c *ImportJobCreate) SetNillableFinishedAt(v *time.Time) *ImportJobCreate {
 	if v != nil {
 		_c.SetFinishedAt(*v)
+	}
+	return _c
+}
+
+// SetHeartbeatAt sets the "heartbeat_at" field.
+func (_c *ImportJobCreate) SetHeartbeatAt(v time.Time) *ImportJobCreate {
+	_c.mutation.SetHeartbeatAt(v)
+	return _c
+}
+
+// SetNillableHeartbeatAt sets the "heartbeat_at" field if the given value is not nil.
+func (_c *ImportJobCreate) SetNillableHeartbeatAt(v *time.Time) *ImportJobCreate {
+	if v != nil {
+		_c.SetHeartbeatAt(*v)
 	}
 	return _c
 }
@@ -308,6 +364,18 @@ func (_c *ImportJobCreate) defaults() {
 		v := importjob.DefaultRowErrors
 		_c.mutation.SetRowErrors(v)
 	}
+	if _, ok := _c.mutation.FileName(); !ok {
+		v := importjob.DefaultFileName
+		_c.mutation.SetFileName(v)
+	}
+	if _, ok := _c.mutation.FileBytes(); !ok {
+		v := importjob.DefaultFileBytes
+		_c.mutation.SetFileBytes(v)
+	}
+	if _, ok := _c.mutation.BytesRead(); !ok {
+		v := importjob.DefaultBytesRead
+		_c.mutation.SetBytesRead(v)
+	}
 	if _, ok := _c.mutation.CreatedAt(); !ok {
 		v := importjob.DefaultCreatedAt()
 		_c.mutation.SetCreatedAt(v)
@@ -362,6 +430,15 @@ func (_c *ImportJobCreate) check() error {
 	}
 	if _, ok := _c.mutation.RowErrors(); !ok {
 		return &ValidationError{Name: "row_errors", err: errors.New(`ent: missing required field "ImportJob.row_errors"`)}
+	}
+	if _, ok := _c.mutation.FileName(); !ok {
+		return &ValidationError{Name: "file_name", err: errors.New(`ent: missing required field "ImportJob.file_name"`)}
+	}
+	if _, ok := _c.mutation.FileBytes(); !ok {
+		return &ValidationError{Name: "file_bytes", err: errors.New(`ent: missing required field "ImportJob.file_bytes"`)}
+	}
+	if _, ok := _c.mutation.BytesRead(); !ok {
+		return &ValidationError{Name: "bytes_read", err: errors.New(`ent: missing required field "ImportJob.bytes_read"`)}
 	}
 	if _, ok := _c.mutation.CreatedAt(); !ok {
 		return &ValidationError{Name: "created_at", err: errors.New(`ent: missing required field "ImportJob.created_at"`)}
@@ -450,6 +527,18 @@ func (_c *ImportJobCreate) createSpec() (*ImportJob, *sqlgraph.CreateSpec) {
 		_spec.SetField(importjob.FieldRowErrors, field.TypeJSON, value)
 		_node.RowErrors = value
 	}
+	if value, ok := _c.mutation.FileName(); ok {
+		_spec.SetField(importjob.FieldFileName, field.TypeString, value)
+		_node.FileName = value
+	}
+	if value, ok := _c.mutation.FileBytes(); ok {
+		_spec.SetField(importjob.FieldFileBytes, field.TypeInt64, value)
+		_node.FileBytes = value
+	}
+	if value, ok := _c.mutation.BytesRead(); ok {
+		_spec.SetField(importjob.FieldBytesRead, field.TypeInt64, value)
+		_node.BytesRead = value
+	}
 	if value, ok := _c.mutation.Failure(); ok {
 		_spec.SetField(importjob.FieldFailure, field.TypeString, value)
 		_node.Failure = &value
@@ -465,6 +554,10 @@ func (_c *ImportJobCreate) createSpec() (*ImportJob, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.FinishedAt(); ok {
 		_spec.SetField(importjob.FieldFinishedAt, field.TypeTime, value)
 		_node.FinishedAt = &value
+	}
+	if value, ok := _c.mutation.HeartbeatAt(); ok {
+		_spec.SetField(importjob.FieldHeartbeatAt, field.TypeTime, value)
+		_node.HeartbeatAt = &value
 	}
 	if nodes := _c.mutation.SegmentIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
@@ -667,6 +760,54 @@ func (u *ImportJobUpsert) UpdateRowErrors() *ImportJobUpsert {
 	return u
 }
 
+// SetFileName sets the "file_name" field.
+func (u *ImportJobUpsert) SetFileName(v string) *ImportJobUpsert {
+	u.Set(importjob.FieldFileName, v)
+	return u
+}
+
+// UpdateFileName sets the "file_name" field to the value that was provided on create.
+func (u *ImportJobUpsert) UpdateFileName() *ImportJobUpsert {
+	u.SetExcluded(importjob.FieldFileName)
+	return u
+}
+
+// SetFileBytes sets the "file_bytes" field.
+func (u *ImportJobUpsert) SetFileBytes(v int64) *ImportJobUpsert {
+	u.Set(importjob.FieldFileBytes, v)
+	return u
+}
+
+// UpdateFileBytes sets the "file_bytes" field to the value that was provided on create.
+func (u *ImportJobUpsert) UpdateFileBytes() *ImportJobUpsert {
+	u.SetExcluded(importjob.FieldFileBytes)
+	return u
+}
+
+// AddFileBytes adds v to the "file_bytes" field.
+func (u *ImportJobUpsert) AddFileBytes(v int64) *ImportJobUpsert {
+	u.Add(importjob.FieldFileBytes, v)
+	return u
+}
+
+// SetBytesRead sets the "bytes_read" field.
+func (u *ImportJobUpsert) SetBytesRead(v int64) *ImportJobUpsert {
+	u.Set(importjob.FieldBytesRead, v)
+	return u
+}
+
+// UpdateBytesRead sets the "bytes_read" field to the value that was provided on create.
+func (u *ImportJobUpsert) UpdateBytesRead() *ImportJobUpsert {
+	u.SetExcluded(importjob.FieldBytesRead)
+	return u
+}
+
+// AddBytesRead adds v to the "bytes_read" field.
+func (u *ImportJobUpsert) AddBytesRead(v int64) *ImportJobUpsert {
+	u.Add(importjob.FieldBytesRead, v)
+	return u
+}
+
 // SetFailure sets the "failure" field.
 func (u *ImportJobUpsert) SetFailure(v string) *ImportJobUpsert {
 	u.Set(importjob.FieldFailure, v)
@@ -718,6 +859,24 @@ func (u *ImportJobUpsert) UpdateFinishedAt() *ImportJobUpsert {
 // ClearFinishedAt clears the value of the "finished_at" field.
 func (u *ImportJobUpsert) ClearFinishedAt() *ImportJobUpsert {
 	u.SetNull(importjob.FieldFinishedAt)
+	return u
+}
+
+// SetHeartbeatAt sets the "heartbeat_at" field.
+func (u *ImportJobUpsert) SetHeartbeatAt(v time.Time) *ImportJobUpsert {
+	u.Set(importjob.FieldHeartbeatAt, v)
+	return u
+}
+
+// UpdateHeartbeatAt sets the "heartbeat_at" field to the value that was provided on create.
+func (u *ImportJobUpsert) UpdateHeartbeatAt() *ImportJobUpsert {
+	u.SetExcluded(importjob.FieldHeartbeatAt)
+	return u
+}
+
+// ClearHeartbeatAt clears the value of the "heartbeat_at" field.
+func (u *ImportJobUpsert) ClearHeartbeatAt() *ImportJobUpsert {
+	u.SetNull(importjob.FieldHeartbeatAt)
 	return u
 }
 
@@ -935,6 +1094,62 @@ func (u *ImportJobUpsertOne) UpdateRowErrors() *ImportJobUpsertOne {
 	})
 }
 
+// SetFileName sets the "file_name" field.
+func (u *ImportJobUpsertOne) SetFileName(v string) *ImportJobUpsertOne {
+	return u.Update(func(s *ImportJobUpsert) {
+		s.SetFileName(v)
+	})
+}
+
+// UpdateFileName sets the "file_name" field to the value that was provided on create.
+func (u *ImportJobUpsertOne) UpdateFileName() *ImportJobUpsertOne {
+	return u.Update(func(s *ImportJobUpsert) {
+		s.UpdateFileName()
+	})
+}
+
+// SetFileBytes sets the "file_bytes" field.
+func (u *ImportJobUpsertOne) SetFileBytes(v int64) *ImportJobUpsertOne {
+	return u.Update(func(s *ImportJobUpsert) {
+		s.SetFileBytes(v)
+	})
+}
+
+// AddFileBytes adds v to the "file_bytes" field.
+func (u *ImportJobUpsertOne) AddFileBytes(v int64) *ImportJobUpsertOne {
+	return u.Update(func(s *ImportJobUpsert) {
+		s.AddFileBytes(v)
+	})
+}
+
+// UpdateFileBytes sets the "file_bytes" field to the value that was provided on create.
+func (u *ImportJobUpsertOne) UpdateFileBytes() *ImportJobUpsertOne {
+	return u.Update(func(s *ImportJobUpsert) {
+		s.UpdateFileBytes()
+	})
+}
+
+// SetBytesRead sets the "bytes_read" field.
+func (u *ImportJobUpsertOne) SetBytesRead(v int64) *ImportJobUpsertOne {
+	return u.Update(func(s *ImportJobUpsert) {
+		s.SetBytesRead(v)
+	})
+}
+
+// AddBytesRead adds v to the "bytes_read" field.
+func (u *ImportJobUpsertOne) AddBytesRead(v int64) *ImportJobUpsertOne {
+	return u.Update(func(s *ImportJobUpsert) {
+		s.AddBytesRead(v)
+	})
+}
+
+// UpdateBytesRead sets the "bytes_read" field to the value that was provided on create.
+func (u *ImportJobUpsertOne) UpdateBytesRead() *ImportJobUpsertOne {
+	return u.Update(func(s *ImportJobUpsert) {
+		s.UpdateBytesRead()
+	})
+}
+
 // SetFailure sets the "failure" field.
 func (u *ImportJobUpsertOne) SetFailure(v string) *ImportJobUpsertOne {
 	return u.Update(func(s *ImportJobUpsert) {
@@ -995,6 +1210,27 @@ func (u *ImportJobUpsertOne) UpdateFinishedAt() *ImportJobUpsertOne {
 func (u *ImportJobUpsertOne) ClearFinishedAt() *ImportJobUpsertOne {
 	return u.Update(func(s *ImportJobUpsert) {
 		s.ClearFinishedAt()
+	})
+}
+
+// SetHeartbeatAt sets the "heartbeat_at" field.
+func (u *ImportJobUpsertOne) SetHeartbeatAt(v time.Time) *ImportJobUpsertOne {
+	return u.Update(func(s *ImportJobUpsert) {
+		s.SetHeartbeatAt(v)
+	})
+}
+
+// UpdateHeartbeatAt sets the "heartbeat_at" field to the value that was provided on create.
+func (u *ImportJobUpsertOne) UpdateHeartbeatAt() *ImportJobUpsertOne {
+	return u.Update(func(s *ImportJobUpsert) {
+		s.UpdateHeartbeatAt()
+	})
+}
+
+// ClearHeartbeatAt clears the value of the "heartbeat_at" field.
+func (u *ImportJobUpsertOne) ClearHeartbeatAt() *ImportJobUpsertOne {
+	return u.Update(func(s *ImportJobUpsert) {
+		s.ClearHeartbeatAt()
 	})
 }
 
@@ -1379,6 +1615,62 @@ func (u *ImportJobUpsertBulk) UpdateRowErrors() *ImportJobUpsertBulk {
 	})
 }
 
+// SetFileName sets the "file_name" field.
+func (u *ImportJobUpsertBulk) SetFileName(v string) *ImportJobUpsertBulk {
+	return u.Update(func(s *ImportJobUpsert) {
+		s.SetFileName(v)
+	})
+}
+
+// UpdateFileName sets the "file_name" field to the value that was provided on create.
+func (u *ImportJobUpsertBulk) UpdateFileName() *ImportJobUpsertBulk {
+	return u.Update(func(s *ImportJobUpsert) {
+		s.UpdateFileName()
+	})
+}
+
+// SetFileBytes sets the "file_bytes" field.
+func (u *ImportJobUpsertBulk) SetFileBytes(v int64) *ImportJobUpsertBulk {
+	return u.Update(func(s *ImportJobUpsert) {
+		s.SetFileBytes(v)
+	})
+}
+
+// AddFileBytes adds v to the "file_bytes" field.
+func (u *ImportJobUpsertBulk) AddFileBytes(v int64) *ImportJobUpsertBulk {
+	return u.Update(func(s *ImportJobUpsert) {
+		s.AddFileBytes(v)
+	})
+}
+
+// UpdateFileBytes sets the "file_bytes" field to the value that was provided on create.
+func (u *ImportJobUpsertBulk) UpdateFileBytes() *ImportJobUpsertBulk {
+	return u.Update(func(s *ImportJobUpsert) {
+		s.UpdateFileBytes()
+	})
+}
+
+// SetBytesRead sets the "bytes_read" field.
+func (u *ImportJobUpsertBulk) SetBytesRead(v int64) *ImportJobUpsertBulk {
+	return u.Update(func(s *ImportJobUpsert) {
+		s.SetBytesRead(v)
+	})
+}
+
+// AddBytesRead adds v to the "bytes_read" field.
+func (u *ImportJobUpsertBulk) AddBytesRead(v int64) *ImportJobUpsertBulk {
+	return u.Update(func(s *ImportJobUpsert) {
+		s.AddBytesRead(v)
+	})
+}
+
+// UpdateBytesRead sets the "bytes_read" field to the value that was provided on create.
+func (u *ImportJobUpsertBulk) UpdateBytesRead() *ImportJobUpsertBulk {
+	return u.Update(func(s *ImportJobUpsert) {
+		s.UpdateBytesRead()
+	})
+}
+
 // SetFailure sets the "failure" field.
 func (u *ImportJobUpsertBulk) SetFailure(v string) *ImportJobUpsertBulk {
 	return u.Update(func(s *ImportJobUpsert) {
@@ -1439,6 +1731,27 @@ func (u *ImportJobUpsertBulk) UpdateFinishedAt() *ImportJobUpsertBulk {
 func (u *ImportJobUpsertBulk) ClearFinishedAt() *ImportJobUpsertBulk {
 	return u.Update(func(s *ImportJobUpsert) {
 		s.ClearFinishedAt()
+	})
+}
+
+// SetHeartbeatAt sets the "heartbeat_at" field.
+func (u *ImportJobUpsertBulk) SetHeartbeatAt(v time.Time) *ImportJobUpsertBulk {
+	return u.Update(func(s *ImportJobUpsert) {
+		s.SetHeartbeatAt(v)
+	})
+}
+
+// UpdateHeartbeatAt sets the "heartbeat_at" field to the value that was provided on create.
+func (u *ImportJobUpsertBulk) UpdateHeartbeatAt() *ImportJobUpsertBulk {
+	return u.Update(func(s *ImportJobUpsert) {
+		s.UpdateHeartbeatAt()
+	})
+}
+
+// ClearHeartbeatAt clears the value of the "heartbeat_at" field.
+func (u *ImportJobUpsertBulk) ClearHeartbeatAt() *ImportJobUpsertBulk {
+	return u.Update(func(s *ImportJobUpsert) {
+		s.ClearHeartbeatAt()
 	})
 }
 

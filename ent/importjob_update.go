@@ -182,6 +182,62 @@ func (_u *ImportJobUpdate) AppendRowErrors(v []schema.RowError) *ImportJobUpdate
 	return _u
 }
 
+// SetFileName sets the "file_name" field.
+func (_u *ImportJobUpdate) SetFileName(v string) *ImportJobUpdate {
+	_u.mutation.SetFileName(v)
+	return _u
+}
+
+// SetNillableFileName sets the "file_name" field if the given value is not nil.
+func (_u *ImportJobUpdate) SetNillableFileName(v *string) *ImportJobUpdate {
+	if v != nil {
+		_u.SetFileName(*v)
+	}
+	return _u
+}
+
+// SetFileBytes sets the "file_bytes" field.
+func (_u *ImportJobUpdate) SetFileBytes(v int64) *ImportJobUpdate {
+	_u.mutation.ResetFileBytes()
+	_u.mutation.SetFileBytes(v)
+	return _u
+}
+
+// SetNillableFileBytes sets the "file_bytes" field if the given value is not nil.
+func (_u *ImportJobUpdate) SetNillableFileBytes(v *int64) *ImportJobUpdate {
+	if v != nil {
+		_u.SetFileBytes(*v)
+	}
+	return _u
+}
+
+// AddFileBytes adds value to the "file_bytes" field.
+func (_u *ImportJobUpdate) AddFileBytes(v int64) *ImportJobUpdate {
+	_u.mutation.AddFileBytes(v)
+	return _u
+}
+
+// SetBytesRead sets the "bytes_read" field.
+func (_u *ImportJobUpdate) SetBytesRead(v int64) *ImportJobUpdate {
+	_u.mutation.ResetBytesRead()
+	_u.mutation.SetBytesRead(v)
+	return _u
+}
+
+// SetNillableBytesRead sets the "bytes_read" field if the given value is not nil.
+func (_u *ImportJobUpdate) SetNillableBytesRead(v *int64) *ImportJobUpdate {
+	if v != nil {
+		_u.SetBytesRead(*v)
+	}
+	return _u
+}
+
+// AddBytesRead adds value to the "bytes_read" field.
+func (_u *ImportJobUpdate) AddBytesRead(v int64) *ImportJobUpdate {
+	_u.mutation.AddBytesRead(v)
+	return _u
+}
+
 // SetFailure sets the "failure" field.
 func (_u *ImportJobUpdate) SetFailure(v string) *ImportJobUpdate {
 	_u.mutation.SetFailure(v)
@@ -239,6 +295,26 @@ func (_u *ImportJobUpdate) SetNillableFinishedAt(v *time.Time) *ImportJobUpdate 
 // ClearFinishedAt clears the value of the "finished_at" field.
 func (_u *ImportJobUpdate) ClearFinishedAt() *ImportJobUpdate {
 	_u.mutation.ClearFinishedAt()
+	return _u
+}
+
+// SetHeartbeatAt sets the "heartbeat_at" field.
+func (_u *ImportJobUpdate) SetHeartbeatAt(v time.Time) *ImportJobUpdate {
+	_u.mutation.SetHeartbeatAt(v)
+	return _u
+}
+
+// SetNillableHeartbeatAt sets the "heartbeat_at" field if the given value is not nil.
+func (_u *ImportJobUpdate) SetNillableHeartbeatAt(v *time.Time) *ImportJobUpdate {
+	if v != nil {
+		_u.SetHeartbeatAt(*v)
+	}
+	return _u
+}
+
+// ClearHeartbeatAt clears the value of the "heartbeat_at" field.
+func (_u *ImportJobUpdate) ClearHeartbeatAt() *ImportJobUpdate {
+	_u.mutation.ClearHeartbeatAt()
 	return _u
 }
 
@@ -346,6 +422,21 @@ func (_u *ImportJobUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 			sqljson.Append(u, importjob.FieldRowErrors, value)
 		})
 	}
+	if value, ok := _u.mutation.FileName(); ok {
+		_spec.SetField(importjob.FieldFileName, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.FileBytes(); ok {
+		_spec.SetField(importjob.FieldFileBytes, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedFileBytes(); ok {
+		_spec.AddField(importjob.FieldFileBytes, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.BytesRead(); ok {
+		_spec.SetField(importjob.FieldBytesRead, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedBytesRead(); ok {
+		_spec.AddField(importjob.FieldBytesRead, field.TypeInt64, value)
+	}
 	if value, ok := _u.mutation.Failure(); ok {
 		_spec.SetField(importjob.FieldFailure, field.TypeString, value)
 	}
@@ -363,6 +454,12 @@ func (_u *ImportJobUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if _u.mutation.FinishedAtCleared() {
 		_spec.ClearField(importjob.FieldFinishedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.HeartbeatAt(); ok {
+		_spec.SetField(importjob.FieldHeartbeatAt, field.TypeTime, value)
+	}
+	if _u.mutation.HeartbeatAtCleared() {
+		_spec.ClearField(importjob.FieldHeartbeatAt, field.TypeTime)
 	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -536,6 +633,62 @@ func (_u *ImportJobUpdateOne) AppendRowErrors(v []schema.RowError) *ImportJobUpd
 	return _u
 }
 
+// SetFileName sets the "file_name" field.
+func (_u *ImportJobUpdateOne) SetFileName(v string) *ImportJobUpdateOne {
+	_u.mutation.SetFileName(v)
+	return _u
+}
+
+// SetNillableFileName sets the "file_name" field if the given value is not nil.
+func (_u *ImportJobUpdateOne) SetNillableFileName(v *string) *ImportJobUpdateOne {
+	if v != nil {
+		_u.SetFileName(*v)
+	}
+	return _u
+}
+
+// SetFileBytes sets the "file_bytes" field.
+func (_u *ImportJobUpdateOne) SetFileBytes(v int64) *ImportJobUpdateOne {
+	_u.mutation.ResetFileBytes()
+	_u.mutation.SetFileBytes(v)
+	return _u
+}
+
+// SetNillableFileBytes sets the "file_bytes" field if the given value is not nil.
+func (_u *ImportJobUpdateOne) SetNillableFileBytes(v *int64) *ImportJobUpdateOne {
+	if v != nil {
+		_u.SetFileBytes(*v)
+	}
+	return _u
+}
+
+// AddFileBytes adds value to the "file_bytes" field.
+func (_u *ImportJobUpdateOne) AddFileBytes(v int64) *ImportJobUpdateOne {
+	_u.mutation.AddFileBytes(v)
+	return _u
+}
+
+// SetBytesRead sets the "bytes_read" field.
+func (_u *ImportJobUpdateOne) SetBytesRead(v int64) *ImportJobUpdateOne {
+	_u.mutation.ResetBytesRead()
+	_u.mutation.SetBytesRead(v)
+	return _u
+}
+
+// SetNillableBytesRead sets the "bytes_read" field if the given value is not nil.
+func (_u *ImportJobUpdateOne) SetNillableBytesRead(v *int64) *ImportJobUpdateOne {
+	if v != nil {
+		_u.SetBytesRead(*v)
+	}
+	return _u
+}
+
+// AddBytesRead adds value to the "bytes_read" field.
+func (_u *ImportJobUpdateOne) AddBytesRead(v int64) *ImportJobUpdateOne {
+	_u.mutation.AddBytesRead(v)
+	return _u
+}
+
 // SetFailure sets the "failure" field.
 func (_u *ImportJobUpdateOne) SetFailure(v string) *ImportJobUpdateOne {
 	_u.mutation.SetFailure(v)
@@ -593,6 +746,26 @@ func (_u *ImportJobUpdateOne) SetNillableFinishedAt(v *time.Time) *ImportJobUpda
 // ClearFinishedAt clears the value of the "finished_at" field.
 func (_u *ImportJobUpdateOne) ClearFinishedAt() *ImportJobUpdateOne {
 	_u.mutation.ClearFinishedAt()
+	return _u
+}
+
+// SetHeartbeatAt sets the "heartbeat_at" field.
+func (_u *ImportJobUpdateOne) SetHeartbeatAt(v time.Time) *ImportJobUpdateOne {
+	_u.mutation.SetHeartbeatAt(v)
+	return _u
+}
+
+// SetNillableHeartbeatAt sets the "heartbeat_at" field if the given value is not nil.
+func (_u *ImportJobUpdateOne) SetNillableHeartbeatAt(v *time.Time) *ImportJobUpdateOne {
+	if v != nil {
+		_u.SetHeartbeatAt(*v)
+	}
+	return _u
+}
+
+// ClearHeartbeatAt clears the value of the "heartbeat_at" field.
+func (_u *ImportJobUpdateOne) ClearHeartbeatAt() *ImportJobUpdateOne {
+	_u.mutation.ClearHeartbeatAt()
 	return _u
 }
 
@@ -730,6 +903,21 @@ func (_u *ImportJobUpdateOne) sqlSave(ctx context.Context) (_node *ImportJob, er
 			sqljson.Append(u, importjob.FieldRowErrors, value)
 		})
 	}
+	if value, ok := _u.mutation.FileName(); ok {
+		_spec.SetField(importjob.FieldFileName, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.FileBytes(); ok {
+		_spec.SetField(importjob.FieldFileBytes, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedFileBytes(); ok {
+		_spec.AddField(importjob.FieldFileBytes, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.BytesRead(); ok {
+		_spec.SetField(importjob.FieldBytesRead, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedBytesRead(); ok {
+		_spec.AddField(importjob.FieldBytesRead, field.TypeInt64, value)
+	}
 	if value, ok := _u.mutation.Failure(); ok {
 		_spec.SetField(importjob.FieldFailure, field.TypeString, value)
 	}
@@ -747,6 +935,12 @@ func (_u *ImportJobUpdateOne) sqlSave(ctx context.Context) (_node *ImportJob, er
 	}
 	if _u.mutation.FinishedAtCleared() {
 		_spec.ClearField(importjob.FieldFinishedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.HeartbeatAt(); ok {
+		_spec.SetField(importjob.FieldHeartbeatAt, field.TypeTime, value)
+	}
+	if _u.mutation.HeartbeatAtCleared() {
+		_spec.ClearField(importjob.FieldHeartbeatAt, field.TypeTime)
 	}
 	_node = &ImportJob{config: _u.config}
 	_spec.Assign = _node.assignValues

@@ -4542,10 +4542,16 @@ type ImportJobMutation struct {
 	addinvalid_rows   *int
 	row_errors        *[]schema.RowError
 	appendrow_errors  []schema.RowError
+	file_name         *string
+	file_bytes        *int64
+	addfile_bytes     *int64
+	bytes_read        *int64
+	addbytes_read     *int64
 	failure           *string
 	created_at        *time.Time
 	started_at        *time.Time
 	finished_at       *time.Time
+	heartbeat_at      *time.Time
 	clearedFields     map[string]struct{}
 	segment           *pulid.ID
 	clearedsegment    bool
@@ -5189,6 +5195,154 @@ func (m *ImportJobMutation) ResetRowErrors() {
 	m.appendrow_errors = nil
 }
 
+// SetFileName sets the "file_name" field.
+func (m *ImportJobMutation) SetFileName(s string) {
+	m.file_name = &s
+}
+
+// FileName returns the value of the "file_name" field in the mutation.
+func (m *ImportJobMutation) FileName() (r string, exists bool) {
+	v := m.file_name
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldFileName returns the old "file_name" field's value of the ImportJob entity.
+// If the ImportJob object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ImportJobMutation) OldFileName(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldFileName is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldFileName requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldFileName: %w", err)
+	}
+	return oldValue.FileName, nil
+}
+
+// ResetFileName resets all changes to the "file_name" field.
+func (m *ImportJobMutation) ResetFileName() {
+	m.file_name = nil
+}
+
+// SetFileBytes sets the "file_bytes" field.
+func (m *ImportJobMutation) SetFileBytes(i int64) {
+	m.file_bytes = &i
+	m.addfile_bytes = nil
+}
+
+// FileBytes returns the value of the "file_bytes" field in the mutation.
+func (m *ImportJobMutation) FileBytes() (r int64, exists bool) {
+	v := m.file_bytes
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldFileBytes returns the old "file_bytes" field's value of the ImportJob entity.
+// If the ImportJob object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ImportJobMutation) OldFileBytes(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldFileBytes is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldFileBytes requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldFileBytes: %w", err)
+	}
+	return oldValue.FileBytes, nil
+}
+
+// AddFileBytes adds i to the "file_bytes" field.
+func (m *ImportJobMutation) AddFileBytes(i int64) {
+	if m.addfile_bytes != nil {
+		*m.addfile_bytes += i
+	} else {
+		m.addfile_bytes = &i
+	}
+}
+
+// AddedFileBytes returns the value that was added to the "file_bytes" field in this mutation.
+func (m *ImportJobMutation) AddedFileBytes() (r int64, exists bool) {
+	v := m.addfile_bytes
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetFileBytes resets all changes to the "file_bytes" field.
+func (m *ImportJobMutation) ResetFileBytes() {
+	m.file_bytes = nil
+	m.addfile_bytes = nil
+}
+
+// SetBytesRead sets the "bytes_read" field.
+func (m *ImportJobMutation) SetBytesRead(i int64) {
+	m.bytes_read = &i
+	m.addbytes_read = nil
+}
+
+// BytesRead returns the value of the "bytes_read" field in the mutation.
+func (m *ImportJobMutation) BytesRead() (r int64, exists bool) {
+	v := m.bytes_read
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBytesRead returns the old "bytes_read" field's value of the ImportJob entity.
+// If the ImportJob object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ImportJobMutation) OldBytesRead(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBytesRead is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBytesRead requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBytesRead: %w", err)
+	}
+	return oldValue.BytesRead, nil
+}
+
+// AddBytesRead adds i to the "bytes_read" field.
+func (m *ImportJobMutation) AddBytesRead(i int64) {
+	if m.addbytes_read != nil {
+		*m.addbytes_read += i
+	} else {
+		m.addbytes_read = &i
+	}
+}
+
+// AddedBytesRead returns the value that was added to the "bytes_read" field in this mutation.
+func (m *ImportJobMutation) AddedBytesRead() (r int64, exists bool) {
+	v := m.addbytes_read
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetBytesRead resets all changes to the "bytes_read" field.
+func (m *ImportJobMutation) ResetBytesRead() {
+	m.bytes_read = nil
+	m.addbytes_read = nil
+}
+
 // SetFailure sets the "failure" field.
 func (m *ImportJobMutation) SetFailure(s string) {
 	m.failure = &s
@@ -5372,6 +5526,55 @@ func (m *ImportJobMutation) ResetFinishedAt() {
 	delete(m.clearedFields, importjob.FieldFinishedAt)
 }
 
+// SetHeartbeatAt sets the "heartbeat_at" field.
+func (m *ImportJobMutation) SetHeartbeatAt(t time.Time) {
+	m.heartbeat_at = &t
+}
+
+// HeartbeatAt returns the value of the "heartbeat_at" field in the mutation.
+func (m *ImportJobMutation) HeartbeatAt() (r time.Time, exists bool) {
+	v := m.heartbeat_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldHeartbeatAt returns the old "heartbeat_at" field's value of the ImportJob entity.
+// If the ImportJob object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ImportJobMutation) OldHeartbeatAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldHeartbeatAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldHeartbeatAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldHeartbeatAt: %w", err)
+	}
+	return oldValue.HeartbeatAt, nil
+}
+
+// ClearHeartbeatAt clears the value of the "heartbeat_at" field.
+func (m *ImportJobMutation) ClearHeartbeatAt() {
+	m.heartbeat_at = nil
+	m.clearedFields[importjob.FieldHeartbeatAt] = struct{}{}
+}
+
+// HeartbeatAtCleared returns if the "heartbeat_at" field was cleared in this mutation.
+func (m *ImportJobMutation) HeartbeatAtCleared() bool {
+	_, ok := m.clearedFields[importjob.FieldHeartbeatAt]
+	return ok
+}
+
+// ResetHeartbeatAt resets all changes to the "heartbeat_at" field.
+func (m *ImportJobMutation) ResetHeartbeatAt() {
+	m.heartbeat_at = nil
+	delete(m.clearedFields, importjob.FieldHeartbeatAt)
+}
+
 // SetSegmentID sets the "segment" edge to the Segment entity by id.
 func (m *ImportJobMutation) SetSegmentID(id pulid.ID) {
 	m.segment = &id
@@ -5446,7 +5649,7 @@ func (m *ImportJobMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *ImportJobMutation) Fields() []string {
-	fields := make([]string, 0, 15)
+	fields := make([]string, 0, 19)
 	if m.segment != nil {
 		fields = append(fields, importjob.FieldSegmentRef)
 	}
@@ -5480,6 +5683,15 @@ func (m *ImportJobMutation) Fields() []string {
 	if m.row_errors != nil {
 		fields = append(fields, importjob.FieldRowErrors)
 	}
+	if m.file_name != nil {
+		fields = append(fields, importjob.FieldFileName)
+	}
+	if m.file_bytes != nil {
+		fields = append(fields, importjob.FieldFileBytes)
+	}
+	if m.bytes_read != nil {
+		fields = append(fields, importjob.FieldBytesRead)
+	}
 	if m.failure != nil {
 		fields = append(fields, importjob.FieldFailure)
 	}
@@ -5491,6 +5703,9 @@ func (m *ImportJobMutation) Fields() []string {
 	}
 	if m.finished_at != nil {
 		fields = append(fields, importjob.FieldFinishedAt)
+	}
+	if m.heartbeat_at != nil {
+		fields = append(fields, importjob.FieldHeartbeatAt)
 	}
 	return fields
 }
@@ -5522,6 +5737,12 @@ func (m *ImportJobMutation) Field(name string) (ent.Value, bool) {
 		return m.InvalidRows()
 	case importjob.FieldRowErrors:
 		return m.RowErrors()
+	case importjob.FieldFileName:
+		return m.FileName()
+	case importjob.FieldFileBytes:
+		return m.FileBytes()
+	case importjob.FieldBytesRead:
+		return m.BytesRead()
 	case importjob.FieldFailure:
 		return m.Failure()
 	case importjob.FieldCreatedAt:
@@ -5530,6 +5751,8 @@ func (m *ImportJobMutation) Field(name string) (ent.Value, bool) {
 		return m.StartedAt()
 	case importjob.FieldFinishedAt:
 		return m.FinishedAt()
+	case importjob.FieldHeartbeatAt:
+		return m.HeartbeatAt()
 	}
 	return nil, false
 }
@@ -5561,6 +5784,12 @@ func (m *ImportJobMutation) OldField(ctx context.Context, name string) (ent.Valu
 		return m.OldInvalidRows(ctx)
 	case importjob.FieldRowErrors:
 		return m.OldRowErrors(ctx)
+	case importjob.FieldFileName:
+		return m.OldFileName(ctx)
+	case importjob.FieldFileBytes:
+		return m.OldFileBytes(ctx)
+	case importjob.FieldBytesRead:
+		return m.OldBytesRead(ctx)
 	case importjob.FieldFailure:
 		return m.OldFailure(ctx)
 	case importjob.FieldCreatedAt:
@@ -5569,6 +5798,8 @@ func (m *ImportJobMutation) OldField(ctx context.Context, name string) (ent.Valu
 		return m.OldStartedAt(ctx)
 	case importjob.FieldFinishedAt:
 		return m.OldFinishedAt(ctx)
+	case importjob.FieldHeartbeatAt:
+		return m.OldHeartbeatAt(ctx)
 	}
 	return nil, fmt.Errorf("unknown ImportJob field %s", name)
 }
@@ -5655,6 +5886,27 @@ func (m *ImportJobMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetRowErrors(v)
 		return nil
+	case importjob.FieldFileName:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetFileName(v)
+		return nil
+	case importjob.FieldFileBytes:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetFileBytes(v)
+		return nil
+	case importjob.FieldBytesRead:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBytesRead(v)
+		return nil
 	case importjob.FieldFailure:
 		v, ok := value.(string)
 		if !ok {
@@ -5683,6 +5935,13 @@ func (m *ImportJobMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetFinishedAt(v)
 		return nil
+	case importjob.FieldHeartbeatAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetHeartbeatAt(v)
+		return nil
 	}
 	return fmt.Errorf("unknown ImportJob field %s", name)
 }
@@ -5709,6 +5968,12 @@ func (m *ImportJobMutation) AddedFields() []string {
 	if m.addinvalid_rows != nil {
 		fields = append(fields, importjob.FieldInvalidRows)
 	}
+	if m.addfile_bytes != nil {
+		fields = append(fields, importjob.FieldFileBytes)
+	}
+	if m.addbytes_read != nil {
+		fields = append(fields, importjob.FieldBytesRead)
+	}
 	return fields
 }
 
@@ -5729,6 +5994,10 @@ func (m *ImportJobMutation) AddedField(name string) (ent.Value, bool) {
 		return m.AddedUnchanged()
 	case importjob.FieldInvalidRows:
 		return m.AddedInvalidRows()
+	case importjob.FieldFileBytes:
+		return m.AddedFileBytes()
+	case importjob.FieldBytesRead:
+		return m.AddedBytesRead()
 	}
 	return nil, false
 }
@@ -5780,6 +6049,20 @@ func (m *ImportJobMutation) AddField(name string, value ent.Value) error {
 		}
 		m.AddInvalidRows(v)
 		return nil
+	case importjob.FieldFileBytes:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddFileBytes(v)
+		return nil
+	case importjob.FieldBytesRead:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddBytesRead(v)
+		return nil
 	}
 	return fmt.Errorf("unknown ImportJob numeric field %s", name)
 }
@@ -5796,6 +6079,9 @@ func (m *ImportJobMutation) ClearedFields() []string {
 	}
 	if m.FieldCleared(importjob.FieldFinishedAt) {
 		fields = append(fields, importjob.FieldFinishedAt)
+	}
+	if m.FieldCleared(importjob.FieldHeartbeatAt) {
+		fields = append(fields, importjob.FieldHeartbeatAt)
 	}
 	return fields
 }
@@ -5819,6 +6105,9 @@ func (m *ImportJobMutation) ClearField(name string) error {
 		return nil
 	case importjob.FieldFinishedAt:
 		m.ClearFinishedAt()
+		return nil
+	case importjob.FieldHeartbeatAt:
+		m.ClearHeartbeatAt()
 		return nil
 	}
 	return fmt.Errorf("unknown ImportJob nullable field %s", name)
@@ -5861,6 +6150,15 @@ func (m *ImportJobMutation) ResetField(name string) error {
 	case importjob.FieldRowErrors:
 		m.ResetRowErrors()
 		return nil
+	case importjob.FieldFileName:
+		m.ResetFileName()
+		return nil
+	case importjob.FieldFileBytes:
+		m.ResetFileBytes()
+		return nil
+	case importjob.FieldBytesRead:
+		m.ResetBytesRead()
+		return nil
 	case importjob.FieldFailure:
 		m.ResetFailure()
 		return nil
@@ -5872,6 +6170,9 @@ func (m *ImportJobMutation) ResetField(name string) error {
 		return nil
 	case importjob.FieldFinishedAt:
 		m.ResetFinishedAt()
+		return nil
+	case importjob.FieldHeartbeatAt:
+		m.ResetHeartbeatAt()
 		return nil
 	}
 	return fmt.Errorf("unknown ImportJob field %s", name)

@@ -237,8 +237,20 @@ func init() {
 	importjobDescRowErrors := importjobFields[10].Descriptor()
 	// importjob.DefaultRowErrors holds the default value on creation for the row_errors field.
 	importjob.DefaultRowErrors = importjobDescRowErrors.Default.([]schema.RowError)
+	// importjobDescFileName is the schema descriptor for file_name field.
+	importjobDescFileName := importjobFields[11].Descriptor()
+	// importjob.DefaultFileName holds the default value on creation for the file_name field.
+	importjob.DefaultFileName = importjobDescFileName.Default.(string)
+	// importjobDescFileBytes is the schema descriptor for file_bytes field.
+	importjobDescFileBytes := importjobFields[12].Descriptor()
+	// importjob.DefaultFileBytes holds the default value on creation for the file_bytes field.
+	importjob.DefaultFileBytes = importjobDescFileBytes.Default.(int64)
+	// importjobDescBytesRead is the schema descriptor for bytes_read field.
+	importjobDescBytesRead := importjobFields[13].Descriptor()
+	// importjob.DefaultBytesRead holds the default value on creation for the bytes_read field.
+	importjob.DefaultBytesRead = importjobDescBytesRead.Default.(int64)
 	// importjobDescCreatedAt is the schema descriptor for created_at field.
-	importjobDescCreatedAt := importjobFields[12].Descriptor()
+	importjobDescCreatedAt := importjobFields[15].Descriptor()
 	// importjob.DefaultCreatedAt holds the default value on creation for the created_at field.
 	importjob.DefaultCreatedAt = importjobDescCreatedAt.Default.(func() time.Time)
 	// importjobDescID is the schema descriptor for id field.

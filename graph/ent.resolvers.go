@@ -51,6 +51,9 @@ func (r *Resolver) Condition() generated.ConditionResolver { return &conditionRe
 // Event returns generated.EventResolver implementation.
 func (r *Resolver) Event() generated.EventResolver { return &eventResolver{r} }
 
+// ImportJob returns generated.ImportJobResolver implementation.
+func (r *Resolver) ImportJob() generated.ImportJobResolver { return &importJobResolver{r} }
+
 // Query returns generated.QueryResolver implementation.
 func (r *Resolver) Query() generated.QueryResolver { return &queryResolver{r} }
 
@@ -64,6 +67,7 @@ type (
 	campaignResolver  struct{ *Resolver }
 	conditionResolver struct{ *Resolver }
 	eventResolver     struct{ *Resolver }
+	importJobResolver struct{ *Resolver }
 	queryResolver     struct{ *Resolver }
 	segmentResolver   struct{ *Resolver }
 	userResolver      struct{ *Resolver }

@@ -1,7 +1,13 @@
 package graph
 
 import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ent/importjob"
 	"github.com/segmentd/segmentd/graph/model"
 	"github.com/segmentd/segmentd/service"
 )
@@ -28,4 +34,45 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+func derefInt(p *int, def int) int {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+func derefMode(m *importjob.Mode) importjob.Mode {
+	if m == nil {
+		return importjob.ModeADD
+	}
+	return *m
+}
+
+// spoolUpload gives an uploaded file a path of its own, which the import
+// job removes when done: gqlgen removes its temporary file when the request
+// ends, before the job has read it. A file on disk is hard-linked (no
+// copy); a small one held in memory is written out.
+func spoolUpload(file graphql.Upload) (string, error) {
+	if f, ok := file.File.(*os.File); ok {
+		path := f.Name() + ".import"
+		if err := os.Link(f.Name(), path); err == nil {
+			return path, nil
+		}
+	}
+	out, err := os.CreateTemp("", "segmentd-import-*.csv")
+	if err != nil {
+		return "", fmt.Errorf("spool upload: %w", err)
+	}
+	if _, err := io.Copy(out, file.File); err != nil {
+		out.Close()
+		os.Remove(out.Name())
+		return "", fmt.Errorf("spool upload: %w", err)
+	}
+	if err := out.Close(); err != nil {
+		os.Remove(out.Name())
+		return "", fmt.Errorf("spool upload: %w", err)
+	}
+	return out.Name(), nil
 }

@@ -9,9 +9,11 @@ import (
 	"context"
 
 	"entgo.io/contrib/entgql"
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/condition"
+	"github.com/segmentd/segmentd/ent/importjob"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/schema"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
@@ -50,6 +52,11 @@ func (r *eventResolver) User(ctx context.Context, obj *ent.Event) (*ent.User, er
 // Outcomes is the resolver for the outcomes field.
 func (r *eventResolver) Outcomes(ctx context.Context, obj *ent.Event) ([]*schema.Outcome, error) {
 	return service.LiveOutcomes(ctx, r.client, obj.Outcomes)
+}
+
+// Errors is the resolver for the errors field.
+func (r *importJobResolver) Errors(ctx context.Context, obj *ent.ImportJob, first *int, afterLine *int) ([]*service.ImportRowError, error) {
+	return r.svc.ImportRowErrors(ctx, obj.ID, derefInt(first, 100), derefInt(afterLine, 0))
 }
 
 // CreateSegment is the resolver for the createSegment field.
@@ -92,6 +99,21 @@ func (r *mutationResolver) RemoveUsersFromSegment(ctx context.Context, segmentID
 	return r.svc.RemoveUsers(ctx, segmentID, userIds)
 }
 
+// ImportSegmentUsers is the resolver for the importSegmentUsers field.
+func (r *mutationResolver) ImportSegmentUsers(ctx context.Context, segmentID pulid.ID, file graphql.Upload, mode *importjob.Mode, dryRun *bool) (*ent.ImportJob, error) {
+	path, err := spoolUpload(file)
+	if err != nil {
+		return nil, err
+	}
+	return r.svc.StartImport(ctx, service.ImportInput{
+		SegmentID: segmentID,
+		Mode:      derefMode(mode),
+		DryRun:    dryRun != nil && *dryRun,
+		FileName:  file.Filename,
+		Path:      path,
+	})
+}
+
 // TrackEvent is the resolver for the trackEvent field.
 func (r *mutationResolver) TrackEvent(ctx context.Context, input service.TrackInput) (*service.TrackResult, error) {
 	return r.svc.Track(ctx, input)
@@ -124,6 +146,15 @@ func (r *queryResolver) Events(ctx context.Context, after *entgql.Cursor[pulid.I
 // ExplainMembership is the resolver for the explainMembership field.
 func (r *queryResolver) ExplainMembership(ctx context.Context, segmentID pulid.ID, userID string) (*service.MembershipExplanation, error) {
 	return r.svc.ExplainMembership(ctx, segmentID, userID)
+}
+
+// ImportJob is the resolver for the importJob field.
+func (r *queryResolver) ImportJob(ctx context.Context, id pulid.ID) (*ent.ImportJob, error) {
+	job, err := r.client.ImportJob.Get(ctx, id)
+	if ent.IsNotFound(err) {
+		return nil, nil
+	}
+	return job, err
 }
 
 // Condition is the resolver for the condition field.
@@ -183,6 +214,11 @@ func (r *subscriptionResolver) EventReceived(ctx context.Context, name *string, 
 // CampaignActivated is the resolver for the campaignActivated field.
 func (r *subscriptionResolver) CampaignActivated(ctx context.Context, campaignID *pulid.ID) (<-chan *ent.CampaignActivation, error) {
 	return r.live.Activations(ctx, campaignID)
+}
+
+// ImportJobProgress is the resolver for the importJobProgress field.
+func (r *subscriptionResolver) ImportJobProgress(ctx context.Context, id pulid.ID) (<-chan *ent.ImportJob, error) {
+	return r.svc.WatchImport(ctx, id)
 }
 
 // Memberships is the resolver for the memberships field.

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,6 +43,7 @@ type Config struct {
 	AdminKey    string // the first ADMIN key to create, instead of a random one
 
 	MaxBodyBytes    int64         // largest GraphQL request body; default 1 MiB
+	MaxUploadBytes  int64         // largest multipart upload (CSV imports); default 1 GiB
 	MaxDepth        int           // deepest query; default 15
 	MaxComplexity   int           // default 5000
 	MaxTokens       int           // largest query in tokens; default 10000
@@ -67,6 +69,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 1 << 20
+	}
+	if c.MaxUploadBytes == 0 {
+		c.MaxUploadBytes = 1 << 30
 	}
 	if c.MaxDepth == 0 {
 		c.MaxDepth = 15
@@ -150,6 +155,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		st.Close()
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
+	if err := s.svc.FailStaleImports(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("server.New: %w", err)
+	}
+	s.svc.DB = st.DB
 	if st.Dialect == dialect.Postgres {
 		s.broker, err = pubsub.NewPostgres(st.DB, st.DSN, log)
 		if err != nil {
@@ -162,6 +172,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.svc.Broker = s.broker
 	base, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
+	s.svc.Background = base
 	if s.live, err = s.svc.StartLive(base, st, log); err != nil {
 		s.closeAll()
 		return nil, fmt.Errorf("server.New: %w", err)
@@ -214,6 +225,7 @@ func (s *Server) Serve(ctx context.Context) error {
 // closeAll ends websockets and tailers, then closes the broker and store.
 func (s *Server) closeAll() error {
 	s.stop()
+	s.svc.WaitImports()
 	if s.live != nil {
 		s.live.Wait()
 	}
@@ -251,6 +263,10 @@ func (s *Server) Handler() http.Handler {
 // itself would report a failed read as an internal error.
 func (s *Server) limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isMultipart(r) {
+			s.limitUpload(next, w, r)
+			return
+		}
 		if r.ContentLength > s.cfg.MaxBodyBytes {
 			writeGraphQLError(w, http.StatusRequestEntityTooLarge, segmentd.CodeInvalid,
 				fmt.Sprintf("the request body is %d bytes; at most %d are allowed", r.ContentLength, s.cfg.MaxBodyBytes))
@@ -273,6 +289,80 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+func isMultipart(r *http.Request) bool {
+	return strings.HasPrefix(strings.ToLower(r.Header.Get("Content-Type")), "multipart/form-data")
+}
+
+// limitUpload refuses multipart uploads (CSV imports) over MaxUploadBytes
+// with 413 and a GraphQL error naming the limit and its setting: by their
+// Content-Length up front, or, for bodies of unknown length, as soon as
+// the limit is passed. gqlgen streams the file to a temporary file; its own
+// answer to a failed read is replaced by this one.
+func (s *Server) limitUpload(next http.Handler, w http.ResponseWriter, r *http.Request) {
+	limit := s.cfg.MaxUploadBytes
+	tooLarge := func(w http.ResponseWriter) {
+		writeGraphQLError(w, http.StatusRequestEntityTooLarge, segmentd.CodeInvalid,
+			fmt.Sprintf("the upload is over %d bytes, the most allowed (SEGMENTD_MAX_UPLOAD_BYTES)", limit))
+	}
+	if r.ContentLength > limit {
+		tooLarge(w)
+		return
+	}
+	body := &cappedBody{ReadCloser: r.Body, left: limit}
+	r.Body = body
+	cw := &uploadResponse{ResponseWriter: w, body: body}
+	next.ServeHTTP(cw, r)
+	if body.exceeded && !cw.wrote {
+		tooLarge(w)
+	}
+}
+
+// cappedBody fails reads past its limit, and remembers that it did.
+type cappedBody struct {
+	io.ReadCloser
+	left     int64
+	exceeded bool
+}
+
+func (b *cappedBody) Read(p []byte) (int, error) {
+	// Reading one byte past the limit tells "exactly the limit" from
+	// "over it".
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	if b.left < 0 {
+		b.exceeded = true
+		return 0, errors.New("request body too large")
+	}
+	return n, err
+}
+
+// uploadResponse drops what the handler writes once the body was found
+// too large, so that limitUpload can answer instead.
+type uploadResponse struct {
+	http.ResponseWriter
+	body  *cappedBody
+	wrote bool
+}
+
+func (u *uploadResponse) WriteHeader(code int) {
+	if u.body.exceeded {
+		return
+	}
+	u.wrote = true
+	u.ResponseWriter.WriteHeader(code)
+}
+
+func (u *uploadResponse) Write(p []byte) (int, error) {
+	if u.body.exceeded {
+		return len(p), nil
+	}
+	u.wrote = true
+	return u.ResponseWriter.Write(p)
 }
 
 // ready answers 200 when the database answers, 503 otherwise.
@@ -303,7 +393,7 @@ func (s *Server) graphqlHandler() http.Handler {
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
-	srv.AddTransport(transport.MultipartForm{MaxUploadSize: s.cfg.MaxBodyBytes, MaxMemory: 1 << 20})
+	srv.AddTransport(transport.MultipartForm{MaxUploadSize: s.cfg.MaxUploadBytes, MaxMemory: 1 << 20})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.SetParserTokenLimit(s.cfg.MaxTokens)
 	if *s.cfg.Introspection {

@@ -6,6 +6,7 @@ package service
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -28,6 +29,15 @@ type Service struct {
 
 	// Broker is signalled after commits that write the logs.
 	Broker pubsub.Broker
+
+	// DB is the database under Client, for what ent cannot say: COPY
+	// into PostgreSQL (imports).
+	DB *sql.DB
+	// Background is the context of background work (imports); the server
+	// cancels it when it stops. Nil means context.Background().
+	Background context.Context
+
+	jobs sync.WaitGroup // running imports
 
 	programs programCache
 	writeMu  sync.Mutex // SQLite: one write transaction at a time

@@ -92,6 +92,15 @@ func (s *Store) Migrate(ctx context.Context) error {
 	); err != nil {
 		return fmt.Errorf("store.Migrate: %w", err)
 	}
+	staging := sqliteImportTables
+	if s.Dialect == dialect.Postgres {
+		staging = postgresImportTables
+	}
+	for _, stmt := range staging {
+		if _, err := s.DB.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("store.Migrate: %s: %w", stmt, err)
+		}
+	}
 	if s.Dialect == dialect.Postgres {
 		for _, stmt := range postgresLogColumns {
 			if _, err := s.DB.ExecContext(ctx, stmt); err != nil {
@@ -118,6 +127,23 @@ var postgresLogColumns = []string{
 	`ALTER TABLE campaign_activations ADD COLUMN IF NOT EXISTS log_seq bigserial`,
 	`CREATE INDEX IF NOT EXISTS campaign_activations_log ON campaign_activations (log_txid, log_seq)`,
 	`CREATE INDEX IF NOT EXISTS campaign_activations_campaign_log ON campaign_activations (campaign_ref, log_txid, log_seq)`,
+}
+
+// The tables of CSV imports (see service/import.go), outside ent because
+// they are bulk-loaded with store-specific statements (COPY on PostgreSQL):
+// import_ids stages a file's distinct user IDs, each with the ULID that
+// names the user, membership and activations it may create (on
+// PostgreSQL, COPY fills a temporary table first and import_ids is its
+// distinct set). It is UNLOGGED on PostgreSQL: a crash fails the job
+// anyway. import_row_errors keeps every bad row of every job.
+var sqliteImportTables = []string{
+	`CREATE TABLE IF NOT EXISTS import_ids (job_ref TEXT NOT NULL, user_id TEXT NOT NULL, k TEXT NOT NULL, PRIMARY KEY (job_ref, user_id)) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS import_row_errors (job_ref TEXT NOT NULL REFERENCES import_jobs (id) ON DELETE CASCADE, line INTEGER NOT NULL, value TEXT NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (job_ref, line))`,
+}
+
+var postgresImportTables = []string{
+	`CREATE UNLOGGED TABLE IF NOT EXISTS import_ids (job_ref text NOT NULL, user_id text NOT NULL, k text NOT NULL, PRIMARY KEY (job_ref, user_id))`,
+	`CREATE TABLE IF NOT EXISTS import_row_errors (job_ref varchar(40) NOT NULL REFERENCES import_jobs (id) ON DELETE CASCADE, line bigint NOT NULL, value text NOT NULL, reason text NOT NULL, PRIMARY KEY (job_ref, line))`,
 }
 
 // Close closes the database.

@@ -91,6 +91,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"comma-separated browser origins allowed besides the same origin, * for any (env SEGMENTD_ALLOWED_ORIGINS)")
 	fs.BoolVar(&introspection, "introspection", envBool("SEGMENTD_INTROSPECTION", true), "allow GraphQL introspection (env SEGMENTD_INTROSPECTION)")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", envInt("SEGMENTD_MAX_BODY_BYTES", 1<<20), "largest GraphQL request body (env SEGMENTD_MAX_BODY_BYTES)")
+	fs.Int64Var(&cfg.MaxUploadBytes, "max-upload-bytes", envInt("SEGMENTD_MAX_UPLOAD_BYTES", 1<<30), "largest CSV upload (env SEGMENTD_MAX_UPLOAD_BYTES)")
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", envFloat("SEGMENTD_RATE_LIMIT", 1000),
 		"requests per second per API key, HTTP GraphQL and /v1; negative: no limit (env SEGMENTD_RATE_LIMIT)")
 	fs.IntVar(&cfg.RateBurst, "rate-burst", int(envInt("SEGMENTD_RATE_BURST", 0)),

@@ -41,6 +41,12 @@ const (
 	FieldInvalidRows = "invalid_rows"
 	// FieldRowErrors holds the string denoting the row_errors field in the database.
 	FieldRowErrors = "row_errors"
+	// FieldFileName holds the string denoting the file_name field in the database.
+	FieldFileName = "file_name"
+	// FieldFileBytes holds the string denoting the file_bytes field in the database.
+	FieldFileBytes = "file_bytes"
+	// FieldBytesRead holds the string denoting the bytes_read field in the database.
+	FieldBytesRead = "bytes_read"
 	// FieldFailure holds the string denoting the failure field in the database.
 	FieldFailure = "failure"
 	// FieldCreatedAt holds the string denoting the created_at field in the database.
@@ -49,6 +55,8 @@ const (
 	FieldStartedAt = "started_at"
 	// FieldFinishedAt holds the string denoting the finished_at field in the database.
 	FieldFinishedAt = "finished_at"
+	// FieldHeartbeatAt holds the string denoting the heartbeat_at field in the database.
+	FieldHeartbeatAt = "heartbeat_at"
 	// EdgeSegment holds the string denoting the segment edge name in mutations.
 	EdgeSegment = "segment"
 	// Table holds the table name of the importjob in the database.
@@ -76,10 +84,14 @@ var Columns = []string{
 	FieldUnchanged,
 	FieldInvalidRows,
 	FieldRowErrors,
+	FieldFileName,
+	FieldFileBytes,
+	FieldBytesRead,
 	FieldFailure,
 	FieldCreatedAt,
 	FieldStartedAt,
 	FieldFinishedAt,
+	FieldHeartbeatAt,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -109,6 +121,12 @@ var (
 	DefaultInvalidRows int
 	// DefaultRowErrors holds the default value on creation for the "row_errors" field.
 	DefaultRowErrors []schema.RowError
+	// DefaultFileName holds the default value on creation for the "file_name" field.
+	DefaultFileName string
+	// DefaultFileBytes holds the default value on creation for the "file_bytes" field.
+	DefaultFileBytes int64
+	// DefaultBytesRead holds the default value on creation for the "bytes_read" field.
+	DefaultBytesRead int64
 	// DefaultCreatedAt holds the default value on creation for the "created_at" field.
 	DefaultCreatedAt func() time.Time
 	// DefaultID holds the default value on creation for the "id" field.
@@ -227,6 +245,21 @@ func ByInvalidRows(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldInvalidRows, opts...).ToFunc()
 }
 
+// ByFileName orders the results by the file_name field.
+func ByFileName(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldFileName, opts...).ToFunc()
+}
+
+// ByFileBytes orders the results by the file_bytes field.
+func ByFileBytes(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldFileBytes, opts...).ToFunc()
+}
+
+// ByBytesRead orders the results by the bytes_read field.
+func ByBytesRead(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldBytesRead, opts...).ToFunc()
+}
+
 // ByFailure orders the results by the failure field.
 func ByFailure(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldFailure, opts...).ToFunc()
@@ -245,6 +278,11 @@ func ByStartedAt(opts ...sql.OrderTermOption) OrderOption {
 // ByFinishedAt orders the results by the finished_at field.
 func ByFinishedAt(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldFinishedAt, opts...).ToFunc()
+}
+
+// ByHeartbeatAt orders the results by the heartbeat_at field.
+func ByHeartbeatAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldHeartbeatAt, opts...).ToFunc()
 }
 
 // BySegmentField orders the results by segment field.

@@ -96,6 +96,21 @@ func InvalidRows(v int) predicate.ImportJob {
 	return predicate.ImportJob(sql.FieldEQ(FieldInvalidRows, v))
 }
 
+// FileName applies equality check predicate on the "file_name" field. It's identical to FileNameEQ.
+func FileName(v string) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldEQ(FieldFileName, v))
+}
+
+// FileBytes applies equality check predicate on the "file_bytes" field. It's identical to FileBytesEQ.
+func FileBytes(v int64) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldEQ(FieldFileBytes, v))
+}
+
+// BytesRead applies equality check predicate on the "bytes_read" field. It's identical to BytesReadEQ.
+func BytesRead(v int64) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldEQ(FieldBytesRead, v))
+}
+
 // Failure applies equality check predicate on the "failure" field. It's identical to FailureEQ.
 func Failure(v string) predicate.ImportJob {
 	return predicate.ImportJob(sql.FieldEQ(FieldFailure, v))
@@ -114,6 +129,11 @@ func StartedAt(v time.Time) predicate.ImportJob {
 // FinishedAt applies equality check predicate on the "finished_at" field. It's identical to FinishedAtEQ.
 func FinishedAt(v time.Time) predicate.ImportJob {
 	return predicate.ImportJob(sql.FieldEQ(FieldFinishedAt, v))
+}
+
+// HeartbeatAt applies equality check predicate on the "heartbeat_at" field. It's identical to HeartbeatAtEQ.
+func HeartbeatAt(v time.Time) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldEQ(FieldHeartbeatAt, v))
 }
 
 // SegmentRefEQ applies the EQ predicate on the "segment_ref" field.
@@ -476,6 +496,151 @@ func InvalidRowsLTE(v int) predicate.ImportJob {
 	return predicate.ImportJob(sql.FieldLTE(FieldInvalidRows, v))
 }
 
+// FileNameEQ applies the EQ predicate on the "file_name" field.
+func FileNameEQ(v string) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldEQ(FieldFileName, v))
+}
+
+// FileNameNEQ applies the NEQ predicate on the "file_name" field.
+func FileNameNEQ(v string) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldNEQ(FieldFileName, v))
+}
+
+// FileNameIn applies the In predicate on the "file_name" field.
+func FileNameIn(vs ...string) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldIn(FieldFileName, vs...))
+}
+
+// FileNameNotIn applies the NotIn predicate on the "file_name" field.
+func FileNameNotIn(vs ...string) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldNotIn(FieldFileName, vs...))
+}
+
+// FileNameGT applies the GT predicate on the "file_name" field.
+func FileNameGT(v string) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldGT(FieldFileName, v))
+}
+
+// FileNameGTE applies the GTE predicate on the "file_name" field.
+func FileNameGTE(v string) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldGTE(FieldFileName, v))
+}
+
+// FileNameLT applies the LT predicate on the "file_name" field.
+func FileNameLT(v string) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldLT(FieldFileName, v))
+}
+
+// FileNameLTE applies the LTE predicate on the "file_name" field.
+func FileNameLTE(v string) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldLTE(FieldFileName, v))
+}
+
+// FileNameContains applies the Contains predicate on the "file_name" field.
+func FileNameContains(v string) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldContains(FieldFileName, v))
+}
+
+// FileNameHasPrefix applies the HasPrefix predicate on the "file_name" field.
+func FileNameHasPrefix(v string) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldHasPrefix(FieldFileName, v))
+}
+
+// FileNameHasSuffix applies the HasSuffix predicate on the "file_name" field.
+func FileNameHasSuffix(v string) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldHasSuffix(FieldFileName, v))
+}
+
+// FileNameEqualFold applies the EqualFold predicate on the "file_name" field.
+func FileNameEqualFold(v string) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldEqualFold(FieldFileName, v))
+}
+
+// FileNameContainsFold applies the ContainsFold predicate on the "file_name" field.
+func FileNameContainsFold(v string) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldContainsFold(FieldFileName, v))
+}
+
+// FileBytesEQ applies the EQ predicate on the "file_bytes" field.
+func FileBytesEQ(v int64) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldEQ(FieldFileBytes, v))
+}
+
+// FileBytesNEQ applies the NEQ predicate on the "file_bytes" field.
+func FileBytesNEQ(v int64) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldNEQ(FieldFileBytes, v))
+}
+
+// FileBytesIn applies the In predicate on the "file_bytes" field.
+func FileBytesIn(vs ...int64) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldIn(FieldFileBytes, vs...))
+}
+
+// FileBytesNotIn applies the NotIn predicate on the "file_bytes" field.
+func FileBytesNotIn(vs ...int64) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldNotIn(FieldFileBytes, vs...))
+}
+
+// FileBytesGT applies the GT predicate on the "file_bytes" field.
+func FileBytesGT(v int64) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldGT(FieldFileBytes, v))
+}
+
+// FileBytesGTE applies the GTE predicate on the "file_bytes" field.
+func FileBytesGTE(v int64) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldGTE(FieldFileBytes, v))
+}
+
+// FileBytesLT applies the LT predicate on the "file_bytes" field.
+func FileBytesLT(v int64) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldLT(FieldFileBytes, v))
+}
+
+// FileBytesLTE applies the LTE predicate on the "file_bytes" field.
+func FileBytesLTE(v int64) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldLTE(FieldFileBytes, v))
+}
+
+// BytesReadEQ applies the EQ predicate on the "bytes_read" field.
+func BytesReadEQ(v int64) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldEQ(FieldBytesRead, v))
+}
+
+// BytesReadNEQ applies the NEQ predicate on the "bytes_read" field.
+func BytesReadNEQ(v int64) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldNEQ(FieldBytesRead, v))
+}
+
+// BytesReadIn applies the In predicate on the "bytes_read" field.
+func BytesReadIn(vs ...int64) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldIn(FieldBytesRead, vs...))
+}
+
+// BytesReadNotIn applies the NotIn predicate on the "bytes_read" field.
+func BytesReadNotIn(vs ...int64) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldNotIn(FieldBytesRead, vs...))
+}
+
+// BytesReadGT applies the GT predicate on the "bytes_read" field.
+func BytesReadGT(v int64) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldGT(FieldBytesRead, v))
+}
+
+// BytesReadGTE applies the GTE predicate on the "bytes_read" field.
+func BytesReadGTE(v int64) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldGTE(FieldBytesRead, v))
+}
+
+// BytesReadLT applies the LT predicate on the "bytes_read" field.
+func BytesReadLT(v int64) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldLT(FieldBytesRead, v))
+}
+
+// BytesReadLTE applies the LTE predicate on the "bytes_read" field.
+func BytesReadLTE(v int64) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldLTE(FieldBytesRead, v))
+}
+
 // FailureEQ applies the EQ predicate on the "failure" field.
 func FailureEQ(v string) predicate.ImportJob {
 	return predicate.ImportJob(sql.FieldEQ(FieldFailure, v))
@@ -689,6 +854,56 @@ func FinishedAtIsNil() predicate.ImportJob {
 // FinishedAtNotNil applies the NotNil predicate on the "finished_at" field.
 func FinishedAtNotNil() predicate.ImportJob {
 	return predicate.ImportJob(sql.FieldNotNull(FieldFinishedAt))
+}
+
+// HeartbeatAtEQ applies the EQ predicate on the "heartbeat_at" field.
+func HeartbeatAtEQ(v time.Time) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldEQ(FieldHeartbeatAt, v))
+}
+
+// HeartbeatAtNEQ applies the NEQ predicate on the "heartbeat_at" field.
+func HeartbeatAtNEQ(v time.Time) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldNEQ(FieldHeartbeatAt, v))
+}
+
+// HeartbeatAtIn applies the In predicate on the "heartbeat_at" field.
+func HeartbeatAtIn(vs ...time.Time) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldIn(FieldHeartbeatAt, vs...))
+}
+
+// HeartbeatAtNotIn applies the NotIn predicate on the "heartbeat_at" field.
+func HeartbeatAtNotIn(vs ...time.Time) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldNotIn(FieldHeartbeatAt, vs...))
+}
+
+// HeartbeatAtGT applies the GT predicate on the "heartbeat_at" field.
+func HeartbeatAtGT(v time.Time) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldGT(FieldHeartbeatAt, v))
+}
+
+// HeartbeatAtGTE applies the GTE predicate on the "heartbeat_at" field.
+func HeartbeatAtGTE(v time.Time) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldGTE(FieldHeartbeatAt, v))
+}
+
+// HeartbeatAtLT applies the LT predicate on the "heartbeat_at" field.
+func HeartbeatAtLT(v time.Time) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldLT(FieldHeartbeatAt, v))
+}
+
+// HeartbeatAtLTE applies the LTE predicate on the "heartbeat_at" field.
+func HeartbeatAtLTE(v time.Time) predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldLTE(FieldHeartbeatAt, v))
+}
+
+// HeartbeatAtIsNil applies the IsNil predicate on the "heartbeat_at" field.
+func HeartbeatAtIsNil() predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldIsNull(FieldHeartbeatAt))
+}
+
+// HeartbeatAtNotNil applies the NotNil predicate on the "heartbeat_at" field.
+func HeartbeatAtNotNil() predicate.ImportJob {
+	return predicate.ImportJob(sql.FieldNotNull(FieldHeartbeatAt))
 }
 
 // HasSegment applies the HasEdge predicate on the "segment" edge.

@@ -223,10 +223,14 @@ var (
 		{Name: "unchanged", Type: field.TypeInt, Default: 0},
 		{Name: "invalid_rows", Type: field.TypeInt, Default: 0},
 		{Name: "row_errors", Type: field.TypeJSON},
+		{Name: "file_name", Type: field.TypeString, Default: ""},
+		{Name: "file_bytes", Type: field.TypeInt64, Default: 0},
+		{Name: "bytes_read", Type: field.TypeInt64, Default: 0},
 		{Name: "failure", Type: field.TypeString, Nullable: true, Size: 2147483647},
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "started_at", Type: field.TypeTime, Nullable: true},
 		{Name: "finished_at", Type: field.TypeTime, Nullable: true},
+		{Name: "heartbeat_at", Type: field.TypeTime, Nullable: true},
 		{Name: "segment_ref", Type: field.TypeString, Size: 40},
 	}
 	// ImportJobsTable holds the schema information for the "import_jobs" table.
@@ -237,7 +241,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "import_jobs_segments_import_jobs",
-				Columns:    []*schema.Column{ImportJobsColumns[15]},
+				Columns:    []*schema.Column{ImportJobsColumns[19]},
 				RefColumns: []*schema.Column{SegmentsColumns[0]},
 				OnDelete:   schema.Cascade,
 			},

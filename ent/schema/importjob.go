@@ -38,11 +38,20 @@ func (ImportJob) Fields() []ent.Field {
 		field.Int("removed").Default(0),
 		field.Int("unchanged").Default(0),
 		field.Int("invalid_rows").Default(0),
+		// row_errors is unused: bad rows are kept, every one, in the
+		// import_row_errors table (see store), which a JSON column could not
+		// hold for a file of millions of rows.
 		field.JSON("row_errors", []RowError{}).Default([]RowError{}).Annotations(entgql.Skip()),
+		field.String("file_name").Default(""),
+		field.Int64("file_bytes").Default(0),
+		field.Int64("bytes_read").Default(0),
 		field.Text("failure").Optional().Nillable(),
 		field.Time("created_at").Default(time.Now).Immutable(),
 		field.Time("started_at").Optional().Nillable(),
 		field.Time("finished_at").Optional().Nillable(),
+		// heartbeat_at is renewed while the job runs; a RUNNING job whose
+		// heartbeat is old lost its process (see service.FailStaleImports).
+		field.Time("heartbeat_at").Optional().Nillable().Annotations(entgql.Skip()),
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"entgo.io/contrib/entgql"
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ent/importjob"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/graph/model"
 	"github.com/segmentd/segmentd/service"
@@ -29,6 +30,7 @@ type ResolverRoot interface {
 	Campaign() CampaignResolver
 	Condition() ConditionResolver
 	Event() EventResolver
+	ImportJob() ImportJobResolver
 	Mutation() MutationResolver
 	Query() QueryResolver
 	Segment() SegmentResolver
@@ -123,9 +125,13 @@ type ComplexityRoot struct {
 
 	ImportJob struct {
 		Added         func(childComplexity int) int
+		BytesRead     func(childComplexity int) int
 		CreatedAt     func(childComplexity int) int
 		DryRun        func(childComplexity int) int
+		Errors        func(childComplexity int, first *int, afterLine *int) int
 		Failure       func(childComplexity int) int
+		FileBytes     func(childComplexity int) int
+		FileName      func(childComplexity int) int
 		FinishedAt    func(childComplexity int) int
 		ID            func(childComplexity int) int
 		InvalidRows   func(childComplexity int) int
@@ -137,6 +143,12 @@ type ComplexityRoot struct {
 		Status        func(childComplexity int) int
 		TotalRows     func(childComplexity int) int
 		Unchanged     func(childComplexity int) int
+	}
+
+	ImportRowError struct {
+		Line   func(childComplexity int) int
+		Reason func(childComplexity int) int
+		Value  func(childComplexity int) int
 	}
 
 	Membership struct {
@@ -194,6 +206,7 @@ type ComplexityRoot struct {
 		DeleteCampaign         func(childComplexity int, id pulid.ID) int
 		DeleteSegment          func(childComplexity int, id pulid.ID) int
 		Identify               func(childComplexity int, input service.IdentifyInput) int
+		ImportSegmentUsers     func(childComplexity int, segmentID pulid.ID, file graphql.Upload, mode *importjob.Mode, dryRun *bool) int
 		RemoveUsersFromSegment func(childComplexity int, segmentID pulid.ID, userIds []string) int
 		TrackEvent             func(childComplexity int, input service.TrackInput) int
 		TrackEvents            func(childComplexity int, inputs []*service.TrackInput) int
@@ -212,6 +225,7 @@ type ComplexityRoot struct {
 		Campaigns         func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.CampaignOrder, where *ent.CampaignWhereInput) int
 		Events            func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, where *ent.EventWhereInput, orderBy *ent.EventOrder) int
 		ExplainMembership func(childComplexity int, segmentID pulid.ID, userID string) int
+		ImportJob         func(childComplexity int, id pulid.ID) int
 		Node              func(childComplexity int, id pulid.ID) int
 		Nodes             func(childComplexity int, ids []pulid.ID) int
 		Segments          func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.SegmentOrder, where *ent.SegmentWhereInput) int
@@ -262,6 +276,7 @@ type ComplexityRoot struct {
 	Subscription struct {
 		CampaignActivated func(childComplexity int, campaignID *pulid.ID) int
 		EventReceived     func(childComplexity int, name *string, userID *string) int
+		ImportJobProgress func(childComplexity int, id pulid.ID) int
 		MembershipChanged func(childComplexity int, segmentID *pulid.ID, after *string) int
 		SegmentStats      func(childComplexity int, segmentID pulid.ID, timeZone *string) int
 	}
@@ -635,6 +650,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ImportJob.Added(childComplexity), true
+	case "ImportJob.bytesRead":
+		if e.ComplexityRoot.ImportJob.BytesRead == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ImportJob.BytesRead(childComplexity), true
 	case "ImportJob.createdAt":
 		if e.ComplexityRoot.ImportJob.CreatedAt == nil {
 			break
@@ -647,12 +668,35 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ImportJob.DryRun(childComplexity), true
+	case "ImportJob.errors":
+		if e.ComplexityRoot.ImportJob.Errors == nil {
+			break
+		}
+
+		args, err := ec.field_ImportJob_errors_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.ImportJob.Errors(childComplexity, args["first"].(*int), args["afterLine"].(*int)), true
 	case "ImportJob.failure":
 		if e.ComplexityRoot.ImportJob.Failure == nil {
 			break
 		}
 
 		return e.ComplexityRoot.ImportJob.Failure(childComplexity), true
+	case "ImportJob.fileBytes":
+		if e.ComplexityRoot.ImportJob.FileBytes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ImportJob.FileBytes(childComplexity), true
+	case "ImportJob.fileName":
+		if e.ComplexityRoot.ImportJob.FileName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ImportJob.FileName(childComplexity), true
 	case "ImportJob.finishedAt":
 		if e.ComplexityRoot.ImportJob.FinishedAt == nil {
 			break
@@ -719,6 +763,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ImportJob.Unchanged(childComplexity), true
+
+	case "ImportRowError.line":
+		if e.ComplexityRoot.ImportRowError.Line == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ImportRowError.Line(childComplexity), true
+	case "ImportRowError.reason":
+		if e.ComplexityRoot.ImportRowError.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ImportRowError.Reason(childComplexity), true
+	case "ImportRowError.value":
+		if e.ComplexityRoot.ImportRowError.Value == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ImportRowError.Value(childComplexity), true
 
 	case "Membership.enteredAt":
 		if e.ComplexityRoot.Membership.EnteredAt == nil {
@@ -972,6 +1035,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.Identify(childComplexity, args["input"].(service.IdentifyInput)), true
+	case "Mutation.importSegmentUsers":
+		if e.ComplexityRoot.Mutation.ImportSegmentUsers == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_importSegmentUsers_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ImportSegmentUsers(childComplexity, args["segmentId"].(pulid.ID), args["file"].(graphql.Upload), args["mode"].(*importjob.Mode), args["dryRun"].(*bool)), true
 	case "Mutation.removeUsersFromSegment":
 		if e.ComplexityRoot.Mutation.RemoveUsersFromSegment == nil {
 			break
@@ -1086,6 +1160,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.ExplainMembership(childComplexity, args["segmentId"].(pulid.ID), args["userId"].(string)), true
+	case "Query.importJob":
+		if e.ComplexityRoot.Query.ImportJob == nil {
+			break
+		}
+
+		args, err := ec.field_Query_importJob_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.ImportJob(childComplexity, args["id"].(pulid.ID)), true
 
 	case "Query.node":
 		if e.ComplexityRoot.Query.Node == nil {
@@ -1330,6 +1415,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Subscription.EventReceived(childComplexity, args["name"].(*string), args["userId"].(*string)), true
+	case "Subscription.importJobProgress":
+		if e.ComplexityRoot.Subscription.ImportJobProgress == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_importJobProgress_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.ImportJobProgress(childComplexity, args["id"].(pulid.ID)), true
 	case "Subscription.membershipChanged":
 		if e.ComplexityRoot.Subscription.MembershipChanged == nil {
 			break
@@ -2135,6 +2231,9 @@ type ImportJob implements Node {
   removed: Int!
   unchanged: Int!
   invalidRows: Int!
+  fileName: String!
+  fileBytes: Int!
+  bytesRead: Int!
   failure: String
   createdAt: Time!
   startedAt: Time
@@ -2814,6 +2913,8 @@ extend type Query {
   events(after: Cursor, first: Int, before: Cursor, last: Int, where: EventWhereInput, orderBy: EventOrder): EventConnection!
   """Why is this user (not) in this segment?"""
   explainMembership(segmentId: ID!, userId: String!): MembershipExplanation!
+  """An import job by ID (also node(id:)); null if unknown."""
+  importJob(id: ID!): ImportJob
 }
 
 type Mutation {
@@ -2832,6 +2933,18 @@ type Mutation {
   addUsersToSegment(segmentId: ID!, userIds: [String!]!): MembershipUpdateResult!
   """Removes users by user ID (up to 10,000 a call)."""
   removeUsersFromSegment(segmentId: ID!, userIds: [String!]!): MembershipUpdateResult!
+  """
+  Imports a CSV file of user IDs (a GraphQL multipart upload) into a segment,
+  in the background: the job is returned at once, PENDING; follow it with
+  importJobProgress or importJob. One ID a row, or a header row with a
+  user_id (or userId, or id) column; comma, semicolon or tab separated;
+  UTF-8, with or without a byte-order mark. Bad rows are reported, with
+  their line, and skipped. ADD adds the file's users, REMOVE removes them,
+  REPLACE makes the segment hold exactly them. The segment changes at once
+  when the job succeeds, and not at all when it fails. dryRun reports what
+  would change and changes nothing.
+  """
+  importSegmentUsers(segmentId: ID!, file: Upload!, mode: ImportMode = ADD, dryRun: Boolean = false): ImportJob!
   """Ingests one event (WRITE or ADMIN key)."""
   trackEvent(input: TrackInput!): TrackResult!
   """Ingests up to 1,000 events in one transaction (WRITE or ADMIN key). One invalid input refuses the whole call."""
@@ -2965,6 +3078,24 @@ type Subscription {
   eventReceived(name: String, userId: String): Event!
   """Campaign activations as they commit, of one campaign or of all."""
   campaignActivated(campaignId: ID): CampaignActivation!
+  """An import job now, then as it progresses; ends after its final state (SUCCEEDED or FAILED)."""
+  importJobProgress(id: ID!): ImportJob!
+}
+
+scalar Upload
+
+"""A bad row of an imported file."""
+type ImportRowError {
+  """1-based line number in the file."""
+  line: Int!
+  """The offending value: the user ID, or the whole line (shortened to 200 bytes)."""
+  value: String!
+  reason: String!
+}
+
+extend type ImportJob {
+  """Bad rows in line order, first ones after line afterLine (at most 1,000 a call)."""
+  errors(first: Int = 100, afterLine: Int = 0): [ImportRowError!]!
 }
 `, BuiltIn: false},
 }
@@ -3132,6 +3263,62 @@ func (ec *executionContext) childFields_EventEdge(ctx context.Context, field gra
 		return ec.fieldContext_EventEdge_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type EventEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_ImportJob(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_ImportJob_id(ctx, field)
+	case "mode":
+		return ec.fieldContext_ImportJob_mode(ctx, field)
+	case "dryRun":
+		return ec.fieldContext_ImportJob_dryRun(ctx, field)
+	case "status":
+		return ec.fieldContext_ImportJob_status(ctx, field)
+	case "totalRows":
+		return ec.fieldContext_ImportJob_totalRows(ctx, field)
+	case "processedRows":
+		return ec.fieldContext_ImportJob_processedRows(ctx, field)
+	case "added":
+		return ec.fieldContext_ImportJob_added(ctx, field)
+	case "removed":
+		return ec.fieldContext_ImportJob_removed(ctx, field)
+	case "unchanged":
+		return ec.fieldContext_ImportJob_unchanged(ctx, field)
+	case "invalidRows":
+		return ec.fieldContext_ImportJob_invalidRows(ctx, field)
+	case "fileName":
+		return ec.fieldContext_ImportJob_fileName(ctx, field)
+	case "fileBytes":
+		return ec.fieldContext_ImportJob_fileBytes(ctx, field)
+	case "bytesRead":
+		return ec.fieldContext_ImportJob_bytesRead(ctx, field)
+	case "failure":
+		return ec.fieldContext_ImportJob_failure(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_ImportJob_createdAt(ctx, field)
+	case "startedAt":
+		return ec.fieldContext_ImportJob_startedAt(ctx, field)
+	case "finishedAt":
+		return ec.fieldContext_ImportJob_finishedAt(ctx, field)
+	case "segment":
+		return ec.fieldContext_ImportJob_segment(ctx, field)
+	case "errors":
+		return ec.fieldContext_ImportJob_errors(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ImportJob", field.Name)
+}
+
+func (ec *executionContext) childFields_ImportRowError(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "line":
+		return ec.fieldContext_ImportRowError_line(ctx, field)
+	case "value":
+		return ec.fieldContext_ImportRowError_value(ctx, field)
+	case "reason":
+		return ec.fieldContext_ImportRowError_reason(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ImportRowError", field.Name)
 }
 
 func (ec *executionContext) childFields_Membership(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"os"
@@ -254,4 +255,63 @@ func (e GQLError) Contains(subs ...string) error {
 		}
 	}
 	return nil
+}
+
+// Upload posts a GraphQL multipart request (the spec that curl -F
+// operations=... -F map=... -F 0=@file follows) with one file, bound to the
+// variable fileVar, and returns the decoded response.
+func (c *Client) Upload(t testing.TB, query string, vars map[string]any, fileVar, fileName string, content io.Reader) *Response {
+	t.Helper()
+	if vars == nil {
+		vars = map[string]any{}
+	}
+	vars[fileVar] = nil
+	ops, err := json.Marshal(map[string]any{"query": query, "variables": vars})
+	if err != nil {
+		t.Fatalf("marshal: %v", err)
+	}
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		err := func() error {
+			if err := mw.WriteField("operations", string(ops)); err != nil {
+				return err
+			}
+			if err := mw.WriteField("map", `{"0":["variables.`+fileVar+`"]}`); err != nil {
+				return err
+			}
+			part, err := mw.CreateFormFile("0", fileName)
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(part, content); err != nil {
+				return err
+			}
+			return mw.Close()
+		}()
+		pw.CloseWithError(err)
+	}()
+	req, err := http.NewRequest(http.MethodPost, c.URL, pr)
+	if err != nil {
+		t.Fatalf("request: %v", err)
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	if c.Key != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Key)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", c.URL, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	var r Response
+	if err := json.Unmarshal(raw, &r); err != nil {
+		t.Fatalf("decode %q (status %d): %v", raw, resp.StatusCode, err)
+	}
+	r.Status = resp.StatusCode
+	return &r
 }

@@ -36,6 +36,14 @@ func New(prefix string) ID {
 
 // Prefix returns the type prefix of the ID ("seg" for "seg_01J..."), or "" if
 // the ID has none.
+// NewULID returns a new ULID as text: the part of an ID after its prefix.
+// Bulk writers (CSV imports) prefix it in SQL to name the rows they create.
+func NewULID() string {
+	entropyMu.Lock()
+	defer entropyMu.Unlock()
+	return ulid.MustNew(ulid.Timestamp(time.Now()), entropy).String()
+}
+
 func (id ID) Prefix() string {
 	p, _, ok := strings.Cut(string(id), "_")
 	if !ok {

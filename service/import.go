@@ -1,0 +1,765 @@
+package service
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"entgo.io/ent/dialect"
+	"github.com/lib/pq"
+
+	"github.com/segmentd/segmentd"
+	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ent/campaign"
+	"github.com/segmentd/segmentd/ent/importjob"
+	"github.com/segmentd/segmentd/ent/schema/pulid"
+	"github.com/segmentd/segmentd/idcsv"
+)
+
+// TopicImports is signalled whenever an import job's progress or status
+// changes.
+const TopicImports = "import_jobs"
+
+// Import tuning.
+const (
+	// importChunkRows is how many IDs one multi-row INSERT stages (SQLite;
+	// four parameters a row stays well under SQLite's 32,766).
+	importChunkRows = 2000
+	// importTxRows is how many staged rows one SQLite transaction holds, so
+	// that staging interleaves with ingestion instead of holding the write
+	// lock for the whole file.
+	importTxRows = 100_000
+	// importProgressEvery is how often a running job reports progress.
+	importProgressEvery = 500 * time.Millisecond
+	// importHeartbeat is how often a running job proves it is alive, and
+	// importStale how old a heartbeat makes a job lost (see
+	// FailStaleImports).
+	importHeartbeat = 10 * time.Second
+	importStale     = 2 * time.Minute
+)
+
+// ImportInput starts an import.
+type ImportInput struct {
+	SegmentID pulid.ID
+	Mode      importjob.Mode
+	DryRun    bool
+	FileName  string
+	// Path is a file that the import owns from now on: it reads it in the
+	// background and removes it when done.
+	Path string
+}
+
+// ImportRowError is a bad row of an imported file.
+type ImportRowError struct {
+	Line   int
+	Value  string
+	Reason string
+}
+
+// importResult counts what an import did, or would do in a dry run.
+type importResult struct {
+	rows, invalid, distinct   int
+	added, removed, unchanged int
+}
+
+// StartImport records an import job for a segment and runs it in the
+// background: the file's IDs are read and staged (outside the membership
+// tables, in short transactions), then applied to the segment in one
+// transaction, so that the segment changes all at once or, on failure, not
+// at all. The job reports its progress as it goes.
+func (s *Service) StartImport(ctx context.Context, in ImportInput) (*ent.ImportJob, error) {
+	fail := func(err error) (*ent.ImportJob, error) {
+		_ = os.Remove(in.Path)
+		return nil, fmt.Errorf("service.StartImport: %w", err)
+	}
+	if err := importjob.ModeValidator(in.Mode); err != nil {
+		return fail(segmentd.Invalid("mode", "must be ADD, REMOVE or REPLACE"))
+	}
+	info, err := os.Stat(in.Path)
+	if err != nil {
+		return fail(err)
+	}
+	if err := segmentExistsIn(ctx, nil, s.Client, "segmentId", in.SegmentID); err != nil {
+		return fail(err)
+	}
+	now := s.now()
+	job, err := s.Client.ImportJob.Create().
+		SetSegmentRef(in.SegmentID).SetMode(in.Mode).SetDryRun(in.DryRun).
+		SetFileName(in.FileName).SetFileBytes(info.Size()).
+		SetCreatedAt(now).SetHeartbeatAt(now).
+		Save(ctx)
+	if err != nil {
+		return fail(fmt.Errorf("create job: %w", err))
+	}
+	s.jobs.Add(1)
+	go func() {
+		defer s.jobs.Done()
+		s.runImport(s.background(), job, in.Path)
+	}()
+	return job, nil
+}
+
+// WaitImports waits for the imports of this process to end (tests, and
+// shutdown after the background context is cancelled).
+func (s *Service) WaitImports() { s.jobs.Wait() }
+
+func (s *Service) background() context.Context {
+	if s.Background != nil {
+		return s.Background
+	}
+	return context.Background()
+}
+
+// runImport runs a job to its end and records how it ended.
+func (s *Service) runImport(ctx context.Context, job *ent.ImportJob, path string) {
+	defer os.Remove(path)
+	log := s.Log.With("import", job.ID, "segment", job.SegmentRef)
+	started := time.Now()
+	hbCtx, stopHeartbeat := context.WithCancel(ctx)
+	heartbeatDone := make(chan struct{})
+	go func() {
+		defer close(heartbeatDone)
+		s.heartbeat(hbCtx, job.ID)
+	}()
+	res, err := s.importFile(ctx, job, path)
+	stopHeartbeat()
+	<-heartbeatDone
+	// Staged IDs are scratch; the report (import_row_errors) stays.
+	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if _, cerr := s.Client.ExecContext(cleanup, "DELETE FROM import_ids WHERE job_ref = $1", string(job.ID)); cerr != nil {
+		log.Warn("removing an import's staged IDs", "err", cerr)
+	}
+	if err != nil {
+		reason := err.Error()
+		if ctx.Err() != nil {
+			reason = "interrupted: the server stopped (" + reason + ")"
+		}
+		log.Error("import failed", "err", err)
+		uerr := s.Client.ImportJob.UpdateOneID(job.ID).
+			SetStatus(importjob.StatusFAILED).SetFailure(reason).SetFinishedAt(s.now()).
+			Exec(cleanup)
+		if uerr != nil {
+			log.Error("recording a failed import", "err", uerr)
+		}
+		s.notify(TopicImports)
+		return
+	}
+	log.Info("import done", "rows", res.rows, "invalid", res.invalid, "added", res.added,
+		"removed", res.removed, "unchanged", res.unchanged, "dryRun", job.DryRun, "took", time.Since(started).Round(time.Millisecond))
+}
+
+// heartbeat renews the job's heartbeat until ctx ends.
+func (s *Service) heartbeat(ctx context.Context, id pulid.ID) {
+	t := time.NewTicker(importHeartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		// SQLite: a heartbeat would queue behind the import's own write
+		// transaction; a SQLite database has one process, and
+		// FailStaleImports does not need heartbeats there.
+		if s.Dialect != dialect.Postgres {
+			continue
+		}
+		if err := s.Client.ImportJob.UpdateOneID(id).SetHeartbeatAt(s.now()).Exec(ctx); err != nil && ctx.Err() == nil {
+			s.Log.Warn("import heartbeat", "import", id, "err", err)
+		}
+	}
+}
+
+// FailStaleImports marks as FAILED the jobs that were running in a process
+// that stopped: on SQLite (one process) every unfinished job found at
+// start; on PostgreSQL the jobs whose heartbeat is older than two minutes.
+func (s *Service) FailStaleImports(ctx context.Context) error {
+	q := s.Client.ImportJob.Update().
+		Where(importjob.StatusIn(importjob.StatusPENDING, importjob.StatusRUNNING))
+	if s.Dialect == dialect.Postgres {
+		q = q.Where(importjob.Or(importjob.HeartbeatAtIsNil(), importjob.HeartbeatAtLT(s.now().Add(-importStale))))
+	}
+	n, err := q.SetStatus(importjob.StatusFAILED).
+		SetFailure("interrupted: the server running the import stopped before it finished; the segment is as it was before the import").
+		SetFinishedAt(s.now()).Save(ctx)
+	if err != nil {
+		return fmt.Errorf("service.FailStaleImports: %w", err)
+	}
+	if n > 0 {
+		s.Log.Warn("marked interrupted imports as failed", "jobs", n)
+	}
+	return nil
+}
+
+// importFile stages the file's IDs, then applies them.
+func (s *Service) importFile(ctx context.Context, job *ent.ImportJob, path string) (*importResult, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open the uploaded file: %w", err)
+	}
+	defer f.Close()
+	err = s.Client.ImportJob.UpdateOneID(job.ID).
+		SetStatus(importjob.StatusRUNNING).SetStartedAt(s.now()).Exec(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("start job: %w", err)
+	}
+	s.notify(TopicImports)
+	st := &stager{svc: s, job: job, csv: idcsv.NewReader(f), res: &importResult{}}
+	if s.Dialect == dialect.Postgres {
+		err = st.copyPostgres(ctx)
+	} else {
+		err = st.insertSQLite(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := st.flushErrors(ctx); err != nil {
+		return nil, err
+	}
+	res := st.res
+	for attempt := 1; ; attempt++ {
+		err = s.inTx(ctx, func(tx *ent.Tx) error { return s.applyImport(ctx, tx, job, res) })
+		if err == nil || !isRetryable(err) || attempt == 3 {
+			break
+		}
+		s.Log.Info("import: retrying after a deadlock with concurrent writers", "import", job.ID, "attempt", attempt)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !job.DryRun && (res.added > 0 || res.removed > 0) {
+		s.notify(TopicChanges, TopicActivations)
+	}
+	s.notify(TopicImports)
+	return res, nil
+}
+
+// stager reads the file and stages its distinct valid IDs in import_ids,
+// and its bad rows in import_row_errors.
+type stager struct {
+	svc      *Service
+	job      *ent.ImportJob
+	csv      *idcsv.Reader
+	res      *importResult
+	errs     []*idcsv.RowError
+	reported time.Time
+}
+
+// next reads the next valid ID, recording bad rows; ok is false at the end.
+func (st *stager) next(ctx context.Context) (id string, ok bool, err error) {
+	for {
+		row, err := st.csv.Next()
+		if errors.Is(err, io.EOF) {
+			return "", false, nil
+		}
+		if err != nil {
+			return "", false, fmt.Errorf("read the file: %w", err)
+		}
+		st.res.rows++
+		if row.Err == nil {
+			return row.ID, true, nil
+		}
+		st.res.invalid++
+		st.errs = append(st.errs, row.Err)
+		if len(st.errs) >= importChunkRows {
+			if err := st.flushErrors(ctx); err != nil {
+				return "", false, err
+			}
+		}
+	}
+}
+
+// flushErrors stores the bad rows read so far.
+func (st *stager) flushErrors(ctx context.Context) error {
+	if len(st.errs) == 0 {
+		return nil
+	}
+	var q strings.Builder
+	q.WriteString("INSERT INTO import_row_errors (job_ref, line, value, reason) VALUES ")
+	args := make([]any, 0, 4*len(st.errs))
+	for i, e := range st.errs {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		fmt.Fprintf(&q, "($%d,$%d,$%d,$%d)", 4*i+1, 4*i+2, 4*i+3, 4*i+4)
+		args = append(args, string(st.job.ID), e.Line, e.Value, e.Reason)
+	}
+	if _, err := st.svc.Client.ExecContext(ctx, q.String(), args...); err != nil {
+		return fmt.Errorf("store bad rows: %w", err)
+	}
+	st.errs = st.errs[:0]
+	return nil
+}
+
+// progress records how far reading has got, at most every
+// importProgressEvery unless final.
+func (st *stager) progress(ctx context.Context, final bool) error {
+	if !final && time.Since(st.reported) < importProgressEvery {
+		return nil
+	}
+	st.reported = time.Now()
+	u := st.svc.Client.ImportJob.UpdateOneID(st.job.ID).
+		SetProcessedRows(st.res.rows).SetInvalidRows(st.res.invalid).SetBytesRead(st.csv.BytesRead())
+	if final {
+		u = u.SetTotalRows(st.res.rows)
+	}
+	if err := u.Exec(ctx); err != nil {
+		return fmt.Errorf("record progress: %w", err)
+	}
+	st.svc.notify(TopicImports)
+	return nil
+}
+
+// insertSQLite stages IDs with multi-row INSERTs that skip duplicates, in
+// transactions of importTxRows rows.
+func (st *stager) insertSQLite(ctx context.Context) error {
+	ids := make([]string, 0, importChunkRows)
+	done := false
+	for !done {
+		err := st.svc.inTx(ctx, func(tx *ent.Tx) error {
+			for staged := 0; staged < importTxRows; {
+				ids = ids[:0]
+				for len(ids) < importChunkRows {
+					id, ok, err := st.next(ctx)
+					if err != nil {
+						return err
+					}
+					if !ok {
+						done = true
+						break
+					}
+					ids = append(ids, id)
+				}
+				if len(ids) > 0 {
+					n, err := stageChunk(ctx, tx, st.job.ID, ids)
+					if err != nil {
+						return err
+					}
+					st.res.distinct += n
+					staged += len(ids)
+				}
+				if done {
+					break
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("stage IDs: %w", err)
+		}
+		if err := st.progress(ctx, done); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stageChunk inserts IDs into import_ids, skipping those already staged;
+// it returns how many were new.
+func stageChunk(ctx context.Context, tx *ent.Tx, job pulid.ID, ids []string) (int, error) {
+	var q strings.Builder
+	q.WriteString("INSERT INTO import_ids (job_ref, user_id, k) VALUES ")
+	args := make([]any, 0, 2*len(ids)+1)
+	args = append(args, string(job))
+	for i, id := range ids {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		fmt.Fprintf(&q, "($1,$%d,$%d)", 2*i+2, 2*i+3)
+		args = append(args, id, pulid.NewULID())
+	}
+	q.WriteString(" ON CONFLICT DO NOTHING")
+	res, err := tx.ExecContext(ctx, q.String(), args...)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
+// copyPostgres streams the IDs with COPY into a temporary table, then keeps
+// the distinct ones in import_ids, in one transaction of its own.
+func (st *stager) copyPostgres(ctx context.Context) (err error) {
+	if st.svc.DB == nil {
+		return errors.New("service.DB is not set: PostgreSQL imports need it for COPY")
+	}
+	tx, err := st.svc.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("stage IDs: begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if _, err := tx.ExecContext(ctx, "CREATE TEMPORARY TABLE import_copy (user_id text NOT NULL, k text NOT NULL) ON COMMIT DROP"); err != nil {
+		return fmt.Errorf("stage IDs: %w", err)
+	}
+	stmt, err := tx.PrepareContext(ctx, pq.CopyIn("import_copy", "user_id", "k"))
+	if err != nil {
+		return fmt.Errorf("stage IDs: COPY: %w", err)
+	}
+	for {
+		id, ok, err := st.next(ctx)
+		if err != nil {
+			_ = stmt.Close()
+			return err
+		}
+		if !ok {
+			break
+		}
+		if _, err := stmt.ExecContext(ctx, id, pulid.NewULID()); err != nil {
+			_ = stmt.Close()
+			return fmt.Errorf("stage IDs: COPY: %w", err)
+		}
+		if st.res.rows%10_000 == 0 {
+			if err := st.progress(ctx, false); err != nil {
+				_ = stmt.Close()
+				return err
+			}
+		}
+	}
+	if _, err := stmt.ExecContext(ctx); err != nil {
+		_ = stmt.Close()
+		return fmt.Errorf("stage IDs: COPY: %w", err)
+	}
+	if err := stmt.Close(); err != nil {
+		return fmt.Errorf("stage IDs: COPY: %w", err)
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO import_ids (job_ref, user_id, k)
+SELECT CAST($1 AS TEXT), user_id, min(k) FROM import_copy GROUP BY user_id`, string(st.job.ID))
+	if err != nil {
+		return fmt.Errorf("stage IDs: distinct: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	st.res.distinct = int(n)
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("stage IDs: commit: %w", err)
+	}
+	return st.progress(ctx, true)
+}
+
+// The statements that apply staged IDs to a segment. $1 is the job, $2 the
+// segment; the rest are named in each. They are plain SQL that SQLite and
+// PostgreSQL both run, except the PostgreSQL removal, which deletes and
+// logs in one statement.
+const (
+	// $1 the job, $2 the time.
+	importCreateUsers = `INSERT INTO users (id, user_id, traits, first_seen_at, last_seen_at)
+SELECT 'usr_' || i.k, i.user_id, '{}', $2, $2 FROM import_ids i
+WHERE i.job_ref = CAST($1 AS TEXT) AND NOT EXISTS (SELECT 1 FROM users u WHERE u.user_id = i.user_id)
+ON CONFLICT (user_id) DO NOTHING`
+	// $3 the time, $4 the reason.
+	importAddMembers = `INSERT INTO memberships (id, segment_ref, user_ref, entered_at, source, reason)
+SELECT 'mem_' || i.k, CAST($2 AS TEXT), u.id, $3, 'IMPORT', CAST($4 AS TEXT) FROM import_ids i JOIN users u ON u.user_id = i.user_id
+WHERE i.job_ref = CAST($1 AS TEXT) AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.segment_ref = CAST($2 AS TEXT) AND m.user_ref = u.id)
+ON CONFLICT (segment_ref, user_ref) DO NOTHING`
+	// The memberships this job created are those named 'mem_' || k.
+	importLogEntries = `INSERT INTO membership_changes (segment_ref, user_ref, kind, source, at, reason)
+SELECT m.segment_ref, m.user_ref, 'ENTERED', 'IMPORT', m.entered_at, m.reason
+FROM import_ids i JOIN memberships m ON m.id = 'mem_' || i.k
+WHERE i.job_ref = CAST($1 AS TEXT) AND m.segment_ref = CAST($2 AS TEXT)`
+	// $3 the campaign, $4 the time, $5 the ID suffix that keeps the
+	// activation IDs of several campaigns apart.
+	importActivate = `INSERT INTO campaign_activations (id, campaign_ref, user_ref, segment_ref, activated_at)
+SELECT 'act_' || i.k || CAST($5 AS TEXT), CAST($3 AS TEXT), m.user_ref, m.segment_ref, $4
+FROM import_ids i JOIN memberships m ON m.id = 'mem_' || i.k
+WHERE i.job_ref = CAST($1 AS TEXT) AND m.segment_ref = CAST($2 AS TEXT)
+ON CONFLICT (campaign_ref, user_ref) DO NOTHING`
+	// Members of the segment who are in the file / not in the file.
+	importInFile    = `EXISTS (SELECT 1 FROM import_ids i JOIN users u ON u.user_id = i.user_id WHERE i.job_ref = CAST($1 AS TEXT) AND u.id = m.user_ref) AND m.segment_ref = CAST($2 AS TEXT)`
+	importNotInFile = `NOT EXISTS (SELECT 1 FROM users u JOIN import_ids i ON i.job_ref = CAST($1 AS TEXT) AND i.user_id = u.user_id WHERE u.id = m.user_ref) AND m.segment_ref = CAST($2 AS TEXT)`
+)
+
+// applyImport applies a job's staged IDs to its segment in tx, or, for a
+// dry run, counts what it would do; and records the job's outcome in the
+// same transaction.
+func (s *Service) applyImport(ctx context.Context, tx *ent.Tx, job *ent.ImportJob, res *importResult) error {
+	if err := segmentExistsIn(ctx, tx, nil, "segmentId", job.SegmentRef); err != nil {
+		return fmt.Errorf("the segment was deleted during the import: %w", err)
+	}
+	res.added, res.removed, res.unchanged = 0, 0, 0
+	job1, seg := string(job.ID), string(job.SegmentRef)
+	inFileMembers, err := countRows(ctx, tx, "SELECT count(*) FROM memberships m WHERE "+importInFile, job1, seg)
+	if err != nil {
+		return err
+	}
+	if job.DryRun {
+		switch job.Mode {
+		case importjob.ModeADD:
+			res.added, res.unchanged = res.distinct-inFileMembers, inFileMembers
+		case importjob.ModeREMOVE:
+			res.removed, res.unchanged = inFileMembers, res.distinct-inFileMembers
+		case importjob.ModeREPLACE:
+			others, err := countRows(ctx, tx, "SELECT count(*) FROM memberships m WHERE "+importNotInFile, job1, seg)
+			if err != nil {
+				return err
+			}
+			res.added, res.removed, res.unchanged = res.distinct-inFileMembers, others, inFileMembers
+		}
+		return s.finishImport(ctx, tx, job, res)
+	}
+
+	now := s.now()
+	counts := counterDeltas{}
+	reason := fmt.Sprintf("imported from %s (%s)", fileLabel(job.FileName), job.ID)
+	switch job.Mode {
+	case importjob.ModeREMOVE:
+		if res.removed, err = s.importRemove(ctx, tx, counts, importInFile, job1, seg, now, "removed by import "+string(job.ID)); err != nil {
+			return err
+		}
+		res.unchanged = res.distinct - res.removed
+	case importjob.ModeREPLACE:
+		if res.removed, err = s.importRemove(ctx, tx, counts, importNotInFile, job1, seg, now, "removed by import "+string(job.ID)+" (REPLACE: not in the file)"); err != nil {
+			return err
+		}
+		fallthrough
+	case importjob.ModeADD:
+		if _, err := tx.ExecContext(ctx, importCreateUsers, job1, now); err != nil {
+			return fmt.Errorf("create users: %w", err)
+		}
+		added, err := execCount(ctx, tx, importAddMembers, job1, seg, now, reason)
+		if err != nil {
+			return fmt.Errorf("add members: %w", err)
+		}
+		res.added = added
+		res.unchanged = res.distinct - added
+		if added > 0 {
+			if _, err := tx.ExecContext(ctx, importLogEntries, job1, seg); err != nil {
+				return fmt.Errorf("log entries: %w", err)
+			}
+			counts.entered(job.SegmentRef, now, int64(added))
+			camps, err := tx.Campaign.Query().
+				Where(campaign.SegmentRef(job.SegmentRef), campaign.StatusEQ(campaign.StatusACTIVE)).
+				Order(ent.Asc(campaign.FieldID)).IDs(ctx)
+			if err != nil {
+				return fmt.Errorf("find campaigns: %w", err)
+			}
+			for n, c := range camps {
+				suffix := ""
+				if n > 0 {
+					suffix = fmt.Sprintf("_%d", n)
+				}
+				if _, err := tx.ExecContext(ctx, importActivate, job1, seg, string(c), now, suffix); err != nil {
+					return fmt.Errorf("activate campaign %s: %w", c, err)
+				}
+			}
+		}
+	}
+	if err := counts.flush(ctx, tx, s.Dialect); err != nil {
+		return err
+	}
+	return s.finishImport(ctx, tx, job, res)
+}
+
+// importRemove removes the members that where selects, logs their exits
+// and counts them down; it returns how many it removed.
+func (s *Service) importRemove(ctx context.Context, tx *ent.Tx, counts counterDeltas, where, job, seg string, now time.Time, reason string) (int, error) {
+	var (
+		rows *sql.Rows
+		err  error
+	)
+	if s.Dialect == dialect.Postgres {
+		// One statement, so that the rows deleted are exactly the rows
+		// logged, whatever commits meanwhile.
+		rows, err = tx.QueryContext(ctx, `WITH gone AS (
+  DELETE FROM memberships m WHERE `+where+` RETURNING m.segment_ref, m.user_ref, m.entered_at
+), logged AS (
+  INSERT INTO membership_changes (segment_ref, user_ref, kind, source, at, reason)
+  SELECT segment_ref, user_ref, 'EXITED', 'IMPORT', $3, CAST($4 AS TEXT) FROM gone
+)
+SELECT entered_at, count(*) FROM gone GROUP BY entered_at`, job, seg, now, reason)
+	} else {
+		// SQLite has one writer, this transaction: the three statements
+		// see the same rows.
+		_, err = tx.ExecContext(ctx, `INSERT INTO membership_changes (segment_ref, user_ref, kind, source, at, reason)
+SELECT m.segment_ref, m.user_ref, 'EXITED', 'IMPORT', $3, CAST($4 AS TEXT) FROM memberships m WHERE `+where, job, seg, now, reason)
+		if err != nil {
+			return 0, fmt.Errorf("log exits: %w", err)
+		}
+		rows, err = tx.QueryContext(ctx, "SELECT m.entered_at, count(*) FROM memberships m WHERE "+where+" GROUP BY m.entered_at", job, seg)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("remove members: %w", err)
+	}
+	removed := 0
+	segID := pulid.ID(seg)
+	for rows.Next() {
+		var (
+			enteredAt time.Time
+			n         int
+		)
+		if err := rows.Scan(&enteredAt, &n); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("remove members: %w", err)
+		}
+		for range n {
+			counts.exited(segID, enteredAt, now)
+		}
+		removed += n
+	}
+	if err := rows.Close(); err != nil {
+		return 0, fmt.Errorf("remove members: %w", err)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("remove members: %w", err)
+	}
+	if s.Dialect != dialect.Postgres {
+		deleted, err := execCount(ctx, tx, "DELETE FROM memberships AS m WHERE "+where, job, seg)
+		if err != nil {
+			return 0, fmt.Errorf("remove members: %w", err)
+		}
+		if deleted != removed {
+			return 0, fmt.Errorf("remove members: deleted %d, logged %d", deleted, removed)
+		}
+	}
+	return removed, nil
+}
+
+// finishImport records a job's success with its counts.
+func (s *Service) finishImport(ctx context.Context, tx *ent.Tx, job *ent.ImportJob, res *importResult) error {
+	err := tx.ImportJob.UpdateOneID(job.ID).
+		SetStatus(importjob.StatusSUCCEEDED).
+		SetTotalRows(res.rows).SetProcessedRows(res.rows).SetInvalidRows(res.invalid).
+		SetAdded(res.added).SetRemoved(res.removed).SetUnchanged(res.unchanged).
+		SetFinishedAt(s.now()).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("record the outcome: %w", err)
+	}
+	return nil
+}
+
+// ImportRowErrors lists a job's bad rows in line order, after a line.
+func (s *Service) ImportRowErrors(ctx context.Context, jobID pulid.ID, first, afterLine int) ([]*ImportRowError, error) {
+	if first < 0 || first > 1000 {
+		return nil, segmentd.Invalid("first", "must be between 0 and 1000")
+	}
+	rows, err := s.Client.QueryContext(ctx,
+		"SELECT line, value, reason FROM import_row_errors WHERE job_ref = $1 AND line > $2 ORDER BY line LIMIT $3",
+		string(jobID), afterLine, first)
+	if err != nil {
+		return nil, fmt.Errorf("service.ImportRowErrors: %w", err)
+	}
+	defer rows.Close()
+	out := []*ImportRowError{}
+	for rows.Next() {
+		e := &ImportRowError{}
+		if err := rows.Scan(&e.Line, &e.Value, &e.Reason); err != nil {
+			return nil, fmt.Errorf("service.ImportRowErrors: %w", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("service.ImportRowErrors: %w", err)
+	}
+	return out, nil
+}
+
+// WatchImport sends the job now and after every change, and closes the
+// channel after its final state (SUCCEEDED or FAILED) or when ctx ends.
+func (s *Service) WatchImport(ctx context.Context, id pulid.ID) (<-chan *ent.ImportJob, error) {
+	job, err := s.Client.ImportJob.Get(ctx, id)
+	if ent.IsNotFound(err) {
+		return nil, &segmentd.Error{Code: segmentd.CodeNotFound, Field: "id", Message: fmt.Sprintf("no import job with id %q", id)}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("service.WatchImport: %w", err)
+	}
+	var (
+		wake   <-chan struct{}
+		cancel = func() {}
+	)
+	if s.Broker != nil {
+		wake, cancel = s.Broker.Subscribe(TopicImports)
+	}
+	out := make(chan *ent.ImportJob, 1)
+	go func() {
+		defer close(out)
+		defer cancel()
+		// A slow poll as well: the broker is a wake-up, not the truth.
+		poll := time.NewTicker(time.Second)
+		defer poll.Stop()
+		last := job
+		send := func(j *ent.ImportJob) bool {
+			select {
+			case out <- j:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		if !send(job) {
+			return
+		}
+		for !importDone(last) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-wake:
+			case <-poll.C:
+			}
+			j, err := s.Client.ImportJob.Get(ctx, id)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.Log.Warn("watching an import", "import", id, "err", err)
+				}
+				continue
+			}
+			if sameProgress(j, last) {
+				continue
+			}
+			last = j
+			if !send(j) {
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+func importDone(j *ent.ImportJob) bool {
+	return j.Status == importjob.StatusSUCCEEDED || j.Status == importjob.StatusFAILED
+}
+
+func sameProgress(a, b *ent.ImportJob) bool {
+	return a.Status == b.Status && a.ProcessedRows == b.ProcessedRows && a.InvalidRows == b.InvalidRows &&
+		a.BytesRead == b.BytesRead && a.TotalRows == b.TotalRows
+}
+
+func fileLabel(name string) string {
+	if name == "" {
+		return "a file"
+	}
+	return fmt.Sprintf("%q", name)
+}
+
+func countRows(ctx context.Context, tx *ent.Tx, query string, args ...any) (int, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return 0, fmt.Errorf("count: %w", err)
+	}
+	defer rows.Close()
+	n := 0
+	if rows.Next() {
+		if err := rows.Scan(&n); err != nil {
+			return 0, fmt.Errorf("count: %w", err)
+		}
+	}
+	return n, rows.Err()
+}
+
+func execCount(ctx context.Context, tx *ent.Tx, query string, args ...any) (int, error) {
+	res, err := tx.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
