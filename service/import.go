@@ -442,23 +442,32 @@ SELECT CAST($1 AS TEXT), user_id, min(k) FROM import_copy GROUP BY user_id`, str
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("stage IDs: commit: %w", err)
 	}
+	// Fresh statistics, so that the apply step joins a large file with a
+	// hash join instead of the nested loop a stale "empty" estimate picks.
+	if _, err := st.svc.DB.ExecContext(ctx, "ANALYZE import_ids"); err != nil {
+		return fmt.Errorf("stage IDs: analyze: %w", err)
+	}
 	return st.progress(ctx, true)
 }
 
 // The statements that apply staged IDs to a segment. $1 is the job, $2 the
-// segment; the rest are named in each. They are plain SQL that SQLite and
+// segment; the rest are named in each. Existing rows are skipped by ON
+// CONFLICT alone, not by a NOT EXISTS on the table being written: the plan
+// of such a NOT EXISTS is made while the table is small (an empty segment),
+// and a scan that is cheap then is quadratic once the statement has added
+// a million rows. They are plain SQL that SQLite and
 // PostgreSQL both run, except the PostgreSQL removal, which deletes and
 // logs in one statement.
 const (
 	// $1 the job, $2 the time.
 	importCreateUsers = `INSERT INTO users (id, user_id, traits, first_seen_at, last_seen_at)
 SELECT 'usr_' || i.k, i.user_id, '{}', $2, $2 FROM import_ids i
-WHERE i.job_ref = CAST($1 AS TEXT) AND NOT EXISTS (SELECT 1 FROM users u WHERE u.user_id = i.user_id)
+WHERE i.job_ref = CAST($1 AS TEXT)
 ON CONFLICT (user_id) DO NOTHING`
 	// $3 the time, $4 the reason.
 	importAddMembers = `INSERT INTO memberships (id, segment_ref, user_ref, entered_at, source, reason)
 SELECT 'mem_' || i.k, CAST($2 AS TEXT), u.id, $3, 'IMPORT', CAST($4 AS TEXT) FROM import_ids i JOIN users u ON u.user_id = i.user_id
-WHERE i.job_ref = CAST($1 AS TEXT) AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.segment_ref = CAST($2 AS TEXT) AND m.user_ref = u.id)
+WHERE i.job_ref = CAST($1 AS TEXT)
 ON CONFLICT (segment_ref, user_ref) DO NOTHING`
 	// The memberships this job created are those named 'mem_' || k.
 	importLogEntries = `INSERT INTO membership_changes (segment_ref, user_ref, kind, source, at, reason)
