@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -287,7 +288,11 @@ func (st *stager) flushErrors(ctx context.Context) error {
 		if i > 0 {
 			q.WriteByte(',')
 		}
-		fmt.Fprintf(&q, "($%d,$%d,$%d,$%d)", 4*i+1, 4*i+2, 4*i+3, 4*i+4)
+		if st.svc.Dialect == dialect.Postgres {
+			fmt.Fprintf(&q, "($%d,$%d,$%d,$%d)", 4*i+1, 4*i+2, 4*i+3, 4*i+4)
+		} else {
+			q.WriteString("(?,?,?,?)") // see stageChunk
+		}
 		args = append(args, string(st.job.ID), e.Line, e.Value, e.Reason)
 	}
 	if _, err := st.svc.Client.ExecContext(ctx, q.String(), args...); err != nil {
@@ -363,19 +368,15 @@ func (st *stager) insertSQLite(ctx context.Context) error {
 // stageChunk inserts IDs into import_ids, skipping those already staged;
 // it returns how many were new.
 func stageChunk(ctx context.Context, tx *ent.Tx, job pulid.ID, ids []string) (int, error) {
-	var q strings.Builder
-	q.WriteString("INSERT INTO import_ids (job_ref, user_id, k) VALUES ")
-	args := make([]any, 0, 2*len(ids)+1)
-	args = append(args, string(job))
-	for i, id := range ids {
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		fmt.Fprintf(&q, "($1,$%d,$%d)", 2*i+2, 2*i+3)
-		args = append(args, id, pulid.NewULID())
+	// Anonymous "?" parameters: SQLite looks numbered ones ($2) up by
+	// name, in time quadratic in their number.
+	q := "INSERT INTO import_ids (job_ref, user_id, k) VALUES " +
+		strings.TrimSuffix(strings.Repeat("(?,?,?),", len(ids)), ",") + " ON CONFLICT DO NOTHING"
+	args := make([]any, 0, 3*len(ids))
+	for _, id := range ids {
+		args = append(args, string(job), id, pulid.NewULID())
 	}
-	q.WriteString(" ON CONFLICT DO NOTHING")
-	res, err := tx.ExecContext(ctx, q.String(), args...)
+	res, err := tx.ExecContext(ctx, q, args...)
 	if err != nil {
 		return 0, err
 	}
@@ -530,7 +531,7 @@ func (s *Service) applyImport(ctx context.Context, tx *ent.Tx, job *ent.ImportJo
 		}
 		fallthrough
 	case importjob.ModeADD:
-		if _, err := tx.ExecContext(ctx, importCreateUsers, job1, now); err != nil {
+		if _, err := execCount(ctx, tx, importCreateUsers, job1, now); err != nil {
 			return fmt.Errorf("create users: %w", err)
 		}
 		added, err := execCount(ctx, tx, importAddMembers, job1, seg, now, reason)
@@ -540,7 +541,7 @@ func (s *Service) applyImport(ctx context.Context, tx *ent.Tx, job *ent.ImportJo
 		res.added = added
 		res.unchanged = res.distinct - added
 		if added > 0 {
-			if _, err := tx.ExecContext(ctx, importLogEntries, job1, seg); err != nil {
+			if _, err := execCount(ctx, tx, importLogEntries, job1, seg); err != nil {
 				return fmt.Errorf("log entries: %w", err)
 			}
 			counts.entered(job.SegmentRef, now, int64(added))
@@ -555,7 +556,7 @@ func (s *Service) applyImport(ctx context.Context, tx *ent.Tx, job *ent.ImportJo
 				if n > 0 {
 					suffix = fmt.Sprintf("_%d", n)
 				}
-				if _, err := tx.ExecContext(ctx, importActivate, job1, seg, string(c), now, suffix); err != nil {
+				if _, err := execCount(ctx, tx, importActivate, job1, seg, string(c), now, suffix); err != nil {
 					return fmt.Errorf("activate campaign %s: %w", c, err)
 				}
 			}
@@ -750,6 +751,7 @@ func fileLabel(name string) string {
 }
 
 func countRows(ctx context.Context, tx *ent.Tx, query string, args ...any) (int, error) {
+	defer timed(ctx, query)()
 	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return 0, fmt.Errorf("count: %w", err)
@@ -765,10 +767,20 @@ func countRows(ctx context.Context, tx *ent.Tx, query string, args ...any) (int,
 }
 
 func execCount(ctx context.Context, tx *ent.Tx, query string, args ...any) (int, error) {
+	defer timed(ctx, query)()
 	res, err := tx.ExecContext(ctx, query, args...)
 	if err != nil {
 		return 0, err
 	}
 	n, err := res.RowsAffected()
 	return int(n), err
+}
+
+// timed logs how long a statement of an import took, at debug level.
+func timed(ctx context.Context, query string) func() {
+	start := time.Now()
+	return func() {
+		first, _, _ := strings.Cut(strings.TrimSpace(query), "\n")
+		slog.DebugContext(ctx, "import statement", "took", time.Since(start).Round(time.Millisecond), "sql", first)
+	}
 }

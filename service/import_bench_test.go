@@ -30,16 +30,19 @@ import (
 //   - rows/s of the import (upload excluded: the file is on disk; staging,
 //     users, memberships, change log, activations, counters and the job's
 //     report included);
+//
 //   - raw_rows/s: the same IDs loaded into a bare one-column table of the
 //     same database in the same run: COPY on PostgreSQL, multi-row INSERTs
 //     of the same size on SQLite;
+//
 //   - ratio = rows/s ÷ raw_rows/s (the aim is ≥ 0.5);
+//
 //   - peak_MB_above_idle: the process's peak resident memory during the
 //     import (VmHWM, reset before it starts) minus its resident memory
 //     just before (the aim is < 100 MB).
 //
-//	go test ./service -run '^$' -bench BenchmarkImport -benchtime 1x
-//	SEGMENTD_BENCH_IMPORT_ROWS=10000000 go test ./service -run '^$' -bench BenchmarkImport -benchtime 1x -timeout 2h
+//     go test ./service -run '^$' -bench BenchmarkImport -benchtime 1x
+//     SEGMENTD_BENCH_IMPORT_ROWS=10000000 go test ./service -run '^$' -bench BenchmarkImport -benchtime 1x -timeout 2h
 func BenchmarkImport(b *testing.B) {
 	rows := 1_000_000
 	if v := os.Getenv("SEGMENTD_BENCH_IMPORT_ROWS"); v != "" {
@@ -57,6 +60,11 @@ func BenchmarkImport(b *testing.B) {
 			st := openIngestStore(b, storeName)
 			svc := service.New(st.Client, st.Dialect, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			svc.DB = st.DB
+			if os.Getenv("SEGMENTD_BENCH_LOG") != "" {
+				h := slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})
+				slog.SetDefault(slog.New(h))
+				svc.Log = slog.New(h)
+			}
 
 			raw := rawLoad(b, st, file)
 
