@@ -181,6 +181,9 @@ func (r *Reader) bad(value, reason string) Row {
 	// The value is for people to read; it must also store anywhere (no
 	// invalid UTF-8, no NUL, which PostgreSQL text refuses).
 	value = strings.ReplaceAll(strings.ToValidUTF8(value, "\uFFFD"), "\x00", "\uFFFD")
+	if len(value) > maxValue+len("…") { // the replacements are longer than what they replace
+		value = shorten(value)
+	}
 	return Row{Line: r.line, Err: &RowError{Line: r.line, Value: value, Reason: reason}}
 }
 
