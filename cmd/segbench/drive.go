@@ -290,7 +290,7 @@ type subscriber struct {
 	conn *websocket.Conn
 
 	mu    sync.Mutex
-	lat   *latencies // the current drive's
+	lat   *latencies           // the current drive's
 	ack   map[string]time.Time // acknowledged, not received yet
 	early map[string]time.Time // received before the acknowledgement
 	err   error
