@@ -29,8 +29,9 @@ import (
 )
 
 // Knobs. SEGMENTD_CRASH_KILLS sets the kills per store (default 5; CI's
-// whole run stays under a minute a store); SEGMENTD_CRASH_SEED replays a
-// run.
+// whole run stays under a minute a store); SEGMENTD_CRASH_SEED repeats a
+// run's random choices (kill moments, the clients' events; not the
+// interleaving of the clients, which the scheduler decides).
 const (
 	workers       = 4
 	usersInPlay   = 3000
@@ -76,10 +77,10 @@ func TestCrashRecovery(t *testing.T) {
 	if v, err := strconv.ParseUint(os.Getenv("SEGMENTD_CRASH_SEED"), 10, 64); err == nil {
 		seed = v
 	}
-	t.Logf("kills per store %d, seed %d (SEGMENTD_CRASH_SEED=%d replays the choices)", kills, seed, seed)
+	t.Logf("kills per store %d, seed %d (SEGMENTD_CRASH_SEED=%d repeats the random choices)", kills, seed, seed)
 	bin := testenv.BuildSegmentd(t, "..")
 	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
-		r := &run{t: t, bin: bin, dbURL: dbURL, rnd: rand.New(rand.NewPCG(seed, 8)),
+		r := &run{t: t, bin: bin, dbURL: dbURL, seed: seed, rnd: rand.New(rand.NewPCG(seed, 8)),
 			acked: map[string]sentEvent{}, sent: map[string]sentEvent{}}
 		r.crash(kills)
 		ctx := context.Background()
@@ -136,6 +137,7 @@ type sentEvent struct {
 type run struct {
 	t          *testing.T
 	bin, dbURL string
+	seed       uint64
 	rnd        *rand.Rand // the test goroutine's: kill times
 	segA, segB string
 	campaign   string
@@ -258,7 +260,7 @@ func (r *run) setup() {
 // server did not answer with 200 and no errors is unacknowledged; half of
 // them are sent again (same messageIds) later.
 func (r *run) client(w int, stop <-chan struct{}) {
-	rnd := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
+	rnd := rand.New(rand.NewPCG(r.seed, uint64(w)))
 	hc := &http.Client{Timeout: 20 * time.Second}
 	var retry [][]sentEvent
 	for seq := 0; ; {
