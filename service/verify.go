@@ -124,7 +124,9 @@ const verifyPage = 5000
 // events (TRACK and IDENTIFY alike) in arrival order (received_at, then id),
 // which is exact when every trait change arrives as a stored event (true of
 // trackEvent(s), identify and /v1) and when one user's concurrent requests
-// did not commit in another order than their arrival. Members of source
+// did not commit in another order than their arrival (an event and a
+// removal of the same user racing each other may also be judged by their
+// arrival times rather than their commit order). Members of source
 // MANUAL, IMPORT or BACKFILL are never reported as unjustified (a
 // reevaluation never removes the first two, and BACKFILL evaluated with the
 // traits current at the time of the update). Events received before a
@@ -342,6 +344,8 @@ func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
 
 	// Re-evaluate, user by user.
 	shouldBe := map[mk]pulid.ID{} // (segment, user) -> first event that must have entered them
+	type es struct{ event, seg pulid.ID }
+	matched := map[es]bool{} // re-evaluated (event, segment) pairs -> the condition held
 	for userRef, evs := range byUser {
 		sort.Slice(evs, func(i, j int) bool {
 			if !evs[i].receivedAt.Equal(evs[j].receivedAt) {
@@ -366,6 +370,7 @@ func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
 				}
 				rep.Evaluated++
 				r := si.prog.Eval(trigger.Env{Event: e.props, User: traits, Now: e.timestamp})
+				matched[es{e.id, si.seg.ID}] = r.Matched
 				switch {
 				case !hasOutcome:
 					rep.add("outcome-mismatch", "event %s of user %s has no outcome for segment %s", e.id, userRef, si.seg.ID)
@@ -405,8 +410,10 @@ func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
 			rep.add("unjustified-membership", "membership %s (user %s, segment %s) entered on event %s, which is not a stored event of that user", m.ID, k.user, k.seg, *m.EventRef)
 		case e.typ != event.TypeTRACK || !hasTrigger(si.seg, e.name):
 			rep.add("unjustified-membership", "membership %s (user %s, segment %s) entered on event %s (%s %q), not a trigger of the segment", m.ID, k.user, k.seg, e.id, e.typ, e.name)
-		case !e.receivedAt.Before(si.seg.UpdatedAt) && shouldBe[k] == "":
-			rep.add("unjustified-membership", "membership %s (user %s, segment %s): no stored event of the user matches the segment's rules", m.ID, k.user, k.seg)
+		default:
+			if ok, evaluated := matched[es{e.id, k.seg}]; evaluated && !ok {
+				rep.add("unjustified-membership", "membership %s (user %s, segment %s) entered on event %s, which does not match the segment's rules", m.ID, k.user, k.seg, e.id)
+			}
 		}
 	}
 	sort.SliceStable(rep.Findings, func(i, j int) bool { return rep.Findings[i].Kind < rep.Findings[j].Kind })
