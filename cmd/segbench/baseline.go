@@ -285,6 +285,9 @@ func report(t *table, scenario string, r *driveResult, b *baselines) {
 	raw := b.raw[r.batch]
 	evps := float64(r.acked) / r.elapsed.Seconds()
 	rawName := fmt.Sprintf("raw INSERT, %d rows a statement", r.batch)
+	if r.batch == 1 {
+		rawName = "raw INSERT, 1 row a statement"
+	}
 	t.add(name, fmt.Sprintf("events/s (%s, %d per request)", r.transport, r.batch), fmtRate(evps),
 		orNA(raw != nil, func() string { return rawName + ": " + fmtRate(raw.rate()) }), ratio(evps, raw.rate()))
 	for _, p := range []struct {

@@ -124,47 +124,74 @@ func (d *drive) run(ctx context.Context, c config, tg *target, targets ...*targe
 	deadline := start.Add(c.duration)
 	dctx, cancel := context.WithDeadline(ctx, deadline.Add(30*time.Second))
 	defer cancel()
-	for w := 0; w < c.workers; w++ {
+	do := func(first int) {
+		evs := make([]benchEvent, batch)
+		for i := range evs {
+			evs[i] = d.makeEvent(first + i)
+		}
+		t0 := time.Now()
+		err := send(dctx, tg, d.transport, evs)
+		lat := time.Since(t0)
+		sent.Add(int64(batch))
+		if err != nil {
+			if errs.Add(1) == 1 {
+				mu.Lock()
+				res.firstErr = err.Error()
+				mu.Unlock()
+			}
+			return
+		}
+		now := time.Now()
+		res.ack.add(lat)
+		acked.Add(int64(batch))
+		if d.sub != nil {
+			for _, e := range evs {
+				if e.Enters {
+					d.sub.acked(e.UserID, now)
+				}
+			}
+		}
+		mu.Lock()
+		res.ackedEvents = append(res.ackedEvents, evs...)
+		for _, e := range evs {
+			if e.Enters {
+				res.entered++
+			}
+		}
+		mu.Unlock()
+	}
+	// Flat out: c.workers connections send back to back (closed loop). At
+	// a fixed rate: every batch leaves on time in a goroutine of its own
+	// (open loop, at most maxInFlight at once), so that a slow answer
+	// shows as latency instead of lowering the rate.
+	const maxInFlight = 512
+	inFlight := make(chan struct{}, maxInFlight)
+	if c.rate > 0 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var each sync.WaitGroup
 			for first := range jobs {
-				evs := make([]benchEvent, batch)
-				for i := range evs {
-					evs[i] = d.makeEvent(first + i)
-				}
-				t0 := time.Now()
-				err := send(dctx, tg, d.transport, evs)
-				lat := time.Since(t0)
-				sent.Add(int64(batch))
-				if err != nil {
-					if errs.Add(1) == 1 {
-						mu.Lock()
-						res.firstErr = err.Error()
-						mu.Unlock()
-					}
-					continue
-				}
-				now := time.Now()
-				res.ack.add(lat)
-				acked.Add(int64(batch))
-				if d.sub != nil {
-					for _, e := range evs {
-						if e.Enters {
-							d.sub.acked(e.UserID, now)
-						}
-					}
-				}
-				mu.Lock()
-				res.ackedEvents = append(res.ackedEvents, evs...)
-				for _, e := range evs {
-					if e.Enters {
-						res.entered++
-					}
-				}
-				mu.Unlock()
+				inFlight <- struct{}{}
+				each.Add(1)
+				go func() {
+					defer each.Done()
+					defer func() { <-inFlight }()
+					do(first)
+				}()
 			}
+			each.Wait()
 		}()
+	} else {
+		for w := 0; w < c.workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for first := range jobs {
+					do(first)
+				}
+			}()
+		}
 	}
 	progress := time.NewTicker(time.Second)
 	defer progress.Stop()
@@ -174,8 +201,12 @@ func (d *drive) run(ctx context.Context, c config, tg *target, targets ...*targe
 		defer tk.Stop()
 		tick = tk.C
 	}
-	fmt.Fprintf(os.Stderr, "  %s: %s, batch %d, %d workers, %s, at most %d events or %s\n",
-		d.label, d.transport, batch, c.workers, rateName(c.rate), total, c.duration)
+	how := fmt.Sprintf("%d workers", c.workers)
+	if c.rate > 0 {
+		how = "open loop"
+	}
+	fmt.Fprintf(os.Stderr, "  %s: %s, batch %d, %s, %s, at most %d events or %s\n",
+		d.label, d.transport, batch, how, rateName(c.rate), total, c.duration)
 	report := func() {
 		rcv := ""
 		if d.sub != nil {
