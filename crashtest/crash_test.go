@@ -109,7 +109,7 @@ func TestCrashRecovery(t *testing.T) {
 			victim := r.ackedEventNotEntering(ctx, t, st)
 			exec(t, st, `DELETE FROM events WHERE message_id = ?`, victim)
 			expectProblem(t, "a lost acknowledged event", r.check(ctx, st, got), "acknowledged event "+strconv.Quote(victim)+" is not stored")
-			userID := r.ackedMemberOfA()
+			userID := r.ackedMemberOfA(t)
 			exec(t, st, `DELETE FROM memberships WHERE segment_ref = ? AND user_ref = (SELECT id FROM users WHERE user_id = ?)`, r.segA, userID)
 			expectProblem(t, "a lost membership", r.check(ctx, st, got), "user "+userID+" should be in segment A")
 		})
@@ -620,7 +620,8 @@ func memberOf2(ctx context.Context, st *store.Store, campaignID string) (map[str
 }
 
 // ackedMemberOfA returns a user whom an acknowledged event put in segment A.
-func (r *run) ackedMemberOfA() string {
+func (r *run) ackedMemberOfA(t *testing.T) string {
+	t.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var users []string
@@ -631,7 +632,7 @@ func (r *run) ackedMemberOfA() string {
 	}
 	sort.Strings(users)
 	if len(users) == 0 {
-		r.t.Fatal("no acknowledged event entered segment A")
+		t.Fatal("no acknowledged event entered segment A")
 	}
 	return users[0]
 }
