@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -250,19 +249,19 @@ type baselines struct {
 func measureBaselines(ctx context.Context, c config, tg *target, results []*driveResult) (*baselines, error) {
 	b := &baselines{raw: map[int]*rawResult{}}
 	var err error
-	fmt.Fprintln(os.Stderr, "  baseline: { __typename } round trips")
+	fmt.Fprintln(progress, "  baseline: { __typename } round trips")
 	if b.trivial, err = trivialQuery(ctx, tg, c.workers); err != nil {
 		return nil, err
 	}
 	if tg.databaseURL == "" {
-		fmt.Fprintln(os.Stderr, "  no -database-url: no raw INSERT baseline")
+		fmt.Fprintln(progress, "  no -database-url: no raw INSERT baseline")
 		return b, nil
 	}
 	for _, r := range results {
 		if _, ok := b.raw[r.batch]; ok || len(r.ackedEvents) == 0 {
 			continue
 		}
-		fmt.Fprintf(os.Stderr, "  baseline: raw INSERT of %d event rows, %d per statement\n", len(r.ackedEvents), r.batch)
+		fmt.Fprintf(progress, "  baseline: raw INSERT of %d event rows, %d per statement\n", len(r.ackedEvents), r.batch)
 		// SQLite has one writer: concurrent writers only take turns by
 		// sleeping in the busy handler (segmentd queues its own on a
 		// mutex), so the raw baseline writes from one connection there.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -193,8 +192,8 @@ func (d *drive) run(ctx context.Context, c config, tg *target, targets ...*targe
 			}()
 		}
 	}
-	progress := time.NewTicker(time.Second)
-	defer progress.Stop()
+	ticker := time.NewTicker(time.Second)
+	defer ticker.Stop()
 	var tick <-chan time.Time
 	if c.rate > 0 {
 		tk := time.NewTicker(time.Second * time.Duration(batch) / time.Duration(c.rate))
@@ -205,14 +204,14 @@ func (d *drive) run(ctx context.Context, c config, tg *target, targets ...*targe
 	if c.rate > 0 {
 		how = "open loop"
 	}
-	fmt.Fprintf(os.Stderr, "  %s: %s, batch %d, %s, %s, at most %d events or %s\n",
+	fmt.Fprintf(progress, "  %s: %s, batch %d, %s, %s, at most %d events or %s\n",
 		d.label, d.transport, batch, how, rateName(c.rate), total, c.duration)
 	report := func() {
 		rcv := ""
 		if d.sub != nil {
 			rcv = fmt.Sprintf(", subscriber received %d", res.e2s.len())
 		}
-		fmt.Fprintf(os.Stderr, "  %5.1fs sent %d, acknowledged %d, errors %d%s\n",
+		fmt.Fprintf(progress, "  %5.1fs sent %d, acknowledged %d, errors %d%s\n",
 			time.Since(start).Seconds(), sent.Load(), acked.Load(), errs.Load(), rcv)
 	}
 loop:
@@ -228,14 +227,14 @@ loop:
 			select {
 			case jobs <- next:
 				sending = false
-			case <-progress.C:
+			case <-ticker.C:
 				report()
 			case <-ctx.Done():
 				break loop
 			}
 		}
 		select {
-		case <-progress.C:
+		case <-ticker.C:
 			report()
 		default:
 		}
@@ -256,7 +255,7 @@ loop:
 		d.sub.wait(res.entered, 10*time.Second)
 	}
 	if res.firstErr != "" {
-		fmt.Fprintf(os.Stderr, "  first error: %s\n", res.firstErr)
+		fmt.Fprintf(progress, "  first error: %s\n", res.firstErr)
 	}
 	return res, ctx.Err()
 }
@@ -413,7 +412,7 @@ func (s *subscriber) wait(n int, timeout time.Duration) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if got := lat.len(); got < n {
-		fmt.Fprintf(os.Stderr, "  subscriber received %d of %d changes within %s\n", got, n, timeout)
+		fmt.Fprintf(progress, "  subscriber received %d of %d changes within %s\n", got, n, timeout)
 	}
 }
 

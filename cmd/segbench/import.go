@@ -9,7 +9,6 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -56,7 +55,7 @@ func importScenario(ctx context.Context, c config, tg *target, t *table) error {
 		err     error
 	}
 	done := make(chan importDone, 1)
-	fmt.Fprintf(os.Stderr, "  importing %d rows (%d bytes) while ingesting\n", c.importRows, csv.Len())
+	fmt.Fprintf(progress, "  importing %d rows (%d bytes) while ingesting\n", c.importRows, csv.Len())
 	go func() {
 		s := time.Now()
 		res, err := upload(ctx, tg, segID, c.importMode, csv.Bytes())

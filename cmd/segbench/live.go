@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"strconv"
 	"time"
 
@@ -49,7 +48,7 @@ func subs(ctx context.Context, c config, tg *target, t *table) error {
 			}
 		}
 		if (i+perConn)%1000 == 0 {
-			fmt.Fprintf(os.Stderr, "  opened %d subscriptions\n", i+perConn)
+			fmt.Fprintf(progress, "  opened %d subscriptions\n", i+perConn)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -30,6 +30,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -86,6 +87,10 @@ func main() {
 	}
 }
 
+// progress is where segbench reports what it is doing (the table goes to
+// stdout).
+var progress io.Writer = os.Stderr
+
 var scenarios = []string{"seed", "segments10k", "hot", "subs5000", "import", "replicas"}
 
 func run(ctx context.Context, c config) error {
@@ -110,10 +115,10 @@ func run(ctx context.Context, c config) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		fmt.Fprintf(os.Stderr, "== scenario %s\n", name)
+		fmt.Fprintf(progress, "== scenario %s\n", name)
 		if err := runScenario(ctx, c, bin, name, t); err != nil {
 			if errors.Is(err, errSkipped) {
-				fmt.Fprintf(os.Stderr, "%s\n", strings.TrimSuffix(err.Error(), ": "+errSkipped.Error()))
+				fmt.Fprintf(progress, "%s\n", strings.TrimSuffix(err.Error(), ": "+errSkipped.Error()))
 				t.add(name, "skipped", strings.TrimSuffix(err.Error(), ": "+errSkipped.Error()), "", "")
 				continue
 			}
@@ -234,6 +239,9 @@ func newTarget(ctx context.Context, c config, bin, scenario string) (*target, er
 }
 
 func runScenario(ctx context.Context, c config, bin, name string, t *table) error {
+	if name != "replicas" || isPostgres(c.databaseURL) {
+		defer warnLongTransactions(ctx, c, name, t)
+	}
 	if name == "replicas" {
 		return replicas(ctx, c, bin, t)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -154,7 +153,7 @@ func hot(ctx context.Context, c config, tg *target, t *table) error {
 // "Purchase" (the event sent), the rest by other names.
 func segments10k(ctx context.Context, c config, tg *target, t *table) error {
 	const triggered = 10
-	fmt.Fprintf(os.Stderr, "  creating %d segments ...\n", c.segments)
+	fmt.Fprintf(progress, "  creating %d segments ...\n", c.segments)
 	start := time.Now()
 	var (
 		next     atomic.Int64
@@ -188,7 +187,7 @@ func segments10k(ctx context.Context, c config, tg *target, t *table) error {
 					mu.Unlock()
 				}
 				if (i+1)%2000 == 0 {
-					fmt.Fprintf(os.Stderr, "  %d segments\n", i+1)
+					fmt.Fprintf(progress, "  %d segments\n", i+1)
 				}
 			}
 		}()

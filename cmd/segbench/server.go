@@ -25,7 +25,7 @@ func buildSegmentd(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("temp dir: %w", err)
 	}
 	bin := filepath.Join(dir, "segmentd")
-	fmt.Fprintln(os.Stderr, "building cmd/segmentd ...")
+	fmt.Fprintln(progress, "building cmd/segmentd ...")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/segmentd")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
@@ -54,7 +54,7 @@ func freshDatabase(ctx context.Context, c config, scenario string) (dbURL string
 		path := filepath.Join(dir, name)
 		return "sqlite://" + path, func() {
 			if c.keep {
-				fmt.Fprintf(os.Stderr, "kept %s\n", path)
+				fmt.Fprintf(progress, "kept %s\n", path)
 				return
 			}
 			for _, s := range []string{"", "-wal", "-shm"} {
@@ -82,7 +82,7 @@ func freshDatabase(ctx context.Context, c config, scenario string) (dbURL string
 	u.RawQuery = q.Encode()
 	return u.String(), func() {
 		if c.keep {
-			fmt.Fprintf(os.Stderr, "kept schema %s\n", schema)
+			fmt.Fprintf(progress, "kept schema %s\n", schema)
 			return
 		}
 		db, err := sql.Open("postgres", pgDSN(c.databaseURL))
@@ -91,7 +91,7 @@ func freshDatabase(ctx context.Context, c config, scenario string) (dbURL string
 		}
 		defer db.Close()
 		if _, err := db.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			fmt.Fprintf(os.Stderr, "drop schema %s: %v\n", schema, err)
+			fmt.Fprintf(progress, "drop schema %s: %v\n", schema, err)
 		}
 	}, nil
 }
@@ -209,4 +209,31 @@ func freeAddr() (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
+}
+
+// warnLongTransactions notes, on PostgreSQL, a transaction that has been
+// open on the cluster for more than 5 s at the end of a scenario: live
+// delivery waits for the oldest running transaction (see README, "Live
+// subscriptions"), so event-to-subscriber figures measured beside one mean
+// little, and the table says so.
+func warnLongTransactions(ctx context.Context, c config, scenario string, t *table) {
+	if !isPostgres(c.databaseURL) {
+		return
+	}
+	db, err := sql.Open("postgres", pgDSN(c.databaseURL))
+	if err != nil {
+		return
+	}
+	defer db.Close()
+	var age float64
+	var who string
+	err = db.QueryRowContext(ctx, `SELECT EXTRACT(EPOCH FROM now() - xact_start), datname || ' pid ' || pid
+		FROM pg_stat_activity WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()
+		ORDER BY xact_start LIMIT 1`).Scan(&age, &who)
+	if err != nil || age < 5 {
+		return
+	}
+	msg := fmt.Sprintf("a transaction (database %s) had been open %.0f s on the cluster: live delivery waits for it", who, age)
+	fmt.Fprintf(progress, "  warning: %s\n", msg)
+	t.add(scenario+" · warning", "long transaction on the cluster", msg, "", "")
 }

@@ -23,6 +23,7 @@ func TestSeedSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("drives a server")
 	}
+	progress = io.Discard
 	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
 		srv := testenv.StartServer(t, dbURL, func(c *segserver.Config) { c.RateLimit = -1 })
 		c := config{scenario: "seed", batch: 20, workers: 2, events: 100, duration: 20 * time.Second}
