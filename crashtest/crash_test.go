@@ -213,14 +213,22 @@ func (r *run) crash(kills int) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer st.Close()
 	want, err := st.Client.MembershipChange.Query().Where(membershipchange.SegmentRef(pulid.ID(r.segA))).Count(ctxDB)
-	st.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for len(r.received()) < want && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
+	}
+	if got := len(r.received()); got < want && st.Dialect != "sqlite3" {
+		// Live delivery on PostgreSQL waits for the cluster's oldest
+		// running transaction (README, "Live subscriptions"): say so.
+		var age, who string
+		_ = st.DB.QueryRowContext(ctxDB, `SELECT (now() - xact_start)::text, datname || ' pid ' || pid || ': ' || left(query, 80)
+			FROM pg_stat_activity WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() ORDER BY xact_start LIMIT 1`).Scan(&age, &who)
+		t.Logf("the subscriber has %d of %d changes; the cluster's oldest transaction is %s old (%s)", got, want, age, who)
 	}
 	time.Sleep(200 * time.Millisecond) // anything extra would arrive now
 	cancel()
