@@ -287,8 +287,14 @@ func report(t *table, scenario string, r *driveResult, b *baselines) {
 	if r.batch == 1 {
 		rawName = "raw INSERT, 1 row a statement"
 	}
-	t.add(name, fmt.Sprintf("events/s (%s, %d per request)", r.transport, r.batch), fmtRate(evps),
-		orNA(raw != nil, func() string { return rawName + ": " + fmtRate(raw.rate()) }), ratio(evps, raw.rate()))
+	if r.rate > 0 {
+		// A fixed rate is not a capacity: no ratio.
+		t.add(name, fmt.Sprintf("events/s (%s, %d per request, sent at %d/s)", r.transport, r.batch, r.rate), fmtRate(evps),
+			orNA(raw != nil, func() string { return rawName + " (flat out): " + fmtRate(raw.rate()) }), "")
+	} else {
+		t.add(name, fmt.Sprintf("events/s (%s, %d per request)", r.transport, r.batch), fmtRate(evps),
+			orNA(raw != nil, func() string { return rawName + ": " + fmtRate(raw.rate()) }), ratio(evps, raw.rate()))
+	}
 	for _, p := range []struct {
 		name string
 		q    float64

@@ -82,7 +82,7 @@ type drive struct {
 
 type driveResult struct {
 	label, transport             string
-	batch                        int
+	batch, rate                  int
 	sent, acked, errors, entered int
 	firstErr                     string
 	elapsed                      time.Duration
@@ -98,7 +98,7 @@ func (d *drive) run(ctx context.Context, c config, tg *target, targets ...*targe
 	if d.transport == "trackEvent" {
 		batch = 1
 	}
-	res := &driveResult{label: d.label, transport: d.transport, batch: batch}
+	res := &driveResult{label: d.label, transport: d.transport, batch: batch, rate: c.rate}
 	if d.sub != nil {
 		res.e2s = d.sub.begin()
 	}
