@@ -339,7 +339,6 @@ func subscribe(ctx context.Context, tg *target, segID string) (*subscriber, erro
 	s := &subscriber{conn: conn, lat: &latencies{}, ack: map[string]time.Time{}, early: map[string]time.Time{}, done: make(chan struct{})}
 	go s.read()
 	context.AfterFunc(ctx, func() { conn.Close() })
-	time.Sleep(200 * time.Millisecond) // graphql-transport-ws has no subscribe acknowledgement
 	return s, nil
 }
 
@@ -412,7 +411,18 @@ func (s *subscriber) wait(n int, timeout time.Duration) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if got := lat.len(); got < n {
-		fmt.Fprintf(progress, "  subscriber received %d of %d changes within %s\n", got, n, timeout)
+		s.mu.Lock()
+		var missing []string
+		for u := range s.ack {
+			if len(missing) == 5 {
+				break
+			}
+			missing = append(missing, u)
+		}
+		err := s.err
+		s.mu.Unlock()
+		fmt.Fprintf(progress, "  subscriber received %d of %d changes within %s; not received, for example: %s (connection: %v)\n",
+			got, n, timeout, strings.Join(missing, ", "), err)
 	}
 }
 
@@ -437,9 +447,14 @@ func dialWS(tg *target) (*websocket.Conn, error) {
 	return conn, nil
 }
 
+// wsSubscribe follows membershipChanged on a segment from the start of its
+// log ("0.0"): without a cursor a subscription starts when the server gets
+// to it, and changes committed before that (the first batches, on a cold
+// server) would never arrive. segbench's segments are new, so their log
+// starts empty.
 func wsSubscribe(conn *websocket.Conn, segID, id string) error {
 	return conn.WriteJSON(map[string]any{"id": id, "type": "subscribe", "payload": map[string]any{
-		"query":     `subscription($s: ID) { membershipChanged(segmentId: $s) { cursor user { userId } } }`,
-		"variables": map[string]any{"s": segID},
+		"query":     `subscription($s: ID, $after: String) { membershipChanged(segmentId: $s, after: $after) { cursor user { userId } } }`,
+		"variables": map[string]any{"s": segID, "after": "0.0"},
 	}})
 }
