@@ -252,7 +252,7 @@ loop:
 	res.cpu -= cpu0
 	res.sent, res.acked, res.errors = int(sent.Load()), int(acked.Load()), int(errs.Load())
 	if d.sub != nil {
-		d.sub.wait(res.entered, 10*time.Second)
+		d.sub.wait(res.entered, c.subscriberWait())
 	}
 	if res.firstErr != "" {
 		fmt.Fprintf(progress, "  first error: %s\n", res.firstErr)

@@ -53,6 +53,17 @@ type config struct {
 	segments                                  int
 
 	pprof string // set for a server segbench started
+
+	// subWait is how long a drive waits for the subscriber to receive
+	// the entries of its acknowledged events (default 10 s).
+	subWait time.Duration
+}
+
+func (c config) subscriberWait() time.Duration {
+	if c.subWait > 0 {
+		return c.subWait
+	}
+	return 10 * time.Second
 }
 
 func main() {

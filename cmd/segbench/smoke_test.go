@@ -26,7 +26,10 @@ func TestSeedSmoke(t *testing.T) {
 	progress = io.Discard
 	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
 		srv := testenv.StartServer(t, dbURL, func(c *segserver.Config) { c.RateLimit = -1 })
-		c := config{scenario: "seed", batch: 20, workers: 2, events: 100, duration: 20 * time.Second}
+		// The subscriber may wait long: on PostgreSQL live delivery waits
+		// for the cluster's oldest transaction, which another package's
+		// test may hold for a while.
+		c := config{scenario: "seed", batch: 20, workers: 2, events: 100, duration: 20 * time.Second, subWait: 3 * time.Minute}
 		tg := &target{url: srv.URL, key: testenv.AdminKey, writeKey: testenv.AdminKey, databaseURL: dbURL}
 		var tb table
 		if err := seed(context.Background(), c, tg, &tb); err != nil {
