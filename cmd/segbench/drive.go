@@ -112,7 +112,7 @@ func (d *drive) run(ctx context.Context, c config, tg *target, targets ...*targe
 			cpu0 += s.cpu
 		}
 	}
-	total := c.events / batch * batch
+	total := max(batch, c.events/batch*batch)
 	jobs := make(chan int)
 	var (
 		sent, acked, errs atomic.Int64

@@ -226,7 +226,6 @@ type target struct {
 	pid                int
 	databaseURL        string // "" when unknown (-url without -database-url)
 	pprof              string
-	bin                string
 	stop               func()
 }
 
@@ -246,7 +245,7 @@ func newTarget(ctx context.Context, c config, bin, scenario string) (*target, er
 		return nil, err
 	}
 	return &target{url: srv.url, key: srv.key, writeKey: srv.writeKey, pid: srv.cmd.Process.Pid,
-		databaseURL: dbURL, pprof: srv.pprof, bin: bin, stop: func() { srv.stop(); drop() }}, nil
+		databaseURL: dbURL, pprof: srv.pprof, stop: func() { srv.stop(); drop() }}, nil
 }
 
 func runScenario(ctx context.Context, c config, bin, name string, t *table) error {
