@@ -16,6 +16,7 @@ import (
 	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segment"
+	"github.com/segmentd/segmentd/ent/user"
 	"github.com/segmentd/segmentd/trigger"
 )
 
@@ -168,10 +169,38 @@ func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
 		}
 	}
 
+	// Users' own IDs and segments' names, for a readable report.
+	userIDs := map[pulid.ID]string{}
+	after := pulid.ID("")
+	for {
+		q := c.User.Query().Order(ent.Asc(user.FieldID)).Limit(verifyPage)
+		if after != "" {
+			q = q.Where(user.IDGT(after))
+		}
+		page, err := q.Select(user.FieldID, user.FieldUserID).All(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("service.Verify: users: %w", err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		after = page[len(page)-1].ID
+		for _, u := range page {
+			userIDs[u.ID] = u.UserID
+		}
+	}
+	un := func(ref pulid.ID) string { return fmt.Sprintf("%q (%s)", userIDs[ref], ref) }
+	sn := func(ref pulid.ID) string {
+		if si := segByID[ref]; si != nil {
+			return fmt.Sprintf("%q (%s)", si.seg.Name, ref)
+		}
+		return string(ref)
+	}
+
 	// Memberships.
 	type mk struct{ seg, user pulid.ID }
 	members := map[mk]*ent.Membership{}
-	var after pulid.ID
+	after = ""
 	for {
 		q := c.Membership.Query().Order(ent.Asc(membership.FieldID)).Limit(verifyPage)
 		if after != "" {
@@ -189,7 +218,7 @@ func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
 			rep.Memberships++
 			k := mk{m.SegmentRef, m.UserRef}
 			if _, dup := members[k]; dup {
-				rep.add("duplicate-membership", "user %s is in segment %s more than once", m.UserRef, m.SegmentRef)
+				rep.add("duplicate-membership", "user %s is in segment %s more than once", un(m.UserRef), sn(m.SegmentRef))
 				continue
 			}
 			members[k] = m
@@ -237,12 +266,12 @@ func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
 	}
 	for k, m := range members {
 		if l, ok := latest[k]; !ok || l.kind != membershipchange.KindENTERED {
-			rep.add("missing-entered-change", "membership %s (user %s in segment %s) has no ENTERED change as its latest change", m.ID, k.user, k.seg)
+			rep.add("missing-entered-change", "membership %s (user %s in segment %s) has no ENTERED change as its latest change", m.ID, un(k.user), sn(k.seg))
 		}
 	}
 	for k, l := range latest {
 		if _, ok := members[k]; !ok && l.kind == membershipchange.KindENTERED {
-			rep.add("change-log-mismatch", "the log says user %s entered segment %s last (change %d), but there is no membership", k.user, k.seg, l.id)
+			rep.add("change-log-mismatch", "the log says user %s entered segment %s last (change %d), but there is no membership", un(k.user), sn(k.seg), l.id)
 		}
 	}
 
@@ -268,7 +297,7 @@ func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
 			k := ck{a.CampaignRef, a.UserRef}
 			acts[k]++
 			if acts[k] == 2 {
-				rep.add("duplicate-activation", "user %s activated campaign %s more than once", a.UserRef, a.CampaignRef)
+				rep.add("duplicate-activation", "user %s activated campaign %s more than once", un(a.UserRef), a.CampaignRef)
 			}
 		}
 	}
@@ -283,7 +312,7 @@ func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
 	for k := range members {
 		for _, cp := range campsBySeg[k.seg] {
 			if acts[ck{cp.ID, k.user}] == 0 {
-				rep.add("missing-activation", "user %s is a member of segment %s but has not activated its ACTIVE campaign %s", k.user, k.seg, cp.ID)
+				rep.add("missing-activation", "user %s is a member of segment %s but has not activated its ACTIVE campaign %q (%s)", un(k.user), sn(k.seg), cp.Name, cp.ID)
 			}
 		}
 	}
@@ -363,7 +392,7 @@ func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
 				k := mk{si.seg.ID, userRef}
 				o, hasOutcome := e.outcomes[si.seg.ID]
 				if hasOutcome && o.entered && !enteredBy[k][e.id] {
-					rep.add("half-written-event", "event %s says user %s entered segment %s, but the log has no ENTERED change for it", e.id, userRef, si.seg.ID)
+					rep.add("half-written-event", "event %s says user %s entered segment %s, but the log has no ENTERED change for it", e.id, un(userRef), sn(si.seg.ID))
 				}
 				if e.receivedAt.Before(si.seg.UpdatedAt) {
 					continue // met older rules
@@ -373,10 +402,10 @@ func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
 				matched[es{e.id, si.seg.ID}] = r.Matched
 				switch {
 				case !hasOutcome:
-					rep.add("outcome-mismatch", "event %s of user %s has no outcome for segment %s", e.id, userRef, si.seg.ID)
+					rep.add("outcome-mismatch", "event %s of user %s has no outcome for segment %s", e.id, un(userRef), sn(si.seg.ID))
 				case r.Matched != (o.entered || o.reason == alreadyMember):
 					rep.add("outcome-mismatch", "event %s of user %s, segment %s: re-evaluation says matched=%v (%s), stored outcome says %q",
-						e.id, userRef, si.seg.ID, r.Matched, r.Reason, o.reason)
+						e.id, un(userRef), sn(si.seg.ID), r.Matched, r.Reason, o.reason)
 				}
 				if r.Matched && e.receivedAt.After(lastExit[k]) {
 					if _, ok := shouldBe[k]; !ok {
@@ -388,7 +417,7 @@ func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
 	}
 	for k, evID := range shouldBe {
 		if _, ok := members[k]; !ok {
-			rep.add("missing-membership", "user %s should be in segment %s (event %s matches) but is not", k.user, k.seg, evID)
+			rep.add("missing-membership", "user %s should be in segment %s (event %s matches) but is not", un(k.user), sn(k.seg), evID)
 		}
 	}
 	for k, m := range members {
@@ -401,18 +430,18 @@ func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
 			continue
 		}
 		if m.EventRef == nil {
-			rep.add("unjustified-membership", "membership %s (user %s, segment %s) of source EVENT names no event", m.ID, k.user, k.seg)
+			rep.add("unjustified-membership", "membership %s (user %s, segment %s) of source EVENT names no event", m.ID, un(k.user), sn(k.seg))
 			continue
 		}
 		e := evByID[*m.EventRef]
 		switch {
 		case e == nil || evUser[e.id] != k.user:
-			rep.add("unjustified-membership", "membership %s (user %s, segment %s) entered on event %s, which is not a stored event of that user", m.ID, k.user, k.seg, *m.EventRef)
+			rep.add("unjustified-membership", "membership %s (user %s, segment %s) entered on event %s, which is not a stored event of that user", m.ID, un(k.user), sn(k.seg), *m.EventRef)
 		case e.typ != event.TypeTRACK || !hasTrigger(si.seg, e.name):
-			rep.add("unjustified-membership", "membership %s (user %s, segment %s) entered on event %s (%s %q), not a trigger of the segment", m.ID, k.user, k.seg, e.id, e.typ, e.name)
+			rep.add("unjustified-membership", "membership %s (user %s, segment %s) entered on event %s (%s %q), not a trigger of the segment", m.ID, un(k.user), sn(k.seg), e.id, e.typ, e.name)
 		default:
 			if ok, evaluated := matched[es{e.id, k.seg}]; evaluated && !ok {
-				rep.add("unjustified-membership", "membership %s (user %s, segment %s) entered on event %s, which does not match the segment's rules", m.ID, k.user, k.seg, e.id)
+				rep.add("unjustified-membership", "membership %s (user %s, segment %s) entered on event %s, which does not match the segment's rules", m.ID, un(k.user), sn(k.seg), e.id)
 			}
 		}
 	}
