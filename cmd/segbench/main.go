@@ -1,414 +1,276 @@
-// Command segbench measures segmentd under load. Scenario "live" measures
-// the time from an event's acknowledgement to the membershipChanged message
-// at a subscriber, at a fixed event rate, and the server's memory per open
-// subscription.
+// Command segbench measures segmentd under load and prints a table of
+// results beside baselines measured in the same run.
 //
-//	go run ./cmd/segbench -scenario live                 # starts its own segmentd on SQLite
-//	go run ./cmd/segbench -scenario live -database-url postgres://postgres@127.0.0.1/test
+//	go run ./cmd/segbench -scenario seed                  # starts its own segmentd on SQLite
+//	go run ./cmd/segbench -scenario all -database-url postgres://postgres@127.0.0.1/segbench_x
+//	go run ./cmd/segbench -scenario hot -url http://127.0.0.1:8080 -key sgd_... -pid 1234
 //
-// Without -url it builds cmd/segmentd, starts it on a fresh database on a
-// loopback port, and stops it at the end, so that the server's memory can be
-// read from /proc. It stops by itself after -duration.
+// Scenarios (-scenario): seed (the README's example segment with an ACTIVE
+// campaign and a subscriber, driven through trackEvents, trackEvent and
+// /v1/batch), segments10k (10,000 segments, 10 triggered by the event),
+// hot (one segment everyone enters), subs5000 (5,000 open subscriptions:
+// memory per subscription and event-to-subscriber latency), import (a
+// 1M-row CSV import during ingestion, if the server has importSegmentUsers),
+// replicas (two segmentd on one PostgreSQL: events to A, subscriber on B),
+// and all.
+//
+// Without -url segbench builds cmd/segmentd (run it from the repository
+// root), starts it on a fresh database per scenario (a temp SQLite file, or
+// a new schema in the -database-url PostgreSQL database) on a loopback
+// port, and stops it at the end; server CPU and peak RSS come from
+// /proc/<pid>. With -url it drives that server (loopback only, unless
+// -allow-remote), with -pid for the /proc figures and -database-url for the
+// raw INSERT baseline.
+//
+// Every run is bounded: at most -events events and -duration per drive.
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
-	"net/http"
+	"net/url"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
-	"regexp"
-	"sort"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
 type config struct {
-	url, key, databaseURL, scenario string
-	pprof                           string
-	rate, subs, batch, perConn      int
-	duration                        time.Duration
+	url, key, writeKey, databaseURL, scenario string
+	pid                                       int
+	allowRemote, markdown, keep               bool
+	transport                                 string
+	rate, batch, workers, events              int
+	duration                                  time.Duration
+	subs, perConn                             int
+	importRows                                int
+	importMode                                string
+	segments                                  int
+
+	pprof string // set for a server segbench started
+
+	// subWait is how long a drive waits for the subscriber to receive
+	// the entries of its acknowledged events (default 10 s).
+	subWait time.Duration
+}
+
+func (c config) subscriberWait() time.Duration {
+	if c.subWait > 0 {
+		return c.subWait
+	}
+	return 10 * time.Second
 }
 
 func main() {
 	var c config
-	flag.StringVar(&c.url, "url", "", "a running segmentd (http://127.0.0.1:8080); empty: start one")
-	flag.StringVar(&c.key, "key", "", "ADMIN key of the running segmentd")
-	flag.StringVar(&c.databaseURL, "database-url", "", "database of the segmentd segbench starts (default: a temp SQLite file)")
-	flag.StringVar(&c.scenario, "scenario", "live", "live")
-	flag.IntVar(&c.rate, "rate", 1000, "events per second")
-	flag.IntVar(&c.batch, "batch", 10, "events per trackEvents call")
-	flag.IntVar(&c.subs, "subs", 5000, "idle subscriptions to open for the memory figure")
-	flag.IntVar(&c.perConn, "subs-per-conn", 1, "idle subscriptions per websocket connection")
-	flag.DurationVar(&c.duration, "duration", 10*time.Second, "how long to send events")
+	flag.StringVar(&c.url, "url", "", "a running segmentd (http://127.0.0.1:8080); empty: start one per scenario")
+	flag.StringVar(&c.key, "key", "", "ADMIN key of the running segmentd (-url)")
+	flag.StringVar(&c.writeKey, "write-key", "", "key for /v1 as the Basic user (-url; default -key)")
+	flag.IntVar(&c.pid, "pid", 0, "pid of the running segmentd (-url), for CPU and peak RSS from /proc")
+	flag.BoolVar(&c.allowRemote, "allow-remote", false, "allow a -url that is not a loopback address")
+	flag.StringVar(&c.databaseURL, "database-url", "", "database: of the segmentd segbench starts (default a temp SQLite file; PostgreSQL: a new schema per scenario), or of -url's, for the raw INSERT baseline")
+	flag.StringVar(&c.scenario, "scenario", "seed", "seed, segments10k, hot, subs5000, import, replicas or all")
+	flag.StringVar(&c.transport, "transport", "", "trackEvents, trackEvent, v1batch or all (default: all for seed, trackEvents otherwise)")
+	flag.IntVar(&c.rate, "rate", 0, "events per second; 0: flat out")
+	flag.IntVar(&c.batch, "batch", 100, "events per trackEvents or /v1/batch call")
+	flag.IntVar(&c.workers, "workers", 4, "concurrent client connections")
+	flag.IntVar(&c.events, "events", 20000, "at most this many events per drive")
+	flag.DurationVar(&c.duration, "duration", 10*time.Second, "at most this long per drive")
+	flag.IntVar(&c.subs, "subs", 5000, "open subscriptions in subs5000")
+	flag.IntVar(&c.perConn, "subs-per-conn", 1, "subscriptions per websocket connection in subs5000")
+	flag.IntVar(&c.segments, "segments", 10000, "segments in segments10k")
+	flag.IntVar(&c.importRows, "import-rows", 1000000, "CSV rows in the import scenario")
+	flag.StringVar(&c.importMode, "import-mode", "ADD", "importSegmentUsers mode argument (empty: omitted)")
+	flag.BoolVar(&c.markdown, "markdown", false, "print the table as markdown")
+	flag.BoolVar(&c.keep, "keep", false, "keep the databases segbench created")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err := run(ctx, c); err != nil {
 		fmt.Fprintln(os.Stderr, "segbench:", err)
 		os.Exit(1)
 	}
 }
 
+// progress is where segbench reports what it is doing (the table goes to
+// stdout).
+var progress io.Writer = os.Stderr
+
+var scenarios = []string{"seed", "segments10k", "hot", "subs5000", "import", "replicas"}
+
 func run(ctx context.Context, c config) error {
-	if c.scenario != "live" {
-		return fmt.Errorf("unknown scenario %q", c.scenario)
+	if err := c.validate(); err != nil {
+		return err
 	}
-	pid := 0
+	names := []string{c.scenario}
+	if c.scenario == "all" {
+		names = scenarios
+	}
+	var bin string
 	if c.url == "" {
-		srv, err := startServer(ctx, c.databaseURL)
-		if err != nil {
+		var err error
+		if bin, err = buildSegmentd(ctx); err != nil {
 			return err
 		}
-		defer srv.stop()
-		c.url, c.key, pid = srv.url, srv.key, srv.cmd.Process.Pid
-		c.pprof = srv.pprof
+		defer os.RemoveAll(strings.TrimSuffix(bin, "/segmentd"))
 	}
-	return live(ctx, c, pid)
-}
-
-type server struct {
-	cmd   *exec.Cmd
-	pprof string // the server's profiling address
-	url   string
-	key   string
-	dir   string
-	stop  func()
-}
-
-func startServer(ctx context.Context, databaseURL string) (*server, error) {
-	dir, err := os.MkdirTemp("", "segbench")
-	if err != nil {
-		return nil, err
-	}
-	bin := filepath.Join(dir, "segmentd")
-	fmt.Println("building cmd/segmentd ...")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/segmentd")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return nil, fmt.Errorf("build segmentd (run segbench from the repository root): %w", err)
-	}
-	if databaseURL == "" {
-		databaseURL = filepath.Join(dir, "bench.db")
-	}
-	key := "sgd_segbench_admin_key_0123456789"
-	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--database-url", databaseURL, "--log-level", "warn")
-	pprofAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	cmd.Env = append(os.Environ(), "SEGMENTD_ADMIN_KEY="+key, "SEGMENTD_PPROF_ADDR="+pprofAddr)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	s := &server{cmd: cmd, key: key, dir: dir, pprof: pprofAddr}
-	s.stop = func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-		os.RemoveAll(dir)
-	}
-	re := regexp.MustCompile(`GraphiQL: (http://[0-9.:]+)/`)
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		if m := re.FindStringSubmatch(sc.Text()); m != nil {
-			s.url = m[1]
-			go func() {
-				for sc.Scan() {
-				}
-			}()
-			return s, nil
-		}
-	}
-	s.stop()
-	return nil, errors.New("segmentd did not start")
-}
-
-func gql(c config, query string, vars map[string]any, out any) error {
-	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
-	req, _ := http.NewRequest(http.MethodPost, c.url+"/graphql", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+c.key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var r struct {
-		Data   json.RawMessage
-		Errors []struct{ Message string }
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		return err
-	}
-	if len(r.Errors) > 0 {
-		return fmt.Errorf("graphql: %s", r.Errors[0].Message)
-	}
-	if out != nil {
-		return json.Unmarshal(r.Data, out)
-	}
-	return nil
-}
-
-func dial(c config, segID string, id string) (*websocket.Conn, error) {
-	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}}
-	conn, _, err := d.Dial("ws"+strings.TrimPrefix(c.url, "http")+"/graphql", nil)
-	if err != nil {
-		return nil, err
-	}
-	if err := conn.WriteJSON(map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer " + c.key}}); err != nil {
-		return nil, err
-	}
-	var ack struct{ Type string }
-	if err := conn.ReadJSON(&ack); err != nil || ack.Type != "connection_ack" {
-		return nil, fmt.Errorf("connection_init: %v %v", ack.Type, err)
-	}
-	return conn, subscribe(conn, segID, id)
-}
-
-func subscribe(conn *websocket.Conn, segID, id string) error {
-	return conn.WriteJSON(map[string]any{"id": id, "type": "subscribe", "payload": map[string]any{
-		"query":     `subscription($s: ID) { membershipChanged(segmentId: $s) { cursor user { userId } } }`,
-		"variables": map[string]any{"s": segID},
-	}})
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-// liveMemory returns the server's heap and stack in use after a GC, read
-// from its profiling endpoint: what its objects really hold, unlike RSS,
-// which also counts garbage the collector has not returned yet.
-func liveMemory(pprofAddr string) int64 {
-	if pprofAddr == "" {
-		return 0
-	}
-	resp, err := http.Get("http://" + pprofAddr + "/debug/pprof/heap?gc=1&debug=1")
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	var total int64
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
-	for sc.Scan() {
-		line := sc.Text()
-		var n int64
-		if _, err := fmt.Sscanf(line, "# HeapInuse = %d", &n); err == nil {
-			total += n
-		}
-		if _, err := fmt.Sscanf(line, "# Stack = %d", &n); err == nil {
-			total += n
-		}
-	}
-	return total
-}
-
-func rss(pid int) int64 {
-	if pid == 0 {
-		return 0
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			f := strings.Fields(line)
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
-}
-
-func live(ctx context.Context, c config, pid int) error {
-	var seg struct{ CreateSegment struct{ ID string } }
-	err := gql(c, `mutation($in: CreateSegmentInput!) { createSegment(input: $in) { id } }`, map[string]any{"in": map[string]any{
-		"name": "segbench live", "kind": "EVENT_TRIGGERED", "triggerEvents": []string{"Sign Up"},
-		"condition": map[string]any{"scope": "EVENT", "property": "Reward Amount", "operator": "GT", "value": 50},
-	}}, &seg)
-	if err != nil {
-		return err
-	}
-	segID := seg.CreateSegment.ID
-
-	// Memory per subscription: RSS before and after opening c.subs idle ones
-	// (on another segment, so they receive nothing).
-	var other struct{ CreateSegment struct{ ID string } }
-	if err := gql(c, `mutation { createSegment(input: {name: "segbench idle", kind: STATIC}) { id } }`, nil, &other); err != nil {
-		return err
-	}
-	before, liveBefore := rss(pid), liveMemory(c.pprof)
-	var idle []*websocket.Conn
-	perConn := max(c.perConn, 1)
-	for i := 0; i < c.subs; i += perConn {
-		conn, err := dial(c, other.CreateSegment.ID, "0")
-		if err != nil {
-			return fmt.Errorf("open subscription %d: %w", i, err)
-		}
-		for j := 1; j < perConn; j++ {
-			if err := subscribe(conn, other.CreateSegment.ID, strconv.Itoa(j)); err != nil {
-				return err
-			}
-		}
-		idle = append(idle, conn)
-		if (i+perConn)%1000 == 0 {
-			fmt.Printf("opened %d subscriptions\n", i+perConn)
-		}
-	}
-	time.Sleep(time.Second)
-	after, liveAfter := rss(pid), liveMemory(c.pprof)
-	defer func() {
-		for _, c := range idle {
-			c.Close()
-		}
-	}()
-
-	conn, err := dial(c, segID, "lat")
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	time.Sleep(200 * time.Millisecond)
-
-	var (
-		mu      sync.Mutex
-		acked   = map[string]time.Time{}
-		lat     []time.Duration
-		recvErr error
-		done    = make(chan struct{})
-	)
-	total := c.rate * int(c.duration/time.Second)
-	go func() {
-		defer close(done)
-		for len(lat) < total {
-			var m struct {
-				Type    string
-				Payload struct {
-					Data struct {
-						MembershipChanged struct{ User struct{ UserID string } }
-					}
-				}
-			}
-			if err := conn.ReadJSON(&m); err != nil {
-				recvErr = err
-				return
-			}
-			if m.Type == "ping" {
-				_ = conn.WriteJSON(map[string]any{"type": "pong"})
-				continue
-			}
-			if m.Type != "next" {
-				continue
-			}
-			now := time.Now()
-			u := m.Payload.Data.MembershipChanged.User.UserID
-			mu.Lock()
-			if t, ok := acked[u]; ok {
-				lat = append(lat, now.Sub(t))
-			} else {
-				acked[u] = now // arrived before the ack: latency 0, recorded at ack
-			}
-			mu.Unlock()
-		}
-	}()
-
-	fmt.Printf("sending %d events at %d/s in batches of %d ...\n", total, c.rate, c.batch)
-	interval := time.Second * time.Duration(c.batch) / time.Duration(c.rate)
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
+	t := &table{}
 	start := time.Now()
-	var sendErrs int
-	var wg sync.WaitGroup
-	for sent := 0; sent < total; sent += c.batch {
-		select {
-		case <-ctx.Done():
+	for _, name := range names {
+		if ctx.Err() != nil {
 			return ctx.Err()
-		case <-tick.C:
 		}
-		inputs := make([]map[string]any, c.batch)
-		ids := make([]string, c.batch)
-		for i := range inputs {
-			ids[i] = fmt.Sprintf("u%d-%d", start.UnixNano(), sent+i)
-			inputs[i] = map[string]any{"event": "Sign Up", "userId": ids[i], "properties": map[string]any{"Reward Amount": 80}}
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := gql(c, `mutation($in: [TrackInput!]!) { trackEvents(inputs: $in) { accepted } }`, map[string]any{"in": inputs}, nil)
-			now := time.Now()
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				sendErrs++
-				return
+		fmt.Fprintf(progress, "== scenario %s\n", name)
+		if err := runScenario(ctx, c, bin, name, t); err != nil {
+			if errors.Is(err, errSkipped) {
+				fmt.Fprintf(progress, "%s\n", strings.TrimSuffix(err.Error(), ": "+errSkipped.Error()))
+				t.add(name, "skipped", strings.TrimSuffix(err.Error(), ": "+errSkipped.Error()), "", "")
+				continue
 			}
-			for _, id := range ids {
-				if _, ok := acked[id]; ok {
-					lat = append(lat, 0) // the subscriber heard first
-				} else {
-					acked[id] = now
-				}
-			}
-		}()
-		if (sent/c.batch)%(c.rate/c.batch) == 0 {
-			fmt.Printf("  %5.1fs sent %d received %d\n", time.Since(start).Seconds(), sent, len(lat))
+			return fmt.Errorf("scenario %s: %w", name, err)
 		}
 	}
-	wg.Wait()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
+	fmt.Printf("\nsegbench %s: %s, %d workers, batch %d, rate %s, at most %d events / %s per drive; took %s\n\n",
+		c.scenario, storeName(c.databaseURL), c.workers, c.batch, rateName(c.rate), c.events, c.duration, time.Since(start).Round(time.Second))
+	t.print(os.Stdout, c.markdown)
+	return nil
+}
+
+var errSkipped = errors.New("skipped")
+
+func skipf(format string, args ...any) error {
+	return fmt.Errorf(format+": %w", append(args, errSkipped)...)
+}
+
+func (c *config) validate() error {
+	ok := c.scenario == "all"
+	for _, s := range scenarios {
+		ok = ok || s == c.scenario
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if recvErr != nil {
-		return recvErr
+	if !ok {
+		return fmt.Errorf("unknown scenario %q; use %s or all", c.scenario, strings.Join(scenarios, ", "))
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	pct := func(p float64) time.Duration {
-		if len(lat) == 0 {
-			return 0
+	switch c.transport {
+	case "", "trackEvents", "trackEvent", "v1batch", "all":
+	default:
+		return fmt.Errorf("unknown transport %q; use trackEvents, trackEvent, v1batch or all", c.transport)
+	}
+	if c.batch < 1 || c.batch > 1000 || c.workers < 1 || c.events < 1 || c.duration <= 0 {
+		return errors.New("-batch must be 1..1000; -workers, -events and -duration positive")
+	}
+	if c.url != "" {
+		if c.key == "" {
+			return errors.New("-url needs -key (an ADMIN key)")
 		}
-		return lat[min(len(lat)-1, int(float64(len(lat))*p))]
-	}
-	fmt.Printf("\n| figure | value |\n|---|---|\n")
-	fmt.Printf("| events sent (rate %d/s, batches of %d) | %d in %.1fs |\n", c.rate, c.batch, total, time.Since(start).Seconds())
-	fmt.Printf("| changes received | %d (errors sending: %d) |\n", len(lat), sendErrs)
-	fmt.Printf("| ack → membershipChanged p50 | %s |\n", pct(0.50).Round(10*time.Microsecond))
-	fmt.Printf("| ack → membershipChanged p95 | %s |\n", pct(0.95).Round(10*time.Microsecond))
-	fmt.Printf("| ack → membershipChanged p99 | %s |\n", pct(0.99).Round(10*time.Microsecond))
-	if pid != 0 {
-		fmt.Printf("| server RSS before / after %d idle subscriptions (%d per connection) | %d MB / %d MB |\n", c.subs, perConn, before>>20, after>>20)
-		if c.subs > 0 {
-			fmt.Printf("| server RSS per open subscription | %.1f KB |\n", float64(after-before)/float64(c.subs)/1024)
-			if liveAfter > 0 {
-				fmt.Printf("| server heap+stack in use per open subscription (after GC) | %.1f KB |\n", float64(liveAfter-liveBefore)/float64(c.subs)/1024)
-			}
+		if c.writeKey == "" {
+			c.writeKey = c.key
+		}
+		u, err := url.Parse(c.url)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("-url %q: want http://host:port", c.url)
+		}
+		c.url = strings.TrimRight(c.url, "/")
+		if !c.allowRemote && !isLoopback(u.Hostname()) {
+			return fmt.Errorf("-url %s is not a loopback address: segbench sends heavy load; pass -allow-remote if you mean it", u.Host)
 		}
 	}
 	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	addrs, err := net.LookupIP(host)
+	if err != nil || len(addrs) == 0 {
+		return false
+	}
+	for _, a := range addrs {
+		if !a.IsLoopback() {
+			return false
+		}
+	}
+	return true
+}
+
+func isPostgres(u string) bool {
+	return strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://")
+}
+
+func storeName(u string) string {
+	if isPostgres(u) {
+		return "PostgreSQL"
+	}
+	return "SQLite"
+}
+
+func rateName(r int) string {
+	if r <= 0 {
+		return "flat out"
+	}
+	return fmt.Sprintf("%d events/s", r)
+}
+
+// target is the segmentd (or two) a scenario drives.
+type target struct {
+	url, key, writeKey string
+	pid                int
+	databaseURL        string // "" when unknown (-url without -database-url)
+	pprof              string
+	stop               func()
+}
+
+// newTarget starts a segmentd on a fresh database for one scenario, or
+// returns the one of -url.
+func newTarget(ctx context.Context, c config, bin, scenario string) (*target, error) {
+	if c.url != "" {
+		return &target{url: c.url, key: c.key, writeKey: c.writeKey, pid: c.pid, databaseURL: c.databaseURL, stop: func() {}}, nil
+	}
+	dbURL, drop, err := freshDatabase(ctx, c, scenario)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := startServer(ctx, bin, dbURL)
+	if err != nil {
+		drop()
+		return nil, err
+	}
+	return &target{url: srv.url, key: srv.key, writeKey: srv.writeKey, pid: srv.cmd.Process.Pid,
+		databaseURL: dbURL, pprof: srv.pprof, stop: func() { srv.stop(); drop() }}, nil
+}
+
+func runScenario(ctx context.Context, c config, bin, name string, t *table) error {
+	if name != "replicas" || isPostgres(c.databaseURL) {
+		defer warnLongTransactions(ctx, c, name, t)
+	}
+	if name == "replicas" {
+		return replicas(ctx, c, bin, t)
+	}
+	tg, err := newTarget(ctx, c, bin, name)
+	if err != nil {
+		return err
+	}
+	defer tg.stop()
+	switch name {
+	case "seed":
+		return seed(ctx, c, tg, t)
+	case "segments10k":
+		return segments10k(ctx, c, tg, t)
+	case "hot":
+		return hot(ctx, c, tg, t)
+	case "subs5000":
+		return subs(ctx, c, tg, t)
+	case "import":
+		return importScenario(ctx, c, tg, t)
+	}
+	return fmt.Errorf("unknown scenario %q", name)
 }

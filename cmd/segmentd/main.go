@@ -4,6 +4,7 @@
 //	segmentd keys create --role ROLE --name NAME
 //	segmentd keys list
 //	segmentd keys revoke ID
+//	segmentd verify                    check the stored data against its events and rules
 //
 // Every flag has an environment variable of the same meaning; see README.md.
 package main
@@ -27,6 +28,7 @@ import (
 	"github.com/segmentd/segmentd/auth"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/server"
+	"github.com/segmentd/segmentd/service"
 	"github.com/segmentd/segmentd/store"
 )
 
@@ -58,8 +60,10 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return serve(ctx, args, stdout, stderr)
 	case "keys":
 		return keys(ctx, args, stdout, stderr)
+	case "verify":
+		return verify(ctx, args, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "segmentd: unknown command %q; use serve or keys\n", cmd)
+		fmt.Fprintf(stderr, "segmentd: unknown command %q; use serve, keys or verify\n", cmd)
 		return errUsage
 	}
 }
@@ -209,6 +213,48 @@ func keys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	default:
 		fmt.Fprintf(stderr, "segmentd keys: unknown command %q; use create, list or revoke\n", sub)
 		return errUsage
+	}
+	return nil
+}
+
+// errDiscrepancies is verify's error when it found any: main exits 1.
+var errDiscrepancies = errors.New("the data has discrepancies")
+
+// verify runs service.Verify on the database and prints its report. It
+// reads only; run it while no segmentd ingests into the database, or it
+// may report what concurrent writes were doing.
+func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("segmentd verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		c     common
+		limit int
+	)
+	c.register(fs)
+	fs.IntVar(&limit, "limit", 20, "findings to print per kind; 0 for all")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintln(stderr, "usage: segmentd verify [--database-url URL] [--limit N]")
+		return errUsage
+	}
+	st, err := store.Open(ctx, c.databaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		return err
+	}
+	svc := service.New(st.Client, st.Dialect, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	rep, err := svc.Verify(ctx)
+	if err != nil {
+		return err
+	}
+	rep.Write(stdout, limit)
+	if !rep.OK() {
+		return errDiscrepancies
 	}
 	return nil
 }
