@@ -97,6 +97,15 @@ func (d counterDeltas) exited(seg pulid.ID, enteredAt, t time.Time) {
 // Rows are written in (segment, bucket) order, so that two transactions
 // that meet on the same rows wait for each other instead of deadlocking.
 func (d counterDeltas) flush(ctx context.Context, tx *ent.Tx, dialectName string) error {
+	shard := 0
+	if dialectName == dialect.Postgres {
+		shard = rand.IntN(counterShards)
+	}
+	return d.flushShard(ctx, tx, dialectName, shard)
+}
+
+// flushShard is flush into the given shard.
+func (d counterDeltas) flushShard(ctx context.Context, tx *ent.Tx, dialectName string, shard int) error {
 	if len(d) == 0 || countersOff.Load() {
 		return nil
 	}
@@ -112,10 +121,6 @@ func (d counterDeltas) flush(ctx context.Context, tx *ent.Tx, dialectName string
 		}
 		return keys[i].bucket < keys[j].bucket
 	})
-	shard := 0
-	if dialectName == dialect.Postgres {
-		shard = rand.IntN(counterShards)
-	}
 	for start := 0; start < len(keys); start += bulkRows {
 		chunk := keys[start:min(start+bulkRows, len(keys))]
 		rows := make([]*ent.SegmentCounterCreate, len(chunk))
@@ -240,7 +245,7 @@ func (s *Service) rebuildCounters(ctx context.Context, tx *ent.Tx) error {
 			break
 		}
 	}
-	return counts.flush(ctx, tx, dialect.SQLite) // one shard: nothing else writes meanwhile
+	return counts.flushShard(ctx, tx, s.Dialect, 0) // one shard: nothing else writes meanwhile
 }
 
 // scanPages calls page with the last ID of the previous page until a page

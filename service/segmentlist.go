@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"entgo.io/contrib/entgql"
-	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql"
 
 	"github.com/segmentd/segmentd"
@@ -38,7 +37,9 @@ const (
 )
 
 // MarshalGQL implements graphql.Marshaler.
-func (f SegmentOrderField) MarshalGQL(w io.Writer) { _, _ = io.WriteString(w, strconv.Quote(string(f))) }
+func (f SegmentOrderField) MarshalGQL(w io.Writer) {
+	_, _ = io.WriteString(w, strconv.Quote(string(f)))
+}
 
 // UnmarshalGQL implements graphql.Unmarshaler.
 func (f *SegmentOrderField) UnmarshalGQL(v any) error {
@@ -381,5 +382,3 @@ func (c *requestCache) total(id pulid.ID) (int, bool) {
 	n, ok := c.totals[id]
 	return n, ok
 }
-
-var _ = dialect.Postgres
