@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -155,9 +156,14 @@ func (s *Service) segmentsByAggregate(ctx context.Context, after *ent.Cursor, fi
 	case last != nil && *last < 0:
 		return nil, segmentd.Invalid("last", "must not be negative, got %d", *last)
 	}
+	// A cursor's value is "FIELD:value": a zero would not survive the
+	// cursor's encoding (omitempty), and the prefix tells cursors of
+	// other orders apart.
+	prefix := string(order.Field) + ":"
 	cursorValue := func(name string, c *ent.Cursor) (int64, error) {
-		v, ok := toInt64(c.Value)
-		if !ok {
+		s, _ := c.Value.(string)
+		v, err := strconv.ParseInt(strings.TrimPrefix(s, prefix), 10, 64)
+		if !strings.HasPrefix(s, prefix) || err != nil {
 			return 0, segmentd.Invalid(name, "this cursor is not from a list ordered by %s", order.Field)
 		}
 		return v, nil
@@ -256,7 +262,7 @@ func (s *Service) segmentsByAggregate(ctx context.Context, after *ent.Cursor, fi
 		if order.Field == SegmentOrderTotalUsers {
 			totals[n.ID] = int(v)
 		}
-		conn.Edges = append(conn.Edges, &ent.SegmentEdge{Node: n, Cursor: ent.Cursor{ID: n.ID, Value: v}})
+		conn.Edges = append(conn.Edges, &ent.SegmentEdge{Node: n, Cursor: ent.Cursor{ID: n.ID, Value: prefix + strconv.FormatInt(v, 10)}})
 	}
 	if c := requestCacheFrom(ctx); c != nil && order.Field == SegmentOrderTotalUsers {
 		c.putTotals(totals)
