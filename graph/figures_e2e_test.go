@@ -201,7 +201,7 @@ func TestSegmentFiguresOverGraphQL(t *testing.T) {
 						}
 					}
 				}
-				After struct{ TotalCount int }
+				After  struct{ TotalCount int }
 				Recent struct {
 					Edges []struct {
 						Node struct {
