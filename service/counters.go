@@ -44,6 +44,29 @@ const counterShards = 8
 // what the counters cost (export_test.go). Stats are wrong meanwhile.
 var countersOff atomic.Bool
 
+// Day rows: besides its 15-minute buckets, a segment has one row per UTC
+// day (bucket dayKey(day)) whose members column counts the current members
+// who entered that day, so that a figure over a month reads about 30 day
+// rows and the 15-minute buckets of its first, partial day, not 3,000
+// buckets. Their keys are far below totalsBucket (dayBase plus the day's
+// number since 1970), so that every query of 15-minute buckets
+// (bucket >= some start) or of the totals leaves them out, and the days
+// from some day on, with the totals row, are one index range.
+const dayBase = -(int64(1) << 40)
+
+const secondsPerDay = 24 * 60 * 60
+
+// dayKey is the bucket of the day row of the UTC day t falls in.
+func dayKey(t time.Time) int64 { return dayBase + floorDiv(t.Unix(), secondsPerDay) }
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
 // bucketOf is the start (Unix seconds) of the bucket t falls in.
 func bucketOf(t time.Time) int64 {
 	sec := t.Unix()
@@ -83,6 +106,7 @@ func (d counterDeltas) entered(seg pulid.ID, t time.Time, n int64) {
 	c := d.at(seg, bucketOf(t))
 	c.entered += n
 	c.members += n
+	d.at(seg, dayKey(t)).members += n
 	d.at(seg, totalsBucket).members += n
 }
 
@@ -90,6 +114,7 @@ func (d counterDeltas) entered(seg pulid.ID, t time.Time, n int64) {
 func (d counterDeltas) exited(seg pulid.ID, enteredAt, t time.Time) {
 	d.at(seg, bucketOf(t)).exited++
 	d.at(seg, bucketOf(enteredAt)).members--
+	d.at(seg, dayKey(enteredAt)).members--
 	d.at(seg, totalsBucket).members--
 }
 
@@ -162,7 +187,9 @@ func (s *Service) EnsureCounters(ctx context.Context) error {
 				return fmt.Errorf("lock: %w", err)
 			}
 		}
-		has, err := tx.SegmentCounter.Query().Exist(ctx)
+		// Counters written before day rows existed (bucket < totalsBucket)
+		// are rebuilt too.
+		has, err := tx.SegmentCounter.Query().Where(segmentcounter.BucketLT(totalsBucket)).Exist(ctx)
 		if err != nil || has {
 			return err
 		}
@@ -171,6 +198,9 @@ func (s *Service) EnsureCounters(ctx context.Context) error {
 			return err
 		}
 		s.Log.Info("building segment counters from the stored memberships and changes")
+		if _, err := tx.SegmentCounter.Delete().Exec(ctx); err != nil {
+			return fmt.Errorf("delete counters: %w", err)
+		}
 		return s.rebuildCounters(ctx, tx)
 	})
 	if err != nil {
@@ -217,6 +247,7 @@ func (s *Service) rebuildCounters(ctx context.Context, tx *ent.Tx) error {
 			ids[i] = m.ID
 			c := counts.at(m.SegmentRef, bucketOf(m.EnteredAt))
 			c.members++
+			counts.at(m.SegmentRef, dayKey(m.EnteredAt)).members++
 			counts.at(m.SegmentRef, totalsBucket).members++
 		}
 		return ids, nil
@@ -268,7 +299,7 @@ func scanPages(ctx context.Context, page func(after pulid.ID, limit int) ([]puli
 	}
 }
 
-// CompactCounters folds the shards of buckets that ended before olderThan
+// CompactCounters folds the shards of buckets (and days) that ended before olderThan
 // into shard 0, so that a segment keeps about one row a bucket however hot
 // it was. The totals rows keep their shards (at most counterShards rows a
 // segment), since writers update them all the time. Only PostgreSQL writes
@@ -280,7 +311,7 @@ func (s *Service) CompactCounters(ctx context.Context, olderThan time.Time) (int
 	res, err := s.Client.ExecContext(ctx, `
 WITH moved AS (
   DELETE FROM segment_counters
-  WHERE shard > 0 AND bucket >= 0 AND bucket < $1
+  WHERE shard > 0 AND ((bucket >= 0 AND bucket < $1) OR bucket < $2)
   RETURNING segment_ref, bucket, entered, exited, members
 )
 INSERT INTO segment_counters (segment_ref, bucket, shard, entered, exited, members)
@@ -288,7 +319,7 @@ SELECT segment_ref, bucket, 0, SUM(entered), SUM(exited), SUM(members) FROM move
 ON CONFLICT (segment_ref, bucket, shard) DO UPDATE SET
   entered = segment_counters.entered + excluded.entered,
   exited = segment_counters.exited + excluded.exited,
-  members = segment_counters.members + excluded.members`, bucketOf(olderThan))
+  members = segment_counters.members + excluded.members`, bucketOf(olderThan), dayKey(olderThan))
 	if err != nil {
 		return 0, fmt.Errorf("service.CompactCounters: %w", err)
 	}

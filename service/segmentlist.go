@@ -130,17 +130,17 @@ func (s *Service) orderExpr(field SegmentOrderField, now time.Time) func(sel *sq
 			if field == SegmentOrderTotalUsers {
 				b.WriteString(" AND sc.bucket = ").Arg(totalsBucket).WriteString(")")
 			} else {
-				// As Stats' newLast7Days: whole buckets from the counters,
-				// the first partial bucket counted exactly.
-				t := now.Add(-7 * 24 * time.Hour)
-				firstB := bucketOf(t)
-				if firstB*int64(time.Second) != t.UnixNano() {
-					firstB += int64(counterBucket / time.Second)
+				// As Stats' newLast7Days: day rows, the buckets of the
+				// first partial day, the first partial bucket exactly.
+				w := sinceParts(now.Add(-7 * 24 * time.Hour))
+				b.WriteString(" AND ((sc.bucket >= ").Arg(w.fromDay).WriteString(" AND sc.bucket < ").Arg(totalsBucket).
+					WriteString(") OR (sc.bucket >= ").Arg(w.fromBucket).WriteString(" AND sc.bucket < ").Arg(w.toBucket).
+					WriteString(")))")
+				if w.partialFrom.Before(w.partialTo) {
+					b.WriteString(" + (SELECT COUNT(*) FROM memberships m WHERE m.segment_ref = ").WriteString(id).
+						WriteString(" AND m.entered_at >= ").Arg(w.partialFrom.UTC()).
+						WriteString(" AND m.entered_at < ").Arg(w.partialTo.UTC()).WriteString(")")
 				}
-				b.WriteString(" AND sc.bucket >= ").Arg(firstB).
-					WriteString(") + (SELECT COUNT(*) FROM memberships m WHERE m.segment_ref = ").WriteString(id).
-					WriteString(" AND m.entered_at >= ").Arg(t.UTC()).
-					WriteString(" AND m.entered_at < ").Arg(time.Unix(firstB, 0).UTC()).WriteString(")")
 			}
 			b.WriteString(" AS BIGINT)")
 		})
