@@ -198,6 +198,12 @@ func (s *Service) EnsureCounters(ctx context.Context) error {
 			return err
 		}
 		s.Log.Info("building segment counters from the stored memberships and changes")
+		if s.Dialect == dialect.Postgres {
+			// Other replicas may be writing: hold them off until commit.
+			if _, err := tx.ExecContext(ctx, "LOCK TABLE memberships, membership_changes IN SHARE MODE"); err != nil {
+				return fmt.Errorf("lock: %w", err)
+			}
+		}
 		if _, err := tx.SegmentCounter.Delete().Exec(ctx); err != nil {
 			return fmt.Errorf("delete counters: %w", err)
 		}
