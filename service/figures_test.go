@@ -176,3 +176,43 @@ func TestFiguresMatchRecountMixedHistory(t *testing.T) {
 		_ = dialect.Postgres
 	})
 }
+
+// TestEnsureCountersUpgrades: a database whose memberships predate the
+// counters, or whose counters predate the day rows, gets them built at
+// start, and the figures are exact again.
+func TestEnsureCountersUpgrades(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, databaseURL string) {
+		ctx := context.Background()
+		clk := &testClock{t: time.Date(2025, 10, 1, 3, 0, 0, 0, time.UTC)}
+		svc, st := openService(t, databaseURL, clk)
+		seg, err := svc.CreateSegment(ctx, service.CreateSegmentInput{Name: "S", Kind: segment.KindSTATIC})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for d := range 20 {
+			clk.Set(clk.Now().Add(37 * time.Hour))
+			if _, err := svc.AddUsers(ctx, seg.ID, []string{fmt.Sprintf("a%d", d), fmt.Sprintf("b%d", d)}); err != nil {
+				t.Fatal(err)
+			}
+			if d%3 == 0 {
+				if _, err := svc.RemoveUsers(ctx, seg.ID, []string{fmt.Sprintf("a%d", d/2)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		loc := mustZone(t, "Asia/Kathmandu")
+		for _, stmt := range []string{
+			"DELETE FROM segment_counters WHERE bucket < -1", // counters from before day rows
+			"DELETE FROM segment_counters",                   // no counters at all
+		} {
+			if _, err := st.DB.ExecContext(ctx, stmt); err != nil {
+				t.Fatal(err)
+			}
+			if err := svc.EnsureCounters(ctx); err != nil {
+				t.Fatal(err)
+			}
+			checkStats(t, svc, seg.ID, loc, stmt)
+			checkGrowth(t, svc, seg.ID, service.GrowthDay, time.Date(2025, 10, 1, 0, 0, 0, 0, time.UTC), clk.Now(), loc, stmt)
+		}
+	})
+}
