@@ -6,3 +6,12 @@ func SetCountersOff(off bool) { countersOff.Store(off) }
 
 // BucketOf exposes bucketOf to the tests.
 var BucketOf = bucketOf
+
+// SetCounterShards sets how many shards PostgreSQL writers spread over (1 to
+// counterShards); 0 restores the default.
+func SetCounterShards(n int) {
+	if n <= 0 || n > counterShards {
+		n = counterShards
+	}
+	shardsInUse.Store(int64(n))
+}

@@ -161,15 +161,26 @@ func insertMembers(ctx context.Context, db *sql.DB, d string, seg pulid.ID, n in
 // BenchmarkHotSegmentIngest measures TrackBatch into one hot segment
 // (every event a new user who enters it) from concurrent goroutines, with
 // the maintained counters and without (counters=off switches their writes
-// off), so that their cost shows as the difference in events/s. Each
-// operation is one batch of 100 events.
+// off), so that their cost shows as the difference in events/s, and on
+// PostgreSQL with every writer on one shard (counters=one-shard), to show
+// what the shards buy. Each operation is one batch of 100 events, or of
+// one (where a transaction is short and the counter rows' locks weigh
+// most).
 //
-//	go test ./service -run '^$' -bench 'BenchmarkHotSegmentIngest' -benchtime 200x -count 3
+//	go test ./service -run '^$' -bench 'BenchmarkHotSegmentIngest' -benchtime 100x -count 3
 func BenchmarkHotSegmentIngest(b *testing.B) {
-	const batch = 100
+	for _, batch := range []int{100, 1} {
+		benchmarkHotSegmentIngest(b, batch)
+	}
+}
+
+func benchmarkHotSegmentIngest(b *testing.B, batch int) {
 	for _, storeName := range testenv.Stores {
-		for _, counters := range []string{"on", "off"} {
-			b.Run(fmt.Sprintf("store=%s/counters=%s", storeName, counters), func(b *testing.B) {
+		for _, counters := range []string{"on", "off", "one-shard"} {
+			if counters == "one-shard" && storeName != "postgres" {
+				continue // SQLite writes one shard anyway
+			}
+			b.Run(fmt.Sprintf("batch=%d/store=%s/counters=%s", batch, storeName, counters), func(b *testing.B) {
 				ctx := context.Background()
 				svc, _ := openService(b, testenv.DatabaseURL(b, storeName), nil)
 				svc.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -181,6 +192,10 @@ func BenchmarkHotSegmentIngest(b *testing.B) {
 				}
 				service.SetCountersOff(counters == "off")
 				defer service.SetCountersOff(false)
+				if counters == "one-shard" {
+					service.SetCounterShards(1)
+					defer service.SetCounterShards(0)
+				}
 				var next atomic.Int64
 				mkBatch := func() []*service.TrackInput {
 					ins := make([]*service.TrackInput, batch)
@@ -211,7 +226,7 @@ func BenchmarkHotSegmentIngest(b *testing.B) {
 				})
 				b.StopTimer()
 				b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "events/s")
-				if counters == "on" {
+				if counters != "off" {
 					st, err := svc.Stats(ctx, seg.ID, time.UTC)
 					if err != nil {
 						b.Fatal(err)
