@@ -12,6 +12,7 @@ import (
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/graph/generated"
+	"github.com/segmentd/segmentd/service"
 )
 
 // Node is the resolver for the node field.
@@ -31,9 +32,8 @@ func (r *queryResolver) Campaigns(ctx context.Context, after *entgql.Cursor[puli
 }
 
 // Segments is the resolver for the segments field.
-func (r *queryResolver) Segments(ctx context.Context, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.SegmentOrder, where *ent.SegmentWhereInput) (*ent.SegmentConnection, error) {
-	return r.client.Segment.Query().Paginate(ctx, after, first, before, last,
-		ent.WithSegmentOrder(orderBy), ent.WithSegmentFilter(where.Filter))
+func (r *queryResolver) Segments(ctx context.Context, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *service.SegmentOrder, where *ent.SegmentWhereInput) (*ent.SegmentConnection, error) {
+	return r.svc.Segments(ctx, after, first, before, last, where, orderBy)
 }
 
 // Users is the resolver for the users field.

@@ -7,6 +7,7 @@ package graph
 
 import (
 	"context"
+	"time"
 
 	"entgo.io/contrib/entgql"
 	"github.com/99designs/gqlgen/graphql"
@@ -189,6 +190,21 @@ func (r *segmentResolver) Members(ctx context.Context, obj *ent.Segment, after *
 // Stats is the resolver for the stats field.
 func (r *segmentResolver) Stats(ctx context.Context, obj *ent.Segment, timeZone *string) (*service.SegmentStats, error) {
 	return r.svc.StatsIn(ctx, obj.ID, deref(timeZone))
+}
+
+// TotalUsers is the resolver for the totalUsers field.
+func (r *segmentResolver) TotalUsers(ctx context.Context, obj *ent.Segment) (int, error) {
+	return r.svc.TotalUsers(ctx, obj.ID)
+}
+
+// Growth is the resolver for the growth field.
+func (r *segmentResolver) Growth(ctx context.Context, obj *ent.Segment, interval service.GrowthInterval, from time.Time, to time.Time, timeZone *string) ([]*service.GrowthPoint, error) {
+	return r.svc.Growth(ctx, obj.ID, interval, from, to, deref(timeZone))
+}
+
+// MembersAt is the resolver for the membersAt field.
+func (r *segmentResolver) MembersAt(ctx context.Context, obj *ent.Segment, time time.Time, first *int, after *entgql.Cursor[pulid.ID]) (*service.PastMemberConnection, error) {
+	return r.svc.MembersAt(ctx, obj.ID, time, first, after)
 }
 
 // Segment is the resolver for the segment field.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"entgo.io/ent/dialect"
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
@@ -55,6 +56,8 @@ type Config struct {
 	RateLimit float64
 	// RateBurst is how many requests a key may make at once; default 2×RateLimit.
 	RateBurst int
+	// Now is the service's clock; default time.Now. Tests inject their own.
+	Now func() time.Time
 	// WebsocketInitTimeout is how long a websocket may stay open without a
 	// connection_init before it is closed; default 10s.
 	WebsocketInitTimeout time.Duration
@@ -145,6 +148,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		store: st,
 		svc:   service.New(st.Client, st.Dialect, log),
 		keys:  auth.NewKeys(st.Client),
+	}
+	if cfg.Now != nil {
+		s.svc.Now = cfg.Now
 	}
 	s.limits = newLimiters(cfg.RateLimit, cfg.RateBurst)
 	if s.FirstAdminKey, err = s.keys.EnsureAdmin(ctx, cfg.AdminKey); err != nil {
@@ -402,6 +408,7 @@ func (s *Server) graphqlHandler() http.Handler {
 	srv.Use(extension.FixedComplexityLimit(s.cfg.MaxComplexity))
 	srv.Use(depthLimit{Max: s.cfg.MaxDepth})
 	srv.AroundOperations(authorize)
+	srv.AroundOperations(requestCache)
 	srv.AroundFields(capPages)
 	srv.SetErrorPresenter(presentError(s.log))
 	srv.SetRecoverFunc(recoverPanic(s.log))
@@ -431,4 +438,14 @@ func sameOrigin(origin, host string) bool {
 		}
 	}
 	return false
+}
+
+// requestCache gives each query operation a cache of figures shared by its
+// fields (a page of segments reads its totals once). Mutations and
+// subscriptions get none: their figures must be read after their changes.
+func requestCache(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+	if op := graphql.GetOperationContext(ctx); op != nil && op.Operation != nil && op.Operation.Operation == ast.Query {
+		ctx = service.WithRequestCache(ctx)
+	}
+	return next(ctx)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -38,6 +39,41 @@ const totalsBucket = -1
 // pick different shards and do not queue on one row lock. SQLite has one
 // writer at a time, so it uses a single shard.
 const counterShards = 8
+
+// countersOff switches counter writes off, for benchmarks that measure
+// what the counters cost (export_test.go). Stats are wrong meanwhile.
+var countersOff atomic.Bool
+
+// shardsInUse is how many shards PostgreSQL writers spread over:
+// counterShards, or fewer in benchmarks that measure what shards buy.
+var shardsInUse = func() *atomic.Int64 {
+	var n atomic.Int64
+	n.Store(counterShards)
+	return &n
+}()
+
+// Day rows: besides its 15-minute buckets, a segment has one row per UTC
+// day (bucket dayKey(day)) whose members column counts the current members
+// who entered that day, so that a figure over a month reads about 30 day
+// rows and the 15-minute buckets of its first, partial day, not 3,000
+// buckets. Their keys are far below totalsBucket (dayBase plus the day's
+// number since 1970), so that every query of 15-minute buckets
+// (bucket >= some start) or of the totals leaves them out, and the days
+// from some day on, with the totals row, are one index range.
+const dayBase = -(int64(1) << 40)
+
+const secondsPerDay = 24 * 60 * 60
+
+// dayKey is the bucket of the day row of the UTC day t falls in.
+func dayKey(t time.Time) int64 { return dayBase + floorDiv(t.Unix(), secondsPerDay) }
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
 
 // bucketOf is the start (Unix seconds) of the bucket t falls in.
 func bucketOf(t time.Time) int64 {
@@ -78,6 +114,7 @@ func (d counterDeltas) entered(seg pulid.ID, t time.Time, n int64) {
 	c := d.at(seg, bucketOf(t))
 	c.entered += n
 	c.members += n
+	d.at(seg, dayKey(t)).members += n
 	d.at(seg, totalsBucket).members += n
 }
 
@@ -85,6 +122,7 @@ func (d counterDeltas) entered(seg pulid.ID, t time.Time, n int64) {
 func (d counterDeltas) exited(seg pulid.ID, enteredAt, t time.Time) {
 	d.at(seg, bucketOf(t)).exited++
 	d.at(seg, bucketOf(enteredAt)).members--
+	d.at(seg, dayKey(enteredAt)).members--
 	d.at(seg, totalsBucket).members--
 }
 
@@ -92,7 +130,16 @@ func (d counterDeltas) exited(seg pulid.ID, enteredAt, t time.Time) {
 // Rows are written in (segment, bucket) order, so that two transactions
 // that meet on the same rows wait for each other instead of deadlocking.
 func (d counterDeltas) flush(ctx context.Context, tx *ent.Tx, dialectName string) error {
-	if len(d) == 0 {
+	shard := 0
+	if dialectName == dialect.Postgres {
+		shard = rand.IntN(int(shardsInUse.Load()))
+	}
+	return d.flushShard(ctx, tx, dialectName, shard)
+}
+
+// flushShard is flush into the given shard.
+func (d counterDeltas) flushShard(ctx context.Context, tx *ent.Tx, dialectName string, shard int) error {
+	if len(d) == 0 || countersOff.Load() {
 		return nil
 	}
 	keys := make([]counterKey, 0, len(d))
@@ -107,10 +154,6 @@ func (d counterDeltas) flush(ctx context.Context, tx *ent.Tx, dialectName string
 		}
 		return keys[i].bucket < keys[j].bucket
 	})
-	shard := 0
-	if dialectName == dialect.Postgres {
-		shard = rand.IntN(counterShards)
-	}
 	for start := 0; start < len(keys); start += bulkRows {
 		chunk := keys[start:min(start+bulkRows, len(keys))]
 		rows := make([]*ent.SegmentCounterCreate, len(chunk))
@@ -152,7 +195,9 @@ func (s *Service) EnsureCounters(ctx context.Context) error {
 				return fmt.Errorf("lock: %w", err)
 			}
 		}
-		has, err := tx.SegmentCounter.Query().Exist(ctx)
+		// Counters written before day rows existed (bucket < totalsBucket)
+		// are rebuilt too.
+		has, err := tx.SegmentCounter.Query().Where(segmentcounter.BucketLT(totalsBucket)).Exist(ctx)
 		if err != nil || has {
 			return err
 		}
@@ -161,6 +206,15 @@ func (s *Service) EnsureCounters(ctx context.Context) error {
 			return err
 		}
 		s.Log.Info("building segment counters from the stored memberships and changes")
+		if s.Dialect == dialect.Postgres {
+			// Other replicas may be writing: hold them off until commit.
+			if _, err := tx.ExecContext(ctx, "LOCK TABLE memberships, membership_changes IN SHARE MODE"); err != nil {
+				return fmt.Errorf("lock: %w", err)
+			}
+		}
+		if _, err := tx.SegmentCounter.Delete().Exec(ctx); err != nil {
+			return fmt.Errorf("delete counters: %w", err)
+		}
 		return s.rebuildCounters(ctx, tx)
 	})
 	if err != nil {
@@ -207,6 +261,7 @@ func (s *Service) rebuildCounters(ctx context.Context, tx *ent.Tx) error {
 			ids[i] = m.ID
 			c := counts.at(m.SegmentRef, bucketOf(m.EnteredAt))
 			c.members++
+			counts.at(m.SegmentRef, dayKey(m.EnteredAt)).members++
 			counts.at(m.SegmentRef, totalsBucket).members++
 		}
 		return ids, nil
@@ -235,7 +290,7 @@ func (s *Service) rebuildCounters(ctx context.Context, tx *ent.Tx) error {
 			break
 		}
 	}
-	return counts.flush(ctx, tx, dialect.SQLite) // one shard: nothing else writes meanwhile
+	return counts.flushShard(ctx, tx, s.Dialect, 0) // one shard: nothing else writes meanwhile
 }
 
 // scanPages calls page with the last ID of the previous page until a page
@@ -258,7 +313,7 @@ func scanPages(ctx context.Context, page func(after pulid.ID, limit int) ([]puli
 	}
 }
 
-// CompactCounters folds the shards of buckets that ended before olderThan
+// CompactCounters folds the shards of buckets (and days) that ended before olderThan
 // into shard 0, so that a segment keeps about one row a bucket however hot
 // it was. The totals rows keep their shards (at most counterShards rows a
 // segment), since writers update them all the time. Only PostgreSQL writes
@@ -270,7 +325,7 @@ func (s *Service) CompactCounters(ctx context.Context, olderThan time.Time) (int
 	res, err := s.Client.ExecContext(ctx, `
 WITH moved AS (
   DELETE FROM segment_counters
-  WHERE shard > 0 AND bucket >= 0 AND bucket < $1
+  WHERE shard > 0 AND ((bucket >= 0 AND bucket < $1) OR bucket < $2)
   RETURNING segment_ref, bucket, entered, exited, members
 )
 INSERT INTO segment_counters (segment_ref, bucket, shard, entered, exited, members)
@@ -278,7 +333,7 @@ SELECT segment_ref, bucket, 0, SUM(entered), SUM(exited), SUM(members) FROM move
 ON CONFLICT (segment_ref, bucket, shard) DO UPDATE SET
   entered = segment_counters.entered + excluded.entered,
   exited = segment_counters.exited + excluded.exited,
-  members = segment_counters.members + excluded.members`, bucketOf(olderThan))
+  members = segment_counters.members + excluded.members`, bucketOf(olderThan), dayKey(olderThan))
 	if err != nil {
 		return 0, fmt.Errorf("service.CompactCounters: %w", err)
 	}

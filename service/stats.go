@@ -3,16 +3,16 @@ package service
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
+	"entgo.io/ent/dialect"
 	"github.com/segmentd/segmentd"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
-	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/predicate"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segment"
-	"github.com/segmentd/segmentd/ent/segmentcounter"
 )
 
 // SegmentStats are a segment's headline figures.
@@ -47,75 +47,85 @@ func (s *Service) StatsIn(ctx context.Context, segmentID pulid.ID, timeZone stri
 
 // Stats are a segment's current members, and those who entered this week,
 // this month (in loc), and in the last 7 and 30 days and are still members.
-// They are read from the maintained counters (see counters.go): one indexed
-// read of at most a month of buckets, whatever the segment's size, plus,
-// for the rolling windows, an exact count of the members who entered in the
-// first, partial 15-minute bucket of the window.
+// They are read from the maintained counters (see counters.go) in one
+// statement, whatever the segment's size: the totals row, the day rows
+// since the first whole UTC day of each window (about 30), the 15-minute
+// buckets of each window's first partial day (at most 96 each), and, for a
+// window that starts inside a bucket (the rolling ones), an exact count of
+// the members who entered in that bucket's rest (an index range of at most
+// 15 minutes of entries).
 func (s *Service) Stats(ctx context.Context, segmentID pulid.ID, loc *time.Location) (*SegmentStats, error) {
 	now := s.Now().In(loc)
 	y, m, d := now.Date()
 	today := time.Date(y, m, d, 0, 0, 0, 0, loc)
 	week := today.AddDate(0, 0, -((int(today.Weekday()) + 6) % 7))
 	month := time.Date(y, m, 1, 0, 0, 0, 0, loc)
-	last7 := now.Add(-7 * 24 * time.Hour)
-	last30 := now.Add(-30 * 24 * time.Hour)
-	oldest := bucketOf(minTime(week, month, last30))
+	windows := []time.Time{week, month, now.Add(-7 * 24 * time.Hour), now.Add(-30 * 24 * time.Hour)}
 
-	var rows []struct {
-		Bucket  int64 `json:"bucket"`
-		Members int64 `json:"sum"`
+	var (
+		q     strings.Builder
+		args  []any
+		where []string
+	)
+	q.WriteString("SELECT COALESCE(SUM(CASE WHEN bucket = ? THEN members ELSE 0 END), 0)")
+	args = append(args, totalsBucket)
+	var whereArgs []any
+	minDay := int64(-1)
+	for _, t := range windows {
+		w := sinceParts(t)
+		q.WriteString(", COALESCE(SUM(CASE WHEN (bucket >= ? AND bucket < ?) OR (bucket >= ? AND bucket < ?) THEN members ELSE 0 END), 0)")
+		args = append(args, w.fromDay, totalsBucket, w.fromBucket, w.toBucket)
+		if w.partialFrom.Before(w.partialTo) {
+			q.WriteString(" + (SELECT COUNT(*) FROM memberships WHERE segment_ref = ? AND entered_at >= ? AND entered_at < ?)")
+			args = append(args, segmentID, w.partialFrom.UTC(), w.partialTo.UTC())
+		}
+		if w.fromBucket < w.toBucket {
+			where = append(where, "(bucket >= ? AND bucket < ?)")
+			whereArgs = append(whereArgs, w.fromBucket, w.toBucket)
+		}
+		if minDay == -1 || w.fromDay < minDay {
+			minDay = w.fromDay
+		}
 	}
-	err := s.Client.SegmentCounter.Query().
-		Where(segmentcounter.SegmentRef(segmentID),
-			segmentcounter.Or(segmentcounter.Bucket(totalsBucket), segmentcounter.BucketGTE(oldest))).
-		GroupBy(segmentcounter.FieldBucket).
-		Aggregate(ent.Sum(segmentcounter.FieldMembers)).
-		Scan(ctx, &rows)
+	// The days from the earliest window's first whole day on, with the
+	// totals row, are one index range; each window adds the buckets of
+	// its first partial day.
+	q.WriteString(" FROM segment_counters WHERE segment_ref = ? AND ((bucket >= ? AND bucket <= ?)")
+	args = append(args, segmentID, minDay, totalsBucket)
+	for _, w := range where {
+		q.WriteString(" OR " + w)
+	}
+	q.WriteString(")")
+	args = append(args, whereArgs...)
+	query := q.String()
+	if s.Dialect == dialect.Postgres {
+		query = numberPlaceholders(query)
+	}
+	rows, err := s.Client.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("service.Stats: %w", err)
 	}
-	var st SegmentStats
-	since := func(t time.Time) (int, error) {
-		first := bucketOf(t)
-		if first*int64(time.Second) != t.UnixNano() {
-			first += int64(counterBucket / time.Second)
-		}
-		n := int64(0)
-		for _, r := range rows {
-			if r.Bucket >= first {
-				n += r.Members
-			}
-		}
-		if edge := time.Unix(first, 0); t.Before(edge) {
-			partial, err := s.Client.Membership.Query().
-				Where(membership.SegmentRef(segmentID), membership.EnteredAtGTE(t.UTC()), membership.EnteredAtLT(edge.UTC())).
-				Count(ctx)
-			if err != nil {
-				return 0, err
-			}
-			n += int64(partial)
-		}
-		return int(n), nil
-	}
-	for _, r := range rows {
-		if r.Bucket == totalsBucket {
-			st.TotalUsers = int(r.Members)
-		}
-	}
-	for _, f := range []struct {
-		dst  *int
-		from time.Time
-	}{
-		{&st.NewThisWeek, week},
-		{&st.NewThisMonth, month},
-		{&st.NewLast7Days, last7},
-		{&st.NewLast30Days, last30},
-	} {
-		if *f.dst, err = since(f.from); err != nil {
+	defer rows.Close()
+	var f [5]int64
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("service.Stats: %w", err)
 		}
+		return nil, fmt.Errorf("service.Stats: no row")
 	}
-	return &st, nil
+	if err := rows.Scan(&f[0], &f[1], &f[2], &f[3], &f[4]); err != nil {
+		return nil, fmt.Errorf("service.Stats: %w", err)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, fmt.Errorf("service.Stats: %w", err)
+	}
+	return &SegmentStats{
+		TotalUsers:    int(f[0]),
+		NewThisWeek:   int(f[1]),
+		NewThisMonth:  int(f[2]),
+		NewLast7Days:  int(f[3]),
+		NewLast30Days: int(f[4]),
+	}, nil
 }
 
 func minTime(ts ...time.Time) time.Time {
@@ -149,4 +159,28 @@ func segmentExistsIn(ctx context.Context, tx *ent.Tx, client *ent.Client, field 
 		return &segmentd.Error{Code: segmentd.CodeNotFound, Field: field, Message: fmt.Sprintf("no segment with id %q", id)}
 	}
 	return nil
+}
+
+// window is how the members who entered since an instant t are read: the
+// day rows from fromDay on, the buckets [fromBucket, toBucket) of the
+// partial day before it, and the memberships that entered in
+// [partialFrom, partialTo), the partial bucket before those.
+type window struct {
+	fromDay, fromBucket, toBucket int64
+	partialFrom, partialTo        time.Time
+}
+
+func sinceParts(t time.Time) window {
+	first := bucketOf(t)
+	if first*int64(time.Second) != t.UnixNano() {
+		first += int64(counterBucket / time.Second)
+	}
+	day := floorDiv(first+secondsPerDay-1, secondsPerDay) // the first whole day
+	return window{
+		fromDay:     dayBase + day,
+		fromBucket:  first,
+		toBucket:    day * secondsPerDay,
+		partialFrom: t,
+		partialTo:   time.Unix(first, 0),
+	}
 }

@@ -347,6 +347,11 @@ var (
 				Unique:  false,
 				Columns: []*schema.Column{MembershipChangesColumns[6], MembershipChangesColumns[3]},
 			},
+			{
+				Name:    "membershipchange_segment_ref_user_ref_at",
+				Unique:  false,
+				Columns: []*schema.Column{MembershipChangesColumns[6], MembershipChangesColumns[7], MembershipChangesColumns[3]},
+			},
 		},
 	}
 	// SegmentsColumns holds the columns for the "segments" table.

@@ -92,6 +92,9 @@ func (MembershipChange) Indexes() []ent.Index {
 	return []ent.Index{
 		index.Fields("segment_ref", "id"),
 		index.Fields("segment_ref", "at"),
+		// Who was a member at a past instant: a user's last change
+		// before it, user by user (service.MembersAt).
+		index.Fields("segment_ref", "user_ref", "at"),
 	}
 }
 

@@ -47,7 +47,7 @@ type QueryResolver interface {
 	Node(ctx context.Context, id pulid.ID) (ent.Noder, error)
 	Nodes(ctx context.Context, ids []pulid.ID) ([]ent.Noder, error)
 	Campaigns(ctx context.Context, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.CampaignOrder, where *ent.CampaignWhereInput) (*ent.CampaignConnection, error)
-	Segments(ctx context.Context, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.SegmentOrder, where *ent.SegmentWhereInput) (*ent.SegmentConnection, error)
+	Segments(ctx context.Context, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *service.SegmentOrder, where *ent.SegmentWhereInput) (*ent.SegmentConnection, error)
 	Users(ctx context.Context, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.UserOrder, where *ent.UserWhereInput) (*ent.UserConnection, error)
 	User(ctx context.Context, userID string) (*ent.User, error)
 	Events(ctx context.Context, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, where *ent.EventWhereInput, orderBy *ent.EventOrder) (*ent.EventConnection, error)
@@ -60,6 +60,9 @@ type SegmentResolver interface {
 	Campaigns(ctx context.Context, obj *ent.Segment) ([]*ent.Campaign, error)
 	Members(ctx context.Context, obj *ent.Segment, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, where *ent.MembershipWhereInput, orderBy *ent.MembershipOrder) (*ent.MembershipConnection, error)
 	Stats(ctx context.Context, obj *ent.Segment, timeZone *string) (*service.SegmentStats, error)
+	TotalUsers(ctx context.Context, obj *ent.Segment) (int, error)
+	Growth(ctx context.Context, obj *ent.Segment, interval service.GrowthInterval, from time.Time, to time.Time, timeZone *string) ([]*service.GrowthPoint, error)
+	MembersAt(ctx context.Context, obj *ent.Segment, time time.Time, first *int, after *entgql.Cursor[pulid.ID]) (*service.PastMemberConnection, error)
 }
 type UserResolver interface {
 	Memberships(ctx context.Context, obj *ent.User) ([]*ent.Membership, error)
@@ -359,8 +362,8 @@ func (ec *executionContext) field_Query_segments_args(ctx context.Context, rawAr
 	}
 	args["last"] = arg3
 	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "orderBy",
-		func(ctx context.Context, v any) (*ent.SegmentOrder, error) {
-			return ec.unmarshalOSegmentOrder2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚐSegmentOrder(ctx, v)
+		func(ctx context.Context, v any) (*service.SegmentOrder, error) {
+			return ec.unmarshalOSegmentOrder2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐSegmentOrder(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -442,6 +445,74 @@ func (ec *executionContext) field_Query_users_args(ctx context.Context, rawArgs 
 		return nil, err
 	}
 	args["where"] = arg5
+	return args, nil
+}
+
+func (ec *executionContext) field_Segment_growth_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "interval",
+		func(ctx context.Context, v any) (service.GrowthInterval, error) {
+			return ec.unmarshalNGrowthInterval2githubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐGrowthInterval(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["interval"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "from",
+		func(ctx context.Context, v any) (time.Time, error) {
+			return ec.unmarshalNTime2timeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["from"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "to",
+		func(ctx context.Context, v any) (time.Time, error) {
+			return ec.unmarshalNTime2timeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["to"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "timeZone",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["timeZone"] = arg3
+	return args, nil
+}
+
+func (ec *executionContext) field_Segment_membersAt_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "time",
+		func(ctx context.Context, v any) (time.Time, error) {
+			return ec.unmarshalNTime2timeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["time"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*entgql.Cursor[pulid.ID], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg2
 	return args, nil
 }
 
@@ -2872,7 +2943,7 @@ func (ec *executionContext) _Query_segments(ctx context.Context, field graphql.C
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Query().Segments(ctx, fc.Args["after"].(*entgql.Cursor[pulid.ID]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[pulid.ID]), fc.Args["last"].(*int), fc.Args["orderBy"].(*ent.SegmentOrder), fc.Args["where"].(*ent.SegmentWhereInput))
+			return ec.Resolvers.Query().Segments(ctx, fc.Args["after"].(*entgql.Cursor[pulid.ID]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[pulid.ID]), fc.Args["last"].(*int), fc.Args["orderBy"].(*service.SegmentOrder), fc.Args["where"].(*ent.SegmentWhereInput))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *ent.SegmentConnection) graphql.Marshaler {
@@ -3532,6 +3603,117 @@ func (ec *executionContext) fieldContext_Segment_stats(ctx context.Context, fiel
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Segment_stats_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Segment_totalUsers(ctx context.Context, field graphql.CollectedField, obj *ent.Segment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Segment_totalUsers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Segment().TotalUsers(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Segment_totalUsers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Segment", field, true, true, "Int")
+}
+
+func (ec *executionContext) _Segment_growth(ctx context.Context, field graphql.CollectedField, obj *ent.Segment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Segment_growth(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Segment().Growth(ctx, obj, fc.Args["interval"].(service.GrowthInterval), fc.Args["from"].(time.Time), fc.Args["to"].(time.Time), fc.Args["timeZone"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*service.GrowthPoint) graphql.Marshaler {
+			return ec.marshalNGrowthPoint2ᚕᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐGrowthPointᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Segment_growth(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Segment",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_GrowthPoint(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Segment_growth_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Segment_membersAt(ctx context.Context, field graphql.CollectedField, obj *ent.Segment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Segment_membersAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Segment().MembersAt(ctx, obj, fc.Args["time"].(time.Time), fc.Args["first"].(*int), fc.Args["after"].(*entgql.Cursor[pulid.ID]))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *service.PastMemberConnection) graphql.Marshaler {
+			return ec.marshalNPastMemberConnection2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐPastMemberConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Segment_membersAt(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Segment",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PastMemberConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Segment_membersAt_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -5816,8 +5998,8 @@ func UnmarshalMembershipWhereInput(ctx context.Context, raw any) (ent.Membership
 	return out, err
 }
 
-func (ec *executionContext) unmarshalInputSegmentOrder(ctx context.Context, obj any) (ent.SegmentOrder, error) {
-	var it ent.SegmentOrder
+func (ec *executionContext) unmarshalInputSegmentOrder(ctx context.Context, obj any) (service.SegmentOrder, error) {
+	var it service.SegmentOrder
 	if obj == nil {
 		return it, nil
 	}
@@ -5847,7 +6029,7 @@ func (ec *executionContext) unmarshalInputSegmentOrder(ctx context.Context, obj 
 			it.Direction = data
 		case "field":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("field"))
-			data, err := ec.unmarshalNSegmentOrderField2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚐSegmentOrderField(ctx, v)
+			data, err := ec.unmarshalNSegmentOrderField2githubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐSegmentOrderField(ctx, v)
 			if err != nil {
 				return it, err
 			}
@@ -5863,8 +6045,8 @@ func (ec *executionContext) unmarshalInputSegmentOrder(ctx context.Context, obj 
 //
 // ctx must come from a gqlgen request; outside one there is no unmarshaler to use
 // and the returned error says so.
-func UnmarshalSegmentOrder(ctx context.Context, raw any) (ent.SegmentOrder, error) {
-	var out ent.SegmentOrder
+func UnmarshalSegmentOrder(ctx context.Context, raw any) (service.SegmentOrder, error) {
+	var out service.SegmentOrder
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "SegmentOrder", raw, &out)
 	return out, err
 }
@@ -7787,6 +7969,24 @@ func (ec *executionContext) _Segment(ctx context.Context, sel ast.SelectionSet, 
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Segment_stats(ctx, field, obj)
 				})
+		case "totalUsers":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Segment_totalUsers(ctx, field, obj)
+				})
+		case "growth":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Segment_growth(ctx, field, obj)
+				})
+		case "membersAt":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Segment_membersAt(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -8369,17 +8569,13 @@ func (ec *executionContext) marshalNSegmentKind2githubᚗcomᚋsegmentdᚋsegmen
 	return v
 }
 
-func (ec *executionContext) unmarshalNSegmentOrderField2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚐSegmentOrderField(ctx context.Context, v any) (*ent.SegmentOrderField, error) {
-	var res = new(ent.SegmentOrderField)
+func (ec *executionContext) unmarshalNSegmentOrderField2githubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐSegmentOrderField(ctx context.Context, v any) (service.SegmentOrderField, error) {
+	var res service.SegmentOrderField
 	err := res.UnmarshalGQL(v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNSegmentOrderField2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚐSegmentOrderField(ctx context.Context, sel ast.SelectionSet, v *ent.SegmentOrderField) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "SegmentOrderField!")
-		return graphql.Null
-	}
+func (ec *executionContext) marshalNSegmentOrderField2githubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐSegmentOrderField(ctx context.Context, sel ast.SelectionSet, v service.SegmentOrderField) graphql.Marshaler {
 	return v
 }
 
@@ -8983,7 +9179,7 @@ func (ec *executionContext) marshalOSegmentKind2ᚖgithubᚗcomᚋsegmentdᚋseg
 	return v
 }
 
-func (ec *executionContext) unmarshalOSegmentOrder2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚐSegmentOrder(ctx context.Context, v any) (*ent.SegmentOrder, error) {
+func (ec *executionContext) unmarshalOSegmentOrder2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐSegmentOrder(ctx context.Context, v any) (*service.SegmentOrder, error) {
 	if v == nil {
 		return nil, nil
 	}

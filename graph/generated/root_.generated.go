@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"entgo.io/contrib/entgql"
 	"github.com/99designs/gqlgen/graphql"
@@ -123,6 +124,13 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	GrowthPoint struct {
+		Entered func(childComplexity int) int
+		Exited  func(childComplexity int) int
+		Start   func(childComplexity int) int
+		Total   func(childComplexity int) int
+	}
+
 	ImportJob struct {
 		Added         func(childComplexity int) int
 		BytesRead     func(childComplexity int) int
@@ -221,6 +229,24 @@ type ComplexityRoot struct {
 		StartCursor     func(childComplexity int) int
 	}
 
+	PastMember struct {
+		EnteredAt func(childComplexity int) int
+		Reason    func(childComplexity int) int
+		Source    func(childComplexity int) int
+		User      func(childComplexity int) int
+	}
+
+	PastMemberConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	PastMemberEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
 	Query struct {
 		Campaigns         func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.CampaignOrder, where *ent.CampaignWhereInput) int
 		Events            func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, where *ent.EventWhereInput, orderBy *ent.EventOrder) int
@@ -228,7 +254,7 @@ type ComplexityRoot struct {
 		ImportJob         func(childComplexity int, id pulid.ID) int
 		Node              func(childComplexity int, id pulid.ID) int
 		Nodes             func(childComplexity int, ids []pulid.ID) int
-		Segments          func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.SegmentOrder, where *ent.SegmentWhereInput) int
+		Segments          func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *service.SegmentOrder, where *ent.SegmentWhereInput) int
 		User              func(childComplexity int, userID string) int
 		Users             func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.UserOrder, where *ent.UserWhereInput) int
 	}
@@ -239,11 +265,14 @@ type ComplexityRoot struct {
 		ConditionText func(childComplexity int) int
 		CreatedAt     func(childComplexity int) int
 		Description   func(childComplexity int) int
+		Growth        func(childComplexity int, interval service.GrowthInterval, from time.Time, to time.Time, timeZone *string) int
 		ID            func(childComplexity int) int
 		Kind          func(childComplexity int) int
 		Members       func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, where *ent.MembershipWhereInput, orderBy *ent.MembershipOrder) int
+		MembersAt     func(childComplexity int, time time.Time, first *int, after *entgql.Cursor[pulid.ID]) int
 		Name          func(childComplexity int) int
 		Stats         func(childComplexity int, timeZone *string) int
+		TotalUsers    func(childComplexity int) int
 		TriggerEvents func(childComplexity int) int
 		UpdatedAt     func(childComplexity int) int
 	}
@@ -643,6 +672,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.EventEdge.Node(childComplexity), true
+
+	case "GrowthPoint.entered":
+		if e.ComplexityRoot.GrowthPoint.Entered == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GrowthPoint.Entered(childComplexity), true
+	case "GrowthPoint.exited":
+		if e.ComplexityRoot.GrowthPoint.Exited == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GrowthPoint.Exited(childComplexity), true
+	case "GrowthPoint.start":
+		if e.ComplexityRoot.GrowthPoint.Start == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GrowthPoint.Start(childComplexity), true
+	case "GrowthPoint.total":
+		if e.ComplexityRoot.GrowthPoint.Total == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GrowthPoint.Total(childComplexity), true
 
 	case "ImportJob.added":
 		if e.ComplexityRoot.ImportJob.Added == nil {
@@ -1127,6 +1181,63 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.PageInfo.StartCursor(childComplexity), true
 
+	case "PastMember.enteredAt":
+		if e.ComplexityRoot.PastMember.EnteredAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PastMember.EnteredAt(childComplexity), true
+	case "PastMember.reason":
+		if e.ComplexityRoot.PastMember.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PastMember.Reason(childComplexity), true
+	case "PastMember.source":
+		if e.ComplexityRoot.PastMember.Source == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PastMember.Source(childComplexity), true
+	case "PastMember.user":
+		if e.ComplexityRoot.PastMember.User == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PastMember.User(childComplexity), true
+
+	case "PastMemberConnection.edges":
+		if e.ComplexityRoot.PastMemberConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PastMemberConnection.Edges(childComplexity), true
+	case "PastMemberConnection.pageInfo":
+		if e.ComplexityRoot.PastMemberConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PastMemberConnection.PageInfo(childComplexity), true
+	case "PastMemberConnection.totalCount":
+		if e.ComplexityRoot.PastMemberConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PastMemberConnection.TotalCount(childComplexity), true
+
+	case "PastMemberEdge.cursor":
+		if e.ComplexityRoot.PastMemberEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PastMemberEdge.Cursor(childComplexity), true
+	case "PastMemberEdge.node":
+		if e.ComplexityRoot.PastMemberEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PastMemberEdge.Node(childComplexity), true
+
 	case "Query.campaigns":
 		if e.ComplexityRoot.Query.Campaigns == nil {
 			break
@@ -1204,7 +1315,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Query.Segments(childComplexity, args["after"].(*entgql.Cursor[pulid.ID]), args["first"].(*int), args["before"].(*entgql.Cursor[pulid.ID]), args["last"].(*int), args["orderBy"].(*ent.SegmentOrder), args["where"].(*ent.SegmentWhereInput)), true
+		return e.ComplexityRoot.Query.Segments(childComplexity, args["after"].(*entgql.Cursor[pulid.ID]), args["first"].(*int), args["before"].(*entgql.Cursor[pulid.ID]), args["last"].(*int), args["orderBy"].(*service.SegmentOrder), args["where"].(*ent.SegmentWhereInput)), true
 	case "Query.user":
 		if e.ComplexityRoot.Query.User == nil {
 			break
@@ -1258,6 +1369,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Segment.Description(childComplexity), true
+	case "Segment.growth":
+		if e.ComplexityRoot.Segment.Growth == nil {
+			break
+		}
+
+		args, err := ec.field_Segment_growth_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Segment.Growth(childComplexity, args["interval"].(service.GrowthInterval), args["from"].(time.Time), args["to"].(time.Time), args["timeZone"].(*string)), true
 	case "Segment.id":
 		if e.ComplexityRoot.Segment.ID == nil {
 			break
@@ -1281,6 +1403,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Segment.Members(childComplexity, args["after"].(*entgql.Cursor[pulid.ID]), args["first"].(*int), args["before"].(*entgql.Cursor[pulid.ID]), args["last"].(*int), args["where"].(*ent.MembershipWhereInput), args["orderBy"].(*ent.MembershipOrder)), true
+	case "Segment.membersAt":
+		if e.ComplexityRoot.Segment.MembersAt == nil {
+			break
+		}
+
+		args, err := ec.field_Segment_membersAt_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Segment.MembersAt(childComplexity, args["time"].(time.Time), args["first"].(*int), args["after"].(*entgql.Cursor[pulid.ID])), true
 	case "Segment.name":
 		if e.ComplexityRoot.Segment.Name == nil {
 			break
@@ -1298,6 +1431,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Segment.Stats(childComplexity, args["timeZone"].(*string)), true
+	case "Segment.totalUsers":
+		if e.ComplexityRoot.Segment.TotalUsers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Segment.TotalUsers(childComplexity), true
 	case "Segment.triggerEvents":
 		if e.ComplexityRoot.Segment.TriggerEvents == nil {
 			break
@@ -3043,11 +3182,68 @@ type MembershipUpdateResult {
 }
 
 extend type Segment {
-  """Current members, newest first unless orderBy says otherwise."""
+  """
+  Current members, newest first (by enteredAt, then id) unless orderBy says
+  otherwise; where filters them, for example by source and enteredAt.
+  """
   members(after: Cursor, first: Int, before: Cursor, last: Int, where: MembershipWhereInput, orderBy: MembershipOrder): MembershipConnection!
   """Headline figures; timeZone is an IANA name (Europe/Paris)."""
   stats(timeZone: String = "UTC"): SegmentStats!
+  """Current members: the same figure as stats.totalUsers, read for a whole page of segments at once."""
+  totalUsers: Int!
+  """
+  Entries, exits and members per hour, day or week (weeks start on Monday
+  00:00) in timeZone, from the interval that holds from to the one that holds
+  the instant before to, every interval included. At most 10,000 points.
+  """
+  growth(interval: GrowthInterval!, from: Time!, to: Time!, timeZone: String = "UTC"): [GrowthPoint!]!
+  """
+  Who was a member at a past instant: the users whose last entry or exit at
+  or before time was an entry, in user order, from the membership change
+  log. totalCount is how many they were.
+  """
+  membersAt(time: Time!, first: Int, after: Cursor): PastMemberConnection!
 }
+
+enum GrowthInterval { HOUR DAY WEEK }
+
+"""A segment's changes in one interval."""
+type GrowthPoint {
+  """When the interval starts; it ends where the next one starts."""
+  start: Time!
+  """Entries made in the interval."""
+  entered: Int!
+  """Exits made in the interval."""
+  exited: Int!
+  """Members at the end of the interval."""
+  total: Int!
+}
+
+"""A member of a segment at a past instant."""
+type PastMember {
+  user: User!
+  """When this membership began (the user's last entry before the instant)."""
+  enteredAt: Time!
+  source: MembershipSource!
+  reason: String!
+}
+
+type PastMemberEdge {
+  cursor: Cursor!
+  node: PastMember!
+}
+
+type PastMemberConnection {
+  edges: [PastMemberEdge!]!
+  pageInfo: PageInfo!
+  """Members at the instant (all pages)."""
+  totalCount: Int!
+}
+
+# Besides the segment's own columns, the segments list can be ordered by
+# TOTAL_USERS (current members) and NEW_LAST_7_DAYS (members who entered in
+# the last 7 days, as stats.newLast7Days); ties are ordered by id.
+extend enum SegmentOrderField { TOTAL_USERS NEW_LAST_7_DAYS }
 
 enum MembershipChangeKind { ENTERED EXITED }
 
@@ -3265,6 +3461,20 @@ func (ec *executionContext) childFields_EventEdge(ctx context.Context, field gra
 	return nil, fmt.Errorf("no field named %q was found under type EventEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_GrowthPoint(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "start":
+		return ec.fieldContext_GrowthPoint_start(ctx, field)
+	case "entered":
+		return ec.fieldContext_GrowthPoint_entered(ctx, field)
+	case "exited":
+		return ec.fieldContext_GrowthPoint_exited(ctx, field)
+	case "total":
+		return ec.fieldContext_GrowthPoint_total(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type GrowthPoint", field.Name)
+}
+
 func (ec *executionContext) childFields_ImportJob(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -3431,6 +3641,42 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
 }
 
+func (ec *executionContext) childFields_PastMember(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "user":
+		return ec.fieldContext_PastMember_user(ctx, field)
+	case "enteredAt":
+		return ec.fieldContext_PastMember_enteredAt(ctx, field)
+	case "source":
+		return ec.fieldContext_PastMember_source(ctx, field)
+	case "reason":
+		return ec.fieldContext_PastMember_reason(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PastMember", field.Name)
+}
+
+func (ec *executionContext) childFields_PastMemberConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_PastMemberConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_PastMemberConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_PastMemberConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PastMemberConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_PastMemberEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_PastMemberEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_PastMemberEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PastMemberEdge", field.Name)
+}
+
 func (ec *executionContext) childFields_Segment(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -3457,6 +3703,12 @@ func (ec *executionContext) childFields_Segment(ctx context.Context, field graph
 		return ec.fieldContext_Segment_members(ctx, field)
 	case "stats":
 		return ec.fieldContext_Segment_stats(ctx, field)
+	case "totalUsers":
+		return ec.fieldContext_Segment_totalUsers(ctx, field)
+	case "growth":
+		return ec.fieldContext_Segment_growth(ctx, field)
+	case "membersAt":
+		return ec.fieldContext_Segment_membersAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Segment", field.Name)
 }

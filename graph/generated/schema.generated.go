@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"entgo.io/contrib/entgql"
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/importjob"
@@ -382,6 +383,98 @@ func (ec *executionContext) field_Subscription_segmentStats_args(ctx context.Con
 // endregion ***************************** args.gotpl *****************************
 
 // region    **************************** field.gotpl *****************************
+
+func (ec *executionContext) _GrowthPoint_start(ctx context.Context, field graphql.CollectedField, obj *service.GrowthPoint) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GrowthPoint_start(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Start, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GrowthPoint_start(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GrowthPoint", field, false, false, "Time")
+}
+
+func (ec *executionContext) _GrowthPoint_entered(ctx context.Context, field graphql.CollectedField, obj *service.GrowthPoint) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GrowthPoint_entered(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Entered, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GrowthPoint_entered(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GrowthPoint", field, false, false, "Int")
+}
+
+func (ec *executionContext) _GrowthPoint_exited(ctx context.Context, field graphql.CollectedField, obj *service.GrowthPoint) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GrowthPoint_exited(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Exited, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GrowthPoint_exited(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GrowthPoint", field, false, false, "Int")
+}
+
+func (ec *executionContext) _GrowthPoint_total(ctx context.Context, field graphql.CollectedField, obj *service.GrowthPoint) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GrowthPoint_total(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Total, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GrowthPoint_total(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GrowthPoint", field, false, false, "Int")
+}
 
 func (ec *executionContext) _ImportRowError_line(ctx context.Context, field graphql.CollectedField, obj *service.ImportRowError) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
@@ -1462,6 +1555,249 @@ func (ec *executionContext) fieldContext_Mutation_identify(ctx context.Context, 
 	if fc.Args, err = ec.field_Mutation_identify_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PastMember_user(ctx context.Context, field graphql.CollectedField, obj *service.PastMember) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PastMember_user(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.User, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.User) graphql.Marshaler {
+			return ec.marshalNUser2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚐUser(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PastMember_user(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PastMember",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_User(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PastMember_enteredAt(ctx context.Context, field graphql.CollectedField, obj *service.PastMember) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PastMember_enteredAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EnteredAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PastMember_enteredAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PastMember", field, false, false, "Time")
+}
+
+func (ec *executionContext) _PastMember_source(ctx context.Context, field graphql.CollectedField, obj *service.PastMember) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PastMember_source(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Source, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v membership.Source) graphql.Marshaler {
+			return ec.marshalNMembershipSource2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋmembershipᚐSource(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PastMember_source(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PastMember", field, false, false, "MembershipSource")
+}
+
+func (ec *executionContext) _PastMember_reason(ctx context.Context, field graphql.CollectedField, obj *service.PastMember) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PastMember_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PastMember_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PastMember", field, false, false, "String")
+}
+
+func (ec *executionContext) _PastMemberConnection_edges(ctx context.Context, field graphql.CollectedField, obj *service.PastMemberConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PastMemberConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*service.PastMemberEdge) graphql.Marshaler {
+			return ec.marshalNPastMemberEdge2ᚕᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐPastMemberEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PastMemberConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PastMemberConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PastMemberEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PastMemberConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *service.PastMemberConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PastMemberConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.PageInfo[pulid.ID]) graphql.Marshaler {
+			return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PastMemberConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PastMemberConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PastMemberConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *service.PastMemberConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PastMemberConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PastMemberConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PastMemberConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PastMemberEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *service.PastMemberEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PastMemberEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.Cursor[pulid.ID]) graphql.Marshaler {
+			return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PastMemberEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PastMemberEdge", field, false, false, "Cursor")
+}
+
+func (ec *executionContext) _PastMemberEdge_node(ctx context.Context, field graphql.CollectedField, obj *service.PastMemberEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PastMemberEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *service.PastMember) graphql.Marshaler {
+			return ec.marshalNPastMember2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐPastMember(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PastMemberEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PastMemberEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PastMember(ctx, field)
+		},
 	}
 	return fc, nil
 }
@@ -2617,6 +2953,54 @@ func UnmarshalUpdateSegmentInput(ctx context.Context, raw any) (service.UpdateSe
 
 // region    **************************** object.gotpl ****************************
 
+var growthPointImplementors = []string{"GrowthPoint"}
+
+func (ec *executionContext) _GrowthPoint(ctx context.Context, sel ast.SelectionSet, obj *service.GrowthPoint) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, growthPointImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("GrowthPoint")
+		case "start":
+			out.Values[i] = ec._GrowthPoint_start(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "entered":
+			out.Values[i] = ec._GrowthPoint_entered(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "exited":
+			out.Values[i] = ec._GrowthPoint_exited(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "total":
+			out.Values[i] = ec._GrowthPoint_total(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var importRowErrorImplementors = []string{"ImportRowError"}
 
 func (ec *executionContext) _ImportRowError(ctx context.Context, sel ast.SelectionSet, obj *service.ImportRowError) graphql.Marshaler {
@@ -2954,6 +3338,135 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 	return out
 }
 
+var pastMemberImplementors = []string{"PastMember"}
+
+func (ec *executionContext) _PastMember(ctx context.Context, sel ast.SelectionSet, obj *service.PastMember) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, pastMemberImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PastMember")
+		case "user":
+			out.Values[i] = ec._PastMember_user(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "enteredAt":
+			out.Values[i] = ec._PastMember_enteredAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "source":
+			out.Values[i] = ec._PastMember_source(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reason":
+			out.Values[i] = ec._PastMember_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var pastMemberConnectionImplementors = []string{"PastMemberConnection"}
+
+func (ec *executionContext) _PastMemberConnection(ctx context.Context, sel ast.SelectionSet, obj *service.PastMemberConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, pastMemberConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PastMemberConnection")
+		case "edges":
+			out.Values[i] = ec._PastMemberConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._PastMemberConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._PastMemberConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var pastMemberEdgeImplementors = []string{"PastMemberEdge"}
+
+func (ec *executionContext) _PastMemberEdge(ctx context.Context, sel ast.SelectionSet, obj *service.PastMemberEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, pastMemberEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PastMemberEdge")
+		case "cursor":
+			out.Values[i] = ec._PastMemberEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._PastMemberEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var segmentOutcomeImplementors = []string{"SegmentOutcome"}
 
 func (ec *executionContext) _SegmentOutcome(ctx context.Context, sel ast.SelectionSet, obj *schema.Outcome) graphql.Marshaler {
@@ -3189,6 +3702,40 @@ func (ec *executionContext) unmarshalNCreateSegmentInput2githubᚗcomᚋsegmentd
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) unmarshalNGrowthInterval2githubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐGrowthInterval(ctx context.Context, v any) (service.GrowthInterval, error) {
+	var res service.GrowthInterval
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNGrowthInterval2githubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐGrowthInterval(ctx context.Context, sel ast.SelectionSet, v service.GrowthInterval) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNGrowthPoint2ᚕᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐGrowthPointᚄ(ctx context.Context, sel ast.SelectionSet, v []*service.GrowthPoint) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNGrowthPoint2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐGrowthPoint(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNGrowthPoint2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐGrowthPoint(ctx context.Context, sel ast.SelectionSet, v *service.GrowthPoint) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "GrowthPoint!")
+		return graphql.Null
+	}
+	return ec._GrowthPoint(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNIdentifyInput2githubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐIdentifyInput(ctx context.Context, v any) (service.IdentifyInput, error) {
 	res, err := ec.unmarshalInputIdentifyInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -3268,6 +3815,46 @@ func (ec *executionContext) marshalNMembershipUpdateResult2ᚖgithubᚗcomᚋseg
 		return graphql.Null
 	}
 	return ec._MembershipUpdateResult(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPastMember2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐPastMember(ctx context.Context, sel ast.SelectionSet, v *service.PastMember) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PastMember!")
+		return graphql.Null
+	}
+	return ec._PastMember(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPastMemberConnection2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐPastMemberConnection(ctx context.Context, sel ast.SelectionSet, v *service.PastMemberConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PastMemberConnection!")
+		return graphql.Null
+	}
+	return ec._PastMemberConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPastMemberEdge2ᚕᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐPastMemberEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*service.PastMemberEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNPastMemberEdge2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐPastMemberEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNPastMemberEdge2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐPastMemberEdge(ctx context.Context, sel ast.SelectionSet, v *service.PastMemberEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PastMemberEdge!")
+		return graphql.Null
+	}
+	return ec._PastMemberEdge(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNSegmentOutcome2ᚕᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚋschemaᚐOutcomeᚄ(ctx context.Context, sel ast.SelectionSet, v []*schema.Outcome) graphql.Marshaler {
