@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sort"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ent/importjob"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
@@ -51,6 +53,7 @@ func openService(t testing.TB, databaseURL string, clk *testClock) (*service.Ser
 		t.Fatal(err)
 	}
 	svc := service.New(st.Client, st.Dialect, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	svc.DB = st.DB // COPY for imports on PostgreSQL
 	if clk != nil {
 		svc.Now = clk.Now
 	}
@@ -279,51 +282,33 @@ func sortedKeys(m map[pulid.ID]bool) []pulid.ID {
 	return out
 }
 
-// importUsers changes a STATIC segment's members as a CSV import in mode
-// ADD, REMOVE or REPLACE would. The import API is not on this branch yet,
-// so it stands in with AddUsers and RemoveUsers in chunks; the import
-// author should switch it to the import service (and its IMPORT source)
-// so that every figure test covers imports.
+// importUsers imports a CSV file of userIDs into a segment in mode ADD,
+// REMOVE or REPLACE through the import service, and waits for the job.
 func importUsers(t testing.TB, svc *service.Service, seg pulid.ID, mode string, userIDs []string) {
 	t.Helper()
 	ctx := context.Background()
-	chunks := func(ids []string, fn func([]string)) {
-		for i := 0; i < len(ids); i += service.MaxManualUsers {
-			fn(ids[i:min(i+service.MaxManualUsers, len(ids))])
-		}
+	f, err := os.CreateTemp(t.TempDir(), "import-*.csv")
+	if err != nil {
+		t.Fatal(err)
 	}
-	switch mode {
-	case "ADD":
-		chunks(userIDs, func(c []string) {
-			if _, err := svc.AddUsers(ctx, seg, c); err != nil {
-				t.Fatal(err)
-			}
-		})
-	case "REMOVE":
-		chunks(userIDs, func(c []string) {
-			if _, err := svc.RemoveUsers(ctx, seg, c); err != nil {
-				t.Fatal(err)
-			}
-		})
-	case "REPLACE":
-		keep := map[string]bool{}
-		for _, id := range userIDs {
-			keep[id] = true
-		}
-		members, err := svc.Client.Membership.Query().Where(membership.SegmentRef(seg)).QueryUser().All(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var gone []string
-		for _, u := range members {
-			if !keep[u.UserID] {
-				gone = append(gone, u.UserID)
-			}
-		}
-		importUsers(t, svc, seg, "REMOVE", gone)
-		importUsers(t, svc, seg, "ADD", userIDs)
-	default:
-		t.Fatalf("unknown import mode %q", mode)
+	fmt.Fprintln(f, "user_id")
+	for _, id := range userIDs {
+		fmt.Fprintln(f, id)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	job, err := svc.StartImport(ctx, service.ImportInput{SegmentID: seg, Mode: importjob.Mode(mode), Path: f.Name(), FileName: "figures.csv"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.WaitImports()
+	job, err = svc.Client.ImportJob.Get(ctx, job.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job.Status != importjob.StatusSUCCEEDED {
+		t.Fatalf("import %s: %s %v", mode, job.Status, job.Failure)
 	}
 }
 

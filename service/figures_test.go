@@ -111,6 +111,12 @@ func TestFiguresMatchRecountMixedHistory(t *testing.T) {
 						t.Fatalf("%s: %v", label, err)
 					}
 				}
+				// An ADD import: new users, a known one, a duplicate.
+				imported := []string{fmt.Sprintf("imported-%d", i), fmt.Sprintf("imported-%d", i), known[rng.IntN(len(known))]}
+				known = append(known, imported[0])
+				for _, s := range segs {
+					importUsers(t, svc, s, "ADD", imported)
+				}
 			case 2: // manual removes, event-sourced members included
 				var ids []string
 				for range 3 {
@@ -122,6 +128,14 @@ func TestFiguresMatchRecountMixedHistory(t *testing.T) {
 					if _, err := svc.RemoveUsers(ctx, s, ids); err != nil {
 						t.Fatalf("%s: %v", label, err)
 					}
+				}
+				// A REMOVE import of others, and of a user nobody knows.
+				gone := []string{"never-seen"}
+				for range 3 {
+					gone = append(gone, known[rng.IntN(len(known))])
+				}
+				for _, s := range segs {
+					importUsers(t, svc, s, "REMOVE", gone)
 				}
 			case 4: // stricter rules, RECONCILE: event members under 80 leave
 				if _, err := svc.UpdateSegment(ctx, evSeg.ID, service.UpdateSegmentInput{Condition: rewardOver(80)}, service.Reconcile); err != nil {
