@@ -191,29 +191,7 @@ func (c *Client) Do(t testing.TB, query string, vars map[string]any) *Response {
 	if err != nil {
 		t.Fatalf("marshal: %v", err)
 	}
-	req, err := http.NewRequest(http.MethodPost, c.URL, bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("request: %v", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if c.Key != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Key)
-	}
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		t.Fatalf("POST %s: %v", c.URL, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("read: %v", err)
-	}
-	var r Response
-	if err := json.Unmarshal(raw, &r); err != nil {
-		t.Fatalf("decode %q: %v", raw, err)
-	}
-	r.Status = resp.StatusCode
-	return &r
+	return c.post(t, "application/json", bytes.NewReader(body))
 }
 
 // MustDo posts a query, fails the test on any GraphQL error, and decodes
@@ -291,11 +269,18 @@ func (c *Client) Upload(t testing.TB, query string, vars map[string]any, fileVar
 		}()
 		pw.CloseWithError(err)
 	}()
-	req, err := http.NewRequest(http.MethodPost, c.URL, pr)
+	return c.post(t, mw.FormDataContentType(), pr)
+}
+
+// post sends a body to the GraphQL endpoint with the client's key and
+// decodes the GraphQL response.
+func (c *Client) post(t testing.TB, contentType string, body io.Reader) *Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, c.URL, body)
 	if err != nil {
 		t.Fatalf("request: %v", err)
 	}
-	req.Header.Set("Content-Type", mw.FormDataContentType())
+	req.Header.Set("Content-Type", contentType)
 	if c.Key != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Key)
 	}
