@@ -347,16 +347,9 @@ func (s *Service) CompactCountersEvery(ctx context.Context, interval time.Durati
 	if s.Dialect != dialect.Postgres {
 		return
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, interval, func() {
 		if _, err := s.CompactCounters(ctx, s.Now().Add(-time.Hour)); err != nil && ctx.Err() == nil {
 			s.Log.Warn("compacting segment counters", "err", err)
 		}
-	}
+	})
 }

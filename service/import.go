@@ -157,24 +157,17 @@ func (s *Service) runImport(ctx context.Context, job *ent.ImportJob, path string
 
 // heartbeat renews the job's heartbeat until ctx ends.
 func (s *Service) heartbeat(ctx context.Context, id pulid.ID) {
-	t := time.NewTicker(importHeartbeat)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		// SQLite: a heartbeat would queue behind the import's own write
-		// transaction; a SQLite database has one process, and
-		// FailStaleImports does not need heartbeats there.
-		if s.Dialect != dialect.Postgres {
-			continue
-		}
+	// SQLite: a heartbeat would queue behind the import's own write
+	// transaction; a SQLite database has one process, and FailStaleImports
+	// does not need heartbeats there.
+	if s.Dialect != dialect.Postgres {
+		return
+	}
+	every(ctx, importHeartbeat, func() {
 		if err := s.Client.ImportJob.UpdateOneID(id).SetHeartbeatAt(s.now()).Exec(ctx); err != nil && ctx.Err() == nil {
 			s.Log.Warn("import heartbeat", "import", id, "err", err)
 		}
-	}
+	})
 }
 
 // FailStaleImports marks as FAILED the jobs that were running in a process
