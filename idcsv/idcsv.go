@@ -74,10 +74,6 @@ func NewReader(r io.Reader) *Reader {
 // (buffered bytes included), for progress reports.
 func (r *Reader) BytesRead() int64 { return r.src.n }
 
-// Header is the header row, or nil if the file has none (known after the
-// first call to Next).
-func (r *Reader) Header() []string { return r.header }
-
 // Next returns the next data row, skipping blank lines. It returns io.EOF
 // at the end of the input, and other errors only when reading fails.
 func (r *Reader) Next() (Row, error) {

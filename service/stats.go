@@ -128,18 +128,6 @@ func (s *Service) Stats(ctx context.Context, segmentID pulid.ID, loc *time.Locat
 	}, nil
 }
 
-func minTime(ts ...time.Time) time.Time {
-	m := ts[0]
-	for _, t := range ts[1:] {
-		if t.Before(m) {
-			m = t
-		}
-	}
-	return m
-}
-
-func ptr[T any](v T) *T { return &v }
-
 func campaignIDIs(id pulid.ID) predicate.Campaign { return campaign.ID(id) }
 
 // segmentExists reports NOT_FOUND for an unknown segment, through the
