@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -122,11 +121,6 @@ type Server struct {
 	FirstAdminKey string
 }
 
-// migrateMu serializes migrations within the process: ent's migration
-// mutates its package-level table definitions, so two servers starting at
-// once in one process (end-to-end tests) would race.
-var migrateMu sync.Mutex
-
 // New opens and migrates the store, makes sure an ADMIN key exists, and
 // opens the listener, so that Addr is known before Serve.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
@@ -135,10 +129,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
-	migrateMu.Lock()
-	err = st.Migrate(ctx)
-	migrateMu.Unlock()
-	if err != nil {
+	if err := st.Migrate(ctx); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("server.New: %w", err)
 	}

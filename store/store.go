@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -74,6 +75,8 @@ func Open(ctx context.Context, url string) (*Store, error) {
 // and the log tables get the columns that live streaming orders by (see
 // package live): log_txid, the writing transaction's id, and log_seq.
 func (s *Store) Migrate(ctx context.Context) error {
+	migrateMu.Lock()
+	defer migrateMu.Unlock()
 	if s.Dialect == dialect.Postgres {
 		conn, err := s.DB.Conn(ctx)
 		if err != nil {
@@ -110,6 +113,11 @@ func (s *Store) Migrate(ctx context.Context) error {
 	}
 	return nil
 }
+
+// migrateMu serializes migrations within the process: ent's migration
+// mutates its package-level table definitions, so two stores migrating at
+// once in one process (parallel tests, servers started by tests) would race.
+var migrateMu sync.Mutex
 
 // migrationLock is the advisory lock key of schema migrations.
 const migrationLock = 0x5e6d_0001
