@@ -127,9 +127,11 @@ func NewTailer(ctx context.Context, db *sql.DB, dialect string, src Source, brok
 	t := &Tailer{db: db, dialect: dialect, src: src, broker: broker, log: log, subs: map[string]map[*Subscription]struct{}{}}
 	var q string
 	if dialect == Postgres {
-		q = fmt.Sprintf(`SELECT log_txid::text, %[2]s FROM %[1]s
+		// The text of the id is named tx_text: an output column named
+		// log_txid would be what ORDER BY log_txid sorts by, as text.
+		q = fmt.Sprintf(`SELECT log_txid::text AS tx_text, %[2]s FROM %[1]s
 			WHERE log_txid < pg_snapshot_xmin(pg_current_snapshot())
-			ORDER BY log_txid DESC, %[2]s DESC LIMIT 1`, src.Table, src.SeqColumn)
+			ORDER BY %[1]s.log_txid DESC, %[1]s.%[2]s DESC LIMIT 1`, src.Table, src.SeqColumn)
 	} else {
 		q = fmt.Sprintf(`SELECT '0', rowid FROM %s ORDER BY rowid DESC LIMIT 1`, src.Table)
 	}
@@ -256,7 +258,11 @@ func (t *Tailer) read(ctx context.Context, after Cursor, upTo *Cursor, key strin
 		args []any
 	)
 	if t.dialect == Postgres {
-		fmt.Fprintf(&q, `SELECT log_txid::text, %[2]s, id::text AS row_id, %[3]s, log_txid < pg_snapshot_xmin(pg_current_snapshot())
+		// ORDER BY names the table's columns: PostgreSQL resolves a bare
+		// ORDER BY name against the output columns first, and an output
+		// column log_txid::text named log_txid sorted "100188" before
+		// "99941" once transaction ids gained a digit.
+		fmt.Fprintf(&q, `SELECT log_txid::text AS tx_text, %[2]s, id::text AS row_id, %[3]s, log_txid < pg_snapshot_xmin(pg_current_snapshot()) AS stable
 			FROM %[1]s WHERE (log_txid, %[2]s) > ($1::text::xid8, $2)`, t.src.Table, t.src.SeqColumn, t.src.KeyColumn)
 		args = append(args, strconv.FormatUint(after.Tx, 10), after.Seq)
 		if upTo != nil {
@@ -267,7 +273,7 @@ func (t *Tailer) read(ctx context.Context, after Cursor, upTo *Cursor, key strin
 			fmt.Fprintf(&q, ` AND %s = $%d`, t.src.KeyColumn, len(args)+1)
 			args = append(args, key)
 		}
-		fmt.Fprintf(&q, ` ORDER BY log_txid, %s LIMIT %d`, t.src.SeqColumn, limit)
+		fmt.Fprintf(&q, ` ORDER BY %[1]s.log_txid, %[1]s.%[2]s LIMIT %[3]d`, t.src.Table, t.src.SeqColumn, limit)
 	} else {
 		fmt.Fprintf(&q, `SELECT '0', rowid, CAST(id AS TEXT), %[2]s, 1 FROM %[1]s WHERE rowid > ?`, t.src.Table, t.src.KeyColumn)
 		args = append(args, after.Seq)

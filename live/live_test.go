@@ -3,8 +3,11 @@ package live_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -212,4 +215,74 @@ func TestStreamReplaysThenGoesLive(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestOrderAcrossTxidDigitBoundary: transaction ids sort as numbers, not as
+// text. CI failed when the cluster's transaction ids crossed 100,000: the
+// tailer ordered by the text of log_txid, so "100188" sorted before "99941",
+// the fan-out moved its position past rows it had not sent (a lost change
+// for live subscribers) and a lagged subscriber's catch-up delivered them
+// after later ones. The rows here carry explicit transaction ids on both
+// sides of a power of ten, all older than every running transaction.
+func TestOrderAcrossTxidDigitBoundary(t *testing.T) {
+	t.Parallel()
+	st, tl, broker, ctx := setup(t, testenv.DatabaseURL(t, "postgres"))
+	var xmin uint64
+	if err := st.DB.QueryRowContext(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint`).Scan(&xmin); err != nil {
+		t.Fatal(err)
+	}
+	boundary := uint64(10)
+	for boundary*10+2 < xmin {
+		boundary *= 10
+	}
+	if boundary+2 >= xmin {
+		t.Fatalf("cluster too young: oldest running transaction %d", xmin)
+	}
+	var live1 collector
+	go func() { _ = tl.Stream(ctx, nil, "", live1.send) }()
+	time.Sleep(50 * time.Millisecond)
+
+	tx, err := st.DB.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, txid := range []uint64{boundary - 2, boundary - 1, boundary, boundary + 1} {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO log (k, log_txid) VALUES ($1, $2::text::xid8)`,
+			fmt.Sprintf("r%d", i+1), strconv.FormatUint(txid, 10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	broker.Notify("log")
+	want := []string{"r1", "r2", "r3", "r4"}
+	if got := live1.waitFor(t, 4); !slices.Equal(got, want) {
+		t.Fatalf("live fan-out delivered %v, want %v", got, want)
+	}
+	var replayed collector
+	zero := live.Cursor{}
+	go func() { _ = tl.Stream(ctx, &zero, "", replayed.send) }()
+	if got := replayed.waitFor(t, 4); !slices.Equal(got, want) {
+		t.Fatalf("replay delivered %v, want %v", got, want)
+	}
+	// A tailer started now is at the numerically last row: a stream from
+	// its end gets only what comes next.
+	tl2, err := live.NewTailer(ctx, st.DB, live.Postgres, live.Source{Table: "log", SeqColumn: "id", KeyColumn: "k", Topic: "log"},
+		broker, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := tl2.Head(); h != (live.Cursor{Tx: boundary + 1, Seq: 4}) {
+		t.Fatalf("new tailer starts at %v, want %d.4", h, boundary+1)
+	}
+	go tl2.Run(ctx)
+	var fromEnd collector
+	go func() { _ = tl2.Stream(ctx, nil, "", fromEnd.send) }()
+	time.Sleep(50 * time.Millisecond)
+	insert(t, st.DB, "postgres", "r5")
+	broker.Notify("log")
+	if got := fromEnd.waitFor(t, 1); !slices.Equal(got, []string{"r5"}) {
+		t.Fatalf("stream from the end delivered %v, want [r5]", got)
+	}
 }
