@@ -80,8 +80,12 @@ func (s *Service) Campaigns(ctx context.Context, page Page, where *ent.CampaignW
 		return nil, err
 	}
 	p, err := paginate(ctx, q, page, ks,
-		func(q *ent.CampaignQuery, f func(*sql.Selector)) *ent.CampaignQuery { return q.Where(predicate.Campaign(f)) },
-		func(q *ent.CampaignQuery, f func(*sql.Selector)) *ent.CampaignQuery { return q.Order(campaign.OrderOption(f)) })
+		func(q *ent.CampaignQuery, f func(*sql.Selector)) *ent.CampaignQuery {
+			return q.Where(predicate.Campaign(f))
+		},
+		func(q *ent.CampaignQuery, f func(*sql.Selector)) *ent.CampaignQuery {
+			return q.Order(campaign.OrderOption(f))
+		})
 	if err != nil {
 		return nil, fmt.Errorf("service.Campaigns: %w", err)
 	}

@@ -123,8 +123,12 @@ func (s *Service) Segments(ctx context.Context, after *ent.Cursor, first *int, b
 		return nil, err
 	}
 	p, err := paginate(ctx, q, Page{After: after, First: first, Before: before, Last: last}, ks,
-		func(q *ent.SegmentQuery, f func(*sql.Selector)) *ent.SegmentQuery { return q.Where(predicate.Segment(f)) },
-		func(q *ent.SegmentQuery, f func(*sql.Selector)) *ent.SegmentQuery { return q.Order(segment.OrderOption(f)) })
+		func(q *ent.SegmentQuery, f func(*sql.Selector)) *ent.SegmentQuery {
+			return q.Where(predicate.Segment(f))
+		},
+		func(q *ent.SegmentQuery, f func(*sql.Selector)) *ent.SegmentQuery {
+			return q.Order(segment.OrderOption(f))
+		})
 	if err != nil {
 		return nil, fmt.Errorf("service.Segments: %w", err)
 	}
