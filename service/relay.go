@@ -104,10 +104,10 @@ func paginate[Q relayQuery[Q, N], N any](ctx context.Context, q Q, page Page, ks
 					b.WriteString(idc).WriteString(op).Arg(id)
 					return
 				}
-				e := ks.value(sel)
-				b.WriteString("(").Join(e).WriteString(op).Arg(arg).
-					WriteString(" OR (").Join(e).WriteString(" = ").Arg(arg).
-					WriteString(" AND ").WriteString(idc).WriteString(op).Arg(id).WriteString("))")
+				// A row value comparison, which both stores answer from
+				// an index on (value, id).
+				b.WriteString("(").Join(ks.value(sel)).Comma().WriteString(idc).WriteString(")").
+					WriteString(op).WriteString("(").Arg(arg).Comma().Arg(id).WriteString(")")
 			}))
 		})
 	}
