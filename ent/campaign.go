@@ -47,7 +47,7 @@ type CampaignEdges struct {
 	// type was loaded (or requested) in eager-loading or not.
 	loadedTypes [2]bool
 	// totalCount holds the count of the edges above.
-	totalCount [2]map[string]int
+	totalCount [1]map[string]int
 
 	namedActivations map[string][]*CampaignActivation
 }

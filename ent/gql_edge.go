@@ -4,8 +4,6 @@ package ent
 
 import (
 	"context"
-
-	"github.com/99designs/gqlgen/graphql"
 )
 
 func (_m *Campaign) Segment(ctx context.Context) (*Segment, error) {
@@ -14,26 +12,6 @@ func (_m *Campaign) Segment(ctx context.Context) (*Segment, error) {
 		result, err = _m.QuerySegment().Only(ctx)
 	}
 	return result, MaskNotFound(err)
-}
-
-func (_m *Campaign) Activations(
-	ctx context.Context, after *Cursor, first *int, before *Cursor, last *int, orderBy *CampaignActivationOrder,
-) (*CampaignActivationConnection, error) {
-	opts := []CampaignActivationPaginateOption{
-		WithCampaignActivationOrder(orderBy),
-	}
-	alias := graphql.GetFieldContext(ctx).Field.Alias
-	totalCount, hasTotalCount := _m.Edges.totalCount[1][alias]
-	if nodes, err := _m.NamedActivations(alias); err == nil || hasTotalCount {
-		pager, err := newCampaignActivationPager(opts, last != nil)
-		if err != nil {
-			return nil, err
-		}
-		conn := &CampaignActivationConnection{Edges: []*CampaignActivationEdge{}, TotalCount: totalCount}
-		conn.build(nodes, pager, after, first, before, last)
-		return conn, nil
-	}
-	return _m.QueryActivations().Paginate(ctx, after, first, before, last, opts...)
 }
 
 func (_m *CampaignActivation) Campaign(ctx context.Context) (*Campaign, error) {

@@ -27,8 +27,7 @@ func (r *queryResolver) Nodes(ctx context.Context, ids []pulid.ID) ([]ent.Noder,
 
 // Campaigns is the resolver for the campaigns field.
 func (r *queryResolver) Campaigns(ctx context.Context, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.CampaignOrder, where *ent.CampaignWhereInput) (*ent.CampaignConnection, error) {
-	return r.client.Campaign.Query().Paginate(ctx, after, first, before, last,
-		ent.WithCampaignOrder(orderBy), ent.WithCampaignFilter(where.Filter))
+	return r.svc.Campaigns(ctx, service.Page{After: after, First: first, Before: before, Last: last}, where, orderBy)
 }
 
 // Segments is the resolver for the segments field.
@@ -38,8 +37,7 @@ func (r *queryResolver) Segments(ctx context.Context, after *entgql.Cursor[pulid
 
 // Users is the resolver for the users field.
 func (r *queryResolver) Users(ctx context.Context, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.UserOrder, where *ent.UserWhereInput) (*ent.UserConnection, error) {
-	return r.client.User.Query().Paginate(ctx, after, first, before, last,
-		ent.WithUserOrder(orderBy), ent.WithUserFilter(where.Filter))
+	return r.svc.Users(ctx, service.Page{After: after, First: first, Before: before, Last: last}, where, orderBy)
 }
 
 // Campaign returns generated.CampaignResolver implementation.

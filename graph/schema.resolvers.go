@@ -29,6 +29,11 @@ func (r *campaignResolver) ActivationCount(ctx context.Context, obj *ent.Campaig
 	return obj.QueryActivations().Count(ctx)
 }
 
+// Activations is the resolver for the activations field.
+func (r *campaignResolver) Activations(ctx context.Context, obj *ent.Campaign, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.CampaignActivationOrder) (*ent.CampaignActivationConnection, error) {
+	return r.svc.Activations(ctx, obj, service.Page{After: after, First: first, Before: before, Last: last}, orderBy)
+}
+
 // Value is the resolver for the value field.
 func (r *conditionResolver) Value(ctx context.Context, obj *ent.Condition) (any, error) {
 	if obj.Value == nil {
@@ -137,11 +142,7 @@ func (r *queryResolver) User(ctx context.Context, userID string) (*ent.User, err
 
 // Events is the resolver for the events field.
 func (r *queryResolver) Events(ctx context.Context, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, where *ent.EventWhereInput, orderBy *ent.EventOrder) (*ent.EventConnection, error) {
-	if orderBy == nil {
-		orderBy = &ent.EventOrder{Field: ent.EventOrderFieldReceivedAt, Direction: entgql.OrderDirectionDesc}
-	}
-	return r.client.Event.Query().Paginate(ctx, after, first, before, last,
-		ent.WithEventOrder(orderBy), ent.WithEventFilter(where.Filter))
+	return r.svc.Events(ctx, service.Page{After: after, First: first, Before: before, Last: last}, where, orderBy)
 }
 
 // ExplainMembership is the resolver for the explainMembership field.
@@ -180,11 +181,7 @@ func (r *segmentResolver) Campaigns(ctx context.Context, obj *ent.Segment) ([]*e
 
 // Members is the resolver for the members field.
 func (r *segmentResolver) Members(ctx context.Context, obj *ent.Segment, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, where *ent.MembershipWhereInput, orderBy *ent.MembershipOrder) (*ent.MembershipConnection, error) {
-	if orderBy == nil {
-		orderBy = &ent.MembershipOrder{Field: ent.MembershipOrderFieldEnteredAt, Direction: entgql.OrderDirectionDesc}
-	}
-	return obj.QueryMemberships().Paginate(ctx, after, first, before, last,
-		ent.WithMembershipOrder(orderBy), ent.WithMembershipFilter(where.Filter))
+	return r.svc.Members(ctx, obj, service.Page{After: after, First: first, Before: before, Last: last}, where, orderBy)
 }
 
 // Stats is the resolver for the stats field.

@@ -362,6 +362,43 @@ func (t *Tailer) Head() Cursor {
 	return t.pos
 }
 
+// Within reports whether c is a position of the log: at or before the
+// last position the table has ever assigned, whatever this Tailer has read
+// so far (another replica may have delivered rows this one has not
+// polled yet). On SQLite that is the table's largest rowid, or its
+// AUTOINCREMENT counter if larger (rows may have been deleted); on
+// PostgreSQL a transaction id that has been assigned (below the current
+// snapshot's xmax) and a sequence value that has been handed out. A cursor
+// beyond that can only be made up or from another database; a stream from
+// it would wait, silently, for the log to catch up with it.
+func (t *Tailer) Within(ctx context.Context, c Cursor) (bool, error) {
+	if t.dialect == Postgres {
+		var ok bool
+		err := t.db.QueryRowContext(ctx, `SELECT $1::text::xid8 < pg_snapshot_xmax(pg_current_snapshot())
+			AND $2 <= COALESCE(pg_sequence_last_value(pg_get_serial_sequence($3, $4)::regclass), 0)`,
+			strconv.FormatUint(c.Tx, 10), c.Seq, t.src.Table, t.src.SeqColumn).Scan(&ok)
+		if err != nil {
+			return false, fmt.Errorf("live.Within(%s): %w", t.src.Table, err)
+		}
+		return ok, nil
+	}
+	if c.Tx != 0 {
+		return false, nil // SQLite cursors have no transaction part
+	}
+	var last int64
+	err := t.db.QueryRowContext(ctx, fmt.Sprintf(`SELECT MAX(
+		COALESCE((SELECT MAX(rowid) FROM %[1]s), 0),
+		COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '%[1]s'), 0))`, t.src.Table)).Scan(&last)
+	if err != nil && strings.Contains(err.Error(), "no such table: sqlite_sequence") {
+		// No AUTOINCREMENT table in the database.
+		err = t.db.QueryRowContext(ctx, fmt.Sprintf(`SELECT COALESCE(MAX(rowid), 0) FROM %s`, t.src.Table)).Scan(&last)
+	}
+	if err != nil {
+		return false, fmt.Errorf("live.Within(%s): %w", t.src.Table, err)
+	}
+	return c.Seq <= last, nil
+}
+
 // Stream sends send every row with key (all rows if key is empty) after
 // `after`, in log order, then every new one as it commits, until ctx ends
 // or send returns false. With after nil it starts at the current end. It

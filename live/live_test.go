@@ -286,3 +286,76 @@ func TestOrderAcrossTxidDigitBoundary(t *testing.T) {
 		t.Fatalf("stream from the end delivered %v, want [r5]", got)
 	}
 }
+
+// TestWithin: a cursor is within the log when the table has reached it,
+// even if this Tailer has not read that far (another replica delivered
+// it): the cursor of a row inserted after the Tailer last read is within;
+// one past the last row, or with a transaction id not yet assigned, is
+// not; the last row's cursor stays within after the row is deleted.
+func TestWithin(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, databaseURL string) {
+		ctx := context.Background()
+		st, err := store.Open(ctx, databaseURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		logTable(t, st)
+		d := live.SQLite
+		q := `SELECT 0, id FROM log ORDER BY id DESC LIMIT 1`
+		if st.Dialect == "postgres" {
+			d = live.Postgres
+			q = `SELECT log_txid::text::bigint, id FROM log ORDER BY id DESC LIMIT 1`
+		}
+		// Never run: its position stays at the (empty) start.
+		tl, err := live.NewTailer(ctx, st.DB, d, live.Source{Table: "log", SeqColumn: "id", KeyColumn: "k", Topic: "log"},
+			pubsub.NewMemory(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		within := func(c live.Cursor) bool {
+			t.Helper()
+			ok, err := tl.Within(ctx, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ok
+		}
+		if within(live.Cursor{Seq: 1}) {
+			t.Errorf("cursor 0.1 is within an empty log")
+		}
+		for _, k := range []string{"a", "b", "c"} {
+			insert(t, st.DB, st.Dialect, k)
+		}
+		var last live.Cursor
+		if err := st.DB.QueryRow(q).Scan(&last.Tx, &last.Seq); err != nil {
+			t.Fatal(err)
+		}
+		if tl.Head() != (live.Cursor{}) {
+			t.Fatalf("the tailer moved: %v", tl.Head())
+		}
+		if !within(last) {
+			t.Errorf("the last row's cursor %v is not within the log (the tailer is at %v)", last, tl.Head())
+		}
+		if !within(live.Cursor{Tx: last.Tx, Seq: 1}) {
+			t.Errorf("an earlier cursor is not within the log")
+		}
+		beyond := []live.Cursor{{Tx: last.Tx, Seq: last.Seq + 1}, {Tx: last.Tx, Seq: last.Seq + 1000}}
+		if st.Dialect == "postgres" {
+			beyond = append(beyond, live.Cursor{Tx: last.Tx + 1_000_000, Seq: last.Seq})
+		} else {
+			beyond = append(beyond, live.Cursor{Tx: 7, Seq: 1}) // SQLite cursors have no transaction part
+		}
+		for _, c := range beyond {
+			if within(c) {
+				t.Errorf("cursor %v is within a log whose last row is %v", c, last)
+			}
+		}
+		if _, err := st.DB.Exec(`DELETE FROM log WHERE k = 'c'`); err != nil {
+			t.Fatal(err)
+		}
+		if !within(last) {
+			t.Errorf("the cursor of the deleted last row %v is no longer within the log", last)
+		}
+	})
+}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -131,41 +130,42 @@ func TestGraphQLBadInput(t *testing.T) {
 
 // TestRateLimit: with RateLimit 0.5 and RateBurst 5, a key's 6th request in a
 // burst is answered 429 with Retry-After, on /v1 and on GraphQL, and is not
-// stored; other keys are not affected; after Retry-After the key works again.
+// stored; other keys are not affected; once the Retry-After has passed, each
+// limited key works again, and not before. The limiter runs on an injected
+// clock that moves only when the test says: the buckets do not refill while
+// a slow machine sends the burst, and each key is checked after its own
+// Retry-After (a wall-clock version waited for the /v1 key's Retry-After and
+// then checked the GraphQL key, limited later, and failed under load).
 func TestRateLimit(t *testing.T) {
 	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
-		srv := testenv.StartServer(t, dbURL, func(c *server.Config) { c.RateLimit, c.RateBurst = 0.5, 5 })
+		var (
+			clockMu sync.Mutex
+			now     = time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
+		)
+		clock := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return now }
+		advance := func(d time.Duration) { clockMu.Lock(); defer clockMu.Unlock(); now = now.Add(d) }
+		srv := testenv.StartServer(t, dbURL, func(c *server.Config) { c.RateLimit, c.RateBurst, c.RateClock = 0.5, 5, clock })
 		track := func(key, user string) *v1Response {
 			return postV1(t, srv, "track", mustJSON(t, map[string]any{"userId": user, "event": "Ping"}), map[string]string{"Authorization": basic(key)})
 		}
 		// burst sends 5 requests at once with a new key, then a 6th, and
-		// returns the statuses; the 6th must come within 2 s of the first
-		// (the time the bucket takes to refill one token at 0.5/s, slow
-		// enough for the race detector on a loaded machine), or the burst
-		// is tried again with a new key.
-		burst := func(newKey func() string, send func(key string, i int) (int, http.Header, string)) (key string, statuses []int, last http.Header, lastBody string) {
-			for try := 0; try < 5; try++ {
-				key = newKey()
-				statuses = make([]int, 6)
-				start := time.Now()
-				var wg sync.WaitGroup
-				for i := range 5 {
-					wg.Add(1)
-					go func() { defer wg.Done(); statuses[i], _, _ = send(key, i) }()
-				}
-				wg.Wait()
-				statuses[5], last, lastBody = send(key, 5)
-				if statuses[5] == http.StatusTooManyRequests || time.Since(start) < 2*time.Second {
-					return
-				}
-				t.Logf("burst %d took %v: the bucket refilled; again", try, time.Since(start))
+		// returns the statuses.
+		burst := func(key string, send func(key string, i int) (int, http.Header, string)) (statuses []int, last http.Header, lastBody string) {
+			statuses = make([]int, 6)
+			var wg sync.WaitGroup
+			for i := range 5 {
+				wg.Add(1)
+				go func() { defer wg.Done(); statuses[i], _, _ = send(key, i) }()
 			}
+			wg.Wait()
+			statuses[5], last, lastBody = send(key, 5)
 			return
 		}
 		n := 0
 		newWriter := func() string { n++; return newKey(t, srv, fmt.Sprintf("writer-%d", n), auth.RoleWrite) }
 		var refusedUser string // the user of the 6th track: the refused one
-		w1, statuses, h, body := burst(newWriter, func(key string, i int) (int, http.Header, string) {
+		w1 := newWriter()
+		statuses, h, body := burst(w1, func(key string, i int) (int, http.Header, string) {
 			user := fmt.Sprintf("burst-%s-%d", key[len(key)-6:], i)
 			if i == 5 {
 				refusedUser = user
@@ -179,9 +179,9 @@ func TestRateLimit(t *testing.T) {
 		if fmt.Sprint(statuses) != "[200 200 200 200 200 429]" {
 			t.Fatalf("/v1: statuses %v, want five 200 then 429 (%s)", statuses, body)
 		}
-		retry, err := strconv.Atoi(h.Get("Retry-After"))
-		if err != nil || retry < 1 || retry > 2 {
-			t.Errorf("/v1: Retry-After %q, want 1 or 2 seconds", h.Get("Retry-After"))
+		// One token refills in 2 s at 0.5/s, and the clock has not moved.
+		if got := h.Get("Retry-After"); got != "2" {
+			t.Errorf("/v1: Retry-After %q, want 2 seconds", got)
 		}
 		var v1Err v1Response
 		_ = json.Unmarshal([]byte(body), &v1Err)
@@ -193,8 +193,11 @@ func TestRateLimit(t *testing.T) {
 			t.Errorf("another key after the burst: %d %s", r.Status, r.Raw)
 		}
 
+		// The GraphQL key is limited 1.5 s later than the /v1 key.
+		advance(1500 * time.Millisecond)
 		newReader := func() string { n++; return newKey(t, srv, fmt.Sprintf("reader-%d", n), auth.RoleRead) }
-		r1, statuses, h, body := burst(newReader, func(key string, _ int) (int, http.Header, string) {
+		r1 := newReader()
+		statuses, h, body = burst(r1, func(key string, _ int) (int, http.Header, string) {
 			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/graphql", strings.NewReader(`{"query":"{ __typename }"}`))
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("Authorization", "Bearer "+key)
@@ -212,18 +215,24 @@ func TestRateLimit(t *testing.T) {
 		// A GraphQL client gets a GraphQL error it can read.
 		var gqlErr testenv.Response
 		_ = json.Unmarshal([]byte(body), &gqlErr)
-		if h.Get("Retry-After") == "" || len(gqlErr.Errors) != 1 || gqlErr.Errors[0].Code() != "RATE_LIMITED" {
-			t.Errorf("GraphQL 429: Retry-After %q, body %s; want a GraphQL error with code RATE_LIMITED", h.Get("Retry-After"), body)
+		if h.Get("Retry-After") != "2" || len(gqlErr.Errors) != 1 || gqlErr.Errors[0].Code() != "RATE_LIMITED" {
+			t.Errorf("GraphQL 429: Retry-After %q, body %s; want 2 and a GraphQL error with code RATE_LIMITED", h.Get("Retry-After"), body)
 		}
 		if r := srv.Client(newReader()).Do(t, `{ __typename }`, nil); r.Status != http.StatusOK || len(r.Errors) > 0 {
 			t.Errorf("another READ key after the burst: %d %+v", r.Status, r.Errors)
 		}
 
-		// After Retry-After, the limited keys work again.
-		time.Sleep(time.Duration(retry) * time.Second)
+		// 0.5 s later (2 s after its burst) the /v1 key works again; the
+		// GraphQL key, limited later, does not yet.
+		advance(500 * time.Millisecond)
 		if r := track(w1, "after-wait"); r.Status != http.StatusOK {
 			t.Errorf("/v1 after Retry-After: %d %s", r.Status, r.Raw)
 		}
+		if r := srv.Client(r1).Do(t, `{ __typename }`, nil); r.Status != http.StatusTooManyRequests {
+			t.Errorf("GraphQL 0.5 s after its 429 (Retry-After 2): %d, want 429", r.Status)
+		}
+		// After its own Retry-After, the GraphQL key works again.
+		advance(1500 * time.Millisecond)
 		if r := srv.Client(r1).Do(t, `{ __typename }`, nil); r.Status != http.StatusOK {
 			t.Errorf("GraphQL after Retry-After: %d %+v", r.Status, r.Errors)
 		}

@@ -20,18 +20,22 @@ import (
 type limiters struct {
 	rate  rate.Limit
 	burst int
+	now   func() time.Time // the buckets' clock: time.Now, or a test's
 	mu    sync.Mutex
 	keys  map[pulid.ID]*rate.Limiter
 }
 
-func newLimiters(perSecond float64, burst int) *limiters {
+func newLimiters(perSecond float64, burst int, now func() time.Time) *limiters {
 	if perSecond <= 0 {
 		return nil
 	}
 	if burst <= 0 {
 		burst = int(math.Max(1, perSecond*2))
 	}
-	return &limiters{rate: rate.Limit(perSecond), burst: burst, keys: map[pulid.ID]*rate.Limiter{}}
+	if now == nil {
+		now = time.Now
+	}
+	return &limiters{rate: rate.Limit(perSecond), burst: burst, now: now, keys: map[pulid.ID]*rate.Limiter{}}
 }
 
 // wait returns 0 if the key may make a request now, or how long it must
@@ -47,9 +51,10 @@ func (l *limiters) wait(key pulid.ID) time.Duration {
 		l.keys[key] = lim
 	}
 	l.mu.Unlock()
-	res := lim.Reserve()
-	if d := res.Delay(); d > 0 {
-		res.Cancel()
+	now := l.now()
+	res := lim.ReserveN(now, 1)
+	if d := res.DelayFrom(now); d > 0 {
+		res.CancelAt(now)
 		return d
 	}
 	return 0

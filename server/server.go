@@ -55,6 +55,9 @@ type Config struct {
 	RateLimit float64
 	// RateBurst is how many requests a key may make at once; default 2×RateLimit.
 	RateBurst int
+	// RateClock is the rate limiter's clock; default time.Now. Tests
+	// inject their own to refill buckets deterministically.
+	RateClock func() time.Time
 	// Now is the service's clock; default time.Now. Tests inject their own.
 	Now func() time.Time
 	// WebsocketInitTimeout is how long a websocket may stay open without a
@@ -143,7 +146,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if cfg.Now != nil {
 		s.svc.Now = cfg.Now
 	}
-	s.limits = newLimiters(cfg.RateLimit, cfg.RateBurst)
+	s.limits = newLimiters(cfg.RateLimit, cfg.RateBurst, cfg.RateClock)
 	if s.FirstAdminKey, err = s.keys.EnsureAdmin(ctx, cfg.AdminKey); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("server.New: %w", err)

@@ -56,6 +56,11 @@ func (s *Service) MembersAt(ctx context.Context, segmentID pulid.ID, at time.Tim
 	}
 	var afterRef pulid.ID
 	if after != nil {
+		// The list's cursors are user IDs: a cursor of another list
+		// would silently start elsewhere.
+		if after.ID.Prefix() != "usr" || after.Value != nil {
+			return nil, segmentd.Invalid("after", "this cursor is not from a membersAt list")
+		}
 		afterRef = after.ID
 	}
 	conn := &PastMemberConnection{Edges: []*PastMemberEdge{}}

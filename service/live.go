@@ -179,17 +179,38 @@ func stream[T any](ctx context.Context, log *slog.Logger, t *live.Tailer, after 
 	return ch
 }
 
+// parseAfter reads the `after` cursor of a subscription on t's log: nil
+// for none (start now); BAD_USER_INPUT on "after" for one that does not
+// parse or that lies beyond the end of the log, which no change ever had
+// (made up, or from another database): a stream from it would deliver
+// nothing until the log passed it. A cursor within the table is accepted
+// even if this replica's tailer has not read that far yet. Every
+// subscription that takes a cursor goes through here.
+func parseAfter(ctx context.Context, t *live.Tailer, after *string) (*live.Cursor, error) {
+	if after == nil || *after == "" {
+		return nil, nil
+	}
+	c, err := live.ParseCursor(*after)
+	if err != nil {
+		return nil, segmentd.Invalid("after", "%v", err)
+	}
+	ok, err := t.Within(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("service.parseAfter: %w", err)
+	}
+	if !ok {
+		return nil, segmentd.Invalid("after", "cursor %s is beyond the end of the log: no change has it; resume from the cursor of a change you received, or subscribe without one to start now", *after)
+	}
+	return &c, nil
+}
+
 // MembershipChanges streams the entries and exits of one segment (or of all,
 // if segmentID is nil) after the cursor `after`, then live. Without a cursor
 // it starts now.
 func (l *Live) MembershipChanges(ctx context.Context, segmentID *pulid.ID, after *string) (<-chan *MembershipChange, error) {
-	var cur *live.Cursor
-	if after != nil && *after != "" {
-		c, err := live.ParseCursor(*after)
-		if err != nil {
-			return nil, segmentd.Invalid("after", "%v", err)
-		}
-		cur = &c
+	cur, err := parseAfter(ctx, l.changes, after)
+	if err != nil {
+		return nil, err
 	}
 	key := ""
 	if segmentID != nil {

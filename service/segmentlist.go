@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/segmentd/segmentd"
 	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ent/predicate"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segment"
 	"github.com/segmentd/segmentd/ent/segmentcounter"
@@ -72,47 +72,86 @@ type SegmentOrder struct {
 // the request (see WithRequestCache), so that Segment.totalUsers costs no
 // query per row.
 func (s *Service) Segments(ctx context.Context, after *ent.Cursor, first *int, before *ent.Cursor, last *int, where *ent.SegmentWhereInput, order *SegmentOrder) (*ent.SegmentConnection, error) {
-	var (
-		conn *ent.SegmentConnection
-		err  error
-	)
 	if order == nil {
 		order = &SegmentOrder{Direction: entgql.OrderDirectionAsc}
 	}
 	if err := order.Direction.Validate(); err != nil {
 		return nil, segmentd.Invalid("orderBy.direction", "%v", err)
 	}
+	segID := func(n *ent.Segment) pulid.ID { return n.ID }
+	var (
+		ks  keyset[ent.Segment]
+		err error
+	)
 	switch order.Field {
 	case SegmentOrderTotalUsers, SegmentOrderNewLast7Days:
-		conn, err = s.segmentsByAggregate(ctx, after, first, before, last, where, order)
-	default:
-		var eo *ent.SegmentOrder
+		expr := s.orderExpr(order.Field, s.Now())
+		ks = keyset[ent.Segment]{prefix: "seg", field: string(order.Field), desc: order.Direction == entgql.OrderDirectionDesc,
+			idCol: segment.FieldID, value: expr, selectAs: segmentOrderValueColumn, id: segID,
+			of: func(n *ent.Segment) (any, error) {
+				raw, err := n.Value(segmentOrderValueColumn)
+				if err != nil {
+					return nil, err
+				}
+				v, ok := toInt64(raw)
+				if !ok {
+					return nil, fmt.Errorf("order value %T", raw)
+				}
+				return v, nil
+			}}
+	case SegmentOrderName, SegmentOrderCreatedAt, SegmentOrderUpdatedAt, "":
+		var field *ent.SegmentOrderField
 		switch order.Field {
 		case SegmentOrderName:
-			eo = &ent.SegmentOrder{Direction: order.Direction, Field: ent.SegmentOrderFieldName}
+			field = ent.SegmentOrderFieldName
 		case SegmentOrderCreatedAt:
-			eo = &ent.SegmentOrder{Direction: order.Direction, Field: ent.SegmentOrderFieldCreatedAt}
+			field = ent.SegmentOrderFieldCreatedAt
 		case SegmentOrderUpdatedAt:
-			eo = &ent.SegmentOrder{Direction: order.Direction, Field: ent.SegmentOrderFieldUpdatedAt}
-		case "":
-			eo = &ent.SegmentOrder{Direction: order.Direction, Field: ent.DefaultSegmentOrder.Field}
+			field = ent.SegmentOrderFieldUpdatedAt
 		default:
-			return nil, segmentd.Invalid(segmentOrderValueArgument, "%q is not a segment order field", order.Field)
+			field = ent.DefaultSegmentOrder.Field
 		}
-		conn, err = s.Client.Segment.Query().Paginate(ctx, after, first, before, last,
-			ent.WithSegmentOrder(eo), ent.WithSegmentFilter(where.Filter))
+		ks, err = entKeyset("seg", segmentOrderColumns, field.String(), order.Direction, segID, field.Value)
+		if err != nil {
+			return nil, err
+		}
+	default:
+		return nil, segmentd.Invalid(segmentOrderValueArgument, "%q is not a segment order field", order.Field)
 	}
+	q, err := where.Filter(s.Client.Segment.Query())
 	if err != nil {
 		return nil, err
 	}
-	if c := requestCacheFrom(ctx); c != nil && len(conn.Edges) > 0 && order.Field != SegmentOrderTotalUsers {
-		ids := make([]pulid.ID, len(conn.Edges))
-		for i, e := range conn.Edges {
-			ids[i] = e.Node.ID
-		}
-		totals, err := s.totalUsers(ctx, ids)
-		if err != nil {
-			return nil, err
+	p, err := paginate(ctx, q, Page{After: after, First: first, Before: before, Last: last}, ks,
+		func(q *ent.SegmentQuery, f func(*sql.Selector)) *ent.SegmentQuery {
+			return q.Where(predicate.Segment(f))
+		},
+		func(q *ent.SegmentQuery, f func(*sql.Selector)) *ent.SegmentQuery {
+			return q.Order(segment.OrderOption(f))
+		})
+	if err != nil {
+		return nil, fmt.Errorf("service.Segments: %w", err)
+	}
+	conn := &ent.SegmentConnection{PageInfo: p.PageInfo, TotalCount: p.TotalCount,
+		Edges: edgesOf(p, func(n *ent.Segment, c ent.Cursor) *ent.SegmentEdge { return &ent.SegmentEdge{Node: n, Cursor: c} })}
+	if c := requestCacheFrom(ctx); c != nil && len(conn.Edges) > 0 {
+		totals := make(map[pulid.ID]int, len(conn.Edges))
+		if order.Field == SegmentOrderTotalUsers {
+			for _, e := range conn.Edges {
+				v, err := ks.of(e.Node)
+				if err != nil {
+					return nil, fmt.Errorf("service.Segments: %w", err)
+				}
+				totals[e.Node.ID] = int(v.(int64))
+			}
+		} else {
+			ids := make([]pulid.ID, len(conn.Edges))
+			for i, e := range conn.Edges {
+				ids[i] = e.Node.ID
+			}
+			if totals, err = s.totalUsers(ctx, ids); err != nil {
+				return nil, err
+			}
 		}
 		c.putTotals(totals)
 	}
@@ -145,133 +184,6 @@ func (s *Service) orderExpr(field SegmentOrderField, now time.Time) func(sel *sq
 			b.WriteString(" AS BIGINT)")
 		})
 	}
-}
-
-func (s *Service) segmentsByAggregate(ctx context.Context, after *ent.Cursor, first *int, before *ent.Cursor, last *int, where *ent.SegmentWhereInput, order *SegmentOrder) (*ent.SegmentConnection, error) {
-	switch {
-	case first != nil && last != nil:
-		return nil, segmentd.Invalid("first", "first and last together are not supported")
-	case first != nil && *first < 0:
-		return nil, segmentd.Invalid("first", "must not be negative, got %d", *first)
-	case last != nil && *last < 0:
-		return nil, segmentd.Invalid("last", "must not be negative, got %d", *last)
-	}
-	// A cursor's value is "FIELD:value": a zero would not survive the
-	// cursor's encoding (omitempty), and the prefix tells cursors of
-	// other orders apart.
-	prefix := string(order.Field) + ":"
-	cursorValue := func(name string, c *ent.Cursor) (int64, error) {
-		s, _ := c.Value.(string)
-		v, err := strconv.ParseInt(strings.TrimPrefix(s, prefix), 10, 64)
-		if !strings.HasPrefix(s, prefix) || err != nil {
-			return 0, segmentd.Invalid(name, "this cursor is not from a list ordered by %s", order.Field)
-		}
-		return v, nil
-	}
-	q, err := where.Filter(s.Client.Segment.Query())
-	if err != nil {
-		return nil, err
-	}
-	conn := &ent.SegmentConnection{Edges: []*ent.SegmentEdge{}}
-	if conn.TotalCount, err = q.Clone().Count(ctx); err != nil {
-		return nil, fmt.Errorf("service.Segments: count: %w", err)
-	}
-	expr := s.orderExpr(order.Field, s.Now())
-	desc := order.Direction == entgql.OrderDirectionDesc
-	reverse := last != nil
-	for _, c := range []struct {
-		cur   *ent.Cursor
-		name  string
-		later bool // rows after the cursor in the list's order
-	}{{after, "after", true}, {before, "before", false}} {
-		if c.cur == nil {
-			continue
-		}
-		v, err := cursorValue(c.name, c.cur)
-		if err != nil {
-			return nil, err
-		}
-		greater := c.later != desc
-		id := c.cur.ID
-		q = q.Where(func(sel *sql.Selector) {
-			op := " < "
-			if greater {
-				op = " > "
-			}
-			sel.Where(sql.P(func(b *sql.Builder) {
-				e := expr(sel)
-				b.WriteString("(").Join(e).WriteString(op).Arg(v).
-					WriteString(" OR (").Join(e).WriteString(" = ").Arg(v).
-					WriteString(" AND ").WriteString(sel.C(segment.FieldID)).WriteString(op).Arg(id).WriteString("))")
-			}))
-		})
-	}
-	limit := 0
-	switch {
-	case first != nil:
-		limit = *first + 1
-	case last != nil:
-		limit = *last + 1
-	}
-	if (first != nil && *first == 0) || (last != nil && *last == 0) {
-		return conn, nil
-	}
-	if limit > 0 {
-		q = q.Limit(limit)
-	}
-	rowsDesc := desc != reverse
-	q = q.Order(func(sel *sql.Selector) {
-		sel.AppendSelectExprAs(expr(sel), segmentOrderValueColumn)
-		dir := " ASC"
-		if rowsDesc {
-			dir = " DESC"
-		}
-		e := expr(sel)
-		sel.OrderExpr(sql.ExprFunc(func(b *sql.Builder) {
-			b.Join(e).WriteString(dir).Comma().WriteString(sel.C(segment.FieldID)).WriteString(dir)
-		}))
-	})
-	nodes, err := q.All(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("service.Segments: %w", err)
-	}
-	conn.PageInfo.HasNextPage = before != nil
-	conn.PageInfo.HasPreviousPage = after != nil
-	if first != nil && len(nodes) == *first+1 {
-		conn.PageInfo.HasNextPage = true
-		nodes = nodes[:*first]
-	} else if last != nil && len(nodes) == *last+1 {
-		conn.PageInfo.HasPreviousPage = true
-		nodes = nodes[:*last]
-	}
-	if reverse {
-		for i, j := 0, len(nodes)-1; i < j; i, j = i+1, j-1 {
-			nodes[i], nodes[j] = nodes[j], nodes[i]
-		}
-	}
-	totals := make(map[pulid.ID]int, len(nodes))
-	for _, n := range nodes {
-		raw, err := n.Value(segmentOrderValueColumn)
-		if err != nil {
-			return nil, fmt.Errorf("service.Segments: %w", err)
-		}
-		v, ok := toInt64(raw)
-		if !ok {
-			return nil, fmt.Errorf("service.Segments: order value %T", raw)
-		}
-		if order.Field == SegmentOrderTotalUsers {
-			totals[n.ID] = int(v)
-		}
-		conn.Edges = append(conn.Edges, &ent.SegmentEdge{Node: n, Cursor: ent.Cursor{ID: n.ID, Value: prefix + strconv.FormatInt(v, 10)}})
-	}
-	if c := requestCacheFrom(ctx); c != nil && order.Field == SegmentOrderTotalUsers {
-		c.putTotals(totals)
-	}
-	if n := len(conn.Edges); n > 0 {
-		conn.PageInfo.StartCursor = &conn.Edges[0].Cursor
-		conn.PageInfo.EndCursor = &conn.Edges[n-1].Cursor
-	}
-	return conn, nil
 }
 
 // toInt64 converts what a driver or a decoded cursor holds to an int64.

@@ -16,10 +16,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"net"
 	"net/http"
 	_ "net/http/pprof" // served only on SEGMENTD_PPROF_ADDR
+	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -42,6 +46,11 @@ func main() {
 	if errors.Is(err, errUsage) {
 		os.Exit(2)
 	}
+	var cerr *configError
+	if errors.As(err, &cerr) {
+		fmt.Fprintln(os.Stderr, "segmentd:", err)
+		os.Exit(2)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "segmentd:", err)
 		os.Exit(1)
@@ -49,6 +58,29 @@ func main() {
 }
 
 var errUsage = errors.New("usage")
+
+// configError is a mistake in the configuration (flags, environment, the
+// database named): main prints it and exits 2, before anything is created.
+type configError struct{ msg string }
+
+func (e *configError) Error() string { return e.msg }
+
+func configErrorf(format string, args ...any) error {
+	return &configError{msg: fmt.Sprintf(format, args...)}
+}
+
+// openExisting opens the database of an admin command: one that exists
+// and holds segmentd's schema, or a configError saying what is missing.
+func openExisting(ctx context.Context, databaseURL string) (*store.Store, error) {
+	if err := store.CheckURL(databaseURL); err != nil {
+		return nil, configErrorf("--database-url / DATABASE_URL: %v", err)
+	}
+	st, err := store.OpenExisting(ctx, databaseURL)
+	if errors.Is(err, store.ErrNoDatabase) {
+		return nil, &configError{msg: err.Error()}
+	}
+	return st, err
+}
 
 func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := "serve"
@@ -73,6 +105,11 @@ type common struct {
 	databaseURL string
 }
 
+func (c *common) registerEnv(fs *flag.FlagSet, env *envParser) {
+	fs.StringVar(&c.databaseURL, "database-url", env.str("DATABASE_URL", "segmentd.db"),
+		"database: a SQLite file path or sqlite:///path, or postgres://... (env DATABASE_URL)")
+}
+
 func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.databaseURL, "database-url", envOr("DATABASE_URL", "segmentd.db"),
 		"database: a SQLite file path or sqlite:///path, or postgres://... (env DATABASE_URL)")
@@ -89,28 +126,32 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		logLevel      string
 		logFormat     string
 	)
-	c.register(fs)
-	fs.StringVar(&cfg.Addr, "addr", envOr("SEGMENTD_ADDR", "localhost:8080"), "listen address (env SEGMENTD_ADDR)")
-	fs.StringVar(&origins, "allowed-origins", os.Getenv("SEGMENTD_ALLOWED_ORIGINS"),
+	var env envParser
+	c.registerEnv(fs, &env)
+	fs.StringVar(&cfg.Addr, "addr", env.str("SEGMENTD_ADDR", "localhost:8080"), "listen address (env SEGMENTD_ADDR)")
+	fs.StringVar(&origins, "allowed-origins", env.str("SEGMENTD_ALLOWED_ORIGINS", ""),
 		"comma-separated browser origins allowed besides the same origin, * for any (env SEGMENTD_ALLOWED_ORIGINS)")
-	fs.BoolVar(&introspection, "introspection", envBool("SEGMENTD_INTROSPECTION", true), "allow GraphQL introspection (env SEGMENTD_INTROSPECTION)")
-	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", envInt("SEGMENTD_MAX_BODY_BYTES", 1<<20), "largest GraphQL request body (env SEGMENTD_MAX_BODY_BYTES)")
-	fs.Int64Var(&cfg.MaxUploadBytes, "max-upload-bytes", envInt("SEGMENTD_MAX_UPLOAD_BYTES", 1<<30), "largest CSV upload (env SEGMENTD_MAX_UPLOAD_BYTES)")
-	fs.Float64Var(&cfg.RateLimit, "rate-limit", envFloat("SEGMENTD_RATE_LIMIT", 1000),
+	fs.BoolVar(&introspection, "introspection", env.bool("SEGMENTD_INTROSPECTION", true), "allow GraphQL introspection (env SEGMENTD_INTROSPECTION)")
+	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", env.int("SEGMENTD_MAX_BODY_BYTES", 1<<20), "largest GraphQL request body (env SEGMENTD_MAX_BODY_BYTES)")
+	fs.Int64Var(&cfg.MaxUploadBytes, "max-upload-bytes", env.int("SEGMENTD_MAX_UPLOAD_BYTES", 1<<30), "largest CSV upload (env SEGMENTD_MAX_UPLOAD_BYTES)")
+	fs.Float64Var(&cfg.RateLimit, "rate-limit", env.float("SEGMENTD_RATE_LIMIT", 1000),
 		"requests per second per API key, HTTP GraphQL and /v1; negative: no limit (env SEGMENTD_RATE_LIMIT)")
-	fs.IntVar(&cfg.RateBurst, "rate-burst", int(envInt("SEGMENTD_RATE_BURST", 0)),
+	fs.IntVar(&cfg.RateBurst, "rate-burst", int(env.int("SEGMENTD_RATE_BURST", 0)),
 		"requests a key may make at once; default twice the rate (env SEGMENTD_RATE_BURST)")
-	fs.StringVar(&logLevel, "log-level", envOr("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
-	fs.StringVar(&logFormat, "log-format", envOr("LOG_FORMAT", "text"), "text or json (env LOG_FORMAT)")
+	fs.StringVar(&logLevel, "log-level", env.str("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
+	fs.StringVar(&logFormat, "log-format", env.str("LOG_FORMAT", "text"), "text or json (env LOG_FORMAT)")
+	pprofAddr := env.str("SEGMENTD_PPROF_ADDR", "")
+	cfg.AdminKey = os.Getenv("SEGMENTD_ADMIN_KEY")
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage // the flag package printed the error and the usage
 	}
-	log, err := newLogger(stderr, logLevel, logFormat)
-	if err != nil {
-		return err
+	if fs.NArg() != 0 {
+		return configErrorf("unexpected arguments %q; serve takes flags only", fs.Args())
 	}
 	cfg.DatabaseURL = c.databaseURL
-	cfg.AdminKey = os.Getenv("SEGMENTD_ADMIN_KEY")
 	cfg.Introspection = &introspection
 	if origins != "" {
 		for _, o := range strings.Split(origins, ",") {
@@ -119,11 +160,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
+	if err := checkServeConfig(cfg, pprofAddr, env.errs); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, logLevel, logFormat)
+	if err != nil {
+		return &configError{msg: err.Error()}
+	}
 	srv, err := server.New(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	if addr := os.Getenv("SEGMENTD_PPROF_ADDR"); addr != "" {
+	if addr := pprofAddr; addr != "" {
 		// Profiling on a listener of its own, never on the public address.
 		go func() {
 			if err := http.ListenAndServe(addr, nil); err != nil {
@@ -169,11 +217,12 @@ func keys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "segmentd keys: unknown command %q; use create, list or revoke\n", sub)
 		return errUsage
 	}
-	st, err := store.Open(ctx, c.databaseURL)
+	st, err := openExisting(ctx, c.databaseURL)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	// Bring an older database's schema up to date: keys writes.
 	if err := st.Migrate(ctx); err != nil {
 		return err
 	}
@@ -239,14 +288,12 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintln(stderr, "usage: segmentd verify [--database-url URL] [--limit N]")
 		return errUsage
 	}
-	st, err := store.Open(ctx, c.databaseURL)
+	// Read only: no migration, and never a new database.
+	st, err := openExisting(ctx, c.databaseURL)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		return err
-	}
 	svc := service.New(st.Client, st.Dialect, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	rep, err := svc.Verify(ctx)
 	if err != nil {
@@ -287,7 +334,7 @@ func fmtTime(t *time.Time) string {
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level %q: use debug, info, warn or error", level)
+		return nil, fmt.Errorf("--log-level / LOG_LEVEL: %q is not debug, info, warn or error", level)
 	}
 	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
@@ -296,7 +343,7 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
-	return nil, fmt.Errorf("log format %q: use text or json", format)
+	return nil, fmt.Errorf("--log-format / LOG_FORMAT: %q is not text or json", format)
 }
 
 func envOr(key, def string) string {
@@ -306,28 +353,108 @@ func envOr(key, def string) string {
 	return def
 }
 
-func envBool(key string, def bool) bool {
-	switch strings.ToLower(os.Getenv(key)) {
+// envParser reads environment variables strictly: a value that does not
+// parse is an error naming the variable (in errs), never the default. An unset or empty variable is the default.
+type envParser struct{ errs []string }
+
+func (p *envParser) bad(key, v, want string) {
+	p.errs = append(p.errs, fmt.Sprintf("%s=%q: %s", key, v, want))
+}
+
+func (p *envParser) str(key, def string) string { return envOr(key, def) }
+
+func (p *envParser) bool(key string, def bool) bool {
+	v := strings.TrimSpace(os.Getenv(key))
+	switch strings.ToLower(v) {
+	case "":
+		return def
 	case "1", "true", "yes", "on":
 		return true
 	case "0", "false", "no", "off":
 		return false
 	}
+	p.bad(key, v, "not a boolean; use true or false")
 	return def
 }
 
-func envFloat(key string, def float64) float64 {
-	var f float64
-	if _, err := fmt.Sscan(os.Getenv(key), &f); err == nil && f != 0 {
-		return f
+func (p *envParser) int(key string, def int64) int64 {
+	v := strings.TrimSpace(os.Getenv(key))
+	if v == "" {
+		return def
 	}
-	return def
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		p.bad(key, v, "not a whole number")
+		return def
+	}
+	return n
 }
 
-func envInt(key string, def int64) int64 {
-	var n int64
-	if _, err := fmt.Sscan(os.Getenv(key), &n); err == nil && n > 0 {
-		return n
+func (p *envParser) float(key string, def float64) float64 {
+	v := strings.TrimSpace(os.Getenv(key))
+	if v == "" {
+		return def
 	}
-	return def
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		p.bad(key, v, "not a number")
+		return def
+	}
+	return f
+}
+
+// checkServeConfig validates the server's configuration as a whole, before
+// any file is created or port opened: every mistake is a configError that
+// names the flag and its variable.
+func checkServeConfig(cfg server.Config, pprofAddr string, envErrs []string) error {
+	errs := append([]string(nil), envErrs...)
+	bad := func(name, format string, args ...any) { errs = append(errs, name+": "+fmt.Sprintf(format, args...)) }
+	if err := checkAddr(cfg.Addr); err != nil {
+		bad("--addr / SEGMENTD_ADDR", "%v", err)
+	}
+	if err := store.CheckURL(cfg.DatabaseURL); err != nil {
+		bad("--database-url / DATABASE_URL", "%v", err)
+	}
+	if cfg.AdminKey != "" && len(cfg.AdminKey) < 16 {
+		bad("SEGMENTD_ADMIN_KEY", "must be at least 16 characters, got %d", len(cfg.AdminKey))
+	}
+	for _, o := range cfg.AllowedOrigins {
+		if u, err := url.Parse(o); o != "*" && (err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/")) {
+			bad("--allowed-origins / SEGMENTD_ALLOWED_ORIGINS", "%q is not an origin such as https://app.example.com (or *)", o)
+		}
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		bad("--max-body-bytes / SEGMENTD_MAX_BODY_BYTES", "must be positive, got %d", cfg.MaxBodyBytes)
+	}
+	if cfg.MaxUploadBytes <= 0 {
+		bad("--max-upload-bytes / SEGMENTD_MAX_UPLOAD_BYTES", "must be positive, got %d", cfg.MaxUploadBytes)
+	}
+	if cfg.RateLimit == 0 {
+		bad("--rate-limit / SEGMENTD_RATE_LIMIT", "must not be 0; a negative rate means no limit")
+	}
+	if cfg.RateBurst < 0 {
+		bad("--rate-burst / SEGMENTD_RATE_BURST", "must not be negative, got %d", cfg.RateBurst)
+	}
+	if pprofAddr != "" {
+		if err := checkAddr(pprofAddr); err != nil {
+			bad("SEGMENTD_PPROF_ADDR", "%v", err)
+		}
+	}
+	if len(errs) > 0 {
+		return &configError{msg: "bad configuration: " + strings.Join(errs, "; ")}
+	}
+	return nil
+}
+
+// checkAddr checks a listen address: host:port (host may be empty), the
+// port a number from 0 to 65535.
+func checkAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: the port must be a number from 0 to 65535", addr)
+	}
+	return nil
 }

@@ -16,7 +16,26 @@ import (
 	"time"
 
 	"github.com/segmentd/segmentd/internal/testenv"
+	"github.com/segmentd/segmentd/store"
 )
+
+// newDatabase creates a SQLite database with segmentd's schema, as the
+// first start of segmentd serve does, and returns its path: the admin
+// commands refuse a database that does not exist.
+func newDatabase(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "segmentd.db")
+	ctx := context.Background()
+	st, err := store.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
 
 // run runs realMain with args and returns what it printed.
 func run(t *testing.T, args ...string) (stdout, stderr string, err error) {
@@ -82,7 +101,7 @@ var columnsRE = regexp.MustCompile(`\s{2,}`)
 // nothing.
 func TestKeysCommands(t *testing.T) {
 	t.Chdir(t.TempDir()) // a command that fell back to ./segmentd.db would write there, not in the source tree
-	db := filepath.Join(t.TempDir(), "segmentd.db")
+	db := newDatabase(t)
 	readID, readSecret := createKey(t, db, "READ", "dashboard")
 	adminID, adminSecret := createKey(t, db, "admin", "ops") // roles are case-insensitive
 	if readSecret == adminSecret || readID == adminID {
@@ -181,7 +200,7 @@ func TestKeysCommands(t *testing.T) {
 // revokes while the server runs stops working at once.
 func TestKeysAuthenticateAgainstServer(t *testing.T) {
 	t.Chdir(t.TempDir()) // a command that fell back to ./segmentd.db would write there, not in the source tree
-	path := filepath.Join(t.TempDir(), "segmentd.db")
+	path := newDatabase(t)
 	_, adminSecret := createKey(t, path, "ADMIN", "ops")
 	srv := testenv.StartServer(t, "sqlite://"+path)
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,7 +13,7 @@ import (
 // succeeds; on a database with a membership but no ENTERED change in the
 // log it prints the discrepancy and fails (main exits 1).
 func TestVerifyCommand(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "verify.db")
+	db := newDatabase(t)
 	out, errOut, err := run(t, "verify", "--database-url", db)
 	if err != nil || !strings.Contains(out, "no discrepancies") {
 		t.Fatalf("verify on an empty database: %v\nstdout %q\nstderr %q", err, out, errOut)

@@ -42,8 +42,11 @@ func (Campaign) Fields() []ent.Field {
 func (Campaign) Edges() []ent.Edge {
 	return []ent.Edge{
 		edge.From("segment", Segment.Type).Ref("campaigns").Field("segment_ref").Unique(),
+		// Campaign.activations is declared in schema.graphqls and resolved
+		// by service.Activations: entgql's pagination of the edge (and its
+		// eager loading) applies cursors from the wrong end.
 		edge.To("activations", CampaignActivation.Type).
-			Annotations(entsql.OnDelete(entsql.Cascade), entgql.RelayConnection(), entgql.Skip(entgql.SkipWhereInput)),
+			Annotations(entsql.OnDelete(entsql.Cascade), entgql.Skip(entgql.SkipAll)),
 	}
 }
 

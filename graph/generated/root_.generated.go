@@ -1832,32 +1832,6 @@ type Campaign implements Node {
   createdAt: Time!
   updatedAt: Time!
   segment: Segment
-  activations(
-    """
-    Returns the elements in the list that come after the specified cursor.
-    """
-    after: Cursor
-
-    """
-    Returns the first _n_ elements from the list.
-    """
-    first: Int
-
-    """
-    Returns the elements in the list that come before the specified cursor.
-    """
-    before: Cursor
-
-    """
-    Returns the last _n_ elements from the list.
-    """
-    last: Int
-
-    """
-    Ordering options for CampaignActivations returned from the connection.
-    """
-    orderBy: CampaignActivationOrder
-  ): CampaignActivationConnection!
 }
 type CampaignActivation implements Node {
   id: ID!
@@ -2993,6 +2967,8 @@ extend type Segment {
 extend type Campaign {
   """How many users activated this campaign."""
   activationCount: Int!
+  """The campaign's activations, oldest first (by ID) unless orderBy says otherwise."""
+  activations(after: Cursor, first: Int, before: Cursor, last: Int, orderBy: CampaignActivationOrder): CampaignActivationConnection!
 }
 
 extend type User {
@@ -3317,10 +3293,10 @@ func (ec *executionContext) childFields_Campaign(ctx context.Context, field grap
 		return ec.fieldContext_Campaign_updatedAt(ctx, field)
 	case "segment":
 		return ec.fieldContext_Campaign_segment(ctx, field)
-	case "activations":
-		return ec.fieldContext_Campaign_activations(ctx, field)
 	case "activationCount":
 		return ec.fieldContext_Campaign_activationCount(ctx, field)
+	case "activations":
+		return ec.fieldContext_Campaign_activations(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Campaign", field.Name)
 }
