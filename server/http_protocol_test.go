@@ -256,6 +256,12 @@ func TestUnsupportedRequests(t *testing.T) {
 		r = sendGraphQL(t, srv, testenv.AdminKey, http.MethodPost, "", ct, body)
 		wantBadRequest(t, "subscription over multipart", r, http.StatusBadRequest, "subscription", "websocket")
 
+		// GET with variables or extensions that are not JSON.
+		r = sendGraphQL(t, srv, readKey, http.MethodGet, "query="+url.QueryEscape(`query($n: Int) { segments(first: $n) { totalCount } }`)+"&variables=%5B", "", nil)
+		wantBadRequest(t, "GET with malformed variables", r, http.StatusBadRequest, "variables")
+		r = sendGraphQL(t, srv, readKey, http.MethodGet, "query="+url.QueryEscape(`{ __typename }`)+"&extensions=x", "", nil)
+		wantBadRequest(t, "GET with malformed extensions", r, http.StatusBadRequest, "extensions")
+
 		// A mutation over GET is refused with a code too.
 		r = sendGraphQL(t, srv, testenv.AdminKey, http.MethodGet, "query="+url.QueryEscape(`mutation { deleteSegment(id: "seg_x") }`), "", nil)
 		wantBadRequest(t, "mutation over GET", r, http.StatusNotAcceptable, "GET")

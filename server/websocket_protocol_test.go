@@ -125,6 +125,8 @@ func TestTransportWSCloseCodes(t *testing.T) {
 			{name: "server-only type", init: bearerPayload(testenv.AdminKey), send: []string{`{"type":"next","id":"1","payload":{}}`}, code: 4400},
 			{name: "subscribe without id", init: bearerPayload(testenv.AdminKey), send: []string{`{"type":"subscribe","payload":` + liveSub + `}`}, code: 4400, reasonIn: "id"},
 			{name: "subscribe without payload", init: bearerPayload(testenv.AdminKey), send: []string{`{"type":"subscribe","id":"1"}`}, code: 4400, reasonIn: "payload"},
+			{name: "query not a string", init: bearerPayload(testenv.AdminKey), send: []string{`{"type":"subscribe","id":"1","payload":{"query":5}}`}, code: 4400, reasonIn: "query"},
+			{name: "variables not an object", init: bearerPayload(testenv.AdminKey), send: []string{`{"type":"subscribe","id":"1","payload":{"query":"{ __typename }","variables":[1]}}`}, code: 4400, reasonIn: "variables"},
 			{name: "init payload not an object", send: []string{`{"type":"connection_init","payload":"Bearer x"}`}, code: 4400, reasonIn: "payload"},
 			{name: "subscribe before init", send: []string{`{"type":"subscribe","id":"1","payload":` + liveSub + `}`}, code: 4401, reasonIn: "Unauthorized"},
 			{name: "bad key", send: []string{`{"type":"connection_init","payload":` + bearerPayload("sgd_wrong") + `}`}, code: 4403, reasonIn: "Forbidden"},

@@ -90,6 +90,9 @@ func (p *transportWS) incoming(data []byte) (v *violation, pong bool) {
 		if kind(m["payload"]) != "object" {
 			return invalid("subscribe needs a payload object"), false
 		}
+		if msg := checkSubscribePayload(m["payload"]); msg != "" {
+			return invalid("%s", msg), false
+		}
 		if p.active[id] {
 			return &violation{CloseSubscriberExists, "Subscriber for " + id + " already exists"}, false
 		}
@@ -152,6 +155,30 @@ func (p *transportWS) closeCode(code int, reason string) (int, string) {
 		return CloseInitTimeout, "Connection initialisation timeout"
 	}
 	return code, reason
+}
+
+// checkSubscribePayload returns what is wrong with a subscribe payload, as
+// the protocol's reference server checks it: query a string,
+// operationName a string or null, variables and extensions objects or null.
+func checkSubscribePayload(raw json.RawMessage) string {
+	var p map[string]json.RawMessage
+	if json.Unmarshal(raw, &p) != nil {
+		return "subscribe needs a payload object"
+	}
+	if _, ok := stringField(p["query"]); !ok {
+		return "the subscribe payload needs a query string"
+	}
+	if k := kind(p["operationName"]); k != "null" {
+		if _, ok := stringField(p["operationName"]); !ok {
+			return "operationName must be a string"
+		}
+	}
+	for _, f := range []string{"variables", "extensions"} {
+		if k := kind(p[f]); k != "object" && k != "null" {
+			return f + " must be an object"
+		}
+	}
+	return ""
 }
 
 func stringField(raw json.RawMessage) (string, bool) {
