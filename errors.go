@@ -20,6 +20,11 @@ const (
 	CodeInternal        Code = "INTERNAL"
 )
 
+// CodeBadRequest is a request that is not a GraphQL request the server
+// takes: malformed JSON, a batch, a wrong content type or method, a
+// subscription over plain HTTP.
+const CodeBadRequest Code = "BAD_REQUEST"
+
 // Error is an error a client can act on: it has a code, a message meant for
 // people, and, for bad input, the path of the field at fault.
 type Error struct {

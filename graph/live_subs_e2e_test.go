@@ -480,8 +480,12 @@ func TestLiveAuth(t *testing.T) {
 					if took < 400*time.Millisecond {
 						t.Fatalf("closed after %s, before the 500ms init timeout", took)
 					}
-					if ce.Code != websocket.CloseProtocolError {
-						t.Fatalf("close code %d (%q), want %d", ce.Code, ce.Text, websocket.CloseProtocolError)
+					want := websocket.CloseProtocolError // legacy graphql-ws
+					if proto == testenv.TransportWS {
+						want = 4408 // the protocol's init timeout
+					}
+					if ce.Code != want {
+						t.Fatalf("close code %d (%q), want %d", ce.Code, ce.Text, want)
 					}
 					if len(msgs) > 0 {
 						t.Fatalf("messages before the close: %+v", msgs)

@@ -88,8 +88,9 @@ func wsNextType(t *testing.T, conn *websocket.Conn, timeout time.Duration) strin
 
 // TestWebsocketInitTimeout: a client that opens a websocket and never sends
 // connection_init is closed by the server after WebsocketInitTimeout, with
-// 1002 "connection initialisation timeout"; one that sends it in time stays
-// open past the timeout.
+// 4408 "Connection initialisation timeout" on graphql-transport-ws (as its
+// protocol defines) and 1002 "connection initialisation timeout" on the
+// legacy graphql-ws; one that sends it in time stays open past the timeout.
 func TestWebsocketInitTimeout(t *testing.T) {
 	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
 		const timeout = time.Second
@@ -110,8 +111,12 @@ func TestWebsocketInitTimeout(t *testing.T) {
 
 				types, ce := wsReadUntilClose(t, silent, 10*timeout)
 				elapsed := time.Since(start)
-				if ce.Code != websocket.CloseProtocolError || ce.Text != "connection initialisation timeout" {
-					t.Fatalf("closed with %d %q, want 1002 \"connection initialisation timeout\"", ce.Code, ce.Text)
+				wantCode, wantText := websocket.CloseProtocolError, "connection initialisation timeout"
+				if proto == testenv.TransportWS {
+					wantCode, wantText = 4408, "Connection initialisation timeout"
+				}
+				if ce.Code != wantCode || ce.Text != wantText {
+					t.Fatalf("closed with %d %q, want %d %q", ce.Code, ce.Text, wantCode, wantText)
 				}
 				if elapsed < timeout-100*time.Millisecond || elapsed > 4*timeout {
 					t.Fatalf("closed after %s; the timeout is %s", elapsed, timeout)

@@ -18,12 +18,18 @@ import (
 var ingestionFields = map[string]bool{"trackEvent": true, "trackEvents": true, "identify": true}
 
 // requireKey authenticates every HTTP request to the GraphQL endpoint by its
-// key. A websocket upgrade passes: its key arrives in connection_init and
-// websocketInit checks it there.
+// key. A websocket upgrade passes: websocketInit checks its key at
+// connection_init, from the init payload or the upgrade's Authorization
+// header, kept in the context for it.
 func (s *Server) requireKey(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodOptions || isWebsocketUpgrade(r) {
+		if r.Method == http.MethodOptions {
 			next.ServeHTTP(w, r)
+			return
+		}
+		if isWebsocketUpgrade(r) {
+			ctx := context.WithValue(r.Context(), upgradeAuthorizationKey{}, r.Header.Get("Authorization"))
+			next.ServeHTTP(w, r.WithContext(ctx))
 			return
 		}
 		p, err := s.keys.Authenticate(r.Context(), auth.BearerToken(r.Header.Get("Authorization")))
@@ -49,11 +55,31 @@ func isWebsocketUpgrade(r *http.Request) bool {
 	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
 }
 
-// websocketInit authenticates a websocket by the key in its connection_init
-// payload. A bad key closes the socket with 4403, which graphql-ws clients
-// treat as fatal: they do not reconnect in a loop.
+type upgradeAuthorizationKey struct{}
+
+// websocketAuthorization is the Authorization a websocket presents: in its
+// connection_init payload as {"Authorization": ...} or {"headers":
+// {"Authorization": ...}} (either spelled authorization too), or else the
+// Authorization header of its upgrade request.
+func websocketAuthorization(ctx context.Context, payload transport.InitPayload) string {
+	if a := payload.Authorization(); a != "" {
+		return a
+	}
+	if headers, ok := payload["headers"].(map[string]any); ok {
+		if a := transport.InitPayload(headers).Authorization(); a != "" {
+			return a
+		}
+	}
+	a, _ := ctx.Value(upgradeAuthorizationKey{}).(string)
+	return a
+}
+
+// websocketInit authenticates a websocket at connection_init by its key
+// (websocketAuthorization). A bad or missing key closes the socket with
+// 4403, which graphql-ws clients treat as fatal: they do not reconnect in a
+// loop.
 func (s *Server) websocketInit(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
-	p, err := s.keys.Authenticate(ctx, auth.BearerToken(payload.Authorization()))
+	p, err := s.keys.Authenticate(ctx, auth.BearerToken(websocketAuthorization(ctx, payload)))
 	if err != nil {
 		ctx = transport.WithWebsocketCloseCode(ctx, 4403)
 		ctx = transport.AppendCloseReason(ctx, "Forbidden: "+err.Error())

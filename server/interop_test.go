@@ -83,8 +83,10 @@ func interopDir(t *testing.T) string {
 	if _, err := exec.LookPath("node"); err != nil {
 		missing("node is not on PATH")
 	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@segment", "analytics-node")); err != nil {
-		missing(dir + "/node_modules is not installed")
+	for _, pkg := range []string{"@segment/analytics-node", "@apollo/client", "@urql/core", "graphql-request"} {
+		if _, err := os.Stat(filepath.Join(dir, "node_modules", pkg)); err != nil {
+			missing(dir + "/node_modules is not installed (or is missing " + pkg + ")")
+		}
 	}
 	return dir
 }

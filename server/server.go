@@ -243,7 +243,7 @@ func (s *Server) closeAll() error {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	gql := s.graphqlHandler()
-	mux.Handle("/graphql", s.cors(s.requireKey(s.limitBody(gql))))
+	mux.Handle("/graphql", s.cors(s.requireKey(s.limitBody(s.graphqlHTTP(gql)))))
 	v1 := s.cors(http.MaxBytesHandler(http.HandlerFunc(s.v1), segmentapi.MaxBatchBytes+1<<20))
 	mux.Handle("POST /v1/{type}", v1)
 	mux.Handle("OPTIONS /v1/{type}", v1)
@@ -399,8 +399,10 @@ func (s *Server) graphqlHandler() http.Handler {
 	if *s.cfg.Introspection {
 		srv.Use(extension.Introspection{})
 	}
+	srv.Use(newPersistedQueries(persistedQueryCacheBytes))
 	srv.Use(extension.FixedComplexityLimit(s.cfg.MaxComplexity))
 	srv.Use(depthLimit{Max: s.cfg.MaxDepth})
+	srv.AroundOperations(refuseHTTPSubscriptions)
 	srv.AroundOperations(authorize)
 	srv.AroundOperations(requestCache)
 	srv.AroundFields(capPages)

@@ -5,9 +5,16 @@
 // The connection it returns enforces gqlgen's PayloadReadLimit (SetReadLimit)
 // and PingPongInterval (SetReadDeadline), serializes writes, bounds every write
 // with a timeout, and closes with the code and reason gqlgen asks for (4403
-// from an InitFunc, 1002 on an init timeout, ...) so the client sees them: the
-// close frame is sent first and the TCP connection is closed only after the
-// peer answers it or a short grace period ends.
+// from an InitFunc, ...) so the client sees them: the close frame is sent
+// first and the TCP connection is closed only after the peer answers it or a
+// short grace period ends.
+//
+// A client offering several subprotocols gets the first one it lists that
+// gqlgen speaks. On graphql-transport-ws the connection enforces the
+// protocol's close codes in front of gqlgen (see protocol.go): 4400 for an
+// invalid message, 4401 for a subscribe before connection_ack, 4408 for the
+// init timeout, 4409 for an id already in use, 4429 for a second
+// connection_init.
 package wsgorilla
 
 import (
@@ -87,12 +94,21 @@ func (i Implementation) Accept(w http.ResponseWriter, r *http.Request, opts tran
 	if readBuf == 0 {
 		readBuf = 1024 // GraphQL messages from clients are small
 	}
+	// gorilla picks the first of its own list that the client offers; the
+	// client's order is the one that counts.
+	protocols := slices.Clone(opts.Subprotocols)
+	for _, offered := range websocket.Subprotocols(r) {
+		if slices.Contains(opts.Subprotocols, offered) {
+			protocols = []string{offered}
+			break
+		}
+	}
 	upgrader := websocket.Upgrader{
 		ReadBufferSize:    readBuf,
 		WriteBufferSize:   i.WriteBufferSize,
 		WriteBufferPool:   writeBuffers,
 		EnableCompression: i.EnableCompression,
-		Subprotocols:      slices.Clone(opts.Subprotocols),
+		Subprotocols:      protocols,
 		CheckOrigin:       checkOrigin,
 	}
 	ws, err := upgrader.Upgrade(w, r, opts.ResponseHeader)
@@ -105,6 +121,9 @@ func (i Implementation) Accept(w http.ResponseWriter, r *http.Request, opts tran
 		writeTimeout = DefaultWriteTimeout
 	}
 	c := &conn{ws: ws, writeTimeout: writeTimeout}
+	if ws.Subprotocol() == TransportWS {
+		c.proto = newTransportWS()
+	}
 	// Safety net: gqlgen closes the connection before (or, from a goroutine,
 	// just after) its handler returns, except on a few error paths (a
 	// connection_init payload that is not an object). Close those too, after
@@ -146,6 +165,7 @@ func SameOrigin(r *http.Request) bool {
 type conn struct {
 	ws           *websocket.Conn
 	writeTimeout time.Duration
+	proto        *transportWS // graphql-transport-ws only; nil on graphql-ws
 
 	readMu  sync.Mutex
 	readErr error // first error from gorilla's NextReader; gorilla's errors are permanent
@@ -178,17 +198,32 @@ func (c *conn) NextReader() (int, io.Reader, error) {
 		return 0, nil, c.mapReadError(c.readErr)
 	}
 
-	messageType, r, err := c.ws.NextReader()
-	if err == nil {
-		var data []byte
-		// Reading the whole message keeps gorilla's reader out of the
-		// caller's hands, so closeLater can take over reading safely.
-		if data, err = io.ReadAll(r); err == nil {
-			return messageType, bytes.NewReader(data), nil
+	for {
+		messageType, r, err := c.ws.NextReader()
+		if err == nil {
+			var data []byte
+			// Reading the whole message keeps gorilla's reader out of the
+			// caller's hands, so closeLater can take over reading safely.
+			if data, err = io.ReadAll(r); err == nil {
+				if c.proto != nil {
+					v, pong := c.proto.incoming(data)
+					if v != nil {
+						_ = c.WriteClose(v.code, v.reason)
+						return 0, nil, transport.ErrWebsocketClosed
+					}
+					if pong {
+						// A ping before connection_ack: gqlgen reads
+						// only connection_init until then.
+						_ = c.writeMessage([]byte(`{"type":"pong"}`))
+						continue
+					}
+				}
+				return messageType, bytes.NewReader(data), nil
+			}
 		}
+		c.readErr = err
+		return messageType, nil, c.mapReadError(err)
 	}
-	c.readErr = err
-	return messageType, nil, c.mapReadError(err)
 }
 
 func (c *conn) mapReadError(err error) error {
@@ -204,13 +239,21 @@ func (c *conn) WriteJSON(v any) error {
 	if err != nil {
 		return err
 	}
+	if c.proto != nil && !c.proto.outgoing(data) {
+		return nil
+	}
+	return c.writeMessage(data)
+}
 
+// writeMessage writes data as one text message. A failed write closes the
+// connection.
+func (c *conn) writeMessage(data []byte) error {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	if err := c.ws.SetWriteDeadline(time.Now().Add(c.writeTimeout)); err != nil {
 		return err
 	}
-	err = c.ws.WriteMessage(websocket.TextMessage, data)
+	err := c.ws.WriteMessage(websocket.TextMessage, data)
 	if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
 		// The stream is broken (or the peer stopped reading): end the
 		// connection so the read loop, and gqlgen with it, finishes too.
@@ -227,6 +270,9 @@ func (c *conn) WriteJSON(v any) error {
 // a grace period. It does not block on the peer. Calls after the first do
 // nothing.
 func (c *conn) WriteClose(code int, reason string) error {
+	if c.proto != nil {
+		code, reason = c.proto.closeCode(code, reason)
+	}
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()

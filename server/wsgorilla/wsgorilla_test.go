@@ -272,22 +272,37 @@ func TestInitFuncCloseCodeReachesClient(t *testing.T) {
 	}
 }
 
+// A socket that sends no connection_init in time is closed with 4408 on
+// graphql-transport-ws (its protocol's code; gqlgen asks for 1002) and with
+// gqlgen's 1002 on graphql-ws.
 func TestInitTimeoutClosesSilentSocket(t *testing.T) {
 	t.Parallel()
-	log := newErrorLog()
-	_, srv := newServer(t, transport.Websocket{InitTimeout: 200 * time.Millisecond, CloseFunc: log.closeFunc})
-	start := time.Now() // before the server's timer starts
-	c := dial(t, srv, transportWS)
-	ce := closeError(t, c)
-	elapsed := time.Since(start)
-	if ce.Code != websocket.CloseProtocolError || ce.Text != "connection initialisation timeout" {
-		t.Fatalf("close frame %d %q, want 1002 %q", ce.Code, ce.Text, "connection initialisation timeout")
-	}
-	if elapsed < 200*time.Millisecond || elapsed > 3*time.Second {
-		t.Errorf("closed after %v, want about 200ms", elapsed)
-	}
-	if code := log.waitClosed(t); code != websocket.CloseProtocolError {
-		t.Errorf("CloseFunc code %d, want 1002", code)
+	for _, tc := range []struct {
+		proto string
+		code  int
+		text  string
+	}{
+		{transportWS, 4408, "Connection initialisation timeout"},
+		{legacyWS, websocket.CloseProtocolError, "connection initialisation timeout"},
+	} {
+		t.Run(tc.proto, func(t *testing.T) {
+			t.Parallel()
+			log := newErrorLog()
+			_, srv := newServer(t, transport.Websocket{InitTimeout: 200 * time.Millisecond, CloseFunc: log.closeFunc})
+			start := time.Now() // before the server's timer starts
+			c := dial(t, srv, tc.proto)
+			ce := closeError(t, c)
+			elapsed := time.Since(start)
+			if ce.Code != tc.code || ce.Text != tc.text {
+				t.Fatalf("close frame %d %q, want %d %q", ce.Code, ce.Text, tc.code, tc.text)
+			}
+			if elapsed < 200*time.Millisecond || elapsed > 3*time.Second {
+				t.Errorf("closed after %v, want about 200ms", elapsed)
+			}
+			if code := log.waitClosed(t); code != websocket.CloseProtocolError {
+				t.Errorf("CloseFunc code %d, want gqlgen's 1002", code)
+			}
+		})
 	}
 }
 
@@ -518,14 +533,18 @@ func closeWith(code int) func(c *websocket.Conn) error {
 }
 
 // gqlgen returns without closing the socket when the connection_init payload
-// is not an object; the adapter closes it anyway once the handler is done.
+// is not an object; on graphql-ws the adapter closes it anyway once the
+// handler is done (1011); on graphql-transport-ws it refuses the message
+// first, with the protocol's 4400.
 func TestAbandonedConnectionIsClosed(t *testing.T) {
 	t.Parallel()
 	_, srv := newServer(t, transport.Websocket{})
-	c := dial(t, srv, transportWS)
-	send(t, c, message{Type: "connection_init", Payload: json.RawMessage(`5`)})
-	if ce := closeError(t, c); ce.Code != websocket.CloseInternalServerErr {
-		t.Fatalf("close frame %d %q, want 1011", ce.Code, ce.Text)
+	for proto, code := range map[string]int{legacyWS: websocket.CloseInternalServerErr, transportWS: 4400} {
+		c := dial(t, srv, proto)
+		send(t, c, message{Type: "connection_init", Payload: json.RawMessage(`5`)})
+		if ce := closeError(t, c); ce.Code != code {
+			t.Fatalf("%s: close frame %d %q, want %d", proto, ce.Code, ce.Text, code)
+		}
 	}
 }
 
