@@ -16,10 +16,12 @@ import (
 )
 
 // DefaultMaxQueryCost is the default of --max-query-cost: every README
-// example, a page of 1,000 members with their users, one growth series of
-// 10,000 points and GraphiQL's introspection fit; a page of members each
-// with their own segments' pages does not.
-const DefaultMaxQueryCost = 50000
+// example, GraphiQL's introspection, a page of 1,000 members with their
+// users, a page of 1,000 events with their outcomes, a growth series of
+// 10,000 points and a page of 100 segments with their condition trees fit;
+// a page of members each with their own segments' pages, 200 growth series
+// or 500 explanations do not.
+const DefaultMaxQueryCost = 200000
 
 // DefaultListSize is the size the cost estimate assumes for a list field
 // that has no page or list argument (a user's memberships, an event's
@@ -33,7 +35,9 @@ var costRules = querycost.Rules{
 	DefaultPage: MaxPage, // capPages gives a connection asked for with neither first nor last MaxPage items
 	DefaultList: DefaultListSize,
 	Weights: map[string]int64{
-		"Query.explainMembership":  500, // replays the user's latest evaluated event
+		// Replays the user's latest evaluated event: 500 of them took
+		// 11.5 s of CPU (issue 12), about 23 ms each.
+		"Query.explainMembership":  2000,
 		"Segment.stats":            10,
 		"Segment.growth":           10,
 		"Segment.membersAt":        10,
@@ -41,12 +45,10 @@ var costRules = querycost.Rules{
 	},
 	Sizes: map[string]func(map[string]any) int64{
 		"Segment.growth": growthPoints,
-		// A condition tree holds at most trigger.MaxNodes conditions
-		// however it nests: its root pays for all of them, each level of
-		// children once.
-		"Segment.condition":  func(map[string]any) int64 { return trigger.MaxNodes },
-		"Condition.children": func(map[string]any) int64 { return 1 },
 	},
+	// A condition tree holds at most trigger.MaxNodes conditions however it
+	// nests.
+	Trees: map[string]int64{"Condition.children": trigger.MaxNodes},
 	PageItems: map[string]bool{
 		"TrackBatchResult.results": true, // one per input of trackEvents
 	},

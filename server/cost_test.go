@@ -62,7 +62,10 @@ func TestQueryCostFigures(t *testing.T) {
 			map[string]any{"in": []any{map[string]any{}, map[string]any{}, map[string]any{}, map[string]any{}}}, 1 + 1 + 4*(1+1)},
 		{"a fragment costs what it selects, at each spread", `{ segments(first: 2) { edges { node { ...S ...S } } } } fragment S on Segment { id name }`, nil,
 			1 + 2*(1+1+4)},
-		{"weights", `query($s: ID!) { explainMembership(segmentId: $s, userId: "u") { member } }`, map[string]any{"s": "x"}, 500 + 1},
+		{"weights", `query($s: ID!) { explainMembership(segmentId: $s, userId: "u") { member } }`, map[string]any{"s": "x"}, 2000 + 1},
+		{"a condition tree: 200 times its dearest level, not the product of its levels",
+			`{ segments(first: 1) { edges { node { condition { id kind children { id children { ...C children { id } } } } } } } } fragment C on Condition { id kind property }`, nil,
+			1 + (1 + (1 + (1 + 2 + (1 + 200*(1+3)))))},
 		{"__typename is free", `{ __typename segments(first: 1) { __typename } }`, nil, 1},
 	}
 	for _, c := range cases {

@@ -399,11 +399,11 @@ func (s *Server) graphqlHandler() http.Handler {
 	if *s.cfg.Introspection {
 		srv.Use(extension.Introspection{})
 	}
+	srv.Use(depthLimit{Max: s.cfg.MaxDepth})
 	// The cost estimate replaces gqlgen's complexity limit, which walks
 	// every fragment spread anew: exponential on fragments that spread the
 	// next one twice.
 	srv.Use(costLimit{Max: s.cfg.MaxQueryCost, Schema: es.Schema()})
-	srv.Use(depthLimit{Max: s.cfg.MaxDepth})
 	srv.AroundOperations(authorize(es.Schema()))
 	srv.AroundOperations(requestCache)
 	srv.AroundFields(fieldRoles)

@@ -35,6 +35,11 @@ type Rules struct {
 	// its arguments, such as the points of a time series; the field and
 	// what it selects are paid that many times, as for a list.
 	Sizes map[string]func(args map[string]any) int64
+	// Trees names the list fields ("Type.field") that nest in themselves
+	// and hold at most so many items in all, however deep (the children of
+	// a condition tree): the field pays that many times the dearest level
+	// selected, not the product of the levels.
+	Trees map[string]int64
 	// PageItems names the fields ("Type.field") that hold the items of
 	// their parent's page: the parent field's page size multiplies them.
 	// The edges and nodes of any type whose name ends in "Connection" are
@@ -45,7 +50,7 @@ type Rules struct {
 // Estimate returns the cost of op, an operation of the validated document
 // doc, with its variables.
 func Estimate(schema *ast.Schema, doc *ast.QueryDocument, op *ast.OperationDefinition, vars map[string]any, rules Rules) int64 {
-	e := estimator{schema: schema, vars: vars, rules: rules, fragments: map[string]*cost{}}
+	e := estimator{schema: schema, vars: vars, rules: rules, fragments: map[string]*cost{}, levels: map[string]*int64{}}
 	if e.rules.DefaultList == 0 {
 		e.rules.DefaultList = 1
 	}
@@ -78,6 +83,7 @@ type estimator struct {
 	vars      map[string]any
 	rules     Rules
 	fragments map[string]*cost
+	levels    map[string]*int64 // tree level costs of fragments, by tree field and name
 }
 
 func (e *estimator) selectionSet(set ast.SelectionSet, parent string) cost {
@@ -152,6 +158,9 @@ func (e *estimator) field(f *ast.Field, parent string) int64 {
 	if isList && e.isPageItems(parent, f.Name) {
 		isList = false // the parent's page multiplies it
 	}
+	if n, ok := e.rules.Trees[key]; ok {
+		return add(weight, mul(n, max(1, e.level(f.SelectionSet, typeName, key))))
+	}
 	_, sized := e.rules.Sizes[key]
 	n := e.size(f, key, isList)
 	if isList || sized {
@@ -159,6 +168,41 @@ func (e *estimator) field(f *ast.Field, parent string) int64 {
 		return add(weight, mul(n, max(1, add(children.flat, children.perItem))))
 	}
 	return add(add(weight, children.flat), mul(n, children.perItem))
+}
+
+// level is the cost of the dearest level of a tree (the tree field
+// "Type.field" tree) selected by set: the fields of one item other than the
+// tree field, or a deeper level.
+func (e *estimator) level(set ast.SelectionSet, parent, tree string) int64 {
+	var own, deepest int64
+	for _, sel := range set {
+		switch s := sel.(type) {
+		case *ast.Field:
+			if strings.HasPrefix(s.Name, "__") {
+				continue
+			}
+			if parent+"."+s.Name == tree {
+				own = add(own, 1)
+				deepest = max(deepest, e.level(s.SelectionSet, parent, tree))
+				continue
+			}
+			own = add(own, e.field(s, parent))
+		case *ast.InlineFragment:
+			own = add(own, e.level(s.SelectionSet, parent, tree))
+		case *ast.FragmentSpread:
+			key := tree + " " + s.Name
+			l, ok := e.levels[key]
+			if !ok {
+				l = new(int64)
+				e.levels[key] = l
+				if s.Definition != nil {
+					*l = e.level(s.Definition.SelectionSet, parent, tree)
+				}
+			}
+			own = add(own, *l)
+		}
+	}
+	return max(own, deepest)
 }
 
 // size is how many items a field returns: its own rule, else first/last,
