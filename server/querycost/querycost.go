@@ -209,7 +209,10 @@ func (e *estimator) level(set ast.SelectionSet, parent, tree string) int64 {
 // else the default page of a field that takes first, else the length of a
 // list argument, else DefaultList for a list, 1 for an object.
 func (e *estimator) size(f *ast.Field, key string, isList bool) int64 {
-	args := f.ArgumentMap(e.vars)
+	var args map[string]any
+	if len(f.Definition.Arguments) > 0 {
+		args = f.ArgumentMap(e.vars)
+	}
 	if fn, ok := e.rules.Sizes[key]; ok {
 		return clamp(fn(args), 0, Max)
 	}
