@@ -406,6 +406,7 @@ fragment R on __Type { kind name ofType { kind name ofType { kind name ofType { 
 				t.Fatalf("%s: the walk found no denied field", root)
 			}
 			forbidden(t, root+": every reachable field", writer.Do(t, q, nil), denied...)
+			t.Logf("%s: %d reachable fields selected, %d denied", root, len(refs), len(denied))
 
 			// Each denied field alone: refused.
 			for _, ref := range refs {
