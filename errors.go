@@ -17,6 +17,7 @@ const (
 	CodeNotFound        Code = "NOT_FOUND"
 	CodeConflict        Code = "CONFLICT"
 	CodeRateLimited     Code = "RATE_LIMITED"
+	CodeCostLimit       Code = "COST_LIMIT" // a query's estimated cost is over the limit
 	CodeInternal        Code = "INTERNAL"
 )
 

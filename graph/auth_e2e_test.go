@@ -122,7 +122,7 @@ func TestRolesPerOperation(t *testing.T) {
 			t.Fatalf("refused createCampaign wrote %q", names)
 		}
 		// ADMIN's createSegment ran; what READ sees is what ADMIN sees.
-		q := `{ segments(orderBy: {field: NAME, direction: ASC}) { totalCount edges { node { ` + segmentFields + ` } } } }` + condFragment
+		q := `{ segments(first: 100, orderBy: {field: NAME, direction: ASC}) { totalCount edges { node { ` + segmentFields + ` } } } }` + condFragment
 		asRead, asAdmin := clients["READ"].Do(t, q, nil), admin.Do(t, q, nil)
 		if len(asRead.Errors)+len(asAdmin.Errors) != 0 || string(asRead.Data) != string(asAdmin.Data) {
 			t.Fatalf("READ sees %s %+v\nADMIN sees %s %+v", asRead.Data, asRead.Errors, asAdmin.Data, asAdmin.Errors)

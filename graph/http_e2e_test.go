@@ -68,7 +68,7 @@ func TestHealthAndGraphiQL(t *testing.T) {
 // deepQuery selects segments down through `levels` levels of condition
 // children: the query nests levels+5 deep.
 func deepQuery(levels int) string {
-	return `{ segments { edges { node { condition { ` + strings.Repeat("children { ", levels) + `id` +
+	return `{ segments(first: 10) { edges { node { condition { ` + strings.Repeat("children { ", levels) + `id` +
 		strings.Repeat(" }", levels) + ` } } } } }`
 }
 

@@ -134,15 +134,24 @@ func TestIngestKeyRoles(t *testing.T) {
 		write := srv.Client(ingKey(t, srv, auth.RoleWrite))
 		read := srv.Client(ingKey(t, srv, auth.RoleRead))
 
-		// WRITE ingests, and sees what its events did.
-		r := ingTrack(t, write, map[string]any{"event": "Sign Up", "userId": "w1", "traits": ingFacebook})
-		if len(r.EnteredSegments) != 1 || len(r.ActivatedCampaigns) != 1 {
+		// WRITE ingests, and sees what its events did (the fields its role
+		// may read: TestWriteKeySchemaWalk).
+		const writeFields = `duplicate enteredSegments { id name } activatedCampaigns { id name } event { id messageId outcomes { entered reason } }`
+		var r struct{ TrackEvent ingTrackResult }
+		write.MustDo(t, `mutation($in: TrackInput!) { trackEvent(input: $in) { `+writeFields+` } }`,
+			map[string]any{"in": map[string]any{"event": "Sign Up", "userId": "w1", "traits": ingFacebook}}, &r)
+		if len(r.TrackEvent.EnteredSegments) != 1 || len(r.TrackEvent.ActivatedCampaigns) != 1 {
 			t.Fatalf("WRITE trackEvent: %+v", r)
 		}
-		if b := ingTrackBatch(t, write, []map[string]any{{"event": "Sign Up", "userId": "w2"}, {"event": "Other", "userId": "w3"}}); b.Accepted != 2 {
+		var b struct{ TrackEvents ingBatchResult }
+		write.MustDo(t, `mutation($ins: [TrackInput!]!) { trackEvents(inputs: $ins) { accepted duplicates results { `+writeFields+` } } }`,
+			map[string]any{"ins": []map[string]any{{"event": "Sign Up", "userId": "w2"}, {"event": "Other", "userId": "w3"}}}, &b)
+		if b.TrackEvents.Accepted != 2 {
 			t.Fatalf("WRITE trackEvents: %+v", b)
 		}
-		if u := ingIdentify(t, write, map[string]any{"userId": "w2", "traits": map[string]any{"plan": "pro"}}); u.Traits["plan"] != "pro" {
+		var u struct{ Identify ingUser }
+		write.MustDo(t, `mutation { identify(input: {userId: "w2", traits: {plan: "pro"}}) { userId traits } }`, nil, &u)
+		if u.Identify.Traits["plan"] != "pro" {
 			t.Fatalf("WRITE identify: %+v", u)
 		}
 		events, users := ingEventCount(t, admin, nil), ingUserCount(t, admin)

@@ -14,9 +14,6 @@ import (
 	"github.com/segmentd/segmentd/auth"
 )
 
-// ingestionFields are the mutations a WRITE key may call.
-var ingestionFields = map[string]bool{"trackEvent": true, "trackEvents": true, "identify": true}
-
 // requireKey authenticates every HTTP request to the GraphQL endpoint by its
 // key. A websocket upgrade passes: websocketInit checks its key at
 // connection_init, from the init payload or the upgrade's Authorization
@@ -95,9 +92,16 @@ func (s *Server) websocketInit(ctx context.Context, payload transport.InitPayloa
 
 // authorize checks, before anything runs, that the caller's role allows
 // every root field of the operation: queries and subscriptions need READ or
-// ADMIN; ingestion mutations WRITE or ADMIN; other mutations ADMIN. A refused
-// operation returns no data at all.
-func authorize(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+// ADMIN; ingestion mutations (writeRules) WRITE or ADMIN; other mutations
+// ADMIN. Then, for a WRITE key, that it allows every field the operation
+// selects (checkFieldRoles). A refused operation returns no data at all.
+func authorize(schema *ast.Schema) graphql.OperationMiddleware {
+	return func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+		return authorizeOperation(ctx, schema, next)
+	}
+}
+
+func authorizeOperation(ctx context.Context, schema *ast.Schema, next graphql.OperationHandler) graphql.ResponseHandler {
 	oc := graphql.GetOperationContext(ctx)
 	p := auth.FromContext(ctx)
 	if p == nil {
@@ -115,7 +119,7 @@ func authorize(ctx context.Context, next graphql.OperationHandler) graphql.Respo
 		case ast.Query, ast.Subscription:
 			allowed = p.CanRead()
 		case ast.Mutation:
-			if ingestionFields[name] {
+			if writeRules["Mutation."+name] {
 				allowed = p.CanIngest()
 			} else {
 				allowed = p.CanAdmin()
@@ -124,6 +128,9 @@ func authorize(ctx context.Context, next graphql.OperationHandler) graphql.Respo
 		if !allowed {
 			return errorResponse(ctx, segmentd.CodeForbidden, "a %s key may not use %s %s", p.Role, oc.Operation.Operation, name)
 		}
+	}
+	if errs := checkFieldRoles(schema, oc.Operation, p); len(errs) > 0 {
+		return graphql.OneShot(&graphql.Response{Errors: errs})
 	}
 	return next(ctx)
 }

@@ -45,7 +45,6 @@ type Config struct {
 	MaxBodyBytes    int64         // largest GraphQL request body; default 1 MiB
 	MaxUploadBytes  int64         // largest multipart upload (CSV imports); default 1 GiB
 	MaxDepth        int           // deepest query; default 15
-	MaxComplexity   int           // default 5000
 	MaxTokens       int           // largest query in tokens; default 10000
 	Introspection   *bool         // default true
 	AllowedOrigins  []string      // browser origins allowed besides the same origin ("*" for any)
@@ -63,6 +62,10 @@ type Config struct {
 	// WebsocketInitTimeout is how long a websocket may stay open without a
 	// connection_init before it is closed; default 10s.
 	WebsocketInitTimeout time.Duration
+
+	// MaxQueryCost is the largest estimated cost of an operation (see
+	// querycost); default DefaultMaxQueryCost, negative: no limit.
+	MaxQueryCost int64
 }
 
 func (c *Config) setDefaults() {
@@ -81,8 +84,8 @@ func (c *Config) setDefaults() {
 	if c.MaxDepth == 0 {
 		c.MaxDepth = 15
 	}
-	if c.MaxComplexity == 0 {
-		c.MaxComplexity = 5000
+	if c.MaxQueryCost == 0 {
+		c.MaxQueryCost = DefaultMaxQueryCost
 	}
 	if c.MaxTokens == 0 {
 		c.MaxTokens = 10000
@@ -400,11 +403,15 @@ func (s *Server) graphqlHandler() http.Handler {
 		srv.Use(extension.Introspection{})
 	}
 	srv.Use(newPersistedQueries(persistedQueryCacheBytes))
-	srv.Use(extension.FixedComplexityLimit(s.cfg.MaxComplexity))
 	srv.Use(depthLimit{Max: s.cfg.MaxDepth})
+	// The cost estimate replaces gqlgen's complexity limit, which walks
+	// every fragment spread anew: exponential on fragments that spread the
+	// next one twice.
+	srv.Use(costLimit{Max: s.cfg.MaxQueryCost, Schema: es.Schema()})
 	srv.AroundOperations(refuseHTTPSubscriptions)
-	srv.AroundOperations(authorize)
+	srv.AroundOperations(authorize(es.Schema()))
 	srv.AroundOperations(requestCache)
+	srv.AroundFields(fieldRoles)
 	srv.AroundFields(capPages)
 	srv.SetErrorPresenter(presentError(s.log))
 	srv.SetRecoverFunc(recoverPanic(s.log))

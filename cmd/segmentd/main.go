@@ -134,6 +134,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&introspection, "introspection", env.bool("SEGMENTD_INTROSPECTION", true), "allow GraphQL introspection (env SEGMENTD_INTROSPECTION)")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", env.int("SEGMENTD_MAX_BODY_BYTES", 1<<20), "largest GraphQL request body (env SEGMENTD_MAX_BODY_BYTES)")
 	fs.Int64Var(&cfg.MaxUploadBytes, "max-upload-bytes", env.int("SEGMENTD_MAX_UPLOAD_BYTES", 1<<30), "largest CSV upload (env SEGMENTD_MAX_UPLOAD_BYTES)")
+	fs.Int64Var(&cfg.MaxQueryCost, "max-query-cost", env.int("SEGMENTD_MAX_QUERY_COST", server.DefaultMaxQueryCost),
+		"largest estimated cost of a GraphQL operation; negative: no limit (env SEGMENTD_MAX_QUERY_COST)")
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", env.float("SEGMENTD_RATE_LIMIT", 1000),
 		"requests per second per API key, HTTP GraphQL and /v1; negative: no limit (env SEGMENTD_RATE_LIMIT)")
 	fs.IntVar(&cfg.RateBurst, "rate-burst", int(env.int("SEGMENTD_RATE_BURST", 0)),
