@@ -162,7 +162,7 @@ func TestStreamStress(t *testing.T) {
 					connCtx, disconnect := context.WithCancel(subCtx)
 					budget := -1
 					if k.resume {
-						budget = 1 + rng.IntN(150)
+						budget = 1 + rng.IntN(40)
 					}
 					_ = tl.Stream(connCtx, &after, k.key, func(r live.Row) bool {
 						if k.slow && rng.IntN(50) == 0 {
@@ -251,7 +251,7 @@ func TestStreamStress(t *testing.T) {
 			if len(got) != len(want) {
 				t.Fatalf("subscriber %d (key %q): got %d rows, the table has %d", i, s.key, len(got), len(want))
 			}
-			if kinds[i].resume && resumes < 2 {
+			if kinds[i].resume && len(want) > 80 && resumes < 2 { // at most 40 rows a connection
 				t.Errorf("subscriber %d never resumed from a stored cursor (%d connections)", i, resumes)
 			}
 		}
