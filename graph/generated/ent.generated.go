@@ -20,6 +20,7 @@ import (
 	"github.com/segmentd/segmentd/ent/importjob"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/schema"
+	"github.com/segmentd/segmentd/ent/schema/jsonmap"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segment"
 	"github.com/segmentd/segmentd/service"
@@ -1603,8 +1604,8 @@ func (ec *executionContext) _Event_properties(ctx context.Context, field graphql
 			return obj.Properties, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v map[string]any) graphql.Marshaler {
-			return ec.marshalNMap2map(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v jsonmap.Map) graphql.Marshaler {
+			return ec.marshalNMap2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋschemaᚋjsonmapᚐMap(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1626,8 +1627,8 @@ func (ec *executionContext) _Event_traits(ctx context.Context, field graphql.Col
 			return obj.Traits, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v map[string]any) graphql.Marshaler {
-			return ec.marshalNMap2map(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v jsonmap.Map) graphql.Marshaler {
+			return ec.marshalNMap2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋschemaᚋjsonmapᚐMap(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1649,8 +1650,8 @@ func (ec *executionContext) _Event_context(ctx context.Context, field graphql.Co
 			return obj.Context, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v map[string]any) graphql.Marshaler {
-			return ec.marshalNMap2map(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v jsonmap.Map) graphql.Marshaler {
+			return ec.marshalNMap2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋschemaᚋjsonmapᚐMap(ctx, selections, v)
 		},
 		true,
 		true,
@@ -3920,8 +3921,8 @@ func (ec *executionContext) _User_traits(ctx context.Context, field graphql.Coll
 			return obj.Traits, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v map[string]any) graphql.Marshaler {
-			return ec.marshalNMap2map(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v jsonmap.Map) graphql.Marshaler {
+			return ec.marshalNMap2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋschemaᚋjsonmapᚐMap(ctx, selections, v)
 		},
 		true,
 		true,
