@@ -396,6 +396,7 @@ func (s *Server) graphqlHandler() http.Handler {
 	if *s.cfg.Introspection {
 		srv.Use(extension.Introspection{})
 	}
+	srv.Use(literalNumbers{MaxTokens: s.cfg.MaxTokens})
 	srv.Use(extension.FixedComplexityLimit(s.cfg.MaxComplexity))
 	srv.Use(depthLimit{Max: s.cfg.MaxDepth})
 	srv.AroundOperations(authorize)

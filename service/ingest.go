@@ -2,8 +2,10 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -291,7 +293,39 @@ func checkMap(field string, m map[string]any) error {
 		}
 		return nil
 	}
-	return walk(m, 0)
+	if err := walk(m, 0); err != nil {
+		return err
+	}
+	// Numbers outside float64 and NUL characters: neither store could
+	// keep them readable (see segmentd.CheckValue).
+	if err := segmentd.CheckValue(field, m); err != nil {
+		return err
+	}
+	toFloats(m)
+	return nil
+}
+
+// toFloats stores every number as the 64-bit float that every reader
+// decodes it to: the event as stored, as the trigger saw it at ingestion
+// and as verify sees it later are then one value, on both stores (a
+// literal such as 1.000…0 with 17,000 digits, or 1e-20000, fits a float64
+// but overflows PostgreSQL's numeric). Numbers were checked to fit.
+func toFloats(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if f, err := strconv.ParseFloat(string(x), 64); err == nil {
+			return f
+		}
+	case map[string]any:
+		for k, e := range x {
+			x[k] = toFloats(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = toFloats(e)
+		}
+	}
+	return v
 }
 
 // mergeTraits applies incoming traits to old ones: a nil value removes the
