@@ -39,7 +39,7 @@ func (r *queryResolver) Segments(ctx context.Context, after *entgql.Cursor[pulid
 // Users is the resolver for the users field.
 func (r *queryResolver) Users(ctx context.Context, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.UserOrder, where *ent.UserWhereInput) (*ent.UserConnection, error) {
 	return r.client.User.Query().Paginate(ctx, after, first, before, last,
-		ent.WithUserOrder(orderBy), ent.WithUserFilter(where.Filter))
+		ent.WithUserOrder(orderBy), ent.WithUserFilter(normalizeUserWhere(where).Filter))
 }
 
 // Campaign returns generated.CampaignResolver implementation.

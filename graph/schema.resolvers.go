@@ -11,6 +11,7 @@ import (
 
 	"entgo.io/contrib/entgql"
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/segmentd/segmentd"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/condition"
@@ -132,7 +133,7 @@ func (r *mutationResolver) Identify(ctx context.Context, input service.IdentifyI
 
 // User is the resolver for the user field.
 func (r *queryResolver) User(ctx context.Context, userID string) (*ent.User, error) {
-	return nullIfNotFound(r.client.User.Query().Where(user.UserID(userID)).Only(ctx))
+	return nullIfNotFound(r.client.User.Query().Where(user.UserID(segmentd.NormalizeID(userID))).Only(ctx))
 }
 
 // Events is the resolver for the events field.
@@ -141,7 +142,7 @@ func (r *queryResolver) Events(ctx context.Context, after *entgql.Cursor[pulid.I
 		orderBy = &ent.EventOrder{Field: ent.EventOrderFieldReceivedAt, Direction: entgql.OrderDirectionDesc}
 	}
 	return r.client.Event.Query().Paginate(ctx, after, first, before, last,
-		ent.WithEventOrder(orderBy), ent.WithEventFilter(where.Filter))
+		ent.WithEventOrder(orderBy), ent.WithEventFilter(normalizeEventWhere(where).Filter))
 }
 
 // ExplainMembership is the resolver for the explainMembership field.

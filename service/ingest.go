@@ -112,7 +112,7 @@ func (s *Service) Identify(ctx context.Context, in IdentifyInput) (*ent.User, er
 	if err != nil {
 		return nil, err
 	}
-	u, err := s.Client.User.Query().Where(user.UserID(strings.TrimSpace(uid))).Only(ctx)
+	u, err := s.Client.User.Query().Where(user.UserID(segmentd.NormalizeID(uid))).Only(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("service.Identify: %w", err)
 	}
@@ -190,13 +190,13 @@ func validateTrack(in TrackInput, path string, now time.Time) (*incoming, error)
 		return nil, err
 	}
 	if in.UserID != nil {
-		ev.userID = strings.TrimSpace(*in.UserID)
+		ev.userID = segmentd.NormalizeID(*in.UserID)
 		if err := checkID(sub(path, "userId"), ev.userID, false); err != nil {
 			return nil, err
 		}
 	}
 	if in.AnonymousID != nil {
-		a := strings.TrimSpace(*in.AnonymousID)
+		a := segmentd.NormalizeID(*in.AnonymousID)
 		if err := checkID(sub(path, "anonymousId"), a, false); err != nil {
 			return nil, err
 		}
@@ -208,7 +208,7 @@ func validateTrack(in TrackInput, path string, now time.Time) (*incoming, error)
 		return nil, segmentd.Invalid(sub(path, "userId"), "an event needs a userId or an anonymousId")
 	}
 	if in.MessageID != nil {
-		ev.messageID = strings.TrimSpace(*in.MessageID)
+		ev.messageID = segmentd.NormalizeID(*in.MessageID)
 		if err := checkID(sub(path, "messageId"), ev.messageID, true); err != nil {
 			return nil, err
 		}
