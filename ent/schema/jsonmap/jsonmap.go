@@ -24,6 +24,11 @@ type Map map[string]any
 // float64), except that a number outside float64 becomes a string holding
 // its text rather than failing the whole value.
 func (m *Map) UnmarshalJSON(b []byte) error {
+	var plain map[string]any
+	if err := json.Unmarshal(b, &plain); err == nil {
+		*m = plain // the common case, at encoding/json's speed
+		return nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var raw map[string]any
