@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"github.com/segmentd/segmentd/ent/event"
 	"github.com/segmentd/segmentd/ent/schema"
+	"github.com/segmentd/segmentd/ent/schema/jsonmap"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/user"
 )
@@ -34,11 +35,11 @@ type Event struct {
 	// UserRef holds the value of the "user_ref" field.
 	UserRef *pulid.ID `json:"user_ref,omitempty"`
 	// Properties holds the value of the "properties" field.
-	Properties map[string]interface{} `json:"properties,omitempty"`
+	Properties jsonmap.Map `json:"properties,omitempty"`
 	// Traits holds the value of the "traits" field.
-	Traits map[string]interface{} `json:"traits,omitempty"`
+	Traits jsonmap.Map `json:"traits,omitempty"`
 	// Context holds the value of the "context" field.
-	Context map[string]interface{} `json:"context,omitempty"`
+	Context jsonmap.Map `json:"context,omitempty"`
 	// Timestamp holds the value of the "timestamp" field.
 	Timestamp time.Time `json:"timestamp,omitempty"`
 	// ReceivedAt holds the value of the "received_at" field.

@@ -14,6 +14,7 @@ import (
 	"entgo.io/ent/schema/field"
 	"github.com/segmentd/segmentd/ent/event"
 	"github.com/segmentd/segmentd/ent/schema"
+	"github.com/segmentd/segmentd/ent/schema/jsonmap"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/user"
 )
@@ -95,19 +96,19 @@ func (_c *EventCreate) SetNillableUserRef(v *pulid.ID) *EventCreate {
 }
 
 // SetProperties sets the "properties" field.
-func (_c *EventCreate) SetProperties(v map[string]interface{}) *EventCreate {
+func (_c *EventCreate) SetProperties(v jsonmap.Map) *EventCreate {
 	_c.mutation.SetProperties(v)
 	return _c
 }
 
 // SetTraits sets the "traits" field.
-func (_c *EventCreate) SetTraits(v map[string]interface{}) *EventCreate {
+func (_c *EventCreate) SetTraits(v jsonmap.Map) *EventCreate {
 	_c.mutation.SetTraits(v)
 	return _c
 }
 
 // SetContext sets the "context" field.
-func (_c *EventCreate) SetContext(v map[string]interface{}) *EventCreate {
+func (_c *EventCreate) SetContext(v jsonmap.Map) *EventCreate {
 	_c.mutation.SetContext(v)
 	return _c
 }

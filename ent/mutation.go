@@ -22,6 +22,7 @@ import (
 	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/predicate"
 	"github.com/segmentd/segmentd/ent/schema"
+	"github.com/segmentd/segmentd/ent/schema/jsonmap"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segment"
 	"github.com/segmentd/segmentd/ent/segmentcounter"
@@ -3442,9 +3443,9 @@ type EventMutation struct {
 	name           *string
 	user_id        *string
 	anonymous_id   *string
-	properties     *map[string]interface{}
-	traits         *map[string]interface{}
-	context        *map[string]interface{}
+	properties     *jsonmap.Map
+	traits         *jsonmap.Map
+	context        *jsonmap.Map
 	timestamp      *time.Time
 	received_at    *time.Time
 	outcomes       *[]schema.Outcome
@@ -3830,12 +3831,12 @@ func (m *EventMutation) ResetUserRef() {
 }
 
 // SetProperties sets the "properties" field.
-func (m *EventMutation) SetProperties(value map[string]interface{}) {
-	m.properties = &value
+func (m *EventMutation) SetProperties(j jsonmap.Map) {
+	m.properties = &j
 }
 
 // Properties returns the value of the "properties" field in the mutation.
-func (m *EventMutation) Properties() (r map[string]interface{}, exists bool) {
+func (m *EventMutation) Properties() (r jsonmap.Map, exists bool) {
 	v := m.properties
 	if v == nil {
 		return
@@ -3846,7 +3847,7 @@ func (m *EventMutation) Properties() (r map[string]interface{}, exists bool) {
 // OldProperties returns the old "properties" field's value of the Event entity.
 // If the Event object wasn't provided to the builder, the object is fetched from the database.
 // An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *EventMutation) OldProperties(ctx context.Context) (v map[string]interface{}, err error) {
+func (m *EventMutation) OldProperties(ctx context.Context) (v jsonmap.Map, err error) {
 	if !m.op.Is(OpUpdateOne) {
 		return v, errors.New("OldProperties is only allowed on UpdateOne operations")
 	}
@@ -3866,12 +3867,12 @@ func (m *EventMutation) ResetProperties() {
 }
 
 // SetTraits sets the "traits" field.
-func (m *EventMutation) SetTraits(value map[string]interface{}) {
-	m.traits = &value
+func (m *EventMutation) SetTraits(j jsonmap.Map) {
+	m.traits = &j
 }
 
 // Traits returns the value of the "traits" field in the mutation.
-func (m *EventMutation) Traits() (r map[string]interface{}, exists bool) {
+func (m *EventMutation) Traits() (r jsonmap.Map, exists bool) {
 	v := m.traits
 	if v == nil {
 		return
@@ -3882,7 +3883,7 @@ func (m *EventMutation) Traits() (r map[string]interface{}, exists bool) {
 // OldTraits returns the old "traits" field's value of the Event entity.
 // If the Event object wasn't provided to the builder, the object is fetched from the database.
 // An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *EventMutation) OldTraits(ctx context.Context) (v map[string]interface{}, err error) {
+func (m *EventMutation) OldTraits(ctx context.Context) (v jsonmap.Map, err error) {
 	if !m.op.Is(OpUpdateOne) {
 		return v, errors.New("OldTraits is only allowed on UpdateOne operations")
 	}
@@ -3902,12 +3903,12 @@ func (m *EventMutation) ResetTraits() {
 }
 
 // SetContext sets the "context" field.
-func (m *EventMutation) SetContext(value map[string]interface{}) {
-	m.context = &value
+func (m *EventMutation) SetContext(j jsonmap.Map) {
+	m.context = &j
 }
 
 // Context returns the value of the "context" field in the mutation.
-func (m *EventMutation) Context() (r map[string]interface{}, exists bool) {
+func (m *EventMutation) Context() (r jsonmap.Map, exists bool) {
 	v := m.context
 	if v == nil {
 		return
@@ -3918,7 +3919,7 @@ func (m *EventMutation) Context() (r map[string]interface{}, exists bool) {
 // OldContext returns the old "context" field's value of the Event entity.
 // If the Event object wasn't provided to the builder, the object is fetched from the database.
 // An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *EventMutation) OldContext(ctx context.Context) (v map[string]interface{}, err error) {
+func (m *EventMutation) OldContext(ctx context.Context) (v jsonmap.Map, err error) {
 	if !m.op.Is(OpUpdateOne) {
 		return v, errors.New("OldContext is only allowed on UpdateOne operations")
 	}
@@ -4288,21 +4289,21 @@ func (m *EventMutation) SetField(name string, value ent.Value) error {
 		m.SetUserRef(v)
 		return nil
 	case event.FieldProperties:
-		v, ok := value.(map[string]interface{})
+		v, ok := value.(jsonmap.Map)
 		if !ok {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetProperties(v)
 		return nil
 	case event.FieldTraits:
-		v, ok := value.(map[string]interface{})
+		v, ok := value.(jsonmap.Map)
 		if !ok {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetTraits(v)
 		return nil
 	case event.FieldContext:
-		v, ok := value.(map[string]interface{})
+		v, ok := value.(jsonmap.Map)
 		if !ok {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
@@ -10523,7 +10524,7 @@ type UserMutation struct {
 	typ                string
 	id                 *pulid.ID
 	user_id            *string
-	traits             *map[string]interface{}
+	traits             *jsonmap.Map
 	first_seen_at      *time.Time
 	last_seen_at       *time.Time
 	clearedFields      map[string]struct{}
@@ -10685,12 +10686,12 @@ func (m *UserMutation) ResetUserID() {
 }
 
 // SetTraits sets the "traits" field.
-func (m *UserMutation) SetTraits(value map[string]interface{}) {
-	m.traits = &value
+func (m *UserMutation) SetTraits(j jsonmap.Map) {
+	m.traits = &j
 }
 
 // Traits returns the value of the "traits" field in the mutation.
-func (m *UserMutation) Traits() (r map[string]interface{}, exists bool) {
+func (m *UserMutation) Traits() (r jsonmap.Map, exists bool) {
 	v := m.traits
 	if v == nil {
 		return
@@ -10701,7 +10702,7 @@ func (m *UserMutation) Traits() (r map[string]interface{}, exists bool) {
 // OldTraits returns the old "traits" field's value of the User entity.
 // If the User object wasn't provided to the builder, the object is fetched from the database.
 // An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *UserMutation) OldTraits(ctx context.Context) (v map[string]interface{}, err error) {
+func (m *UserMutation) OldTraits(ctx context.Context) (v jsonmap.Map, err error) {
 	if !m.op.Is(OpUpdateOne) {
 		return v, errors.New("OldTraits is only allowed on UpdateOne operations")
 	}
@@ -11105,7 +11106,7 @@ func (m *UserMutation) SetField(name string, value ent.Value) error {
 		m.SetUserID(v)
 		return nil
 	case user.FieldTraits:
-		v, ok := value.(map[string]interface{})
+		v, ok := value.(jsonmap.Map)
 		if !ok {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}

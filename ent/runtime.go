@@ -14,6 +14,7 @@ import (
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/schema"
+	"github.com/segmentd/segmentd/ent/schema/jsonmap"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segment"
 	"github.com/segmentd/segmentd/ent/segmentcounter"
@@ -177,15 +178,15 @@ func init() {
 	// eventDescProperties is the schema descriptor for properties field.
 	eventDescProperties := eventFields[6].Descriptor()
 	// event.DefaultProperties holds the default value on creation for the properties field.
-	event.DefaultProperties = eventDescProperties.Default.(map[string]interface{})
+	event.DefaultProperties = eventDescProperties.Default.(jsonmap.Map)
 	// eventDescTraits is the schema descriptor for traits field.
 	eventDescTraits := eventFields[7].Descriptor()
 	// event.DefaultTraits holds the default value on creation for the traits field.
-	event.DefaultTraits = eventDescTraits.Default.(map[string]interface{})
+	event.DefaultTraits = eventDescTraits.Default.(jsonmap.Map)
 	// eventDescContext is the schema descriptor for context field.
 	eventDescContext := eventFields[8].Descriptor()
 	// event.DefaultContext holds the default value on creation for the context field.
-	event.DefaultContext = eventDescContext.Default.(map[string]interface{})
+	event.DefaultContext = eventDescContext.Default.(jsonmap.Map)
 	// eventDescReceivedAt is the schema descriptor for received_at field.
 	eventDescReceivedAt := eventFields[10].Descriptor()
 	// event.DefaultReceivedAt holds the default value on creation for the received_at field.
@@ -395,7 +396,7 @@ func init() {
 	// userDescTraits is the schema descriptor for traits field.
 	userDescTraits := userFields[1].Descriptor()
 	// user.DefaultTraits holds the default value on creation for the traits field.
-	user.DefaultTraits = userDescTraits.Default.(map[string]interface{})
+	user.DefaultTraits = userDescTraits.Default.(jsonmap.Map)
 	// userDescFirstSeenAt is the schema descriptor for first_seen_at field.
 	userDescFirstSeenAt := userFields[2].Descriptor()
 	// user.DefaultFirstSeenAt holds the default value on creation for the first_seen_at field.

@@ -16,6 +16,7 @@ import (
 	"github.com/segmentd/segmentd/ent/event"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/membershipchange"
+	"github.com/segmentd/segmentd/ent/schema/jsonmap"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/user"
 )
@@ -35,7 +36,7 @@ func (_c *UserCreate) SetUserID(v string) *UserCreate {
 }
 
 // SetTraits sets the "traits" field.
-func (_c *UserCreate) SetTraits(v map[string]interface{}) *UserCreate {
+func (_c *UserCreate) SetTraits(v jsonmap.Map) *UserCreate {
 	_c.mutation.SetTraits(v)
 	return _c
 }
@@ -388,7 +389,7 @@ type (
 )
 
 // SetTraits sets the "traits" field.
-func (u *UserUpsert) SetTraits(v map[string]interface{}) *UserUpsert {
+func (u *UserUpsert) SetTraits(v jsonmap.Map) *UserUpsert {
 	u.Set(user.FieldTraits, v)
 	return u
 }
@@ -466,7 +467,7 @@ func (u *UserUpsertOne) Update(set func(*UserUpsert)) *UserUpsertOne {
 }
 
 // SetTraits sets the "traits" field.
-func (u *UserUpsertOne) SetTraits(v map[string]interface{}) *UserUpsertOne {
+func (u *UserUpsertOne) SetTraits(v jsonmap.Map) *UserUpsertOne {
 	return u.Update(func(s *UserUpsert) {
 		s.SetTraits(v)
 	})
@@ -715,7 +716,7 @@ func (u *UserUpsertBulk) Update(set func(*UserUpsert)) *UserUpsertBulk {
 }
 
 // SetTraits sets the "traits" field.
-func (u *UserUpsertBulk) SetTraits(v map[string]interface{}) *UserUpsertBulk {
+func (u *UserUpsertBulk) SetTraits(v jsonmap.Map) *UserUpsertBulk {
 	return u.Update(func(s *UserUpsert) {
 		s.SetTraits(v)
 	})

@@ -16,6 +16,7 @@ import (
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/predicate"
+	"github.com/segmentd/segmentd/ent/schema/jsonmap"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/user"
 )
@@ -34,7 +35,7 @@ func (_u *UserUpdate) Where(ps ...predicate.User) *UserUpdate {
 }
 
 // SetTraits sets the "traits" field.
-func (_u *UserUpdate) SetTraits(v map[string]interface{}) *UserUpdate {
+func (_u *UserUpdate) SetTraits(v jsonmap.Map) *UserUpdate {
 	_u.mutation.SetTraits(v)
 	return _u
 }
@@ -445,7 +446,7 @@ type UserUpdateOne struct {
 }
 
 // SetTraits sets the "traits" field.
-func (_u *UserUpdateOne) SetTraits(v map[string]interface{}) *UserUpdateOne {
+func (_u *UserUpdateOne) SetTraits(v jsonmap.Map) *UserUpdateOne {
 	_u.mutation.SetTraits(v)
 	return _u
 }

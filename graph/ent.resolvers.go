@@ -37,7 +37,7 @@ func (r *queryResolver) Segments(ctx context.Context, after *entgql.Cursor[pulid
 
 // Users is the resolver for the users field.
 func (r *queryResolver) Users(ctx context.Context, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.UserOrder, where *ent.UserWhereInput) (*ent.UserConnection, error) {
-	return r.svc.Users(ctx, service.Page{After: after, First: first, Before: before, Last: last}, where, orderBy)
+	return r.svc.Users(ctx, service.Page{After: after, First: first, Before: before, Last: last}, normalizeUserWhere(where), orderBy)
 }
 
 // Campaign returns generated.CampaignResolver implementation.

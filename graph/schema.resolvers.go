@@ -11,6 +11,7 @@ import (
 
 	"entgo.io/contrib/entgql"
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/segmentd/segmentd"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/condition"
@@ -137,12 +138,12 @@ func (r *mutationResolver) Identify(ctx context.Context, input service.IdentifyI
 
 // User is the resolver for the user field.
 func (r *queryResolver) User(ctx context.Context, userID string) (*ent.User, error) {
-	return nullIfNotFound(r.client.User.Query().Where(user.UserID(userID)).Only(ctx))
+	return nullIfNotFound(r.client.User.Query().Where(user.UserID(segmentd.NormalizeID(userID))).Only(ctx))
 }
 
 // Events is the resolver for the events field.
 func (r *queryResolver) Events(ctx context.Context, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, where *ent.EventWhereInput, orderBy *ent.EventOrder) (*ent.EventConnection, error) {
-	return r.svc.Events(ctx, service.Page{After: after, First: first, Before: before, Last: last}, where, orderBy)
+	return r.svc.Events(ctx, service.Page{After: after, First: first, Before: before, Last: last}, normalizeEventWhere(where), orderBy)
 }
 
 // ExplainMembership is the resolver for the explainMembership field.

@@ -24,6 +24,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/segmentd/segmentd"
 )
 
 // Limits of a row.
@@ -160,6 +162,9 @@ func (r *Reader) parse(line []byte) Row {
 		return r.bad(shorten(string(line)), reason)
 	}
 	id := strings.TrimSpace(fields[r.column])
+	if utf8.ValidString(id) {
+		id = segmentd.NormalizeID(id) // the rule of every write and lookup
+	}
 	switch {
 	case id == "":
 		return r.bad("", "empty user ID")

@@ -52,6 +52,8 @@ func TestReader(t *testing.T) {
 		{name: "quoted fields", in: "user_id,name\n\"u,1\",\"Ann \"\"A\"\"\"\n  \"u2\" ,x\n", ids: "2:u,1 3:u2"},
 		{name: "quoted id alone", in: "\"a;b\"\n", ids: "1:a;b"},
 		{name: "duplicates are rows", in: "a\na\n", ids: "1:a 2:a"},
+		// Issue 13: IDs follow segmentd's one rule (trim, NFC), as on every other path.
+		{name: "NFD ids come out NFC", in: "user_id\n  Zoe\u0308 \n\"e\u0301\"\n", ids: "2:Zo\u00eb 3:\u00e9"},
 		{
 			name: "bad rows reported, good rows kept",
 			in:   "user_id,plan\nu1,pro\n,free\nu3\nu4,pro,x\n\"u5,pro\nu\x01x,pro\nu7,pro\n",

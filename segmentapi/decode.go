@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/segmentd/segmentd"
 )
 
 // Segment's limits.
@@ -348,6 +350,12 @@ func object(field string, v json.RawMessage) (map[string]any, error) {
 	var m map[string]any
 	if err := dec.Decode(&m); err != nil || m == nil {
 		return nil, errf(field, "must be an object")
+	}
+	// What no store could keep readable (a number outside float64, a NUL
+	// character): refused here, naming the part, as the GraphQL API does.
+	var bad *segmentd.Error
+	if errors.As(segmentd.CheckValue(field, m), &bad) {
+		return nil, errf(bad.Field, "%s", bad.Message)
 	}
 	return m, nil
 }

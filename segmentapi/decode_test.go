@@ -329,3 +329,31 @@ func TestDecodeErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestDecodeUnstorableValues (issue 13): a number outside float64 or a NUL
+// character anywhere in properties, traits or context is refused, naming
+// the part; numbers that fit, however written, are kept.
+func TestDecodeUnstorableValues(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ typ, body, field string }{
+		{"track", `{"userId":"u","event":"E","properties":{"big":1e400}}`, "properties.big"},
+		{"track", `{"userId":"u","event":"E","properties":{"a b":[0,-1e200000]}}`, `properties["a b"][1]`},
+		{"identify", `{"userId":"u","traits":{"score":1E+309}}`, "traits.score"},
+		{"track", `{"userId":"u","event":"E","context":{"traits":{"n":1e400}}}`, "context.traits.n"},
+		{"batch", `{"batch":[{"type":"track","userId":"u","event":"E"},{"type":"screen","userId":"u","properties":{"w":1e400}}]}`, "batch[1].properties.w"},
+		{"batch", `{"context":{"x":1e400},"batch":[]}`, "context.x"},
+		{"track", `{"userId":"u","event":"E","properties":{"note":"a\u0000b"}}`, "properties.note"},
+		{"group", `{"userId":"u","groupId":"g","traits":{"na\u0000me":"x"}}`, `traits["na\x00me"]`},
+		{"page", `{"userId":"u","context":{"tags":["ok","\u0000"]}}`, "context.tags[1]"},
+	} {
+		_, err := segmentapi.Decode(tc.typ, []byte(tc.body), received)
+		var e *segmentapi.Error
+		if !errors.As(err, &e) || e.Field != tc.field {
+			t.Errorf("Decode(%s, %s) = %v, want an error at %s", tc.typ, tc.body, err, tc.field)
+		}
+	}
+	m := decodeOne(t, "track", `{"userId":"u","event":"E","properties":{"max":1.7976931348623157e308,"tiny":1e-400}}`)
+	if m.Properties["max"] != json.Number("1.7976931348623157e308") || m.Properties["tiny"] != json.Number("1e-400") {
+		t.Fatalf("numbers inside float64: %v", m.Properties)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentd/segmentd"
 	"github.com/segmentd/segmentd/segmentapi"
 )
 
@@ -36,6 +37,17 @@ func FuzzDecode(f *testing.F) {
 		{"track", ``},
 		{"identify", `{"userId":"u","traits":null,"context":{"traits":"x"}}`},
 		{"purchase", `{"userId":"u"}`},
+		// Issue 13: numbers outside float64 and NUL characters, which no
+		// store can keep readable, anywhere in a message.
+		{"track", `{"userId":"u","event":"E","properties":{"big":1e400}}`},
+		{"identify", `{"userId":"u","traits":{"n":-1e200000,"ok":1e308}}`},
+		{"track", `{"userId":"u","event":"E","context":{"traits":{"a":[1,{"b":1e999}]}}}`},
+		{"batch", `{"batch":[{"type":"track","userId":"u","event":"E"},{"type":"page","userId":"u","properties":{"w":1E+400}}]}`},
+		{"batch", `{"context":{"x":1e400},"batch":[{"type":"track","userId":"u","event":"E"}]}`},
+		{"track", `{"userId":"u","event":"E","properties":{"note":"a\u0000b"}}`},
+		{"group", `{"userId":"u","groupId":"g","traits":{"na\u0000me":"x"}}`},
+		{"screen", `{"userId":"u","name":"S","context":{"tags":["\u0000"]}}`},
+		{"track", `{"userId":"u","event":"E","properties":{"tiny":1e-400,"long":1.000000000000000000000000000001}}`},
 	}
 	for _, s := range seeds {
 		f.Add(s.typ, []byte(s.body))
@@ -89,6 +101,11 @@ func checkValid(t *testing.T, i int, typ string, m segmentapi.Message) {
 	}
 	if m.Properties == nil || m.Context == nil {
 		t.Fatalf("message %d: nil properties or context", i)
+	}
+	for name, v := range map[string]map[string]any{"properties": m.Properties, "traits": m.Traits, "context": m.Context} {
+		if err := segmentd.CheckValue(name, v); err != nil {
+			t.Fatalf("message %d holds what no store can keep: %v", i, err)
+		}
 	}
 	if !m.Timestamp.IsZero() && m.Timestamp.Location() != time.UTC {
 		t.Fatalf("message %d: timestamp %v not in UTC", i, m.Timestamp)

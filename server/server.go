@@ -403,6 +403,7 @@ func (s *Server) graphqlHandler() http.Handler {
 		srv.Use(extension.Introspection{})
 	}
 	srv.Use(newPersistedQueries(persistedQueryCacheBytes))
+	srv.Use(literalNumbers{MaxTokens: s.cfg.MaxTokens})
 	srv.Use(depthLimit{Max: s.cfg.MaxDepth})
 	// The cost estimate replaces gqlgen's complexity limit, which walks
 	// every fragment spread anew: exponential on fragments that spread the

@@ -132,6 +132,13 @@ func badInputs(t testing.TB, ep, writeKey, readKey string) []badInput {
 		bad("userId with a control character", map[string]any{"userId": "a\x00b"}, at(ep, "userId")),
 		bad("properties nested too deep", map[string]any{"properties": nested(11)}, at(ep, "properties")),
 		bad("message over 32 KB", map[string]any{"properties": map[string]any{"blob": strings.Repeat("x", 33<<10)}}, at(ep, "")),
+		// Issue 13: what no store can keep readable, named to the part.
+		bad("property 1e400", map[string]any{"properties": map[string]any{"big": json.Number("1e400")}}, at(ep, "properties.big")),
+		bad("property 1e200000", map[string]any{"properties": map[string]any{"big": json.Number("-1e200000")}}, at(ep, "properties.big")),
+		bad("context number 1e400", map[string]any{"context": map[string]any{"screen": map[string]any{"width": json.Number("1e400")}}}, at(ep, "context.screen.width")),
+		bad("property with a NUL", map[string]any{"properties": map[string]any{"note": "a\x00b"}}, at(ep, "properties.note")),
+		bad("property name with a NUL", map[string]any{"properties": map[string]any{"na\x00me": 1}}, at(ep, `properties["na\x00me"]`)),
+		bad("NUL in a list in context", map[string]any{"context": map[string]any{"tags": []any{"ok", "\x00"}}}, at(ep, "context.tags[1]")),
 	}
 	switch typ {
 	case "track":
@@ -140,6 +147,7 @@ func badInputs(t testing.TB, ep, writeKey, readKey string) []badInput {
 			bad("event missing", map[string]any{"event": deleted{}}, at(ep, "event")),
 			bad("event too long", map[string]any{"event": strings.Repeat("e", 257)}, at(ep, "event")),
 			bad("context.traits a string", map[string]any{"context": map[string]any{"traits": "Facebook"}}, at(ep, "context.traits")),
+			bad("context.traits 1e400", map[string]any{"context": map[string]any{"traits": map[string]any{"score": json.Number("1e400")}}}, at(ep, "context.traits.score")),
 		)
 	case "page", "screen":
 		cases = append(cases,
@@ -150,6 +158,9 @@ func badInputs(t testing.TB, ep, writeKey, readKey string) []badInput {
 		cases = append(cases,
 			bad("traits a string", map[string]any{"traits": "plan=pro"}, "traits"),
 			bad("traits with too many keys", map[string]any{"traits": manyKeys(1001)}, "traits"),
+			bad("trait 1e400", map[string]any{"traits": map[string]any{"big": json.Number("1e400")}}, "traits.big"),
+			bad("trait with a NUL", map[string]any{"traits": map[string]any{"plan": "pro\x00"}}, "traits.plan"),
+			bad("trait name with a NUL", map[string]any{"traits": map[string]any{"\x00": "x"}}, `traits["\x00"]`),
 		)
 	case "alias":
 		cases = append(cases,
@@ -166,6 +177,10 @@ func badInputs(t testing.TB, ep, writeKey, readKey string) []badInput {
 		unknown := map[string]any{"type": "purchase", "userId": "u", "event": "Buy"}
 		big := maps.Clone(msg)
 		big["properties"] = map[string]any{"blob": strings.Repeat("x", 30<<10)}
+		poisoned := maps.Clone(msg)
+		poisoned["properties"] = map[string]any{"big": json.Number("1e400")}
+		withNUL := maps.Clone(msg)
+		withNUL["properties"] = map[string]any{"note": "\x00"}
 		var over []any
 		for range 20 { // 20 × 30 KB: each message fits, the batch does not
 			over = append(over, big)
@@ -176,6 +191,10 @@ func badInputs(t testing.TB, ep, writeKey, readKey string) []badInput {
 			raw("batch item not an object", `{"batch": ["track"]}`, "batch[0]"),
 			badInput{name: "unknown type in batch, after a valid message", body: mustJSON(t, map[string]any{"batch": []any{msg, unknown}}),
 				status: 400, code: "BAD_USER_INPUT", field: "batch[1].type"},
+			badInput{name: "1e400 in batch, after a valid message", body: mustJSON(t, map[string]any{"batch": []any{msg, poisoned}}),
+				status: 400, code: "BAD_USER_INPUT", field: "batch[1].properties.big"},
+			badInput{name: "NUL in batch, after a valid message", body: mustJSON(t, map[string]any{"batch": []any{msg, withNUL}}),
+				status: 400, code: "BAD_USER_INPUT", field: "batch[1].properties.note"},
 			badInput{name: "type missing in batch", body: []byte(`{"batch": [{"userId": "u", "event": "E"}]}`),
 				status: 400, code: "BAD_USER_INPUT", field: "batch[0].type"},
 			badInput{name: "batch context a list", body: []byte(`{"context": [], "batch": []}`),

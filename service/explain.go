@@ -44,6 +44,7 @@ func (s *Service) ExplainMembership(ctx context.Context, segmentID pulid.ID, use
 		return nil, fmt.Errorf("service.ExplainMembership: %w", err)
 	}
 	ex := &MembershipExplanation{Segment: seg}
+	userID = segmentd.NormalizeID(userID)
 	u, err := s.Client.User.Query().Where(user.UserID(userID)).Only(ctx)
 	if ent.IsNotFound(err) {
 		ex.Reason = fmt.Sprintf("segmentd has never seen a user with userId %q", userID)

@@ -2,8 +2,10 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -110,7 +112,7 @@ func (s *Service) Identify(ctx context.Context, in IdentifyInput) (*ent.User, er
 	if err != nil {
 		return nil, err
 	}
-	u, err := s.Client.User.Query().Where(user.UserID(strings.TrimSpace(uid))).Only(ctx)
+	u, err := s.Client.User.Query().Where(user.UserID(segmentd.NormalizeID(uid))).Only(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("service.Identify: %w", err)
 	}
@@ -188,13 +190,13 @@ func validateTrack(in TrackInput, path string, now time.Time) (*incoming, error)
 		return nil, err
 	}
 	if in.UserID != nil {
-		ev.userID = strings.TrimSpace(*in.UserID)
+		ev.userID = segmentd.NormalizeID(*in.UserID)
 		if err := checkID(sub(path, "userId"), ev.userID, false); err != nil {
 			return nil, err
 		}
 	}
 	if in.AnonymousID != nil {
-		a := strings.TrimSpace(*in.AnonymousID)
+		a := segmentd.NormalizeID(*in.AnonymousID)
 		if err := checkID(sub(path, "anonymousId"), a, false); err != nil {
 			return nil, err
 		}
@@ -206,7 +208,7 @@ func validateTrack(in TrackInput, path string, now time.Time) (*incoming, error)
 		return nil, segmentd.Invalid(sub(path, "userId"), "an event needs a userId or an anonymousId")
 	}
 	if in.MessageID != nil {
-		ev.messageID = strings.TrimSpace(*in.MessageID)
+		ev.messageID = segmentd.NormalizeID(*in.MessageID)
 		if err := checkID(sub(path, "messageId"), ev.messageID, true); err != nil {
 			return nil, err
 		}
@@ -291,7 +293,39 @@ func checkMap(field string, m map[string]any) error {
 		}
 		return nil
 	}
-	return walk(m, 0)
+	if err := walk(m, 0); err != nil {
+		return err
+	}
+	// Numbers outside float64 and NUL characters: neither store could
+	// keep them readable (see segmentd.CheckValue).
+	if err := segmentd.CheckValue(field, m); err != nil {
+		return err
+	}
+	toFloats(m)
+	return nil
+}
+
+// toFloats stores every number as the 64-bit float that every reader
+// decodes it to: the event as stored, as the trigger saw it at ingestion
+// and as verify sees it later are then one value, on both stores (a
+// literal such as 1.000…0 with 17,000 digits, or 1e-20000, fits a float64
+// but overflows PostgreSQL's numeric). Numbers were checked to fit.
+func toFloats(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if f, err := strconv.ParseFloat(string(x), 64); err == nil {
+			return f
+		}
+	case map[string]any:
+		for k, e := range x {
+			x[k] = toFloats(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = toFloats(e)
+		}
+	}
+	return v
 }
 
 // mergeTraits applies incoming traits to old ones: a nil value removes the

@@ -242,6 +242,10 @@ func (l *Live) Events(ctx context.Context, name, userID *string) (<-chan *ent.Ev
 	if name != nil {
 		key = *name
 	}
+	if userID != nil {
+		u := segmentd.NormalizeID(*userID)
+		userID = &u
+	}
 	return stream(ctx, l.svc.Log, l.events, nil, key, func(r live.Row) (*ent.Event, bool) {
 		e, ok := r.Value.(*ent.Event)
 		if !ok || (userID != nil && (e.UserID == nil || *e.UserID != *userID)) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -53,7 +52,7 @@ func cleanUserIDs(field string, ids []string) ([]string, error) {
 	out := make([]string, 0, len(ids))
 	seen := make(map[string]bool, len(ids))
 	for i, id := range ids {
-		id = strings.TrimSpace(id)
+		id = segmentd.NormalizeID(id)
 		if err := checkID(fmt.Sprintf("%s[%d]", field, i), id, true); err != nil {
 			return nil, err
 		}

@@ -25,12 +25,20 @@ func normalize(v any, depth int) (any, error) {
 	case nil:
 		return nil, nil
 	case string:
+		if strings.IndexByte(x, 0) >= 0 {
+			return nil, errors.New("a string must not contain the NUL character (\\u0000)")
+		}
 		return validUTF8(x), nil
 	case bool:
 		return x, nil
 	case json.Number:
 		if !isJSONNumber(string(x)) {
 			return nil, fmt.Errorf("invalid number %q", string(x))
+		}
+		if _, err := strconv.ParseFloat(string(x), 64); err != nil {
+			// Events' numbers are 64-bit floats (see segmentd.CheckValue);
+			// PostgreSQL's numeric cannot even store 1e200000.
+			return nil, errors.New("the number is outside the range of a 64-bit float (at most ±1.7976931348623157e308)")
 		}
 		return x, nil
 	case int:
@@ -83,6 +91,9 @@ func normalize(v any, depth int) (any, error) {
 			n, err := normalize(e, depth+1)
 			if err != nil {
 				return nil, err
+			}
+			if strings.IndexByte(k, 0) >= 0 {
+				return nil, errors.New("a key must not contain the NUL character (\\u0000)")
 			}
 			key := validUTF8(k)
 			if _, dup := out[key]; dup {

@@ -11,6 +11,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"github.com/segmentd/segmentd/ent/schema"
+	"github.com/segmentd/segmentd/ent/schema/jsonmap"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 )
 
@@ -93,11 +94,11 @@ var (
 	// AnonymousIDValidator is a validator for the "anonymous_id" field. It is called by the builders before save.
 	AnonymousIDValidator func(string) error
 	// DefaultProperties holds the default value on creation for the "properties" field.
-	DefaultProperties map[string]interface{}
+	DefaultProperties jsonmap.Map
 	// DefaultTraits holds the default value on creation for the "traits" field.
-	DefaultTraits map[string]interface{}
+	DefaultTraits jsonmap.Map
 	// DefaultContext holds the default value on creation for the "context" field.
-	DefaultContext map[string]interface{}
+	DefaultContext jsonmap.Map
 	// DefaultReceivedAt holds the default value on creation for the "received_at" field.
 	DefaultReceivedAt func() time.Time
 	// DefaultOutcomes holds the default value on creation for the "outcomes" field.

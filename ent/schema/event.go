@@ -10,6 +10,7 @@ import (
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/index"
 
+	"github.com/segmentd/segmentd/ent/schema/jsonmap"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 )
 
@@ -40,11 +41,11 @@ func (Event) Fields() []ent.Field {
 			Annotations(entgql.MapsTo("anonymousId")),
 		field.String("user_ref").GoType(pulid.ID("")).Optional().Nillable().Immutable().
 			Annotations(entgql.Skip()),
-		field.JSON("properties", map[string]any{}).Default(map[string]any{}).Immutable().
+		field.JSON("properties", jsonmap.Map{}).Default(jsonmap.Map{}).Immutable().
 			Annotations(entgql.Type("Map")),
-		field.JSON("traits", map[string]any{}).Default(map[string]any{}).Immutable().
+		field.JSON("traits", jsonmap.Map{}).Default(jsonmap.Map{}).Immutable().
 			Annotations(entgql.Type("Map")),
-		field.JSON("context", map[string]any{}).Default(map[string]any{}).Immutable().
+		field.JSON("context", jsonmap.Map{}).Default(jsonmap.Map{}).Immutable().
 			Annotations(entgql.Type("Map")),
 		field.Time("timestamp").Immutable().
 			Annotations(entgql.OrderField("TIMESTAMP")),

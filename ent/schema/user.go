@@ -11,6 +11,7 @@ import (
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/index"
 
+	"github.com/segmentd/segmentd/ent/schema/jsonmap"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 )
 
@@ -27,7 +28,7 @@ func (User) Fields() []ent.Field {
 	return []ent.Field{
 		field.String("user_id").NotEmpty().MaxLen(256).Immutable().Unique().
 			Annotations(entgql.MapsTo("userId"), entgql.OrderField("USER_ID")),
-		field.JSON("traits", map[string]any{}).Default(map[string]any{}).
+		field.JSON("traits", jsonmap.Map{}).Default(jsonmap.Map{}).
 			Annotations(entgql.Type("Map")),
 		field.Time("first_seen_at").Default(time.Now).Immutable().
 			Annotations(entgql.OrderField("FIRST_SEEN_AT")),

@@ -7,6 +7,7 @@ import (
 
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"github.com/segmentd/segmentd/ent/schema/jsonmap"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 )
 
@@ -86,7 +87,7 @@ var (
 	// UserIDValidator is a validator for the "user_id" field. It is called by the builders before save.
 	UserIDValidator func(string) error
 	// DefaultTraits holds the default value on creation for the "traits" field.
-	DefaultTraits map[string]interface{}
+	DefaultTraits jsonmap.Map
 	// DefaultFirstSeenAt holds the default value on creation for the "first_seen_at" field.
 	DefaultFirstSeenAt func() time.Time
 	// DefaultLastSeenAt holds the default value on creation for the "last_seen_at" field.

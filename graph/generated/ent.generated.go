@@ -20,6 +20,7 @@ import (
 	"github.com/segmentd/segmentd/ent/importjob"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/schema"
+	"github.com/segmentd/segmentd/ent/schema/jsonmap"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segment"
 	"github.com/segmentd/segmentd/service"
@@ -1604,8 +1605,8 @@ func (ec *executionContext) _Event_properties(ctx context.Context, field graphql
 			return obj.Properties, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v map[string]any) graphql.Marshaler {
-			return ec.marshalNMap2map(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v jsonmap.Map) graphql.Marshaler {
+			return ec.marshalNMap2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋschemaᚋjsonmapᚐMap(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1627,8 +1628,8 @@ func (ec *executionContext) _Event_traits(ctx context.Context, field graphql.Col
 			return obj.Traits, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v map[string]any) graphql.Marshaler {
-			return ec.marshalNMap2map(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v jsonmap.Map) graphql.Marshaler {
+			return ec.marshalNMap2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋschemaᚋjsonmapᚐMap(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1650,8 +1651,8 @@ func (ec *executionContext) _Event_context(ctx context.Context, field graphql.Co
 			return obj.Context, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v map[string]any) graphql.Marshaler {
-			return ec.marshalNMap2map(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v jsonmap.Map) graphql.Marshaler {
+			return ec.marshalNMap2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋschemaᚋjsonmapᚐMap(ctx, selections, v)
 		},
 		true,
 		true,
@@ -3921,8 +3922,8 @@ func (ec *executionContext) _User_traits(ctx context.Context, field graphql.Coll
 			return obj.Traits, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v map[string]any) graphql.Marshaler {
-			return ec.marshalNMap2map(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v jsonmap.Map) graphql.Marshaler {
+			return ec.marshalNMap2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋschemaᚋjsonmapᚐMap(ctx, selections, v)
 		},
 		true,
 		true,

@@ -16,6 +16,7 @@ import (
 	"github.com/segmentd/segmentd/ent/importjob"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/schema"
+	"github.com/segmentd/segmentd/ent/schema/jsonmap"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/graph/model"
 	"github.com/segmentd/segmentd/service"
@@ -3763,6 +3764,20 @@ func (ec *executionContext) marshalNImportRowError2ᚖgithubᚗcomᚋsegmentdᚋ
 		return graphql.Null
 	}
 	return ec._ImportRowError(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNMap2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋschemaᚋjsonmapᚐMap(ctx context.Context, v any) (jsonmap.Map, error) {
+	var res jsonmap.Map
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNMap2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋschemaᚋjsonmapᚐMap(ctx context.Context, sel ast.SelectionSet, v jsonmap.Map) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Map!")
+		return graphql.Null
+	}
+	return v
 }
 
 func (ec *executionContext) unmarshalNMap2map(ctx context.Context, v any) (map[string]any, error) {
