@@ -8,10 +8,12 @@ package main
 
 import (
 	"log"
+	"strings"
 
 	"entgo.io/contrib/entgql"
 	"entgo.io/ent/entc"
 	"entgo.io/ent/entc/gen"
+	"github.com/vektah/gqlparser/v2/ast"
 )
 
 func main() {
@@ -21,6 +23,7 @@ func main() {
 		entgql.WithConfigPath("./gqlgen.yml"),
 		entgql.WithWhereInputs(true),
 		entgql.WithRelaySpec(true),
+		entgql.WithSchemaHook(edgeDescriptions),
 	)
 	if err != nil {
 		log.Fatalf("creating entgql extension: %v", err)
@@ -42,4 +45,36 @@ func main() {
 	if err != nil {
 		log.Fatalf("running ent codegen: %v", err)
 	}
+}
+
+// edgeDescriptions gives a Relay-connection edge field the description of
+// its ent edge's Comment: entgql builds those fields anew and drops it,
+// and GraphiQL's docs pane should describe every field.
+func edgeDescriptions(g *gen.Graph, s *ast.Schema) error {
+	for _, node := range g.Nodes {
+		def := s.Types[node.Name]
+		if def == nil {
+			continue
+		}
+		for _, e := range node.Edges {
+			if e.Comment() == "" {
+				continue
+			}
+			if f := def.Fields.ForName(lowerCamel(e.Name)); f != nil && f.Description == "" {
+				f.Description = e.Comment()
+			}
+		}
+	}
+	return nil
+}
+
+// lowerCamel turns an edge name such as import_jobs into importJobs.
+func lowerCamel(s string) string {
+	parts := strings.Split(s, "_")
+	for i := 1; i < len(parts); i++ {
+		if parts[i] != "" {
+			parts[i] = strings.ToUpper(parts[i][:1]) + parts[i][1:]
+		}
+	}
+	return strings.Join(parts, "")
 }

@@ -104,7 +104,9 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 		var u *ent.User
 		if ev.userID != "" {
 			u = st.users[ev.userID]
-			if merged, changed := mergeTraits(u.Traits, ev.traits); changed {
+			if !carriesUserTraits(ev.typ) {
+				// A group call's traits are the group's (applyGroups).
+			} else if merged, changed := mergeTraits(u.Traits, ev.traits); changed {
 				u.Traits = merged
 			}
 			if st.now.After(u.LastSeenAt) {
@@ -191,6 +193,9 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 		return nil, err
 	}
 	if err := s.activateEntries(ctx, st, entries, results); err != nil {
+		return nil, err
+	}
+	if err := s.applyGroups(ctx, st, evs); err != nil {
 		return nil, err
 	}
 	if err := st.saveUsers(ctx); err != nil {

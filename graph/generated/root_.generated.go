@@ -124,6 +124,26 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	Group struct {
+		FirstSeenAt func(childComplexity int) int
+		GroupID     func(childComplexity int) int
+		ID          func(childComplexity int) int
+		LastSeenAt  func(childComplexity int) int
+		Traits      func(childComplexity int) int
+		Users       func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.UserOrder, where *ent.UserWhereInput) int
+	}
+
+	GroupConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	GroupEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
 	GrowthPoint struct {
 		Entered func(childComplexity int) int
 		Exited  func(childComplexity int) int
@@ -251,6 +271,8 @@ type ComplexityRoot struct {
 		Campaigns         func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.CampaignOrder, where *ent.CampaignWhereInput) int
 		Events            func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, where *ent.EventWhereInput, orderBy *ent.EventOrder) int
 		ExplainMembership func(childComplexity int, segmentID pulid.ID, userID string) int
+		Group             func(childComplexity int, groupID string) int
+		Groups            func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.GroupOrder, where *ent.GroupWhereInput) int
 		ImportJob         func(childComplexity int, id pulid.ID) int
 		Node              func(childComplexity int, id pulid.ID) int
 		Nodes             func(childComplexity int, ids []pulid.ID) int
@@ -325,6 +347,7 @@ type ComplexityRoot struct {
 
 	User struct {
 		FirstSeenAt func(childComplexity int) int
+		Groups      func(childComplexity int) int
 		ID          func(childComplexity int) int
 		LastSeenAt  func(childComplexity int) int
 		Memberships func(childComplexity int) int
@@ -672,6 +695,80 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.EventEdge.Node(childComplexity), true
+
+	case "Group.firstSeenAt":
+		if e.ComplexityRoot.Group.FirstSeenAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Group.FirstSeenAt(childComplexity), true
+	case "Group.groupId":
+		if e.ComplexityRoot.Group.GroupID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Group.GroupID(childComplexity), true
+	case "Group.id":
+		if e.ComplexityRoot.Group.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Group.ID(childComplexity), true
+	case "Group.lastSeenAt":
+		if e.ComplexityRoot.Group.LastSeenAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Group.LastSeenAt(childComplexity), true
+	case "Group.traits":
+		if e.ComplexityRoot.Group.Traits == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Group.Traits(childComplexity), true
+	case "Group.users":
+		if e.ComplexityRoot.Group.Users == nil {
+			break
+		}
+
+		args, err := ec.field_Group_users_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Group.Users(childComplexity, args["after"].(*entgql.Cursor[pulid.ID]), args["first"].(*int), args["before"].(*entgql.Cursor[pulid.ID]), args["last"].(*int), args["orderBy"].(*ent.UserOrder), args["where"].(*ent.UserWhereInput)), true
+
+	case "GroupConnection.edges":
+		if e.ComplexityRoot.GroupConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GroupConnection.Edges(childComplexity), true
+	case "GroupConnection.pageInfo":
+		if e.ComplexityRoot.GroupConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GroupConnection.PageInfo(childComplexity), true
+	case "GroupConnection.totalCount":
+		if e.ComplexityRoot.GroupConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GroupConnection.TotalCount(childComplexity), true
+
+	case "GroupEdge.cursor":
+		if e.ComplexityRoot.GroupEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GroupEdge.Cursor(childComplexity), true
+	case "GroupEdge.node":
+		if e.ComplexityRoot.GroupEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GroupEdge.Node(childComplexity), true
 
 	case "GrowthPoint.entered":
 		if e.ComplexityRoot.GrowthPoint.Entered == nil {
@@ -1271,6 +1368,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.ExplainMembership(childComplexity, args["segmentId"].(pulid.ID), args["userId"].(string)), true
+	case "Query.group":
+		if e.ComplexityRoot.Query.Group == nil {
+			break
+		}
+
+		args, err := ec.field_Query_group_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Group(childComplexity, args["groupId"].(string)), true
+	case "Query.groups":
+		if e.ComplexityRoot.Query.Groups == nil {
+			break
+		}
+
+		args, err := ec.field_Query_groups_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Groups(childComplexity, args["after"].(*entgql.Cursor[pulid.ID]), args["first"].(*int), args["before"].(*entgql.Cursor[pulid.ID]), args["last"].(*int), args["orderBy"].(*ent.GroupOrder), args["where"].(*ent.GroupWhereInput)), true
 	case "Query.importJob":
 		if e.ComplexityRoot.Query.ImportJob == nil {
 			break
@@ -1638,6 +1757,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.User.FirstSeenAt(childComplexity), true
+	case "User.groups":
+		if e.ComplexityRoot.User.Groups == nil {
+			break
+		}
+
+		return e.ComplexityRoot.User.Groups(childComplexity), true
 	case "User.id":
 		if e.ComplexityRoot.User.ID == nil {
 			break
@@ -1719,6 +1844,8 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("CreateSegmentInput", ec.unmarshalInputCreateSegmentInput),
 			graphql.NewInputUnmarshaler("EventOrder", ec.unmarshalInputEventOrder),
 			graphql.NewInputUnmarshaler("EventWhereInput", ec.unmarshalInputEventWhereInput),
+			graphql.NewInputUnmarshaler("GroupOrder", ec.unmarshalInputGroupOrder),
+			graphql.NewInputUnmarshaler("GroupWhereInput", ec.unmarshalInputGroupWhereInput),
 			graphql.NewInputUnmarshaler("IdentifyInput", ec.unmarshalInputIdentifyInput),
 			graphql.NewInputUnmarshaler("MembershipOrder", ec.unmarshalInputMembershipOrder),
 			graphql.NewInputUnmarshaler("MembershipWhereInput", ec.unmarshalInputMembershipWhereInput),
@@ -1825,13 +1952,37 @@ var sources = []*ast.Source{
 	{Name: "../../ent.graphqls", Input: `directive @goField(forceResolver: Boolean, name: String, omittable: Boolean) on FIELD_DEFINITION | INPUT_FIELD_DEFINITION
 directive @goModel(model: String, models: [String!], forceGenerate: Boolean) on OBJECT | INPUT_OBJECT | SCALAR | ENUM | INTERFACE | UNION
 type Campaign implements Node {
+  """
+  The object's ID: "cmp_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
+  """
   id: ID!
+  """
+  The campaign's name, 1 to 200 characters.
+  """
   name: String!
+  """
+  A free-text description, at most 2,000 characters; null when none.
+  """
   description: String
+  """
+  DRAFT, ACTIVE, PAUSED or ENDED. Only an ACTIVE campaign activates: every member of its segment, on entry and when it becomes ACTIVE or gets its segment, exactly once.
+  """
   status: CampaignStatus!
+  """
+  When the campaign was created.
+  """
   createdAt: Time!
+  """
+  When the campaign was last changed.
+  """
   updatedAt: Time!
+  """
+  The campaign's audience; null when it has none (or its segment was deleted).
+  """
   segment: Segment
+  """
+  The users who activated this campaign, one activation each, newest last by default.
+  """
   activations(
     """
     Returns the elements in the list that come after the specified cursor.
@@ -1860,11 +2011,29 @@ type Campaign implements Node {
   ): CampaignActivationConnection!
 }
 type CampaignActivation implements Node {
+  """
+  The object's ID: "act_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
+  """
   id: ID!
+  """
+  When the user activated the campaign.
+  """
   activatedAt: Time!
+  """
+  The campaign activated.
+  """
   campaign: Campaign!
+  """
+  The user who activated it.
+  """
   user: User!
+  """
+  The segment whose membership activated it (the campaign's segment at the time).
+  """
   segment: Segment!
+  """
+  The event whose entry activated it; null when the entry had no event (manual add, import, or the campaign becoming ACTIVE).
+  """
   event: Event
 }
 """
@@ -2117,10 +2286,25 @@ input CampaignWhereInput {
   hasSegmentWith: [SegmentWhereInput!]
 }
 type Condition implements Node {
+  """
+  The object's ID: "cnd_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
+  """
   id: ID!
+  """
+  AND, OR or NOT for a group (its children are the conditions it combines), PREDICATE for a test of one property.
+  """
   kind: ConditionKind!
+  """
+  A predicate's scope: EVENT tests the triggering event's properties, USER the user's traits; null for a group.
+  """
   scope: ConditionScope
+  """
+  A predicate's property or trait name; dots walk nested objects ("address.city"); null for a group.
+  """
   property: String
+  """
+  A predicate's operator; null for a group.
+  """
   operator: ConditionOperator
 }
 """
@@ -2167,16 +2351,49 @@ https://relay.dev/graphql/connections.htm#sec-Cursor
 """
 scalar Cursor
 type Event implements Node {
+  """
+  The object's ID: "evt_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
+  """
   id: ID!
+  """
+  The idempotency key, unique forever: the sender's messageId, or one the server assigned (srv-…).
+  """
   messageId: String!
+  """
+  The call that sent it: TRACK (trackEvent, /v1/track), IDENTIFY, or the Segment API's PAGE, SCREEN, GROUP and ALIAS. Only TRACK events trigger segments.
+  """
   type: EventType!
+  """
+  The event name ("Sign Up"); for PAGE and SCREEN the page or screen name; null for calls without one.
+  """
   name: String
+  """
+  The customer's own ID of the user it is about; null for anonymous events.
+  """
   userId: String
+  """
+  The sender's anonymous ID, if it sent one.
+  """
   anonymousId: String
+  """
+  The event's properties as sent (for a GROUP call, with its groupId; for ALIAS, its previousId); EVENT conditions test them.
+  """
   properties: Map!
+  """
+  The traits the call carried: merged into the user's traits (TRACK, IDENTIFY, PAGE, SCREEN, ALIAS), except for a GROUP call, whose traits are the group's and stay on the group.
+  """
   traits: Map!
+  """
+  The call's context object as sent (library, ip, page, ...).
+  """
   context: Map!
+  """
+  When the event happened, as the sender said (corrected for clock skew by sentAt), or when it arrived; WITHIN_LAST measures from it.
+  """
   timestamp: Time!
+  """
+  When segmentd stored it.
+  """
   receivedAt: Time!
 }
 """
@@ -2359,24 +2576,248 @@ input EventWhereInput {
   receivedAtLT: Time
   receivedAtLTE: Time
 }
-type ImportJob implements Node {
+type Group implements Node {
+  """
+  The object's ID: "grp_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
+  """
   id: ID!
+  """
+  The customer's own ID of the group: the groupId of its group calls.
+  """
+  groupId: String!
+  """
+  The group's traits ("plan", "employees", ...), merged from its group calls in arrival order; a null trait removes it. They never become traits of the group's users.
+  """
+  traits: Map!
+  """
+  When the first group call for this group arrived.
+  """
+  firstSeenAt: Time!
+  """
+  When the latest group call for this group arrived.
+  """
+  lastSeenAt: Time!
+  """
+  The users that group calls put in this group.
+  """
+  users(
+    """
+    Returns the elements in the list that come after the specified cursor.
+    """
+    after: Cursor
+
+    """
+    Returns the first _n_ elements from the list.
+    """
+    first: Int
+
+    """
+    Returns the elements in the list that come before the specified cursor.
+    """
+    before: Cursor
+
+    """
+    Returns the last _n_ elements from the list.
+    """
+    last: Int
+
+    """
+    Ordering options for Users returned from the connection.
+    """
+    orderBy: UserOrder
+
+    """
+    Filtering options for Users returned from the connection.
+    """
+    where: UserWhereInput
+  ): UserConnection!
+}
+"""
+A connection to a list of items.
+"""
+type GroupConnection {
+  """
+  A list of edges.
+  """
+  edges: [GroupEdge]
+  """
+  Information to aid in pagination.
+  """
+  pageInfo: PageInfo!
+  """
+  Identifies the total count of items in the connection.
+  """
+  totalCount: Int!
+}
+"""
+An edge in a connection.
+"""
+type GroupEdge {
+  """
+  The item at the end of the edge.
+  """
+  node: Group
+  """
+  A cursor for use in pagination.
+  """
+  cursor: Cursor!
+}
+"""
+Ordering options for Group connections
+"""
+input GroupOrder {
+  """
+  The ordering direction.
+  """
+  direction: OrderDirection! = ASC
+  """
+  The field by which to order Groups.
+  """
+  field: GroupOrderField!
+}
+"""
+Properties by which Group connections can be ordered.
+"""
+enum GroupOrderField {
+  GROUP_ID
+  FIRST_SEEN_AT
+  LAST_SEEN_AT
+}
+"""
+GroupWhereInput is used for filtering Group objects.
+Input was generated by ent.
+"""
+input GroupWhereInput {
+  not: GroupWhereInput
+  and: [GroupWhereInput!]
+  or: [GroupWhereInput!]
+  """
+  id field predicates
+  """
+  id: ID
+  idNEQ: ID
+  idIn: [ID!]
+  idNotIn: [ID!]
+  idGT: ID
+  idGTE: ID
+  idLT: ID
+  idLTE: ID
+  """
+  group_id field predicates
+  """
+  groupID: String
+  groupIDNEQ: String
+  groupIDIn: [String!]
+  groupIDNotIn: [String!]
+  groupIDGT: String
+  groupIDGTE: String
+  groupIDLT: String
+  groupIDLTE: String
+  groupIDContains: String
+  groupIDHasPrefix: String
+  groupIDHasSuffix: String
+  groupIDEqualFold: String
+  groupIDContainsFold: String
+  """
+  first_seen_at field predicates
+  """
+  firstSeenAt: Time
+  firstSeenAtNEQ: Time
+  firstSeenAtIn: [Time!]
+  firstSeenAtNotIn: [Time!]
+  firstSeenAtGT: Time
+  firstSeenAtGTE: Time
+  firstSeenAtLT: Time
+  firstSeenAtLTE: Time
+  """
+  last_seen_at field predicates
+  """
+  lastSeenAt: Time
+  lastSeenAtNEQ: Time
+  lastSeenAtIn: [Time!]
+  lastSeenAtNotIn: [Time!]
+  lastSeenAtGT: Time
+  lastSeenAtGTE: Time
+  lastSeenAtLT: Time
+  lastSeenAtLTE: Time
+  """
+  users edge predicates
+  """
+  hasUsers: Boolean
+  hasUsersWith: [UserWhereInput!]
+}
+type ImportJob implements Node {
+  """
+  The object's ID: "imp_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
+  """
+  id: ID!
+  """
+  ADD adds the file's users, REMOVE removes them, REPLACE makes the segment hold exactly them.
+  """
   mode: ImportMode!
+  """
+  True when the job only reports what it would change, and changes nothing.
+  """
   dryRun: Boolean!
+  """
+  PENDING, RUNNING, then SUCCEEDED (the segment changed at once) or FAILED (the segment is as it was; see failure).
+  """
   status: ImportStatus!
+  """
+  Rows of the file that hold a user ID or a bad value (blank lines and the header are not counted); final once the job ends.
+  """
   totalRows: Int!
+  """
+  Rows read so far.
+  """
   processedRows: Int!
+  """
+  Users who entered the segment (or, in a dry run, would).
+  """
   added: Int!
+  """
+  Users who left the segment (or, in a dry run, would).
+  """
   removed: Int!
+  """
+  Valid rows that changed nothing: already (or, for REMOVE, not) members, or repeated in the file.
+  """
   unchanged: Int!
+  """
+  Rows refused as bad; errors lists them with their line.
+  """
   invalidRows: Int!
+  """
+  The uploaded file's name, as the client sent it.
+  """
   fileName: String!
+  """
+  The uploaded file's size in bytes.
+  """
   fileBytes: Int!
+  """
+  Bytes of the file read so far: with fileBytes, the job's progress.
+  """
   bytesRead: Int!
+  """
+  Why the job FAILED; null otherwise.
+  """
   failure: String
+  """
+  When the job was created (the upload arrived).
+  """
   createdAt: Time!
+  """
+  When the job started running; null while PENDING.
+  """
   startedAt: Time
+  """
+  When the job SUCCEEDED or FAILED; null until then.
+  """
   finishedAt: Time
+  """
+  The segment the file is imported into.
+  """
   segment: Segment!
 }
 """
@@ -2397,12 +2838,33 @@ enum ImportStatus @goModel(model: "github.com/segmentd/segmentd/ent/importjob.St
   FAILED
 }
 type Membership implements Node {
+  """
+  The object's ID: "mem_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
+  """
   id: ID!
+  """
+  When the user entered the segment.
+  """
   enteredAt: Time!
+  """
+  What put the user in: EVENT (a trigger event whose condition held), MANUAL (addUsersToSegment), IMPORT (a CSV import) or BACKFILL (re-evaluation of stored events).
+  """
   source: MembershipSource!
+  """
+  Why the user entered, in one line: the event and the condition it met, or the manual add or import.
+  """
   reason: String!
+  """
+  The segment.
+  """
   segment: Segment!
+  """
+  The member.
+  """
   user: User!
+  """
+  The event that put the user in; null for MANUAL and IMPORT entries.
+  """
   event: Event
 }
 """
@@ -2581,6 +3043,9 @@ type Query {
     """
     ids: [ID!]!
   ): [Node]!
+  """
+  Campaigns, as a Relay connection, filtered by where and ordered by orderBy (default: by id, oldest first).
+  """
   campaigns(
     """
     Returns the elements in the list that come after the specified cursor.
@@ -2612,6 +3077,43 @@ type Query {
     """
     where: CampaignWhereInput
   ): CampaignConnection!
+  """
+  Groups (companies, accounts) that group calls named, as a Relay connection.
+  """
+  groups(
+    """
+    Returns the elements in the list that come after the specified cursor.
+    """
+    after: Cursor
+
+    """
+    Returns the first _n_ elements from the list.
+    """
+    first: Int
+
+    """
+    Returns the elements in the list that come before the specified cursor.
+    """
+    before: Cursor
+
+    """
+    Returns the last _n_ elements from the list.
+    """
+    last: Int
+
+    """
+    Ordering options for Groups returned from the connection.
+    """
+    orderBy: GroupOrder
+
+    """
+    Filtering options for Groups returned from the connection.
+    """
+    where: GroupWhereInput
+  ): GroupConnection!
+  """
+  Segments, as a Relay connection, filtered by where and ordered by orderBy (NAME, CREATED_AT, UPDATED_AT, TOTAL_USERS, NEW_LAST_7_DAYS; ties by id).
+  """
   segments(
     """
     Returns the elements in the list that come after the specified cursor.
@@ -2643,6 +3145,9 @@ type Query {
     """
     where: SegmentWhereInput
   ): SegmentConnection!
+  """
+  Users, as a Relay connection, filtered by where and ordered by orderBy (default: by id).
+  """
   users(
     """
     Returns the elements in the list that come after the specified cursor.
@@ -2676,12 +3181,33 @@ type Query {
   ): UserConnection!
 }
 type Segment implements Node {
+  """
+  The object's ID: "seg_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
+  """
   id: ID!
+  """
+  The segment's name, 1 to 200 characters ("Activation Experiment - New Users").
+  """
   name: String!
+  """
+  A free-text description, at most 2,000 characters; null when none.
+  """
   description: String
+  """
+  EVENT_TRIGGERED: users enter when a trigger event arrives and the condition holds. STATIC: users are added by hand or by import.
+  """
   kind: SegmentKind!
+  """
+  The event names that can move a user in, in the order given; empty for STATIC.
+  """
   triggerEvents: [String!]!
+  """
+  When the segment was created.
+  """
   createdAt: Time!
+  """
+  When the segment's name, description or rules last changed.
+  """
   updatedAt: Time!
 }
 """
@@ -2826,11 +3352,30 @@ input SegmentWhereInput {
   updatedAtLTE: Time
 }
 type User implements Node {
+  """
+  The object's ID: "usr_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
+  """
   id: ID!
+  """
+  The customer's own ID of the user, as events and identify calls send it.
+  """
   userId: String!
+  """
+  The user's traits: merged from identify calls and the traits of their events (a null trait removes it); USER conditions test them. A group call's traits stay on the group.
+  """
   traits: Map!
+  """
+  When segmentd first saw the user (an event, identify, a manual add or an import).
+  """
   firstSeenAt: Time!
+  """
+  When segmentd last received an event or call for the user.
+  """
   lastSeenAt: Time!
+  """
+  The groups (companies, accounts) that group calls put this user in, by groupId.
+  """
+  groups: [Group!]
 }
 """
 A connection to a list of items.
@@ -2940,6 +3485,11 @@ input UserWhereInput {
   lastSeenAtGTE: Time
   lastSeenAtLT: Time
   lastSeenAtLTE: Time
+  """
+  groups edge predicates
+  """
+  hasGroups: Boolean
+  hasGroupsWith: [GroupWhereInput!]
 }
 `, BuiltIn: false},
 	{Name: "../../schema.graphqls", Input: `# The hand-written part of the segmentd API: domain inputs and mutations,
@@ -2967,15 +3517,19 @@ input ConditionInput {
   property: String
   operator: ConditionOperator
   """
-  The value to compare with: a scalar for EQ/NEQ/CONTAINS, a number or
-  date/time string for GT/GTE/LT/LTE, a list for IN/NOT_IN, [low, high] for
-  BETWEEN, a duration ("7d", "24h", "30m") for WITHIN_LAST; ignored for
-  EXISTS/NOT_EXISTS.
+  The value to compare with: a scalar for EQ/NEQ/CONTAINS, a number or a
+  date for GT/GTE/LT/LTE, a list for IN/NOT_IN, [low, high] (two numbers or
+  two dates) for BETWEEN, a duration ("7d", "24h", "30m") for WITHIN_LAST;
+  ignored for EXISTS/NOT_EXISTS. Dates, here and in traits and properties:
+  "January 1, 2025", "Jan 1, 2025", "1 January 2025", "2025-01-01" or RFC
+  3339 "2025-01-01T09:30:00Z" (no zone: UTC). Any other text in an ordering
+  condition is refused with BAD_USER_INPUT.
   """
   value: JSON
 }
 
 extend type Condition {
+  """A predicate's value as JSON, exactly as given (numbers keep their digits); null for a group and for EXISTS/NOT_EXISTS."""
   value: JSON
   """Children of a group, in order; empty for a predicate."""
   children: [Condition!]!
@@ -3054,15 +3608,30 @@ extend type Query {
   explainMembership(segmentId: ID!, userId: String!): MembershipExplanation!
   """An import job by ID (also node(id:)); null if unknown."""
   importJob(id: ID!): ImportJob
+  """
+  A group (company, account) by the customer's own group ID, as group calls
+  (/v1/group) name it; null if unknown. Its traits are its own, never its
+  users' (READ or ADMIN key).
+  """
+  group(groupId: String!): Group
 }
 
 type Mutation {
+  """Creates a segment (ADMIN key). An invalid condition is refused with BAD_USER_INPUT naming the field (input.condition.or[1].value)."""
   createSegment(input: CreateSegmentInput!): Segment!
+  """
+  Changes a segment's name, description, trigger events or condition (ADMIN
+  key). reevaluate says what happens to existing members: FUTURE_ONLY (the
+  default) keeps them and applies the new rules to new events.
+  """
   updateSegment(id: ID!, input: UpdateSegmentInput!, reevaluate: ReevaluationPolicy = FUTURE_ONLY): Segment!
   """Deletes a segment with its memberships; refused with CONFLICT while an ACTIVE campaign uses it."""
   deleteSegment(id: ID!): ID!
+  """Creates a campaign (ADMIN key); created ACTIVE with a segment, it activates the segment's current members at once."""
   createCampaign(input: CreateCampaignInput!): Campaign!
+  """Changes a campaign (ADMIN key); becoming ACTIVE, or getting a segment while ACTIVE, activates the segment's current members."""
   updateCampaign(id: ID!, input: UpdateCampaignInput!): Campaign!
+  """Deletes a campaign and its activations (ADMIN key); returns its ID."""
   deleteCampaign(id: ID!): ID!
   """
   Adds users by user ID (up to 10,000 a call), creating unknown users, to a
@@ -3101,7 +3670,9 @@ extend type Event {
 
 """What evaluation did with an event for one segment."""
 type SegmentOutcome {
+  """The segment that the event's name triggers."""
   segment: Segment!
+  """True when this event put the user in the segment."""
   entered: Boolean!
   """For example "entered: ...", "already a member", or "condition failed: event.\"Reward Amount\" > 50 (was 20)"."""
   reason: String!
@@ -3126,15 +3697,20 @@ input TrackInput {
 }
 
 type TrackResult {
+  """The stored event (for a duplicate, the one stored first)."""
   event: Event!
   """True when this messageId was already stored: nothing changed."""
   duplicate: Boolean!
+  """The segments this event put the user in."""
   enteredSegments: [Segment!]!
+  """The campaigns this event's entries activated for the user."""
   activatedCampaigns: [Campaign!]!
 }
 
 type TrackBatchResult {
+  """Events stored by this call."""
   accepted: Int!
+  """Events whose messageId was already stored, or repeated in the call: they changed nothing."""
   duplicates: Int!
   """One result per input, in input order."""
   results: [TrackResult!]!
@@ -3150,10 +3726,13 @@ input IdentifyInput {
 
 """Why a user is, or is not, in a segment."""
 type MembershipExplanation {
+  """The segment asked about."""
   segment: Segment!
   """Null when segmentd has never seen this user."""
   user: User
+  """True when the user is a member now."""
   member: Boolean!
+  """The current membership; null when not a member."""
   membership: Membership
   """The membership's reason, or the outcome of the user's latest event that this segment evaluated."""
   reason: String!
@@ -3169,13 +3748,18 @@ type SegmentStats {
   newThisWeek: Int!
   """Members who entered since the 1st of the month, 00:00 in the time zone."""
   newThisMonth: Int!
+  """Members who entered in the last 7 days (7 × 24 hours)."""
   newLast7Days: Int!
+  """Members who entered in the last 30 days (30 × 24 hours)."""
   newLast30Days: Int!
 }
 
 type MembershipUpdateResult {
+  """The segment changed."""
   segment: Segment!
+  """Users who entered the segment."""
   added: Int!
+  """Users who left the segment."""
   removed: Int!
   """User IDs that were already (or, for removal, not) members."""
   unchanged: Int!
@@ -3221,20 +3805,29 @@ type GrowthPoint {
 
 """A member of a segment at a past instant."""
 type PastMember {
+  """The member."""
   user: User!
   """When this membership began (the user's last entry before the instant)."""
   enteredAt: Time!
+  """What put the user in (EVENT, MANUAL, IMPORT, BACKFILL)."""
   source: MembershipSource!
+  """Why the user entered, as the membership said."""
   reason: String!
 }
 
+"""An edge in a PastMemberConnection."""
 type PastMemberEdge {
+  """A cursor for use in pagination (after:)."""
   cursor: Cursor!
+  """The member at the end of the edge."""
   node: PastMember!
 }
 
+"""A page of the members of a segment at a past instant."""
 type PastMemberConnection {
+  """A list of edges."""
   edges: [PastMemberEdge!]!
+  """Information to aid in pagination."""
   pageInfo: PageInfo!
   """Members at the instant (all pages)."""
   totalCount: Int!
@@ -3251,13 +3844,19 @@ enum MembershipChangeKind { ENTERED EXITED }
 type MembershipChange {
   """Where this change is in the log: subscribe with after: cursor to resume after it."""
   cursor: String!
+  """ENTERED or EXITED."""
   kind: MembershipChangeKind!
+  """The segment entered or left."""
   segment: Segment!
+  """The user who entered or left."""
   user: User!
+  """When the change committed."""
   at: Time!
+  """What caused it (EVENT, MANUAL, IMPORT, BACKFILL)."""
   source: MembershipSource!
   """The event that caused the change, if one did."""
   event: Event
+  """Why, in one line."""
   reason: String!
 }
 
@@ -3286,6 +3885,7 @@ type ImportRowError {
   line: Int!
   """The offending value: the user ID, or the whole line (shortened to 200 bytes)."""
   value: String!
+  """Why the row was refused (an empty ID, one longer than 256 bytes, control characters, ...)."""
   reason: String!
 }
 
@@ -3459,6 +4059,46 @@ func (ec *executionContext) childFields_EventEdge(ctx context.Context, field gra
 		return ec.fieldContext_EventEdge_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type EventEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_Group(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Group_id(ctx, field)
+	case "groupId":
+		return ec.fieldContext_Group_groupId(ctx, field)
+	case "traits":
+		return ec.fieldContext_Group_traits(ctx, field)
+	case "firstSeenAt":
+		return ec.fieldContext_Group_firstSeenAt(ctx, field)
+	case "lastSeenAt":
+		return ec.fieldContext_Group_lastSeenAt(ctx, field)
+	case "users":
+		return ec.fieldContext_Group_users(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Group", field.Name)
+}
+
+func (ec *executionContext) childFields_GroupConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_GroupConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_GroupConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_GroupConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type GroupConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_GroupEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_GroupEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_GroupEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type GroupEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_GrowthPoint(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3801,6 +4441,8 @@ func (ec *executionContext) childFields_User(ctx context.Context, field graphql.
 		return ec.fieldContext_User_firstSeenAt(ctx, field)
 	case "lastSeenAt":
 		return ec.fieldContext_User_lastSeenAt(ctx, field)
+	case "groups":
+		return ec.fieldContext_User_groups(ctx, field)
 	case "memberships":
 		return ec.fieldContext_User_memberships(ctx, field)
 	}
