@@ -66,7 +66,7 @@ func TestGroupTraitsStayOnTheGroup(t *testing.T) {
 			map[string]any{"type": "group", "userId": "u-other", "groupId": "acme", "messageId": "grp-2",
 				"traits": map[string]any{"industry": "retail", "employees": 510}},
 			map[string]any{"type": "group", "userId": "u-free", "groupId": " globex ", "messageId": "grp-3",
-				"traits": map[string]any{"plan": "startup"}},
+				"traits": map[string]any{"tier": "startup"}},
 		}})
 		// A repeated group call (same messageId) changes nothing.
 		v1(t, srv, writeKey, "group", map[string]any{"userId": "u-free", "groupId": "acme", "messageId": "grp-1",
@@ -130,7 +130,7 @@ func TestGroupTraitsStayOnTheGroup(t *testing.T) {
 		if got.Group.Users.TotalCount != 2 || !reflect.DeepEqual(members, []string{"u-free", "u-other"}) {
 			t.Errorf("acme users = %v (total %d), want [u-free u-other]", members, got.Group.Users.TotalCount)
 		}
-		if got.Globex == nil || got.Globex.Traits["plan"] != "startup" || got.Globex.Users.TotalCount != 1 {
+		if got.Globex == nil || got.Globex.Traits["tier"] != "startup" || got.Globex.Users.TotalCount != 1 {
 			t.Errorf("globex (sent as \" globex \") = %+v", got.Globex)
 		}
 		if got.None != nil {
