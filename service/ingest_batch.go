@@ -104,10 +104,11 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 		var u *ent.User
 		if ev.userID != "" {
 			u = st.users[ev.userID]
-			if !carriesUserTraits(ev.typ) {
-				// A group call's traits are the group's (applyGroups).
-			} else if merged, changed := mergeTraits(u.Traits, ev.traits); changed {
-				u.Traits = merged
+			// A group call's traits are the group's (applyGroups).
+			if carriesUserTraits(ev.typ) {
+				if merged, changed := mergeTraits(u.Traits, ev.traits); changed {
+					u.Traits = merged
+				}
 			}
 			if st.now.After(u.LastSeenAt) {
 				u.LastSeenAt = st.now
