@@ -23,7 +23,7 @@ func main() {
 		entgql.WithConfigPath("./gqlgen.yml"),
 		entgql.WithWhereInputs(true),
 		entgql.WithRelaySpec(true),
-		entgql.WithSchemaHook(edgeDescriptions),
+		entgql.WithSchemaHook(edgeDescriptions, typeDescriptions, whereDescriptions),
 	)
 	if err != nil {
 		log.Fatalf("creating entgql extension: %v", err)
@@ -77,4 +77,84 @@ func lowerCamel(s string) string {
 		}
 	}
 	return strings.Join(parts, "")
+}
+
+// typeDescriptions gives each entity type the text of its schema.Comment
+// annotation, and the Query type one of its own.
+func typeDescriptions(g *gen.Graph, s *ast.Schema) error {
+	for _, node := range g.Nodes {
+		def := s.Types[node.Name]
+		if def == nil || def.Description != "" {
+			continue
+		}
+		if c, ok := node.Annotations["Comment"].(map[string]any); ok {
+			def.Description, _ = c["Text"].(string)
+		}
+	}
+	if q := s.Types["Query"]; q != nil && q.Description == "" {
+		q.Description = "Reads: every query needs a READ or ADMIN key."
+	}
+	return nil
+}
+
+// wherePredicates describes the generated predicate fields of a where
+// input by the suffix entgql gives them.
+var wherePredicates = []struct{ suffix, text string }{
+	{"NotIn", "%s is none of these values."},
+	{"In", "%s is one of these values."},
+	{"NEQ", "%s is not equal to the value."},
+	{"GTE", "%s is greater than or equal to the value."},
+	{"GT", "%s is greater than the value."},
+	{"LTE", "%s is less than or equal to the value."},
+	{"LT", "%s is less than the value."},
+	{"ContainsFold", "%s contains the value, ignoring case."},
+	{"Contains", "%s contains the value."},
+	{"HasPrefix", "%s starts with the value."},
+	{"HasSuffix", "%s ends with the value."},
+	{"EqualFold", "%s equals the value, ignoring case."},
+	{"IsNil", "%s is null."},
+	{"NotNil", "%s is not null."},
+	{"", "%s equals the value."},
+}
+
+// whereDescriptions describes every field of the generated where inputs:
+// entgql describes only the first predicate of each field.
+func whereDescriptions(_ *gen.Graph, s *ast.Schema) error {
+	for name, def := range s.Types {
+		if def.Kind != ast.InputObject || !strings.HasSuffix(name, "WhereInput") {
+			continue
+		}
+		for _, f := range def.Fields {
+			if f.Description != "" && !strings.HasSuffix(f.Description, " predicates") {
+				continue
+			}
+			switch {
+			case f.Name == "not":
+				f.Description = "Matches what this condition does not match."
+			case f.Name == "and":
+				f.Description = "Matches what every one of these conditions matches."
+			case f.Name == "or":
+				f.Description = "Matches what at least one of these conditions matches."
+			case strings.HasPrefix(f.Name, "has") && strings.HasSuffix(f.Name, "With"):
+				f.Description = "Has a " + lowerFirst(strings.TrimSuffix(strings.TrimPrefix(f.Name, "has"), "With")) + " that matches at least one of these conditions."
+			case strings.HasPrefix(f.Name, "has") && f.Type.Name() == "Boolean":
+				f.Description = "true: has a " + lowerFirst(strings.TrimPrefix(f.Name, "has")) + "; false: has none."
+			default:
+				for _, p := range wherePredicates {
+					if base, ok := strings.CutSuffix(f.Name, p.suffix); ok && base != "" {
+						f.Description = strings.Replace(p.text, "%s", base, 1)
+						break
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func lowerFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToLower(s[:1]) + s[1:]
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/segmentd/segmentd/ent/segment"
 )
 
-// Campaign is the model entity for the Campaign schema.
+// A campaign takes a segment as its audience: a user who is, or becomes, a member of an ACTIVE campaign's segment activates the campaign exactly once.
 type Campaign struct {
 	config `json:"-"`
 	// ID of the ent.

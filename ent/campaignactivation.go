@@ -17,7 +17,7 @@ import (
 	"github.com/segmentd/segmentd/ent/user"
 )
 
-// CampaignActivation is the model entity for the CampaignActivation schema.
+// A user's activation of a campaign: at most one per campaign and user, ever.
 type CampaignActivation struct {
 	config `json:"-"`
 	// ID of the ent.

@@ -15,7 +15,7 @@ import (
 	"github.com/segmentd/segmentd/trigger"
 )
 
-// Condition is the model entity for the Condition schema.
+// One node of a segment's condition tree: an AND, OR or NOT group, or a predicate that tests one event property or user trait.
 type Condition struct {
 	config `json:"-"`
 	// ID of the ent.

@@ -16,7 +16,7 @@ import (
 	"github.com/segmentd/segmentd/ent/user"
 )
 
-// Event is the model entity for the Event schema.
+// A stored event (track, identify, page, screen, group or alias call), with what evaluation did with it for each segment its name triggers.
 type Event struct {
 	config `json:"-"`
 	// ID of the ent.

@@ -14,7 +14,7 @@ import (
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 )
 
-// Group is the model entity for the Group schema.
+// A group of users (a company, team or account) as group calls name it. Its traits are its own and never become its users' traits.
 type Group struct {
 	config `json:"-"`
 	// ID of the ent.

@@ -16,7 +16,7 @@ import (
 	"github.com/segmentd/segmentd/ent/segment"
 )
 
-// ImportJob is the model entity for the ImportJob schema.
+// A background import of a CSV file of user IDs into a segment; the segment changes all at once when it SUCCEEDS, and not at all when it FAILS.
 type ImportJob struct {
 	config `json:"-"`
 	// ID of the ent.

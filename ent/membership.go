@@ -16,7 +16,7 @@ import (
 	"github.com/segmentd/segmentd/ent/user"
 )
 
-// Membership is the model entity for the Membership schema.
+// A user's current membership of a segment: why and when they entered.
 type Membership struct {
 	config `json:"-"`
 	// ID of the ent.

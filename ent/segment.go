@@ -14,7 +14,7 @@ import (
 	"github.com/segmentd/segmentd/ent/segment"
 )
 
-// Segment is the model entity for the Segment schema.
+// A target audience. Users enter an EVENT_TRIGGERED segment when one of its trigger events arrives and its condition holds; a STATIC segment's users are added by hand or by import.
 type Segment struct {
 	config `json:"-"`
 	// ID of the ent.

@@ -14,7 +14,7 @@ import (
 	"github.com/segmentd/segmentd/ent/user"
 )
 
-// User is the model entity for the User schema.
+// An end user of the customer's product, known by the customer's own user ID; created on first sight.
 type User struct {
 	config `json:"-"`
 	// ID of the ent.

@@ -2,8 +2,8 @@ package graph_test
 
 // Issue 13, item 20: GraphiQL's docs pane is the API reference, so every
 // field of every object type (the generated entity types as much as the
-// hand-written ones) carries a description. Read over HTTP by introspection,
-// as GraphiQL reads it.
+// hand-written ones) carries a description, and so do every type and every
+// input field. Read over HTTP by introspection, as GraphiQL reads it.
 
 import (
 	"sort"
@@ -13,47 +13,69 @@ import (
 	"github.com/segmentd/segmentd/internal/testenv"
 )
 
+type introspectedDoc struct {
+	Name        string
+	Description *string
+}
+
 func TestEveryObjectFieldHasADescription(t *testing.T) {
 	t.Parallel()
 	srv := testenv.StartServer(t, testenv.DatabaseURL(t, "sqlite"))
 	var out struct {
 		Schema struct {
 			Types []struct {
-				Name   string
-				Kind   string
-				Fields []struct {
-					Name        string
-					Description *string
-					Args        []struct {
-						Name        string
-						Description *string
-					}
-				}
+				Name        string
+				Kind        string
+				Description *string
+				Fields      []introspectedDoc
+				InputFields []introspectedDoc
 			}
 		} `json:"__schema"`
 	}
-	srv.Client(testenv.AdminKey).MustDo(t, `{ __schema { types { name kind
-		fields(includeDeprecated: true) { name description args { name description } } } } }`, nil, &out)
-	var missing []string
-	objects, fields := 0, 0
+	srv.Client(testenv.AdminKey).MustDo(t, `{ __schema { types { name kind description
+		fields(includeDeprecated: true) { name description } inputFields { name description } } } }`, nil, &out)
+	empty := func(s *string) bool { return s == nil || strings.TrimSpace(*s) == "" }
+	var fieldsMissing, typesMissing, inputsMissing []string
+	objects, fields, types, inputs := 0, 0, 0, 0
 	for _, typ := range out.Schema.Types {
-		if typ.Kind != "OBJECT" || strings.HasPrefix(typ.Name, "__") {
+		if strings.HasPrefix(typ.Name, "__") {
 			continue
 		}
-		objects++
+		types++
+		if empty(typ.Description) {
+			typesMissing = append(typesMissing, typ.Kind+" "+typ.Name)
+		}
+		if typ.Kind == "OBJECT" {
+			objects++
+		}
 		for _, f := range typ.Fields {
 			fields++
-			if f.Description == nil || strings.TrimSpace(*f.Description) == "" {
-				missing = append(missing, typ.Name+"."+f.Name)
+			if empty(f.Description) {
+				fieldsMissing = append(fieldsMissing, typ.Name+"."+f.Name)
+			}
+		}
+		for _, f := range typ.InputFields {
+			inputs++
+			if empty(f.Description) {
+				inputsMissing = append(inputsMissing, typ.Name+"."+f.Name)
 			}
 		}
 	}
-	if objects < 20 || fields < 150 {
-		t.Fatalf("introspection saw only %d object types with %d fields", objects, fields)
+	if objects < 20 || fields < 150 || inputs < 100 {
+		t.Fatalf("introspection saw only %d object types with %d fields, %d input fields", objects, fields, inputs)
 	}
-	sort.Strings(missing)
-	if len(missing) > 0 {
-		t.Errorf("%d of %d fields of %d object types have no description:\n%s",
-			len(missing), fields, objects, strings.Join(missing, "\n"))
+	for _, m := range []struct {
+		what    string
+		of      int
+		missing []string
+	}{
+		{"fields of object types", fields, fieldsMissing},
+		{"types", types, typesMissing},
+		{"input fields", inputs, inputsMissing},
+	} {
+		sort.Strings(m.missing)
+		if len(m.missing) > 0 {
+			t.Errorf("%d of %d %s have no description:\n%s", len(m.missing), m.of, m.what, strings.Join(m.missing, "\n"))
+		}
 	}
 }

@@ -62,6 +62,7 @@ func (Campaign) Indexes() []ent.Index {
 // Annotations of the Campaign.
 func (Campaign) Annotations() []schema.Annotation {
 	return []schema.Annotation{
+		schema.Comment("A campaign takes a segment as its audience: a user who is, or becomes, a member of an ACTIVE campaign's segment activates the campaign exactly once."),
 		entgql.RelayConnection(),
 		entgql.QueryField().Description("Campaigns, as a Relay connection, filtered by where and ordered by orderBy (default: by id, oldest first)."),
 	}
@@ -111,5 +112,8 @@ func (CampaignActivation) Indexes() []ent.Index {
 
 // Annotations of the CampaignActivation.
 func (CampaignActivation) Annotations() []schema.Annotation {
-	return []schema.Annotation{entgql.RelayConnection()}
+	return []schema.Annotation{
+		schema.Comment("A user's activation of a campaign: at most one per campaign and user, ever."),
+		entgql.RelayConnection(),
+	}
 }

@@ -63,6 +63,7 @@ func (Condition) Indexes() []ent.Index {
 // Annotations of the Condition.
 func (Condition) Annotations() []schema.Annotation {
 	return []schema.Annotation{
+		schema.Comment("One node of a segment's condition tree: an AND, OR or NOT group, or a predicate that tests one event property or user trait."),
 		entgql.Skip(entgql.SkipWhereInput, entgql.SkipOrderField, entgql.SkipMutationCreateInput, entgql.SkipMutationUpdateInput),
 	}
 }

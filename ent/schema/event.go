@@ -90,6 +90,7 @@ func (Event) Indexes() []ent.Index {
 // Annotations of the Event.
 func (Event) Annotations() []schema.Annotation {
 	return []schema.Annotation{
+		schema.Comment("A stored event (track, identify, page, screen, group or alias call), with what evaluation did with it for each segment its name triggers."),
 		entgql.RelayConnection(),
 	}
 }

@@ -58,6 +58,7 @@ func (Group) Indexes() []ent.Index {
 // Annotations of the Group.
 func (Group) Annotations() []schema.Annotation {
 	return []schema.Annotation{
+		schema.Comment("A group of users (a company, team or account) as group calls name it. Its traits are its own and never become its users' traits."),
 		// "groups" is a keyword in SQLite's and PostgreSQL's window syntax.
 		entsql.Table("user_groups"),
 		entgql.RelayConnection(),

@@ -81,5 +81,8 @@ func (ImportJob) Edges() []ent.Edge {
 
 // Annotations of the ImportJob.
 func (ImportJob) Annotations() []schema.Annotation {
-	return []schema.Annotation{entgql.Skip(entgql.SkipWhereInput, entgql.SkipOrderField)}
+	return []schema.Annotation{
+		schema.Comment("A background import of a CSV file of user IDs into a segment; the segment changes all at once when it SUCCEEDS, and not at all when it FAILS."),
+		entgql.Skip(entgql.SkipWhereInput, entgql.SkipOrderField),
+	}
 }

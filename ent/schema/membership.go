@@ -63,7 +63,10 @@ func (Membership) Indexes() []ent.Index {
 
 // Annotations of the Membership.
 func (Membership) Annotations() []schema.Annotation {
-	return []schema.Annotation{entgql.RelayConnection()}
+	return []schema.Annotation{
+		schema.Comment("A user's current membership of a segment: why and when they entered."),
+		entgql.RelayConnection(),
+	}
 }
 
 // MembershipChange is the append-only log of entries and exits. Its integer

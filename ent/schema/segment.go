@@ -76,6 +76,7 @@ func (Segment) Indexes() []ent.Index {
 // Annotations of the Segment.
 func (Segment) Annotations() []schema.Annotation {
 	return []schema.Annotation{
+		schema.Comment("A target audience. Users enter an EVENT_TRIGGERED segment when one of its trigger events arrives and its condition holds; a STATIC segment's users are added by hand or by import."),
 		entgql.RelayConnection(),
 		entgql.QueryField().Description("Segments, as a Relay connection, filtered by where and ordered by orderBy (NAME, CREATED_AT, UPDATED_AT, TOTAL_USERS, NEW_LAST_7_DAYS; ties by id)."),
 	}

@@ -63,6 +63,7 @@ func (User) Indexes() []ent.Index {
 // Annotations of the User.
 func (User) Annotations() []schema.Annotation {
 	return []schema.Annotation{
+		schema.Comment("An end user of the customer's product, known by the customer's own user ID; created on first sight."),
 		entgql.RelayConnection(),
 		entgql.QueryField().Description("Users, as a Relay connection, filtered by where and ordered by orderBy (default: by id)."),
 	}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 )
 
+// Live streams over websockets (graphql-transport-ws or graphql-ws), for READ and ADMIN keys.
 type Subscription struct {
 }
 
