@@ -23,7 +23,7 @@ func main() {
 		entgql.WithConfigPath("./gqlgen.yml"),
 		entgql.WithWhereInputs(true),
 		entgql.WithRelaySpec(true),
-		entgql.WithSchemaHook(edgeDescriptions, typeDescriptions, whereDescriptions),
+		entgql.WithSchemaHook(edgeDescriptions, typeDescriptions, whereDescriptions, enumDescriptions),
 	)
 	if err != nil {
 		log.Fatalf("creating entgql extension: %v", err)
@@ -157,4 +157,93 @@ func lowerFirst(s string) string {
 		return s
 	}
 	return strings.ToLower(s[:1]) + s[1:]
+}
+
+// enumValues describes the values of the entities' enums.
+var enumValues = map[string]map[string]string{
+	"CampaignStatus": {
+		"DRAFT":  "Being prepared: activates no one.",
+		"ACTIVE": "Running: every member of its segment activates it, once.",
+		"PAUSED": "Stopped for now: activates no one until it is ACTIVE again.",
+		"ENDED":  "Over for good: activates no one and cannot be restarted.",
+	},
+	"SegmentKind": {
+		"EVENT_TRIGGERED": "Users enter when a trigger event arrives for them and the condition holds.",
+		"STATIC":          "Users are added by hand or by import.",
+	},
+	"EventType": {
+		"TRACK":    "trackEvent, trackEvents or /v1/track: the only type that triggers segments.",
+		"IDENTIFY": "identify or /v1/identify: traits for the user.",
+		"PAGE":     "/v1/page: a page view, named by the page.",
+		"SCREEN":   "/v1/screen: a screen view, named by the screen.",
+		"GROUP":    "/v1/group: the user joins a group; the traits are the group's.",
+		"ALIAS":    "/v1/alias: another ID of the user (previousId in the properties).",
+	},
+	"ImportMode": {
+		"ADD":     "Add the file's users to the segment.",
+		"REMOVE":  "Remove the file's users from the segment.",
+		"REPLACE": "Make the segment hold exactly the file's users.",
+	},
+	"ImportStatus": {
+		"PENDING":   "Waiting to run.",
+		"RUNNING":   "Reading the file and staging its rows.",
+		"SUCCEEDED": "Done: the segment changed, all at once.",
+		"FAILED":    "Stopped: the segment is as it was before (see failure).",
+	},
+	"MembershipSource": {
+		"EVENT":    "A trigger event whose condition held.",
+		"MANUAL":   "addUsersToSegment or removeUsersFromSegment.",
+		"IMPORT":   "A CSV import.",
+		"BACKFILL": "A re-evaluation of stored events (updateSegment with BACKFILL or RECONCILE).",
+	},
+	"ConditionKind": {
+		"AND":       "A group: every child holds.",
+		"OR":        "A group: at least one child holds.",
+		"NOT":       "A group: its one child does not hold.",
+		"PREDICATE": "A test of one property or trait.",
+	},
+	"ConditionScope": {
+		"EVENT": "The triggering event's properties.",
+		"USER":  "The user's traits.",
+	},
+	"ConditionOperator": {
+		"EQ":           "Equal (typed: numbers as numbers, dates as dates).",
+		"NEQ":          "Present and not equal.",
+		"GT":           "Greater than a number or later than a date.",
+		"GTE":          "Greater than or equal to a number, or not earlier than a date.",
+		"LT":           "Less than a number or earlier than a date.",
+		"LTE":          "Less than or equal to a number, or not later than a date.",
+		"CONTAINS":     "A string contains the value, or a list has it as an element.",
+		"NOT_CONTAINS": "A string or list that does not contain the value.",
+		"STARTS_WITH":  "A string that starts with the value.",
+		"ENDS_WITH":    "A string that ends with the value.",
+		"MATCHES":      "A string in which the RE2 regular expression finds a match.",
+		"IN":           "Equal to one of the values of a list.",
+		"NOT_IN":       "Present and equal to none of the values of a list.",
+		"EXISTS":       "Present and not null (the value is ignored).",
+		"NOT_EXISTS":   "Missing or null (the value is ignored).",
+		"BETWEEN":      "Between [low, high], inclusive: two numbers or two dates.",
+		"WITHIN_LAST":  "A date no older than a duration (\"7d\", \"24h\", \"30m\") before the event's timestamp.",
+	},
+}
+
+// enumDescriptions describes enum values: those of enumValues, and the
+// values of the generated order-field enums.
+func enumDescriptions(_ *gen.Graph, s *ast.Schema) error {
+	for name, def := range s.Types {
+		if def.Kind != ast.Enum {
+			continue
+		}
+		for _, v := range def.EnumValues {
+			if v.Description != "" {
+				continue
+			}
+			if text, ok := enumValues[name][v.Name]; ok {
+				v.Description = text
+			} else if strings.HasSuffix(name, "OrderField") {
+				v.Description = "Order by " + strings.ToLower(strings.ReplaceAll(v.Name, "_", " ")) + "."
+			}
+		}
+	}
+	return nil
 }

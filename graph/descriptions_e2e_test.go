@@ -2,8 +2,8 @@ package graph_test
 
 // Issue 13, item 20: GraphiQL's docs pane is the API reference, so every
 // field of every object type (the generated entity types as much as the
-// hand-written ones) carries a description, and so do every type and every
-// input field. Read over HTTP by introspection, as GraphiQL reads it.
+// hand-written ones) carries a description, and so do every type, every
+// input field and every enum value. Read over HTTP by introspection, as GraphiQL reads it.
 
 import (
 	"sort"
@@ -29,14 +29,16 @@ func TestEveryObjectFieldHasADescription(t *testing.T) {
 				Description *string
 				Fields      []introspectedDoc
 				InputFields []introspectedDoc
+				EnumValues  []introspectedDoc
 			}
 		} `json:"__schema"`
 	}
 	srv.Client(testenv.AdminKey).MustDo(t, `{ __schema { types { name kind description
-		fields(includeDeprecated: true) { name description } inputFields { name description } } } }`, nil, &out)
+		fields(includeDeprecated: true) { name description } inputFields { name description }
+		enumValues(includeDeprecated: true) { name description } } } }`, nil, &out)
 	empty := func(s *string) bool { return s == nil || strings.TrimSpace(*s) == "" }
-	var fieldsMissing, typesMissing, inputsMissing []string
-	objects, fields, types, inputs := 0, 0, 0, 0
+	var fieldsMissing, typesMissing, inputsMissing, valuesMissing []string
+	objects, fields, types, inputs, values := 0, 0, 0, 0, 0
 	for _, typ := range out.Schema.Types {
 		if strings.HasPrefix(typ.Name, "__") {
 			continue
@@ -52,6 +54,12 @@ func TestEveryObjectFieldHasADescription(t *testing.T) {
 			fields++
 			if empty(f.Description) {
 				fieldsMissing = append(fieldsMissing, typ.Name+"."+f.Name)
+			}
+		}
+		for _, v := range typ.EnumValues {
+			values++
+			if empty(v.Description) {
+				valuesMissing = append(valuesMissing, typ.Name+"."+v.Name)
 			}
 		}
 		for _, f := range typ.InputFields {
@@ -72,6 +80,7 @@ func TestEveryObjectFieldHasADescription(t *testing.T) {
 		{"fields of object types", fields, fieldsMissing},
 		{"types", types, typesMissing},
 		{"input fields", inputs, inputsMissing},
+		{"enum values", values, valuesMissing},
 	} {
 		sort.Strings(m.missing)
 		if len(m.missing) > 0 {

@@ -2089,6 +2089,9 @@ input CampaignActivationOrder {
 Properties by which CampaignActivation connections can be ordered.
 """
 enum CampaignActivationOrderField {
+  """
+  Order by activated at.
+  """
   ACTIVATED_AT
 }
 """
@@ -2252,18 +2255,42 @@ input CampaignOrder {
 Properties by which Campaign connections can be ordered.
 """
 enum CampaignOrderField {
+  """
+  Order by name.
+  """
   NAME
+  """
+  Order by status.
+  """
   STATUS
+  """
+  Order by created at.
+  """
   CREATED_AT
+  """
+  Order by updated at.
+  """
   UPDATED_AT
 }
 """
 CampaignStatus is enum for the field status
 """
 enum CampaignStatus @goModel(model: "github.com/segmentd/segmentd/ent/campaign.Status") {
+  """
+  Being prepared: activates no one.
+  """
   DRAFT
+  """
+  Running: every member of its segment activates it, once.
+  """
   ACTIVE
+  """
+  Stopped for now: activates no one until it is ACTIVE again.
+  """
   PAUSED
+  """
+  Over for good: activates no one and cannot be restarted.
+  """
   ENDED
 }
 """
@@ -2545,38 +2572,107 @@ type Condition implements Node {
 ConditionKind is enum for the field kind
 """
 enum ConditionKind @goModel(model: "github.com/segmentd/segmentd/trigger.Kind") {
+  """
+  A group: every child holds.
+  """
   AND
+  """
+  A group: at least one child holds.
+  """
   OR
+  """
+  A group: its one child does not hold.
+  """
   NOT
+  """
+  A test of one property or trait.
+  """
   PREDICATE
 }
 """
 ConditionOperator is enum for the field operator
 """
 enum ConditionOperator @goModel(model: "github.com/segmentd/segmentd/trigger.Operator") {
+  """
+  Equal (typed: numbers as numbers, dates as dates).
+  """
   EQ
+  """
+  Present and not equal.
+  """
   NEQ
+  """
+  Greater than a number or later than a date.
+  """
   GT
+  """
+  Greater than or equal to a number, or not earlier than a date.
+  """
   GTE
+  """
+  Less than a number or earlier than a date.
+  """
   LT
+  """
+  Less than or equal to a number, or not later than a date.
+  """
   LTE
+  """
+  A string contains the value, or a list has it as an element.
+  """
   CONTAINS
+  """
+  A string or list that does not contain the value.
+  """
   NOT_CONTAINS
+  """
+  A string that starts with the value.
+  """
   STARTS_WITH
+  """
+  A string that ends with the value.
+  """
   ENDS_WITH
+  """
+  A string in which the RE2 regular expression finds a match.
+  """
   MATCHES
+  """
+  Equal to one of the values of a list.
+  """
   IN
+  """
+  Present and equal to none of the values of a list.
+  """
   NOT_IN
+  """
+  Present and not null (the value is ignored).
+  """
   EXISTS
+  """
+  Missing or null (the value is ignored).
+  """
   NOT_EXISTS
+  """
+  Between [low, high], inclusive: two numbers or two dates.
+  """
   BETWEEN
+  """
+  A date no older than a duration ("7d", "24h", "30m") before the event's timestamp.
+  """
   WITHIN_LAST
 }
 """
 ConditionScope is enum for the field scope
 """
 enum ConditionScope @goModel(model: "github.com/segmentd/segmentd/trigger.Scope") {
+  """
+  The triggering event's properties.
+  """
   EVENT
+  """
+  The user's traits.
+  """
   USER
 }
 """
@@ -2680,18 +2776,42 @@ input EventOrder {
 Properties by which Event connections can be ordered.
 """
 enum EventOrderField {
+  """
+  Order by timestamp.
+  """
   TIMESTAMP
+  """
+  Order by received at.
+  """
   RECEIVED_AT
 }
 """
 EventType is enum for the field type
 """
 enum EventType @goModel(model: "github.com/segmentd/segmentd/ent/event.Type") {
+  """
+  trackEvent, trackEvents or /v1/track: the only type that triggers segments.
+  """
   TRACK
+  """
+  identify or /v1/identify: traits for the user.
+  """
   IDENTIFY
+  """
+  /v1/page: a page view, named by the page.
+  """
   PAGE
+  """
+  /v1/screen: a screen view, named by the screen.
+  """
   SCREEN
+  """
+  /v1/group: the user joins a group; the traits are the group's.
+  """
   GROUP
+  """
+  /v1/alias: another ID of the user (previousId in the properties).
+  """
   ALIAS
 }
 """
@@ -3162,8 +3282,17 @@ input GroupOrder {
 Properties by which Group connections can be ordered.
 """
 enum GroupOrderField {
+  """
+  Order by group id.
+  """
   GROUP_ID
+  """
+  Order by first seen at.
+  """
   FIRST_SEEN_AT
+  """
+  Order by last seen at.
+  """
   LAST_SEEN_AT
 }
 """
@@ -3421,17 +3550,38 @@ type ImportJob implements Node {
 ImportMode is enum for the field mode
 """
 enum ImportMode @goModel(model: "github.com/segmentd/segmentd/ent/importjob.Mode") {
+  """
+  Add the file's users to the segment.
+  """
   ADD
+  """
+  Remove the file's users from the segment.
+  """
   REMOVE
+  """
+  Make the segment hold exactly the file's users.
+  """
   REPLACE
 }
 """
 ImportStatus is enum for the field status
 """
 enum ImportStatus @goModel(model: "github.com/segmentd/segmentd/ent/importjob.Status") {
+  """
+  Waiting to run.
+  """
   PENDING
+  """
+  Reading the file and staging its rows.
+  """
   RUNNING
+  """
+  Done: the segment changed, all at once.
+  """
   SUCCEEDED
+  """
+  Stopped: the segment is as it was before (see failure).
+  """
   FAILED
 }
 """
@@ -3514,15 +3664,30 @@ input MembershipOrder {
 Properties by which Membership connections can be ordered.
 """
 enum MembershipOrderField {
+  """
+  Order by entered at.
+  """
   ENTERED_AT
 }
 """
 MembershipSource is enum for the field source
 """
 enum MembershipSource @goModel(model: "github.com/segmentd/segmentd/ent/membership.Source") {
+  """
+  A trigger event whose condition held.
+  """
   EVENT
+  """
+  addUsersToSegment or removeUsersFromSegment.
+  """
   MANUAL
+  """
+  A CSV import.
+  """
   IMPORT
+  """
+  A re-evaluation of stored events (updateSegment with BACKFILL or RECONCILE).
+  """
   BACKFILL
 }
 """
@@ -3946,7 +4111,13 @@ type SegmentEdge {
 SegmentKind is enum for the field kind
 """
 enum SegmentKind @goModel(model: "github.com/segmentd/segmentd/ent/segment.Kind") {
+  """
+  Users enter when a trigger event arrives for them and the condition holds.
+  """
   EVENT_TRIGGERED
+  """
+  Users are added by hand or by import.
+  """
   STATIC
 }
 """
@@ -3966,8 +4137,17 @@ input SegmentOrder {
 Properties by which Segment connections can be ordered.
 """
 enum SegmentOrderField {
+  """
+  Order by name.
+  """
   NAME
+  """
+  Order by created at.
+  """
   CREATED_AT
+  """
+  Order by updated at.
+  """
   UPDATED_AT
 }
 """
@@ -4288,8 +4468,17 @@ input UserOrder {
 Properties by which User connections can be ordered.
 """
 enum UserOrderField {
+  """
+  Order by user id.
+  """
   USER_ID
+  """
+  Order by first seen at.
+  """
   FIRST_SEEN_AT
+  """
+  Order by last seen at.
+  """
   LAST_SEEN_AT
 }
 """
@@ -4568,7 +4757,14 @@ input UpdateSegmentInput {
 What happens to existing members when a segment's rules change.
 FUTURE_ONLY keeps members and applies the new rules to new events.
 """
-enum ReevaluationPolicy { FUTURE_ONLY BACKFILL RECONCILE }
+enum ReevaluationPolicy {
+  """Keep the members; the new rules apply to new events."""
+  FUTURE_ONLY
+  """Also replay the stored events of the trigger names against the new rules and add the users who match (source BACKFILL)."""
+  BACKFILL
+  """BACKFILL, and also remove event-sourced members none of whose stored events matches any more."""
+  RECONCILE
+}
 
 """A new campaign."""
 input CreateCampaignInput {
@@ -4806,7 +5002,14 @@ extend type Segment {
 }
 
 """The length of a growth interval: an hour, a day, or a week starting on Monday 00:00."""
-enum GrowthInterval { HOUR DAY WEEK }
+enum GrowthInterval {
+  """An hour."""
+  HOUR
+  """A day, from 00:00 in the time zone."""
+  DAY
+  """A week, from Monday 00:00 in the time zone."""
+  WEEK
+}
 
 """A segment's changes in one interval."""
 type GrowthPoint {
@@ -4853,10 +5056,20 @@ type PastMemberConnection {
 # Besides the segment's own columns, the segments list can be ordered by
 # TOTAL_USERS (current members) and NEW_LAST_7_DAYS (members who entered in
 # the last 7 days, as stats.newLast7Days); ties are ordered by id.
-extend enum SegmentOrderField { TOTAL_USERS NEW_LAST_7_DAYS }
+extend enum SegmentOrderField {
+  """Order by current members (totalUsers)."""
+  TOTAL_USERS
+  """Order by members who entered in the last 7 days (stats.newLast7Days)."""
+  NEW_LAST_7_DAYS
+}
 
 """Whether a change is an entry into a segment or an exit from it."""
-enum MembershipChangeKind { ENTERED EXITED }
+enum MembershipChangeKind {
+  """The user entered the segment."""
+  ENTERED
+  """The user left the segment."""
+  EXITED
+}
 
 """One entry into or exit from a segment."""
 type MembershipChange {
