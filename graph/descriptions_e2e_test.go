@@ -3,7 +3,7 @@ package graph_test
 // Issue 13, item 20: GraphiQL's docs pane is the API reference, so every
 // field of every object type (the generated entity types as much as the
 // hand-written ones) carries a description, and so do every type, every
-// input field and every enum value. Read over HTTP by introspection, as GraphiQL reads it.
+// argument, every input field and every enum value. Read over HTTP by introspection, as GraphiQL reads it.
 
 import (
 	"sort"
@@ -16,6 +16,7 @@ import (
 type introspectedDoc struct {
 	Name        string
 	Description *string
+	Args        []introspectedDoc
 }
 
 func TestEveryObjectFieldHasADescription(t *testing.T) {
@@ -34,11 +35,11 @@ func TestEveryObjectFieldHasADescription(t *testing.T) {
 		} `json:"__schema"`
 	}
 	srv.Client(testenv.AdminKey).MustDo(t, `{ __schema { types { name kind description
-		fields(includeDeprecated: true) { name description } inputFields { name description }
+		fields(includeDeprecated: true) { name description args { name description } } inputFields { name description }
 		enumValues(includeDeprecated: true) { name description } } } }`, nil, &out)
 	empty := func(s *string) bool { return s == nil || strings.TrimSpace(*s) == "" }
-	var fieldsMissing, typesMissing, inputsMissing, valuesMissing []string
-	objects, fields, types, inputs, values := 0, 0, 0, 0, 0
+	var fieldsMissing, typesMissing, inputsMissing, valuesMissing, argsMissing []string
+	objects, fields, types, inputs, values, args := 0, 0, 0, 0, 0, 0
 	for _, typ := range out.Schema.Types {
 		if strings.HasPrefix(typ.Name, "__") {
 			continue
@@ -54,6 +55,12 @@ func TestEveryObjectFieldHasADescription(t *testing.T) {
 			fields++
 			if empty(f.Description) {
 				fieldsMissing = append(fieldsMissing, typ.Name+"."+f.Name)
+			}
+			for _, a := range f.Args {
+				args++
+				if empty(a.Description) {
+					argsMissing = append(argsMissing, typ.Name+"."+f.Name+"("+a.Name+")")
+				}
 			}
 		}
 		for _, v := range typ.EnumValues {
@@ -81,6 +88,7 @@ func TestEveryObjectFieldHasADescription(t *testing.T) {
 		{"types", types, typesMissing},
 		{"input fields", inputs, inputsMissing},
 		{"enum values", values, valuesMissing},
+		{"field arguments", args, argsMissing},
 	} {
 		sort.Strings(m.missing)
 		if len(m.missing) > 0 {

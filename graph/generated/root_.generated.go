@@ -4796,50 +4796,111 @@ input UpdateCampaignInput {
 
 extend type Query {
   """A user by the customer's own user ID; null if unknown."""
-  user(userId: String!): User
+  user(
+    """The customer's own user ID."""
+    userId: String!
+  ): User
   """
   The data-ingestion view: stored events, newest first (by receivedAt)
   unless orderBy says otherwise, with their outcomes.
   """
-  events(after: Cursor, first: Int, before: Cursor, last: Int, where: EventWhereInput, orderBy: EventOrder): EventConnection!
+  events(
+    """Returns the elements in the list that come after the specified cursor."""
+    after: Cursor
+    """Returns the first _n_ elements from the list."""
+    first: Int
+    """Returns the elements in the list that come before the specified cursor."""
+    before: Cursor
+    """Returns the last _n_ elements from the list."""
+    last: Int
+    """Filtering options for Events returned from the connection."""
+    where: EventWhereInput
+    """Ordering options for Events; default: newest first by receivedAt."""
+    orderBy: EventOrder
+  ): EventConnection!
   """Why is this user (not) in this segment?"""
-  explainMembership(segmentId: ID!, userId: String!): MembershipExplanation!
+  explainMembership(
+    """The segment's ID."""
+    segmentId: ID!
+    """The customer's own user ID."""
+    userId: String!
+  ): MembershipExplanation!
   """An import job by ID (also node(id:)); null if unknown."""
-  importJob(id: ID!): ImportJob
+  importJob(
+    """The import job's ID (imp_…)."""
+    id: ID!
+  ): ImportJob
   """
   A group (company, account) by the customer's own group ID, as group calls
   (/v1/group) name it; null if unknown. Its traits are its own, never its
   users' (READ or ADMIN key).
   """
-  group(groupId: String!): Group
+  group(
+    """The customer's own group ID (the groupId of group calls)."""
+    groupId: String!
+  ): Group
 }
 
 """Writes: trackEvent, trackEvents and identify need a WRITE or ADMIN key; every other mutation an ADMIN key."""
 type Mutation {
   """Creates a segment (ADMIN key). An invalid condition is refused with BAD_USER_INPUT naming the field (input.condition.or[1].value)."""
-  createSegment(input: CreateSegmentInput!): Segment!
+  createSegment(
+    """The new segment."""
+    input: CreateSegmentInput!
+  ): Segment!
   """
   Changes a segment's name, description, trigger events or condition (ADMIN
   key). reevaluate says what happens to existing members: FUTURE_ONLY (the
   default) keeps them and applies the new rules to new events.
   """
-  updateSegment(id: ID!, input: UpdateSegmentInput!, reevaluate: ReevaluationPolicy = FUTURE_ONLY): Segment!
+  updateSegment(
+    """The segment's ID."""
+    id: ID!
+    """The changes; fields not given stay as they are."""
+    input: UpdateSegmentInput!
+    """What the new rules do to existing members (see ReevaluationPolicy)."""
+    reevaluate: ReevaluationPolicy = FUTURE_ONLY
+  ): Segment!
   """Deletes a segment with its memberships; refused with CONFLICT while an ACTIVE campaign uses it."""
-  deleteSegment(id: ID!): ID!
+  deleteSegment(
+    """The segment's ID."""
+    id: ID!
+  ): ID!
   """Creates a campaign (ADMIN key); created ACTIVE with a segment, it activates the segment's current members at once."""
-  createCampaign(input: CreateCampaignInput!): Campaign!
+  createCampaign(
+    """The new campaign."""
+    input: CreateCampaignInput!
+  ): Campaign!
   """Changes a campaign (ADMIN key); becoming ACTIVE, or getting a segment while ACTIVE, activates the segment's current members."""
-  updateCampaign(id: ID!, input: UpdateCampaignInput!): Campaign!
+  updateCampaign(
+    """The campaign's ID."""
+    id: ID!
+    """The changes; fields not given stay as they are."""
+    input: UpdateCampaignInput!
+  ): Campaign!
   """Deletes a campaign and its activations (ADMIN key); returns its ID."""
-  deleteCampaign(id: ID!): ID!
+  deleteCampaign(
+    """The campaign's ID."""
+    id: ID!
+  ): ID!
   """
   Adds users by user ID (up to 10,000 a call), creating unknown users, to a
   STATIC or an EVENT_TRIGGERED segment (test users): source MANUAL, campaigns
   activated as for any entry.
   """
-  addUsersToSegment(segmentId: ID!, userIds: [String!]!): MembershipUpdateResult!
+  addUsersToSegment(
+    """The segment's ID."""
+    segmentId: ID!
+    """The customer's own user IDs, up to 10,000."""
+    userIds: [String!]!
+  ): MembershipUpdateResult!
   """Removes users by user ID (up to 10,000 a call)."""
-  removeUsersFromSegment(segmentId: ID!, userIds: [String!]!): MembershipUpdateResult!
+  removeUsersFromSegment(
+    """The segment's ID."""
+    segmentId: ID!
+    """The customer's own user IDs, up to 10,000."""
+    userIds: [String!]!
+  ): MembershipUpdateResult!
   """
   Imports a CSV file of user IDs (a GraphQL multipart upload) into a segment,
   in the background: the job is returned at once, PENDING; follow it with
@@ -4851,13 +4912,31 @@ type Mutation {
   when the job succeeds, and not at all when it fails. dryRun reports what
   would change and changes nothing.
   """
-  importSegmentUsers(segmentId: ID!, file: Upload!, mode: ImportMode = ADD, dryRun: Boolean = false): ImportJob!
+  importSegmentUsers(
+    """The segment's ID."""
+    segmentId: ID!
+    """The CSV file, as a GraphQL multipart upload."""
+    file: Upload!
+    """ADD (default), REMOVE or REPLACE."""
+    mode: ImportMode = ADD
+    """Report what would change and change nothing."""
+    dryRun: Boolean = false
+  ): ImportJob!
   """Ingests one event (WRITE or ADMIN key)."""
-  trackEvent(input: TrackInput!): TrackResult!
+  trackEvent(
+    """The event."""
+    input: TrackInput!
+  ): TrackResult!
   """Ingests up to 1,000 events in one transaction (WRITE or ADMIN key). One invalid input refuses the whole call."""
-  trackEvents(inputs: [TrackInput!]!): TrackBatchResult!
+  trackEvents(
+    """Up to 1,000 events, applied in order."""
+    inputs: [TrackInput!]!
+  ): TrackBatchResult!
   """Merges traits into a user, creating it on first sight (WRITE or ADMIN key)."""
-  identify(input: IdentifyInput!): User!
+  identify(
+    """The user and the traits to merge."""
+    input: IdentifyInput!
+  ): User!
 }
 
 extend type Event {
@@ -4982,9 +5061,25 @@ extend type Segment {
   Current members, newest first (by enteredAt, then id) unless orderBy says
   otherwise; where filters them, for example by source and enteredAt.
   """
-  members(after: Cursor, first: Int, before: Cursor, last: Int, where: MembershipWhereInput, orderBy: MembershipOrder): MembershipConnection!
+  members(
+    """Returns the elements in the list that come after the specified cursor."""
+    after: Cursor
+    """Returns the first _n_ elements from the list."""
+    first: Int
+    """Returns the elements in the list that come before the specified cursor."""
+    before: Cursor
+    """Returns the last _n_ elements from the list."""
+    last: Int
+    """Filtering options for Memberships returned from the connection (source, enteredAt, ...)."""
+    where: MembershipWhereInput
+    """Ordering options; default: newest entry first."""
+    orderBy: MembershipOrder
+  ): MembershipConnection!
   """Headline figures; timeZone is an IANA name (Europe/Paris)."""
-  stats(timeZone: String = "UTC"): SegmentStats!
+  stats(
+    """An IANA time zone name (Europe/Paris) for the week and month starts; default UTC."""
+    timeZone: String = "UTC"
+  ): SegmentStats!
   """Current members: the same figure as stats.totalUsers, read for a whole page of segments at once."""
   totalUsers: Int!
   """
@@ -4992,13 +5087,29 @@ extend type Segment {
   00:00) in timeZone, from the interval that holds from to the one that holds
   the instant before to, every interval included. At most 10,000 points.
   """
-  growth(interval: GrowthInterval!, from: Time!, to: Time!, timeZone: String = "UTC"): [GrowthPoint!]!
+  growth(
+    """HOUR, DAY or WEEK."""
+    interval: GrowthInterval!
+    """The first interval is the one that holds this instant."""
+    from: Time!
+    """The last interval is the one that holds the instant just before this one; after from."""
+    to: Time!
+    """An IANA time zone name for the interval edges; default UTC."""
+    timeZone: String = "UTC"
+  ): [GrowthPoint!]!
   """
   Who was a member at a past instant: the users whose last entry or exit at
   or before time was an entry, in user order, from the membership change
   log. totalCount is how many they were.
   """
-  membersAt(time: Time!, first: Int, after: Cursor): PastMemberConnection!
+  membersAt(
+    """The past instant."""
+    time: Time!
+    """How many members to return, at most 1,000."""
+    first: Int
+    """A cursor from a previous page."""
+    after: Cursor
+  ): PastMemberConnection!
 }
 
 """The length of a growth interval: an hour, a day, or a week starting on Monday 00:00."""
@@ -5098,15 +5209,36 @@ type Subscription {
   after: a cursor, first replays every change since it, in order, then goes
   live, with no gap and no repeat.
   """
-  membershipChanged(segmentId: ID, after: String): MembershipChange!
+  membershipChanged(
+    """Only this segment's changes; null for every segment."""
+    segmentId: ID
+    """A cursor (MembershipChange.cursor): replay every change after it first."""
+    after: String
+  ): MembershipChange!
   """A segment's stats at once, then after changes (at most every 100 ms; the last one exact)."""
-  segmentStats(segmentId: ID!, timeZone: String = "UTC"): SegmentStats!
+  segmentStats(
+    """The segment's ID."""
+    segmentId: ID!
+    """An IANA time zone name for the week and month starts; default UTC."""
+    timeZone: String = "UTC"
+  ): SegmentStats!
   """The live data-ingestion view: events as they are stored, optionally by name and user."""
-  eventReceived(name: String, userId: String): Event!
+  eventReceived(
+    """Only events of this name."""
+    name: String
+    """Only events of this user (the customer's own user ID)."""
+    userId: String
+  ): Event!
   """Campaign activations as they commit, of one campaign or of all."""
-  campaignActivated(campaignId: ID): CampaignActivation!
+  campaignActivated(
+    """Only this campaign's activations; null for every campaign."""
+    campaignId: ID
+  ): CampaignActivation!
   """An import job now, then as it progresses; ends after its final state (SUCCEEDED or FAILED)."""
-  importJobProgress(id: ID!): ImportJob!
+  importJobProgress(
+    """The import job's ID (imp_…)."""
+    id: ID!
+  ): ImportJob!
 }
 
 """A file in a GraphQL multipart request (the CSV of importSegmentUsers)."""
@@ -5124,7 +5256,12 @@ type ImportRowError {
 
 extend type ImportJob {
   """Bad rows in line order, first ones after line afterLine (at most 1,000 a call)."""
-  errors(first: Int = 100, afterLine: Int = 0): [ImportRowError!]!
+  errors(
+    """How many errors to return, at most 1,000."""
+    first: Int = 100
+    """Start after this line of the file (0: from the start)."""
+    afterLine: Int = 0
+  ): [ImportRowError!]!
 }
 `, BuiltIn: false},
 }
