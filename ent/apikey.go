@@ -17,6 +17,7 @@ import (
 type APIKey struct {
 	config `json:"-"`
 	// ID of the ent.
+	// The object's ID: "key_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
 	ID pulid.ID `json:"id,omitempty"`
 	// Name holds the value of the "name" field.
 	Name string `json:"name,omitempty"`

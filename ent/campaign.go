@@ -14,22 +14,23 @@ import (
 	"github.com/segmentd/segmentd/ent/segment"
 )
 
-// Campaign is the model entity for the Campaign schema.
+// A campaign takes a segment as its audience: a user who is, or becomes, a member of an ACTIVE campaign's segment activates the campaign exactly once.
 type Campaign struct {
 	config `json:"-"`
 	// ID of the ent.
+	// The object's ID: "cmp_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
 	ID pulid.ID `json:"id,omitempty"`
-	// Name holds the value of the "name" field.
+	// The campaign's name, 1 to 200 characters.
 	Name string `json:"name,omitempty"`
-	// Description holds the value of the "description" field.
+	// A free-text description, at most 2,000 characters; null when none.
 	Description *string `json:"description,omitempty"`
-	// Status holds the value of the "status" field.
+	// DRAFT, ACTIVE, PAUSED or ENDED. Only an ACTIVE campaign activates: every member of its segment, on entry and when it becomes ACTIVE or gets its segment, exactly once.
 	Status campaign.Status `json:"status,omitempty"`
 	// SegmentRef holds the value of the "segment_ref" field.
 	SegmentRef *pulid.ID `json:"segment_ref,omitempty"`
-	// CreatedAt holds the value of the "created_at" field.
+	// When the campaign was created.
 	CreatedAt time.Time `json:"created_at,omitempty"`
-	// UpdatedAt holds the value of the "updated_at" field.
+	// When the campaign was last changed.
 	UpdatedAt time.Time `json:"updated_at,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the CampaignQuery when eager-loading is set.
@@ -39,9 +40,9 @@ type Campaign struct {
 
 // CampaignEdges holds the relations/edges for other nodes in the graph.
 type CampaignEdges struct {
-	// Segment holds the value of the segment edge.
+	// The campaign's audience; null when it has none (or its segment was deleted).
 	Segment *Segment `json:"segment,omitempty"`
-	// Activations holds the value of the activations edge.
+	// The users who activated this campaign, one activation each.
 	Activations []*CampaignActivation `json:"activations,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.

@@ -17,10 +17,11 @@ import (
 	"github.com/segmentd/segmentd/ent/user"
 )
 
-// CampaignActivation is the model entity for the CampaignActivation schema.
+// A user's activation of a campaign: at most one per campaign and user, ever.
 type CampaignActivation struct {
 	config `json:"-"`
 	// ID of the ent.
+	// The object's ID: "act_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
 	ID pulid.ID `json:"id,omitempty"`
 	// CampaignRef holds the value of the "campaign_ref" field.
 	CampaignRef pulid.ID `json:"campaign_ref,omitempty"`
@@ -30,7 +31,7 @@ type CampaignActivation struct {
 	SegmentRef pulid.ID `json:"segment_ref,omitempty"`
 	// EventRef holds the value of the "event_ref" field.
 	EventRef *pulid.ID `json:"event_ref,omitempty"`
-	// ActivatedAt holds the value of the "activated_at" field.
+	// When the user activated the campaign.
 	ActivatedAt time.Time `json:"activated_at,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the CampaignActivationQuery when eager-loading is set.
@@ -40,13 +41,13 @@ type CampaignActivation struct {
 
 // CampaignActivationEdges holds the relations/edges for other nodes in the graph.
 type CampaignActivationEdges struct {
-	// Campaign holds the value of the campaign edge.
+	// The campaign activated.
 	Campaign *Campaign `json:"campaign,omitempty"`
-	// User holds the value of the user edge.
+	// The user who activated it.
 	User *User `json:"user,omitempty"`
-	// Segment holds the value of the segment edge.
+	// The segment whose membership activated it (the campaign's segment at the time).
 	Segment *Segment `json:"segment,omitempty"`
-	// Event holds the value of the event edge.
+	// The event whose entry activated it; null when the entry had no event (manual add, import, or the campaign becoming ACTIVE).
 	Event *Event `json:"event,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.

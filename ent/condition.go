@@ -15,10 +15,11 @@ import (
 	"github.com/segmentd/segmentd/trigger"
 )
 
-// Condition is the model entity for the Condition schema.
+// One node of a segment's condition tree: an AND, OR or NOT group, or a predicate that tests one event property or user trait.
 type Condition struct {
 	config `json:"-"`
 	// ID of the ent.
+	// The object's ID: "cnd_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
 	ID pulid.ID `json:"id,omitempty"`
 	// SegmentRef holds the value of the "segment_ref" field.
 	SegmentRef pulid.ID `json:"segment_ref,omitempty"`
@@ -26,13 +27,13 @@ type Condition struct {
 	ParentRef *pulid.ID `json:"parent_ref,omitempty"`
 	// Position holds the value of the "position" field.
 	Position int `json:"position,omitempty"`
-	// Kind holds the value of the "kind" field.
+	// AND, OR or NOT for a group (its children are the conditions it combines), PREDICATE for a test of one property.
 	Kind trigger.Kind `json:"kind,omitempty"`
-	// Scope holds the value of the "scope" field.
+	// A predicate's scope: EVENT tests the triggering event's properties, USER the user's traits; null for a group.
 	Scope *trigger.Scope `json:"scope,omitempty"`
-	// Property holds the value of the "property" field.
+	// A predicate's property or trait name; dots walk nested objects ("address.city"); null for a group.
 	Property *string `json:"property,omitempty"`
-	// Operator holds the value of the "operator" field.
+	// A predicate's operator; null for a group.
 	Operator *trigger.Operator `json:"operator,omitempty"`
 	// Value holds the value of the "value" field.
 	Value json.RawMessage `json:"value,omitempty"`

@@ -17,6 +17,7 @@ import (
 	"github.com/segmentd/segmentd/ent/campaignactivation"
 	"github.com/segmentd/segmentd/ent/condition"
 	"github.com/segmentd/segmentd/ent/event"
+	"github.com/segmentd/segmentd/ent/group"
 	"github.com/segmentd/segmentd/ent/importjob"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/membershipchange"
@@ -89,6 +90,7 @@ func checkColumn(t, c string) error {
 			campaignactivation.Table: campaignactivation.ValidColumn,
 			condition.Table:          condition.ValidColumn,
 			event.Table:              event.ValidColumn,
+			group.Table:              group.ValidColumn,
 			importjob.Table:          importjob.ValidColumn,
 			membership.Table:         membership.ValidColumn,
 			membershipchange.Table:   membershipchange.ValidColumn,

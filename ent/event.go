@@ -17,32 +17,33 @@ import (
 	"github.com/segmentd/segmentd/ent/user"
 )
 
-// Event is the model entity for the Event schema.
+// A stored event (track, identify, page, screen, group or alias call), with what evaluation did with it for each segment its name triggers.
 type Event struct {
 	config `json:"-"`
 	// ID of the ent.
+	// The object's ID: "evt_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
 	ID pulid.ID `json:"id,omitempty"`
-	// MessageID holds the value of the "message_id" field.
+	// The idempotency key, unique forever: the sender's messageId, or one the server assigned (srv-…).
 	MessageID string `json:"message_id,omitempty"`
-	// Type holds the value of the "type" field.
+	// The call that sent it: TRACK (trackEvent, /v1/track), IDENTIFY, or the Segment API's PAGE, SCREEN, GROUP and ALIAS. Only TRACK events trigger segments.
 	Type event.Type `json:"type,omitempty"`
-	// Name holds the value of the "name" field.
+	// The event name ("Sign Up"); for PAGE and SCREEN the page or screen name; null for calls without one.
 	Name *string `json:"name,omitempty"`
-	// UserID holds the value of the "user_id" field.
+	// The customer's own ID of the user it is about; null for anonymous events.
 	UserID *string `json:"user_id,omitempty"`
-	// AnonymousID holds the value of the "anonymous_id" field.
+	// The sender's anonymous ID, if it sent one.
 	AnonymousID *string `json:"anonymous_id,omitempty"`
 	// UserRef holds the value of the "user_ref" field.
 	UserRef *pulid.ID `json:"user_ref,omitempty"`
-	// Properties holds the value of the "properties" field.
+	// The event's properties as sent (for a GROUP call, with its groupId; for ALIAS, its previousId); EVENT conditions test them.
 	Properties jsonmap.Map `json:"properties,omitempty"`
-	// Traits holds the value of the "traits" field.
+	// The traits the call carried: merged into the user's traits (TRACK, IDENTIFY, PAGE, SCREEN, ALIAS), except for a GROUP call, whose traits are the group's and stay on the group.
 	Traits jsonmap.Map `json:"traits,omitempty"`
-	// Context holds the value of the "context" field.
+	// The call's context object as sent (library, ip, page, ...).
 	Context jsonmap.Map `json:"context,omitempty"`
-	// Timestamp holds the value of the "timestamp" field.
+	// When the event happened, as the sender said (corrected for clock skew by sentAt), or when it arrived; WITHIN_LAST measures from it.
 	Timestamp time.Time `json:"timestamp,omitempty"`
-	// ReceivedAt holds the value of the "received_at" field.
+	// When segmentd stored it.
 	ReceivedAt time.Time `json:"received_at,omitempty"`
 	// Outcomes holds the value of the "outcomes" field.
 	Outcomes []schema.Outcome `json:"outcomes,omitempty"`

@@ -4,6 +4,8 @@ package ent
 
 import (
 	"context"
+
+	"github.com/99designs/gqlgen/graphql"
 )
 
 func (_m *Campaign) Segment(ctx context.Context) (*Segment, error) {
@@ -46,6 +48,27 @@ func (_m *CampaignActivation) Event(ctx context.Context) (*Event, error) {
 	return result, MaskNotFound(err)
 }
 
+func (_m *Group) Users(
+	ctx context.Context, after *Cursor, first *int, before *Cursor, last *int, orderBy *UserOrder, where *UserWhereInput,
+) (*UserConnection, error) {
+	opts := []UserPaginateOption{
+		WithUserOrder(orderBy),
+		WithUserFilter(where.Filter),
+	}
+	alias := graphql.GetFieldContext(ctx).Field.Alias
+	totalCount, hasTotalCount := _m.Edges.totalCount[0][alias]
+	if nodes, err := _m.NamedUsers(alias); err == nil || hasTotalCount {
+		pager, err := newUserPager(opts, last != nil)
+		if err != nil {
+			return nil, err
+		}
+		conn := &UserConnection{Edges: []*UserEdge{}, TotalCount: totalCount}
+		conn.build(nodes, pager, after, first, before, last)
+		return conn, nil
+	}
+	return _m.QueryUsers().Paginate(ctx, after, first, before, last, opts...)
+}
+
 func (_m *ImportJob) Segment(ctx context.Context) (*Segment, error) {
 	result, err := _m.Edges.SegmentOrErr()
 	if IsNotLoaded(err) {
@@ -76,4 +99,16 @@ func (_m *Membership) Event(ctx context.Context) (*Event, error) {
 		result, err = _m.QueryEvent().Only(ctx)
 	}
 	return result, MaskNotFound(err)
+}
+
+func (_m *User) Groups(ctx context.Context) (result []*Group, err error) {
+	if fc := graphql.GetFieldContext(ctx); fc != nil && fc.Field.Alias != "" {
+		result, err = _m.NamedGroups(graphql.GetFieldContext(ctx).Field.Alias)
+	} else {
+		result, err = _m.Edges.GroupsOrErr()
+	}
+	if IsNotLoaded(err) {
+		result, err = _m.QueryGroups().All(ctx)
+	}
+	return result, err
 }

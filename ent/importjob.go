@@ -16,46 +16,47 @@ import (
 	"github.com/segmentd/segmentd/ent/segment"
 )
 
-// ImportJob is the model entity for the ImportJob schema.
+// A background import of a CSV file of user IDs into a segment; the segment changes all at once when it SUCCEEDS, and not at all when it FAILS.
 type ImportJob struct {
 	config `json:"-"`
 	// ID of the ent.
+	// The object's ID: "imp_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
 	ID pulid.ID `json:"id,omitempty"`
 	// SegmentRef holds the value of the "segment_ref" field.
 	SegmentRef pulid.ID `json:"segment_ref,omitempty"`
-	// Mode holds the value of the "mode" field.
+	// ADD adds the file's users, REMOVE removes them, REPLACE makes the segment hold exactly them.
 	Mode importjob.Mode `json:"mode,omitempty"`
-	// DryRun holds the value of the "dry_run" field.
+	// True when the job only reports what it would change, and changes nothing.
 	DryRun bool `json:"dry_run,omitempty"`
-	// Status holds the value of the "status" field.
+	// PENDING, RUNNING, then SUCCEEDED (the segment changed at once) or FAILED (the segment is as it was; see failure).
 	Status importjob.Status `json:"status,omitempty"`
-	// TotalRows holds the value of the "total_rows" field.
+	// Rows of the file that hold a user ID or a bad value (blank lines and the header are not counted); final once the job ends.
 	TotalRows int `json:"total_rows,omitempty"`
-	// ProcessedRows holds the value of the "processed_rows" field.
+	// Rows read so far.
 	ProcessedRows int `json:"processed_rows,omitempty"`
-	// Added holds the value of the "added" field.
+	// Users who entered the segment (or, in a dry run, would).
 	Added int `json:"added,omitempty"`
-	// Removed holds the value of the "removed" field.
+	// Users who left the segment (or, in a dry run, would).
 	Removed int `json:"removed,omitempty"`
-	// Unchanged holds the value of the "unchanged" field.
+	// Valid rows that changed nothing: already (or, for REMOVE, not) members, or repeated in the file.
 	Unchanged int `json:"unchanged,omitempty"`
-	// InvalidRows holds the value of the "invalid_rows" field.
+	// Rows refused as bad; errors lists them with their line.
 	InvalidRows int `json:"invalid_rows,omitempty"`
 	// RowErrors holds the value of the "row_errors" field.
 	RowErrors []schema.RowError `json:"row_errors,omitempty"`
-	// FileName holds the value of the "file_name" field.
+	// The uploaded file's name, as the client sent it.
 	FileName string `json:"file_name,omitempty"`
-	// FileBytes holds the value of the "file_bytes" field.
+	// The uploaded file's size in bytes.
 	FileBytes int64 `json:"file_bytes,omitempty"`
-	// BytesRead holds the value of the "bytes_read" field.
+	// Bytes of the file read so far: with fileBytes, the job's progress.
 	BytesRead int64 `json:"bytes_read,omitempty"`
-	// Failure holds the value of the "failure" field.
+	// Why the job FAILED; null otherwise.
 	Failure *string `json:"failure,omitempty"`
-	// CreatedAt holds the value of the "created_at" field.
+	// When the job was created (the upload arrived).
 	CreatedAt time.Time `json:"created_at,omitempty"`
-	// StartedAt holds the value of the "started_at" field.
+	// When the job started running; null while PENDING.
 	StartedAt *time.Time `json:"started_at,omitempty"`
-	// FinishedAt holds the value of the "finished_at" field.
+	// When the job SUCCEEDED or FAILED; null until then.
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
 	// HeartbeatAt holds the value of the "heartbeat_at" field.
 	HeartbeatAt *time.Time `json:"heartbeat_at,omitempty"`
@@ -67,7 +68,7 @@ type ImportJob struct {
 
 // ImportJobEdges holds the relations/edges for other nodes in the graph.
 type ImportJobEdges struct {
-	// Segment holds the value of the segment edge.
+	// The segment the file is imported into.
 	Segment *Segment `json:"segment,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.

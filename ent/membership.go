@@ -16,10 +16,11 @@ import (
 	"github.com/segmentd/segmentd/ent/user"
 )
 
-// Membership is the model entity for the Membership schema.
+// A user's current membership of a segment: why and when they entered.
 type Membership struct {
 	config `json:"-"`
 	// ID of the ent.
+	// The object's ID: "mem_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
 	ID pulid.ID `json:"id,omitempty"`
 	// SegmentRef holds the value of the "segment_ref" field.
 	SegmentRef pulid.ID `json:"segment_ref,omitempty"`
@@ -27,11 +28,11 @@ type Membership struct {
 	UserRef pulid.ID `json:"user_ref,omitempty"`
 	// EventRef holds the value of the "event_ref" field.
 	EventRef *pulid.ID `json:"event_ref,omitempty"`
-	// EnteredAt holds the value of the "entered_at" field.
+	// When the user entered the segment.
 	EnteredAt time.Time `json:"entered_at,omitempty"`
-	// Source holds the value of the "source" field.
+	// What put the user in: EVENT (a trigger event whose condition held), MANUAL (addUsersToSegment), IMPORT (a CSV import) or BACKFILL (re-evaluation of stored events).
 	Source membership.Source `json:"source,omitempty"`
-	// Reason holds the value of the "reason" field.
+	// Why the user entered, in one line: the event and the condition it met, or the manual add or import.
 	Reason string `json:"reason,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the MembershipQuery when eager-loading is set.
@@ -41,11 +42,11 @@ type Membership struct {
 
 // MembershipEdges holds the relations/edges for other nodes in the graph.
 type MembershipEdges struct {
-	// Segment holds the value of the segment edge.
+	// The segment.
 	Segment *Segment `json:"segment,omitempty"`
-	// User holds the value of the user edge.
+	// The member.
 	User *User `json:"user,omitempty"`
-	// Event holds the value of the event edge.
+	// The event that put the user in; null for MANUAL and IMPORT entries.
 	Event *Event `json:"event,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.

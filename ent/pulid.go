@@ -10,6 +10,7 @@ import (
 	"github.com/segmentd/segmentd/ent/campaignactivation"
 	"github.com/segmentd/segmentd/ent/condition"
 	"github.com/segmentd/segmentd/ent/event"
+	"github.com/segmentd/segmentd/ent/group"
 	"github.com/segmentd/segmentd/ent/importjob"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
@@ -24,6 +25,7 @@ var prefixMap = map[string]string{
 	"act": campaignactivation.Table,
 	"cnd": condition.Table,
 	"evt": event.Table,
+	"grp": group.Table,
 	"imp": importjob.Table,
 	"mem": membership.Table,
 	"seg": segment.Table,

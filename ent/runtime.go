@@ -10,6 +10,7 @@ import (
 	"github.com/segmentd/segmentd/ent/campaignactivation"
 	"github.com/segmentd/segmentd/ent/condition"
 	"github.com/segmentd/segmentd/ent/event"
+	"github.com/segmentd/segmentd/ent/group"
 	"github.com/segmentd/segmentd/ent/importjob"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/membershipchange"
@@ -201,6 +202,47 @@ func init() {
 	event.DefaultID = eventDescID.Default.(func() pulid.ID)
 	// event.IDValidator is a validator for the "id" field. It is called by the builders before save.
 	event.IDValidator = eventDescID.Validators[0].(func(string) error)
+	groupMixin := schema.Group{}.Mixin()
+	groupMixinFields0 := groupMixin[0].Fields()
+	_ = groupMixinFields0
+	groupFields := schema.Group{}.Fields()
+	_ = groupFields
+	// groupDescGroupID is the schema descriptor for group_id field.
+	groupDescGroupID := groupFields[0].Descriptor()
+	// group.GroupIDValidator is a validator for the "group_id" field. It is called by the builders before save.
+	group.GroupIDValidator = func() func(string) error {
+		validators := groupDescGroupID.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(group_id string) error {
+			for _, fn := range fns {
+				if err := fn(group_id); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// groupDescTraits is the schema descriptor for traits field.
+	groupDescTraits := groupFields[1].Descriptor()
+	// group.DefaultTraits holds the default value on creation for the traits field.
+	group.DefaultTraits = groupDescTraits.Default.(map[string]interface{})
+	// groupDescFirstSeenAt is the schema descriptor for first_seen_at field.
+	groupDescFirstSeenAt := groupFields[2].Descriptor()
+	// group.DefaultFirstSeenAt holds the default value on creation for the first_seen_at field.
+	group.DefaultFirstSeenAt = groupDescFirstSeenAt.Default.(func() time.Time)
+	// groupDescLastSeenAt is the schema descriptor for last_seen_at field.
+	groupDescLastSeenAt := groupFields[3].Descriptor()
+	// group.DefaultLastSeenAt holds the default value on creation for the last_seen_at field.
+	group.DefaultLastSeenAt = groupDescLastSeenAt.Default.(func() time.Time)
+	// groupDescID is the schema descriptor for id field.
+	groupDescID := groupMixinFields0[0].Descriptor()
+	// group.DefaultID holds the default value on creation for the id field.
+	group.DefaultID = groupDescID.Default.(func() pulid.ID)
+	// group.IDValidator is a validator for the "id" field. It is called by the builders before save.
+	group.IDValidator = groupDescID.Validators[0].(func(string) error)
 	importjobMixin := schema.ImportJob{}.Mixin()
 	importjobMixinFields0 := importjobMixin[0].Fields()
 	_ = importjobMixinFields0

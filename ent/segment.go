@@ -14,22 +14,23 @@ import (
 	"github.com/segmentd/segmentd/ent/segment"
 )
 
-// Segment is the model entity for the Segment schema.
+// A target audience. Users enter an EVENT_TRIGGERED segment when one of its trigger events arrives and its condition holds; a STATIC segment's users are added by hand or by import.
 type Segment struct {
 	config `json:"-"`
 	// ID of the ent.
+	// The object's ID: "seg_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
 	ID pulid.ID `json:"id,omitempty"`
-	// Name holds the value of the "name" field.
+	// The segment's name, 1 to 200 characters ("Activation Experiment - New Users").
 	Name string `json:"name,omitempty"`
-	// Description holds the value of the "description" field.
+	// A free-text description, at most 2,000 characters; null when none.
 	Description *string `json:"description,omitempty"`
-	// Kind holds the value of the "kind" field.
+	// EVENT_TRIGGERED: users enter when a trigger event arrives and the condition holds. STATIC: users are added by hand or by import.
 	Kind segment.Kind `json:"kind,omitempty"`
-	// TriggerEvents holds the value of the "trigger_events" field.
+	// The event names that can move a user in, in the order given; empty for STATIC.
 	TriggerEvents []string `json:"trigger_events,omitempty"`
-	// CreatedAt holds the value of the "created_at" field.
+	// When the segment was created.
 	CreatedAt time.Time `json:"created_at,omitempty"`
-	// UpdatedAt holds the value of the "updated_at" field.
+	// When the segment's name, description or rules last changed.
 	UpdatedAt time.Time `json:"updated_at,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the SegmentQuery when eager-loading is set.

@@ -24,6 +24,8 @@ type Tx struct {
 	Condition *ConditionClient
 	// Event is the client for interacting with the Event builders.
 	Event *EventClient
+	// Group is the client for interacting with the Group builders.
+	Group *GroupClient
 	// ImportJob is the client for interacting with the ImportJob builders.
 	ImportJob *ImportJobClient
 	// Membership is the client for interacting with the Membership builders.
@@ -174,6 +176,7 @@ func (tx *Tx) init() {
 	tx.CampaignActivation = NewCampaignActivationClient(tx.config)
 	tx.Condition = NewConditionClient(tx.config)
 	tx.Event = NewEventClient(tx.config)
+	tx.Group = NewGroupClient(tx.config)
 	tx.ImportJob = NewImportJobClient(tx.config)
 	tx.Membership = NewMembershipClient(tx.config)
 	tx.MembershipChange = NewMembershipChangeClient(tx.config)

@@ -15,18 +15,19 @@ import (
 	"github.com/segmentd/segmentd/ent/user"
 )
 
-// User is the model entity for the User schema.
+// An end user of the customer's product, known by the customer's own user ID; created on first sight.
 type User struct {
 	config `json:"-"`
 	// ID of the ent.
+	// The object's ID: "usr_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
 	ID pulid.ID `json:"id,omitempty"`
-	// UserID holds the value of the "user_id" field.
+	// The customer's own ID of the user, as events and identify calls send it.
 	UserID string `json:"user_id,omitempty"`
-	// Traits holds the value of the "traits" field.
+	// The user's traits: merged from identify calls and the traits of their events (a null trait removes it); USER conditions test them. A group call's traits stay on the group.
 	Traits jsonmap.Map `json:"traits,omitempty"`
-	// FirstSeenAt holds the value of the "first_seen_at" field.
+	// When segmentd first saw the user (an event, identify, a manual add or an import).
 	FirstSeenAt time.Time `json:"first_seen_at,omitempty"`
-	// LastSeenAt holds the value of the "last_seen_at" field.
+	// When segmentd last received an event or call for the user.
 	LastSeenAt time.Time `json:"last_seen_at,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the UserQuery when eager-loading is set.
@@ -44,14 +45,19 @@ type UserEdges struct {
 	Changes []*MembershipChange `json:"changes,omitempty"`
 	// Activations holds the value of the activations edge.
 	Activations []*CampaignActivation `json:"activations,omitempty"`
+	// The groups (companies, accounts) that group calls put this user in, by groupId.
+	Groups []*Group `json:"groups,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [4]bool
+	loadedTypes [5]bool
+	// totalCount holds the count of the edges above.
+	totalCount [1]map[string]int
 
 	namedEvents      map[string][]*Event
 	namedMemberships map[string][]*Membership
 	namedChanges     map[string][]*MembershipChange
 	namedActivations map[string][]*CampaignActivation
+	namedGroups      map[string][]*Group
 }
 
 // EventsOrErr returns the Events value or an error if the edge
@@ -88,6 +94,15 @@ func (e UserEdges) ActivationsOrErr() ([]*CampaignActivation, error) {
 		return e.Activations, nil
 	}
 	return nil, &NotLoadedError{edge: "activations"}
+}
+
+// GroupsOrErr returns the Groups value or an error if the edge
+// was not loaded in eager-loading.
+func (e UserEdges) GroupsOrErr() ([]*Group, error) {
+	if e.loadedTypes[4] {
+		return e.Groups, nil
+	}
+	return nil, &NotLoadedError{edge: "groups"}
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -181,6 +196,11 @@ func (_m *User) QueryChanges() *MembershipChangeQuery {
 // QueryActivations queries the "activations" edge of the User entity.
 func (_m *User) QueryActivations() *CampaignActivationQuery {
 	return NewUserClient(_m.config).QueryActivations(_m)
+}
+
+// QueryGroups queries the "groups" edge of the User entity.
+func (_m *User) QueryGroups() *GroupQuery {
+	return NewUserClient(_m.config).QueryGroups(_m)
 }
 
 // Update returns a builder for updating this User.
@@ -314,6 +334,30 @@ func (_m *User) appendNamedActivations(name string, edges ...*CampaignActivation
 		_m.Edges.namedActivations[name] = []*CampaignActivation{}
 	} else {
 		_m.Edges.namedActivations[name] = append(_m.Edges.namedActivations[name], edges...)
+	}
+}
+
+// NamedGroups returns the Groups named value or an error if the edge was not
+// loaded in eager-loading with this name.
+func (_m *User) NamedGroups(name string) ([]*Group, error) {
+	if _m.Edges.namedGroups == nil {
+		return nil, &NotLoadedError{edge: name}
+	}
+	nodes, ok := _m.Edges.namedGroups[name]
+	if !ok {
+		return nil, &NotLoadedError{edge: name}
+	}
+	return nodes, nil
+}
+
+func (_m *User) appendNamedGroups(name string, edges ...*Group) {
+	if _m.Edges.namedGroups == nil {
+		_m.Edges.namedGroups = make(map[string][]*Group)
+	}
+	if len(edges) == 0 {
+		_m.Edges.namedGroups[name] = []*Group{}
+	} else {
+		_m.Edges.namedGroups[name] = append(_m.Edges.namedGroups[name], edges...)
 	}
 }
 

@@ -30,6 +30,12 @@ func (r *queryResolver) Campaigns(ctx context.Context, after *entgql.Cursor[puli
 	return r.svc.Campaigns(ctx, service.Page{After: after, First: first, Before: before, Last: last}, where, orderBy)
 }
 
+// Groups is the resolver for the groups field.
+func (r *queryResolver) Groups(ctx context.Context, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.GroupOrder, where *ent.GroupWhereInput) (*ent.GroupConnection, error) {
+	return r.client.Group.Query().Paginate(ctx, after, first, before, last,
+		ent.WithGroupOrder(orderBy), ent.WithGroupFilter(where.Filter))
+}
+
 // Segments is the resolver for the segments field.
 func (r *queryResolver) Segments(ctx context.Context, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *service.SegmentOrder, where *ent.SegmentWhereInput) (*ent.SegmentConnection, error) {
 	return r.svc.Segments(ctx, after, first, before, last, where, orderBy)

@@ -7,6 +7,7 @@ package graph
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"entgo.io/contrib/entgql"
@@ -15,6 +16,7 @@ import (
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/condition"
+	"github.com/segmentd/segmentd/ent/group"
 	"github.com/segmentd/segmentd/ent/importjob"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/schema"
@@ -158,6 +160,11 @@ func (r *queryResolver) ImportJob(ctx context.Context, id pulid.ID) (*ent.Import
 		return nil, nil
 	}
 	return job, err
+}
+
+// Group is the resolver for the group field.
+func (r *queryResolver) Group(ctx context.Context, groupID string) (*ent.Group, error) {
+	return nullIfNotFound(r.client.Group.Query().Where(group.GroupID(strings.TrimSpace(groupID))).Only(ctx))
 }
 
 // Condition is the resolver for the condition field.

@@ -35,8 +35,9 @@ type Message struct {
 	AnonymousID string
 	MessageID   string
 	Properties  map[string]any
-	Traits      map[string]any // identify/group: traits; others: context.traits
+	Traits      map[string]any // identify: the user's traits; group: the group's; others: context.traits
 	Context     map[string]any
+	GroupID     string // group: the group the user joins (also in Properties["groupId"])
 	// Timestamp is when the event happened, corrected for the client's
 	// clock skew when sentAt is given; zero if the message had none.
 	Timestamp time.Time
@@ -269,6 +270,7 @@ func decodeOne(typ string, body []byte, prefix string, now time.Time, batchSentA
 			return m, errf(join(prefix, "groupId"), "is required for a group")
 		}
 		m.Properties["groupId"] = g
+		m.GroupID = g
 	case "alias":
 		p, err := id(join(prefix, "previousId"), r.PreviousID)
 		if err != nil {

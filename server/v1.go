@@ -57,6 +57,7 @@ func (s *Server) v1(w http.ResponseWriter, r *http.Request) {
 			Properties: m.Properties,
 			Traits:     m.Traits,
 			Context:    m.Context,
+			GroupID:    m.GroupID,
 		}
 		if m.UserID != "" {
 			in.UserID = &m.UserID

@@ -45,6 +45,10 @@ type TrackInput struct {
 	Context   map[string]any
 	// Type is TRACK unless the Segment API says otherwise.
 	Type event.Type
+	// GroupID is the group of a GROUP call (the Segment API's group): the
+	// user is recorded as a member of it, and Traits are the group's own,
+	// kept on the group and never merged into the user's traits.
+	GroupID string
 }
 
 // TrackResult says what one event did.
@@ -174,7 +178,13 @@ type incoming struct {
 	traits    map[string]any
 	context   map[string]any
 	timestamp time.Time
+	groupID   string // GROUP only
 }
+
+// carriesUserTraits reports whether an event's traits are the user's (and
+// merge into them): every type but GROUP, whose traits are the group's.
+// Ingestion and verify both follow it.
+func carriesUserTraits(t event.Type) bool { return t != event.TypeGROUP }
 
 func validateTrack(in TrackInput, path string, now time.Time) (*incoming, error) {
 	ev := &incoming{id: pulid.New("evt"), typ: in.Type, props: in.Properties, traits: in.Traits, context: in.Context}
@@ -206,6 +216,12 @@ func validateTrack(in TrackInput, path string, now time.Time) (*incoming, error)
 	}
 	if ev.userID == "" && ev.anonID == nil {
 		return nil, segmentd.Invalid(sub(path, "userId"), "an event needs a userId or an anonymousId")
+	}
+	if ev.typ == event.TypeGROUP {
+		ev.groupID = strings.TrimSpace(in.GroupID)
+		if err := checkID(sub(path, "groupId"), ev.groupID, true); err != nil {
+			return nil, err
+		}
 	}
 	if in.MessageID != nil {
 		ev.messageID = segmentd.NormalizeID(*in.MessageID)

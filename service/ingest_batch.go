@@ -104,8 +104,11 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 		var u *ent.User
 		if ev.userID != "" {
 			u = st.users[ev.userID]
-			if merged, changed := mergeTraits(u.Traits, ev.traits); changed {
-				u.Traits = merged
+			// A group call's traits are the group's (applyGroups).
+			if carriesUserTraits(ev.typ) {
+				if merged, changed := mergeTraits(u.Traits, ev.traits); changed {
+					u.Traits = merged
+				}
 			}
 			if st.now.After(u.LastSeenAt) {
 				u.LastSeenAt = st.now
@@ -191,6 +194,9 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 		return nil, err
 	}
 	if err := s.activateEntries(ctx, st, entries, results); err != nil {
+		return nil, err
+	}
+	if err := s.applyGroups(ctx, st, evs); err != nil {
 		return nil, err
 	}
 	if err := st.saveUsers(ctx); err != nil {

@@ -384,7 +384,9 @@ func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
 		})
 		var traits map[string]any
 		for _, e := range evs {
-			traits, _ = mergeTraits(traits, e.traits)
+			if carriesUserTraits(e.typ) {
+				traits, _ = mergeTraits(traits, e.traits)
+			}
 			if e.typ != event.TypeTRACK {
 				continue
 			}

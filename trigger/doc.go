@@ -22,11 +22,12 @@
 //     not blank, at most 256 bytes of valid UTF-8, without control
 //     characters.
 //   - The value depends on the operator. EQ, NEQ, CONTAINS, NOT_CONTAINS: a
-//     string, number or boolean. GT, GTE, LT, LTE: a number or a string.
-//     STARTS_WITH, ENDS_WITH: a string. MATCHES: an RE2 regular expression.
-//     IN, NOT_IN: a non-empty list of at most 1000 strings, numbers or
-//     booleans. BETWEEN: [low, high], two numbers or two strings, with
-//     low <= high when both are numbers or both are dates. WITHIN_LAST: a
+//     string, number or boolean. GT, GTE, LT, LTE: a number, a numeric
+//     string or a date (see [DateForms]); any other string is refused,
+//     naming the forms. STARTS_WITH, ENDS_WITH: a string. MATCHES: an RE2
+//     regular expression. IN, NOT_IN: a non-empty list of at most 1000
+//     strings, numbers or booleans. BETWEEN: [low, high], two numbers or
+//     two dates (or numeric strings), with low <= high. WITHIN_LAST: a
 //     duration as read by [ParseDuration]. EXISTS, NOT_EXISTS: the value is
 //     ignored and kept as given (dropped if it cannot be written as JSON).
 //     Strings in a value are at most 1000 bytes.
@@ -57,16 +58,23 @@
 //     (float64, json.Number, any Go integer or float) or with a numeric
 //     string such as "42" or " 3.5 " (decimal only: "NaN", "Inf" and hex
 //     are text). Numbers compare as float64.
-//   - An expected string that is a date/time (RFC 3339 with or without
-//     fractional seconds, "2006-01-02T15:04:05" meaning UTC, or
-//     "2006-01-02" meaning midnight UTC) compares as an instant with an
-//     actual string that parses the same way, or with a time.Time. Against
-//     anything else it orders with nothing (GT, LT and BETWEEN are false),
-//     and is equal only to the identical string.
+//   - An expected string that is a date/time compares as an instant with
+//     an actual string that is one too, or with a time.Time, whatever the
+//     forms of the two: RFC 3339 with or without fractional seconds ("T" or
+//     a space before the time), "2006-01-02T15:04:05" meaning UTC,
+//     "2006-01-02" meaning midnight UTC, and the written forms "January 2,
+//     2006", "Jan 2, 2006", "January 2 2006", "2 January 2006" and "2 Jan
+//     2006" (English month names, any case, full or abbreviated; midnight
+//     UTC). So "March 1, 2024" is before "January 1, 2025" and "2025-03-01"
+//     after it. Against anything else it orders with nothing (GT, LT and
+//     BETWEEN are false), and is equal only to the identical string.
 //   - An expected numeric string compares numerically with an actual
 //     number; "true" or "false" compares with an actual boolean.
-//   - Otherwise two strings compare exactly: case-sensitive, byte order for
-//     GT and LT.
+//   - Otherwise two strings compare exactly, case-sensitive. An expected
+//     numeric string orders an actual string byte by byte; so does text
+//     that is neither a number nor a date in an ordering predicate stored
+//     before such text was refused ([Compile] still accepts such trees so
+//     that segments already saved keep working; [Parse] refuses them).
 //   - An expected boolean compares with an actual boolean or the string
 //     "true" or "false".
 //   - Any other pairing cannot be compared and the predicate is false, for
@@ -86,7 +94,8 @@
 //   - IN: typed-equal to some element. NOT_IN: comparable with some
 //     element and equal to none.
 //   - BETWEEN: low <= actual <= high, inclusive, typed as above.
-//   - WITHIN_LAST: the actual is a date/time string (or time.Time) t with
+//   - WITHIN_LAST: the actual is a date/time string in any of the forms
+//     above (or a time.Time) t with
 //     Now-d <= t <= Now, where Now is [Env].Now (the event's timestamp; the
 //     wall clock if zero). Future times do not count.
 //

@@ -127,7 +127,7 @@ func (c *compiler) node(n *Node, path string, depth int) (*cnode, *Error) {
 			if err != nil {
 				return nil, errAt(join(path, "value"), "stored value: %v", err)
 			}
-			ops, msg := compileValue(n.Operator, v)
+			ops, msg := compileValue(n.Operator, v, false)
 			if msg != "" {
 				return nil, errAt(join(path, "value"), "%s", msg)
 			}

@@ -183,7 +183,7 @@ func parsePredicate(in *ConditionInput, path string) (*Node, *Error) {
 		}
 		return nil, errAt(join(path, "value"), "unsupported value: %v", err)
 	}
-	if _, msg := compileValue(op, v); msg != "" {
+	if _, msg := compileValue(op, v, true); msg != "" {
 		return nil, errAt(join(path, "value"), "%s", msg)
 	}
 	n.Value = canonical(v)

@@ -37,7 +37,7 @@ func roundTripInputs() map[string]*trigger.ConditionInput {
 		"wide":             wide(199),
 		"mixed": and(
 			or(event("a", trigger.OpEQ, 1), not(event("b", trigger.OpIn, []any{"x"}))),
-			not(and(user("c", trigger.OpExists, nil), user("d", trigger.OpBetween, []any{"a", "b"}))),
+			not(and(user("c", trigger.OpExists, nil), user("d", trigger.OpBetween, []any{"January 1, 2025", "2025-02-01"}))),
 		),
 	}
 }

@@ -26,7 +26,7 @@ func TestString(t *testing.T) {
 		{"GT", event("a", trigger.OpGT, num("1.50")), `event.a > 1.50`},
 		{"GTE", event("a", trigger.OpGTE, 2), `event.a >= 2`},
 		{"LT", event("a", trigger.OpLT, 3.25), `event.a < 3.25`},
-		{"LTE", event("a", trigger.OpLTE, "m"), `event.a <= "m"`},
+		{"LTE", event("a", trigger.OpLTE, "Jan 1, 2025"), `event.a <= "Jan 1, 2025"`},
 		{"CONTAINS", event("a", trigger.OpContains, "x"), `event.a contains "x"`},
 		{"NOT_CONTAINS", event("a", trigger.OpNotContains, "x"), `event.a not contains "x"`},
 		{"STARTS_WITH", event("a", trigger.OpStartsWith, "x"), `event.a starts with "x"`},

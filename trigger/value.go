@@ -225,34 +225,6 @@ func parseDecimal(s string) (float64, bool) {
 	return f, true
 }
 
-// parseTime reads the date/time forms the language understands: RFC 3339
-// (with or without fractional seconds), "2006-01-02T15:04:05" without a zone
-// (UTC) and "2006-01-02" (midnight UTC). Surrounding spaces are allowed.
-func parseTime(s string) (time.Time, bool) {
-	s = strings.TrimSpace(s)
-	// A cheap shape check first: most strings are not dates, and failed
-	// time.Parse calls allocate.
-	if len(s) < 10 || s[4] != '-' || s[7] != '-' ||
-		!isDigit(s[0]) || !isDigit(s[1]) || !isDigit(s[2]) || !isDigit(s[3]) ||
-		!isDigit(s[5]) || !isDigit(s[6]) || !isDigit(s[8]) || !isDigit(s[9]) {
-		return time.Time{}, false
-	}
-	if len(s) == 10 {
-		t, err := time.Parse(time.DateOnly, s)
-		return t, err == nil
-	}
-	if s[10] != 'T' {
-		return time.Time{}, false
-	}
-	last := s[len(s)-1]
-	if last == 'Z' || (len(s) > 19 && strings.ContainsAny(s[19:], "+-")) {
-		t, err := time.Parse(time.RFC3339Nano, s)
-		return t, err == nil
-	}
-	t, err := time.Parse("2006-01-02T15:04:05", s)
-	return t, err == nil
-}
-
 // operand is one scalar of a predicate's value, with every interpretation
 // Eval may need worked out in advance.
 type operand struct {
@@ -340,8 +312,11 @@ type operands struct {
 }
 
 // compileValue checks that a normalized value has the shape op needs and
-// prepares it. A non-empty message says what is wrong.
-func compileValue(op Operator, v any) (operands, string) {
+// prepares it. A non-empty message says what is wrong. strict refuses a
+// string that is neither a number nor a date in an ordering predicate
+// (GT, GTE, LT, LTE, BETWEEN), as Parse does; without it (Compile, for
+// trees already stored) such a string orders as text, as it used to.
+func compileValue(op Operator, v any, strict bool) (operands, string) {
 	var ops operands
 	k := kindOf(v)
 	if msg := checkStrings(v); msg != "" && !op.ignoresValue() {
@@ -357,9 +332,12 @@ func compileValue(op Operator, v any) (operands, string) {
 		ops.one = newOperand(v)
 	case OpGT, OpGTE, OpLT, OpLTE:
 		if k != kindString && k != kindNumber {
-			return ops, fmt.Sprintf("%s needs a number or a string, not %s", op, k)
+			return ops, fmt.Sprintf("%s needs a number or a date, not %s", op, k)
 		}
 		ops.one = newOperand(v)
+		if msg := orderable(op, ops.one, strict); msg != "" {
+			return ops, msg
+		}
 	case OpStartsWith, OpEndsWith:
 		if k != kindString {
 			return ops, fmt.Sprintf("%s needs a string, not %s", op, k)
@@ -398,10 +376,18 @@ func compileValue(op Operator, v any) (operands, string) {
 		}
 		lk, hk := kindOf(list[0]), kindOf(list[1])
 		if lk != hk || (lk != kindNumber && lk != kindString) {
-			return ops, fmt.Sprintf("BETWEEN needs two numbers or two strings, not %s and %s", lk, hk)
+			return ops, fmt.Sprintf("BETWEEN needs two numbers or two dates, not %s and %s", lk, hk)
 		}
 		ops.lo, ops.hi = newOperand(list[0]), newOperand(list[1])
+		for _, o := range []operand{ops.lo, ops.hi} {
+			if msg := orderable(op, o, strict); msg != "" {
+				return ops, msg
+			}
+		}
 		lo, hi := ops.lo, ops.hi
+		if lk == kindString && lo.isTime != hi.isTime && strict {
+			return ops, fmt.Sprintf("BETWEEN needs two numbers or two dates (dates as %s), not %q and %q", DateForms, lo.str, hi.str)
+		}
 		if (lk == kindNumber && lo.num > hi.num) || (lo.isTime && hi.isTime && lo.t.After(hi.t)) {
 			return ops, fmt.Sprintf("BETWEEN needs low <= high, got %s and %s", lo.str, hi.str)
 		}
@@ -419,6 +405,15 @@ func compileValue(op Operator, v any) (operands, string) {
 		return ops, fmt.Sprintf("unknown operator %q", string(op))
 	}
 	return ops, ""
+}
+
+// orderable checks that an ordering predicate's string is a number or a
+// date. Without strict, any other string orders as text.
+func orderable(op Operator, o operand, strict bool) string {
+	if !strict || o.kind != kindString || o.isNum || o.isTime {
+		return ""
+	}
+	return fmt.Sprintf("%s compares numbers and dates: %q is neither; write a number, or a date as %s", op, o.str, DateForms)
 }
 
 // checkStrings enforces the length limit on every string in a value.

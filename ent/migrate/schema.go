@@ -3,6 +3,7 @@
 package migrate
 
 import (
+	"entgo.io/ent/dialect/entsql"
 	"entgo.io/ent/dialect/sql/schema"
 	"entgo.io/ent/schema/field"
 )
@@ -207,6 +208,27 @@ var (
 				Name:    "event_type_received_at",
 				Unique:  false,
 				Columns: []*schema.Column{EventsColumns[2], EventsColumns[10]},
+			},
+		},
+	}
+	// UserGroupsColumns holds the columns for the "user_groups" table.
+	UserGroupsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeString, Size: 40},
+		{Name: "group_id", Type: field.TypeString, Unique: true, Size: 256},
+		{Name: "traits", Type: field.TypeJSON},
+		{Name: "first_seen_at", Type: field.TypeTime},
+		{Name: "last_seen_at", Type: field.TypeTime},
+	}
+	// UserGroupsTable holds the schema information for the "user_groups" table.
+	UserGroupsTable = &schema.Table{
+		Name:       "user_groups",
+		Columns:    UserGroupsColumns,
+		PrimaryKey: []*schema.Column{UserGroupsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "group_last_seen_at",
+				Unique:  false,
+				Columns: []*schema.Column{UserGroupsColumns[4]},
 			},
 		},
 	}
@@ -471,6 +493,31 @@ var (
 			},
 		},
 	}
+	// GroupUsersColumns holds the columns for the "group_users" table.
+	GroupUsersColumns = []*schema.Column{
+		{Name: "group_id", Type: field.TypeString, Size: 40},
+		{Name: "user_id", Type: field.TypeString, Size: 40},
+	}
+	// GroupUsersTable holds the schema information for the "group_users" table.
+	GroupUsersTable = &schema.Table{
+		Name:       "group_users",
+		Columns:    GroupUsersColumns,
+		PrimaryKey: []*schema.Column{GroupUsersColumns[0], GroupUsersColumns[1]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "group_users_group_id",
+				Columns:    []*schema.Column{GroupUsersColumns[0]},
+				RefColumns: []*schema.Column{UserGroupsColumns[0]},
+				OnDelete:   schema.Cascade,
+			},
+			{
+				Symbol:     "group_users_user_id",
+				Columns:    []*schema.Column{GroupUsersColumns[1]},
+				RefColumns: []*schema.Column{UsersColumns[0]},
+				OnDelete:   schema.Cascade,
+			},
+		},
+	}
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
 		APIKeysTable,
@@ -478,6 +525,7 @@ var (
 		CampaignActivationsTable,
 		ConditionsTable,
 		EventsTable,
+		UserGroupsTable,
 		ImportJobsTable,
 		MembershipsTable,
 		MembershipChangesTable,
@@ -485,6 +533,7 @@ var (
 		SegmentCountersTable,
 		SegmentTriggersTable,
 		UsersTable,
+		GroupUsersTable,
 	}
 )
 
@@ -497,6 +546,9 @@ func init() {
 	ConditionsTable.ForeignKeys[0].RefTable = ConditionsTable
 	ConditionsTable.ForeignKeys[1].RefTable = SegmentsTable
 	EventsTable.ForeignKeys[0].RefTable = UsersTable
+	UserGroupsTable.Annotation = &entsql.Annotation{
+		Table: "user_groups",
+	}
 	ImportJobsTable.ForeignKeys[0].RefTable = SegmentsTable
 	MembershipsTable.ForeignKeys[0].RefTable = EventsTable
 	MembershipsTable.ForeignKeys[1].RefTable = SegmentsTable
@@ -506,4 +558,6 @@ func init() {
 	MembershipChangesTable.ForeignKeys[2].RefTable = UsersTable
 	SegmentCountersTable.ForeignKeys[0].RefTable = SegmentsTable
 	SegmentTriggersTable.ForeignKeys[0].RefTable = SegmentsTable
+	GroupUsersTable.ForeignKeys[0].RefTable = UserGroupsTable
+	GroupUsersTable.ForeignKeys[1].RefTable = UsersTable
 }

@@ -25,15 +25,20 @@ func (Campaign) Mixin() []ent.Mixin { return []ent.Mixin{pulid.MixinWithPrefix("
 func (Campaign) Fields() []ent.Field {
 	return []ent.Field{
 		field.String("name").NotEmpty().MaxLen(200).
+			Comment("The campaign's name, 1 to 200 characters.").
 			Annotations(entgql.OrderField("NAME")),
-		field.String("description").Optional().Nillable().MaxLen(2000),
+		field.String("description").Optional().Nillable().MaxLen(2000).
+			Comment("A free-text description, at most 2,000 characters; null when none."),
 		field.Enum("status").Values("DRAFT", "ACTIVE", "PAUSED", "ENDED").Default("DRAFT").
+			Comment("DRAFT, ACTIVE, PAUSED or ENDED. Only an ACTIVE campaign activates: every member of its segment, on entry and when it becomes ACTIVE or gets its segment, exactly once.").
 			Annotations(entgql.OrderField("STATUS")),
 		field.String("segment_ref").GoType(pulid.ID("")).Optional().Nillable().
 			Annotations(entgql.Skip()),
 		field.Time("created_at").Default(time.Now).Immutable().
+			Comment("When the campaign was created.").
 			Annotations(entgql.OrderField("CREATED_AT")),
 		field.Time("updated_at").Default(time.Now).UpdateDefault(time.Now).
+			Comment("When the campaign was last changed.").
 			Annotations(entgql.OrderField("UPDATED_AT")),
 	}
 }
@@ -41,11 +46,13 @@ func (Campaign) Fields() []ent.Field {
 // Edges of the Campaign.
 func (Campaign) Edges() []ent.Edge {
 	return []ent.Edge{
-		edge.From("segment", Segment.Type).Ref("campaigns").Field("segment_ref").Unique(),
+		edge.From("segment", Segment.Type).Ref("campaigns").Field("segment_ref").Unique().
+			Comment("The campaign's audience; null when it has none (or its segment was deleted)."),
 		// Campaign.activations is declared in schema.graphqls and resolved
 		// by service.Activations: entgql's pagination of the edge (and its
 		// eager loading) applies cursors from the wrong end.
 		edge.To("activations", CampaignActivation.Type).
+			Comment("The users who activated this campaign, one activation each.").
 			Annotations(entsql.OnDelete(entsql.Cascade), entgql.Skip(entgql.SkipAll)),
 	}
 }
@@ -58,8 +65,9 @@ func (Campaign) Indexes() []ent.Index {
 // Annotations of the Campaign.
 func (Campaign) Annotations() []schema.Annotation {
 	return []schema.Annotation{
+		schema.Comment("A campaign takes a segment as its audience: a user who is, or becomes, a member of an ACTIVE campaign's segment activates the campaign exactly once."),
 		entgql.RelayConnection(),
-		entgql.QueryField(),
+		entgql.QueryField().Description("Campaigns, as a Relay connection, filtered by where and ordered by orderBy (default: by id, oldest first)."),
 	}
 }
 
@@ -78,6 +86,7 @@ func (CampaignActivation) Fields() []ent.Field {
 		field.String("segment_ref").GoType(pulid.ID("")).Immutable().Annotations(entgql.Skip()),
 		field.String("event_ref").GoType(pulid.ID("")).Optional().Nillable().Immutable().Annotations(entgql.Skip()),
 		field.Time("activated_at").Default(time.Now).Immutable().
+			Comment("When the user activated the campaign.").
 			Annotations(entgql.OrderField("ACTIVATED_AT")),
 	}
 }
@@ -85,10 +94,14 @@ func (CampaignActivation) Fields() []ent.Field {
 // Edges of the CampaignActivation.
 func (CampaignActivation) Edges() []ent.Edge {
 	return []ent.Edge{
-		edge.From("campaign", Campaign.Type).Ref("activations").Field("campaign_ref").Unique().Required().Immutable(),
-		edge.From("user", User.Type).Ref("activations").Field("user_ref").Unique().Required().Immutable(),
-		edge.From("segment", Segment.Type).Ref("activations").Field("segment_ref").Unique().Required().Immutable(),
-		edge.To("event", Event.Type).Field("event_ref").Unique().Immutable(),
+		edge.From("campaign", Campaign.Type).Ref("activations").Field("campaign_ref").Unique().Required().Immutable().
+			Comment("The campaign activated."),
+		edge.From("user", User.Type).Ref("activations").Field("user_ref").Unique().Required().Immutable().
+			Comment("The user who activated it."),
+		edge.From("segment", Segment.Type).Ref("activations").Field("segment_ref").Unique().Required().Immutable().
+			Comment("The segment whose membership activated it (the campaign's segment at the time)."),
+		edge.To("event", Event.Type).Field("event_ref").Unique().Immutable().
+			Comment("The event whose entry activated it; null when the entry had no event (manual add, import, or the campaign becoming ACTIVE)."),
 	}
 }
 
@@ -102,5 +115,8 @@ func (CampaignActivation) Indexes() []ent.Index {
 
 // Annotations of the CampaignActivation.
 func (CampaignActivation) Annotations() []schema.Annotation {
-	return []schema.Annotation{entgql.RelayConnection()}
+	return []schema.Annotation{
+		schema.Comment("A user's activation of a campaign: at most one per campaign and user, ever."),
+		entgql.RelayConnection(),
+	}
 }

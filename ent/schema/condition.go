@@ -29,10 +29,14 @@ func (Condition) Fields() []ent.Field {
 		field.String("segment_ref").GoType(pulid.ID("")).Annotations(entgql.Skip()),
 		field.String("parent_ref").GoType(pulid.ID("")).Optional().Nillable().Annotations(entgql.Skip()),
 		field.Int("position").NonNegative().Annotations(entgql.Skip()),
-		field.Enum("kind").GoType(trigger.Kind("")).Annotations(entgql.Type("ConditionKind")),
-		field.Enum("scope").GoType(trigger.Scope("")).Optional().Nillable().Annotations(entgql.Type("ConditionScope")),
-		field.String("property").Optional().Nillable(),
-		field.Enum("operator").GoType(trigger.Operator("")).Optional().Nillable().Annotations(entgql.Type("ConditionOperator")),
+		field.Enum("kind").GoType(trigger.Kind("")).Annotations(entgql.Type("ConditionKind")).
+			Comment("AND, OR or NOT for a group (its children are the conditions it combines), PREDICATE for a test of one property."),
+		field.Enum("scope").GoType(trigger.Scope("")).Optional().Nillable().Annotations(entgql.Type("ConditionScope")).
+			Comment("A predicate's scope: EVENT tests the triggering event's properties, USER the user's traits; null for a group."),
+		field.String("property").Optional().Nillable().
+			Comment("A predicate's property or trait name; dots walk nested objects (\"address.city\"); null for a group."),
+		field.Enum("operator").GoType(trigger.Operator("")).Optional().Nillable().Annotations(entgql.Type("ConditionOperator")).
+			Comment("A predicate's operator; null for a group."),
 		// value is the predicate's value as canonical JSON; exposed through a
 		// resolver as the JSON scalar.
 		field.JSON("value", json.RawMessage{}).Optional().Annotations(entgql.Skip()),
@@ -59,6 +63,7 @@ func (Condition) Indexes() []ent.Index {
 // Annotations of the Condition.
 func (Condition) Annotations() []schema.Annotation {
 	return []schema.Annotation{
+		schema.Comment("One node of a segment's condition tree: an AND, OR or NOT group, or a predicate that tests one event property or user trait."),
 		entgql.Skip(entgql.SkipWhereInput, entgql.SkipOrderField, entgql.SkipMutationCreateInput, entgql.SkipMutationUpdateInput),
 	}
 }

@@ -32,24 +32,34 @@ func (Event) Mixin() []ent.Mixin { return []ent.Mixin{pulid.MixinWithPrefix("evt
 func (Event) Fields() []ent.Field {
 	return []ent.Field{
 		field.String("message_id").NotEmpty().MaxLen(256).Immutable().Unique().
+			Comment("The idempotency key, unique forever: the sender's messageId, or one the server assigned (srv-…).").
 			Annotations(entgql.MapsTo("messageId")),
-		field.Enum("type").Values("TRACK", "IDENTIFY", "PAGE", "SCREEN", "GROUP", "ALIAS").Immutable(),
-		field.String("name").Optional().Nillable().MaxLen(256).Immutable(),
+		field.Enum("type").Values("TRACK", "IDENTIFY", "PAGE", "SCREEN", "GROUP", "ALIAS").Immutable().
+			Comment("The call that sent it: TRACK (trackEvent, /v1/track), IDENTIFY, or the Segment API's PAGE, SCREEN, GROUP and ALIAS. Only TRACK events trigger segments."),
+		field.String("name").Optional().Nillable().MaxLen(256).Immutable().
+			Comment("The event name (\"Sign Up\"); for PAGE and SCREEN the page or screen name; null for calls without one."),
 		field.String("user_id").Optional().Nillable().MaxLen(256).Immutable().
+			Comment("The customer's own ID of the user it is about; null for anonymous events.").
 			Annotations(entgql.MapsTo("userId")),
 		field.String("anonymous_id").Optional().Nillable().MaxLen(256).Immutable().
+			Comment("The sender's anonymous ID, if it sent one.").
 			Annotations(entgql.MapsTo("anonymousId")),
 		field.String("user_ref").GoType(pulid.ID("")).Optional().Nillable().Immutable().
 			Annotations(entgql.Skip()),
 		field.JSON("properties", jsonmap.Map{}).Default(jsonmap.Map{}).Immutable().
+			Comment("The event's properties as sent (for a GROUP call, with its groupId; for ALIAS, its previousId); EVENT conditions test them.").
 			Annotations(entgql.Type("Map")),
 		field.JSON("traits", jsonmap.Map{}).Default(jsonmap.Map{}).Immutable().
+			Comment("The traits the call carried: merged into the user's traits (TRACK, IDENTIFY, PAGE, SCREEN, ALIAS), except for a GROUP call, whose traits are the group's and stay on the group.").
 			Annotations(entgql.Type("Map")),
 		field.JSON("context", jsonmap.Map{}).Default(jsonmap.Map{}).Immutable().
+			Comment("The call's context object as sent (library, ip, page, ...).").
 			Annotations(entgql.Type("Map")),
 		field.Time("timestamp").Immutable().
+			Comment("When the event happened, as the sender said (corrected for clock skew by sentAt), or when it arrived; WITHIN_LAST measures from it.").
 			Annotations(entgql.OrderField("TIMESTAMP")),
 		field.Time("received_at").Default(time.Now).Immutable().
+			Comment("When segmentd stored it.").
 			Annotations(entgql.OrderField("RECEIVED_AT")),
 		field.JSON("outcomes", []Outcome{}).Default([]Outcome{}).
 			Annotations(entgql.Skip()),
@@ -81,6 +91,7 @@ func (Event) Indexes() []ent.Index {
 // Annotations of the Event.
 func (Event) Annotations() []schema.Annotation {
 	return []schema.Annotation{
+		schema.Comment("A stored event (track, identify, page, screen, group or alias call), with what evaluation did with it for each segment its name triggers."),
 		entgql.RelayConnection(),
 	}
 }

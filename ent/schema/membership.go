@@ -28,9 +28,12 @@ func (Membership) Fields() []ent.Field {
 		field.String("user_ref").GoType(pulid.ID("")).Immutable().Annotations(entgql.Skip()),
 		field.String("event_ref").GoType(pulid.ID("")).Optional().Nillable().Immutable().Annotations(entgql.Skip()),
 		field.Time("entered_at").Default(time.Now).Immutable().
+			Comment("When the user entered the segment.").
 			Annotations(entgql.OrderField("ENTERED_AT")),
-		field.Enum("source").Values("EVENT", "MANUAL", "IMPORT", "BACKFILL").Immutable(),
-		field.Text("reason").Default(""),
+		field.Enum("source").Values("EVENT", "MANUAL", "IMPORT", "BACKFILL").Immutable().
+			Comment("What put the user in: EVENT (a trigger event whose condition held), MANUAL (addUsersToSegment), IMPORT (a CSV import) or BACKFILL (re-evaluation of stored events)."),
+		field.Text("reason").Default("").
+			Comment("Why the user entered, in one line: the event and the condition it met, or the manual add or import."),
 	}
 }
 
@@ -38,10 +41,13 @@ func (Membership) Fields() []ent.Field {
 func (Membership) Edges() []ent.Edge {
 	return []ent.Edge{
 		edge.From("segment", Segment.Type).Ref("memberships").Field("segment_ref").Unique().Required().Immutable().
+			Comment("The segment.").
 			Annotations(entgql.Skip(entgql.SkipWhereInput)),
 		edge.From("user", User.Type).Ref("memberships").Field("user_ref").Unique().Required().Immutable().
+			Comment("The member.").
 			Annotations(entgql.Skip(entgql.SkipWhereInput)),
 		edge.To("event", Event.Type).Field("event_ref").Unique().Immutable().
+			Comment("The event that put the user in; null for MANUAL and IMPORT entries.").
 			Annotations(entgql.Skip(entgql.SkipWhereInput)),
 	}
 }
@@ -57,7 +63,10 @@ func (Membership) Indexes() []ent.Index {
 
 // Annotations of the Membership.
 func (Membership) Annotations() []schema.Annotation {
-	return []schema.Annotation{entgql.RelayConnection()}
+	return []schema.Annotation{
+		schema.Comment("A user's current membership of a segment: why and when they entered."),
+		entgql.RelayConnection(),
+	}
 }
 
 // MembershipChange is the append-only log of entries and exits. Its integer

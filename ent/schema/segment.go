@@ -26,16 +26,22 @@ func (Segment) Mixin() []ent.Mixin { return []ent.Mixin{pulid.MixinWithPrefix("s
 func (Segment) Fields() []ent.Field {
 	return []ent.Field{
 		field.String("name").NotEmpty().MaxLen(200).
+			Comment("The segment's name, 1 to 200 characters (\"Activation Experiment - New Users\").").
 			Annotations(entgql.OrderField("NAME")),
-		field.String("description").Optional().Nillable().MaxLen(2000),
-		field.Enum("kind").Values("EVENT_TRIGGERED", "STATIC").Immutable(),
+		field.String("description").Optional().Nillable().MaxLen(2000).
+			Comment("A free-text description, at most 2,000 characters; null when none."),
+		field.Enum("kind").Values("EVENT_TRIGGERED", "STATIC").Immutable().
+			Comment("EVENT_TRIGGERED: users enter when a trigger event arrives and the condition holds. STATIC: users are added by hand or by import."),
 		// trigger_events keeps the names in the order the user gave them; the
 		// segment_triggers table indexes them for lookup by event name.
 		field.Strings("trigger_events").Default([]string{}).
+			Comment("The event names that can move a user in, in the order given; empty for STATIC.").
 			Annotations(entgql.Skip(entgql.SkipWhereInput)),
 		field.Time("created_at").Default(time.Now).Immutable().
+			Comment("When the segment was created.").
 			Annotations(entgql.OrderField("CREATED_AT")),
 		field.Time("updated_at").Default(time.Now).UpdateDefault(time.Now).
+			Comment("When the segment's name, description or rules last changed.").
 			Annotations(entgql.OrderField("UPDATED_AT")),
 	}
 }
@@ -70,8 +76,9 @@ func (Segment) Indexes() []ent.Index {
 // Annotations of the Segment.
 func (Segment) Annotations() []schema.Annotation {
 	return []schema.Annotation{
+		schema.Comment("A target audience. Users enter an EVENT_TRIGGERED segment when one of its trigger events arrives and its condition holds; a STATIC segment's users are added by hand or by import."),
 		entgql.RelayConnection(),
-		entgql.QueryField(),
+		entgql.QueryField().Description("Segments, as a Relay connection, filtered by where and ordered by orderBy (NAME, CREATED_AT, UPDATED_AT, TOTAL_USERS, NEW_LAST_7_DAYS; ties by id)."),
 	}
 }
 

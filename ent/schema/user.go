@@ -27,12 +27,16 @@ func (User) Mixin() []ent.Mixin { return []ent.Mixin{pulid.MixinWithPrefix("usr"
 func (User) Fields() []ent.Field {
 	return []ent.Field{
 		field.String("user_id").NotEmpty().MaxLen(256).Immutable().Unique().
+			Comment("The customer's own ID of the user, as events and identify calls send it.").
 			Annotations(entgql.MapsTo("userId"), entgql.OrderField("USER_ID")),
 		field.JSON("traits", jsonmap.Map{}).Default(jsonmap.Map{}).
+			Comment("The user's traits: merged from identify calls and the traits of their events (a null trait removes it); USER conditions test them. A group call's traits stay on the group.").
 			Annotations(entgql.Type("Map")),
 		field.Time("first_seen_at").Default(time.Now).Immutable().
+			Comment("When segmentd first saw the user (an event, identify, a manual add or an import).").
 			Annotations(entgql.OrderField("FIRST_SEEN_AT")),
 		field.Time("last_seen_at").Default(time.Now).
+			Comment("When segmentd last received an event or call for the user.").
 			Annotations(entgql.OrderField("LAST_SEEN_AT")),
 	}
 }
@@ -47,6 +51,8 @@ func (User) Edges() []ent.Edge {
 			Annotations(entsql.OnDelete(entsql.Cascade), entgql.Skip()),
 		edge.To("activations", CampaignActivation.Type).
 			Annotations(entsql.OnDelete(entsql.Cascade), entgql.Skip()),
+		edge.From("groups", Group.Type).Ref("users").
+			Comment("The groups (companies, accounts) that group calls put this user in, by groupId."),
 	}
 }
 
@@ -58,7 +64,8 @@ func (User) Indexes() []ent.Index {
 // Annotations of the User.
 func (User) Annotations() []schema.Annotation {
 	return []schema.Annotation{
+		schema.Comment("An end user of the customer's product, known by the customer's own user ID; created on first sight."),
 		entgql.RelayConnection(),
-		entgql.QueryField(),
+		entgql.QueryField().Description("Users, as a Relay connection, filtered by where and ordered by orderBy (default: by id)."),
 	}
 }

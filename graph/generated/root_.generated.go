@@ -124,6 +124,26 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	Group struct {
+		FirstSeenAt func(childComplexity int) int
+		GroupID     func(childComplexity int) int
+		ID          func(childComplexity int) int
+		LastSeenAt  func(childComplexity int) int
+		Traits      func(childComplexity int) int
+		Users       func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.UserOrder, where *ent.UserWhereInput) int
+	}
+
+	GroupConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	GroupEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
 	GrowthPoint struct {
 		Entered func(childComplexity int) int
 		Exited  func(childComplexity int) int
@@ -251,6 +271,8 @@ type ComplexityRoot struct {
 		Campaigns         func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.CampaignOrder, where *ent.CampaignWhereInput) int
 		Events            func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, where *ent.EventWhereInput, orderBy *ent.EventOrder) int
 		ExplainMembership func(childComplexity int, segmentID pulid.ID, userID string) int
+		Group             func(childComplexity int, groupID string) int
+		Groups            func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.GroupOrder, where *ent.GroupWhereInput) int
 		ImportJob         func(childComplexity int, id pulid.ID) int
 		Node              func(childComplexity int, id pulid.ID) int
 		Nodes             func(childComplexity int, ids []pulid.ID) int
@@ -325,6 +347,7 @@ type ComplexityRoot struct {
 
 	User struct {
 		FirstSeenAt func(childComplexity int) int
+		Groups      func(childComplexity int) int
 		ID          func(childComplexity int) int
 		LastSeenAt  func(childComplexity int) int
 		Memberships func(childComplexity int) int
@@ -672,6 +695,80 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.EventEdge.Node(childComplexity), true
+
+	case "Group.firstSeenAt":
+		if e.ComplexityRoot.Group.FirstSeenAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Group.FirstSeenAt(childComplexity), true
+	case "Group.groupId":
+		if e.ComplexityRoot.Group.GroupID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Group.GroupID(childComplexity), true
+	case "Group.id":
+		if e.ComplexityRoot.Group.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Group.ID(childComplexity), true
+	case "Group.lastSeenAt":
+		if e.ComplexityRoot.Group.LastSeenAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Group.LastSeenAt(childComplexity), true
+	case "Group.traits":
+		if e.ComplexityRoot.Group.Traits == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Group.Traits(childComplexity), true
+	case "Group.users":
+		if e.ComplexityRoot.Group.Users == nil {
+			break
+		}
+
+		args, err := ec.field_Group_users_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Group.Users(childComplexity, args["after"].(*entgql.Cursor[pulid.ID]), args["first"].(*int), args["before"].(*entgql.Cursor[pulid.ID]), args["last"].(*int), args["orderBy"].(*ent.UserOrder), args["where"].(*ent.UserWhereInput)), true
+
+	case "GroupConnection.edges":
+		if e.ComplexityRoot.GroupConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GroupConnection.Edges(childComplexity), true
+	case "GroupConnection.pageInfo":
+		if e.ComplexityRoot.GroupConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GroupConnection.PageInfo(childComplexity), true
+	case "GroupConnection.totalCount":
+		if e.ComplexityRoot.GroupConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GroupConnection.TotalCount(childComplexity), true
+
+	case "GroupEdge.cursor":
+		if e.ComplexityRoot.GroupEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GroupEdge.Cursor(childComplexity), true
+	case "GroupEdge.node":
+		if e.ComplexityRoot.GroupEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GroupEdge.Node(childComplexity), true
 
 	case "GrowthPoint.entered":
 		if e.ComplexityRoot.GrowthPoint.Entered == nil {
@@ -1271,6 +1368,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.ExplainMembership(childComplexity, args["segmentId"].(pulid.ID), args["userId"].(string)), true
+	case "Query.group":
+		if e.ComplexityRoot.Query.Group == nil {
+			break
+		}
+
+		args, err := ec.field_Query_group_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Group(childComplexity, args["groupId"].(string)), true
+	case "Query.groups":
+		if e.ComplexityRoot.Query.Groups == nil {
+			break
+		}
+
+		args, err := ec.field_Query_groups_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Groups(childComplexity, args["after"].(*entgql.Cursor[pulid.ID]), args["first"].(*int), args["before"].(*entgql.Cursor[pulid.ID]), args["last"].(*int), args["orderBy"].(*ent.GroupOrder), args["where"].(*ent.GroupWhereInput)), true
 	case "Query.importJob":
 		if e.ComplexityRoot.Query.ImportJob == nil {
 			break
@@ -1638,6 +1757,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.User.FirstSeenAt(childComplexity), true
+	case "User.groups":
+		if e.ComplexityRoot.User.Groups == nil {
+			break
+		}
+
+		return e.ComplexityRoot.User.Groups(childComplexity), true
 	case "User.id":
 		if e.ComplexityRoot.User.ID == nil {
 			break
@@ -1719,6 +1844,8 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("CreateSegmentInput", ec.unmarshalInputCreateSegmentInput),
 			graphql.NewInputUnmarshaler("EventOrder", ec.unmarshalInputEventOrder),
 			graphql.NewInputUnmarshaler("EventWhereInput", ec.unmarshalInputEventWhereInput),
+			graphql.NewInputUnmarshaler("GroupOrder", ec.unmarshalInputGroupOrder),
+			graphql.NewInputUnmarshaler("GroupWhereInput", ec.unmarshalInputGroupWhereInput),
 			graphql.NewInputUnmarshaler("IdentifyInput", ec.unmarshalInputIdentifyInput),
 			graphql.NewInputUnmarshaler("MembershipOrder", ec.unmarshalInputMembershipOrder),
 			graphql.NewInputUnmarshaler("MembershipWhereInput", ec.unmarshalInputMembershipWhereInput),
@@ -1824,21 +1951,66 @@ func newExecutionContext(
 var sources = []*ast.Source{
 	{Name: "../../ent.graphqls", Input: `directive @goField(forceResolver: Boolean, name: String, omittable: Boolean) on FIELD_DEFINITION | INPUT_FIELD_DEFINITION
 directive @goModel(model: String, models: [String!], forceGenerate: Boolean) on OBJECT | INPUT_OBJECT | SCALAR | ENUM | INTERFACE | UNION
+"""
+A campaign takes a segment as its audience: a user who is, or becomes, a member of an ACTIVE campaign's segment activates the campaign exactly once.
+"""
 type Campaign implements Node {
+  """
+  The object's ID: "cmp_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
+  """
   id: ID!
+  """
+  The campaign's name, 1 to 200 characters.
+  """
   name: String!
+  """
+  A free-text description, at most 2,000 characters; null when none.
+  """
   description: String
+  """
+  DRAFT, ACTIVE, PAUSED or ENDED. Only an ACTIVE campaign activates: every member of its segment, on entry and when it becomes ACTIVE or gets its segment, exactly once.
+  """
   status: CampaignStatus!
+  """
+  When the campaign was created.
+  """
   createdAt: Time!
+  """
+  When the campaign was last changed.
+  """
   updatedAt: Time!
+  """
+  The campaign's audience; null when it has none (or its segment was deleted).
+  """
   segment: Segment
 }
+"""
+A user's activation of a campaign: at most one per campaign and user, ever.
+"""
 type CampaignActivation implements Node {
+  """
+  The object's ID: "act_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
+  """
   id: ID!
+  """
+  When the user activated the campaign.
+  """
   activatedAt: Time!
+  """
+  The campaign activated.
+  """
   campaign: Campaign!
+  """
+  The user who activated it.
+  """
   user: User!
+  """
+  The segment whose membership activated it (the campaign's segment at the time).
+  """
   segment: Segment!
+  """
+  The event whose entry activated it; null when the entry had no event (manual add, import, or the campaign becoming ACTIVE).
+  """
   event: Event
 }
 """
@@ -1888,6 +2060,9 @@ input CampaignActivationOrder {
 Properties by which CampaignActivation connections can be ordered.
 """
 enum CampaignActivationOrderField {
+  """
+  Order by activated at.
+  """
   ACTIVATED_AT
 }
 """
@@ -1895,50 +2070,113 @@ CampaignActivationWhereInput is used for filtering CampaignActivation objects.
 Input was generated by ent.
 """
 input CampaignActivationWhereInput {
+  """
+  Matches what this condition does not match.
+  """
   not: CampaignActivationWhereInput
+  """
+  Matches what every one of these conditions matches.
+  """
   and: [CampaignActivationWhereInput!]
+  """
+  Matches what at least one of these conditions matches.
+  """
   or: [CampaignActivationWhereInput!]
   """
-  id field predicates
+  id equals the value.
   """
   id: ID
+  """
+  id is not equal to the value.
+  """
   idNEQ: ID
+  """
+  id is one of these values.
+  """
   idIn: [ID!]
+  """
+  id is none of these values.
+  """
   idNotIn: [ID!]
+  """
+  id is greater than the value.
+  """
   idGT: ID
+  """
+  id is greater than or equal to the value.
+  """
   idGTE: ID
+  """
+  id is less than the value.
+  """
   idLT: ID
+  """
+  id is less than or equal to the value.
+  """
   idLTE: ID
   """
-  activated_at field predicates
+  activatedAt equals the value.
   """
   activatedAt: Time
+  """
+  activatedAt is not equal to the value.
+  """
   activatedAtNEQ: Time
+  """
+  activatedAt is one of these values.
+  """
   activatedAtIn: [Time!]
+  """
+  activatedAt is none of these values.
+  """
   activatedAtNotIn: [Time!]
+  """
+  activatedAt is greater than the value.
+  """
   activatedAtGT: Time
+  """
+  activatedAt is greater than or equal to the value.
+  """
   activatedAtGTE: Time
+  """
+  activatedAt is less than the value.
+  """
   activatedAtLT: Time
+  """
+  activatedAt is less than or equal to the value.
+  """
   activatedAtLTE: Time
   """
-  campaign edge predicates
+  true: has a campaign; false: has none.
   """
   hasCampaign: Boolean
+  """
+  Has a campaign that matches at least one of these conditions.
+  """
   hasCampaignWith: [CampaignWhereInput!]
   """
-  user edge predicates
+  true: has a user; false: has none.
   """
   hasUser: Boolean
+  """
+  Has a user that matches at least one of these conditions.
+  """
   hasUserWith: [UserWhereInput!]
   """
-  segment edge predicates
+  true: has a segment; false: has none.
   """
   hasSegment: Boolean
+  """
+  Has a segment that matches at least one of these conditions.
+  """
   hasSegmentWith: [SegmentWhereInput!]
   """
-  event edge predicates
+  true: has a event; false: has none.
   """
   hasEvent: Boolean
+  """
+  Has a event that matches at least one of these conditions.
+  """
   hasEventWith: [EventWhereInput!]
 }
 """
@@ -1988,18 +2226,42 @@ input CampaignOrder {
 Properties by which Campaign connections can be ordered.
 """
 enum CampaignOrderField {
+  """
+  Order by name.
+  """
   NAME
+  """
+  Order by status.
+  """
   STATUS
+  """
+  Order by created at.
+  """
   CREATED_AT
+  """
+  Order by updated at.
+  """
   UPDATED_AT
 }
 """
 CampaignStatus is enum for the field status
 """
 enum CampaignStatus @goModel(model: "github.com/segmentd/segmentd/ent/campaign.Status") {
+  """
+  Being prepared: activates no one.
+  """
   DRAFT
+  """
+  Running: every member of its segment activates it, once.
+  """
   ACTIVE
+  """
+  Stopped for now: activates no one until it is ACTIVE again.
+  """
   PAUSED
+  """
+  Over for good: activates no one and cannot be restarted.
+  """
   ENDED
 }
 """
@@ -2007,132 +2269,381 @@ CampaignWhereInput is used for filtering Campaign objects.
 Input was generated by ent.
 """
 input CampaignWhereInput {
+  """
+  Matches what this condition does not match.
+  """
   not: CampaignWhereInput
+  """
+  Matches what every one of these conditions matches.
+  """
   and: [CampaignWhereInput!]
+  """
+  Matches what at least one of these conditions matches.
+  """
   or: [CampaignWhereInput!]
   """
-  id field predicates
+  id equals the value.
   """
   id: ID
+  """
+  id is not equal to the value.
+  """
   idNEQ: ID
+  """
+  id is one of these values.
+  """
   idIn: [ID!]
+  """
+  id is none of these values.
+  """
   idNotIn: [ID!]
+  """
+  id is greater than the value.
+  """
   idGT: ID
+  """
+  id is greater than or equal to the value.
+  """
   idGTE: ID
+  """
+  id is less than the value.
+  """
   idLT: ID
+  """
+  id is less than or equal to the value.
+  """
   idLTE: ID
   """
-  name field predicates
+  name equals the value.
   """
   name: String
+  """
+  name is not equal to the value.
+  """
   nameNEQ: String
+  """
+  name is one of these values.
+  """
   nameIn: [String!]
+  """
+  name is none of these values.
+  """
   nameNotIn: [String!]
+  """
+  name is greater than the value.
+  """
   nameGT: String
+  """
+  name is greater than or equal to the value.
+  """
   nameGTE: String
+  """
+  name is less than the value.
+  """
   nameLT: String
+  """
+  name is less than or equal to the value.
+  """
   nameLTE: String
+  """
+  name contains the value.
+  """
   nameContains: String
+  """
+  name starts with the value.
+  """
   nameHasPrefix: String
+  """
+  name ends with the value.
+  """
   nameHasSuffix: String
+  """
+  name equals the value, ignoring case.
+  """
   nameEqualFold: String
+  """
+  name contains the value, ignoring case.
+  """
   nameContainsFold: String
   """
-  description field predicates
+  description equals the value.
   """
   description: String
+  """
+  description is not equal to the value.
+  """
   descriptionNEQ: String
+  """
+  description is one of these values.
+  """
   descriptionIn: [String!]
+  """
+  description is none of these values.
+  """
   descriptionNotIn: [String!]
+  """
+  description is greater than the value.
+  """
   descriptionGT: String
+  """
+  description is greater than or equal to the value.
+  """
   descriptionGTE: String
+  """
+  description is less than the value.
+  """
   descriptionLT: String
+  """
+  description is less than or equal to the value.
+  """
   descriptionLTE: String
+  """
+  description contains the value.
+  """
   descriptionContains: String
+  """
+  description starts with the value.
+  """
   descriptionHasPrefix: String
+  """
+  description ends with the value.
+  """
   descriptionHasSuffix: String
+  """
+  description is null.
+  """
   descriptionIsNil: Boolean
+  """
+  description is not null.
+  """
   descriptionNotNil: Boolean
+  """
+  description equals the value, ignoring case.
+  """
   descriptionEqualFold: String
+  """
+  description contains the value, ignoring case.
+  """
   descriptionContainsFold: String
   """
-  status field predicates
+  status equals the value.
   """
   status: CampaignStatus
+  """
+  status is not equal to the value.
+  """
   statusNEQ: CampaignStatus
+  """
+  status is one of these values.
+  """
   statusIn: [CampaignStatus!]
+  """
+  status is none of these values.
+  """
   statusNotIn: [CampaignStatus!]
   """
-  created_at field predicates
+  createdAt equals the value.
   """
   createdAt: Time
+  """
+  createdAt is not equal to the value.
+  """
   createdAtNEQ: Time
+  """
+  createdAt is one of these values.
+  """
   createdAtIn: [Time!]
+  """
+  createdAt is none of these values.
+  """
   createdAtNotIn: [Time!]
+  """
+  createdAt is greater than the value.
+  """
   createdAtGT: Time
+  """
+  createdAt is greater than or equal to the value.
+  """
   createdAtGTE: Time
+  """
+  createdAt is less than the value.
+  """
   createdAtLT: Time
+  """
+  createdAt is less than or equal to the value.
+  """
   createdAtLTE: Time
   """
-  updated_at field predicates
+  updatedAt equals the value.
   """
   updatedAt: Time
+  """
+  updatedAt is not equal to the value.
+  """
   updatedAtNEQ: Time
+  """
+  updatedAt is one of these values.
+  """
   updatedAtIn: [Time!]
+  """
+  updatedAt is none of these values.
+  """
   updatedAtNotIn: [Time!]
+  """
+  updatedAt is greater than the value.
+  """
   updatedAtGT: Time
+  """
+  updatedAt is greater than or equal to the value.
+  """
   updatedAtGTE: Time
+  """
+  updatedAt is less than the value.
+  """
   updatedAtLT: Time
+  """
+  updatedAt is less than or equal to the value.
+  """
   updatedAtLTE: Time
   """
-  segment edge predicates
+  true: has a segment; false: has none.
   """
   hasSegment: Boolean
+  """
+  Has a segment that matches at least one of these conditions.
+  """
   hasSegmentWith: [SegmentWhereInput!]
 }
+"""
+One node of a segment's condition tree: an AND, OR or NOT group, or a predicate that tests one event property or user trait.
+"""
 type Condition implements Node {
+  """
+  The object's ID: "cnd_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
+  """
   id: ID!
+  """
+  AND, OR or NOT for a group (its children are the conditions it combines), PREDICATE for a test of one property.
+  """
   kind: ConditionKind!
+  """
+  A predicate's scope: EVENT tests the triggering event's properties, USER the user's traits; null for a group.
+  """
   scope: ConditionScope
+  """
+  A predicate's property or trait name; dots walk nested objects ("address.city"); null for a group.
+  """
   property: String
+  """
+  A predicate's operator; null for a group.
+  """
   operator: ConditionOperator
 }
 """
 ConditionKind is enum for the field kind
 """
 enum ConditionKind @goModel(model: "github.com/segmentd/segmentd/trigger.Kind") {
+  """
+  A group: every child holds.
+  """
   AND
+  """
+  A group: at least one child holds.
+  """
   OR
+  """
+  A group: its one child does not hold.
+  """
   NOT
+  """
+  A test of one property or trait.
+  """
   PREDICATE
 }
 """
 ConditionOperator is enum for the field operator
 """
 enum ConditionOperator @goModel(model: "github.com/segmentd/segmentd/trigger.Operator") {
+  """
+  Equal (typed: numbers as numbers, dates as dates).
+  """
   EQ
+  """
+  Present and not equal.
+  """
   NEQ
+  """
+  Greater than a number or later than a date.
+  """
   GT
+  """
+  Greater than or equal to a number, or not earlier than a date.
+  """
   GTE
+  """
+  Less than a number or earlier than a date.
+  """
   LT
+  """
+  Less than or equal to a number, or not later than a date.
+  """
   LTE
+  """
+  A string contains the value, or a list has it as an element.
+  """
   CONTAINS
+  """
+  A string or list that does not contain the value.
+  """
   NOT_CONTAINS
+  """
+  A string that starts with the value.
+  """
   STARTS_WITH
+  """
+  A string that ends with the value.
+  """
   ENDS_WITH
+  """
+  A string in which the RE2 regular expression finds a match.
+  """
   MATCHES
+  """
+  Equal to one of the values of a list.
+  """
   IN
+  """
+  Present and equal to none of the values of a list.
+  """
   NOT_IN
+  """
+  Present and not null (the value is ignored).
+  """
   EXISTS
+  """
+  Missing or null (the value is ignored).
+  """
   NOT_EXISTS
+  """
+  Between [low, high], inclusive: two numbers or two dates.
+  """
   BETWEEN
+  """
+  A date no older than a duration ("7d", "24h", "30m") before the event's timestamp.
+  """
   WITHIN_LAST
 }
 """
 ConditionScope is enum for the field scope
 """
 enum ConditionScope @goModel(model: "github.com/segmentd/segmentd/trigger.Scope") {
+  """
+  The triggering event's properties.
+  """
   EVENT
+  """
+  The user's traits.
+  """
   USER
 }
 """
@@ -2140,17 +2651,53 @@ Define a Relay Cursor type:
 https://relay.dev/graphql/connections.htm#sec-Cursor
 """
 scalar Cursor
+"""
+A stored event (track, identify, page, screen, group or alias call), with what evaluation did with it for each segment its name triggers.
+"""
 type Event implements Node {
+  """
+  The object's ID: "evt_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
+  """
   id: ID!
+  """
+  The idempotency key, unique forever: the sender's messageId, or one the server assigned (srv-…).
+  """
   messageId: String!
+  """
+  The call that sent it: TRACK (trackEvent, /v1/track), IDENTIFY, or the Segment API's PAGE, SCREEN, GROUP and ALIAS. Only TRACK events trigger segments.
+  """
   type: EventType!
+  """
+  The event name ("Sign Up"); for PAGE and SCREEN the page or screen name; null for calls without one.
+  """
   name: String
+  """
+  The customer's own ID of the user it is about; null for anonymous events.
+  """
   userId: String
+  """
+  The sender's anonymous ID, if it sent one.
+  """
   anonymousId: String
+  """
+  The event's properties as sent (for a GROUP call, with its groupId; for ALIAS, its previousId); EVENT conditions test them.
+  """
   properties: Map!
+  """
+  The traits the call carried: merged into the user's traits (TRACK, IDENTIFY, PAGE, SCREEN, ALIAS), except for a GROUP call, whose traits are the group's and stay on the group.
+  """
   traits: Map!
+  """
+  The call's context object as sent (library, ip, page, ...).
+  """
   context: Map!
+  """
+  When the event happened, as the sender said (corrected for clock skew by sentAt), or when it arrived; WITHIN_LAST measures from it.
+  """
   timestamp: Time!
+  """
+  When segmentd stored it.
+  """
   receivedAt: Time!
 }
 """
@@ -2200,18 +2747,42 @@ input EventOrder {
 Properties by which Event connections can be ordered.
 """
 enum EventOrderField {
+  """
+  Order by timestamp.
+  """
   TIMESTAMP
+  """
+  Order by received at.
+  """
   RECEIVED_AT
 }
 """
 EventType is enum for the field type
 """
 enum EventType @goModel(model: "github.com/segmentd/segmentd/ent/event.Type") {
+  """
+  trackEvent, trackEvents or /v1/track: the only type that triggers segments.
+  """
   TRACK
+  """
+  identify or /v1/identify: traits for the user.
+  """
   IDENTIFY
+  """
+  /v1/page: a page view, named by the page.
+  """
   PAGE
+  """
+  /v1/screen: a screen view, named by the screen.
+  """
   SCREEN
+  """
+  /v1/group: the user joins a group; the traits are the group's.
+  """
   GROUP
+  """
+  /v1/alias: another ID of the user (previousId in the properties).
+  """
   ALIAS
 }
 """
@@ -2219,164 +2790,802 @@ EventWhereInput is used for filtering Event objects.
 Input was generated by ent.
 """
 input EventWhereInput {
+  """
+  Matches what this condition does not match.
+  """
   not: EventWhereInput
+  """
+  Matches what every one of these conditions matches.
+  """
   and: [EventWhereInput!]
+  """
+  Matches what at least one of these conditions matches.
+  """
   or: [EventWhereInput!]
   """
-  id field predicates
+  id equals the value.
   """
   id: ID
+  """
+  id is not equal to the value.
+  """
   idNEQ: ID
+  """
+  id is one of these values.
+  """
   idIn: [ID!]
+  """
+  id is none of these values.
+  """
   idNotIn: [ID!]
+  """
+  id is greater than the value.
+  """
   idGT: ID
+  """
+  id is greater than or equal to the value.
+  """
   idGTE: ID
+  """
+  id is less than the value.
+  """
   idLT: ID
+  """
+  id is less than or equal to the value.
+  """
   idLTE: ID
   """
-  message_id field predicates
+  messageID equals the value.
   """
   messageID: String
+  """
+  messageID is not equal to the value.
+  """
   messageIDNEQ: String
+  """
+  messageID is one of these values.
+  """
   messageIDIn: [String!]
+  """
+  messageID is none of these values.
+  """
   messageIDNotIn: [String!]
+  """
+  messageID is greater than the value.
+  """
   messageIDGT: String
+  """
+  messageID is greater than or equal to the value.
+  """
   messageIDGTE: String
+  """
+  messageID is less than the value.
+  """
   messageIDLT: String
+  """
+  messageID is less than or equal to the value.
+  """
   messageIDLTE: String
+  """
+  messageID contains the value.
+  """
   messageIDContains: String
+  """
+  messageID starts with the value.
+  """
   messageIDHasPrefix: String
+  """
+  messageID ends with the value.
+  """
   messageIDHasSuffix: String
+  """
+  messageID equals the value, ignoring case.
+  """
   messageIDEqualFold: String
+  """
+  messageID contains the value, ignoring case.
+  """
   messageIDContainsFold: String
   """
-  type field predicates
+  type equals the value.
   """
   type: EventType
+  """
+  type is not equal to the value.
+  """
   typeNEQ: EventType
+  """
+  type is one of these values.
+  """
   typeIn: [EventType!]
+  """
+  type is none of these values.
+  """
   typeNotIn: [EventType!]
   """
-  name field predicates
+  name equals the value.
   """
   name: String
+  """
+  name is not equal to the value.
+  """
   nameNEQ: String
+  """
+  name is one of these values.
+  """
   nameIn: [String!]
+  """
+  name is none of these values.
+  """
   nameNotIn: [String!]
+  """
+  name is greater than the value.
+  """
   nameGT: String
+  """
+  name is greater than or equal to the value.
+  """
   nameGTE: String
+  """
+  name is less than the value.
+  """
   nameLT: String
+  """
+  name is less than or equal to the value.
+  """
   nameLTE: String
+  """
+  name contains the value.
+  """
   nameContains: String
+  """
+  name starts with the value.
+  """
   nameHasPrefix: String
+  """
+  name ends with the value.
+  """
   nameHasSuffix: String
+  """
+  name is null.
+  """
   nameIsNil: Boolean
+  """
+  name is not null.
+  """
   nameNotNil: Boolean
+  """
+  name equals the value, ignoring case.
+  """
   nameEqualFold: String
+  """
+  name contains the value, ignoring case.
+  """
   nameContainsFold: String
   """
-  user_id field predicates
+  userID equals the value.
   """
   userID: String
+  """
+  userID is not equal to the value.
+  """
   userIDNEQ: String
+  """
+  userID is one of these values.
+  """
   userIDIn: [String!]
+  """
+  userID is none of these values.
+  """
   userIDNotIn: [String!]
+  """
+  userID is greater than the value.
+  """
   userIDGT: String
+  """
+  userID is greater than or equal to the value.
+  """
   userIDGTE: String
+  """
+  userID is less than the value.
+  """
   userIDLT: String
+  """
+  userID is less than or equal to the value.
+  """
   userIDLTE: String
+  """
+  userID contains the value.
+  """
   userIDContains: String
+  """
+  userID starts with the value.
+  """
   userIDHasPrefix: String
+  """
+  userID ends with the value.
+  """
   userIDHasSuffix: String
+  """
+  userID is null.
+  """
   userIDIsNil: Boolean
+  """
+  userID is not null.
+  """
   userIDNotNil: Boolean
+  """
+  userID equals the value, ignoring case.
+  """
   userIDEqualFold: String
+  """
+  userID contains the value, ignoring case.
+  """
   userIDContainsFold: String
   """
-  anonymous_id field predicates
+  anonymousID equals the value.
   """
   anonymousID: String
+  """
+  anonymousID is not equal to the value.
+  """
   anonymousIDNEQ: String
+  """
+  anonymousID is one of these values.
+  """
   anonymousIDIn: [String!]
+  """
+  anonymousID is none of these values.
+  """
   anonymousIDNotIn: [String!]
+  """
+  anonymousID is greater than the value.
+  """
   anonymousIDGT: String
+  """
+  anonymousID is greater than or equal to the value.
+  """
   anonymousIDGTE: String
+  """
+  anonymousID is less than the value.
+  """
   anonymousIDLT: String
+  """
+  anonymousID is less than or equal to the value.
+  """
   anonymousIDLTE: String
+  """
+  anonymousID contains the value.
+  """
   anonymousIDContains: String
+  """
+  anonymousID starts with the value.
+  """
   anonymousIDHasPrefix: String
+  """
+  anonymousID ends with the value.
+  """
   anonymousIDHasSuffix: String
+  """
+  anonymousID is null.
+  """
   anonymousIDIsNil: Boolean
+  """
+  anonymousID is not null.
+  """
   anonymousIDNotNil: Boolean
+  """
+  anonymousID equals the value, ignoring case.
+  """
   anonymousIDEqualFold: String
+  """
+  anonymousID contains the value, ignoring case.
+  """
   anonymousIDContainsFold: String
   """
-  timestamp field predicates
+  timestamp equals the value.
   """
   timestamp: Time
+  """
+  timestamp is not equal to the value.
+  """
   timestampNEQ: Time
+  """
+  timestamp is one of these values.
+  """
   timestampIn: [Time!]
+  """
+  timestamp is none of these values.
+  """
   timestampNotIn: [Time!]
+  """
+  timestamp is greater than the value.
+  """
   timestampGT: Time
+  """
+  timestamp is greater than or equal to the value.
+  """
   timestampGTE: Time
+  """
+  timestamp is less than the value.
+  """
   timestampLT: Time
+  """
+  timestamp is less than or equal to the value.
+  """
   timestampLTE: Time
   """
-  received_at field predicates
+  receivedAt equals the value.
   """
   receivedAt: Time
+  """
+  receivedAt is not equal to the value.
+  """
   receivedAtNEQ: Time
+  """
+  receivedAt is one of these values.
+  """
   receivedAtIn: [Time!]
+  """
+  receivedAt is none of these values.
+  """
   receivedAtNotIn: [Time!]
+  """
+  receivedAt is greater than the value.
+  """
   receivedAtGT: Time
+  """
+  receivedAt is greater than or equal to the value.
+  """
   receivedAtGTE: Time
+  """
+  receivedAt is less than the value.
+  """
   receivedAtLT: Time
+  """
+  receivedAt is less than or equal to the value.
+  """
   receivedAtLTE: Time
 }
-type ImportJob implements Node {
+"""
+A group of users (a company, team or account) as group calls name it. Its traits are its own and never become its users' traits.
+"""
+type Group implements Node {
+  """
+  The object's ID: "grp_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
+  """
   id: ID!
+  """
+  The customer's own ID of the group: the groupId of its group calls.
+  """
+  groupId: String!
+  """
+  The group's traits ("plan", "employees", ...), merged from its group calls in arrival order; a null trait removes it. They never become traits of the group's users.
+  """
+  traits: Map!
+  """
+  When the first group call for this group arrived.
+  """
+  firstSeenAt: Time!
+  """
+  When the latest group call for this group arrived.
+  """
+  lastSeenAt: Time!
+  """
+  The users that group calls put in this group.
+  """
+  users(
+    """
+    Returns the elements in the list that come after the specified cursor.
+    """
+    after: Cursor
+
+    """
+    Returns the first _n_ elements from the list.
+    """
+    first: Int
+
+    """
+    Returns the elements in the list that come before the specified cursor.
+    """
+    before: Cursor
+
+    """
+    Returns the last _n_ elements from the list.
+    """
+    last: Int
+
+    """
+    Ordering options for Users returned from the connection.
+    """
+    orderBy: UserOrder
+
+    """
+    Filtering options for Users returned from the connection.
+    """
+    where: UserWhereInput
+  ): UserConnection!
+}
+"""
+A connection to a list of items.
+"""
+type GroupConnection {
+  """
+  A list of edges.
+  """
+  edges: [GroupEdge]
+  """
+  Information to aid in pagination.
+  """
+  pageInfo: PageInfo!
+  """
+  Identifies the total count of items in the connection.
+  """
+  totalCount: Int!
+}
+"""
+An edge in a connection.
+"""
+type GroupEdge {
+  """
+  The item at the end of the edge.
+  """
+  node: Group
+  """
+  A cursor for use in pagination.
+  """
+  cursor: Cursor!
+}
+"""
+Ordering options for Group connections
+"""
+input GroupOrder {
+  """
+  The ordering direction.
+  """
+  direction: OrderDirection! = ASC
+  """
+  The field by which to order Groups.
+  """
+  field: GroupOrderField!
+}
+"""
+Properties by which Group connections can be ordered.
+"""
+enum GroupOrderField {
+  """
+  Order by group id.
+  """
+  GROUP_ID
+  """
+  Order by first seen at.
+  """
+  FIRST_SEEN_AT
+  """
+  Order by last seen at.
+  """
+  LAST_SEEN_AT
+}
+"""
+GroupWhereInput is used for filtering Group objects.
+Input was generated by ent.
+"""
+input GroupWhereInput {
+  """
+  Matches what this condition does not match.
+  """
+  not: GroupWhereInput
+  """
+  Matches what every one of these conditions matches.
+  """
+  and: [GroupWhereInput!]
+  """
+  Matches what at least one of these conditions matches.
+  """
+  or: [GroupWhereInput!]
+  """
+  id equals the value.
+  """
+  id: ID
+  """
+  id is not equal to the value.
+  """
+  idNEQ: ID
+  """
+  id is one of these values.
+  """
+  idIn: [ID!]
+  """
+  id is none of these values.
+  """
+  idNotIn: [ID!]
+  """
+  id is greater than the value.
+  """
+  idGT: ID
+  """
+  id is greater than or equal to the value.
+  """
+  idGTE: ID
+  """
+  id is less than the value.
+  """
+  idLT: ID
+  """
+  id is less than or equal to the value.
+  """
+  idLTE: ID
+  """
+  groupID equals the value.
+  """
+  groupID: String
+  """
+  groupID is not equal to the value.
+  """
+  groupIDNEQ: String
+  """
+  groupID is one of these values.
+  """
+  groupIDIn: [String!]
+  """
+  groupID is none of these values.
+  """
+  groupIDNotIn: [String!]
+  """
+  groupID is greater than the value.
+  """
+  groupIDGT: String
+  """
+  groupID is greater than or equal to the value.
+  """
+  groupIDGTE: String
+  """
+  groupID is less than the value.
+  """
+  groupIDLT: String
+  """
+  groupID is less than or equal to the value.
+  """
+  groupIDLTE: String
+  """
+  groupID contains the value.
+  """
+  groupIDContains: String
+  """
+  groupID starts with the value.
+  """
+  groupIDHasPrefix: String
+  """
+  groupID ends with the value.
+  """
+  groupIDHasSuffix: String
+  """
+  groupID equals the value, ignoring case.
+  """
+  groupIDEqualFold: String
+  """
+  groupID contains the value, ignoring case.
+  """
+  groupIDContainsFold: String
+  """
+  firstSeenAt equals the value.
+  """
+  firstSeenAt: Time
+  """
+  firstSeenAt is not equal to the value.
+  """
+  firstSeenAtNEQ: Time
+  """
+  firstSeenAt is one of these values.
+  """
+  firstSeenAtIn: [Time!]
+  """
+  firstSeenAt is none of these values.
+  """
+  firstSeenAtNotIn: [Time!]
+  """
+  firstSeenAt is greater than the value.
+  """
+  firstSeenAtGT: Time
+  """
+  firstSeenAt is greater than or equal to the value.
+  """
+  firstSeenAtGTE: Time
+  """
+  firstSeenAt is less than the value.
+  """
+  firstSeenAtLT: Time
+  """
+  firstSeenAt is less than or equal to the value.
+  """
+  firstSeenAtLTE: Time
+  """
+  lastSeenAt equals the value.
+  """
+  lastSeenAt: Time
+  """
+  lastSeenAt is not equal to the value.
+  """
+  lastSeenAtNEQ: Time
+  """
+  lastSeenAt is one of these values.
+  """
+  lastSeenAtIn: [Time!]
+  """
+  lastSeenAt is none of these values.
+  """
+  lastSeenAtNotIn: [Time!]
+  """
+  lastSeenAt is greater than the value.
+  """
+  lastSeenAtGT: Time
+  """
+  lastSeenAt is greater than or equal to the value.
+  """
+  lastSeenAtGTE: Time
+  """
+  lastSeenAt is less than the value.
+  """
+  lastSeenAtLT: Time
+  """
+  lastSeenAt is less than or equal to the value.
+  """
+  lastSeenAtLTE: Time
+  """
+  true: has a users; false: has none.
+  """
+  hasUsers: Boolean
+  """
+  Has a users that matches at least one of these conditions.
+  """
+  hasUsersWith: [UserWhereInput!]
+}
+"""
+A background import of a CSV file of user IDs into a segment; the segment changes all at once when it SUCCEEDS, and not at all when it FAILS.
+"""
+type ImportJob implements Node {
+  """
+  The object's ID: "imp_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
+  """
+  id: ID!
+  """
+  ADD adds the file's users, REMOVE removes them, REPLACE makes the segment hold exactly them.
+  """
   mode: ImportMode!
+  """
+  True when the job only reports what it would change, and changes nothing.
+  """
   dryRun: Boolean!
+  """
+  PENDING, RUNNING, then SUCCEEDED (the segment changed at once) or FAILED (the segment is as it was; see failure).
+  """
   status: ImportStatus!
+  """
+  Rows of the file that hold a user ID or a bad value (blank lines and the header are not counted); final once the job ends.
+  """
   totalRows: Int!
+  """
+  Rows read so far.
+  """
   processedRows: Int!
+  """
+  Users who entered the segment (or, in a dry run, would).
+  """
   added: Int!
+  """
+  Users who left the segment (or, in a dry run, would).
+  """
   removed: Int!
+  """
+  Valid rows that changed nothing: already (or, for REMOVE, not) members, or repeated in the file.
+  """
   unchanged: Int!
+  """
+  Rows refused as bad; errors lists them with their line.
+  """
   invalidRows: Int!
+  """
+  The uploaded file's name, as the client sent it.
+  """
   fileName: String!
+  """
+  The uploaded file's size in bytes.
+  """
   fileBytes: Int!
+  """
+  Bytes of the file read so far: with fileBytes, the job's progress.
+  """
   bytesRead: Int!
+  """
+  Why the job FAILED; null otherwise.
+  """
   failure: String
+  """
+  When the job was created (the upload arrived).
+  """
   createdAt: Time!
+  """
+  When the job started running; null while PENDING.
+  """
   startedAt: Time
+  """
+  When the job SUCCEEDED or FAILED; null until then.
+  """
   finishedAt: Time
+  """
+  The segment the file is imported into.
+  """
   segment: Segment!
 }
 """
 ImportMode is enum for the field mode
 """
 enum ImportMode @goModel(model: "github.com/segmentd/segmentd/ent/importjob.Mode") {
+  """
+  Add the file's users to the segment.
+  """
   ADD
+  """
+  Remove the file's users from the segment.
+  """
   REMOVE
+  """
+  Make the segment hold exactly the file's users.
+  """
   REPLACE
 }
 """
 ImportStatus is enum for the field status
 """
 enum ImportStatus @goModel(model: "github.com/segmentd/segmentd/ent/importjob.Status") {
+  """
+  Waiting to run.
+  """
   PENDING
+  """
+  Reading the file and staging its rows.
+  """
   RUNNING
+  """
+  Done: the segment changed, all at once.
+  """
   SUCCEEDED
+  """
+  Stopped: the segment is as it was before (see failure).
+  """
   FAILED
 }
+"""
+A user's current membership of a segment: why and when they entered.
+"""
 type Membership implements Node {
+  """
+  The object's ID: "mem_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
+  """
   id: ID!
+  """
+  When the user entered the segment.
+  """
   enteredAt: Time!
+  """
+  What put the user in: EVENT (a trigger event whose condition held), MANUAL (addUsersToSegment), IMPORT (a CSV import) or BACKFILL (re-evaluation of stored events).
+  """
   source: MembershipSource!
+  """
+  Why the user entered, in one line: the event and the condition it met, or the manual add or import.
+  """
   reason: String!
+  """
+  The segment.
+  """
   segment: Segment!
+  """
+  The member.
+  """
   user: User!
+  """
+  The event that put the user in; null for MANUAL and IMPORT entries.
+  """
   event: Event
 }
 """
@@ -2426,15 +3635,30 @@ input MembershipOrder {
 Properties by which Membership connections can be ordered.
 """
 enum MembershipOrderField {
+  """
+  Order by entered at.
+  """
   ENTERED_AT
 }
 """
 MembershipSource is enum for the field source
 """
 enum MembershipSource @goModel(model: "github.com/segmentd/segmentd/ent/membership.Source") {
+  """
+  A trigger event whose condition held.
+  """
   EVENT
+  """
+  addUsersToSegment or removeUsersFromSegment.
+  """
   MANUAL
+  """
+  A CSV import.
+  """
   IMPORT
+  """
+  A re-evaluation of stored events (updateSegment with BACKFILL or RECONCILE).
+  """
   BACKFILL
 }
 """
@@ -2442,53 +3666,149 @@ MembershipWhereInput is used for filtering Membership objects.
 Input was generated by ent.
 """
 input MembershipWhereInput {
+  """
+  Matches what this condition does not match.
+  """
   not: MembershipWhereInput
+  """
+  Matches what every one of these conditions matches.
+  """
   and: [MembershipWhereInput!]
+  """
+  Matches what at least one of these conditions matches.
+  """
   or: [MembershipWhereInput!]
   """
-  id field predicates
+  id equals the value.
   """
   id: ID
+  """
+  id is not equal to the value.
+  """
   idNEQ: ID
+  """
+  id is one of these values.
+  """
   idIn: [ID!]
+  """
+  id is none of these values.
+  """
   idNotIn: [ID!]
+  """
+  id is greater than the value.
+  """
   idGT: ID
+  """
+  id is greater than or equal to the value.
+  """
   idGTE: ID
+  """
+  id is less than the value.
+  """
   idLT: ID
+  """
+  id is less than or equal to the value.
+  """
   idLTE: ID
   """
-  entered_at field predicates
+  enteredAt equals the value.
   """
   enteredAt: Time
+  """
+  enteredAt is not equal to the value.
+  """
   enteredAtNEQ: Time
+  """
+  enteredAt is one of these values.
+  """
   enteredAtIn: [Time!]
+  """
+  enteredAt is none of these values.
+  """
   enteredAtNotIn: [Time!]
+  """
+  enteredAt is greater than the value.
+  """
   enteredAtGT: Time
+  """
+  enteredAt is greater than or equal to the value.
+  """
   enteredAtGTE: Time
+  """
+  enteredAt is less than the value.
+  """
   enteredAtLT: Time
+  """
+  enteredAt is less than or equal to the value.
+  """
   enteredAtLTE: Time
   """
-  source field predicates
+  source equals the value.
   """
   source: MembershipSource
+  """
+  source is not equal to the value.
+  """
   sourceNEQ: MembershipSource
+  """
+  source is one of these values.
+  """
   sourceIn: [MembershipSource!]
+  """
+  source is none of these values.
+  """
   sourceNotIn: [MembershipSource!]
   """
-  reason field predicates
+  reason equals the value.
   """
   reason: String
+  """
+  reason is not equal to the value.
+  """
   reasonNEQ: String
+  """
+  reason is one of these values.
+  """
   reasonIn: [String!]
+  """
+  reason is none of these values.
+  """
   reasonNotIn: [String!]
+  """
+  reason is greater than the value.
+  """
   reasonGT: String
+  """
+  reason is greater than or equal to the value.
+  """
   reasonGTE: String
+  """
+  reason is less than the value.
+  """
   reasonLT: String
+  """
+  reason is less than or equal to the value.
+  """
   reasonLTE: String
+  """
+  reason contains the value.
+  """
   reasonContains: String
+  """
+  reason starts with the value.
+  """
   reasonHasPrefix: String
+  """
+  reason ends with the value.
+  """
   reasonHasSuffix: String
+  """
+  reason equals the value, ignoring case.
+  """
   reasonEqualFold: String
+  """
+  reason contains the value, ignoring case.
+  """
   reasonContainsFold: String
 }
 """
@@ -2536,6 +3856,9 @@ type PageInfo {
   """
   endCursor: Cursor
 }
+"""
+Reads: every query needs a READ or ADMIN key.
+"""
 type Query {
   """
   Fetches an object given its ID.
@@ -2555,6 +3878,9 @@ type Query {
     """
     ids: [ID!]!
   ): [Node]!
+  """
+  Campaigns, as a Relay connection, filtered by where and ordered by orderBy (default: by id, oldest first).
+  """
   campaigns(
     """
     Returns the elements in the list that come after the specified cursor.
@@ -2586,6 +3912,43 @@ type Query {
     """
     where: CampaignWhereInput
   ): CampaignConnection!
+  """
+  Groups (companies, accounts) that group calls named, as a Relay connection.
+  """
+  groups(
+    """
+    Returns the elements in the list that come after the specified cursor.
+    """
+    after: Cursor
+
+    """
+    Returns the first _n_ elements from the list.
+    """
+    first: Int
+
+    """
+    Returns the elements in the list that come before the specified cursor.
+    """
+    before: Cursor
+
+    """
+    Returns the last _n_ elements from the list.
+    """
+    last: Int
+
+    """
+    Ordering options for Groups returned from the connection.
+    """
+    orderBy: GroupOrder
+
+    """
+    Filtering options for Groups returned from the connection.
+    """
+    where: GroupWhereInput
+  ): GroupConnection!
+  """
+  Segments, as a Relay connection, filtered by where and ordered by orderBy (NAME, CREATED_AT, UPDATED_AT, TOTAL_USERS, NEW_LAST_7_DAYS; ties by id).
+  """
   segments(
     """
     Returns the elements in the list that come after the specified cursor.
@@ -2617,6 +3980,9 @@ type Query {
     """
     where: SegmentWhereInput
   ): SegmentConnection!
+  """
+  Users, as a Relay connection, filtered by where and ordered by orderBy (default: by id).
+  """
   users(
     """
     Returns the elements in the list that come after the specified cursor.
@@ -2649,13 +4015,37 @@ type Query {
     where: UserWhereInput
   ): UserConnection!
 }
+"""
+A target audience. Users enter an EVENT_TRIGGERED segment when one of its trigger events arrives and its condition holds; a STATIC segment's users are added by hand or by import.
+"""
 type Segment implements Node {
+  """
+  The object's ID: "seg_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
+  """
   id: ID!
+  """
+  The segment's name, 1 to 200 characters ("Activation Experiment - New Users").
+  """
   name: String!
+  """
+  A free-text description, at most 2,000 characters; null when none.
+  """
   description: String
+  """
+  EVENT_TRIGGERED: users enter when a trigger event arrives and the condition holds. STATIC: users are added by hand or by import.
+  """
   kind: SegmentKind!
+  """
+  The event names that can move a user in, in the order given; empty for STATIC.
+  """
   triggerEvents: [String!]!
+  """
+  When the segment was created.
+  """
   createdAt: Time!
+  """
+  When the segment's name, description or rules last changed.
+  """
   updatedAt: Time!
 }
 """
@@ -2692,7 +4082,13 @@ type SegmentEdge {
 SegmentKind is enum for the field kind
 """
 enum SegmentKind @goModel(model: "github.com/segmentd/segmentd/ent/segment.Kind") {
+  """
+  Users enter when a trigger event arrives for them and the condition holds.
+  """
   EVENT_TRIGGERED
+  """
+  Users are added by hand or by import.
+  """
   STATIC
 }
 """
@@ -2712,8 +4108,17 @@ input SegmentOrder {
 Properties by which Segment connections can be ordered.
 """
 enum SegmentOrderField {
+  """
+  Order by name.
+  """
   NAME
+  """
+  Order by created at.
+  """
   CREATED_AT
+  """
+  Order by updated at.
+  """
   UPDATED_AT
 }
 """
@@ -2721,90 +4126,271 @@ SegmentWhereInput is used for filtering Segment objects.
 Input was generated by ent.
 """
 input SegmentWhereInput {
+  """
+  Matches what this condition does not match.
+  """
   not: SegmentWhereInput
+  """
+  Matches what every one of these conditions matches.
+  """
   and: [SegmentWhereInput!]
+  """
+  Matches what at least one of these conditions matches.
+  """
   or: [SegmentWhereInput!]
   """
-  id field predicates
+  id equals the value.
   """
   id: ID
+  """
+  id is not equal to the value.
+  """
   idNEQ: ID
+  """
+  id is one of these values.
+  """
   idIn: [ID!]
+  """
+  id is none of these values.
+  """
   idNotIn: [ID!]
+  """
+  id is greater than the value.
+  """
   idGT: ID
+  """
+  id is greater than or equal to the value.
+  """
   idGTE: ID
+  """
+  id is less than the value.
+  """
   idLT: ID
+  """
+  id is less than or equal to the value.
+  """
   idLTE: ID
   """
-  name field predicates
+  name equals the value.
   """
   name: String
+  """
+  name is not equal to the value.
+  """
   nameNEQ: String
+  """
+  name is one of these values.
+  """
   nameIn: [String!]
+  """
+  name is none of these values.
+  """
   nameNotIn: [String!]
+  """
+  name is greater than the value.
+  """
   nameGT: String
+  """
+  name is greater than or equal to the value.
+  """
   nameGTE: String
+  """
+  name is less than the value.
+  """
   nameLT: String
+  """
+  name is less than or equal to the value.
+  """
   nameLTE: String
+  """
+  name contains the value.
+  """
   nameContains: String
+  """
+  name starts with the value.
+  """
   nameHasPrefix: String
+  """
+  name ends with the value.
+  """
   nameHasSuffix: String
+  """
+  name equals the value, ignoring case.
+  """
   nameEqualFold: String
+  """
+  name contains the value, ignoring case.
+  """
   nameContainsFold: String
   """
-  description field predicates
+  description equals the value.
   """
   description: String
+  """
+  description is not equal to the value.
+  """
   descriptionNEQ: String
+  """
+  description is one of these values.
+  """
   descriptionIn: [String!]
+  """
+  description is none of these values.
+  """
   descriptionNotIn: [String!]
+  """
+  description is greater than the value.
+  """
   descriptionGT: String
+  """
+  description is greater than or equal to the value.
+  """
   descriptionGTE: String
+  """
+  description is less than the value.
+  """
   descriptionLT: String
+  """
+  description is less than or equal to the value.
+  """
   descriptionLTE: String
+  """
+  description contains the value.
+  """
   descriptionContains: String
+  """
+  description starts with the value.
+  """
   descriptionHasPrefix: String
+  """
+  description ends with the value.
+  """
   descriptionHasSuffix: String
+  """
+  description is null.
+  """
   descriptionIsNil: Boolean
+  """
+  description is not null.
+  """
   descriptionNotNil: Boolean
+  """
+  description equals the value, ignoring case.
+  """
   descriptionEqualFold: String
+  """
+  description contains the value, ignoring case.
+  """
   descriptionContainsFold: String
   """
-  kind field predicates
+  kind equals the value.
   """
   kind: SegmentKind
+  """
+  kind is not equal to the value.
+  """
   kindNEQ: SegmentKind
+  """
+  kind is one of these values.
+  """
   kindIn: [SegmentKind!]
+  """
+  kind is none of these values.
+  """
   kindNotIn: [SegmentKind!]
   """
-  created_at field predicates
+  createdAt equals the value.
   """
   createdAt: Time
+  """
+  createdAt is not equal to the value.
+  """
   createdAtNEQ: Time
+  """
+  createdAt is one of these values.
+  """
   createdAtIn: [Time!]
+  """
+  createdAt is none of these values.
+  """
   createdAtNotIn: [Time!]
+  """
+  createdAt is greater than the value.
+  """
   createdAtGT: Time
+  """
+  createdAt is greater than or equal to the value.
+  """
   createdAtGTE: Time
+  """
+  createdAt is less than the value.
+  """
   createdAtLT: Time
+  """
+  createdAt is less than or equal to the value.
+  """
   createdAtLTE: Time
   """
-  updated_at field predicates
+  updatedAt equals the value.
   """
   updatedAt: Time
+  """
+  updatedAt is not equal to the value.
+  """
   updatedAtNEQ: Time
+  """
+  updatedAt is one of these values.
+  """
   updatedAtIn: [Time!]
+  """
+  updatedAt is none of these values.
+  """
   updatedAtNotIn: [Time!]
+  """
+  updatedAt is greater than the value.
+  """
   updatedAtGT: Time
+  """
+  updatedAt is greater than or equal to the value.
+  """
   updatedAtGTE: Time
+  """
+  updatedAt is less than the value.
+  """
   updatedAtLT: Time
+  """
+  updatedAt is less than or equal to the value.
+  """
   updatedAtLTE: Time
 }
+"""
+An end user of the customer's product, known by the customer's own user ID; created on first sight.
+"""
 type User implements Node {
+  """
+  The object's ID: "usr_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
+  """
   id: ID!
+  """
+  The customer's own ID of the user, as events and identify calls send it.
+  """
   userId: String!
+  """
+  The user's traits: merged from identify calls and the traits of their events (a null trait removes it); USER conditions test them. A group call's traits stay on the group.
+  """
   traits: Map!
+  """
+  When segmentd first saw the user (an event, identify, a manual add or an import).
+  """
   firstSeenAt: Time!
+  """
+  When segmentd last received an event or call for the user.
+  """
   lastSeenAt: Time!
+  """
+  The groups (companies, accounts) that group calls put this user in, by groupId.
+  """
+  groups: [Group!]
 }
 """
 A connection to a list of items.
@@ -2853,8 +4439,17 @@ input UserOrder {
 Properties by which User connections can be ordered.
 """
 enum UserOrderField {
+  """
+  Order by user id.
+  """
   USER_ID
+  """
+  Order by first seen at.
+  """
   FIRST_SEEN_AT
+  """
+  Order by last seen at.
+  """
   LAST_SEEN_AT
 }
 """
@@ -2862,58 +4457,174 @@ UserWhereInput is used for filtering User objects.
 Input was generated by ent.
 """
 input UserWhereInput {
+  """
+  Matches what this condition does not match.
+  """
   not: UserWhereInput
+  """
+  Matches what every one of these conditions matches.
+  """
   and: [UserWhereInput!]
+  """
+  Matches what at least one of these conditions matches.
+  """
   or: [UserWhereInput!]
   """
-  id field predicates
+  id equals the value.
   """
   id: ID
+  """
+  id is not equal to the value.
+  """
   idNEQ: ID
+  """
+  id is one of these values.
+  """
   idIn: [ID!]
+  """
+  id is none of these values.
+  """
   idNotIn: [ID!]
+  """
+  id is greater than the value.
+  """
   idGT: ID
+  """
+  id is greater than or equal to the value.
+  """
   idGTE: ID
+  """
+  id is less than the value.
+  """
   idLT: ID
+  """
+  id is less than or equal to the value.
+  """
   idLTE: ID
   """
-  user_id field predicates
+  userID equals the value.
   """
   userID: String
+  """
+  userID is not equal to the value.
+  """
   userIDNEQ: String
+  """
+  userID is one of these values.
+  """
   userIDIn: [String!]
+  """
+  userID is none of these values.
+  """
   userIDNotIn: [String!]
+  """
+  userID is greater than the value.
+  """
   userIDGT: String
+  """
+  userID is greater than or equal to the value.
+  """
   userIDGTE: String
+  """
+  userID is less than the value.
+  """
   userIDLT: String
+  """
+  userID is less than or equal to the value.
+  """
   userIDLTE: String
+  """
+  userID contains the value.
+  """
   userIDContains: String
+  """
+  userID starts with the value.
+  """
   userIDHasPrefix: String
+  """
+  userID ends with the value.
+  """
   userIDHasSuffix: String
+  """
+  userID equals the value, ignoring case.
+  """
   userIDEqualFold: String
+  """
+  userID contains the value, ignoring case.
+  """
   userIDContainsFold: String
   """
-  first_seen_at field predicates
+  firstSeenAt equals the value.
   """
   firstSeenAt: Time
+  """
+  firstSeenAt is not equal to the value.
+  """
   firstSeenAtNEQ: Time
+  """
+  firstSeenAt is one of these values.
+  """
   firstSeenAtIn: [Time!]
+  """
+  firstSeenAt is none of these values.
+  """
   firstSeenAtNotIn: [Time!]
+  """
+  firstSeenAt is greater than the value.
+  """
   firstSeenAtGT: Time
+  """
+  firstSeenAt is greater than or equal to the value.
+  """
   firstSeenAtGTE: Time
+  """
+  firstSeenAt is less than the value.
+  """
   firstSeenAtLT: Time
+  """
+  firstSeenAt is less than or equal to the value.
+  """
   firstSeenAtLTE: Time
   """
-  last_seen_at field predicates
+  lastSeenAt equals the value.
   """
   lastSeenAt: Time
+  """
+  lastSeenAt is not equal to the value.
+  """
   lastSeenAtNEQ: Time
+  """
+  lastSeenAt is one of these values.
+  """
   lastSeenAtIn: [Time!]
+  """
+  lastSeenAt is none of these values.
+  """
   lastSeenAtNotIn: [Time!]
+  """
+  lastSeenAt is greater than the value.
+  """
   lastSeenAtGT: Time
+  """
+  lastSeenAt is greater than or equal to the value.
+  """
   lastSeenAtGTE: Time
+  """
+  lastSeenAt is less than the value.
+  """
   lastSeenAtLT: Time
+  """
+  lastSeenAt is less than or equal to the value.
+  """
   lastSeenAtLTE: Time
+  """
+  true: has a groups; false: has none.
+  """
+  hasGroups: Boolean
+  """
+  Has a groups that matches at least one of these conditions.
+  """
+  hasGroupsWith: [GroupWhereInput!]
 }
 `, BuiltIn: false},
 	{Name: "../../schema.graphqls", Input: `# The hand-written part of the segmentd API: domain inputs and mutations,
@@ -2933,23 +4644,32 @@ property, operator, value). Groups nest at most 10 levels and a tree holds at
 most 200 conditions.
 """
 input ConditionInput {
+  """A group: matches when every one of these conditions holds."""
   and: [ConditionInput!]
+  """A group: matches when at least one of these conditions holds."""
   or: [ConditionInput!]
+  """A group: matches when this condition does not hold."""
   not: ConditionInput
+  """A predicate: EVENT tests the triggering event's properties, USER the user's traits."""
   scope: ConditionScope
   """A property or trait name; dots for nesting ("address.city"); names may contain spaces."""
   property: String
+  """A predicate: how the property is compared with value."""
   operator: ConditionOperator
   """
-  The value to compare with: a scalar for EQ/NEQ/CONTAINS, a number or
-  date/time string for GT/GTE/LT/LTE, a list for IN/NOT_IN, [low, high] for
-  BETWEEN, a duration ("7d", "24h", "30m") for WITHIN_LAST; ignored for
-  EXISTS/NOT_EXISTS.
+  The value to compare with: a scalar for EQ/NEQ/CONTAINS, a number or a
+  date for GT/GTE/LT/LTE, a list for IN/NOT_IN, [low, high] (two numbers or
+  two dates) for BETWEEN, a duration ("7d", "24h", "30m") for WITHIN_LAST;
+  ignored for EXISTS/NOT_EXISTS. Dates, here and in traits and properties:
+  "January 1, 2025", "Jan 1, 2025", "1 January 2025", "2025-01-01" or RFC
+  3339 "2025-01-01T09:30:00Z" (no zone: UTC). Any other text in an ordering
+  condition is refused with BAD_USER_INPUT.
   """
   value: JSON
 }
 
 extend type Condition {
+  """A predicate's value as JSON, exactly as given (numbers keep their digits); null for a group and for EXISTS/NOT_EXISTS."""
   value: JSON
   """Children of a group, in order; empty for a predicate."""
   children: [Condition!]!
@@ -2976,20 +4696,31 @@ extend type User {
   memberships: [Membership!]!
 }
 
+"""A new segment."""
 input CreateSegmentInput {
+  """The segment's name, 1 to 200 characters."""
   name: String!
+  """A free-text description, at most 2,000 characters."""
   description: String
+  """EVENT_TRIGGERED or STATIC; cannot change later."""
   kind: SegmentKind!
   """Event names that move a user in; required for EVENT_TRIGGERED, empty for STATIC."""
   triggerEvents: [String!]
+  """The condition a trigger event and its user must meet; none: every trigger event enters its user."""
   condition: ConditionInput
 }
 
+"""Changes to a segment: only the fields given change."""
 input UpdateSegmentInput {
+  """A new name, 1 to 200 characters."""
   name: String
+  """A new description, at most 2,000 characters."""
   description: String
+  """Remove the description."""
   clearDescription: Boolean
+  """The new trigger event names (replacing the old ones)."""
   triggerEvents: [String!]
+  """The new condition tree (replacing the old one)."""
   condition: ConditionInput
   """Remove every condition: the trigger events alone decide."""
   clearCondition: Boolean
@@ -2999,55 +4730,150 @@ input UpdateSegmentInput {
 What happens to existing members when a segment's rules change.
 FUTURE_ONLY keeps members and applies the new rules to new events.
 """
-enum ReevaluationPolicy { FUTURE_ONLY BACKFILL RECONCILE }
+enum ReevaluationPolicy {
+  """Keep the members; the new rules apply to new events."""
+  FUTURE_ONLY
+  """Also replay the stored events of the trigger names against the new rules and add the users who match (source BACKFILL)."""
+  BACKFILL
+  """BACKFILL, and also remove event-sourced members none of whose stored events matches any more."""
+  RECONCILE
+}
 
+"""A new campaign."""
 input CreateCampaignInput {
+  """The campaign's name, 1 to 200 characters."""
   name: String!
+  """A free-text description, at most 2,000 characters."""
   description: String
+  """The audience: a segment's ID; none for a campaign without one yet."""
   segmentId: ID
+  """DRAFT by default; ACTIVE activates the segment's current members at once."""
   status: CampaignStatus = DRAFT
 }
 
+"""Changes to a campaign: only the fields given change."""
 input UpdateCampaignInput {
+  """A new name, 1 to 200 characters."""
   name: String
+  """A new description, at most 2,000 characters."""
   description: String
+  """Remove the description."""
   clearDescription: Boolean
+  """A new audience segment."""
   segmentId: ID
   """Detach the campaign from its segment."""
   clearSegment: Boolean
+  """A new status; an ENDED campaign cannot be restarted (BAD_USER_INPUT)."""
   status: CampaignStatus
 }
 
 extend type Query {
   """A user by the customer's own user ID; null if unknown."""
-  user(userId: String!): User
+  user(
+    """The customer's own user ID."""
+    userId: String!
+  ): User
   """
   The data-ingestion view: stored events, newest first (by receivedAt)
   unless orderBy says otherwise, with their outcomes.
   """
-  events(after: Cursor, first: Int, before: Cursor, last: Int, where: EventWhereInput, orderBy: EventOrder): EventConnection!
+  events(
+    """Returns the elements in the list that come after the specified cursor."""
+    after: Cursor
+    """Returns the first _n_ elements from the list."""
+    first: Int
+    """Returns the elements in the list that come before the specified cursor."""
+    before: Cursor
+    """Returns the last _n_ elements from the list."""
+    last: Int
+    """Filtering options for Events returned from the connection."""
+    where: EventWhereInput
+    """Ordering options for Events; default: newest first by receivedAt."""
+    orderBy: EventOrder
+  ): EventConnection!
   """Why is this user (not) in this segment?"""
-  explainMembership(segmentId: ID!, userId: String!): MembershipExplanation!
+  explainMembership(
+    """The segment's ID."""
+    segmentId: ID!
+    """The customer's own user ID."""
+    userId: String!
+  ): MembershipExplanation!
   """An import job by ID (also node(id:)); null if unknown."""
-  importJob(id: ID!): ImportJob
+  importJob(
+    """The import job's ID (imp_…)."""
+    id: ID!
+  ): ImportJob
+  """
+  A group (company, account) by the customer's own group ID, as group calls
+  (/v1/group) name it; null if unknown. Its traits are its own, never its
+  users' (READ or ADMIN key).
+  """
+  group(
+    """The customer's own group ID (the groupId of group calls)."""
+    groupId: String!
+  ): Group
 }
 
+"""Writes: trackEvent, trackEvents and identify need a WRITE or ADMIN key; every other mutation an ADMIN key."""
 type Mutation {
-  createSegment(input: CreateSegmentInput!): Segment!
-  updateSegment(id: ID!, input: UpdateSegmentInput!, reevaluate: ReevaluationPolicy = FUTURE_ONLY): Segment!
+  """Creates a segment (ADMIN key). An invalid condition is refused with BAD_USER_INPUT naming the field (input.condition.or[1].value)."""
+  createSegment(
+    """The new segment."""
+    input: CreateSegmentInput!
+  ): Segment!
+  """
+  Changes a segment's name, description, trigger events or condition (ADMIN
+  key). reevaluate says what happens to existing members: FUTURE_ONLY (the
+  default) keeps them and applies the new rules to new events.
+  """
+  updateSegment(
+    """The segment's ID."""
+    id: ID!
+    """The changes; fields not given stay as they are."""
+    input: UpdateSegmentInput!
+    """What the new rules do to existing members (see ReevaluationPolicy)."""
+    reevaluate: ReevaluationPolicy = FUTURE_ONLY
+  ): Segment!
   """Deletes a segment with its memberships; refused with CONFLICT while an ACTIVE campaign uses it."""
-  deleteSegment(id: ID!): ID!
-  createCampaign(input: CreateCampaignInput!): Campaign!
-  updateCampaign(id: ID!, input: UpdateCampaignInput!): Campaign!
-  deleteCampaign(id: ID!): ID!
+  deleteSegment(
+    """The segment's ID."""
+    id: ID!
+  ): ID!
+  """Creates a campaign (ADMIN key); created ACTIVE with a segment, it activates the segment's current members at once."""
+  createCampaign(
+    """The new campaign."""
+    input: CreateCampaignInput!
+  ): Campaign!
+  """Changes a campaign (ADMIN key); becoming ACTIVE, or getting a segment while ACTIVE, activates the segment's current members."""
+  updateCampaign(
+    """The campaign's ID."""
+    id: ID!
+    """The changes; fields not given stay as they are."""
+    input: UpdateCampaignInput!
+  ): Campaign!
+  """Deletes a campaign and its activations (ADMIN key); returns its ID."""
+  deleteCampaign(
+    """The campaign's ID."""
+    id: ID!
+  ): ID!
   """
   Adds users by user ID (up to 10,000 a call), creating unknown users, to a
   STATIC or an EVENT_TRIGGERED segment (test users): source MANUAL, campaigns
   activated as for any entry.
   """
-  addUsersToSegment(segmentId: ID!, userIds: [String!]!): MembershipUpdateResult!
+  addUsersToSegment(
+    """The segment's ID."""
+    segmentId: ID!
+    """The customer's own user IDs, up to 10,000."""
+    userIds: [String!]!
+  ): MembershipUpdateResult!
   """Removes users by user ID (up to 10,000 a call)."""
-  removeUsersFromSegment(segmentId: ID!, userIds: [String!]!): MembershipUpdateResult!
+  removeUsersFromSegment(
+    """The segment's ID."""
+    segmentId: ID!
+    """The customer's own user IDs, up to 10,000."""
+    userIds: [String!]!
+  ): MembershipUpdateResult!
   """
   Imports a CSV file of user IDs (a GraphQL multipart upload) into a segment,
   in the background: the job is returned at once, PENDING; follow it with
@@ -3059,13 +4885,31 @@ type Mutation {
   when the job succeeds, and not at all when it fails. dryRun reports what
   would change and changes nothing.
   """
-  importSegmentUsers(segmentId: ID!, file: Upload!, mode: ImportMode = ADD, dryRun: Boolean = false): ImportJob!
+  importSegmentUsers(
+    """The segment's ID."""
+    segmentId: ID!
+    """The CSV file, as a GraphQL multipart upload."""
+    file: Upload!
+    """ADD (default), REMOVE or REPLACE."""
+    mode: ImportMode = ADD
+    """Report what would change and change nothing."""
+    dryRun: Boolean = false
+  ): ImportJob!
   """Ingests one event (WRITE or ADMIN key)."""
-  trackEvent(input: TrackInput!): TrackResult!
+  trackEvent(
+    """The event."""
+    input: TrackInput!
+  ): TrackResult!
   """Ingests up to 1,000 events in one transaction (WRITE or ADMIN key). One invalid input refuses the whole call."""
-  trackEvents(inputs: [TrackInput!]!): TrackBatchResult!
+  trackEvents(
+    """Up to 1,000 events, applied in order."""
+    inputs: [TrackInput!]!
+  ): TrackBatchResult!
   """Merges traits into a user, creating it on first sight (WRITE or ADMIN key)."""
-  identify(input: IdentifyInput!): User!
+  identify(
+    """The user and the traits to merge."""
+    input: IdentifyInput!
+  ): User!
 }
 
 extend type Event {
@@ -3077,9 +4921,11 @@ extend type Event {
 
 """What evaluation did with an event for one segment."""
 type SegmentOutcome {
+  """The segment that the event's name triggers."""
   segment: Segment!
+  """True when this event put the user in the segment."""
   entered: Boolean!
-  """For example "entered: ...", "already a member", or "condition failed: event.\"Reward Amount\" > 50 (was 20)"."""
+  """For example "entered: ...", "already a member", or "condition failed: event."Reward Amount" > 50 (was 20)"."""
   reason: String!
 }
 
@@ -3089,47 +4935,67 @@ idempotency key, forever: the same messageId again is a duplicate and
 changes nothing. Without one, the server assigns one.
 """
 input TrackInput {
+  """The event name ("Sign Up"): the segments whose trigger events include it evaluate it."""
   event: String!
+  """The customer's own user ID (trimmed); a user is created on first sight. Without one (only anonymousId) the event is stored but enters no segment."""
   userId: String
+  """An anonymous ID; one of userId and anonymousId is required."""
   anonymousId: String
+  """The event's properties; EVENT conditions test them."""
   properties: Map
   """Merged into the user's traits before evaluation (like Segment's context.traits); null removes a trait."""
   traits: Map
   """When the event happened; default: when it arrives. WITHIN_LAST conditions measure from it."""
   timestamp: Time
+  """The idempotency key, at most 256 bytes; without one, the server assigns one."""
   messageId: String
+  """Context as Segment sends it (library, ip, page, ...), stored as is."""
   context: Map
 }
 
+"""What one ingested event did."""
 type TrackResult {
+  """The stored event (for a duplicate, the one stored first)."""
   event: Event!
   """True when this messageId was already stored: nothing changed."""
   duplicate: Boolean!
+  """The segments this event put the user in."""
   enteredSegments: [Segment!]!
+  """The campaigns this event's entries activated for the user."""
   activatedCampaigns: [Campaign!]!
 }
 
+"""What a trackEvents call did, event by event."""
 type TrackBatchResult {
+  """Events stored by this call."""
   accepted: Int!
+  """Events whose messageId was already stored, or repeated in the call: they changed nothing."""
   duplicates: Int!
   """One result per input, in input order."""
   results: [TrackResult!]!
 }
 
+"""An identify call: traits to merge into a user."""
 input IdentifyInput {
+  """The customer's own user ID; the user is created on first sight."""
   userId: String!
   """Merged into the user's traits; a null value removes the trait."""
   traits: Map!
+  """When the call happened; default: when it arrives."""
   timestamp: Time
+  """The idempotency key; without one, the server assigns one."""
   messageId: String
 }
 
 """Why a user is, or is not, in a segment."""
 type MembershipExplanation {
+  """The segment asked about."""
   segment: Segment!
   """Null when segmentd has never seen this user."""
   user: User
+  """True when the user is a member now."""
   member: Boolean!
+  """The current membership; null when not a member."""
   membership: Membership
   """The membership's reason, or the outcome of the user's latest event that this segment evaluated."""
   reason: String!
@@ -3145,13 +5011,19 @@ type SegmentStats {
   newThisWeek: Int!
   """Members who entered since the 1st of the month, 00:00 in the time zone."""
   newThisMonth: Int!
+  """Members who entered in the last 7 days (7 × 24 hours)."""
   newLast7Days: Int!
+  """Members who entered in the last 30 days (30 × 24 hours)."""
   newLast30Days: Int!
 }
 
+"""What addUsersToSegment or removeUsersFromSegment did."""
 type MembershipUpdateResult {
+  """The segment changed."""
   segment: Segment!
+  """Users who entered the segment."""
   added: Int!
+  """Users who left the segment."""
   removed: Int!
   """User IDs that were already (or, for removal, not) members."""
   unchanged: Int!
@@ -3162,9 +5034,25 @@ extend type Segment {
   Current members, newest first (by enteredAt, then id) unless orderBy says
   otherwise; where filters them, for example by source and enteredAt.
   """
-  members(after: Cursor, first: Int, before: Cursor, last: Int, where: MembershipWhereInput, orderBy: MembershipOrder): MembershipConnection!
+  members(
+    """Returns the elements in the list that come after the specified cursor."""
+    after: Cursor
+    """Returns the first _n_ elements from the list."""
+    first: Int
+    """Returns the elements in the list that come before the specified cursor."""
+    before: Cursor
+    """Returns the last _n_ elements from the list."""
+    last: Int
+    """Filtering options for Memberships returned from the connection (source, enteredAt, ...)."""
+    where: MembershipWhereInput
+    """Ordering options; default: newest entry first."""
+    orderBy: MembershipOrder
+  ): MembershipConnection!
   """Headline figures; timeZone is an IANA name (Europe/Paris)."""
-  stats(timeZone: String = "UTC"): SegmentStats!
+  stats(
+    """An IANA time zone name (Europe/Paris) for the week and month starts; default UTC."""
+    timeZone: String = "UTC"
+  ): SegmentStats!
   """Current members: the same figure as stats.totalUsers, read for a whole page of segments at once."""
   totalUsers: Int!
   """
@@ -3172,16 +5060,40 @@ extend type Segment {
   00:00) in timeZone, from the interval that holds from to the one that holds
   the instant before to, every interval included. At most 10,000 points.
   """
-  growth(interval: GrowthInterval!, from: Time!, to: Time!, timeZone: String = "UTC"): [GrowthPoint!]!
+  growth(
+    """HOUR, DAY or WEEK."""
+    interval: GrowthInterval!
+    """The first interval is the one that holds this instant."""
+    from: Time!
+    """The last interval is the one that holds the instant just before this one; after from."""
+    to: Time!
+    """An IANA time zone name for the interval edges; default UTC."""
+    timeZone: String = "UTC"
+  ): [GrowthPoint!]!
   """
   Who was a member at a past instant: the users whose last entry or exit at
   or before time was an entry, in user order, from the membership change
   log. totalCount is how many they were.
   """
-  membersAt(time: Time!, first: Int, after: Cursor): PastMemberConnection!
+  membersAt(
+    """The past instant."""
+    time: Time!
+    """How many members to return, at most 1,000."""
+    first: Int
+    """A cursor from a previous page."""
+    after: Cursor
+  ): PastMemberConnection!
 }
 
-enum GrowthInterval { HOUR DAY WEEK }
+"""The length of a growth interval: an hour, a day, or a week starting on Monday 00:00."""
+enum GrowthInterval {
+  """An hour."""
+  HOUR
+  """A day, from 00:00 in the time zone."""
+  DAY
+  """A week, from Monday 00:00 in the time zone."""
+  WEEK
+}
 
 """A segment's changes in one interval."""
 type GrowthPoint {
@@ -3197,20 +5109,29 @@ type GrowthPoint {
 
 """A member of a segment at a past instant."""
 type PastMember {
+  """The member."""
   user: User!
   """When this membership began (the user's last entry before the instant)."""
   enteredAt: Time!
+  """What put the user in (EVENT, MANUAL, IMPORT, BACKFILL)."""
   source: MembershipSource!
+  """Why the user entered, as the membership said."""
   reason: String!
 }
 
+"""An edge in a PastMemberConnection."""
 type PastMemberEdge {
+  """A cursor for use in pagination (after:)."""
   cursor: Cursor!
+  """The member at the end of the edge."""
   node: PastMember!
 }
 
+"""A page of the members of a segment at a past instant."""
 type PastMemberConnection {
+  """A list of edges."""
   edges: [PastMemberEdge!]!
+  """Information to aid in pagination."""
   pageInfo: PageInfo!
   """Members at the instant (all pages)."""
   totalCount: Int!
@@ -3219,41 +5140,81 @@ type PastMemberConnection {
 # Besides the segment's own columns, the segments list can be ordered by
 # TOTAL_USERS (current members) and NEW_LAST_7_DAYS (members who entered in
 # the last 7 days, as stats.newLast7Days); ties are ordered by id.
-extend enum SegmentOrderField { TOTAL_USERS NEW_LAST_7_DAYS }
+extend enum SegmentOrderField {
+  """Order by current members (totalUsers)."""
+  TOTAL_USERS
+  """Order by members who entered in the last 7 days (stats.newLast7Days)."""
+  NEW_LAST_7_DAYS
+}
 
-enum MembershipChangeKind { ENTERED EXITED }
+"""Whether a change is an entry into a segment or an exit from it."""
+enum MembershipChangeKind {
+  """The user entered the segment."""
+  ENTERED
+  """The user left the segment."""
+  EXITED
+}
 
 """One entry into or exit from a segment."""
 type MembershipChange {
   """Where this change is in the log: subscribe with after: cursor to resume after it."""
   cursor: String!
+  """ENTERED or EXITED."""
   kind: MembershipChangeKind!
+  """The segment entered or left."""
   segment: Segment!
+  """The user who entered or left."""
   user: User!
+  """When the change committed."""
   at: Time!
+  """What caused it (EVENT, MANUAL, IMPORT, BACKFILL)."""
   source: MembershipSource!
   """The event that caused the change, if one did."""
   event: Event
+  """Why, in one line."""
   reason: String!
 }
 
+"""Live streams over websockets (graphql-transport-ws or graphql-ws), for READ and ADMIN keys."""
 type Subscription {
   """
   Entries and exits of a segment (or of all segments), as they commit. With
   after: a cursor, first replays every change since it, in order, then goes
   live, with no gap and no repeat.
   """
-  membershipChanged(segmentId: ID, after: String): MembershipChange!
+  membershipChanged(
+    """Only this segment's changes; null for every segment."""
+    segmentId: ID
+    """A cursor (MembershipChange.cursor): replay every change after it first."""
+    after: String
+  ): MembershipChange!
   """A segment's stats at once, then after changes (at most every 100 ms; the last one exact)."""
-  segmentStats(segmentId: ID!, timeZone: String = "UTC"): SegmentStats!
+  segmentStats(
+    """The segment's ID."""
+    segmentId: ID!
+    """An IANA time zone name for the week and month starts; default UTC."""
+    timeZone: String = "UTC"
+  ): SegmentStats!
   """The live data-ingestion view: events as they are stored, optionally by name and user."""
-  eventReceived(name: String, userId: String): Event!
+  eventReceived(
+    """Only events of this name."""
+    name: String
+    """Only events of this user (the customer's own user ID)."""
+    userId: String
+  ): Event!
   """Campaign activations as they commit, of one campaign or of all."""
-  campaignActivated(campaignId: ID): CampaignActivation!
+  campaignActivated(
+    """Only this campaign's activations; null for every campaign."""
+    campaignId: ID
+  ): CampaignActivation!
   """An import job now, then as it progresses; ends after its final state (SUCCEEDED or FAILED)."""
-  importJobProgress(id: ID!): ImportJob!
+  importJobProgress(
+    """The import job's ID (imp_…)."""
+    id: ID!
+  ): ImportJob!
 }
 
+"""A file in a GraphQL multipart request (the CSV of importSegmentUsers)."""
 scalar Upload
 
 """A bad row of an imported file."""
@@ -3262,12 +5223,18 @@ type ImportRowError {
   line: Int!
   """The offending value: the user ID, or the whole line (shortened to 200 bytes)."""
   value: String!
+  """Why the row was refused (an empty ID, one longer than 256 bytes, control characters, ...)."""
   reason: String!
 }
 
 extend type ImportJob {
   """Bad rows in line order, first ones after line afterLine (at most 1,000 a call)."""
-  errors(first: Int = 100, afterLine: Int = 0): [ImportRowError!]!
+  errors(
+    """How many errors to return, at most 1,000."""
+    first: Int = 100
+    """Start after this line of the file (0: from the start)."""
+    afterLine: Int = 0
+  ): [ImportRowError!]!
 }
 `, BuiltIn: false},
 }
@@ -3435,6 +5402,46 @@ func (ec *executionContext) childFields_EventEdge(ctx context.Context, field gra
 		return ec.fieldContext_EventEdge_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type EventEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_Group(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Group_id(ctx, field)
+	case "groupId":
+		return ec.fieldContext_Group_groupId(ctx, field)
+	case "traits":
+		return ec.fieldContext_Group_traits(ctx, field)
+	case "firstSeenAt":
+		return ec.fieldContext_Group_firstSeenAt(ctx, field)
+	case "lastSeenAt":
+		return ec.fieldContext_Group_lastSeenAt(ctx, field)
+	case "users":
+		return ec.fieldContext_Group_users(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Group", field.Name)
+}
+
+func (ec *executionContext) childFields_GroupConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_GroupConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_GroupConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_GroupConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type GroupConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_GroupEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_GroupEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_GroupEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type GroupEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_GrowthPoint(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3777,6 +5784,8 @@ func (ec *executionContext) childFields_User(ctx context.Context, field graphql.
 		return ec.fieldContext_User_firstSeenAt(ctx, field)
 	case "lastSeenAt":
 		return ec.fieldContext_User_lastSeenAt(ctx, field)
+	case "groups":
+		return ec.fieldContext_User_groups(ctx, field)
 	case "memberships":
 		return ec.fieldContext_User_memberships(ctx, field)
 	}

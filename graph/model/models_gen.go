@@ -9,6 +9,7 @@ import (
 	"strconv"
 )
 
+// Live streams over websockets (graphql-transport-ws or graphql-ws), for READ and ADMIN keys.
 type Subscription struct {
 }
 
@@ -17,9 +18,12 @@ type Subscription struct {
 type ReevaluationPolicy string
 
 const (
+	// Keep the members; the new rules apply to new events.
 	ReevaluationPolicyFutureOnly ReevaluationPolicy = "FUTURE_ONLY"
-	ReevaluationPolicyBackfill   ReevaluationPolicy = "BACKFILL"
-	ReevaluationPolicyReconcile  ReevaluationPolicy = "RECONCILE"
+	// Also replay the stored events of the trigger names against the new rules and add the users who match (source BACKFILL).
+	ReevaluationPolicyBackfill ReevaluationPolicy = "BACKFILL"
+	// BACKFILL, and also remove event-sourced members none of whose stored events matches any more.
+	ReevaluationPolicyReconcile ReevaluationPolicy = "RECONCILE"
 )
 
 var AllReevaluationPolicy = []ReevaluationPolicy{

@@ -1,6 +1,8 @@
 package pulid
 
 import (
+	"fmt"
+
 	"entgo.io/ent"
 	"entgo.io/ent/schema"
 	"entgo.io/ent/schema/field"
@@ -23,6 +25,7 @@ func (m Mixin) Fields() []ent.Field {
 			GoType(ID("")).
 			MaxLen(40).
 			Immutable().
+			Comment(fmt.Sprintf("The object's ID: %q and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.", m.prefix+"_")).
 			DefaultFunc(func() ID { return New(m.prefix) }),
 	}
 }
