@@ -101,6 +101,7 @@ var writeRules = map[string]bool{
 	"User.firstSeenAt": false,
 	"User.lastSeenAt":  false,
 	"User.memberships": false,
+	"User.groups":      false,
 }
 
 // WriteRules returns a copy of the per-field rules of WRITE keys

@@ -4688,7 +4688,18 @@ extend type Campaign {
   """How many users activated this campaign."""
   activationCount: Int!
   """The campaign's activations, oldest first (by ID) unless orderBy says otherwise."""
-  activations(after: Cursor, first: Int, before: Cursor, last: Int, orderBy: CampaignActivationOrder): CampaignActivationConnection!
+  activations(
+    """Returns the activations that come after this cursor."""
+    after: Cursor
+    """Returns the first n activations (after the cursors apply)."""
+    first: Int
+    """Returns the activations that come before this cursor."""
+    before: Cursor
+    """Returns the last n activations (after the cursors and first apply)."""
+    last: Int
+    """The order of the activations; default: by ID (oldest first)."""
+    orderBy: CampaignActivationOrder
+  ): CampaignActivationConnection!
 }
 
 extend type User {
