@@ -162,7 +162,9 @@ func driverFor(raw string) (driver, dsn string, err error) {
 	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"):
 		u, err := url.Parse(raw)
 		if err != nil {
-			return "", "", fmt.Errorf("database URL: %w", err)
+			// url.Parse's error quotes the URL, or the part of it at fault,
+			// which may be the password: it is not repeated.
+			return "", "", fmt.Errorf("database URL %s does not parse; escape special characters of the user name and password as %%XX", redact(raw))
 		}
 		q := u.Query()
 		// lib/pq defaults to sslmode=require, which a local server without
@@ -208,13 +210,31 @@ func isLoopback(host string) bool {
 // redact hides the password of a database URL for logs and errors.
 func redact(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
+	if err != nil {
+		return redactUnparsed(raw)
+	}
+	if u.User == nil {
 		return raw
 	}
 	if _, ok := u.User.Password(); ok {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
 	}
 	return u.String()
+}
+
+// redactUnparsed hides the user information of a URL that does not parse:
+// everything between "://" and the last "@" (a password that makes a URL
+// unparsable may hold "/", "?" or "@" itself).
+func redactUnparsed(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return raw
+	}
+	return scheme + "://xxxxx" + rest[at:]
 }
 
 // Redact hides the password of a database URL for logs and errors.
