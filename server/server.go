@@ -57,6 +57,10 @@ type Config struct {
 	RateBurst int
 	// Now is the service's clock; default time.Now. Tests inject their own.
 	Now func() time.Time
+	// RequestTimeout bounds every query and mutation (HTTP or websocket;
+	// not subscriptions): past it, its database work is cancelled and it
+	// answers TIMEOUT. Default 30s; negative: none.
+	RequestTimeout time.Duration
 	// WebsocketInitTimeout is how long a websocket may stay open without a
 	// connection_init before it is closed; default 10s.
 	WebsocketInitTimeout time.Duration
@@ -93,6 +97,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.RateLimit == 0 {
 		c.RateLimit = 1000
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 30 * time.Second
 	}
 	if c.WebsocketInitTimeout == 0 {
 		c.WebsocketInitTimeout = 10 * time.Second
@@ -398,9 +405,11 @@ func (s *Server) graphqlHandler() http.Handler {
 	}
 	srv.Use(extension.FixedComplexityLimit(s.cfg.MaxComplexity))
 	srv.Use(depthLimit{Max: s.cfg.MaxDepth})
+	srv.AroundOperations(deadline(s.cfg.RequestTimeout))
 	srv.AroundOperations(authorize)
 	srv.AroundOperations(requestCache)
 	srv.AroundFields(capPages)
+	srv.AroundFields(boundArguments)
 	srv.SetErrorPresenter(presentError(s.log))
 	srv.SetRecoverFunc(recoverPanic(s.log))
 	return srv
