@@ -22,7 +22,11 @@ var ingestionFields = map[string]bool{"trackEvent": true, "trackEvents": true, "
 // websocketInit checks it there.
 func (s *Server) requireKey(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodOptions || isWebsocketUpgrade(r) {
+		if isWebsocketUpgrade(r) {
+			next.ServeHTTP(w, withSocket(r))
+			return
+		}
+		if r.Method == http.MethodOptions {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -63,6 +67,9 @@ func (s *Server) websocketInit(ctx context.Context, payload transport.InitPayloa
 		ctx = transport.WithWebsocketCloseCode(ctx, 4403)
 		ctx = transport.AppendCloseReason(ctx, "Forbidden: subscriptions need a READ or ADMIN key")
 		return ctx, nil, segmentd.Errorf(segmentd.CodeForbidden, "subscriptions need a READ or ADMIN key")
+	}
+	if sock := socketFrom(ctx); sock != nil {
+		s.sockets.add(ctx, sock, p)
 	}
 	return auth.WithPrincipal(ctx, p), nil, nil
 }

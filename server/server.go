@@ -116,9 +116,10 @@ type Server struct {
 	ln    net.Listener
 	http  *http.Server
 
-	limits *limiters
-	broker pubsub.Broker
-	live   *service.Live
+	limits  *limiters
+	sockets *sockets
+	broker  pubsub.Broker
+	live    *service.Live
 	// stop ends the tailers and every request context (websockets are
 	// hijacked: http.Server.Shutdown does not end them).
 	stop context.CancelFunc
@@ -151,6 +152,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		s.svc.Now = cfg.Now
 	}
 	s.limits = newLimiters(cfg.RateLimit, cfg.RateBurst)
+	s.sockets = newSockets()
 	if s.FirstAdminKey, err = s.keys.EnsureAdmin(ctx, cfg.AdminKey); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("server.New: %w", err)
@@ -182,6 +184,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
 	go s.svc.CompactCountersEvery(base, 5*time.Minute)
+	go s.watchKeys(base)
 	if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 		s.closeAll()
 		return nil, fmt.Errorf("server.New: listen: %w", err)
@@ -387,7 +390,7 @@ func (s *Server) graphqlHandler() http.Handler {
 	es := generated.NewExecutableSchema(graph.NewConfig(graph.NewResolver(s.store.Client, s.svc, s.live)))
 	srv := handler.New(es)
 	srv.AddTransport(transport.Websocket{
-		Implementation:        wsgorilla.Implementation{CheckOrigin: s.checkOrigin},
+		Implementation:        socketAccepter{wsgorilla.Implementation{CheckOrigin: s.checkOrigin}},
 		InitFunc:              s.websocketInit,
 		InitTimeout:           s.cfg.WebsocketInitTimeout,
 		KeepAlivePingInterval: 15 * time.Second,
@@ -406,6 +409,7 @@ func (s *Server) graphqlHandler() http.Handler {
 	srv.Use(extension.FixedComplexityLimit(s.cfg.MaxComplexity))
 	srv.Use(depthLimit{Max: s.cfg.MaxDepth})
 	srv.AroundOperations(deadline(s.cfg.RequestTimeout))
+	srv.AroundOperations(s.socketOperations)
 	srv.AroundOperations(authorize)
 	srv.AroundOperations(requestCache)
 	srv.AroundFields(capPages)

@@ -4,6 +4,7 @@
 //	segmentd keys create --role ROLE --name NAME
 //	segmentd keys list
 //	segmentd keys revoke ID
+//	segmentd keys set-role --role ROLE ID
 //	segmentd verify                    check the stored data against its events and rules
 //
 // Every flag has an environment variable of the same meaning; see README.md.
@@ -25,8 +26,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"entgo.io/ent/dialect"
+
 	"github.com/segmentd/segmentd/auth"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
+	"github.com/segmentd/segmentd/pubsub"
 	"github.com/segmentd/segmentd/server"
 	"github.com/segmentd/segmentd/service"
 	"github.com/segmentd/segmentd/store"
@@ -142,7 +146,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 func keys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: segmentd keys create --role ROLE --name NAME | keys list | keys revoke ID")
+		fmt.Fprintln(stderr, "usage: segmentd keys create --role ROLE --name NAME | keys list | keys revoke ID | keys set-role --role ROLE ID")
 		return errUsage
 	}
 	sub, args := args[0], args[1:]
@@ -154,8 +158,10 @@ func keys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		name string
 	)
 	c.register(fs)
-	if sub == "create" {
+	if sub == "create" || sub == "set-role" {
 		fs.StringVar(&role, "role", "", "ADMIN, WRITE or READ")
+	}
+	if sub == "create" {
 		fs.StringVar(&name, "name", "", "a name that says who uses the key")
 	}
 	if err := parseInterspersed(fs, args); err != nil {
@@ -165,8 +171,11 @@ func keys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case sub == "revoke" && fs.NArg() != 1:
 		fmt.Fprintln(stderr, "usage: segmentd keys revoke [--database-url URL] ID")
 		return errUsage
-	case sub != "create" && sub != "list" && sub != "revoke":
-		fmt.Fprintf(stderr, "segmentd keys: unknown command %q; use create, list or revoke\n", sub)
+	case sub == "set-role" && fs.NArg() != 1:
+		fmt.Fprintln(stderr, "usage: segmentd keys set-role [--database-url URL] --role ROLE ID")
+		return errUsage
+	case sub != "create" && sub != "list" && sub != "revoke" && sub != "set-role":
+		fmt.Fprintf(stderr, "segmentd keys: unknown command %q; use create, list, revoke or set-role\n", sub)
 		return errUsage
 	}
 	st, err := store.Open(ctx, c.databaseURL)
@@ -209,12 +218,35 @@ func keys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := k.Revoke(ctx, pulid.ID(fs.Arg(0))); err != nil {
 			return err
 		}
+		announceKeyChange(ctx, st, stderr)
 		fmt.Fprintf(stdout, "Revoked key %s.\n", fs.Arg(0))
+	case "set-role":
+		r, err := auth.ParseRole(role)
+		if err != nil {
+			return fmt.Errorf("--role: %w", err)
+		}
+		if err := k.SetRole(ctx, pulid.ID(fs.Arg(0)), r); err != nil {
+			return err
+		}
+		announceKeyChange(ctx, st, stderr)
+		fmt.Fprintf(stdout, "Key %s now has the role %s.\n", fs.Arg(0), r)
 	default:
 		fmt.Fprintf(stderr, "segmentd keys: unknown command %q; use create, list or revoke\n", sub)
 		return errUsage
 	}
 	return nil
+}
+
+// announceKeyChange tells running PostgreSQL replicas at once that a key
+// changed, so that they close its websockets now; without the signal (and
+// on SQLite) they notice within server.KeyCheckInterval.
+func announceKeyChange(ctx context.Context, st *store.Store, stderr io.Writer) {
+	if st.Dialect != dialect.Postgres {
+		return
+	}
+	if err := pubsub.NotifyPostgres(ctx, st.DB, auth.KeysTopic); err != nil {
+		fmt.Fprintf(stderr, "segmentd: could not signal the running servers (they will notice within %s): %v\n", server.KeyCheckInterval, err)
+	}
 }
 
 // errDiscrepancies is verify's error when it found any: main exits 1.
