@@ -319,6 +319,9 @@ func (s *Server) limitUpload(next http.Handler, w http.ResponseWriter, r *http.R
 	}
 	body := &cappedBody{ReadCloser: r.Body, left: limit}
 	r.Body = body
+	if !s.precheckUpload(w, r) {
+		return
+	}
 	cw := &uploadResponse{ResponseWriter: w, body: body}
 	next.ServeHTTP(cw, r)
 	if body.exceeded && !cw.wrote {
