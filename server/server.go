@@ -417,6 +417,7 @@ func (s *Server) graphqlHandler() http.Handler {
 	srv.AroundOperations(requestCache)
 	srv.AroundFields(capPages)
 	srv.AroundFields(boundArguments)
+	srv.AroundFields(graph.Siblings)
 	srv.SetErrorPresenter(presentError(s.log))
 	srv.SetRecoverFunc(recoverPanic(s.log))
 	return srv
@@ -453,6 +454,7 @@ func sameOrigin(origin, host string) bool {
 func requestCache(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 	if op := graphql.GetOperationContext(ctx); op != nil && op.Operation != nil && op.Operation.Operation == ast.Query {
 		ctx = service.WithRequestCache(ctx)
+		ctx = graph.WithBatches(ctx)
 	}
 	return next(ctx)
 }

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -25,12 +26,27 @@ import (
 
 // Store is an open database with its ent client.
 type Store struct {
-	Client  *ent.Client
+	Client *ent.Client
+	// DB is the pool for statements outside ent. On SQLite it is the
+	// pool of readers (writes through it work, queueing on SQLite's lock);
+	// the ent client writes through a writer connection of its own.
 	DB      *sql.DB
 	Dialect string // dialect.SQLite or dialect.Postgres
 	// DSN is the driver's data source name (for PostgreSQL LISTEN connections).
 	DSN string
+
+	statements *atomic.Int64
 }
+
+// Statements returns how many statements the ent client has run (reads,
+// writes, transaction starts): for tests that check how a request's
+// statements grow.
+func (s *Store) Statements() int64 { return s.statements.Load() }
+
+// SQLiteReaders is the number of reader connections on SQLite: reads run
+// beside each other and beside the writer (WAL); more would only share
+// the same cores.
+const SQLiteReaders = 4
 
 // Open opens the database that url names: "postgres://..." or
 // "postgresql://..." for PostgreSQL; "sqlite:///abs/path.db",
@@ -45,26 +61,51 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		return nil, fmt.Errorf("store.Open: %w", err)
 	}
 	d := dialect.SQLite
+	var read *sql.DB
 	if drv == "postgres" {
 		d = dialect.Postgres
 		// The default of 2 idle connections makes every burst reconnect.
 		db.SetMaxOpenConns(32)
 		db.SetMaxIdleConns(32)
 	} else {
-		// SQLite has one writer; more connections only queue on its lock,
-		// but readers in WAL mode run beside the writer.
-		db.SetMaxOpenConns(8)
-		db.SetMaxIdleConns(8)
+		// SQLite has one writer: one connection writes, and writers queue
+		// for it in Go rather than polling SQLite's lock. Readers, in WAL
+		// mode, run beside it on connections of their own, which they take
+		// deferred transactions on, so that no reader holds the write lock
+		// or takes the writer's connection.
+		db.SetMaxOpenConns(1)
+		db.SetMaxIdleConns(1)
+		if read, err = sql.Open(drv, strings.Replace(dsn, "_txlock=immediate", "_txlock=deferred", 1)); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("store.Open: %w", err)
+		}
+		read.SetMaxOpenConns(SQLiteReaders)
+		read.SetMaxIdleConns(SQLiteReaders)
+		read.SetConnMaxIdleTime(5 * time.Minute)
 	}
 	db.SetConnMaxIdleTime(5 * time.Minute)
+	closeAll := func() {
+		db.Close()
+		if read != nil {
+			read.Close()
+		}
+	}
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := db.PingContext(pingCtx); err != nil {
-		db.Close()
+		closeAll()
 		return nil, fmt.Errorf("store.Open: connect to %s: %w", redact(url), err)
 	}
-	client := ent.NewClient(ent.Driver(entsql.OpenDB(d, db)))
-	return &Store{Client: client, DB: db, Dialect: d, DSN: dsn}, nil
+	st := &Store{DB: db, Dialect: d, DSN: dsn, statements: new(atomic.Int64)}
+	if read != nil {
+		if err := read.PingContext(pingCtx); err != nil {
+			closeAll()
+			return nil, fmt.Errorf("store.Open: connect to %s: %w", redact(url), err)
+		}
+		st.DB = read
+	}
+	st.Client = ent.NewClient(ent.Driver(&driver{Driver: entsql.OpenDB(d, db), read: read, n: st.statements}))
+	return st, nil
 }
 
 // Migrate brings the schema up to date. It adds tables, columns and indexes
