@@ -20,7 +20,7 @@ const nestedListsQuery = `{ segments(first: 50) { totalCount edges { node {
 
 // seedNested creates segments segments, each with a campaign and members
 // members (every user in two segments).
-func seedNested(t *testing.T, c *testenv.Client, segments, members int) {
+func seedNested(t testing.TB, c *testenv.Client, segments, members int) {
 	t.Helper()
 	for i := range segments {
 		var seg struct{ CreateSegment struct{ ID string } }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"strings"
 	"time"
 
@@ -152,5 +153,43 @@ func timeoutError(timeout time.Duration) *gqlerror.Error {
 	return &gqlerror.Error{
 		Message:    fmt.Sprintf("the request ran past its deadline of %s (SEGMENTD_REQUEST_TIMEOUT)", timeout),
 		Extensions: map[string]any{"code": string(segmentd.CodeTimeout)},
+	}
+}
+
+// DefaultQuerySlots is how many queries run at once by default: all cores
+// but one, so that however many expensive reads arrive, one core is left
+// for ingestion (mutations) and subscriptions.
+func DefaultQuerySlots() int { return max(1, runtime.GOMAXPROCS(0)-1) }
+
+// querySlots lets at most n query operations execute at once; the others
+// wait for a slot, within their deadline (TIMEOUT past it). Mutations and
+// subscriptions never wait: a read never holds ingestion up.
+func querySlots(n int, timeout time.Duration) graphql.OperationMiddleware {
+	slots := make(chan struct{}, n)
+	return func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+		oc := graphql.GetOperationContext(ctx)
+		if oc == nil || oc.Operation == nil || oc.Operation.Operation != ast.Query {
+			return next(ctx)
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{timeoutError(timeout)}})
+			}
+			return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{{Message: "request cancelled"}}})
+		}
+		handler := next(ctx)
+		released := false
+		release := func() {
+			if !released {
+				released = true
+				<-slots
+			}
+		}
+		return func(ctx context.Context) *graphql.Response {
+			defer release()
+			return handler(ctx)
+		}
 	}
 }

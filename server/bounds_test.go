@@ -208,7 +208,7 @@ func TestRequestDeadlineCancelsTheQuery(t *testing.T) {
 }
 
 // fillUsers inserts n users straight into the database.
-func fillUsers(t *testing.T, db *sql.DB, dialect string, n int) {
+func fillUsers(t testing.TB, db *sql.DB, dialect string, n int) {
 	t.Helper()
 	ctx := context.Background()
 	var stmt string

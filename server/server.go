@@ -414,6 +414,7 @@ func (s *Server) graphqlHandler() http.Handler {
 	srv.AroundOperations(deadline(s.cfg.RequestTimeout))
 	srv.AroundOperations(s.socketOperations)
 	srv.AroundOperations(authorize)
+	srv.AroundOperations(querySlots(DefaultQuerySlots(), s.cfg.RequestTimeout))
 	srv.AroundOperations(requestCache)
 	srv.AroundFields(capPages)
 	srv.AroundFields(boundArguments)

@@ -104,9 +104,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"requests per second per API key, HTTP GraphQL and /v1; negative: no limit (env SEGMENTD_RATE_LIMIT)")
 	fs.IntVar(&cfg.RateBurst, "rate-burst", int(envInt("SEGMENTD_RATE_BURST", 0)),
 		"requests a key may make at once; default twice the rate (env SEGMENTD_RATE_BURST)")
+	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", envDuration("SEGMENTD_REQUEST_TIMEOUT", 30*time.Second),
+		"deadline of every query and mutation (not subscriptions); past it, its database work is cancelled and it answers TIMEOUT (env SEGMENTD_REQUEST_TIMEOUT)")
 	fs.StringVar(&logLevel, "log-level", envOr("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	fs.StringVar(&logFormat, "log-format", envOr("LOG_FORMAT", "text"), "text or json (env LOG_FORMAT)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := checkDuration("SEGMENTD_REQUEST_TIMEOUT"); err != nil {
 		return err
 	}
 	log, err := newLogger(stderr, logLevel, logFormat)
@@ -354,6 +359,24 @@ func envFloat(key string, def float64) float64 {
 		return f
 	}
 	return def
+}
+
+// envDuration reads a duration such as "30s"; a value that does not parse
+// is reported by checkDuration.
+func envDuration(key string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(key)); err == nil {
+		return d
+	}
+	return def
+}
+
+func checkDuration(key string) error {
+	if v := os.Getenv(key); v != "" {
+		if _, err := time.ParseDuration(v); err != nil {
+			return fmt.Errorf("%s=%q: want a duration such as 30s or 2m", key, v)
+		}
+	}
+	return nil
 }
 
 func envInt(key string, def int64) int64 {
