@@ -158,4 +158,3 @@ func BenchmarkIngestUnderReads(b *testing.B) {
 	fmt.Fprintf(&out, "\n%d events per phase, one at a time.\n", events)
 	fmt.Print(out.String())
 }
-
