@@ -224,3 +224,29 @@ func fillUsers(t testing.TB, db *sql.DB, dialect string, n int) {
 		t.Fatalf("fill users: %v", err)
 	}
 }
+
+// Subscriptions have no deadline: one outlives the request timeout many
+// times over and still delivers; a query on the same socket gets the
+// deadline.
+func TestSubscriptionsOutliveTheDeadline(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
+		srv := startAttackServer(t, dbURL, func(c *server.Config) { c.RequestTimeout = 200 * time.Millisecond })
+		admin := srv.Admin()
+		var seg struct{ CreateSegment struct{ ID string } }
+		admin.MustDo(t, `mutation { createSegment(input: {name: "followed", kind: STATIC}) { id } }`, nil, &seg)
+		ws := srv.DialWS(t, testenv.AdminKey, testenv.TransportWS)
+		ws.Subscribe(t, "s", `subscription($s: ID!) { membershipChanged(segmentId: $s, after: "0.0") { kind user { userId } } }`, map[string]any{"s": seg.CreateSegment.ID})
+		time.Sleep(time.Second) // five deadlines
+		admin.MustDo(t, `mutation($s: ID!) { addUsersToSegment(segmentId: $s, userIds: ["late"]) { added } }`, map[string]any{"s": seg.CreateSegment.ID}, nil)
+		var got struct {
+			MembershipChanged struct {
+				Kind string
+				User struct{ UserID string }
+			}
+		}
+		ws.NextData(t, "s", 15*time.Second, &got)
+		if got.MembershipChanged.Kind != "ENTERED" || got.MembershipChanged.User.UserID != "late" {
+			t.Errorf("after the deadline, the subscription delivered %+v", got)
+		}
+	})
+}
