@@ -301,24 +301,40 @@ func withMembershipEdges(q *ent.MembershipQuery, sel map[string]bool) *ent.Membe
 	return q
 }
 
-// segmentCampaigns loads the campaigns of a group of segments.
+// segmentCampaigns loads the campaigns of a group of segments: which
+// campaigns (one statement), then the campaigns with every ent edge the
+// selection asks for (entgql's field collection: one statement per edge).
 func (r *Resolver) segmentCampaigns(ctx context.Context, segmentID pulid.ID) ([]*ent.Campaign, error) {
-	sel := selected(ctx)
 	list, err := load(ctx, "segment", fieldKey(ctx), segmentID, func(ctx context.Context, ids []pulid.ID) (map[pulid.ID][]*ent.Campaign, error) {
-		q := r.client.Campaign.Query().Where(campaign.SegmentRefIn(ids...)).Order(ent.Asc(campaign.FieldCreatedAt), ent.Asc(campaign.FieldID))
-		if sel["segment"] {
-			q = q.WithSegment()
+		refs, err := r.client.Campaign.Query().Where(campaign.SegmentRefIn(ids...)).
+			Select(campaign.FieldID, campaign.FieldSegmentRef).All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[pulid.ID][]*ent.Campaign, len(ids))
+		if len(refs) == 0 {
+			return out, nil
+		}
+		segOf := make(map[pulid.ID]pulid.ID, len(refs))
+		cids := make([]pulid.ID, 0, len(refs))
+		for _, c := range refs {
+			if c.SegmentRef != nil {
+				segOf[c.ID] = *c.SegmentRef
+				cids = append(cids, c.ID)
+			}
+		}
+		q, err := r.client.Campaign.Query().Where(campaign.IDIn(cids...)).
+			Order(ent.Asc(campaign.FieldCreatedAt), ent.Asc(campaign.FieldID)).CollectFields(ctx)
+		if err != nil {
+			return nil, err
 		}
 		rows, err := q.All(ctx)
 		if err != nil {
 			return nil, err
 		}
 		registerCampaigns(ctx, rows)
-		out := make(map[pulid.ID][]*ent.Campaign, len(ids))
 		for _, c := range rows {
-			if c.SegmentRef != nil {
-				out[*c.SegmentRef] = append(out[*c.SegmentRef], c)
-			}
+			out[segOf[c.ID]] = append(out[segOf[c.ID]], c)
 		}
 		return out, nil
 	})

@@ -13,7 +13,7 @@ import (
 // segments of those: lists in lists in lists.
 const nestedListsQuery = `{ segments(first: 50) { totalCount edges { node {
 	id name totalUsers conditionText
-	campaigns { id name status activationCount segment { name } }
+	campaigns { id name status activationCount segment { name } activations(first: 5) { totalCount edges { node { user { userId } } } } }
 	members(first: 20) { totalCount pageInfo { hasNextPage endCursor } edges { cursor node {
 		source enteredAt user { userId memberships { source segment { name } } } } } }
 } } } }`
