@@ -18,6 +18,7 @@ const (
 	CodeConflict        Code = "CONFLICT"
 	CodeRateLimited     Code = "RATE_LIMITED"
 	CodeCostLimit       Code = "COST_LIMIT" // a query's estimated cost is over the limit
+	CodeTimeout         Code = "TIMEOUT"
 	CodeInternal        Code = "INTERNAL"
 )
 

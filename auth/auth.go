@@ -172,6 +172,39 @@ func (k *Keys) Revoke(ctx context.Context, id pulid.ID) error {
 	return nil
 }
 
+// KeysTopic is the pubsub topic signalled when a key is revoked or its
+// role changes, so that servers end what the key may no longer do.
+const KeysTopic = "api_keys"
+
+// SetRole changes a key's role; requests with it get the new role from
+// then on, and its open websockets are closed.
+func (k *Keys) SetRole(ctx context.Context, id pulid.ID, role Role) error {
+	if err := apikey.RoleValidator(role); err != nil {
+		return segmentd.Invalid("role", "unknown role %q: use ADMIN, WRITE or READ", role)
+	}
+	n, err := k.Client.APIKey.Update().Where(apikey.ID(id)).SetRole(role).Save(ctx)
+	if err != nil {
+		return fmt.Errorf("auth.SetRole: %w", err)
+	}
+	if n == 0 {
+		return segmentd.Errorf(segmentd.CodeNotFound, "no API key with id %q", id)
+	}
+	return nil
+}
+
+// Current returns the caller that the key id stands for now: an
+// UNAUTHENTICATED error if it was revoked (or deleted) since.
+func (k *Keys) Current(ctx context.Context, id pulid.ID) (*Principal, error) {
+	key, err := k.Client.APIKey.Query().Where(apikey.ID(id)).Only(ctx)
+	if ent.IsNotFound(err) || (err == nil && key.RevokedAt != nil) {
+		return nil, segmentd.Errorf(segmentd.CodeUnauthenticated, "the API key was revoked")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("auth.Current: %w", err)
+	}
+	return &Principal{KeyID: key.ID, Name: key.Name, Role: key.Role}, nil
+}
+
 // EnsureAdmin creates the first ADMIN key when there is no key at all: with
 // the given secret if it is not empty, else a random one. It returns the
 // secret it created, or "" if keys already existed.

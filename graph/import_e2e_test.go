@@ -405,7 +405,8 @@ func TestImportRequests(t *testing.T) {
 			t.Fatalf("unknown segment: %+v", r.Errors)
 		}
 		r = c.Upload(t, importMutation, map[string]any{"s": segID, "mode": "MERGE"}, "file", "a.csv", strings.NewReader("a\n"))
-		if len(r.Errors) != 1 || r.Errors[0].Code() != "GRAPHQL_VALIDATION_FAILED" || !strings.Contains(r.Errors[0].Message, "MERGE") {
+		// Refused from the operations part, before the file is read.
+		if len(r.Errors) != 1 || r.Errors[0].Code() != "BAD_USER_INPUT" || r.Errors[0].Field() != "mode" || !strings.Contains(r.Errors[0].Message, "MERGE") {
 			t.Fatalf("unknown mode: %+v", r.Errors)
 		}
 		_, readKey := newKey(t, srv, "reader", auth.RoleRead)

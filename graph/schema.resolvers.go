@@ -14,11 +14,9 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/segmentd/segmentd"
 	"github.com/segmentd/segmentd/ent"
-	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/condition"
 	"github.com/segmentd/segmentd/ent/group"
 	"github.com/segmentd/segmentd/ent/importjob"
-	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/schema"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/user"
@@ -29,7 +27,7 @@ import (
 
 // ActivationCount is the resolver for the activationCount field.
 func (r *campaignResolver) ActivationCount(ctx context.Context, obj *ent.Campaign) (int, error) {
-	return obj.QueryActivations().Count(ctx)
+	return r.activationCount(ctx, obj.ID)
 }
 
 // Activations is the resolver for the activations field.
@@ -55,12 +53,12 @@ func (r *conditionResolver) Children(ctx context.Context, obj *ent.Condition) ([
 
 // User is the resolver for the user field.
 func (r *eventResolver) User(ctx context.Context, obj *ent.Event) (*ent.User, error) {
-	return nullIfNotFound(obj.QuerySubject().Only(ctx))
+	return r.eventUser(ctx, obj)
 }
 
 // Outcomes is the resolver for the outcomes field.
 func (r *eventResolver) Outcomes(ctx context.Context, obj *ent.Event) ([]*schema.Outcome, error) {
-	return service.LiveOutcomes(ctx, r.client, obj.Outcomes)
+	return r.liveOutcomes(ctx, obj)
 }
 
 // Errors is the resolver for the errors field.
@@ -169,12 +167,12 @@ func (r *queryResolver) Group(ctx context.Context, groupID string) (*ent.Group, 
 
 // Condition is the resolver for the condition field.
 func (r *segmentResolver) Condition(ctx context.Context, obj *ent.Segment) (*ent.Condition, error) {
-	return service.ConditionTree(ctx, r.client, obj.ID)
+	return r.conditionTree(ctx, obj.ID)
 }
 
 // ConditionText is the resolver for the conditionText field.
 func (r *segmentResolver) ConditionText(ctx context.Context, obj *ent.Segment) (*string, error) {
-	root, err := service.ConditionTree(ctx, r.client, obj.ID)
+	root, err := r.conditionTree(ctx, obj.ID)
 	if err != nil || root == nil {
 		return nil, err
 	}
@@ -184,12 +182,15 @@ func (r *segmentResolver) ConditionText(ctx context.Context, obj *ent.Segment) (
 
 // Campaigns is the resolver for the campaigns field.
 func (r *segmentResolver) Campaigns(ctx context.Context, obj *ent.Segment) ([]*ent.Campaign, error) {
-	return obj.QueryCampaigns().Order(ent.Asc(campaign.FieldCreatedAt)).All(ctx)
+	return r.segmentCampaigns(ctx, obj.ID)
 }
 
 // Members is the resolver for the members field.
 func (r *segmentResolver) Members(ctx context.Context, obj *ent.Segment, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, where *ent.MembershipWhereInput, orderBy *ent.MembershipOrder) (*ent.MembershipConnection, error) {
-	return r.svc.Members(ctx, obj, service.Page{After: after, First: first, Before: before, Last: last}, where, orderBy)
+	if orderBy == nil {
+		orderBy = &ent.MembershipOrder{Field: ent.MembershipOrderFieldEnteredAt, Direction: entgql.OrderDirectionDesc}
+	}
+	return r.segmentMembers(ctx, obj, after, first, before, last, where, orderBy)
 }
 
 // Stats is the resolver for the stats field.
@@ -214,7 +215,11 @@ func (r *segmentResolver) MembersAt(ctx context.Context, obj *ent.Segment, time 
 
 // Segment is the resolver for the segment field.
 func (r *segmentOutcomeResolver) Segment(ctx context.Context, obj *schema.Outcome) (*ent.Segment, error) {
-	return r.client.Segment.Get(ctx, obj.SegmentID)
+	seg, err := r.outcomeSegment(ctx, obj.SegmentID)
+	if err == nil && seg == nil {
+		return nil, &ent.NotFoundError{}
+	}
+	return seg, err
 }
 
 // MembershipChanged is the resolver for the membershipChanged field.
@@ -244,7 +249,7 @@ func (r *subscriptionResolver) ImportJobProgress(ctx context.Context, id pulid.I
 
 // Memberships is the resolver for the memberships field.
 func (r *userResolver) Memberships(ctx context.Context, obj *ent.User) ([]*ent.Membership, error) {
-	return obj.QueryMemberships().Order(ent.Desc(membership.FieldEnteredAt)).All(ctx)
+	return r.userMemberships(ctx, obj.ID)
 }
 
 // Mutation returns generated.MutationResolver implementation.

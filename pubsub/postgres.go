@@ -142,3 +142,13 @@ func (p *Postgres) Close() error {
 	p.wg.Wait()
 	return err
 }
+
+// NotifyPostgres sends one signal on topic to every replica listening on
+// the PostgreSQL that db reaches, from a process that runs no broker (such
+// as `segmentd keys revoke`).
+func NotifyPostgres(ctx context.Context, db *sql.DB, topic string) error {
+	if _, err := db.ExecContext(ctx, "SELECT pg_notify($1, $2)", Channel, topic); err != nil {
+		return fmt.Errorf("pubsub.NotifyPostgres: %w", err)
+	}
+	return nil
+}

@@ -26,7 +26,7 @@ func (s *Server) requireKey(next http.Handler) http.Handler {
 		}
 		if isWebsocketUpgrade(r) {
 			ctx := context.WithValue(r.Context(), upgradeAuthorizationKey{}, r.Header.Get("Authorization"))
-			next.ServeHTTP(w, r.WithContext(ctx))
+			next.ServeHTTP(w, withSocket(r.WithContext(ctx)))
 			return
 		}
 		p, err := s.keys.Authenticate(r.Context(), auth.BearerToken(r.Header.Get("Authorization")))
@@ -87,6 +87,9 @@ func (s *Server) websocketInit(ctx context.Context, payload transport.InitPayloa
 		ctx = transport.AppendCloseReason(ctx, "Forbidden: subscriptions need a READ or ADMIN key")
 		return ctx, nil, segmentd.Errorf(segmentd.CodeForbidden, "subscriptions need a READ or ADMIN key")
 	}
+	if sock := socketFrom(ctx); sock != nil {
+		s.sockets.add(ctx, sock, p)
+	}
 	return auth.WithPrincipal(ctx, p), nil, nil
 }
 
@@ -114,18 +117,7 @@ func authorizeOperation(ctx context.Context, schema *ast.Schema, next graphql.Op
 		if strings.HasPrefix(name, "__") {
 			continue // introspection and __typename: allowed to any key
 		}
-		allowed := false
-		switch oc.Operation.Operation {
-		case ast.Query, ast.Subscription:
-			allowed = p.CanRead()
-		case ast.Mutation:
-			if writeRules["Mutation."+name] {
-				allowed = p.CanIngest()
-			} else {
-				allowed = p.CanAdmin()
-			}
-		}
-		if !allowed {
+		if !allowedRoot(p, oc.Operation.Operation, name) {
 			return errorResponse(ctx, segmentd.CodeForbidden, "a %s key may not use %s %s", p.Role, oc.Operation.Operation, name)
 		}
 	}

@@ -24,6 +24,20 @@ import (
 func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		gqlErr := graphql.DefaultErrorPresenter(ctx, err)
+		if strings.HasPrefix(gqlErr.Message, undecodableBody) {
+			// gqlgen's message quotes the whole body, which may hold keys
+			// and traits: neither the log nor the answer repeats it.
+			gqlErr.Message = "the request body is not a GraphQL request in JSON"
+			setCode(gqlErr, segmentd.CodeInvalid)
+			return gqlErr
+		}
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+			// Whatever failed once the deadline passed failed because of it
+			// (a cancelled statement reports its driver's own error).
+			gqlErr.Message = "the request ran past its deadline (SEGMENTD_REQUEST_TIMEOUT) and was cancelled"
+			setCode(gqlErr, segmentd.CodeTimeout)
+			return gqlErr
+		}
 		if gqlErr.Extensions != nil && gqlErr.Extensions["code"] != nil && !hasDomainError(err) {
 			// gqlgen's own parse and validation errors already carry a code.
 			return gqlErr
@@ -55,8 +69,8 @@ func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 		case errors.As(err, new(*http.MaxBytesError)):
 			gqlErr.Message = "the request body is too large"
 			setCode(gqlErr, segmentd.CodeInvalid)
-		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-			gqlErr.Message = "request cancelled or timed out"
+		case errors.Is(err, context.Canceled):
+			gqlErr.Message = "request cancelled"
 			setCode(gqlErr, segmentd.CodeInternal)
 		case !errors.Is(err, errPanic) && argumentsUndecoded(ctx):
 			// A value that passed GraphQL validation but not its type's
@@ -79,6 +93,9 @@ func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 		return gqlErr
 	}
 }
+
+// undecodableBody starts gqlgen's error for a POST body that is not JSON.
+const undecodableBody = "json request body could not be decoded"
 
 func hasDomainError(err error) bool {
 	var derr *segmentd.Error

@@ -51,13 +51,15 @@ func (l *limiters) wait(key pulid.ID) time.Duration {
 		l.keys[key] = lim
 	}
 	l.mu.Unlock()
+	// AllowN decides at one instant, under the limiter's lock. (Reserve
+	// then Delay measured the delay later: a goroutine descheduled between
+	// the two, as under load, was let through on a token of the future.)
 	now := l.now()
-	res := lim.ReserveN(now, 1)
-	if d := res.DelayFrom(now); d > 0 {
-		res.CancelAt(now)
-		return d
+	if lim.AllowN(now, 1) {
+		return 0
 	}
-	return 0
+	missing := 1 - lim.TokensAt(now)
+	return max(time.Millisecond, time.Duration(missing/float64(l.rate)*float64(time.Second)))
 }
 
 // allow answers 429 with Retry-After when the caller's key is over its rate:

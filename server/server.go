@@ -59,6 +59,10 @@ type Config struct {
 	RateClock func() time.Time
 	// Now is the service's clock; default time.Now. Tests inject their own.
 	Now func() time.Time
+	// RequestTimeout bounds every query and mutation (HTTP or websocket;
+	// not subscriptions): past it, its database work is cancelled and it
+	// answers TIMEOUT. Default 30s; negative: none.
+	RequestTimeout time.Duration
 	// WebsocketInitTimeout is how long a websocket may stay open without a
 	// connection_init before it is closed; default 10s.
 	WebsocketInitTimeout time.Duration
@@ -100,6 +104,9 @@ func (c *Config) setDefaults() {
 	if c.RateLimit == 0 {
 		c.RateLimit = 1000
 	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 30 * time.Second
+	}
 	if c.WebsocketInitTimeout == 0 {
 		c.WebsocketInitTimeout = 10 * time.Second
 	}
@@ -115,9 +122,10 @@ type Server struct {
 	ln    net.Listener
 	http  *http.Server
 
-	limits *limiters
-	broker pubsub.Broker
-	live   *service.Live
+	limits  *limiters
+	sockets *sockets
+	broker  pubsub.Broker
+	live    *service.Live
 	// stop ends the tailers and every request context (websockets are
 	// hijacked: http.Server.Shutdown does not end them).
 	stop context.CancelFunc
@@ -150,6 +158,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		s.svc.Now = cfg.Now
 	}
 	s.limits = newLimiters(cfg.RateLimit, cfg.RateBurst, cfg.RateClock)
+	s.sockets = newSockets()
 	if s.FirstAdminKey, err = s.keys.EnsureAdmin(ctx, cfg.AdminKey); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("server.New: %w", err)
@@ -181,6 +190,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
 	go s.svc.CompactCountersEvery(base, 5*time.Minute)
+	go s.watchKeys(base)
 	if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 		s.closeAll()
 		return nil, fmt.Errorf("server.New: listen: %w", err)
@@ -315,6 +325,9 @@ func (s *Server) limitUpload(next http.Handler, w http.ResponseWriter, r *http.R
 	}
 	body := &cappedBody{ReadCloser: r.Body, left: limit}
 	r.Body = body
+	if !s.precheckUpload(w, r) {
+		return
+	}
 	cw := &uploadResponse{ResponseWriter: w, body: body}
 	next.ServeHTTP(cw, r)
 	if body.exceeded && !cw.wrote {
@@ -386,7 +399,7 @@ func (s *Server) graphqlHandler() http.Handler {
 	es := generated.NewExecutableSchema(graph.NewConfig(graph.NewResolver(s.store.Client, s.svc, s.live)))
 	srv := handler.New(es)
 	srv.AddTransport(transport.Websocket{
-		Implementation:        wsgorilla.Implementation{CheckOrigin: s.checkOrigin},
+		Implementation:        socketAccepter{wsgorilla.Implementation{CheckOrigin: s.checkOrigin}},
 		InitFunc:              s.websocketInit,
 		InitTimeout:           s.cfg.WebsocketInitTimeout,
 		KeepAlivePingInterval: 15 * time.Second,
@@ -410,10 +423,15 @@ func (s *Server) graphqlHandler() http.Handler {
 	// next one twice.
 	srv.Use(costLimit{Max: s.cfg.MaxQueryCost, Schema: es.Schema()})
 	srv.AroundOperations(refuseHTTPSubscriptions)
+	srv.AroundOperations(deadline(s.cfg.RequestTimeout))
+	srv.AroundOperations(s.socketOperations)
 	srv.AroundOperations(authorize(es.Schema()))
+	srv.AroundOperations(querySlots(DefaultQuerySlots(), s.cfg.RequestTimeout))
 	srv.AroundOperations(requestCache)
 	srv.AroundFields(fieldRoles)
 	srv.AroundFields(capPages)
+	srv.AroundFields(boundArguments)
+	srv.AroundFields(graph.Siblings)
 	srv.SetErrorPresenter(presentError(s.log))
 	srv.SetRecoverFunc(recoverPanic(s.log))
 	return srv
@@ -450,6 +468,7 @@ func sameOrigin(origin, host string) bool {
 func requestCache(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 	if op := graphql.GetOperationContext(ctx); op != nil && op.Operation != nil && op.Operation.Operation == ast.Query {
 		ctx = service.WithRequestCache(ctx)
+		ctx = graph.WithBatches(ctx)
 	}
 	return next(ctx)
 }

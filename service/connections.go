@@ -150,6 +150,21 @@ func (s *Service) Events(ctx context.Context, page Page, where *ent.EventWhereIn
 		Edges: edgesOf(p, func(n *ent.Event, c ent.Cursor) *ent.EventEdge { return &ent.EventEdge{Node: n, Cursor: c} })}, nil
 }
 
+// MembershipCursor is the cursor Members gives m in order: for first pages
+// of members that are loaded for many segments at once.
+func MembershipCursor(order *ent.MembershipOrder, m *ent.Membership) (ent.Cursor, error) {
+	field := order.Field
+	if field == nil {
+		field = ent.DefaultMembershipOrder.Field
+	}
+	ks, err := entKeyset("mem", membershipOrderColumns, field.String(), order.Direction,
+		func(n *ent.Membership) pulid.ID { return n.ID }, field.Value)
+	if err != nil {
+		return ent.Cursor{}, err
+	}
+	return ks.cursor(m)
+}
+
 // Members lists a segment's current members, newest entry first unless
 // order says otherwise.
 func (s *Service) Members(ctx context.Context, seg *ent.Segment, page Page, where *ent.MembershipWhereInput, order *ent.MembershipOrder) (*ent.MembershipConnection, error) {

@@ -85,7 +85,7 @@ func (s *Service) StartImport(ctx context.Context, in ImportInput) (*ent.ImportJ
 	if err != nil {
 		return fail(err)
 	}
-	if err := segmentExistsIn(ctx, nil, s.Client, "segmentId", in.SegmentID); err != nil {
+	if err := s.SegmentExists(ctx, "segmentId", in.SegmentID); err != nil {
 		return fail(err)
 	}
 	now := s.now()
@@ -103,6 +103,13 @@ func (s *Service) StartImport(ctx context.Context, in ImportInput) (*ent.ImportJ
 		s.runImport(s.background(), job, in.Path)
 	}()
 	return job, nil
+}
+
+// SegmentExists returns a NOT_FOUND error on field unless the segment id
+// exists: what StartImport checks first, for the HTTP layer to check before
+// it reads an upload.
+func (s *Service) SegmentExists(ctx context.Context, field string, id pulid.ID) error {
+	return segmentExistsIn(ctx, nil, s.Client, field, id)
 }
 
 // WaitImports waits for the imports of this process to end (tests, and

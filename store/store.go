@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -25,12 +26,27 @@ import (
 
 // Store is an open database with its ent client.
 type Store struct {
-	Client  *ent.Client
+	Client *ent.Client
+	// DB is the pool for statements outside ent. On SQLite it is the
+	// pool of readers (writes through it work, queueing on SQLite's lock);
+	// the ent client writes through a writer connection of its own.
 	DB      *sql.DB
 	Dialect string // dialect.SQLite or dialect.Postgres
 	// DSN is the driver's data source name (for PostgreSQL LISTEN connections).
 	DSN string
+
+	statements *atomic.Int64
 }
+
+// Statements returns how many statements the ent client has run (reads,
+// writes, transaction starts): for tests that check how a request's
+// statements grow.
+func (s *Store) Statements() int64 { return s.statements.Load() }
+
+// SQLiteReaders is the number of reader connections on SQLite: reads run
+// beside each other and beside the writer (WAL); more would only share
+// the same cores.
+const SQLiteReaders = 4
 
 // Open opens the database that url names: "postgres://..." or
 // "postgresql://..." for PostgreSQL; "sqlite:///abs/path.db",
@@ -45,26 +61,51 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		return nil, fmt.Errorf("store.Open: %w", err)
 	}
 	d := dialect.SQLite
+	var read *sql.DB
 	if drv == "postgres" {
 		d = dialect.Postgres
 		// The default of 2 idle connections makes every burst reconnect.
 		db.SetMaxOpenConns(32)
 		db.SetMaxIdleConns(32)
 	} else {
-		// SQLite has one writer; more connections only queue on its lock,
-		// but readers in WAL mode run beside the writer.
-		db.SetMaxOpenConns(8)
-		db.SetMaxIdleConns(8)
+		// SQLite has one writer: one connection writes, and writers queue
+		// for it in Go rather than polling SQLite's lock. Readers, in WAL
+		// mode, run beside it on connections of their own, which they take
+		// deferred transactions on, so that no reader holds the write lock
+		// or takes the writer's connection.
+		db.SetMaxOpenConns(1)
+		db.SetMaxIdleConns(1)
+		if read, err = sql.Open(drv, strings.Replace(dsn, "_txlock=immediate", "_txlock=deferred", 1)); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("store.Open: %w", err)
+		}
+		read.SetMaxOpenConns(SQLiteReaders)
+		read.SetMaxIdleConns(SQLiteReaders)
+		read.SetConnMaxIdleTime(5 * time.Minute)
 	}
 	db.SetConnMaxIdleTime(5 * time.Minute)
+	closeAll := func() {
+		db.Close()
+		if read != nil {
+			read.Close()
+		}
+	}
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := db.PingContext(pingCtx); err != nil {
-		db.Close()
+		closeAll()
 		return nil, fmt.Errorf("store.Open: connect to %s: %w", redact(url), err)
 	}
-	client := ent.NewClient(ent.Driver(entsql.OpenDB(d, db)))
-	return &Store{Client: client, DB: db, Dialect: d, DSN: dsn}, nil
+	st := &Store{DB: db, Dialect: d, DSN: dsn, statements: new(atomic.Int64)}
+	if read != nil {
+		if err := read.PingContext(pingCtx); err != nil {
+			closeAll()
+			return nil, fmt.Errorf("store.Open: connect to %s: %w", redact(url), err)
+		}
+		st.DB = read
+	}
+	st.Client = ent.NewClient(ent.Driver(&driver{Driver: entsql.OpenDB(d, db), read: read, n: st.statements}))
+	return st, nil
 }
 
 // Migrate brings the schema up to date. It adds tables, columns and indexes
@@ -162,7 +203,9 @@ func driverFor(raw string) (driver, dsn string, err error) {
 	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"):
 		u, err := url.Parse(raw)
 		if err != nil {
-			return "", "", fmt.Errorf("database URL: %w", err)
+			// url.Parse's error quotes the URL, or the part of it at fault,
+			// which may be the password: it is not repeated.
+			return "", "", fmt.Errorf("database URL %s does not parse; escape special characters of the user name and password as %%XX", redact(raw))
 		}
 		q := u.Query()
 		// lib/pq defaults to sslmode=require, which a local server without
@@ -208,13 +251,31 @@ func isLoopback(host string) bool {
 // redact hides the password of a database URL for logs and errors.
 func redact(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
+	if err != nil {
+		return redactUnparsed(raw)
+	}
+	if u.User == nil {
 		return raw
 	}
 	if _, ok := u.User.Password(); ok {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
 	}
 	return u.String()
+}
+
+// redactUnparsed hides the user information of a URL that does not parse:
+// everything between "://" and the last "@" (a password that makes a URL
+// unparsable may hold "/", "?" or "@" itself).
+func redactUnparsed(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return raw
+	}
+	return scheme + "://xxxxx" + rest[at:]
 }
 
 // Redact hides the password of a database URL for logs and errors.

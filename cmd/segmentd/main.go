@@ -4,6 +4,7 @@
 //	segmentd keys create --role ROLE --name NAME
 //	segmentd keys list
 //	segmentd keys revoke ID
+//	segmentd keys set-role --role ROLE ID
 //	segmentd verify                    check the stored data against its events and rules
 //
 // Every flag has an environment variable of the same meaning; see README.md.
@@ -29,8 +30,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"entgo.io/ent/dialect"
+
 	"github.com/segmentd/segmentd/auth"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
+	"github.com/segmentd/segmentd/pubsub"
 	"github.com/segmentd/segmentd/server"
 	"github.com/segmentd/segmentd/service"
 	"github.com/segmentd/segmentd/store"
@@ -140,6 +144,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"requests per second per API key, HTTP GraphQL and /v1; negative: no limit (env SEGMENTD_RATE_LIMIT)")
 	fs.IntVar(&cfg.RateBurst, "rate-burst", int(env.int("SEGMENTD_RATE_BURST", 0)),
 		"requests a key may make at once; default twice the rate (env SEGMENTD_RATE_BURST)")
+	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", env.duration("SEGMENTD_REQUEST_TIMEOUT", 30*time.Second),
+		"deadline of every query and mutation (not subscriptions); past it, its database work is cancelled and it answers TIMEOUT (env SEGMENTD_REQUEST_TIMEOUT)")
 	fs.StringVar(&logLevel, "log-level", env.str("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	fs.StringVar(&logFormat, "log-format", env.str("LOG_FORMAT", "text"), "text or json (env LOG_FORMAT)")
 	pprofAddr := env.str("SEGMENTD_PPROF_ADDR", "")
@@ -192,7 +198,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 func keys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: segmentd keys create --role ROLE --name NAME | keys list | keys revoke ID")
+		fmt.Fprintln(stderr, "usage: segmentd keys create --role ROLE --name NAME | keys list | keys revoke ID | keys set-role --role ROLE ID")
 		return errUsage
 	}
 	sub, args := args[0], args[1:]
@@ -204,8 +210,10 @@ func keys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		name string
 	)
 	c.register(fs)
-	if sub == "create" {
+	if sub == "create" || sub == "set-role" {
 		fs.StringVar(&role, "role", "", "ADMIN, WRITE or READ")
+	}
+	if sub == "create" {
 		fs.StringVar(&name, "name", "", "a name that says who uses the key")
 	}
 	if err := parseInterspersed(fs, args); err != nil {
@@ -215,8 +223,11 @@ func keys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case sub == "revoke" && fs.NArg() != 1:
 		fmt.Fprintln(stderr, "usage: segmentd keys revoke [--database-url URL] ID")
 		return errUsage
-	case sub != "create" && sub != "list" && sub != "revoke":
-		fmt.Fprintf(stderr, "segmentd keys: unknown command %q; use create, list or revoke\n", sub)
+	case sub == "set-role" && fs.NArg() != 1:
+		fmt.Fprintln(stderr, "usage: segmentd keys set-role [--database-url URL] --role ROLE ID")
+		return errUsage
+	case sub != "create" && sub != "list" && sub != "revoke" && sub != "set-role":
+		fmt.Fprintf(stderr, "segmentd keys: unknown command %q; use create, list, revoke or set-role\n", sub)
 		return errUsage
 	}
 	st, err := openExisting(ctx, c.databaseURL)
@@ -260,12 +271,35 @@ func keys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := k.Revoke(ctx, pulid.ID(fs.Arg(0))); err != nil {
 			return err
 		}
+		announceKeyChange(ctx, st, stderr)
 		fmt.Fprintf(stdout, "Revoked key %s.\n", fs.Arg(0))
+	case "set-role":
+		r, err := auth.ParseRole(role)
+		if err != nil {
+			return fmt.Errorf("--role: %w", err)
+		}
+		if err := k.SetRole(ctx, pulid.ID(fs.Arg(0)), r); err != nil {
+			return err
+		}
+		announceKeyChange(ctx, st, stderr)
+		fmt.Fprintf(stdout, "Key %s now has the role %s.\n", fs.Arg(0), r)
 	default:
 		fmt.Fprintf(stderr, "segmentd keys: unknown command %q; use create, list or revoke\n", sub)
 		return errUsage
 	}
 	return nil
+}
+
+// announceKeyChange tells running PostgreSQL replicas at once that a key
+// changed, so that they close its websockets now; without the signal (and
+// on SQLite) they notice within server.KeyCheckInterval.
+func announceKeyChange(ctx context.Context, st *store.Store, stderr io.Writer) {
+	if st.Dialect != dialect.Postgres {
+		return
+	}
+	if err := pubsub.NotifyPostgres(ctx, st.DB, auth.KeysTopic); err != nil {
+		fmt.Fprintf(stderr, "segmentd: could not signal the running servers (they will notice within %s): %v\n", server.KeyCheckInterval, err)
+	}
 }
 
 // errDiscrepancies is verify's error when it found any: main exits 1.
@@ -392,6 +426,20 @@ func (p *envParser) int(key string, def int64) int64 {
 	return n
 }
 
+// duration reads a duration such as "30s".
+func (p *envParser) duration(key string, def time.Duration) time.Duration {
+	v := strings.TrimSpace(os.Getenv(key))
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		p.bad(key, v, "not a duration such as 30s or 2m")
+		return def
+	}
+	return d
+}
+
 func (p *envParser) float(key string, def float64) float64 {
 	v := strings.TrimSpace(os.Getenv(key))
 	if v == "" {
@@ -433,6 +481,9 @@ func checkServeConfig(cfg server.Config, pprofAddr string, envErrs []string) err
 	}
 	if cfg.RateLimit == 0 {
 		bad("--rate-limit / SEGMENTD_RATE_LIMIT", "must not be 0; a negative rate means no limit")
+	}
+	if cfg.RequestTimeout <= 0 {
+		bad("--request-timeout / SEGMENTD_REQUEST_TIMEOUT", "must be positive, got %s", cfg.RequestTimeout)
 	}
 	if cfg.RateBurst < 0 {
 		bad("--rate-burst / SEGMENTD_RATE_BURST", "must not be negative, got %d", cfg.RateBurst)

@@ -127,13 +127,27 @@ type Server struct {
 // StartServer starts a segmentd on databaseURL, stopped when the test ends.
 func StartServer(t testing.TB, databaseURL string, opts ...func(*server.Config)) *Server {
 	t.Helper()
+	return StartServerLogging(t, databaseURL, nil, opts...)
+}
+
+// StartServerLogging is StartServer with the server's log, at debug level,
+// written to logTo as well (nil: nowhere), for tests that read it.
+func StartServerLogging(t testing.TB, databaseURL string, logTo io.Writer, opts ...func(*server.Config)) *Server {
+	t.Helper()
 	cfg := server.Config{Addr: "127.0.0.1:0", DatabaseURL: databaseURL, AdminKey: AdminKey}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var sinks []io.Writer
+	if logTo != nil {
+		sinks = append(sinks, logTo)
+	}
 	if os.Getenv("SEGMENTD_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		sinks = append(sinks, os.Stderr)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if len(sinks) > 0 {
+		log = slog.New(slog.NewTextHandler(io.MultiWriter(sinks...), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.New(ctx, cfg, log)
@@ -299,4 +313,23 @@ func (c *Client) post(t testing.TB, contentType string, body io.Reader) *Respons
 	}
 	r.Status = resp.StatusCode
 	return &r
+}
+
+// LogBuffer collects a server's log; it is safe for concurrent use.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns what was logged so far.
+func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
