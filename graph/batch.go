@@ -550,31 +550,138 @@ func (r *Resolver) segmentMembers(ctx context.Context, obj *ent.Segment, after *
 // firstMemberIDs returns the IDs of the first limit memberships of each
 // segment, by enteredAt then ID.
 func (r *Resolver) firstMemberIDs(ctx context.Context, segmentIDs []pulid.ID, limit int, desc bool) ([]pulid.ID, error) {
+	return r.firstIDs(ctx, "memberships", "segment_ref", "entered_at", segmentIDs, limit, desc)
+}
+
+// firstIDs returns the IDs of the first limit rows of table for each of
+// parents (by the parent column), ordered by the order column then ID.
+// The names are this file's constants, never input.
+func (r *Resolver) firstIDs(ctx context.Context, table, parent, order string, parents []pulid.ID, limit int, desc bool) ([]pulid.ID, error) {
 	dir := "ASC"
 	if desc {
 		dir = "DESC"
 	}
-	args := make([]any, 0, len(segmentIDs)+1)
-	marks := make([]string, len(segmentIDs))
-	for i, id := range segmentIDs {
+	args := make([]any, 0, len(parents)+1)
+	marks := make([]string, len(parents))
+	for i, id := range parents {
 		args = append(args, string(id))
 		marks[i] = fmt.Sprintf("$%d", i+1)
 	}
 	args = append(args, limit)
-	q := fmt.Sprintf(`SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY segment_ref ORDER BY entered_at %s, id %s) AS n
-		FROM memberships WHERE segment_ref IN (%s)) AS ranked WHERE n <= $%d`, dir, dir, strings.Join(marks, ", "), len(segmentIDs)+1)
+	orderBy := order + " " + dir
+	if order != "id" {
+		orderBy += ", id " + dir
+	}
+	q := fmt.Sprintf(`SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY %s ORDER BY %s) AS n
+		FROM %s WHERE %s IN (%s)) AS ranked WHERE n <= $%d`, parent, orderBy, table, parent, strings.Join(marks, ", "), len(parents)+1)
 	rows, err := r.client.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("first members: %w", err)
+		return nil, fmt.Errorf("first rows of %s: %w", table, err)
 	}
 	defer rows.Close()
 	var ids []pulid.ID
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("first members: %w", err)
+			return nil, fmt.Errorf("first rows of %s: %w", table, err)
 		}
 		ids = append(ids, pulid.ID(id))
 	}
 	return ids, rows.Err()
+}
+
+// campaignActivations answers Campaign.activations. The first page of a
+// group of campaigns, in the default order (by ID), loads for the whole
+// group in two statements (a window query for the IDs of each campaign's
+// first rows, then the rows with the edges asked for) and one more for
+// their totals; other pages page one campaign at a time.
+func (r *Resolver) campaignActivations(ctx context.Context, obj *ent.Campaign, page service.Page, orderBy *ent.CampaignActivationOrder) (*ent.CampaignActivationConnection, error) {
+	if _, ok := ctx.Value(batchCtxKey{}).(*batches); !ok || page.After != nil || page.Before != nil || page.Last != nil ||
+		page.First == nil || *page.First <= 0 || orderBy != nil {
+		return r.svc.Activations(ctx, obj, page, orderBy)
+	}
+	n := *page.First
+	wantTotal := selected(ctx)["totalCount"]
+	nodeSel := selected(ctx, "edges", "node")
+	return load(ctx, "campaign", fieldKey(ctx, n), obj.ID, func(ctx context.Context, ids []pulid.ID) (map[pulid.ID]*ent.CampaignActivationConnection, error) {
+		out := make(map[pulid.ID]*ent.CampaignActivationConnection, len(ids))
+		for _, id := range ids {
+			out[id] = &ent.CampaignActivationConnection{Edges: []*ent.CampaignActivationEdge{}}
+		}
+		if wantTotal {
+			var rows []struct {
+				CampaignRef pulid.ID `json:"campaign_ref"`
+				Count       int      `json:"count"`
+			}
+			if err := r.client.CampaignActivation.Query().Where(campaignactivation.CampaignRefIn(ids...)).
+				GroupBy(campaignactivation.FieldCampaignRef).Aggregate(ent.Count()).Scan(ctx, &rows); err != nil {
+				return nil, err
+			}
+			for _, row := range rows {
+				out[row.CampaignRef].TotalCount = row.Count
+			}
+		}
+		if !selected(ctx)["edges"] && !selected(ctx)["pageInfo"] {
+			return out, nil
+		}
+		pageIDs, err := r.firstIDs(ctx, "campaign_activations", "campaign_ref", "id", ids, n+1, false)
+		if err != nil {
+			return nil, err
+		}
+		var rows []*ent.CampaignActivation
+		for start := 0; start < len(pageIDs); start += batchChunk {
+			q := r.client.CampaignActivation.Query().Where(campaignactivation.IDIn(pageIDs[start:min(start+batchChunk, len(pageIDs))]...))
+			if nodeSel["user"] {
+				q = q.WithUser()
+			}
+			if nodeSel["segment"] {
+				q = q.WithSegment()
+			}
+			if nodeSel["campaign"] {
+				q = q.WithCampaign()
+			}
+			if nodeSel["event"] {
+				q = q.WithEvent()
+			}
+			chunk, err := q.All(ctx)
+			if err != nil {
+				return nil, err
+			}
+			rows = append(rows, chunk...)
+		}
+		sort.Slice(rows, func(i, j int) bool { return rows[i].ID < rows[j].ID })
+		var users, segs []pulid.ID
+		for _, a := range rows {
+			if u := a.Edges.User; u != nil {
+				users = append(users, u.ID)
+			}
+			if s := a.Edges.Segment; s != nil {
+				segs = append(segs, s.ID)
+			}
+		}
+		register(ctx, "user", users)
+		register(ctx, "segment", segs)
+		for _, a := range rows {
+			conn := out[a.CampaignRef]
+			if conn == nil {
+				continue
+			}
+			if len(conn.Edges) == n {
+				conn.PageInfo.HasNextPage = true
+				continue
+			}
+			c, err := service.ActivationCursor(nil, a)
+			if err != nil {
+				return nil, err
+			}
+			conn.Edges = append(conn.Edges, &ent.CampaignActivationEdge{Node: a, Cursor: c})
+		}
+		for _, conn := range out {
+			if len(conn.Edges) > 0 {
+				conn.PageInfo.StartCursor = &conn.Edges[0].Cursor
+				conn.PageInfo.EndCursor = &conn.Edges[len(conn.Edges)-1].Cursor
+			}
+		}
+		return out, nil
+	})
 }

@@ -32,7 +32,7 @@ func (r *campaignResolver) ActivationCount(ctx context.Context, obj *ent.Campaig
 
 // Activations is the resolver for the activations field.
 func (r *campaignResolver) Activations(ctx context.Context, obj *ent.Campaign, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.CampaignActivationOrder) (*ent.CampaignActivationConnection, error) {
-	return r.svc.Activations(ctx, obj, service.Page{After: after, First: first, Before: before, Last: last}, orderBy)
+	return r.campaignActivations(ctx, obj, service.Page{After: after, First: first, Before: before, Last: last}, orderBy)
 }
 
 // Value is the resolver for the value field.

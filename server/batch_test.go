@@ -62,7 +62,17 @@ func TestNestedListsLoadInBatches(t *testing.T) {
 		seedNested(t, large.Admin(), 12, 20)
 		statementsOf(t, small, nestedListsQuery) // warm: caches, lazy statements
 		statementsOf(t, large, nestedListsQuery)
-		s, l := statementsOf(t, small, nestedListsQuery), statementsOf(t, large, nestedListsQuery)
+		// The fewest of three runs: the count is the server's, and its
+		// background work (live tailers polling, key touches) adds to it now
+		// and then.
+		fewest := func(srv *testenv.Server) int64 {
+			n := statementsOf(t, srv, nestedListsQuery)
+			for range 2 {
+				n = min(n, statementsOf(t, srv, nestedListsQuery))
+			}
+			return n
+		}
+		s, l := fewest(small), fewest(large)
 		t.Logf("statements: %d for 3×4 rows, %d for 12×20 rows", s, l)
 		if l != s {
 			t.Errorf("the query ran %d statements over 12 segments of 20 members and %d over 3 of 4: they grow with the rows", l, s)

@@ -71,8 +71,8 @@ func TestUndecodableBodyIsNotLogged(t *testing.T) {
 			}
 			raw, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode != http.StatusBadRequest || !bytes.Contains(raw, []byte(`"code":"BAD_USER_INPUT"`)) {
-				t.Errorf("body %.60q: %d %s, want 400 BAD_USER_INPUT", b, resp.StatusCode, raw)
+			if resp.StatusCode != http.StatusBadRequest || !bytes.Contains(raw, []byte(`"code":"BAD_REQUEST"`)) {
+				t.Errorf("body %.60q: %d %s, want 400 BAD_REQUEST", b, resp.StatusCode, raw)
 			}
 			if bytes.Contains(raw, []byte(trait)) || bytes.Contains(raw, []byte(writeKey)) {
 				t.Errorf("the answer repeats the body: %s", raw)

@@ -29,7 +29,7 @@ import (
 func (s *Server) precheckUpload(w http.ResponseWriter, r *http.Request) bool {
 	_, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || params["boundary"] == "" {
-		writeGraphQLError(w, http.StatusBadRequest, segmentd.CodeInvalid, "a multipart request needs a boundary in its Content-Type")
+		writeGraphQLError(w, http.StatusUnprocessableEntity, segmentd.CodeBadRequest, "a multipart request needs a boundary in its Content-Type")
 		return false
 	}
 	var read bytes.Buffer
@@ -37,12 +37,12 @@ func (s *Server) precheckUpload(w http.ResponseWriter, r *http.Request) bool {
 	mr := multipart.NewReader(io.TeeReader(original, &read), params["boundary"])
 	part, err := mr.NextPart()
 	if err != nil || part.FormName() != "operations" {
-		writeGraphQLError(w, http.StatusBadRequest, segmentd.CodeInvalid, "the first part of a multipart request must be operations")
+		writeGraphQLError(w, http.StatusUnprocessableEntity, segmentd.CodeBadRequest, "the first part of a multipart request must be operations")
 		return false
 	}
 	ops, err := io.ReadAll(io.LimitReader(part, s.cfg.MaxBodyBytes+1))
 	if err != nil {
-		writeGraphQLError(w, http.StatusBadRequest, segmentd.CodeInvalid, "could not read the operations part")
+		writeGraphQLError(w, http.StatusUnprocessableEntity, segmentd.CodeBadRequest, "could not read the operations part")
 		return false
 	}
 	if int64(len(ops)) > s.cfg.MaxBodyBytes {
@@ -77,7 +77,7 @@ func (s *Server) checkUploadOperation(r *http.Request, ops []byte) (int, *segmen
 		Variables     map[string]any `json:"variables"`
 	}
 	if err := json.Unmarshal(ops, &params); err != nil {
-		return http.StatusBadRequest, segmentd.Invalid("operations", "not a GraphQL request in JSON")
+		return http.StatusUnprocessableEntity, &segmentd.Error{Code: segmentd.CodeBadRequest, Field: "operations", Message: "not a GraphQL request in JSON"}
 	}
 	doc, err := parser.ParseQueryWithTokenLimit(&ast.Source{Input: params.Query}, s.cfg.MaxTokens)
 	if err != nil {

@@ -200,6 +200,24 @@ func (s *Service) Members(ctx context.Context, seg *ent.Segment, page Page, wher
 		})}, nil
 }
 
+// ActivationCursor is the cursor Activations gives a in order (nil: the
+// default): for first pages loaded for many campaigns at once.
+func ActivationCursor(order *ent.CampaignActivationOrder, a *ent.CampaignActivation) (ent.Cursor, error) {
+	if order == nil {
+		order = ent.DefaultCampaignActivationOrder
+	}
+	field := order.Field
+	if field == nil {
+		field = ent.DefaultCampaignActivationOrder.Field
+	}
+	ks, err := entKeyset("act", activationOrderColumns, field.String(), order.Direction,
+		func(n *ent.CampaignActivation) pulid.ID { return n.ID }, field.Value)
+	if err != nil {
+		return ent.Cursor{}, err
+	}
+	return ks.cursor(a)
+}
+
 // Activations lists a campaign's activations, oldest first (by ID) unless
 // order says otherwise.
 func (s *Service) Activations(ctx context.Context, c *ent.Campaign, page Page, order *ent.CampaignActivationOrder) (*ent.CampaignActivationConnection, error) {
