@@ -48,27 +48,6 @@ func (_m *CampaignActivation) Event(ctx context.Context) (*Event, error) {
 	return result, MaskNotFound(err)
 }
 
-func (_m *Group) Users(
-	ctx context.Context, after *Cursor, first *int, before *Cursor, last *int, orderBy *UserOrder, where *UserWhereInput,
-) (*UserConnection, error) {
-	opts := []UserPaginateOption{
-		WithUserOrder(orderBy),
-		WithUserFilter(where.Filter),
-	}
-	alias := graphql.GetFieldContext(ctx).Field.Alias
-	totalCount, hasTotalCount := _m.Edges.totalCount[0][alias]
-	if nodes, err := _m.NamedUsers(alias); err == nil || hasTotalCount {
-		pager, err := newUserPager(opts, last != nil)
-		if err != nil {
-			return nil, err
-		}
-		conn := &UserConnection{Edges: []*UserEdge{}, TotalCount: totalCount}
-		conn.build(nodes, pager, after, first, before, last)
-		return conn, nil
-	}
-	return _m.QueryUsers().Paginate(ctx, after, first, before, last, opts...)
-}
-
 func (_m *ImportJob) Segment(ctx context.Context) (*Segment, error) {
 	result, err := _m.Edges.SegmentOrErr()
 	if IsNotLoaded(err) {

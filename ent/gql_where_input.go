@@ -1113,10 +1113,6 @@ type GroupWhereInput struct {
 	LastSeenAtGTE   *time.Time  `json:"lastSeenAtGTE,omitempty"`
 	LastSeenAtLT    *time.Time  `json:"lastSeenAtLT,omitempty"`
 	LastSeenAtLTE   *time.Time  `json:"lastSeenAtLTE,omitempty"`
-
-	// "users" edge predicates.
-	HasUsers     *bool             `json:"hasUsers,omitempty"`
-	HasUsersWith []*UserWhereInput `json:"hasUsersWith,omitempty"`
 }
 
 // AddPredicates adds custom predicates to the where input to be used during the filtering phase.
@@ -1302,24 +1298,6 @@ func (i *GroupWhereInput) P() (predicate.Group, error) {
 		predicates = append(predicates, group.LastSeenAtLTE(*i.LastSeenAtLTE))
 	}
 
-	if i.HasUsers != nil {
-		p := group.HasUsers()
-		if !*i.HasUsers {
-			p = group.Not(p)
-		}
-		predicates = append(predicates, p)
-	}
-	if len(i.HasUsersWith) > 0 {
-		with := make([]predicate.User, 0, len(i.HasUsersWith))
-		for _, w := range i.HasUsersWith {
-			p, err := w.P()
-			if err != nil {
-				return nil, fmt.Errorf("%w: field 'HasUsersWith'", err)
-			}
-			with = append(with, p)
-		}
-		predicates = append(predicates, group.HasUsersWith(with...))
-	}
 	switch len(predicates) {
 	case 0:
 		return nil, ErrEmptyGroupWhereInput

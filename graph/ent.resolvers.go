@@ -32,8 +32,7 @@ func (r *queryResolver) Campaigns(ctx context.Context, after *entgql.Cursor[puli
 
 // Groups is the resolver for the groups field.
 func (r *queryResolver) Groups(ctx context.Context, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.GroupOrder, where *ent.GroupWhereInput) (*ent.GroupConnection, error) {
-	return r.client.Group.Query().Paginate(ctx, after, first, before, last,
-		ent.WithGroupOrder(orderBy), ent.WithGroupFilter(where.Filter))
+	return r.svc.Groups(ctx, service.Page{After: after, First: first, Before: before, Last: last}, where, orderBy)
 }
 
 // Segments is the resolver for the segments field.
@@ -55,6 +54,9 @@ func (r *Resolver) Condition() generated.ConditionResolver { return &conditionRe
 // Event returns generated.EventResolver implementation.
 func (r *Resolver) Event() generated.EventResolver { return &eventResolver{r} }
 
+// Group returns generated.GroupResolver implementation.
+func (r *Resolver) Group() generated.GroupResolver { return &groupResolver{r} }
+
 // ImportJob returns generated.ImportJobResolver implementation.
 func (r *Resolver) ImportJob() generated.ImportJobResolver { return &importJobResolver{r} }
 
@@ -71,6 +73,7 @@ type (
 	campaignResolver  struct{ *Resolver }
 	conditionResolver struct{ *Resolver }
 	eventResolver     struct{ *Resolver }
+	groupResolver     struct{ *Resolver }
 	importJobResolver struct{ *Resolver }
 	queryResolver     struct{ *Resolver }
 	segmentResolver   struct{ *Resolver }

@@ -115,6 +115,16 @@ func TestRelayConnections(t *testing.T) {
 			c.MustDo(t, `mutation($e: String!, $ts: Time!) { trackEvent(input: {event: $e, anonymousId: "anon", timestamp: $ts}) { duplicate } }`,
 				map[string]any{"e": l, "ts": base.Add(-time.Duration(i) * time.Hour)}, nil)
 		}
+		// Groups a..f (group calls, user x into group x), then every user
+		// into group f.
+		for _, l := range labels {
+			v1(t, srv, testenv.AdminKey, "group", map[string]any{"userId": l, "groupId": l})
+		}
+		for _, u := range labels[:5] {
+			v1(t, srv, testenv.AdminKey, "group", map[string]any{"userId": u, "groupId": "f"})
+		}
+		var grp struct{ Group struct{ ID string } }
+		c.MustDo(t, `{ group(groupId: "f") { id } }`, nil, &grp)
 		at := time.Now().UTC().Add(time.Minute).Format(time.RFC3339Nano)
 
 		name := func(n json.RawMessage) string {
@@ -132,11 +142,17 @@ func TestRelayConnections(t *testing.T) {
 			_ = json.Unmarshal(n, &v)
 			return v.User.UserID
 		}
+		groupID := func(n json.RawMessage) string {
+			var v struct{ GroupID string }
+			_ = json.Unmarshal(n, &v)
+			return v.GroupID
+		}
 		rev := slices.Clone(labels)
 		slices.Reverse(rev)
 		root := relayField{wrap: `{ %s }`, backward: true}
 		onSegment := relayField{wrap: `{ node(id: "` + segIDs["f"] + `") { ... on Segment { %s } } }`, path: []string{"node"}, backward: true}
 		onCampaign := relayField{wrap: `{ node(id: "` + campIDs["f"] + `") { ... on Campaign { %s } } }`, path: []string{"node"}, backward: true}
+		onGroup := relayField{wrap: `{ node(id: "` + grp.Group.ID + `") { ... on Group { %s } } }`, path: []string{"node"}, backward: true}
 		with := func(f relayField, name, field, node string, label func(json.RawMessage) string, want []string) relayField {
 			f.name, f.field, f.node, f.label, f.want = name, field, node, label, want
 			return f
@@ -155,6 +171,10 @@ func TestRelayConnections(t *testing.T) {
 			with(root, "events by RECEIVED_AT", `events(where: {type: TRACK}, orderBy: {field: RECEIVED_AT, direction: ASC}, `, `name`, name, labels),
 			with(onSegment, "Segment.members", `members(`, `user { userId }`, ofUser, rev),
 			with(onSegment, "Segment.members by ENTERED_AT ASC", `members(orderBy: {field: ENTERED_AT, direction: ASC}, `, `user { userId }`, ofUser, labels),
+			with(root, "groups", `groups(`, `groupId`, groupID, labels),
+			with(root, "groups by GROUP_ID DESC", `groups(orderBy: {field: GROUP_ID, direction: DESC}, `, `groupId`, groupID, rev),
+			with(onGroup, "Group.users", `users(`, `userId`, userID, labels),
+			with(onGroup, "Group.users by USER_ID DESC", `users(orderBy: {field: USER_ID, direction: DESC}, `, `userId`, userID, rev),
 			with(onCampaign, "Campaign.activations", `activations(`, `user { userId }`, ofUser, labels),
 			with(onCampaign, "Campaign.activations by ACTIVATED_AT DESC", `activations(orderBy: {field: ACTIVATED_AT, direction: DESC}, `, `user { userId }`, ofUser, rev),
 		}

@@ -61,6 +61,11 @@ func (r *eventResolver) Outcomes(ctx context.Context, obj *ent.Event) ([]*schema
 	return r.liveOutcomes(ctx, obj)
 }
 
+// Users is the resolver for the users field.
+func (r *groupResolver) Users(ctx context.Context, obj *ent.Group, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.UserOrder, where *ent.UserWhereInput) (*ent.UserConnection, error) {
+	return r.svc.GroupUsers(ctx, obj, service.Page{After: after, First: first, Before: before, Last: last}, normalizeUserWhere(where), orderBy)
+}
+
 // Errors is the resolver for the errors field.
 func (r *importJobResolver) Errors(ctx context.Context, obj *ent.ImportJob, first *int, afterLine *int) ([]*service.ImportRowError, error) {
 	return r.svc.ImportRowErrors(ctx, obj.ID, derefInt(first, 100), derefInt(afterLine, 0))

@@ -12,6 +12,7 @@ import (
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/campaignactivation"
 	"github.com/segmentd/segmentd/ent/event"
+	"github.com/segmentd/segmentd/ent/group"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/predicate"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
@@ -32,6 +33,7 @@ var (
 	eventOrderColumns      = map[string]string{"TIMESTAMP": event.FieldTimestamp, "RECEIVED_AT": event.FieldReceivedAt}
 	membershipOrderColumns = map[string]string{"ENTERED_AT": membership.FieldEnteredAt}
 	activationOrderColumns = map[string]string{"ACTIVATED_AT": campaignactivation.FieldActivatedAt}
+	groupOrderColumns      = map[string]string{"GROUP_ID": group.FieldGroupID, "FIRST_SEEN_AT": group.FieldFirstSeenAt, "LAST_SEEN_AT": group.FieldLastSeenAt}
 )
 
 // entKeyset is the keyset of one of ent's order fields: name is its
@@ -95,6 +97,16 @@ func (s *Service) Campaigns(ctx context.Context, page Page, where *ent.CampaignW
 
 // Users lists users (by ID unless order says otherwise).
 func (s *Service) Users(ctx context.Context, page Page, where *ent.UserWhereInput, order *ent.UserOrder) (*ent.UserConnection, error) {
+	return s.usersOf(ctx, s.Client.User.Query(), page, where, order)
+}
+
+// GroupUsers lists the users that group calls put in g (by ID unless order
+// says otherwise).
+func (s *Service) GroupUsers(ctx context.Context, g *ent.Group, page Page, where *ent.UserWhereInput, order *ent.UserOrder) (*ent.UserConnection, error) {
+	return s.usersOf(ctx, s.Client.Group.QueryUsers(g), page, where, order)
+}
+
+func (s *Service) usersOf(ctx context.Context, base *ent.UserQuery, page Page, where *ent.UserWhereInput, order *ent.UserOrder) (*ent.UserConnection, error) {
 	if order == nil {
 		order = ent.DefaultUserOrder
 	}
@@ -107,7 +119,7 @@ func (s *Service) Users(ctx context.Context, page Page, where *ent.UserWhereInpu
 	if err != nil {
 		return nil, err
 	}
-	q, err := where.Filter(s.Client.User.Query())
+	q, err := where.Filter(base)
 	if err != nil {
 		return nil, err
 	}
@@ -119,6 +131,35 @@ func (s *Service) Users(ctx context.Context, page Page, where *ent.UserWhereInpu
 	}
 	return &ent.UserConnection{PageInfo: p.PageInfo, TotalCount: p.TotalCount,
 		Edges: edgesOf(p, func(n *ent.User, c ent.Cursor) *ent.UserEdge { return &ent.UserEdge{Node: n, Cursor: c} })}, nil
+}
+
+// Groups lists the groups that group calls named (by ID unless order says
+// otherwise).
+func (s *Service) Groups(ctx context.Context, page Page, where *ent.GroupWhereInput, order *ent.GroupOrder) (*ent.GroupConnection, error) {
+	if order == nil {
+		order = ent.DefaultGroupOrder
+	}
+	field := order.Field
+	if field == nil {
+		field = ent.DefaultGroupOrder.Field
+	}
+	ks, err := entKeyset("grp", groupOrderColumns, field.String(), order.Direction,
+		func(n *ent.Group) pulid.ID { return n.ID }, field.Value)
+	if err != nil {
+		return nil, err
+	}
+	q, err := where.Filter(s.Client.Group.Query())
+	if err != nil {
+		return nil, err
+	}
+	p, err := paginate(ctx, q, page, ks,
+		func(q *ent.GroupQuery, f func(*sql.Selector)) *ent.GroupQuery { return q.Where(predicate.Group(f)) },
+		func(q *ent.GroupQuery, f func(*sql.Selector)) *ent.GroupQuery { return q.Order(group.OrderOption(f)) })
+	if err != nil {
+		return nil, fmt.Errorf("service.Groups: %w", err)
+	}
+	return &ent.GroupConnection{PageInfo: p.PageInfo, TotalCount: p.TotalCount,
+		Edges: edgesOf(p, func(n *ent.Group, c ent.Cursor) *ent.GroupEdge { return &ent.GroupEdge{Node: n, Cursor: c} })}, nil
 }
 
 // Events lists stored events, newest received first unless order says

@@ -44,9 +44,12 @@ func (Group) Fields() []ent.Field {
 // Edges of the Group.
 func (Group) Edges() []ent.Edge {
 	return []ent.Edge{
+		// Group.users is declared in schema.graphqls and resolved by
+		// service.GroupUsers: entgql's pagination of the edge applies
+		// cursors from the wrong end.
 		edge.To("users", User.Type).
 			Comment("The users that group calls put in this group.").
-			Annotations(entgql.RelayConnection()),
+			Annotations(entgql.Skip(entgql.SkipAll)),
 	}
 }
 

@@ -31,6 +31,7 @@ type ResolverRoot interface {
 	Campaign() CampaignResolver
 	Condition() ConditionResolver
 	Event() EventResolver
+	Group() GroupResolver
 	ImportJob() ImportJobResolver
 	Mutation() MutationResolver
 	Query() QueryResolver
@@ -3171,40 +3172,6 @@ type Group implements Node {
   When the latest group call for this group arrived.
   """
   lastSeenAt: Time!
-  """
-  The users that group calls put in this group.
-  """
-  users(
-    """
-    Returns the elements in the list that come after the specified cursor.
-    """
-    after: Cursor
-
-    """
-    Returns the first _n_ elements from the list.
-    """
-    first: Int
-
-    """
-    Returns the elements in the list that come before the specified cursor.
-    """
-    before: Cursor
-
-    """
-    Returns the last _n_ elements from the list.
-    """
-    last: Int
-
-    """
-    Ordering options for Users returned from the connection.
-    """
-    orderBy: UserOrder
-
-    """
-    Filtering options for Users returned from the connection.
-    """
-    where: UserWhereInput
-  ): UserConnection!
 }
 """
 A connection to a list of items.
@@ -3431,14 +3398,6 @@ input GroupWhereInput {
   lastSeenAt is less than or equal to the value.
   """
   lastSeenAtLTE: Time
-  """
-  true: has a users; false: has none.
-  """
-  hasUsers: Boolean
-  """
-  Has a users that matches at least one of these conditions.
-  """
-  hasUsersWith: [UserWhereInput!]
 }
 """
 A background import of a CSV file of user IDs into a segment; the segment changes all at once when it SUCCEEDS, and not at all when it FAILS.
@@ -4682,6 +4641,24 @@ extend type Segment {
   conditionText: String
   """Campaigns that use this segment as their audience."""
   campaigns: [Campaign!]!
+}
+
+extend type Group {
+  """The users that group calls put in this group, by ID unless orderBy says otherwise."""
+  users(
+    """Returns the users that come after this cursor."""
+    after: Cursor
+    """Returns the first n users (after the cursors apply)."""
+    first: Int
+    """Returns the users that come before this cursor."""
+    before: Cursor
+    """Returns the last n users (after the cursors and first apply)."""
+    last: Int
+    """The order of the users; default: by ID."""
+    orderBy: UserOrder
+    """Only the users that match."""
+    where: UserWhereInput
+  ): UserConnection!
 }
 
 extend type Campaign {
