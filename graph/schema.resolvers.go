@@ -60,6 +60,11 @@ func (r *importJobResolver) Errors(ctx context.Context, obj *ent.ImportJob, firs
 	return r.svc.ImportRowErrors(ctx, obj.ID, derefInt(first, 100), derefInt(afterLine, 0))
 }
 
+// ErrorsOmitted is the resolver for the errorsOmitted field.
+func (r *importJobResolver) ErrorsOmitted(ctx context.Context, obj *ent.ImportJob) (int, error) {
+	return service.ErrorsOmitted(obj), nil
+}
+
 // CreateSegment is the resolver for the createSegment field.
 func (r *mutationResolver) CreateSegment(ctx context.Context, input service.CreateSegmentInput) (*ent.Segment, error) {
 	return r.svc.CreateSegment(ctx, input)

@@ -44,6 +44,14 @@ const (
 	importStale     = 2 * time.Minute
 )
 
+// ImportMaxRowErrors is how many bad rows a job keeps (the first ones, in
+// line order); it counts the rest (ImportJob.invalidRows, and
+// ErrorsOmitted), so that a file of bad lines cannot fill the database.
+const ImportMaxRowErrors = 10_000
+
+// ErrorsOmitted is how many of a job's bad rows were counted but not kept.
+func ErrorsOmitted(j *ent.ImportJob) int { return max(0, j.InvalidRows-ImportMaxRowErrors) }
+
 // ImportInput starts an import.
 type ImportInput struct {
 	SegmentID pulid.ID
@@ -243,6 +251,10 @@ type stager struct {
 	res      *importResult
 	errs     []*idcsv.RowError
 	reported time.Time
+	// tx is the SQLite staging transaction while one is open: bad rows
+	// are stored in it, since a write outside it would wait for its own
+	// write lock (until SQLITE_BUSY).
+	tx *ent.Tx
 }
 
 // next reads the next valid ID, recording bad rows; ok is false at the end.
@@ -260,6 +272,9 @@ func (st *stager) next(ctx context.Context) (id string, ok bool, err error) {
 			return row.ID, true, nil
 		}
 		st.res.invalid++
+		if st.res.invalid > ImportMaxRowErrors {
+			continue // counted, not kept
+		}
 		st.errs = append(st.errs, row.Err)
 		if len(st.errs) >= importChunkRows {
 			if err := st.flushErrors(ctx); err != nil {
@@ -288,7 +303,13 @@ func (st *stager) flushErrors(ctx context.Context) error {
 		}
 		args = append(args, string(st.job.ID), e.Line, e.Value, e.Reason)
 	}
-	if _, err := st.svc.Client.ExecContext(ctx, q.String(), args...); err != nil {
+	var err error
+	if st.tx != nil {
+		_, err = st.tx.ExecContext(ctx, q.String(), args...)
+	} else {
+		_, err = st.svc.Client.ExecContext(ctx, q.String(), args...)
+	}
+	if err != nil {
 		return fmt.Errorf("store bad rows: %w", err)
 	}
 	st.errs = st.errs[:0]
@@ -321,6 +342,8 @@ func (st *stager) insertSQLite(ctx context.Context) error {
 	done := false
 	for !done {
 		err := st.svc.inTx(ctx, func(tx *ent.Tx) error {
+			st.tx = tx
+			defer func() { st.tx = nil }()
 			for staged := 0; staged < importTxRows; {
 				ids = ids[:0]
 				for len(ids) < importChunkRows {
@@ -346,7 +369,7 @@ func (st *stager) insertSQLite(ctx context.Context) error {
 					break
 				}
 			}
-			return nil
+			return st.flushErrors(ctx)
 		})
 		if err != nil {
 			return fmt.Errorf("stage IDs: %w", err)

@@ -137,6 +137,7 @@ type ComplexityRoot struct {
 		CreatedAt     func(childComplexity int) int
 		DryRun        func(childComplexity int) int
 		Errors        func(childComplexity int, first *int, afterLine *int) int
+		ErrorsOmitted func(childComplexity int) int
 		Failure       func(childComplexity int) int
 		FileBytes     func(childComplexity int) int
 		FileName      func(childComplexity int) int
@@ -733,6 +734,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ImportJob.Errors(childComplexity, args["first"].(*int), args["afterLine"].(*int)), true
+	case "ImportJob.errorsOmitted":
+		if e.ComplexityRoot.ImportJob.ErrorsOmitted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ImportJob.ErrorsOmitted(childComplexity), true
 	case "ImportJob.failure":
 		if e.ComplexityRoot.ImportJob.Failure == nil {
 			break
@@ -3290,8 +3297,10 @@ type ImportRowError {
 }
 
 extend type ImportJob {
-  """Bad rows in line order, first ones after line afterLine (at most 1,000 a call)."""
+  """Bad rows in line order, first ones after line afterLine (at most 1,000 a call). A job keeps its first 10,000 bad rows; see errorsOmitted."""
   errors(first: Int = 100, afterLine: Int = 0): [ImportRowError!]!
+  """How many bad rows were counted (in invalidRows) but not kept, beyond the first 10,000."""
+  errorsOmitted: Int!
 }
 `, BuiltIn: false},
 }
@@ -3515,6 +3524,8 @@ func (ec *executionContext) childFields_ImportJob(ctx context.Context, field gra
 		return ec.fieldContext_ImportJob_segment(ctx, field)
 	case "errors":
 		return ec.fieldContext_ImportJob_errors(ctx, field)
+	case "errorsOmitted":
+		return ec.fieldContext_ImportJob_errorsOmitted(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ImportJob", field.Name)
 }
