@@ -110,6 +110,60 @@ func (s *Store) Migrate(ctx context.Context) error {
 				return fmt.Errorf("store.Migrate: %s: %w", stmt, err)
 			}
 		}
+	} else if err := s.sqliteLogPositions(ctx); err != nil {
+		return fmt.Errorf("store.Migrate: %w", err)
+	}
+	return nil
+}
+
+// SQLiteLogTables are the log tables whose live position on SQLite is the
+// log_seq column that sqliteLogPositions maintains. (membership_changes is
+// the third log; its integer id is AUTOINCREMENT, never reused.)
+var SQLiteLogTables = []string{"events", "campaign_activations"}
+
+// sqliteLogPositions gives the SQLite log tables with text ids a position
+// that is never reused. Their rowid is not one: SQLite gives a new row the
+// largest rowid + 1, so after the newest rows are deleted (a campaign with
+// its activations) new rows take positions that live readers have passed,
+// and are never delivered. Instead, a trigger numbers every inserted row
+// from a counter in log_sequences, which deletes never lower. Rows from
+// before this migration keep their rowid as their position (the order
+// they were read in), and the counter starts after the largest.
+func (s *Store) sqliteLogPositions(ctx context.Context) error {
+	tx, err := s.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("log positions: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS log_sequences (name TEXT PRIMARY KEY, seq INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("log positions: %w", err)
+	}
+	for _, tbl := range SQLiteLogTables {
+		var has int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info(?) WHERE name = 'log_seq'`, tbl).Scan(&has); err != nil {
+			return fmt.Errorf("log positions: %s: %w", tbl, err)
+		}
+		stmts := []string{
+			`INSERT OR IGNORE INTO log_sequences (name, seq) VALUES ('` + tbl + `', 0)`,
+			`UPDATE ` + tbl + ` SET log_seq = rowid WHERE log_seq IS NULL`,
+			`UPDATE log_sequences SET seq = max(seq, (SELECT coalesce(max(log_seq), 0) FROM ` + tbl + `)) WHERE name = '` + tbl + `'`,
+			`CREATE UNIQUE INDEX IF NOT EXISTS ` + tbl + `_log_seq ON ` + tbl + ` (log_seq)`,
+			`CREATE TRIGGER IF NOT EXISTS ` + tbl + `_log_seq AFTER INSERT ON ` + tbl + ` FOR EACH ROW BEGIN
+  UPDATE log_sequences SET seq = seq + 1 WHERE name = '` + tbl + `';
+  UPDATE ` + tbl + ` SET log_seq = (SELECT seq FROM log_sequences WHERE name = '` + tbl + `') WHERE rowid = NEW.rowid;
+END`,
+		}
+		if has == 0 {
+			stmts = append([]string{`ALTER TABLE ` + tbl + ` ADD COLUMN log_seq INTEGER`}, stmts...)
+		}
+		for _, stmt := range stmts {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("log positions: %s: %w", stmt, err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("log positions: %w", err)
 	}
 	return nil
 }
