@@ -129,6 +129,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
+	if err := st.LockForServer(); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("server.New: %w", err)
+	}
 	if err := st.Migrate(ctx); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("server.New: %w", err)

@@ -7,9 +7,11 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +32,35 @@ type Store struct {
 	Dialect string // dialect.SQLite or dialect.Postgres
 	// DSN is the driver's data source name (for PostgreSQL LISTEN connections).
 	DSN string
+
+	path string   // SQLite: the database file
+	lock *os.File // SQLite: the server's lock file, see LockForServer
+}
+
+// ErrInUse is returned by LockForServer when another process serves the
+// same SQLite file.
+var ErrInUse = errors.New("database in use by another segmentd server")
+
+// LockForServer makes this process the only server of a SQLite database:
+// it holds an exclusive lock (flock) on the file "<database>.lock" until
+// Close or the process ends, and fails with ErrInUse if another process
+// holds it. Two servers on one file would take each other's running
+// imports for interrupted ones. On PostgreSQL, where several replicas may
+// serve one database, it does nothing.
+func (s *Store) LockForServer() error {
+	if s.Dialect == dialect.Postgres || s.path == "" || s.lock != nil {
+		return nil
+	}
+	lockPath := s.path + ".lock"
+	f, busy, err := lockFile(lockPath)
+	if err != nil {
+		return fmt.Errorf("store.LockForServer: %w", err)
+	}
+	if busy {
+		return fmt.Errorf("store.LockForServer: %w: %s is served by another process (it holds %s); stop it first, or use PostgreSQL to run several servers on one database", ErrInUse, s.path, lockPath)
+	}
+	s.lock = f
+	return nil
 }
 
 // Open opens the database that url names: "postgres://..." or
@@ -64,7 +95,11 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		return nil, fmt.Errorf("store.Open: connect to %s: %w", redact(url), err)
 	}
 	client := ent.NewClient(ent.Driver(entsql.OpenDB(d, db)))
-	return &Store{Client: client, DB: db, Dialect: d, DSN: dsn}, nil
+	st := &Store{Client: client, DB: db, Dialect: d, DSN: dsn}
+	if d == dialect.SQLite {
+		st.path = sqlitePath(dsn)
+	}
+	return st, nil
 }
 
 // Migrate brings the schema up to date. It adds tables, columns and indexes
@@ -208,8 +243,25 @@ var postgresImportTables = []string{
 	`CREATE TABLE IF NOT EXISTS import_row_errors (job_ref varchar(40) NOT NULL REFERENCES import_jobs (id) ON DELETE CASCADE, line bigint NOT NULL, value text NOT NULL, reason text NOT NULL, PRIMARY KEY (job_ref, line))`,
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.Client.Close() }
+// Close closes the database, and releases the server lock if held.
+func (s *Store) Close() error {
+	err := s.Client.Close()
+	if s.lock != nil {
+		s.lock.Close()
+		s.lock = nil
+	}
+	return err
+}
+
+// sqlitePath is the file of a SQLite DSN ("file:path?options"), or "" for
+// an in-memory database.
+func sqlitePath(dsn string) string {
+	p, _, _ := strings.Cut(strings.TrimPrefix(dsn, "file:"), "?")
+	if p == "" || p == ":memory:" {
+		return ""
+	}
+	return p
+}
 
 func driverFor(raw string) (driver, dsn string, err error) {
 	switch {
