@@ -107,7 +107,7 @@ func (r *mutationResolver) RemoveUsersFromSegment(ctx context.Context, segmentID
 
 // ImportSegmentUsers is the resolver for the importSegmentUsers field.
 func (r *mutationResolver) ImportSegmentUsers(ctx context.Context, segmentID pulid.ID, file graphql.Upload, mode *importjob.Mode, dryRun *bool) (*ent.ImportJob, error) {
-	path, err := spoolUpload(file)
+	spooled, err := r.spoolUpload(file)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +116,8 @@ func (r *mutationResolver) ImportSegmentUsers(ctx context.Context, segmentID pul
 		Mode:      derefMode(mode),
 		DryRun:    dryRun != nil && *dryRun,
 		FileName:  file.Filename,
-		Path:      path,
+		Path:      spooled.Path,
+		Lock:      spooled,
 	})
 }
 

@@ -60,6 +60,10 @@ type Config struct {
 	// WebsocketInitTimeout is how long a websocket may stay open without a
 	// connection_init before it is closed; default 10s.
 	WebsocketInitTimeout time.Duration
+	// UploadDir is where imports keep their copies of uploaded files;
+	// default os.TempDir(). Copies left by a killed process are removed
+	// at start.
+	UploadDir string
 }
 
 func (c *Config) setDefaults() {
@@ -157,6 +161,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
 	if err := s.svc.FailStaleImports(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("server.New: %w", err)
+	}
+	s.svc.UploadDir = cfg.UploadDir
+	if err := s.svc.CleanImportLeftovers(ctx); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("server.New: %w", err)
 	}

@@ -61,6 +61,9 @@ type ImportInput struct {
 	// Path is a file that the import owns from now on: it reads it in the
 	// background and removes it when done.
 	Path string
+	// Lock, if set, is held while the import owns Path (SpoolUpload's),
+	// and closed when it is done with it.
+	Lock io.Closer
 }
 
 // ImportRowError is a bad row of an imported file.
@@ -84,6 +87,9 @@ type importResult struct {
 func (s *Service) StartImport(ctx context.Context, in ImportInput) (*ent.ImportJob, error) {
 	fail := func(err error) (*ent.ImportJob, error) {
 		_ = os.Remove(in.Path)
+		if in.Lock != nil {
+			_ = in.Lock.Close()
+		}
 		return nil, fmt.Errorf("service.StartImport: %w", err)
 	}
 	if err := importjob.ModeValidator(in.Mode); err != nil {
@@ -108,6 +114,9 @@ func (s *Service) StartImport(ctx context.Context, in ImportInput) (*ent.ImportJ
 	s.jobs.Add(1)
 	go func() {
 		defer s.jobs.Done()
+		if in.Lock != nil {
+			defer in.Lock.Close() // after runImport removed the file
+		}
 		s.runImport(s.background(), job, in.Path)
 	}()
 	return job, nil

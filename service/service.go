@@ -36,6 +36,9 @@ type Service struct {
 	// Background is the context of background work (imports); the server
 	// cancels it when it stops. Nil means context.Background().
 	Background context.Context
+	// UploadDir is where imports keep their copies of uploaded files;
+	// empty means os.TempDir().
+	UploadDir string
 
 	jobs sync.WaitGroup // running imports
 
