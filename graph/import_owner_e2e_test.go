@@ -3,9 +3,13 @@ package graph_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/segmentd/segmentd/internal/testenv"
 	"github.com/segmentd/segmentd/server"
@@ -55,4 +59,65 @@ func canceled() context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	return ctx
+}
+
+// TestImportMarkedFailedMeanwhile (issue 13, item 8, the other half): when
+// another server marks a running import FAILED (it took its server for
+// dead: a stale heartbeat on PostgreSQL), the job's server used to apply
+// the file anyway and record SUCCEEDED over the failure text. Only the
+// job's owner may finish it, and only while it is RUNNING: it now rolls
+// the apply back, and the job stays FAILED with the other server's reason,
+// the segment as it was. PostgreSQL only: a second server on a SQLite
+// file is refused (TestSecondServerOnSQLiteFile).
+func TestImportMarkedFailedMeanwhile(t *testing.T) {
+	t.Parallel()
+	{
+		dbURL := testenv.DatabaseURL(t, "postgres")
+		dir := t.TempDir()
+		srv := testenv.StartServer(t, dbURL, func(c *server.Config) { c.UploadDir = dir })
+		c := srv.Admin()
+		segID := createStatic(t, c, "Taken over")
+		var b strings.Builder
+		for i := range 30_000 {
+			fmt.Fprintf(&b, "taken-%d\n", i)
+		}
+		st := srv.Store()
+		q := func(s string) string {
+			if st.Dialect == "sqlite3" {
+				return s
+			}
+			return strings.NewReplacer("?1", "$1", "?2", "$2").Replace(s)
+		}
+		id := startImport(t, c, segID, "ADD", false, "big.csv", b.String())
+		const reason = "interrupted: the server running the import stopped (test)"
+		res, err := st.DB.Exec(q(`UPDATE import_jobs SET status = 'FAILED', failure = ?1 WHERE id = ?2 AND status IN ('PENDING', 'RUNNING')`), reason, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			t.Fatalf("the job had ended before it was marked FAILED (%d rows)", n)
+		}
+		// The job's server removes its copy of the file when it is done.
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(entries) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the import did not end within 60 s")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		j := waitImport(t, c, id)
+		if j.Status != "FAILED" || j.Failure != reason {
+			t.Fatalf("job: %s %q, want FAILED %q", j.Status, j.Failure, reason)
+		}
+		if n := len(members(t, c, segID)); n != 0 {
+			t.Fatalf("the FAILED job's segment has %d members", n)
+		}
+	}
 }

@@ -159,9 +159,12 @@ func (s *Service) runImport(ctx context.Context, job *ent.ImportJob, path string
 			reason = "interrupted: the server stopped (" + reason + ")"
 		}
 		log.Error("import failed", "err", err)
-		uerr := s.Client.ImportJob.UpdateOneID(job.ID).
+		// Only a job still this process's: one another server marked
+		// FAILED keeps its reason.
+		_, uerr := s.Client.ImportJob.Update().
+			Where(importjob.ID(job.ID), importjob.StatusIn(importjob.StatusPENDING, importjob.StatusRUNNING)).
 			SetStatus(importjob.StatusFAILED).SetFailure(reason).SetFinishedAt(s.now()).
-			Exec(cleanup)
+			Save(cleanup)
 		if uerr != nil {
 			log.Error("recording a failed import", "err", uerr)
 		}
@@ -215,10 +218,13 @@ func (s *Service) importFile(ctx context.Context, job *ent.ImportJob, path strin
 		return nil, fmt.Errorf("open the uploaded file: %w", err)
 	}
 	defer f.Close()
-	err = s.Client.ImportJob.UpdateOneID(job.ID).
-		SetStatus(importjob.StatusRUNNING).SetStartedAt(s.now()).Exec(ctx)
+	n, err := s.Client.ImportJob.Update().Where(importjob.ID(job.ID), importjob.StatusEQ(importjob.StatusPENDING)).
+		SetStatus(importjob.StatusRUNNING).SetStartedAt(s.now()).Save(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("start job: %w", err)
+	}
+	if n == 0 {
+		return nil, errJobTaken
 	}
 	s.notify(TopicImports)
 	st := &stager{svc: s, job: job, csv: idcsv.NewReader(f), res: &importResult{}}
@@ -657,16 +663,27 @@ SELECT m.segment_ref, m.user_ref, 'EXITED', 'IMPORT', $3, CAST($4 AS TEXT) FROM 
 	return removed, nil
 }
 
-// finishImport records a job's success with its counts.
+// errJobTaken: another server marked the job FAILED while this one ran it
+// (it took this one for dead). The job stays as that server left it.
+var errJobTaken = errors.New("the job was marked FAILED by another server meanwhile; the segment is as it was before the import")
+
+// finishImport records a job's success with its counts, if the job is
+// still this process's: RUNNING. If another server has marked it FAILED
+// meanwhile, the apply rolls back (errJobTaken), so that a job never ends
+// SUCCEEDED with a failure, nor a segment changed by a FAILED job.
 func (s *Service) finishImport(ctx context.Context, tx *ent.Tx, job *ent.ImportJob, res *importResult) error {
-	err := tx.ImportJob.UpdateOneID(job.ID).
+	n, err := tx.ImportJob.Update().
+		Where(importjob.ID(job.ID), importjob.StatusEQ(importjob.StatusRUNNING)).
 		SetStatus(importjob.StatusSUCCEEDED).
 		SetTotalRows(res.rows).SetProcessedRows(res.rows).SetInvalidRows(res.invalid).
 		SetAdded(res.added).SetRemoved(res.removed).SetUnchanged(res.unchanged).
 		SetFinishedAt(s.now()).
-		Exec(ctx)
+		Save(ctx)
 	if err != nil {
 		return fmt.Errorf("record the outcome: %w", err)
+	}
+	if n == 0 {
+		return errJobTaken
 	}
 	return nil
 }
