@@ -29,8 +29,15 @@ func TestImportLeftoversCleaned(t *testing.T) {
 		segID := createStatic(t, c, "Interrupted")
 		dead := runImport(t, c, segID, "ADD", false, "u1\n").ID
 		alive := runImport(t, c, segID, "ADD", false, "u2\n").ID
-		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
-			t.Fatalf("upload folder after finished imports: %v", entries)
+		// A job removes its copy just after it records its end.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			entries, _ := os.ReadDir(dir)
+			if len(entries) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("upload folder after finished imports: %v", entries)
+			}
 		}
 		st := srv.Store()
 		sqlite := st.Dialect == "sqlite3"
@@ -59,15 +66,36 @@ func TestImportLeftoversCleaned(t *testing.T) {
 		}
 		stop()
 
-		// What kill -9 during two imports leaves: RUNNING jobs (one with a
-		// heartbeat two hours old, one current: on PostgreSQL another
-		// replica's), their staged rows, and their upload copies.
+		// What kill -9 during two imports leaves: RUNNING jobs (on
+		// PostgreSQL one whose server's owner lock is gone, one whose
+		// server, another replica, holds it), their staged rows, and
+		// their upload copies.
 		st, err := store.Open(context.Background(), dbURL)
 		if err != nil {
 			t.Fatal(err)
 		}
 		exec(`UPDATE import_jobs SET status = 'RUNNING', finished_at = NULL, heartbeat_at = ? WHERE id = ?`, time.Now().Add(-2*time.Hour).UTC(), dead)
 		exec(`UPDATE import_jobs SET status = 'RUNNING', finished_at = NULL, heartbeat_at = ? WHERE id = ?`, time.Now().UTC(), alive)
+		if !sqlite {
+			// The live replica that runs it holds its owner lock.
+			other, err := store.Open(context.Background(), dbURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Close()
+			replica, err := other.DB.Conn(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer replica.Close()
+			if _, err := replica.ExecContext(context.Background(), `SELECT pg_advisory_lock(24173, 777)`); err != nil {
+				t.Fatal(err)
+			}
+			exec(`UPDATE import_jobs SET owner_key = 777 WHERE id = ?`, alive)
+			// The dead one's server held 778: gone with its session, the
+			// job is dead however recent its heartbeat.
+			exec(`UPDATE import_jobs SET owner_key = 778, heartbeat_at = ? WHERE id = ?`, time.Now().UTC(), dead)
+		}
 		for i, job := range []string{dead, dead, alive} {
 			exec(`INSERT INTO import_ids (job_ref, user_id, k) VALUES (?, ?, ?)`, job, "staged-"+string(rune('a'+i)), "k"+string(rune('a'+i)))
 		}

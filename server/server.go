@@ -160,12 +160,19 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		st.Close()
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
+	s.svc.DB = st.DB
+	if err := s.svc.ClaimImportOwner(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("server.New: %w", err)
+	}
 	if err := s.svc.FailStaleImports(ctx); err != nil {
+		s.svc.ReleaseImportOwner()
 		st.Close()
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
 	s.svc.UploadDir = cfg.UploadDir
 	if err := s.svc.CleanImportLeftovers(ctx); err != nil {
+		s.svc.ReleaseImportOwner()
 		st.Close()
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
@@ -173,6 +180,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if st.Dialect == dialect.Postgres {
 		s.broker, err = pubsub.NewPostgres(st.DB, st.DSN, log)
 		if err != nil {
+			s.svc.ReleaseImportOwner()
 			st.Close()
 			return nil, fmt.Errorf("server.New: %w", err)
 		}
@@ -236,6 +244,7 @@ func (s *Server) Serve(ctx context.Context) error {
 func (s *Server) closeAll() error {
 	s.stop()
 	s.svc.WaitImports()
+	s.svc.ReleaseImportOwner()
 	if s.live != nil {
 		s.live.Wait()
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
 	"github.com/lib/pq"
 
 	"github.com/segmentd/segmentd"
@@ -111,6 +112,9 @@ func (s *Service) StartImport(ctx context.Context, in ImportInput) (*ent.ImportJ
 	if err != nil {
 		return fail(fmt.Errorf("create job: %w", err))
 	}
+	if err := s.setImportOwner(ctx, string(job.ID)); err != nil {
+		return fail(fmt.Errorf("create job: owner: %w", err))
+	}
 	s.jobs.Add(1)
 	go func() {
 		defer s.jobs.Done()
@@ -192,12 +196,14 @@ func (s *Service) heartbeat(ctx context.Context, id pulid.ID) {
 
 // FailStaleImports marks as FAILED the jobs that were running in a process
 // that stopped: on SQLite (one process) every unfinished job found at
-// start; on PostgreSQL the jobs whose heartbeat is older than two minutes.
+// start; on PostgreSQL the jobs whose owner is gone (see
+// ClaimImportOwner) or whose heartbeat is older than two minutes.
 func (s *Service) FailStaleImports(ctx context.Context) error {
 	q := s.Client.ImportJob.Update().
 		Where(importjob.StatusIn(importjob.StatusPENDING, importjob.StatusRUNNING))
 	if s.Dialect == dialect.Postgres {
-		q = q.Where(importjob.Or(importjob.HeartbeatAtIsNil(), importjob.HeartbeatAtLT(s.now().Add(-importStale))))
+		q = q.Where(importjob.Or(importjob.HeartbeatAtIsNil(), importjob.HeartbeatAtLT(s.now().Add(-importStale)),
+			func(sel *entsql.Selector) { sel.Where(entsql.ExprP(ownerDead)) }))
 	}
 	n, err := q.SetStatus(importjob.StatusFAILED).
 		SetFailure("interrupted: the server running the import stopped before it finished; the segment is as it was before the import").

@@ -41,6 +41,10 @@ type Service struct {
 	UploadDir string
 
 	jobs sync.WaitGroup // running imports
+	// ownerConn holds the advisory lock of ownerKey, the owner of this
+	// server's import jobs (PostgreSQL; see ClaimImportOwner).
+	ownerConn *sql.Conn
+	ownerKey  int64
 
 	programs programCache
 	writeMu  sync.Mutex // SQLite: one write transaction at a time

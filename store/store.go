@@ -241,6 +241,9 @@ var sqliteImportTables = []string{
 var postgresImportTables = []string{
 	`CREATE UNLOGGED TABLE IF NOT EXISTS import_ids (job_ref text NOT NULL, user_id text NOT NULL, k text NOT NULL, PRIMARY KEY (job_ref, user_id))`,
 	`CREATE TABLE IF NOT EXISTS import_row_errors (job_ref varchar(40) NOT NULL REFERENCES import_jobs (id) ON DELETE CASCADE, line bigint NOT NULL, value text NOT NULL, reason text NOT NULL, PRIMARY KEY (job_ref, line))`,
+	// The server that runs a job: it holds an advisory lock on the key
+	// while it lives (service.ClaimImportOwner).
+	`ALTER TABLE import_jobs ADD COLUMN IF NOT EXISTS owner_key bigint`,
 }
 
 // Close closes the database, and releases the server lock if held.
