@@ -200,7 +200,7 @@ func (s *Service) campaignForUpdate(ctx context.Context, tx *ent.Tx, id pulid.ID
 	get := func(lock bool) (*ent.Campaign, error) {
 		q := tx.Campaign.Query().Where(campaign.ID(id))
 		if lock && s.Dialect == dialect.Postgres {
-			q = q.ForUpdate()
+			q = q.Where(forNoKeyUpdate)
 		}
 		c, err := q.Only(ctx)
 		if ent.IsNotFound(err) {
