@@ -71,53 +71,51 @@ func canceled() context.Context {
 // file is refused (TestSecondServerOnSQLiteFile).
 func TestImportMarkedFailedMeanwhile(t *testing.T) {
 	t.Parallel()
-	{
-		dbURL := testenv.DatabaseURL(t, "postgres")
-		dir := t.TempDir()
-		srv := testenv.StartServer(t, dbURL, func(c *server.Config) { c.UploadDir = dir })
-		c := srv.Admin()
-		segID := createStatic(t, c, "Taken over")
-		var b strings.Builder
-		for i := range 30_000 {
-			fmt.Fprintf(&b, "taken-%d\n", i)
+	dbURL := testenv.DatabaseURL(t, "postgres")
+	dir := t.TempDir()
+	srv := testenv.StartServer(t, dbURL, func(c *server.Config) { c.UploadDir = dir })
+	c := srv.Admin()
+	segID := createStatic(t, c, "Taken over")
+	var b strings.Builder
+	for i := range 30_000 {
+		fmt.Fprintf(&b, "taken-%d\n", i)
+	}
+	st := srv.Store()
+	q := func(s string) string {
+		if st.Dialect == "sqlite3" {
+			return s
 		}
-		st := srv.Store()
-		q := func(s string) string {
-			if st.Dialect == "sqlite3" {
-				return s
-			}
-			return strings.NewReplacer("?1", "$1", "?2", "$2").Replace(s)
-		}
-		id := startImport(t, c, segID, "ADD", false, "big.csv", b.String())
-		const reason = "interrupted: the server running the import stopped (test)"
-		res, err := st.DB.Exec(q(`UPDATE import_jobs SET status = 'FAILED', failure = ?1 WHERE id = ?2 AND status IN ('PENDING', 'RUNNING')`), reason, id)
+		return strings.NewReplacer("?1", "$1", "?2", "$2").Replace(s)
+	}
+	id := startImport(t, c, segID, "ADD", false, "big.csv", b.String())
+	const reason = "interrupted: the server running the import stopped (test)"
+	res, err := st.DB.Exec(q(`UPDATE import_jobs SET status = 'FAILED', failure = ?1 WHERE id = ?2 AND status IN ('PENDING', 'RUNNING')`), reason, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("the job had ended before it was marked FAILED (%d rows)", n)
+	}
+	// The job's server removes its copy of the file when it is done.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		entries, err := os.ReadDir(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			t.Fatalf("the job had ended before it was marked FAILED (%d rows)", n)
+		if len(entries) == 0 {
+			break
 		}
-		// The job's server removes its copy of the file when it is done.
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			entries, err := os.ReadDir(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(entries) == 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the import did not end within 60 s")
-			}
-			time.Sleep(50 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatal("the import did not end within 60 s")
 		}
-		j := waitImport(t, c, id)
-		if j.Status != "FAILED" || j.Failure != reason {
-			t.Fatalf("job: %s %q, want FAILED %q", j.Status, j.Failure, reason)
-		}
-		if n := len(members(t, c, segID)); n != 0 {
-			t.Fatalf("the FAILED job's segment has %d members", n)
-		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	j := waitImport(t, c, id)
+	if j.Status != "FAILED" || j.Failure != reason {
+		t.Fatalf("job: %s %q, want FAILED %q", j.Status, j.Failure, reason)
+	}
+	if n := len(members(t, c, segID)); n != 0 {
+		t.Fatalf("the FAILED job's segment has %d members", n)
 	}
 }
