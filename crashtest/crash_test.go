@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -81,7 +82,7 @@ func TestCrashRecovery(t *testing.T) {
 	bin := testenv.BuildSegmentd(t, "..")
 	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
 		r := &run{t: t, bin: bin, dbURL: dbURL, seed: seed, rnd: rand.New(rand.NewPCG(seed, 8)),
-			acked: map[string]sentEvent{}, sent: map[string]sentEvent{}}
+			acked: map[string]sentEvent{}, sent: map[string]sentEvent{}, uploadDir: t.TempDir()}
 		r.crash(kills)
 		ctx := context.Background()
 		st, err := store.Open(ctx, dbURL)
@@ -112,6 +113,14 @@ func TestCrashRecovery(t *testing.T) {
 			userID := r.ackedMemberOfA(t)
 			exec(t, st, `DELETE FROM memberships WHERE segment_ref = ? AND user_ref = (SELECT id FROM users WHERE user_id = ?)`, r.segA, userID)
 			expectProblem(t, "a lost membership", r.check(ctx, st, got), "user "+userID+" should be in segment A")
+			exec(t, st, `DELETE FROM campaign_activations WHERE id = (SELECT min(id) FROM campaign_activations WHERE campaign_ref = ?)`, r.flips[0])
+			expectProblem(t, "a missed activation of a flipped campaign", r.check(ctx, st, got), "has not activated its ACTIVE campaign")
+			exec(t, st, `INSERT INTO import_ids (job_ref, user_id, k) VALUES (?, 'left', 'left')`, r.killedImport)
+			expectProblem(t, "a staged row left behind", r.check(ctx, st, got), "staged import rows")
+			if err := os.WriteFile(filepath.Join(r.uploadDir, "segmentd-import-left.csv"), []byte("u\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			expectProblem(t, "an upload copy left behind", r.check(ctx, st, got), "an upload copy remains")
 		})
 	})
 }
@@ -141,9 +150,19 @@ type run struct {
 	rnd        *rand.Rand // the test goroutine's: kill times
 	segA, segB string
 	campaign   string
+	// flips are campaigns of segment A flipped PAUSED/ACTIVE during
+	// ingestion; importSeg is the static segment of the import killed
+	// during its apply step (killedImport); uploadDir is the servers'
+	// temp folder.
+	flips        []string
+	importSeg    string
+	killedImport string
+	uploadDir    string
+	flipped      int
 
-	url  atomic.Pointer[string] // the running server's; nil while it is down
-	proc *testenv.Process
+	url   atomic.Pointer[string] // the running server's; nil while it is down
+	proc  *testenv.Process
+	procs []*testenv.Process // every one started, for their logs
 
 	mu         sync.Mutex
 	sent       map[string]sentEvent // every messageId sent, first content
@@ -172,7 +191,8 @@ func (r *run) received() []change {
 
 // start starts segmentd and publishes its URL.
 func (r *run) start() {
-	r.proc = testenv.StartProcess(r.t, r.bin, r.dbURL, "SEGMENTD_RATE_LIMIT=-1")
+	r.proc = testenv.StartProcess(r.t, r.bin, r.dbURL, "SEGMENTD_RATE_LIMIT=-1", "TMPDIR="+r.uploadDir)
+	r.procs = append(r.procs, r.proc)
 	u := r.proc.URL
 	r.url.Store(&u)
 }
@@ -198,11 +218,20 @@ func (r *run) crash(kills int) {
 		ingest.Add(1)
 		go func() { defer ingest.Done(); r.client(w, stopIngest) }()
 	}
+	stopFlips := make(chan struct{})
+	flipsDone := make(chan struct{})
+	go func() { defer close(flipsDone); r.flipper(stopFlips) }()
 	for k := 0; k < kills; k++ {
 		time.Sleep(time.Duration(200+r.rnd.IntN(800)) * time.Millisecond)
+		if k == kills/2 {
+			r.importUntilStaged(ctx) // this kill interrupts an import
+		}
 		r.kill()
 		r.start()
 	}
+	close(stopFlips)
+	<-flipsDone
+	r.activateFlips()
 	time.Sleep(300 * time.Millisecond)
 	close(stopIngest)
 	ingest.Wait()
@@ -245,8 +274,8 @@ func (r *run) crash(kills int) {
 	wg.Wait()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	t.Logf("%d kills; %d requests, %d acknowledged, %d failed; %d distinct messageIds sent, %d acknowledged; subscriber resumed %d times, received %d changes",
-		kills, r.requests, r.ackedCalls, r.failed, len(r.sent), len(r.acked), r.resumes, len(r.received()))
+	t.Logf("%d kills (one during import %s); %d requests, %d acknowledged, %d failed; %d distinct messageIds sent, %d acknowledged; %d campaign flips; subscriber resumed %d times, received %d changes",
+		kills, r.killedImport, r.requests, r.ackedCalls, r.failed, len(r.sent), len(r.acked), r.flipped, r.resumes, len(r.received()))
 	if r.ackedCalls == 0 || r.failed == 0 {
 		t.Errorf("the run proves little: %d acknowledged and %d failed requests", r.ackedCalls, r.failed)
 	}
@@ -271,6 +300,15 @@ func (r *run) setup() {
 	admin.MustDo(t, `mutation($s: ID!) { createCampaign(input: {name: "Crash Welcome", segmentId: $s, status: ACTIVE}) { id } }`,
 		map[string]any{"s": r.segA}, &c)
 	r.campaign = c.CreateCampaign.ID
+	for i := range 2 {
+		var f struct{ CreateCampaign struct{ ID string } }
+		admin.MustDo(t, `mutation($n: String!, $s: ID!) { createCampaign(input: {name: $n, segmentId: $s, status: PAUSED}) { id } }`,
+			map[string]any{"n": fmt.Sprintf("Crash Flip %d", i), "s": r.segA}, &f)
+		r.flips = append(r.flips, f.CreateCampaign.ID)
+	}
+	var imp struct{ CreateSegment struct{ ID string } }
+	admin.MustDo(t, `mutation { createSegment(input: {name: "Crash import", kind: STATIC}) { id } }`, nil, &imp)
+	r.importSeg = imp.CreateSegment.ID
 }
 
 // client sends batches of 5 to 30 events until stop, each event new or
@@ -616,7 +654,14 @@ func (r *run) check(ctx context.Context, st *store.Store, got []change) []string
 	for id := range seen {
 		add("subscriber received change %d, which is not in the log", id)
 	}
-	return problems
+	// 5. No request failed on a deadlock (campaign backfills, entries and
+	// imports lock rows in compatible orders).
+	for _, p := range r.procs {
+		if n := strings.Count(p.Stderr(), "deadlock detected"); n > 0 {
+			add("segmentd (%s) answered %d requests with a deadlock error", p, n)
+		}
+	}
+	return append(problems, r.checkImports(ctx, st)...)
 }
 
 // memberOf2 counts each user's activations of a campaign.

@@ -1,8 +1,6 @@
 package graph
 
 import (
-	"fmt"
-	"io"
 	"os"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -52,27 +50,8 @@ func derefMode(m *importjob.Mode) importjob.Mode {
 
 // spoolUpload gives an uploaded file a path of its own, which the import
 // job removes when done: gqlgen removes its temporary file when the request
-// ends, before the job has read it. A file on disk is hard-linked (no
-// copy); a small one held in memory is written out.
-func spoolUpload(file graphql.Upload) (string, error) {
-	if f, ok := file.File.(*os.File); ok {
-		path := f.Name() + ".import"
-		if err := os.Link(f.Name(), path); err == nil {
-			return path, nil
-		}
-	}
-	out, err := os.CreateTemp("", "segmentd-import-*.csv")
-	if err != nil {
-		return "", fmt.Errorf("spool upload: %w", err)
-	}
-	if _, err := io.Copy(out, file.File); err != nil {
-		out.Close()
-		os.Remove(out.Name())
-		return "", fmt.Errorf("spool upload: %w", err)
-	}
-	if err := out.Close(); err != nil {
-		os.Remove(out.Name())
-		return "", fmt.Errorf("spool upload: %w", err)
-	}
-	return out.Name(), nil
+// ends, before the job has read it.
+func (r *Resolver) spoolUpload(file graphql.Upload) (*service.Spooled, error) {
+	f, _ := file.File.(*os.File)
+	return r.svc.SpoolUpload(f, file.File)
 }

@@ -71,6 +71,11 @@ func (r *importJobResolver) Errors(ctx context.Context, obj *ent.ImportJob, firs
 	return r.svc.ImportRowErrors(ctx, obj.ID, derefInt(first, 100), derefInt(afterLine, 0))
 }
 
+// ErrorsOmitted is the resolver for the errorsOmitted field.
+func (r *importJobResolver) ErrorsOmitted(ctx context.Context, obj *ent.ImportJob) (int, error) {
+	return service.ErrorsOmitted(obj), nil
+}
+
 // CreateSegment is the resolver for the createSegment field.
 func (r *mutationResolver) CreateSegment(ctx context.Context, input service.CreateSegmentInput) (*ent.Segment, error) {
 	return r.svc.CreateSegment(ctx, input)
@@ -113,7 +118,7 @@ func (r *mutationResolver) RemoveUsersFromSegment(ctx context.Context, segmentID
 
 // ImportSegmentUsers is the resolver for the importSegmentUsers field.
 func (r *mutationResolver) ImportSegmentUsers(ctx context.Context, segmentID pulid.ID, file graphql.Upload, mode *importjob.Mode, dryRun *bool) (*ent.ImportJob, error) {
-	path, err := spoolUpload(file)
+	spooled, err := r.spoolUpload(file)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +127,8 @@ func (r *mutationResolver) ImportSegmentUsers(ctx context.Context, segmentID pul
 		Mode:      derefMode(mode),
 		DryRun:    dryRun != nil && *dryRun,
 		FileName:  file.Filename,
-		Path:      path,
+		Path:      spooled.Path,
+		Lock:      spooled,
 	})
 }
 

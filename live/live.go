@@ -4,7 +4,10 @@
 // A Tailer follows one log table. Its position is a Cursor that orders rows
 // in a way that never lets a late commit slip behind a reader:
 //
-//   - on SQLite, writers are serialized, so rowid order is commit order;
+//   - on SQLite, writers are serialized, so the order of positions given at
+//     insert is commit order. A position is never reused: an AUTOINCREMENT
+//     id, or a log_seq column numbered from a counter (store.Migrate); a
+//     plain rowid would be, after the newest rows are deleted;
 //   - on PostgreSQL, ids and timestamps are assigned before commit, so a row
 //     with a smaller id can commit after a larger one. Every log row records
 //     its transaction id (log_txid, an xid8 set by the database), and a
@@ -40,7 +43,7 @@ import (
 // Cursor is a position in a log.
 type Cursor struct {
 	Tx  uint64 // PostgreSQL transaction id (xid8); 0 on SQLite
-	Seq int64  // row sequence: rowid on SQLite, id or log_seq on PostgreSQL
+	Seq int64  // row sequence: Source.SeqColumn
 }
 
 // Less reports whether c sorts before d.
@@ -81,7 +84,8 @@ type Row struct {
 // Source describes a log table.
 type Source struct {
 	Table string
-	// SeqColumn orders rows on PostgreSQL (an integer id, or log_seq).
+	// SeqColumn orders rows (an integer id, or log_seq): a position that
+	// is never reused, even after deletes.
 	SeqColumn string
 	// KeyColumn is a column subscribers filter on.
 	KeyColumn string
@@ -133,7 +137,7 @@ func NewTailer(ctx context.Context, db *sql.DB, dialect string, src Source, brok
 			WHERE log_txid < pg_snapshot_xmin(pg_current_snapshot())
 			ORDER BY %[1]s.log_txid DESC, %[1]s.%[2]s DESC LIMIT 1`, src.Table, src.SeqColumn)
 	} else {
-		q = fmt.Sprintf(`SELECT '0', rowid FROM %s ORDER BY rowid DESC LIMIT 1`, src.Table)
+		q = fmt.Sprintf(`SELECT '0', %[2]s FROM %[1]s WHERE %[2]s IS NOT NULL ORDER BY %[2]s DESC LIMIT 1`, src.Table, src.SeqColumn)
 	}
 	var tx string
 	err := db.QueryRowContext(ctx, q).Scan(&tx, &t.pos.Seq)
@@ -275,17 +279,17 @@ func (t *Tailer) read(ctx context.Context, after Cursor, upTo *Cursor, key strin
 		}
 		fmt.Fprintf(&q, ` ORDER BY %[1]s.log_txid, %[1]s.%[2]s LIMIT %[3]d`, t.src.Table, t.src.SeqColumn, limit)
 	} else {
-		fmt.Fprintf(&q, `SELECT '0', rowid, CAST(id AS TEXT), %[2]s, 1 FROM %[1]s WHERE rowid > ?`, t.src.Table, t.src.KeyColumn)
+		fmt.Fprintf(&q, `SELECT '0', %[3]s, CAST(id AS TEXT), %[2]s, 1 FROM %[1]s WHERE %[3]s > ?`, t.src.Table, t.src.KeyColumn, t.src.SeqColumn)
 		args = append(args, after.Seq)
 		if upTo != nil {
-			q.WriteString(` AND rowid <= ?`)
+			fmt.Fprintf(&q, ` AND %s <= ?`, t.src.SeqColumn)
 			args = append(args, upTo.Seq)
 		}
 		if key != "" {
 			fmt.Fprintf(&q, ` AND %s = ?`, t.src.KeyColumn)
 			args = append(args, key)
 		}
-		fmt.Fprintf(&q, ` ORDER BY rowid LIMIT %d`, limit)
+		fmt.Fprintf(&q, ` ORDER BY %s LIMIT %d`, t.src.SeqColumn, limit)
 	}
 	res, err := t.db.QueryContext(ctx, q.String(), args...)
 	if err != nil {

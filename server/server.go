@@ -70,6 +70,11 @@ type Config struct {
 	// MaxQueryCost is the largest estimated cost of an operation (see
 	// querycost); default DefaultMaxQueryCost, negative: no limit.
 	MaxQueryCost int64
+
+	// UploadDir is where imports keep their copies of uploaded files;
+	// default os.TempDir(). Copies left by a killed process are removed
+	// at start.
+	UploadDir string
 }
 
 func (c *Config) setDefaults() {
@@ -143,6 +148,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
+	if err := st.LockForServer(); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("server.New: %w", err)
+	}
 	if err := st.Migrate(ctx); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("server.New: %w", err)
@@ -167,7 +176,19 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		st.Close()
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
+	s.svc.DB = st.DB
+	if err := s.svc.ClaimImportOwner(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("server.New: %w", err)
+	}
 	if err := s.svc.FailStaleImports(ctx); err != nil {
+		s.svc.ReleaseImportOwner()
+		st.Close()
+		return nil, fmt.Errorf("server.New: %w", err)
+	}
+	s.svc.UploadDir = cfg.UploadDir
+	if err := s.svc.CleanImportLeftovers(ctx); err != nil {
+		s.svc.ReleaseImportOwner()
 		st.Close()
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
@@ -175,6 +196,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if st.Dialect == dialect.Postgres {
 		s.broker, err = pubsub.NewPostgres(st.DB, st.DSN, log)
 		if err != nil {
+			s.svc.ReleaseImportOwner()
 			st.Close()
 			return nil, fmt.Errorf("server.New: %w", err)
 		}
@@ -239,6 +261,7 @@ func (s *Server) Serve(ctx context.Context) error {
 func (s *Server) closeAll() error {
 	s.stop()
 	s.svc.WaitImports()
+	s.svc.ReleaseImportOwner()
 	if s.live != nil {
 		s.live.Wait()
 	}

@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 
+	"entgo.io/ent/dialect"
+
 	"github.com/segmentd/segmentd"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/campaignactivation"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
+	"github.com/segmentd/segmentd/ent/segment"
 )
 
 // CreateCampaignInput is the GraphQL input of createCampaign.
@@ -53,7 +56,11 @@ func (s *Service) CreateCampaign(ctx context.Context, in CreateCampaignInput) (*
 	var created *ent.Campaign
 	err = s.inTx(ctx, func(tx *ent.Tx) error {
 		if in.SegmentID != nil {
-			if err := segmentExists(ctx, tx, "input.segmentId", *in.SegmentID); err != nil {
+			check := segmentExists
+			if status == campaign.StatusACTIVE {
+				check = s.lockSegmentForBackfill
+			}
+			if err := check(ctx, tx, "input.segmentId", *in.SegmentID); err != nil {
 				return err
 			}
 		}
@@ -110,10 +117,7 @@ func (s *Service) UpdateCampaign(ctx context.Context, id pulid.ID, in UpdateCamp
 	}
 	var updated *ent.Campaign
 	err = s.inTx(ctx, func(tx *ent.Tx) error {
-		old, err := tx.Campaign.Get(ctx, id)
-		if ent.IsNotFound(err) {
-			return segmentd.Errorf(segmentd.CodeNotFound, "no campaign with id %q", id)
-		}
+		old, err := s.campaignForUpdate(ctx, tx, id, in)
 		if err != nil {
 			return err
 		}
@@ -171,6 +175,83 @@ func (s *Service) DeleteCampaign(ctx context.Context, id pulid.ID) error {
 	}
 	if err != nil {
 		return fmt.Errorf("service.DeleteCampaign: %w", err)
+	}
+	return nil
+}
+
+// campaignForUpdate reads campaign id for an update in tx. On PostgreSQL,
+// when the update may activate the campaign (it asks for ACTIVE, or moves
+// the campaign to another segment), it first locks the segment the
+// campaign will have, then the campaign's row, in that order (the order
+// deleteSegment takes them in).
+//
+// Why the segment: the backfill (activateMembers) reads the members
+// committed when it runs, and an entry reads the ACTIVE campaigns when it
+// runs; an entry that read the campaign as PAUSED and committed after the
+// backfill's read activated it nowhere (issue 13, item 2). Every entry
+// inserts its membership row before it reads the campaigns, and that insert
+// takes a FOR KEY SHARE lock on the segment's row (the foreign key check)
+// until it commits. FOR UPDATE on the segment conflicts with it: it waits
+// for every entry in flight to commit (their members are then visible to
+// the backfill, a later statement in READ COMMITTED), and blocks new
+// entries until this transaction commits, after which they read the
+// campaign as ACTIVE.
+func (s *Service) campaignForUpdate(ctx context.Context, tx *ent.Tx, id pulid.ID, in UpdateCampaignInput) (*ent.Campaign, error) {
+	get := func(lock bool) (*ent.Campaign, error) {
+		q := tx.Campaign.Query().Where(campaign.ID(id))
+		if lock && s.Dialect == dialect.Postgres {
+			q = q.Where(forNoKeyUpdate)
+		}
+		c, err := q.Only(ctx)
+		if ent.IsNotFound(err) {
+			return nil, segmentd.Errorf(segmentd.CodeNotFound, "no campaign with id %q", id)
+		}
+		return c, err
+	}
+	mayActivate := (in.Status != nil && *in.Status == campaign.StatusACTIVE) || in.SegmentID != nil
+	if s.Dialect != dialect.Postgres || !mayActivate {
+		return get(false)
+	}
+	for {
+		seen, err := get(false)
+		if err != nil {
+			return nil, err
+		}
+		seg := seen.SegmentRef
+		if in.SegmentID != nil {
+			seg = in.SegmentID
+		}
+		if seg != nil {
+			if err := s.lockSegmentForBackfill(ctx, tx, "input.segmentId", *seg); err != nil {
+				return nil, err
+			}
+		}
+		c, err := get(true)
+		if err != nil {
+			return nil, err
+		}
+		if in.SegmentID != nil || sameRef(c.SegmentRef, seen.SegmentRef) {
+			return c, nil
+		}
+		// Its segment changed before the lock: lock the new one too.
+	}
+}
+
+func sameRef(a, b *pulid.ID) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+
+// lockSegmentForBackfill checks that segment id exists and, on PostgreSQL,
+// locks its row FOR UPDATE until tx ends: see campaignForUpdate. SQLite
+// runs one writer at a time, which is as good.
+func (s *Service) lockSegmentForBackfill(ctx context.Context, tx *ent.Tx, field string, id pulid.ID) error {
+	if s.Dialect != dialect.Postgres {
+		return segmentExists(ctx, tx, field, id)
+	}
+	ids, err := tx.Segment.Query().Where(segment.ID(id)).ForUpdate().IDs(ctx)
+	if err != nil {
+		return fmt.Errorf("lock segment: %w", err)
+	}
+	if len(ids) == 0 {
+		return &segmentd.Error{Code: segmentd.CodeNotFound, Field: field, Message: fmt.Sprintf("no segment with id %q", id)}
 	}
 	return nil
 }

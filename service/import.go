@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
 	"github.com/lib/pq"
 
 	"github.com/segmentd/segmentd"
@@ -44,6 +45,14 @@ const (
 	importStale     = 2 * time.Minute
 )
 
+// ImportMaxRowErrors is how many bad rows a job keeps (the first ones, in
+// line order); it counts the rest (ImportJob.invalidRows, and
+// ErrorsOmitted), so that a file of bad lines cannot fill the database.
+const ImportMaxRowErrors = 10_000
+
+// ErrorsOmitted is how many of a job's bad rows were counted but not kept.
+func ErrorsOmitted(j *ent.ImportJob) int { return max(0, j.InvalidRows-ImportMaxRowErrors) }
+
 // ImportInput starts an import.
 type ImportInput struct {
 	SegmentID pulid.ID
@@ -53,6 +62,9 @@ type ImportInput struct {
 	// Path is a file that the import owns from now on: it reads it in the
 	// background and removes it when done.
 	Path string
+	// Lock, if set, is held while the import owns Path (SpoolUpload's),
+	// and closed when it is done with it.
+	Lock io.Closer
 }
 
 // ImportRowError is a bad row of an imported file.
@@ -76,6 +88,9 @@ type importResult struct {
 func (s *Service) StartImport(ctx context.Context, in ImportInput) (*ent.ImportJob, error) {
 	fail := func(err error) (*ent.ImportJob, error) {
 		_ = os.Remove(in.Path)
+		if in.Lock != nil {
+			_ = in.Lock.Close()
+		}
 		return nil, fmt.Errorf("service.StartImport: %w", err)
 	}
 	if err := importjob.ModeValidator(in.Mode); err != nil {
@@ -97,9 +112,15 @@ func (s *Service) StartImport(ctx context.Context, in ImportInput) (*ent.ImportJ
 	if err != nil {
 		return fail(fmt.Errorf("create job: %w", err))
 	}
+	if err := s.setImportOwner(ctx, string(job.ID)); err != nil {
+		return fail(fmt.Errorf("create job: owner: %w", err))
+	}
 	s.jobs.Add(1)
 	go func() {
 		defer s.jobs.Done()
+		if in.Lock != nil {
+			defer in.Lock.Close() // after runImport removed the file
+		}
 		s.runImport(s.background(), job, in.Path)
 	}()
 	return job, nil
@@ -149,9 +170,12 @@ func (s *Service) runImport(ctx context.Context, job *ent.ImportJob, path string
 			reason = "interrupted: the server stopped (" + reason + ")"
 		}
 		log.Error("import failed", "err", err)
-		uerr := s.Client.ImportJob.UpdateOneID(job.ID).
+		// Only a job still this process's: one another server marked
+		// FAILED keeps its reason.
+		_, uerr := s.Client.ImportJob.Update().
+			Where(importjob.ID(job.ID), importjob.StatusIn(importjob.StatusPENDING, importjob.StatusRUNNING)).
 			SetStatus(importjob.StatusFAILED).SetFailure(reason).SetFinishedAt(s.now()).
-			Exec(cleanup)
+			Save(cleanup)
 		if uerr != nil {
 			log.Error("recording a failed import", "err", uerr)
 		}
@@ -179,12 +203,14 @@ func (s *Service) heartbeat(ctx context.Context, id pulid.ID) {
 
 // FailStaleImports marks as FAILED the jobs that were running in a process
 // that stopped: on SQLite (one process) every unfinished job found at
-// start; on PostgreSQL the jobs whose heartbeat is older than two minutes.
+// start; on PostgreSQL the jobs whose owner is gone (see
+// ClaimImportOwner) or whose heartbeat is older than two minutes.
 func (s *Service) FailStaleImports(ctx context.Context) error {
 	q := s.Client.ImportJob.Update().
 		Where(importjob.StatusIn(importjob.StatusPENDING, importjob.StatusRUNNING))
 	if s.Dialect == dialect.Postgres {
-		q = q.Where(importjob.Or(importjob.HeartbeatAtIsNil(), importjob.HeartbeatAtLT(s.now().Add(-importStale))))
+		q = q.Where(importjob.Or(importjob.HeartbeatAtIsNil(), importjob.HeartbeatAtLT(s.now().Add(-importStale)),
+			func(sel *entsql.Selector) { sel.Where(entsql.ExprP(ownerDead)) }))
 	}
 	n, err := q.SetStatus(importjob.StatusFAILED).
 		SetFailure("interrupted: the server running the import stopped before it finished; the segment is as it was before the import").
@@ -205,10 +231,13 @@ func (s *Service) importFile(ctx context.Context, job *ent.ImportJob, path strin
 		return nil, fmt.Errorf("open the uploaded file: %w", err)
 	}
 	defer f.Close()
-	err = s.Client.ImportJob.UpdateOneID(job.ID).
-		SetStatus(importjob.StatusRUNNING).SetStartedAt(s.now()).Exec(ctx)
+	n, err := s.Client.ImportJob.Update().Where(importjob.ID(job.ID), importjob.StatusEQ(importjob.StatusPENDING)).
+		SetStatus(importjob.StatusRUNNING).SetStartedAt(s.now()).Save(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("start job: %w", err)
+	}
+	if n == 0 {
+		return nil, errJobTaken
 	}
 	s.notify(TopicImports)
 	st := &stager{svc: s, job: job, csv: idcsv.NewReader(f), res: &importResult{}}
@@ -250,6 +279,10 @@ type stager struct {
 	res      *importResult
 	errs     []*idcsv.RowError
 	reported time.Time
+	// tx is the SQLite staging transaction while one is open: bad rows
+	// are stored in it, since a write outside it would wait for its own
+	// write lock (until SQLITE_BUSY).
+	tx *ent.Tx
 }
 
 // next reads the next valid ID, recording bad rows; ok is false at the end.
@@ -267,6 +300,9 @@ func (st *stager) next(ctx context.Context) (id string, ok bool, err error) {
 			return row.ID, true, nil
 		}
 		st.res.invalid++
+		if st.res.invalid > ImportMaxRowErrors {
+			continue // counted, not kept
+		}
 		st.errs = append(st.errs, row.Err)
 		if len(st.errs) >= importChunkRows {
 			if err := st.flushErrors(ctx); err != nil {
@@ -295,7 +331,13 @@ func (st *stager) flushErrors(ctx context.Context) error {
 		}
 		args = append(args, string(st.job.ID), e.Line, e.Value, e.Reason)
 	}
-	if _, err := st.svc.Client.ExecContext(ctx, q.String(), args...); err != nil {
+	var err error
+	if st.tx != nil {
+		_, err = st.tx.ExecContext(ctx, q.String(), args...)
+	} else {
+		_, err = st.svc.Client.ExecContext(ctx, q.String(), args...)
+	}
+	if err != nil {
 		return fmt.Errorf("store bad rows: %w", err)
 	}
 	st.errs = st.errs[:0]
@@ -328,6 +370,8 @@ func (st *stager) insertSQLite(ctx context.Context) error {
 	done := false
 	for !done {
 		err := st.svc.inTx(ctx, func(tx *ent.Tx) error {
+			st.tx = tx
+			defer func() { st.tx = nil }()
 			for staged := 0; staged < importTxRows; {
 				ids = ids[:0]
 				for len(ids) < importChunkRows {
@@ -353,7 +397,7 @@ func (st *stager) insertSQLite(ctx context.Context) error {
 					break
 				}
 			}
-			return nil
+			return st.flushErrors(ctx)
 		})
 		if err != nil {
 			return fmt.Errorf("stage IDs: %w", err)
@@ -632,16 +676,27 @@ SELECT m.segment_ref, m.user_ref, 'EXITED', 'IMPORT', $3, CAST($4 AS TEXT) FROM 
 	return removed, nil
 }
 
-// finishImport records a job's success with its counts.
+// errJobTaken: another server marked the job FAILED while this one ran it
+// (it took this one for dead). The job stays as that server left it.
+var errJobTaken = errors.New("the job was marked FAILED by another server meanwhile; the segment is as it was before the import")
+
+// finishImport records a job's success with its counts, if the job is
+// still this process's: RUNNING. If another server has marked it FAILED
+// meanwhile, the apply rolls back (errJobTaken), so that a job never ends
+// SUCCEEDED with a failure, nor a segment changed by a FAILED job.
 func (s *Service) finishImport(ctx context.Context, tx *ent.Tx, job *ent.ImportJob, res *importResult) error {
-	err := tx.ImportJob.UpdateOneID(job.ID).
+	n, err := tx.ImportJob.Update().
+		Where(importjob.ID(job.ID), importjob.StatusEQ(importjob.StatusRUNNING)).
 		SetStatus(importjob.StatusSUCCEEDED).
 		SetTotalRows(res.rows).SetProcessedRows(res.rows).SetInvalidRows(res.invalid).
 		SetAdded(res.added).SetRemoved(res.removed).SetUnchanged(res.unchanged).
 		SetFinishedAt(s.now()).
-		Exec(ctx)
+		Save(ctx)
 	if err != nil {
 		return fmt.Errorf("record the outcome: %w", err)
+	}
+	if n == 0 {
+		return errJobTaken
 	}
 	return nil
 }

@@ -495,7 +495,7 @@ func (s *Service) lockUsers(ctx context.Context, tx *ent.Tx, evs []*incoming, no
 		}
 		q := tx.User.Query().Where(user.UserIDIn(chunk...)).Order(ent.Asc(user.FieldUserID))
 		if s.Dialect == dialect.Postgres {
-			q = q.ForUpdate()
+			q = q.Where(forNoKeyUpdate)
 		}
 		rows, err := q.All(ctx)
 		if err != nil {

@@ -91,7 +91,7 @@ func (s *Service) changeMembers(ctx context.Context, segmentID pulid.ID, userIDs
 			} else {
 				q := tx.User.Query().Where(user.UserIDIn(chunk...)).Order(ent.Asc(user.FieldUserID))
 				if s.Dialect == dialect.Postgres {
-					q = q.ForUpdate()
+					q = q.Where(forNoKeyUpdate)
 				}
 				users, err = q.All(ctx)
 			}

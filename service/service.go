@@ -36,8 +36,15 @@ type Service struct {
 	// Background is the context of background work (imports); the server
 	// cancels it when it stops. Nil means context.Background().
 	Background context.Context
+	// UploadDir is where imports keep their copies of uploaded files;
+	// empty means os.TempDir().
+	UploadDir string
 
 	jobs sync.WaitGroup // running imports
+	// ownerConn holds the advisory lock of ownerKey, the owner of this
+	// server's import jobs (PostgreSQL; see ClaimImportOwner).
+	ownerConn *sql.Conn
+	ownerKey  int64
 
 	programs programCache
 	writeMu  sync.Mutex // SQLite: one write transaction at a time

@@ -102,11 +102,3 @@ func sqliteHasSchema(ctx context.Context, path string) error {
 	return nil
 }
 
-// sqlitePath is the file of a modernc DSN ("file:path?pragmas").
-func sqlitePath(dsn string) string {
-	p := strings.TrimPrefix(dsn, "file:")
-	if i := strings.IndexByte(p, '?'); i >= 0 {
-		p = p[:i]
-	}
-	return p
-}

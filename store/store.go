@@ -7,9 +7,11 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +38,34 @@ type Store struct {
 	DSN string
 
 	statements *atomic.Int64
+	path string   // SQLite: the database file
+	lock *os.File // SQLite: the server's lock file, see LockForServer
+}
+
+// ErrInUse is returned by LockForServer when another process serves the
+// same SQLite file.
+var ErrInUse = errors.New("database in use by another segmentd server")
+
+// LockForServer makes this process the only server of a SQLite database:
+// it holds an exclusive lock (flock) on the file "<database>.lock" until
+// Close or the process ends, and fails with ErrInUse if another process
+// holds it. Two servers on one file would take each other's running
+// imports for interrupted ones. On PostgreSQL, where several replicas may
+// serve one database, it does nothing.
+func (s *Store) LockForServer() error {
+	if s.Dialect == dialect.Postgres || s.path == "" || s.lock != nil {
+		return nil
+	}
+	lockPath := s.path + ".lock"
+	f, busy, err := lockFile(lockPath)
+	if err != nil {
+		return fmt.Errorf("store.LockForServer: %w", err)
+	}
+	if busy {
+		return fmt.Errorf("store.LockForServer: %w: %s is served by another process (it holds %s); stop it first, or use PostgreSQL to run several servers on one database", ErrInUse, s.path, lockPath)
+	}
+	s.lock = f
+	return nil
 }
 
 // Statements returns how many statements the ent client has run (reads,
@@ -105,6 +135,9 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		st.DB = read
 	}
 	st.Client = ent.NewClient(ent.Driver(&driver{Driver: entsql.OpenDB(d, db), read: read, n: st.statements}))
+	if d == dialect.SQLite {
+		st.path = sqlitePath(dsn)
+	}
 	return st, nil
 }
 
@@ -151,6 +184,60 @@ func (s *Store) Migrate(ctx context.Context) error {
 				return fmt.Errorf("store.Migrate: %s: %w", stmt, err)
 			}
 		}
+	} else if err := s.sqliteLogPositions(ctx); err != nil {
+		return fmt.Errorf("store.Migrate: %w", err)
+	}
+	return nil
+}
+
+// SQLiteLogTables are the log tables whose live position on SQLite is the
+// log_seq column that sqliteLogPositions maintains. (membership_changes is
+// the third log; its integer id is AUTOINCREMENT, never reused.)
+var SQLiteLogTables = []string{"events", "campaign_activations"}
+
+// sqliteLogPositions gives the SQLite log tables with text ids a position
+// that is never reused. Their rowid is not one: SQLite gives a new row the
+// largest rowid + 1, so after the newest rows are deleted (a campaign with
+// its activations) new rows take positions that live readers have passed,
+// and are never delivered. Instead, a trigger numbers every inserted row
+// from a counter in log_sequences, which deletes never lower. Rows from
+// before this migration keep their rowid as their position (the order
+// they were read in), and the counter starts after the largest.
+func (s *Store) sqliteLogPositions(ctx context.Context) error {
+	tx, err := s.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("log positions: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS log_sequences (name TEXT PRIMARY KEY, seq INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("log positions: %w", err)
+	}
+	for _, tbl := range SQLiteLogTables {
+		var has int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info(?) WHERE name = 'log_seq'`, tbl).Scan(&has); err != nil {
+			return fmt.Errorf("log positions: %s: %w", tbl, err)
+		}
+		stmts := []string{
+			`INSERT OR IGNORE INTO log_sequences (name, seq) VALUES ('` + tbl + `', 0)`,
+			`UPDATE ` + tbl + ` SET log_seq = rowid WHERE log_seq IS NULL`,
+			`UPDATE log_sequences SET seq = max(seq, (SELECT coalesce(max(log_seq), 0) FROM ` + tbl + `)) WHERE name = '` + tbl + `'`,
+			`CREATE UNIQUE INDEX IF NOT EXISTS ` + tbl + `_log_seq ON ` + tbl + ` (log_seq)`,
+			`CREATE TRIGGER IF NOT EXISTS ` + tbl + `_log_seq AFTER INSERT ON ` + tbl + ` FOR EACH ROW BEGIN
+  UPDATE log_sequences SET seq = seq + 1 WHERE name = '` + tbl + `';
+  UPDATE ` + tbl + ` SET log_seq = (SELECT seq FROM log_sequences WHERE name = '` + tbl + `') WHERE rowid = NEW.rowid;
+END`,
+		}
+		if has == 0 {
+			stmts = append([]string{`ALTER TABLE ` + tbl + ` ADD COLUMN log_seq INTEGER`}, stmts...)
+		}
+		for _, stmt := range stmts {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("log positions: %s: %w", stmt, err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("log positions: %w", err)
 	}
 	return nil
 }
@@ -193,10 +280,30 @@ var sqliteImportTables = []string{
 var postgresImportTables = []string{
 	`CREATE UNLOGGED TABLE IF NOT EXISTS import_ids (job_ref text NOT NULL, user_id text NOT NULL, k text NOT NULL, PRIMARY KEY (job_ref, user_id))`,
 	`CREATE TABLE IF NOT EXISTS import_row_errors (job_ref varchar(40) NOT NULL REFERENCES import_jobs (id) ON DELETE CASCADE, line bigint NOT NULL, value text NOT NULL, reason text NOT NULL, PRIMARY KEY (job_ref, line))`,
+	// The server that runs a job: it holds an advisory lock on the key
+	// while it lives (service.ClaimImportOwner).
+	`ALTER TABLE import_jobs ADD COLUMN IF NOT EXISTS owner_key bigint`,
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.Client.Close() }
+// Close closes the database, and releases the server lock if held.
+func (s *Store) Close() error {
+	err := s.Client.Close()
+	if s.lock != nil {
+		s.lock.Close()
+		s.lock = nil
+	}
+	return err
+}
+
+// sqlitePath is the file of a SQLite DSN ("file:path?options"), or "" for
+// an in-memory database.
+func sqlitePath(dsn string) string {
+	p, _, _ := strings.Cut(strings.TrimPrefix(dsn, "file:"), "?")
+	if p == "" || p == ":memory:" {
+		return ""
+	}
+	return p
+}
 
 func driverFor(raw string) (driver, dsn string, err error) {
 	switch {

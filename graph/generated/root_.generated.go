@@ -158,6 +158,7 @@ type ComplexityRoot struct {
 		CreatedAt     func(childComplexity int) int
 		DryRun        func(childComplexity int) int
 		Errors        func(childComplexity int, first *int, afterLine *int) int
+		ErrorsOmitted func(childComplexity int) int
 		Failure       func(childComplexity int) int
 		FileBytes     func(childComplexity int) int
 		FileName      func(childComplexity int) int
@@ -831,6 +832,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ImportJob.Errors(childComplexity, args["first"].(*int), args["afterLine"].(*int)), true
+	case "ImportJob.errorsOmitted":
+		if e.ComplexityRoot.ImportJob.ErrorsOmitted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ImportJob.ErrorsOmitted(childComplexity), true
 	case "ImportJob.failure":
 		if e.ComplexityRoot.ImportJob.Failure == nil {
 			break
@@ -5216,13 +5223,15 @@ type ImportRowError {
 }
 
 extend type ImportJob {
-  """Bad rows in line order, first ones after line afterLine (at most 1,000 a call)."""
+  """Bad rows in line order, first ones after line afterLine (at most 1,000 a call). A job keeps its first 10,000 bad rows; see errorsOmitted."""
   errors(
     """How many errors to return, at most 1,000."""
     first: Int = 100
     """Start after this line of the file (0: from the start)."""
     afterLine: Int = 0
   ): [ImportRowError!]!
+  """How many bad rows were counted (in invalidRows) but not kept, beyond the first 10,000."""
+  errorsOmitted: Int!
 }
 `, BuiltIn: false},
 }
@@ -5486,6 +5495,8 @@ func (ec *executionContext) childFields_ImportJob(ctx context.Context, field gra
 		return ec.fieldContext_ImportJob_segment(ctx, field)
 	case "errors":
 		return ec.fieldContext_ImportJob_errors(ctx, field)
+	case "errorsOmitted":
+		return ec.fieldContext_ImportJob_errorsOmitted(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ImportJob", field.Name)
 }

@@ -1,0 +1,171 @@
+package graph_test
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentd/segmentd/internal/testenv"
+	"github.com/segmentd/segmentd/store"
+)
+
+// TestLiveAfterDeletes (issue 13, item 3): on SQLite the live tailers read
+// "rowid > last", and SQLite gives a new row the largest rowid + 1: after a
+// campaign (with its activations) or a segment (with its log) was deleted,
+// new rows took the freed positions, behind the tailer, and were never
+// delivered (5 of 5 activations lost). Every tailed log (membership
+// changes, events, activations) now has positions that are never reused.
+func TestLiveAfterDeletes(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
+		srv := testenv.StartServer(t, dbURL)
+		liveAfterDeletes(t, srv, "")
+	})
+}
+
+// liveAfterDeletes deletes the newest rows of each log (a campaign with its
+// activations, a segment with its changes, events), then checks that a
+// subscriber gets every row written after.
+func liveAfterDeletes(t *testing.T, srv *testenv.Server, tag string) {
+	t.Helper()
+	c := srv.Admin()
+	users := func(prefix string) []string {
+		var out []string
+		for i := 1; i <= 5; i++ {
+			out = append(out, fmt.Sprintf("%s%s-%d", tag, prefix, i))
+		}
+		return out
+	}
+	add := func(seg string, ids []string) {
+		t.Helper()
+		c.MustDo(t, `mutation($s: ID!, $u: [String!]!) { addUsersToSegment(segmentId: $s, userIds: $u) { added } }`,
+			map[string]any{"s": seg, "u": ids}, nil)
+	}
+	campaign := func(name, seg, status string) string {
+		t.Helper()
+		var out struct{ CreateCampaign struct{ ID string } }
+		c.MustDo(t, `mutation($n: String!, $s: ID!, $st: CampaignStatus!) { createCampaign(input: {name: $n, segmentId: $s, status: $st}) { id } }`,
+			map[string]any{"n": name, "s": seg, "st": status}, &out)
+		return out.CreateCampaign.ID
+	}
+	track := func(ids ...string) {
+		t.Helper()
+		for _, id := range ids {
+			c.MustDo(t, `mutation($m: String!) { trackEvent(input: {event: "Deleted Later", userId: "tracked", messageId: $m}) { duplicate } }`,
+				map[string]any{"m": id}, nil)
+		}
+	}
+
+	ws := srv.DialWS(t, testenv.AdminKey, testenv.TransportWS)
+	ws.Subscribe(t, "evt", `subscription { eventReceived(name: "Deleted Later") { messageId } }`, nil)
+	time.Sleep(300 * time.Millisecond) // graphql-transport-ws has no subscribe ack
+	old := createStatic(t, c, tag+"Old audience")
+	oldCampaign := campaign(tag+"Old campaign", old, "ACTIVE")
+	add(old, users("old"))  // the newest activations and changes
+	track(users("gone")...) // the newest events
+	for range 5 {
+		var e struct{ EventReceived struct{ MessageID string } }
+		ws.NextData(t, "evt", 5*time.Second, &e)
+	}
+
+	next := createStatic(t, c, tag+"Next audience")
+	nextCampaign := campaign(tag+"Next campaign", next, "ACTIVE")
+	ws.Subscribe(t, "act", campaignActivatedQuery, map[string]any{"c": nextCampaign})
+	ws.Subscribe(t, "chg", `subscription($s: ID) { membershipChanged(segmentId: $s) { kind user { userId } } }`, map[string]any{"s": next})
+	time.Sleep(300 * time.Millisecond)
+
+	// Free the newest positions of each log.
+	c.MustDo(t, `mutation($id: ID!) { deleteCampaign(id: $id) }`, map[string]any{"id": oldCampaign}, nil)
+	c.MustDo(t, `mutation($id: ID!) { deleteSegment(id: $id) }`, map[string]any{"id": old}, nil)
+	// Nothing in the API deletes events; a database operator might.
+	st := srv.Store()
+	q := `DELETE FROM events WHERE message_id LIKE ?`
+	if st.Dialect != "sqlite3" {
+		q = strings.Replace(q, "?", "$1", 1)
+	}
+	if _, err := st.DB.Exec(q, tag+"gone-%"); err != nil {
+		t.Fatal(err)
+	}
+
+	newUsers := users("new")
+	add(next, newUsers)
+	track(users("kept")...)
+
+	got := map[string][]string{}
+	for len(got["act"])+len(got["chg"])+len(got["evt"]) < 15 {
+		m := ws.Next(t, 5*time.Second)
+		var p struct {
+			Data struct {
+				CampaignActivated *struct{ User struct{ UserID string } }
+				MembershipChanged *struct {
+					Kind string
+					User struct{ UserID string }
+				}
+				EventReceived *struct{ MessageID string }
+			}
+			Errors []testenv.GQLError
+		}
+		if m.Type != "next" || json.Unmarshal(m.Payload, &p) != nil || len(p.Errors) > 0 {
+			t.Fatalf("unexpected %s %s %s", m.Type, m.ID, m.Payload)
+		}
+		switch d := p.Data; {
+		case d.CampaignActivated != nil:
+			got[m.ID] = append(got[m.ID], d.CampaignActivated.User.UserID)
+		case d.MembershipChanged != nil:
+			got[m.ID] = append(got[m.ID], d.MembershipChanged.User.UserID)
+		case d.EventReceived != nil:
+			got[m.ID] = append(got[m.ID], d.EventReceived.MessageID)
+		}
+	}
+	t.Logf("received %v", got)
+	ws.Quiet(t, 300*time.Millisecond)
+	want := map[string][]string{"act": newUsers, "chg": newUsers, "evt": users("kept")}
+	for id, w := range want {
+		g := append([]string(nil), got[id]...)
+		sort.Strings(g)
+		if strings.Join(g, ",") != strings.Join(w, ",") {
+			t.Errorf("%s: got %v, want %v", id, got[id], w)
+		}
+	}
+}
+
+// TestLivePositionsMigrated: a SQLite database from before the log
+// positions (no log_seq, no trigger) gets them at start, its existing rows
+// numbered in their old order, and then loses nothing after deletes.
+func TestLivePositionsMigrated(t *testing.T) {
+	dbURL := testenv.DatabaseURL(t, "sqlite")
+	srv, stop := testenv.StartStoppableServer(t, dbURL)
+	liveAfterDeletes(t, srv, "before-")
+	stop()
+
+	// Back to the schema as it was: rowid positions only.
+	db, err := sql.Open("sqlite", strings.TrimPrefix(dbURL, "sqlite://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tbl := range store.SQLiteLogTables {
+		for _, q := range []string{"DROP TRIGGER " + tbl + "_log_seq", "DROP INDEX " + tbl + "_log_seq", "ALTER TABLE " + tbl + " DROP COLUMN log_seq"} {
+			if _, err := db.Exec(q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+	}
+	if _, err := db.Exec("DROP TABLE log_sequences"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	srv = testenv.StartServer(t, dbURL)
+	var unnumbered int
+	if err := srv.Store().DB.QueryRow(`SELECT (SELECT count(*) FROM events WHERE log_seq IS NULL OR log_seq <> rowid) +
+		(SELECT count(*) FROM campaign_activations WHERE log_seq IS NULL OR log_seq <> rowid)`).Scan(&unnumbered); err != nil {
+		t.Fatal(err)
+	}
+	if unnumbered != 0 {
+		t.Fatalf("%d rows from before the migration without their rowid as position", unnumbered)
+	}
+	liveAfterDeletes(t, srv, "after-")
+}
