@@ -101,4 +101,3 @@ func sqliteHasSchema(ctx context.Context, path string) error {
 	}
 	return nil
 }
-

@@ -38,8 +38,8 @@ type Store struct {
 	DSN string
 
 	statements *atomic.Int64
-	path string   // SQLite: the database file
-	lock *os.File // SQLite: the server's lock file, see LockForServer
+	path       string   // SQLite: the database file
+	lock       *os.File // SQLite: the server's lock file, see LockForServer
 }
 
 // ErrInUse is returned by LockForServer when another process serves the
