@@ -97,9 +97,18 @@ func (c *WSClient) Subscribe(t testing.TB, id, query string, vars map[string]any
 	c.Send(t, WSMessage{ID: id, Type: typ, Payload: mustJSON(map[string]any{"query": query, "variables": vars})})
 }
 
-// Next returns the next message, failing the test after timeout.
+// MinWait is the least Next waits for a message. Live delivery on
+// PostgreSQL waits for the cluster's oldest running transaction, and on a
+// shared cluster (CI runs every package's tests on one) another test's long
+// import can hold it back for seconds; waiting longer costs nothing when a
+// message comes.
+const MinWait = 30 * time.Second
+
+// Next returns the next message, failing the test after timeout (at least
+// MinWait).
 func (c *WSClient) Next(t testing.TB, timeout time.Duration) WSMessage {
 	t.Helper()
+	timeout = max(timeout, MinWait)
 	select {
 	case m, ok := <-c.Messages:
 		if !ok {
