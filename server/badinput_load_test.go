@@ -245,8 +245,37 @@ func badInputLoad(t *testing.T, dbURL string, d time.Duration, checkRate bool) {
 			failures = append(failures, fmt.Sprintf(format, args...))
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), d)
+	// The load runs for d, and on until every kind was sent at least once
+	// (heavy kinds come once in `every` turns, and a loaded CI machine may
+	// not reach them in d), at most 60 s or 4 d.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	go func() {
+		minimum := time.NewTimer(d)
+		defer minimum.Stop()
+		select {
+		case <-minimum.C:
+		case <-ctx.Done():
+			return
+		}
+		most := time.NewTimer(max(60*time.Second, 4*d) - d)
+		defer most.Stop()
+		for {
+			mu.Lock()
+			all := len(byKind) == len(mix)
+			mu.Unlock()
+			if all {
+				cancel()
+				return
+			}
+			select {
+			case <-most.C:
+				cancel()
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
 	lim := rate.NewLimiter(target, workers)
 	var wg sync.WaitGroup
 	start := time.Now()
