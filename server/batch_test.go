@@ -74,7 +74,10 @@ func TestNestedListsLoadInBatches(t *testing.T) {
 		}
 		s, l := fewest(small), fewest(large)
 		t.Logf("statements: %d for 3×4 rows, %d for 12×20 rows", s, l)
-		if l != s {
+		// gqlgen resolves sibling fields concurrently, so a group of
+		// siblings is now and then split in two and loads in two statements:
+		// a little slack. One list loaded per row would add 9 or more.
+		if l > s+3 {
 			t.Errorf("the query ran %d statements over 12 segments of 20 members and %d over 3 of 4: they grow with the rows", l, s)
 		}
 		if s > 25 {

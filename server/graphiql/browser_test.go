@@ -431,6 +431,15 @@ func (d *devtools) requested() []string {
 // call sends a DevTools command and returns its result.
 func (d *devtools) call(t *testing.T, method string, params any) json.RawMessage {
 	t.Helper()
+	res, err := d.callErr(method, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// callErr is call that returns its error.
+func (d *devtools) callErr(method string, params any) (json.RawMessage, error) {
 	id := d.nextID.Add(1)
 	ch := make(chan devtoolsReply, 1)
 	d.mu.Lock()
@@ -441,23 +450,30 @@ func (d *devtools) call(t *testing.T, method string, params any) json.RawMessage
 	err := d.conn.WriteJSON(map[string]any{"id": id, "method": method, "params": params})
 	d.writeMu.Unlock()
 	if err != nil {
-		t.Fatalf("%s: %v", method, err)
+		return nil, fmt.Errorf("%s: %w", method, err)
 	}
 	select {
 	case reply := <-ch:
 		if reply.Err != nil {
-			t.Fatalf("%s: %v", method, reply.Err)
+			return nil, fmt.Errorf("%s: %v", method, reply.Err)
 		}
-		return reply.Result
+		return reply.Result, nil
 	case <-time.After(30 * time.Second):
-		t.Fatalf("%s: no reply", method)
-		return nil
+		return nil, fmt.Errorf("%s: no reply", method)
 	}
 }
 
-// eval evaluates a JavaScript expression in the page and returns its value as JSON.
 func (d *devtools) eval(t *testing.T, expr string) string {
 	t.Helper()
+	v, err := d.evalErr(expr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// evalErr is eval that returns its error.
+func (d *devtools) evalErr(expr string) (string, error) {
 	var res struct {
 		Result           struct{ Value json.RawMessage }
 		ExceptionDetails *struct {
@@ -465,14 +481,17 @@ func (d *devtools) eval(t *testing.T, expr string) string {
 			Exception struct{ Description string }
 		}
 	}
-	raw := d.call(t, "Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true, "awaitPromise": true})
+	raw, err := d.callErr("Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true, "awaitPromise": true})
+	if err != nil {
+		return "", err
+	}
 	if err := json.Unmarshal(raw, &res); err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	if res.ExceptionDetails != nil {
-		t.Fatalf("evaluating %s: %s %s", expr, res.ExceptionDetails.Text, res.ExceptionDetails.Exception.Description)
+		return "", fmt.Errorf("evaluating %s: %s %s", expr, res.ExceptionDetails.Text, res.ExceptionDetails.Exception.Description)
 	}
-	return string(res.Result.Value)
+	return string(res.Result.Value), nil
 }
 
 // waitJS waits until a JavaScript expression is true in the page.
@@ -480,12 +499,14 @@ func (d *devtools) waitJS(t *testing.T, expr, what string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		v := d.eval(t, fmt.Sprintf(`(() => { try { return !!(%s) } catch (e) { return false } })()`, expr))
-		if v == "true" {
+		// While the page navigates (a reload), an evaluation fails with
+		// "Inspected target navigated or closed": not yet, not a failure.
+		v, err := d.evalErr(fmt.Sprintf(`(() => { try { return !!(%s) } catch (e) { return false } })()`, expr))
+		if err == nil && v == "true" {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s (%s)", what, expr)
+			t.Fatalf("timed out waiting for %s (%s); last error: %v", what, expr, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
