@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -125,19 +124,7 @@ func argumentPath(ctx context.Context, path ast.Path) string {
 	if len(path) <= len(prefix) || path[:len(prefix)].String() != prefix.String() {
 		return ""
 	}
-	var b strings.Builder
-	for _, el := range path[len(prefix):] {
-		switch el := el.(type) {
-		case ast.PathIndex:
-			fmt.Fprintf(&b, "[%d]", int(el))
-		case ast.PathName:
-			if b.Len() > 0 {
-				b.WriteByte('.')
-			}
-			b.WriteString(string(el))
-		}
-	}
-	return b.String()
+	return fieldPath(path[len(prefix):])
 }
 
 // errPanic is what a recovered panic becomes.
