@@ -6,17 +6,12 @@ import (
 	"time"
 
 	"github.com/segmentd/segmentd/ent"
-	"github.com/segmentd/segmentd/ent/event"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segmenttrigger"
-	"github.com/segmentd/segmentd/ent/user"
 	"github.com/segmentd/segmentd/trigger"
 )
-
-// replayPage is how many stored events a reevaluation reads at a time.
-const replayPage = 1000
 
 // reevaluate applies a segment's new rules to the past, inside the update's
 // transaction. BACKFILL replays the stored TRACK events whose name is one of
@@ -46,53 +41,9 @@ func (s *Service) reevaluate(ctx context.Context, tx *ent.Tx, seg *ent.Segment, 
 		return fmt.Errorf("load trigger events: %w", err)
 	}
 	// The first matching event of each user, in arrival order.
-	type match struct {
-		event  *ent.Event
-		reason string
-	}
-	matched := map[pulid.ID]match{}
-	traits := map[pulid.ID]map[string]any{}
-	var after pulid.ID
-	for len(names) > 0 {
-		q := tx.Event.Query().
-			Where(event.TypeEQ(event.TypeTRACK), event.NameIn(names...), event.UserRefNotNil()).
-			Order(ent.Asc(event.FieldID)).Limit(replayPage)
-		if after != "" {
-			q = q.Where(event.IDGT(after))
-		}
-		page, err := q.All(ctx)
-		if err != nil {
-			return fmt.Errorf("replay events: %w", err)
-		}
-		if len(page) == 0 {
-			break
-		}
-		after = page[len(page)-1].ID
-		var unknown []pulid.ID
-		for _, ev := range page {
-			if _, ok := traits[*ev.UserRef]; !ok {
-				unknown = append(unknown, *ev.UserRef)
-				traits[*ev.UserRef] = nil
-			}
-		}
-		if len(unknown) > 0 {
-			users, err := tx.User.Query().Where(user.IDIn(unknown...)).All(ctx)
-			if err != nil {
-				return fmt.Errorf("load users: %w", err)
-			}
-			for _, u := range users {
-				traits[u.ID] = u.Traits
-			}
-		}
-		for _, ev := range page {
-			if _, ok := matched[*ev.UserRef]; ok {
-				continue
-			}
-			r := prog.Eval(trigger.Env{Event: ev.Properties, User: traits[*ev.UserRef], Now: ev.Timestamp})
-			if r.Matched {
-				matched[*ev.UserRef] = match{event: ev, reason: r.Reason}
-			}
-		}
+	matched, err := matchStoredEvents(ctx, client, prog, names, nil)
+	if err != nil {
+		return err
 	}
 	members, err := tx.Membership.Query().Where(membership.SegmentRef(seg.ID)).All(ctx)
 	if err != nil {
