@@ -162,6 +162,11 @@ func (r *queryResolver) ExplainMembership(ctx context.Context, segmentID pulid.I
 	return r.svc.ExplainMembership(ctx, segmentID, userID)
 }
 
+// PreviewSegment is the resolver for the previewSegment field.
+func (r *queryResolver) PreviewSegment(ctx context.Context, input service.CreateSegmentInput, since *time.Time) (*service.SegmentPreview, error) {
+	return r.svc.PreviewSegment(ctx, input, since)
+}
+
 // ImportJob is the resolver for the importJob field.
 func (r *queryResolver) ImportJob(ctx context.Context, id pulid.ID) (*ent.ImportJob, error) {
 	job, err := r.client.ImportJob.Get(ctx, id)
@@ -233,6 +238,11 @@ func (r *segmentOutcomeResolver) Segment(ctx context.Context, obj *schema.Outcom
 	return seg, err
 }
 
+// Sample is the resolver for the sample field.
+func (r *segmentPreviewResolver) Sample(ctx context.Context, obj *service.SegmentPreview, first *int) ([]*ent.User, error) {
+	return obj.Sample(ctx, first)
+}
+
 // MembershipChanged is the resolver for the membershipChanged field.
 func (r *subscriptionResolver) MembershipChanged(ctx context.Context, segmentID *pulid.ID, after *string) (<-chan *service.MembershipChange, error) {
 	return r.live.MembershipChanges(ctx, segmentID, after)
@@ -271,11 +281,17 @@ func (r *Resolver) SegmentOutcome() generated.SegmentOutcomeResolver {
 	return &segmentOutcomeResolver{r}
 }
 
+// SegmentPreview returns generated.SegmentPreviewResolver implementation.
+func (r *Resolver) SegmentPreview() generated.SegmentPreviewResolver {
+	return &segmentPreviewResolver{r}
+}
+
 // Subscription returns generated.SubscriptionResolver implementation.
 func (r *Resolver) Subscription() generated.SubscriptionResolver { return &subscriptionResolver{r} }
 
 type (
 	mutationResolver       struct{ *Resolver }
 	segmentOutcomeResolver struct{ *Resolver }
+	segmentPreviewResolver struct{ *Resolver }
 	subscriptionResolver   struct{ *Resolver }
 )

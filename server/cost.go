@@ -37,7 +37,10 @@ var costRules = querycost.Rules{
 	Weights: map[string]int64{
 		// Replays the user's latest evaluated event: 500 of them took
 		// 11.5 s of CPU (issue 12), about 23 ms each.
-		"Query.explainMembership":  2000,
+		"Query.explainMembership": 2000,
+		// Scans the stored events of the trigger names: 1M of them take
+		// seconds (BenchmarkPreviewSegment); at most 10 in one operation.
+		"Query.previewSegment":     20000,
 		"Segment.stats":            10,
 		"Segment.growth":           10,
 		"Segment.membersAt":        10,

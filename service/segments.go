@@ -60,8 +60,19 @@ const (
 	Reconcile  ReevaluationPolicy = "RECONCILE"
 )
 
-// CreateSegment validates and stores a new segment with its condition tree.
-func (s *Service) CreateSegment(ctx context.Context, in CreateSegmentInput) (*ent.Segment, error) {
+// newSegment is a CreateSegmentInput that passed validateNewSegment.
+type newSegment struct {
+	name   string
+	desc   *string
+	kind   segment.Kind
+	events []string // trimmed, without repeats
+	root   *trigger.Node
+}
+
+// validateNewSegment checks a CreateSegmentInput as createSegment does
+// (and previewSegment, with the same codes and fields): BAD_USER_INPUT
+// naming the field at fault.
+func validateNewSegment(in CreateSegmentInput) (*newSegment, error) {
 	name, err := cleanName("input.name", in.Name)
 	if err != nil {
 		return nil, err
@@ -94,6 +105,16 @@ func (s *Service) CreateSegment(ctx context.Context, in CreateSegmentInput) (*en
 			return nil, segmentd.Invalid("input.triggerEvents", "an EVENT_TRIGGERED segment needs at least one trigger event")
 		}
 	}
+	return &newSegment{name: name, desc: desc, kind: in.Kind, events: events, root: root}, nil
+}
+
+// CreateSegment validates and stores a new segment with its condition tree.
+func (s *Service) CreateSegment(ctx context.Context, in CreateSegmentInput) (*ent.Segment, error) {
+	def, err := validateNewSegment(in)
+	if err != nil {
+		return nil, err
+	}
+	name, desc, events, root := def.name, def.desc, def.events, def.root
 	var created *ent.Segment
 	err = s.inTx(ctx, func(tx *ent.Tx) error {
 		now := s.now()

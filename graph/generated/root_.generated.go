@@ -37,6 +37,7 @@ type ResolverRoot interface {
 	Query() QueryResolver
 	Segment() SegmentResolver
 	SegmentOutcome() SegmentOutcomeResolver
+	SegmentPreview() SegmentPreviewResolver
 	Subscription() SubscriptionResolver
 	User() UserResolver
 }
@@ -278,6 +279,7 @@ type ComplexityRoot struct {
 		ImportJob         func(childComplexity int, id pulid.ID) int
 		Node              func(childComplexity int, id pulid.ID) int
 		Nodes             func(childComplexity int, ids []pulid.ID) int
+		PreviewSegment    func(childComplexity int, input service.CreateSegmentInput, since *time.Time) int
 		Segments          func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *service.SegmentOrder, where *ent.SegmentWhereInput) int
 		User              func(childComplexity int, userID string) int
 		Users             func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.UserOrder, where *ent.UserWhereInput) int
@@ -316,6 +318,11 @@ type ComplexityRoot struct {
 		Entered func(childComplexity int) int
 		Reason  func(childComplexity int) int
 		Segment func(childComplexity int) int
+	}
+
+	SegmentPreview struct {
+		MatchingUsers func(childComplexity int) int
+		Sample        func(childComplexity int, first *int) int
 	}
 
 	SegmentStats struct {
@@ -1432,6 +1439,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Nodes(childComplexity, args["ids"].([]pulid.ID)), true
+	case "Query.previewSegment":
+		if e.ComplexityRoot.Query.PreviewSegment == nil {
+			break
+		}
+
+		args, err := ec.field_Query_previewSegment_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.PreviewSegment(childComplexity, args["input"].(service.CreateSegmentInput), args["since"].(*time.Time)), true
 	case "Query.segments":
 		if e.ComplexityRoot.Query.Segments == nil {
 			break
@@ -1627,6 +1645,24 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SegmentOutcome.Segment(childComplexity), true
+
+	case "SegmentPreview.matchingUsers":
+		if e.ComplexityRoot.SegmentPreview.MatchingUsers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SegmentPreview.MatchingUsers(childComplexity), true
+	case "SegmentPreview.sample":
+		if e.ComplexityRoot.SegmentPreview.Sample == nil {
+			break
+		}
+
+		args, err := ec.field_SegmentPreview_sample_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.SegmentPreview.Sample(childComplexity, args["first"].(*int)), true
 
 	case "SegmentStats.newLast30Days":
 		if e.ComplexityRoot.SegmentStats.NewLast30Days == nil {
@@ -4793,6 +4829,21 @@ extend type Query {
     """The customer's own user ID."""
     userId: String!
   ): MembershipExplanation!
+  """
+  Who a segment definition would hold, over the stored data, writing
+  nothing (READ or ADMIN key). The input is validated as createSegment
+  validates it (BAD_USER_INPUT naming the field). EVENT_TRIGGERED: the users
+  whom at least one stored TRACK event of a trigger name (with a timestamp at
+  or after since; default: every stored event) would have entered, with the
+  condition given and the users' current traits; a user counts once however
+  many of their events match. STATIC: BAD_USER_INPUT naming input.kind.
+  """
+  previewSegment(
+    """The definition, as createSegment takes it; nothing is created."""
+    input: CreateSegmentInput!
+    """Only events with a timestamp at or after this instant count; default: every stored event."""
+    since: Time
+  ): SegmentPreview!
   """An import job by ID (also node(id:)); null if unknown."""
   importJob(
     """The import job's ID (imp_…)."""
@@ -4807,6 +4858,17 @@ extend type Query {
     """The customer's own group ID (the groupId of group calls)."""
     groupId: String!
   ): Group
+}
+
+"""Who a segment definition would hold (previewSegment)."""
+type SegmentPreview {
+  """How many users the definition would hold."""
+  matchingUsers: Int!
+  """Some of those users, the first seen first (by ID)."""
+  sample(
+    """How many users, 0 to 1,000; default 20."""
+    first: Int = 20
+  ): [User!]!
 }
 
 """Writes: trackEvent, trackEvents and identify need a WRITE or ADMIN key; every other mutation an ADMIN key."""
@@ -5727,6 +5789,16 @@ func (ec *executionContext) childFields_SegmentOutcome(ctx context.Context, fiel
 		return ec.fieldContext_SegmentOutcome_reason(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SegmentOutcome", field.Name)
+}
+
+func (ec *executionContext) childFields_SegmentPreview(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "matchingUsers":
+		return ec.fieldContext_SegmentPreview_matchingUsers(ctx, field)
+	case "sample":
+		return ec.fieldContext_SegmentPreview_sample(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SegmentPreview", field.Name)
 }
 
 func (ec *executionContext) childFields_SegmentStats(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

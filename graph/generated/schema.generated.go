@@ -43,6 +43,9 @@ type MutationResolver interface {
 type SegmentOutcomeResolver interface {
 	Segment(ctx context.Context, obj *schema.Outcome) (*ent.Segment, error)
 }
+type SegmentPreviewResolver interface {
+	Sample(ctx context.Context, obj *service.SegmentPreview, first *int) ([]*ent.User, error)
+}
 type SubscriptionResolver interface {
 	MembershipChanged(ctx context.Context, segmentID *pulid.ID, after *string) (<-chan *service.MembershipChange, error)
 	SegmentStats(ctx context.Context, segmentID pulid.ID, timeZone *string) (<-chan *service.SegmentStats, error)
@@ -284,6 +287,20 @@ func (ec *executionContext) field_Mutation_updateSegment_args(ctx context.Contex
 		return nil, err
 	}
 	args["reevaluate"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_SegmentPreview_sample_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
 	return args, nil
 }
 
@@ -1879,6 +1896,73 @@ func (ec *executionContext) _SegmentOutcome_reason(ctx context.Context, field gr
 }
 func (ec *executionContext) fieldContext_SegmentOutcome_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("SegmentOutcome", field, false, false, "String")
+}
+
+func (ec *executionContext) _SegmentPreview_matchingUsers(ctx context.Context, field graphql.CollectedField, obj *service.SegmentPreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SegmentPreview_matchingUsers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MatchingUsers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SegmentPreview_matchingUsers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SegmentPreview", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SegmentPreview_sample(ctx context.Context, field graphql.CollectedField, obj *service.SegmentPreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SegmentPreview_sample(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.SegmentPreview().Sample(ctx, obj, fc.Args["first"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.User) graphql.Marshaler {
+			return ec.marshalNUser2ᚕᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚐUserᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SegmentPreview_sample(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SegmentPreview",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_User(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_SegmentPreview_sample_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _SegmentStats_totalUsers(ctx context.Context, field graphql.CollectedField, obj *service.SegmentStats) (ret graphql.Marshaler) {
@@ -3512,6 +3596,45 @@ func (ec *executionContext) _SegmentOutcome(ctx context.Context, sel ast.Selecti
 	return out
 }
 
+var segmentPreviewImplementors = []string{"SegmentPreview"}
+
+func (ec *executionContext) _SegmentPreview(ctx context.Context, sel ast.SelectionSet, obj *service.SegmentPreview) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, segmentPreviewImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SegmentPreview")
+		case "matchingUsers":
+			out.Values[i] = ec._SegmentPreview_matchingUsers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "sample":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SegmentPreview_sample(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var segmentStatsImplementors = []string{"SegmentStats"}
 
 func (ec *executionContext) _SegmentStats(ctx context.Context, sel ast.SelectionSet, obj *service.SegmentStats) graphql.Marshaler {
@@ -3894,6 +4017,14 @@ func (ec *executionContext) marshalNSegmentOutcome2ᚖgithubᚗcomᚋsegmentdᚋ
 		return graphql.Null
 	}
 	return ec._SegmentOutcome(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNSegmentPreview2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐSegmentPreview(ctx context.Context, sel ast.SelectionSet, v *service.SegmentPreview) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SegmentPreview!")
+		return graphql.Null
+	}
+	return ec._SegmentPreview(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNSegmentStats2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐSegmentStats(ctx context.Context, sel ast.SelectionSet, v *service.SegmentStats) graphql.Marshaler {
