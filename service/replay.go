@@ -26,80 +26,89 @@ type match struct {
 
 // matchStoredEvents replays the stored TRACK events whose name is one of
 // names (with a user; since, when given, at or after that timestamp) and
-// returns, by user, the first one prog holds for with the event's
-// properties and the user's current traits: segmentd keeps traits as they
-// are now, not as they were. WITHIN_LAST measures from each event's
-// timestamp, as at ingestion. It only reads: client may be a transaction's
-// (reevaluate) or the plain client (preview, whose reads go to SQLite's
-// readers and take no write lock).
+// returns, by user, the first one (by ID: in arrival order) that prog holds
+// for with the event's properties and the user's current traits: segmentd
+// keeps traits as they are now, not as they were. WITHIN_LAST measures from
+// each event's timestamp, as at ingestion. It only reads: client may be a
+// transaction's (reevaluate) or the plain client (preview, whose reads go
+// to SQLite's readers and take no write lock).
 //
-// It reads replayPage events at a time by ID (keyset pagination: every page
-// costs the same however deep), selecting only the columns evaluation
-// needs, and loads each user's traits once; a user already matched costs
-// no evaluation for their later events.
+// It reads one name at a time, replayPage events at a time in ID order
+// (keyset pagination on the index (type, name, id): every page costs the
+// same however deep), selecting only the columns evaluation needs, and
+// loads each user's traits once; an event later than its user's match so
+// far costs no evaluation.
 func matchStoredEvents(ctx context.Context, client *ent.Client, prog *trigger.Program, names []string, since *time.Time) (map[pulid.ID]match, error) {
 	matched := map[pulid.ID]match{}
-	if len(names) == 0 {
-		return matched, nil
-	}
-	// Traits of users seen and not yet matched; a matched user's are
-	// dropped, since their later events are skipped anyway.
-	traits := map[pulid.ID]map[string]any{}
-	var after pulid.ID
-	for {
-		where := []predicate.Event{event.TypeEQ(event.TypeTRACK), event.NameIn(names...), event.UserRefNotNil()}
-		if since != nil {
-			where = append(where, event.TimestampGTE(*since))
-		}
-		if after != "" {
-			where = append(where, event.IDGT(after))
-		}
-		page, err := client.Event.Query().Where(where...).
-			Order(ent.Asc(event.FieldID)).Limit(replayPage).
-			Select(event.FieldID, event.FieldName, event.FieldUserRef, event.FieldProperties, event.FieldTimestamp).
-			All(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("replay events: %w", err)
-		}
-		if len(page) == 0 {
-			return matched, nil
-		}
-		after = page[len(page)-1].ID
-		var unknown []pulid.ID
-		for _, ev := range page {
-			ref := *ev.UserRef
-			if _, done := matched[ref]; done {
-				continue
+	traits := map[pulid.ID]map[string]any{} // of the users seen so far
+	for _, name := range names {
+		var after pulid.ID
+		for {
+			where := []predicate.Event{event.TypeEQ(event.TypeTRACK), event.Name(name), event.UserRefNotNil()}
+			if since != nil {
+				where = append(where, event.TimestampGTE(*since))
 			}
-			if _, ok := traits[ref]; !ok {
-				unknown = append(unknown, ref)
-				traits[ref] = nil
+			if after != "" {
+				where = append(where, event.IDGT(after))
 			}
-		}
-		if len(unknown) > 0 {
-			users, err := client.User.Query().Where(user.IDIn(unknown...)).
-				Select(user.FieldID, user.FieldTraits).All(ctx)
+			page, err := client.Event.Query().Where(where...).
+				Order(ent.Asc(event.FieldID)).Limit(replayPage).
+				Select(event.FieldID, event.FieldName, event.FieldUserRef, event.FieldProperties, event.FieldTimestamp).
+				All(ctx)
 			if err != nil {
-				return nil, fmt.Errorf("load users: %w", err)
+				return nil, fmt.Errorf("replay events: %w", err)
 			}
-			for _, u := range users {
-				traits[u.ID] = u.Traits
+			if len(page) == 0 {
+				break
 			}
-		}
-		for _, ev := range page {
-			ref := *ev.UserRef
-			if _, done := matched[ref]; done {
-				continue
+			after = page[len(page)-1].ID
+			if err := loadTraits(ctx, client, page, matched, traits); err != nil {
+				return nil, err
 			}
-			r := prog.Eval(trigger.Env{Event: ev.Properties, User: traits[ref], Now: ev.Timestamp})
-			if r.Matched {
-				ev.Properties = nil // the match keeps the event's identity, not its payload
-				matched[ref] = match{event: ev, reason: r.Reason}
-				delete(traits, ref)
+			for _, ev := range page {
+				ref := *ev.UserRef
+				if m, ok := matched[ref]; ok && m.event.ID < ev.ID {
+					continue // an earlier event of theirs matched
+				}
+				r := prog.Eval(trigger.Env{Event: ev.Properties, User: traits[ref], Now: ev.Timestamp})
+				if r.Matched {
+					ev.Properties = nil // the match keeps the event's identity, not its payload
+					matched[ref] = match{event: ev, reason: r.Reason}
+				}
 			}
-		}
-		if len(page) < replayPage {
-			return matched, nil
+			if len(page) < replayPage {
+				break
+			}
 		}
 	}
+	return matched, nil
+}
+
+// loadTraits adds to traits the current traits of the users of page's
+// events that will be evaluated and are not in it yet (nil for a user
+// with no row).
+func loadTraits(ctx context.Context, client *ent.Client, page []*ent.Event, matched map[pulid.ID]match, traits map[pulid.ID]map[string]any) error {
+	var unknown []pulid.ID
+	for _, ev := range page {
+		ref := *ev.UserRef
+		if m, ok := matched[ref]; ok && m.event.ID < ev.ID {
+			continue
+		}
+		if _, ok := traits[ref]; !ok {
+			unknown = append(unknown, ref)
+			traits[ref] = nil
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	users, err := client.User.Query().Where(user.IDIn(unknown...)).
+		Select(user.FieldID, user.FieldTraits).All(ctx)
+	if err != nil {
+		return fmt.Errorf("load users: %w", err)
+	}
+	for _, u := range users {
+		traits[u.ID] = u.Traits
+	}
+	return nil
 }

@@ -185,6 +185,11 @@ var (
 		},
 		Indexes: []*schema.Index{
 			{
+				Name:    "event_type_name_id",
+				Unique:  false,
+				Columns: []*schema.Column{EventsColumns[2], EventsColumns[3], EventsColumns[0]},
+			},
+			{
 				Name:    "event_received_at",
 				Unique:  false,
 				Columns: []*schema.Column{EventsColumns[10]},

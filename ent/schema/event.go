@@ -77,9 +77,13 @@ func (Event) Edges() []ent.Edge {
 }
 
 // Indexes of the Event: the data-ingestion view lists events newest first,
-// filtered by name, user or type.
+// filtered by name, user or type; replays (BACKFILL, RECONCILE,
+// previewSegment) read the TRACK events of one name in ID order, a page at
+// a time, with (type, name, id): without it SQLite read every TRACK event
+// and sorted them for each page.
 func (Event) Indexes() []ent.Index {
 	return []ent.Index{
+		index.Fields("type", "name", "id"),
 		index.Fields("received_at"),
 		index.Fields("timestamp"),
 		index.Fields("name", "received_at"),
