@@ -260,3 +260,33 @@ func TestPreviewSegmentRefusals(t *testing.T) {
 		}
 	})
 }
+
+// TestReplayFirstMatchAcrossNames: the replay that previewSegment shares
+// with BACKFILL reads one trigger name at a time; the event a backfilled
+// member entered on is still their first matching one in arrival order,
+// whatever the order of the trigger names, and the preview counts the user
+// once.
+func TestReplayFirstMatchAcrossNames(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
+		srv := testenv.StartServer(t, dbURL)
+		admin := srv.Admin()
+		ingTrack(t, admin, map[string]any{"event": "Trial Started", "userId": "u-1", "messageId": "first", "properties": map[string]any{"total": 10}})
+		ingTrack(t, admin, map[string]any{"event": "Purchase Completed", "userId": "u-1", "messageId": "second", "properties": map[string]any{"total": 20}})
+		ingTrack(t, admin, map[string]any{"event": "Trial Started", "userId": "u-1", "messageId": "third", "properties": map[string]any{"total": 30}})
+		names := []string{"Purchase Completed", "Trial Started"} // the later event's name first
+		in := purchases(pred("EVENT", "total", "GTE", 10), names...)
+		if p := preview(t, admin, in, nil, nil); p.MatchingUsers != 1 || !slices.Equal(p.sampleIDs(), []string{"u-1"}) {
+			t.Errorf("preview: %d users %v, want 1 [u-1]", p.MatchingUsers, p.sampleIDs())
+		}
+		segID := ingCreateSegment(t, admin, purchases(pred("EVENT", "total", "GT", 1000), names...))
+		admin.MustDo(t, `mutation($id: ID!, $in: UpdateSegmentInput!) { updateSegment(id: $id, input: $in, reevaluate: BACKFILL) { id } }`,
+			map[string]any{"id": segID, "in": map[string]any{"condition": pred("EVENT", "total", "GTE", 10)}}, nil)
+		u := ingGetUser(t, admin, "u-1")
+		if u == nil || len(u.Memberships) != 1 || u.Memberships[0].Event == nil || u.Memberships[0].Event.MessageID != "first" {
+			t.Fatalf("backfilled membership %+v, want one entered on event \"first\"", u)
+		}
+		if !strings.Contains(u.Memberships[0].Reason, `"Trial Started"`) {
+			t.Errorf("reason %q, want the first event's name", u.Memberships[0].Reason)
+		}
+	})
+}
