@@ -35,12 +35,19 @@ type match struct {
 //
 // It reads one name at a time, replayPage events at a time in ID order
 // (keyset pagination on the index (type, name, id): every page costs the
-// same however deep), selecting only the columns evaluation needs, and
+// same however deep), selecting only the columns evaluation needs (the
+// properties only when a predicate reads the event), and
 // loads each user's traits once; an event later than its user's match so
 // far costs no evaluation.
 func matchStoredEvents(ctx context.Context, client *ent.Client, prog *trigger.Program, names []string, since *time.Time) (map[pulid.ID]match, error) {
 	matched := map[pulid.ID]match{}
 	traits := map[pulid.ID]map[string]any{} // of the users seen so far
+	columns := []string{event.FieldID, event.FieldName, event.FieldUserRef, event.FieldTimestamp}
+	if prog.ReadsEvent() {
+		// Decoding the properties is most of a page's cost: only when a
+		// predicate tests them.
+		columns = append(columns, event.FieldProperties)
+	}
 	for _, name := range names {
 		var after pulid.ID
 		for {
@@ -53,8 +60,7 @@ func matchStoredEvents(ctx context.Context, client *ent.Client, prog *trigger.Pr
 			}
 			page, err := client.Event.Query().Where(where...).
 				Order(ent.Asc(event.FieldID)).Limit(replayPage).
-				Select(event.FieldID, event.FieldName, event.FieldUserRef, event.FieldProperties, event.FieldTimestamp).
-				All(ctx)
+				Select(columns...).All(ctx)
 			if err != nil {
 				return nil, fmt.Errorf("replay events: %w", err)
 			}

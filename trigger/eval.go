@@ -31,9 +31,15 @@ type Result struct {
 // Program is a compiled condition tree. It is immutable and safe for
 // concurrent use.
 type Program struct {
-	root    *cnode
-	matched string
+	root       *cnode
+	matched    string
+	readsEvent bool // some predicate has scope EVENT
 }
+
+// ReadsEvent reports whether evaluation looks at Env.Event: false when no
+// predicate has scope EVENT, so that a caller may leave the event's
+// properties unread.
+func (p *Program) ReadsEvent() bool { return p != nil && p.readsEvent }
 
 type cnode struct {
 	kind     Kind
@@ -69,12 +75,13 @@ func Compile(n *Node) (*Program, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Program{root: root, matched: "matched: " + root.text}, nil
+	return &Program{root: root, matched: "matched: " + root.text, readsEvent: c.readsEvent}, nil
 }
 
 type compiler struct {
-	root  string
-	count int
+	root       string
+	count      int
+	readsEvent bool
 }
 
 func (c *compiler) node(n *Node, path string, depth int) (*cnode, *Error) {
@@ -119,6 +126,7 @@ func (c *compiler) node(n *Node, path string, depth int) (*cnode, *Error) {
 			return nil, err
 		}
 		p := &predicate{scope: n.Scope, property: n.Property, op: n.Operator}
+		c.readsEvent = c.readsEvent || n.Scope == ScopeEvent
 		if strings.Contains(n.Property, ".") {
 			p.path = strings.Split(n.Property, ".")
 		}

@@ -399,3 +399,35 @@ func BenchmarkEvalSeed(b *testing.B) {
 		})
 	}
 }
+
+// TestReadsEvent: a Program reads the event's properties exactly when some
+// predicate, however deep, has scope EVENT.
+func TestReadsEvent(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		in   *trigger.ConditionInput
+		want bool
+	}{
+		{"a user predicate", user("plan", trigger.OpEQ, "pro"), false},
+		{"an event predicate", event("total", trigger.OpGT, 100), true},
+		{"an event predicate deep in groups", and(user("plan", trigger.OpEQ, "pro"), not(or(user("a", trigger.OpExists, nil), event("total", trigger.OpGT, 1)))), true},
+		{"users only, in groups", or(user("plan", trigger.OpEQ, "pro"), not(user("a", trigger.OpExists, nil))), false},
+	}
+	for _, c := range cases {
+		n, err := trigger.Parse(c.in)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		p, err := trigger.Compile(n)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if p.ReadsEvent() != c.want {
+			t.Errorf("%s: ReadsEvent %v, want %v", c.name, p.ReadsEvent(), c.want)
+		}
+	}
+	if p, _ := trigger.Compile(nil); p.ReadsEvent() {
+		t.Errorf("no conditions: ReadsEvent true")
+	}
+}
