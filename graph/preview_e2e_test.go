@@ -255,6 +255,18 @@ func TestPreviewSegmentRefusals(t *testing.T) {
 			t.Errorf("WRITE key: errors %+v, want one FORBIDDEN", r.Errors)
 		}
 
+		// Each preview weighs 20,000 in the cost estimate: 11 in one
+		// operation are over the default limit, refused before any runs.
+		var many strings.Builder
+		for i := range 11 {
+			fmt.Fprintf(&many, "p%d: previewSegment(input: $in) { matchingUsers } ", i)
+		}
+		r = admin.Do(t, `query($in: CreateSegmentInput!) { `+many.String()+`}`, map[string]any{"in": purchases(nil, "Sign Up")})
+		noData(t, "11 previews", r)
+		if len(r.Errors) != 1 || r.Errors[0].Code() != "COST_LIMIT" {
+			t.Errorf("11 previews in one operation: errors %+v, want one COST_LIMIT", r.Errors)
+		}
+
 		if after := rowCounts(t, srv); !maps.Equal(before, after) {
 			t.Errorf("refused previews wrote:\nbefore %v\nafter  %v", before, after)
 		}
