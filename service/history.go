@@ -3,10 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
-
-	"entgo.io/ent/dialect"
 
 	"github.com/segmentd/segmentd"
 	"github.com/segmentd/segmentd/ent"
@@ -80,11 +77,12 @@ AND NOT EXISTS (SELECT 1 FROM membership_changes d
   WHERE d.segment_ref = c.segment_ref AND d.user_ref = c.user_ref AND d.at <= ?
   AND (d.at > c.at OR (d.at = c.at AND d.id > c.id)))
 ORDER BY c.user_ref LIMIT ?`
-	if s.Dialect == dialect.Postgres {
-		q = numberPlaceholders(q)
+	sq, err := s.sql()
+	if err != nil {
+		return nil, fmt.Errorf("service.MembersAt: %w", err)
 	}
 	t := at.UTC()
-	rows, err := s.Client.QueryContext(ctx, q, segmentID, afterRef, t, t, limit+1)
+	rows, err := s.Client.QueryContext(ctx, sq.rebind(q), segmentID, afterRef, t, t, limit+1)
 	if err != nil {
 		return nil, fmt.Errorf("service.MembersAt: %w", err)
 	}
@@ -134,19 +132,4 @@ ORDER BY c.user_ref LIMIT ?`
 		conn.PageInfo.EndCursor = &conn.Edges[n-1].Cursor
 	}
 	return conn, nil
-}
-
-// numberPlaceholders turns ? placeholders into PostgreSQL's $1, $2, ….
-func numberPlaceholders(q string) string {
-	var b strings.Builder
-	n := 0
-	for _, r := range q {
-		if r == '?' {
-			n++
-			fmt.Fprintf(&b, "$%d", n)
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }

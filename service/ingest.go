@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"entgo.io/ent/dialect"
-
 	"github.com/segmentd/segmentd"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
@@ -464,8 +462,8 @@ func (s *Service) ingestTx(ctx context.Context, evs []*incoming, now time.Time) 
 }
 
 // lockUsers creates the batch's unknown users and locks all of its users'
-// rows in user ID order (PostgreSQL; SQLite's immediate transaction already
-// holds the database lock). The lock serializes concurrent events for one
+// rows in user ID order (lockForNoKeyUpdate: a row lock where the store
+// has them, nothing where the write transaction already serializes). The lock serializes concurrent events for one
 // user, which is what makes "enters once" and trait merges exact; the fixed
 // order keeps concurrent batches from deadlocking.
 func (s *Service) lockUsers(ctx context.Context, tx *ent.Tx, evs []*incoming, now time.Time) (map[string]*ent.User, error) {
@@ -481,6 +479,10 @@ func (s *Service) lockUsers(ctx context.Context, tx *ent.Tx, evs []*incoming, no
 	if len(ids) == 0 {
 		return users, nil
 	}
+	sq, err := s.sql()
+	if err != nil {
+		return nil, fmt.Errorf("lock users: %w", err)
+	}
 	sort.Strings(ids)
 	for start := 0; start < len(ids); start += maxBatchTxRows {
 		chunk := ids[start:min(start+maxBatchTxRows, len(ids))]
@@ -493,11 +495,8 @@ func (s *Service) lockUsers(ctx context.Context, tx *ent.Tx, evs []*incoming, no
 		if err != nil && !isNoRows(err) {
 			return nil, fmt.Errorf("create users: %w", err)
 		}
-		q := tx.User.Query().Where(user.UserIDIn(chunk...)).Order(ent.Asc(user.FieldUserID))
-		if s.Dialect == dialect.Postgres {
-			q = q.Where(forNoKeyUpdate)
-		}
-		rows, err := q.All(ctx)
+		rows, err := tx.User.Query().Where(user.UserIDIn(chunk...), sq.lockForNoKeyUpdate).
+			Order(ent.Asc(user.FieldUserID)).All(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("lock users: %w", err)
 		}

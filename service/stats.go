@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"entgo.io/ent/dialect"
 	"github.com/segmentd/segmentd"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
@@ -97,11 +96,11 @@ func (s *Service) Stats(ctx context.Context, segmentID pulid.ID, loc *time.Locat
 	}
 	q.WriteString(")")
 	args = append(args, whereArgs...)
-	query := q.String()
-	if s.Dialect == dialect.Postgres {
-		query = numberPlaceholders(query)
+	sq, err := s.sql()
+	if err != nil {
+		return nil, fmt.Errorf("service.Stats: %w", err)
 	}
-	rows, err := s.Client.QueryContext(ctx, query, args...)
+	rows, err := s.Client.QueryContext(ctx, sq.rebind(q.String()), args...)
 	if err != nil {
 		return nil, fmt.Errorf("service.Stats: %w", err)
 	}
