@@ -462,10 +462,11 @@ func (s *Service) ingestTx(ctx context.Context, evs []*incoming, now time.Time) 
 }
 
 // lockUsers creates the batch's unknown users and locks all of its users'
-// rows in user ID order (lockForNoKeyUpdate: a row lock where the store
-// has them, nothing where the write transaction already serializes). The lock serializes concurrent events for one
-// user, which is what makes "enters once" and trait merges exact; the fixed
-// order keeps concurrent batches from deadlocking.
+// rows in user ID order (storeSQL.lockForNoKeyUpdate: a row lock on a
+// store with replicas, nothing where the write transaction already
+// serializes). The lock serializes concurrent events for one user, which
+// is what makes "enters once" and trait merges exact; the fixed order
+// keeps concurrent batches from deadlocking.
 func (s *Service) lockUsers(ctx context.Context, tx *ent.Tx, evs []*incoming, now time.Time) (map[string]*ent.User, error) {
 	ids := make([]string, 0, len(evs))
 	seen := map[string]bool{}
