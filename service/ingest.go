@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent/dialect"
 
 	"github.com/segmentd/segmentd"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/campaignactivation"
@@ -452,11 +453,11 @@ func (s *Service) ingestTx(ctx context.Context, evs []*incoming, now time.Time) 
 	// Published only now, after the commit: subscribers never see a change
 	// that was rolled back.
 	if out.Accepted > 0 {
-		s.notify(TopicEvents)
+		s.notify(changelog.Events.Topic)
 	}
 	for _, r := range out.Results {
 		if !r.Duplicate && len(r.EnteredSegments) > 0 {
-			s.notify(TopicChanges, TopicActivations)
+			s.notify(changelog.MembershipChanges.Topic, changelog.CampaignActivations.Topic)
 			break
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent/dialect"
 
 	"github.com/segmentd/segmentd"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/condition"
@@ -220,7 +221,7 @@ func (s *Service) UpdateSegment(ctx context.Context, id pulid.ID, in UpdateSegme
 		return nil, fmt.Errorf("service.UpdateSegment: %w", err)
 	}
 	if policy != FutureOnly {
-		s.notify(TopicChanges, TopicActivations)
+		s.notify(changelog.MembershipChanges.Topic, changelog.CampaignActivations.Topic)
 	}
 	return updated.Unwrap(), nil
 }
