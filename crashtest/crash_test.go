@@ -21,10 +21,10 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/internal/testenv"
-	"github.com/segmentd/segmentd/live"
 	"github.com/segmentd/segmentd/service"
 	"github.com/segmentd/segmentd/store"
 )
@@ -628,9 +628,9 @@ func (r *run) check(ctx context.Context, st *store.Store, got []change) []string
 	}
 	rows.Close()
 	seen := map[int64]int{}
-	var prev live.Cursor
+	var prev changelog.Cursor
 	for i, c := range got {
-		cur, err := live.ParseCursor(c.cursor)
+		cur, err := changelog.ParseCursor(c.cursor)
 		if err != nil {
 			add("subscriber got cursor %q: %v", c.cursor, err)
 			continue

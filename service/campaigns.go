@@ -7,6 +7,7 @@ import (
 	"entgo.io/ent/dialect"
 
 	"github.com/segmentd/segmentd"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/campaignactivation"
@@ -87,7 +88,7 @@ func (s *Service) CreateCampaign(ctx context.Context, in CreateCampaignInput) (*
 	if err != nil {
 		return nil, fmt.Errorf("service.CreateCampaign: %w", err)
 	}
-	s.notify(TopicActivations)
+	s.notify(changelog.CampaignActivations.Topic)
 	return created.Unwrap(), nil
 }
 
@@ -163,7 +164,7 @@ func (s *Service) UpdateCampaign(ctx context.Context, id pulid.ID, in UpdateCamp
 	if err != nil {
 		return nil, fmt.Errorf("service.UpdateCampaign: %w", err)
 	}
-	s.notify(TopicActivations)
+	s.notify(changelog.CampaignActivations.Topic)
 	return updated.Unwrap(), nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql"
 
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/membershipchange"
@@ -279,7 +280,7 @@ func (s *Service) rebuildCounters(ctx context.Context, tx *ent.Tx) error {
 		}
 		for _, ch := range rows {
 			c := counts.at(ch.SegmentRef, bucketOf(ch.At))
-			if ch.Kind == membershipchange.KindENTERED {
+			if ch.Kind == changelog.KindEntered {
 				c.entered++
 			} else {
 				c.exited++

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/importjob"
 	"github.com/segmentd/segmentd/ent/membership"
@@ -119,7 +120,7 @@ func changeLog(t testing.TB, client *ent.Client, seg pulid.ID) []logChange {
 	}
 	out := make([]logChange, len(rows))
 	for i, r := range rows {
-		out[i] = logChange{id: r.ID, user: r.UserRef, entered: r.Kind == membershipchange.KindENTERED, at: r.At}
+		out[i] = logChange{id: r.ID, user: r.UserRef, entered: r.Kind == changelog.KindEntered, at: r.At}
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].at.Equal(out[j].at) {

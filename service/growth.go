@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/segmentd/segmentd"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
@@ -243,7 +244,7 @@ func (s *Service) membersAtCount(ctx context.Context, segmentID pulid.ID, t time
 		return 0, fmt.Errorf("read membership changes: %w", err)
 	}
 	for _, k := range late {
-		if k.Kind == string(membershipchange.KindENTERED) {
+		if k.Kind == string(changelog.KindEntered) {
 			n -= k.Count
 		} else {
 			n += k.Count

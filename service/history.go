@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/segmentd/segmentd"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
-	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/user"
 )
@@ -17,7 +17,7 @@ import (
 type PastMember struct {
 	User      *ent.User
 	EnteredAt time.Time
-	Source    membership.Source
+	Source    changelog.Source
 	Reason    string
 }
 
@@ -100,7 +100,7 @@ ORDER BY c.user_ref LIMIT ?`
 		if err := rows.Scan(&ref, &m.EnteredAt, &source, &m.Reason); err != nil {
 			return nil, fmt.Errorf("service.MembersAt: %w", err)
 		}
-		m.Source = membership.Source(source)
+		m.Source = changelog.Source(source)
 		m.User = &ent.User{ID: ref}
 		members = append(members, &m)
 		refs = append(refs, ref)

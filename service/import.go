@@ -16,6 +16,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/segmentd/segmentd"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/importjob"
@@ -264,7 +265,7 @@ func (s *Service) importFile(ctx context.Context, job *ent.ImportJob, path strin
 		return nil, err
 	}
 	if !job.DryRun && (res.added > 0 || res.removed > 0) {
-		s.notify(TopicChanges, TopicActivations)
+		s.notify(changelog.MembershipChanges.Topic, changelog.CampaignActivations.Topic)
 	}
 	s.notify(TopicImports)
 	return res, nil

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/segmentd/segmentd"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/campaignactivation"
@@ -450,11 +451,11 @@ func (s *Service) ingestTx(ctx context.Context, evs []*incoming, now time.Time) 
 	// Published only now, after the commit: subscribers never see a change
 	// that was rolled back.
 	if out.Accepted > 0 {
-		s.notify(TopicEvents)
+		s.notify(changelog.Events.Topic)
 	}
 	for _, r := range out.Results {
 		if !r.Duplicate && len(r.EnteredSegments) > 0 {
-			s.notify(TopicChanges, TopicActivations)
+			s.notify(changelog.MembershipChanges.Topic, changelog.CampaignActivations.Topic)
 			break
 		}
 	}

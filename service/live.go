@@ -3,28 +3,20 @@ package service
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/segmentd/segmentd"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaignactivation"
 	"github.com/segmentd/segmentd/ent/event"
-	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/live"
 	"github.com/segmentd/segmentd/store"
-)
-
-// Broker topics: one per log table, signalled after a commit that wrote it.
-const (
-	TopicChanges     = "membership_changes"
-	TopicEvents      = "events"
-	TopicActivations = "campaign_activations"
 )
 
 // notify signals topics after a commit; without a broker (tests of the
@@ -38,22 +30,6 @@ func (s *Service) notify(topics ...string) {
 	}
 }
 
-// ChangeKind is ENTERED or EXITED.
-type ChangeKind string
-
-// MarshalGQL implements graphql.Marshaler.
-func (k ChangeKind) MarshalGQL(w io.Writer) { _, _ = io.WriteString(w, strconv.Quote(string(k))) }
-
-// UnmarshalGQL implements graphql.Unmarshaler.
-func (k *ChangeKind) UnmarshalGQL(v any) error {
-	s, ok := v.(string)
-	if !ok || (s != "ENTERED" && s != "EXITED") {
-		return fmt.Errorf("unknown membership change kind %v", v)
-	}
-	*k = ChangeKind(s)
-	return nil
-}
-
 // MembershipChange is one entry or exit, as subscribers see it.
 // Its segment, user and event are loaded with the change, once for every
 // subscriber, so that a message costs no query to resolve.
@@ -62,12 +38,12 @@ type MembershipChange struct {
 	User      *ent.User
 	Event     *ent.Event
 	Cursor    string
-	Kind      ChangeKind
+	Kind      changelog.Kind
 	SegmentID pulid.ID
 	UserRef   pulid.ID
 	EventRef  *pulid.ID
 	At        time.Time
-	Source    membership.Source
+	Source    changelog.Source
 	Reason    string
 }
 
@@ -90,7 +66,7 @@ func (s *Service) StartLive(ctx context.Context, st *store.Store, log *slog.Logg
 	l := &Live{svc: s}
 	var err error
 	l.changes, err = live.NewTailer(ctx, st.DB, d, live.Source{
-		Table: "membership_changes", SeqColumn: "id", KeyColumn: "segment_ref", Topic: TopicChanges,
+		Log: changelog.MembershipChanges,
 		Load: func(ctx context.Context, ids []string) (map[string]any, error) {
 			nums := make([]int64, len(ids))
 			for i, id := range ids {
@@ -109,7 +85,7 @@ func (s *Service) StartLive(ctx context.Context, st *store.Store, log *slog.Logg
 		return nil, err
 	}
 	l.events, err = live.NewTailer(ctx, st.DB, d, live.Source{
-		Table: "events", SeqColumn: "log_seq", KeyColumn: "name", Topic: TopicEvents,
+		Log: changelog.Events,
 		Load: func(ctx context.Context, ids []string) (map[string]any, error) {
 			rows, err := client.Event.Query().Where(event.IDIn(toIDs(ids)...)).All(ctx)
 			out := make(map[string]any, len(rows))
@@ -123,7 +99,7 @@ func (s *Service) StartLive(ctx context.Context, st *store.Store, log *slog.Logg
 		return nil, err
 	}
 	l.activations, err = live.NewTailer(ctx, st.DB, d, live.Source{
-		Table: "campaign_activations", SeqColumn: "log_seq", KeyColumn: "campaign_ref", Topic: TopicActivations,
+		Log: changelog.CampaignActivations,
 		Load: func(ctx context.Context, ids []string) (map[string]any, error) {
 			rows, err := client.CampaignActivation.Query().Where(campaignactivation.IDIn(toIDs(ids)...)).All(ctx)
 			out := make(map[string]any, len(rows))
@@ -156,7 +132,7 @@ func toIDs(ids []string) []pulid.ID {
 
 // stream runs a tailer stream in the background and converts its rows onto
 // a channel that closes when the stream ends.
-func stream[T any](ctx context.Context, log *slog.Logger, t *live.Tailer, after *live.Cursor, key string, conv func(live.Row) (T, bool)) <-chan T {
+func stream[T any](ctx context.Context, log *slog.Logger, t *live.Tailer, after *changelog.Cursor, key string, conv func(live.Row) (T, bool)) <-chan T {
 	ch := make(chan T, 16)
 	go func() {
 		defer close(ch)
@@ -186,11 +162,11 @@ func stream[T any](ctx context.Context, log *slog.Logger, t *live.Tailer, after 
 // nothing until the log passed it. A cursor within the table is accepted
 // even if this replica's tailer has not read that far yet. Every
 // subscription that takes a cursor goes through here.
-func parseAfter(ctx context.Context, t *live.Tailer, after *string) (*live.Cursor, error) {
+func parseAfter(ctx context.Context, t *live.Tailer, after *string) (*changelog.Cursor, error) {
 	if after == nil || *after == "" {
 		return nil, nil
 	}
-	c, err := live.ParseCursor(*after)
+	c, err := changelog.ParseCursor(*after)
 	if err != nil {
 		return nil, segmentd.Invalid("after", "%v", err)
 	}
@@ -229,8 +205,8 @@ func (l *Live) MembershipChanges(ctx context.Context, segmentID *pulid.ID, after
 		}
 		return &MembershipChange{
 			Segment: c.Edges.Segment, User: c.Edges.User, Event: c.Edges.Event,
-			Cursor: r.Cursor.String(), Kind: ChangeKind(c.Kind), SegmentID: c.SegmentRef, UserRef: c.UserRef,
-			EventRef: c.EventRef, At: c.At, Source: membership.Source(c.Source), Reason: c.Reason,
+			Cursor: r.Cursor.String(), Kind: c.Kind, SegmentID: c.SegmentRef, UserRef: c.UserRef,
+			EventRef: c.EventRef, At: c.At, Source: c.Source, Reason: c.Reason,
 		}, true
 	}), nil
 }

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/segmentd/segmentd"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/condition"
@@ -218,7 +219,7 @@ func (s *Service) UpdateSegment(ctx context.Context, id pulid.ID, in UpdateSegme
 		return nil, fmt.Errorf("service.UpdateSegment: %w", err)
 	}
 	if policy != FutureOnly {
-		s.notify(TopicChanges, TopicActivations)
+		s.notify(changelog.MembershipChanges.Topic, changelog.CampaignActivations.Topic)
 	}
 	return updated.Unwrap(), nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/campaignactivation"
@@ -228,7 +229,7 @@ func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
 	// The change log: the latest change of each (segment, user), the last
 	// exit, and the ENTERED changes by event.
 	type last struct {
-		kind membershipchange.Kind
+		kind changelog.Kind
 		id   int64
 	}
 	latest := map[mk]last{}
@@ -253,10 +254,10 @@ func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
 			if l, ok := latest[k]; !ok || ch.ID > l.id {
 				latest[k] = last{ch.Kind, ch.ID}
 			}
-			if ch.Kind == membershipchange.KindEXITED && ch.At.After(lastExit[k]) {
+			if ch.Kind == changelog.KindExited && ch.At.After(lastExit[k]) {
 				lastExit[k] = ch.At
 			}
-			if ch.Kind == membershipchange.KindENTERED && ch.EventRef != nil {
+			if ch.Kind == changelog.KindEntered && ch.EventRef != nil {
 				if enteredBy[k] == nil {
 					enteredBy[k] = map[pulid.ID]bool{}
 				}
@@ -265,12 +266,12 @@ func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
 		}
 	}
 	for k, m := range members {
-		if l, ok := latest[k]; !ok || l.kind != membershipchange.KindENTERED {
+		if l, ok := latest[k]; !ok || l.kind != changelog.KindEntered {
 			rep.add("missing-entered-change", "membership %s (user %s in segment %s) has no ENTERED change as its latest change", m.ID, un(k.user), sn(k.seg))
 		}
 	}
 	for k, l := range latest {
-		if _, ok := members[k]; !ok && l.kind == membershipchange.KindENTERED {
+		if _, ok := members[k]; !ok && l.kind == changelog.KindEntered {
 			rep.add("change-log-mismatch", "the log says user %s entered segment %s last (change %d), but there is no membership", un(k.user), sn(k.seg), l.id)
 		}
 	}
@@ -423,7 +424,7 @@ func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
 		}
 	}
 	for k, m := range members {
-		if m.Source != membership.SourceEVENT {
+		if m.Source != changelog.SourceEvent {
 			continue
 		}
 		si := segByID[k.seg]
