@@ -24,10 +24,7 @@ func (s *Service) ClaimImportOwner(ctx context.Context) error {
 	if s.Dialect != dialect.Postgres || s.ownerConn != nil {
 		return nil
 	}
-	if s.DB == nil {
-		return fmt.Errorf("service.ClaimImportOwner: service.DB is not set")
-	}
-	conn, err := s.DB.Conn(ctx)
+	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("service.ClaimImportOwner: %w", err)
 	}
