@@ -603,7 +603,10 @@ func (r *run) check(ctx context.Context, st *store.Store, got []change) []string
 	}
 
 	// 3. The oracle, over every stored event, acknowledged or not.
-	svc := service.New(st.Client, st.Dialect, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	svc, err := service.New(st, service.Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return append(problems, "verify: "+err.Error())
+	}
 	rep, err := svc.Verify(ctx)
 	if err != nil {
 		return append(problems, "verify: "+err.Error())

@@ -206,7 +206,7 @@ func (s *Service) EnsureCounters(ctx context.Context) error {
 		if err != nil || !members {
 			return err
 		}
-		s.Log.Info("building segment counters from the stored memberships and changes")
+		s.log.Info("building segment counters from the stored memberships and changes")
 		if s.Dialect == dialect.Postgres {
 			// Other replicas may be writing: hold them off until commit.
 			if _, err := tx.ExecContext(ctx, "LOCK TABLE memberships, membership_changes IN SHARE MODE"); err != nil {
@@ -349,8 +349,8 @@ func (s *Service) CompactCountersEvery(ctx context.Context, interval time.Durati
 		return
 	}
 	every(ctx, interval, func() {
-		if _, err := s.CompactCounters(ctx, s.Now().Add(-time.Hour)); err != nil && ctx.Err() == nil {
-			s.Log.Warn("compacting segment counters", "err", err)
+		if _, err := s.CompactCounters(ctx, s.clock().Add(-time.Hour)); err != nil && ctx.Err() == nil {
+			s.log.Warn("compacting segment counters", "err", err)
 		}
 	})
 }

@@ -1,5 +1,7 @@
 package service
 
+import "time"
+
 // SetCountersOff switches the maintained counters' writes off (true) or on,
 // for benchmarks that measure what they cost.
 func SetCountersOff(off bool) { countersOff.Store(off) }
@@ -15,3 +17,6 @@ func SetCounterShards(n int) {
 	}
 	shardsInUse.Store(int64(n))
 }
+
+// ClockNow reads the service's clock (Config.Now).
+func (s *Service) ClockNow() time.Time { return s.clock() }

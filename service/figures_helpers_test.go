@@ -53,12 +53,25 @@ func openService(t testing.TB, databaseURL string, clk *testClock) (*service.Ser
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	svc := service.New(st.Client, st.Dialect, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	svc.DB = st.DB // COPY for imports on PostgreSQL
+	var cfg service.Config
 	if clk != nil {
-		svc.Now = clk.Now
+		cfg.Now = clk.Now
 	}
-	return svc, st
+	return newService(t, st, cfg), st
+}
+
+// newService returns a Service on st with cfg, logging nowhere unless cfg
+// says where.
+func newService(t testing.TB, st *store.Store, cfg service.Config) *service.Service {
+	t.Helper()
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	svc, err := service.New(st, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
 }
 
 // mustZone loads a time zone or fails the test.
@@ -185,9 +198,9 @@ func checkStats(t testing.TB, svc *service.Service, seg pulid.ID, loc *time.Loca
 	if err != nil {
 		t.Fatalf("%s: stats: %v", label, err)
 	}
-	want := recountStats(t, svc.Client, seg, svc.Now(), loc)
+	want := recountStats(t, svc.Client, seg, svc.ClockNow(), loc)
 	if *got != want {
-		t.Fatalf("%s: stats in %s at %s:\n got %+v\nwant %+v", label, loc, svc.Now().In(loc).Format(time.RFC3339Nano), *got, want)
+		t.Fatalf("%s: stats in %s at %s:\n got %+v\nwant %+v", label, loc, svc.ClockNow().In(loc).Format(time.RFC3339Nano), *got, want)
 	}
 }
 

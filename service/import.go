@@ -122,7 +122,7 @@ func (s *Service) StartImport(ctx context.Context, in ImportInput) (*ent.ImportJ
 		if in.Lock != nil {
 			defer in.Lock.Close() // after runImport removed the file
 		}
-		s.runImport(s.background(), job, in.Path)
+		s.runImport(s.background, job, in.Path)
 	}()
 	return job, nil
 }
@@ -138,17 +138,10 @@ func (s *Service) SegmentExists(ctx context.Context, field string, id pulid.ID) 
 // shutdown after the background context is cancelled).
 func (s *Service) WaitImports() { s.jobs.Wait() }
 
-func (s *Service) background() context.Context {
-	if s.Background != nil {
-		return s.Background
-	}
-	return context.Background()
-}
-
 // runImport runs a job to its end and records how it ended.
 func (s *Service) runImport(ctx context.Context, job *ent.ImportJob, path string) {
 	defer os.Remove(path)
-	log := s.Log.With("import", job.ID, "segment", job.SegmentRef)
+	log := s.log.With("import", job.ID, "segment", job.SegmentRef)
 	started := time.Now()
 	hbCtx, stopHeartbeat := context.WithCancel(ctx)
 	heartbeatDone := make(chan struct{})
@@ -197,7 +190,7 @@ func (s *Service) heartbeat(ctx context.Context, id pulid.ID) {
 	}
 	every(ctx, importHeartbeat, func() {
 		if err := s.Client.ImportJob.UpdateOneID(id).SetHeartbeatAt(s.now()).Exec(ctx); err != nil && ctx.Err() == nil {
-			s.Log.Warn("import heartbeat", "import", id, "err", err)
+			s.log.Warn("import heartbeat", "import", id, "err", err)
 		}
 	})
 }
@@ -220,7 +213,7 @@ func (s *Service) FailStaleImports(ctx context.Context) error {
 		return fmt.Errorf("service.FailStaleImports: %w", err)
 	}
 	if n > 0 {
-		s.Log.Warn("marked interrupted imports as failed", "jobs", n)
+		s.log.Warn("marked interrupted imports as failed", "jobs", n)
 	}
 	return nil
 }
@@ -259,7 +252,7 @@ func (s *Service) importFile(ctx context.Context, job *ent.ImportJob, path strin
 		if err == nil || !isRetryable(err) || attempt == 3 {
 			break
 		}
-		s.Log.Info("import: retrying after a deadlock with concurrent writers", "import", job.ID, "attempt", attempt)
+		s.log.Info("import: retrying after a deadlock with concurrent writers", "import", job.ID, "attempt", attempt)
 	}
 	if err != nil {
 		return nil, err
@@ -432,10 +425,7 @@ func stageChunk(ctx context.Context, tx *ent.Tx, job pulid.ID, ids []string) (in
 // copyPostgres streams the IDs with COPY into a temporary table, then keeps
 // the distinct ones in import_ids, in one transaction of its own.
 func (st *stager) copyPostgres(ctx context.Context) (err error) {
-	if st.svc.DB == nil {
-		return errors.New("service.DB is not set: PostgreSQL imports need it for COPY")
-	}
-	tx, err := st.svc.DB.BeginTx(ctx, nil)
+	tx, err := st.svc.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("stage IDs: begin: %w", err)
 	}
@@ -490,7 +480,7 @@ SELECT CAST($1 AS TEXT), user_id, min(k) FROM import_copy GROUP BY user_id`, str
 	}
 	// Fresh statistics, so that the apply step joins a large file with a
 	// hash join instead of the nested loop a stale "empty" estimate picks.
-	if _, err := st.svc.DB.ExecContext(ctx, "ANALYZE import_ids"); err != nil {
+	if _, err := st.svc.db.ExecContext(ctx, "ANALYZE import_ids"); err != nil {
 		return fmt.Errorf("stage IDs: analyze: %w", err)
 	}
 	return st.progress(ctx, true)
@@ -738,13 +728,7 @@ func (s *Service) WatchImport(ctx context.Context, id pulid.ID) (<-chan *ent.Imp
 	if err != nil {
 		return nil, fmt.Errorf("service.WatchImport: %w", err)
 	}
-	var (
-		wake   <-chan struct{}
-		cancel = func() {}
-	)
-	if s.Broker != nil {
-		wake, cancel = s.Broker.Subscribe(TopicImports)
-	}
+	wake, cancel := s.broker.Subscribe(TopicImports)
 	out := make(chan *ent.ImportJob, 1)
 	go func() {
 		defer close(out)
@@ -774,7 +758,7 @@ func (s *Service) WatchImport(ctx context.Context, id pulid.ID) (<-chan *ent.Imp
 			j, err := s.Client.ImportJob.Get(ctx, id)
 			if err != nil {
 				if ctx.Err() == nil {
-					s.Log.Warn("watching an import", "import", id, "err", err)
+					s.log.Warn("watching an import", "import", id, "err", err)
 				}
 				continue
 			}

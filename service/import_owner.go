@@ -21,7 +21,7 @@ func (s *Service) ClaimImportOwner(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("service.ClaimImportOwner: %w", err)
 	}
-	conn, key, err := sq.claimImportOwner(ctx, s.DB)
+	conn, key, err := sq.claimImportOwner(ctx, s.db)
 	if err != nil {
 		return fmt.Errorf("service.ClaimImportOwner: %w", err)
 	}

@@ -19,14 +19,10 @@ import (
 	"github.com/segmentd/segmentd/store"
 )
 
-// notify signals topics after a commit; without a broker (tests of the
-// service alone) it does nothing.
+// notify signals topics after a commit.
 func (s *Service) notify(topics ...string) {
-	if s.Broker == nil {
-		return
-	}
 	for _, t := range topics {
-		s.Broker.Notify(t)
+		s.broker.Notify(t)
 	}
 }
 
@@ -80,7 +76,7 @@ func (s *Service) StartLive(ctx context.Context, st *store.Store, log *slog.Logg
 			}
 			return out, err
 		},
-	}, s.Broker, log)
+	}, s.broker, log)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +90,7 @@ func (s *Service) StartLive(ctx context.Context, st *store.Store, log *slog.Logg
 			}
 			return out, err
 		},
-	}, s.Broker, log)
+	}, s.broker, log)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +104,7 @@ func (s *Service) StartLive(ctx context.Context, st *store.Store, log *slog.Logg
 			}
 			return out, err
 		},
-	}, s.Broker, log)
+	}, s.broker, log)
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +191,7 @@ func (l *Live) MembershipChanges(ctx context.Context, segmentID *pulid.ID, after
 		}
 		key = string(*segmentID)
 	}
-	return stream(ctx, l.svc.Log, l.changes, cur, key, func(r live.Row) (*MembershipChange, bool) {
+	return stream(ctx, l.svc.log, l.changes, cur, key, func(r live.Row) (*MembershipChange, bool) {
 		c, ok := r.Value.(*ent.MembershipChange)
 		if !ok {
 			return nil, false // deleted with its segment
@@ -222,7 +218,7 @@ func (l *Live) Events(ctx context.Context, name, userID *string) (<-chan *ent.Ev
 		u := segmentd.NormalizeID(*userID)
 		userID = &u
 	}
-	return stream(ctx, l.svc.Log, l.events, nil, key, func(r live.Row) (*ent.Event, bool) {
+	return stream(ctx, l.svc.log, l.events, nil, key, func(r live.Row) (*ent.Event, bool) {
 		e, ok := r.Value.(*ent.Event)
 		if !ok || (userID != nil && (e.UserID == nil || *e.UserID != *userID)) {
 			return nil, false
@@ -245,7 +241,7 @@ func (l *Live) Activations(ctx context.Context, campaignID *pulid.ID) (<-chan *e
 		}
 		key = string(*campaignID)
 	}
-	return stream(ctx, l.svc.Log, l.activations, nil, key, func(r live.Row) (*ent.CampaignActivation, bool) {
+	return stream(ctx, l.svc.log, l.activations, nil, key, func(r live.Row) (*ent.CampaignActivation, bool) {
 		a, ok := r.Value.(*ent.CampaignActivation)
 		return a, ok
 	}), nil
@@ -272,7 +268,7 @@ func (l *Live) SegmentStatsStream(ctx context.Context, segmentID pulid.ID, timeZ
 		return nil, err
 	}
 	dirty := make(chan struct{}, 1)
-	changes := stream(ctx, l.svc.Log, l.changes, nil, string(segmentID), func(r live.Row) (struct{}, bool) {
+	changes := stream(ctx, l.svc.log, l.changes, nil, string(segmentID), func(r live.Row) (struct{}, bool) {
 		return struct{}{}, true
 	})
 	go func() {
@@ -301,7 +297,7 @@ func (l *Live) SegmentStatsStream(ctx context.Context, segmentID pulid.ID, timeZ
 			st, err := l.svc.Stats(ctx, segmentID, loc)
 			if err != nil {
 				if ctx.Err() == nil {
-					l.svc.Log.WarnContext(ctx, "live: segment stats", "segment", segmentID, "err", err)
+					l.svc.log.WarnContext(ctx, "live: segment stats", "segment", segmentID, "err", err)
 				}
 				return
 			}

@@ -85,7 +85,7 @@ func (s *Service) Segments(ctx context.Context, after *ent.Cursor, first *int, b
 	)
 	switch order.Field {
 	case SegmentOrderTotalUsers, SegmentOrderNewLast7Days:
-		expr := s.orderExpr(order.Field, s.Now())
+		expr := s.orderExpr(order.Field, s.clock())
 		ks = keyset[ent.Segment]{prefix: "seg", field: string(order.Field), desc: order.Direction == entgql.OrderDirectionDesc,
 			idCol: segment.FieldID, value: expr, selectAs: segmentOrderValueColumn, id: segID,
 			of: func(n *ent.Segment) (any, error) {

@@ -7,8 +7,10 @@ package service
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -16,29 +18,28 @@ import (
 
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/pubsub"
+	"github.com/segmentd/segmentd/store"
 )
 
-// Service runs the use cases against one database.
+// Service runs the use cases against one database. New builds it whole: it
+// has no field to fill in afterwards.
 type Service struct {
 	Client *ent.Client
 	// Dialect is dialect.SQLite or dialect.Postgres.
 	Dialect string
-	Log     *slog.Logger
-	// Now is the clock; tests inject their own.
-	Now func() time.Time
-
-	// Broker is signalled after commits that write the logs.
-	Broker pubsub.Broker
-
-	// DB is the database under Client, for what ent cannot say: COPY
-	// into PostgreSQL (imports).
-	DB *sql.DB
-	// Background is the context of background work (imports); the server
-	// cancels it when it stops. Nil means context.Background().
-	Background context.Context
-	// UploadDir is where imports keep their copies of uploaded files;
-	// empty means os.TempDir().
-	UploadDir string
+	// db is the database under Client, for what ent cannot say: COPY into
+	// PostgreSQL (imports) and the import owner's advisory lock.
+	db  *sql.DB
+	log *slog.Logger
+	// clock is the clock; tests inject their own.
+	clock func() time.Time
+	// broker is signalled after commits that write the logs.
+	broker pubsub.Broker
+	// background is the context of background work (imports); the server
+	// cancels it when it stops.
+	background context.Context
+	// uploadDir is where imports keep their copies of uploaded files.
+	uploadDir string
 
 	jobs sync.WaitGroup // running imports
 	// ownerConn holds the advisory lock of ownerKey, the owner of this
@@ -50,17 +51,70 @@ type Service struct {
 	writeMu  sync.Mutex // SQLite: one write transaction at a time
 }
 
-// New returns a Service on client.
-func New(client *ent.Client, dialect string, log *slog.Logger) *Service {
-	if log == nil {
-		log = slog.Default()
+// Config is what a Service takes besides its store. Every field is
+// optional: the zero Config gives a Service of one process that logs to
+// slog.Default() and keeps uploads in os.TempDir().
+type Config struct {
+	// Log receives the service's logs; nil means slog.Default().
+	Log *slog.Logger
+	// Broker is signalled after commits that write the logs (membership
+	// changes, events, activations, imports); nil means an in-process
+	// pubsub.Memory, enough for one process. Replicas on one PostgreSQL
+	// database need pubsub.NewPostgres to wake each other.
+	Broker pubsub.Broker
+	// Background is the context of background work (imports): cancelling
+	// it stops them. Nil means context.Background().
+	Background context.Context
+	// UploadDir is where imports keep their copies of uploaded files;
+	// empty means os.TempDir().
+	UploadDir string
+	// Now is the clock; nil means time.Now. Tests inject their own.
+	Now func() time.Time
+}
+
+// New returns a Service on st, which must be open (Client, DB and a known
+// Dialect); it fails otherwise. The service does not own st: the caller
+// closes it, and the broker, after the service's work has ended.
+func New(st *store.Store, cfg Config) (*Service, error) {
+	switch {
+	case st == nil:
+		return nil, errors.New("service.New: no store")
+	case st.Client == nil || st.DB == nil:
+		return nil, errors.New("service.New: the store is not open")
+	case st.Dialect != dialect.SQLite && st.Dialect != dialect.Postgres:
+		return nil, fmt.Errorf("service.New: unknown dialect %q", st.Dialect)
 	}
-	return &Service{Client: client, Dialect: dialect, Log: log, Now: time.Now}
+	s := &Service{
+		Client:     st.Client,
+		Dialect:    st.Dialect,
+		db:         st.DB,
+		log:        cfg.Log,
+		clock:      cfg.Now,
+		broker:     cfg.Broker,
+		background: cfg.Background,
+		uploadDir:  cfg.UploadDir,
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.clock == nil {
+		s.clock = time.Now
+	}
+	if s.broker == nil {
+		s.broker = pubsub.NewMemory()
+	}
+	if s.background == nil {
+		s.background = context.Background()
+	}
+	if s.uploadDir == "" {
+		s.uploadDir = os.TempDir()
+	}
+	return s, nil
 }
 
 // now is the clock in UTC, to the microsecond: PostgreSQL keeps
 // microseconds, so a time returned by a mutation reads back identically.
-func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Microsecond) }
+func (s *Service) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
 
 // inTx runs fn in a transaction: committed if fn returns nil, rolled back
 // otherwise. Work that must follow the commit (publishing to subscribers)
@@ -87,7 +141,7 @@ func (s *Service) inTx(ctx context.Context, fn func(tx *ent.Tx) error) error {
 	}()
 	if err := fn(tx); err != nil {
 		if rerr := tx.Rollback(); rerr != nil {
-			s.Log.Error("rollback failed", "err", rerr)
+			s.log.Error("rollback failed", "err", rerr)
 		}
 		return err
 	}

@@ -54,7 +54,7 @@ func (s *Service) StatsIn(ctx context.Context, segmentID pulid.ID, timeZone stri
 // the members who entered in that bucket's rest (an index range of at most
 // 15 minutes of entries).
 func (s *Service) Stats(ctx context.Context, segmentID pulid.ID, loc *time.Location) (*SegmentStats, error) {
-	now := s.Now().In(loc)
+	now := s.clock().In(loc)
 	y, m, d := now.Date()
 	today := time.Date(y, m, d, 0, 0, 0, 0, loc)
 	week := today.AddDate(0, 0, -((int(today.Weekday()) + 6) % 7))
