@@ -70,7 +70,7 @@ func BenchmarkStats(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if want := recountStats(b, svc.Client, seg.ID, now, utc); *got != want {
+			if want := recountStats(b, svc.EntClient(), seg.ID, now, utc); *got != want {
 				b.Fatalf("stats %+v, want %+v", *got, want)
 			}
 			q := "SELECT COUNT(*) FROM memberships WHERE segment_ref = ?"

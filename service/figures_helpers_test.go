@@ -198,7 +198,7 @@ func checkStats(t testing.TB, svc *service.Service, seg pulid.ID, loc *time.Loca
 	if err != nil {
 		t.Fatalf("%s: stats: %v", label, err)
 	}
-	want := recountStats(t, svc.Client, seg, svc.ClockNow(), loc)
+	want := recountStats(t, svc.EntClient(), seg, svc.ClockNow(), loc)
 	if *got != want {
 		t.Fatalf("%s: stats in %s at %s:\n got %+v\nwant %+v", label, loc, svc.ClockNow().In(loc).Format(time.RFC3339Nano), *got, want)
 	}
@@ -215,7 +215,7 @@ func checkGrowth(t testing.TB, svc *service.Service, seg pulid.ID, iv service.Gr
 	if len(points) != len(starts) {
 		t.Fatalf("%s: growth %s in %s: %d points, want %d", label, iv, loc, len(points), len(starts))
 	}
-	log := changeLog(t, svc.Client, seg)
+	log := changeLog(t, svc.EntClient(), seg)
 	for i, p := range points {
 		end := time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 		if i+1 < len(starts) {
@@ -254,7 +254,7 @@ func checkGrowth(t testing.TB, svc *service.Service, seg pulid.ID, iv service.Gr
 func checkMembersAt(t testing.TB, svc *service.Service, seg pulid.ID, at time.Time, page int, label string) {
 	t.Helper()
 	ctx := context.Background()
-	want := replayMembers(changeLog(t, svc.Client, seg), at)
+	want := replayMembers(changeLog(t, svc.EntClient(), seg), at)
 	got := map[pulid.ID]bool{}
 	var after *ent.Cursor
 	for pages := 0; ; pages++ {
@@ -317,7 +317,7 @@ func importUsers(t testing.TB, svc *service.Service, seg pulid.ID, mode string, 
 		t.Fatal(err)
 	}
 	svc.WaitImports()
-	job, err = svc.Client.ImportJob.Get(ctx, job.ID)
+	job, err = svc.EntClient().ImportJob.Get(ctx, job.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

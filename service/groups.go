@@ -58,10 +58,7 @@ func (s *Service) applyGroups(ctx context.Context, st *batchState, evs []*incomi
 	if err != nil && !isNoRows(err) {
 		return fmt.Errorf("create groups: %w", err)
 	}
-	sq, err := s.sql()
-	if err != nil {
-		return fmt.Errorf("lock groups: %w", err)
-	}
+	sq := s.sql
 	groups, err := tx.Group.Query().Where(group.GroupIDIn(ids...), sq.lockForUpdate).
 		Order(ent.Asc(group.FieldGroupID)).All(ctx)
 	if err != nil {

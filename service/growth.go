@@ -134,7 +134,7 @@ func (s *Service) Growth(ctx context.Context, segmentID pulid.ID, interval Growt
 		Exited  int64 `json:"exited"`
 		Members int64 `json:"members"`
 	}
-	err = s.Client.SegmentCounter.Query().
+	err = s.client.SegmentCounter.Query().
 		Where(segmentcounter.SegmentRef(segmentID),
 			segmentcounter.Or(segmentcounter.Bucket(totalsBucket), segmentcounter.BucketGTE(bucketOf(starts[0])))).
 		GroupBy(segmentcounter.FieldBucket).
@@ -210,7 +210,7 @@ func (s *Service) membersAtCount(ctx context.Context, segmentID pulid.ID, t time
 		Exited  int64 `json:"exited"`
 		Members int64 `json:"members"`
 	}
-	err := s.Client.SegmentCounter.Query().
+	err := s.client.SegmentCounter.Query().
 		Where(segmentcounter.SegmentRef(segmentID),
 			segmentcounter.Or(segmentcounter.Bucket(totalsBucket), segmentcounter.BucketGTE(edge))).
 		GroupBy(segmentcounter.FieldBucket).
@@ -236,7 +236,7 @@ func (s *Service) membersAtCount(ctx context.Context, segmentID pulid.ID, t time
 		Kind  string `json:"kind"`
 		Count int64  `json:"count"`
 	}
-	err = s.Client.MembershipChange.Query().
+	err = s.client.MembershipChange.Query().
 		Where(membershipchange.SegmentRef(segmentID), membershipchange.AtGT(t.UTC()),
 			membershipchange.AtLT(time.Unix(edge, 0).UTC())).
 		GroupBy(membershipchange.FieldKind).Aggregate(ent.Count()).Scan(ctx, &late)

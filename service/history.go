@@ -77,12 +77,9 @@ AND NOT EXISTS (SELECT 1 FROM membership_changes d
   WHERE d.segment_ref = c.segment_ref AND d.user_ref = c.user_ref AND d.at <= ?
   AND (d.at > c.at OR (d.at = c.at AND d.id > c.id)))
 ORDER BY c.user_ref LIMIT ?`
-	sq, err := s.sql()
-	if err != nil {
-		return nil, fmt.Errorf("service.MembersAt: %w", err)
-	}
+	sq := s.sql
 	t := at.UTC()
-	rows, err := s.Client.QueryContext(ctx, sq.rebind(q), segmentID, afterRef, t, t, limit+1)
+	rows, err := s.client.QueryContext(ctx, sq.rebind(q), segmentID, afterRef, t, t, limit+1)
 	if err != nil {
 		return nil, fmt.Errorf("service.MembersAt: %w", err)
 	}
@@ -112,7 +109,7 @@ ORDER BY c.user_ref LIMIT ?`
 		conn.PageInfo.HasNextPage = true
 		members, refs = members[:limit], refs[:limit]
 	}
-	users, err := s.Client.User.Query().Where(user.IDIn(refs...)).All(ctx)
+	users, err := s.client.User.Query().Where(user.IDIn(refs...)).All(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("service.MembersAt: load users: %w", err)
 	}

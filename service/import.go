@@ -105,7 +105,7 @@ func (s *Service) StartImport(ctx context.Context, in ImportInput) (*ent.ImportJ
 		return fail(err)
 	}
 	now := s.now()
-	job, err := s.Client.ImportJob.Create().
+	job, err := s.client.ImportJob.Create().
 		SetSegmentRef(in.SegmentID).SetMode(in.Mode).SetDryRun(in.DryRun).
 		SetFileName(in.FileName).SetFileBytes(info.Size()).
 		SetCreatedAt(now).SetHeartbeatAt(now).
@@ -131,7 +131,7 @@ func (s *Service) StartImport(ctx context.Context, in ImportInput) (*ent.ImportJ
 // exists: what StartImport checks first, for the HTTP layer to check before
 // it reads an upload.
 func (s *Service) SegmentExists(ctx context.Context, field string, id pulid.ID) error {
-	return segmentExistsIn(ctx, nil, s.Client, field, id)
+	return segmentExistsIn(ctx, nil, s.client, field, id)
 }
 
 // WaitImports waits for the imports of this process to end (tests, and
@@ -155,7 +155,7 @@ func (s *Service) runImport(ctx context.Context, job *ent.ImportJob, path string
 	// Staged IDs are scratch; the report (import_row_errors) stays.
 	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	if _, cerr := s.Client.ExecContext(cleanup, "DELETE FROM import_ids WHERE job_ref = $1", string(job.ID)); cerr != nil {
+	if _, cerr := s.client.ExecContext(cleanup, "DELETE FROM import_ids WHERE job_ref = $1", string(job.ID)); cerr != nil {
 		log.Warn("removing an import's staged IDs", "err", cerr)
 	}
 	if err != nil {
@@ -166,7 +166,7 @@ func (s *Service) runImport(ctx context.Context, job *ent.ImportJob, path string
 		log.Error("import failed", "err", err)
 		// Only a job still this process's: one another server marked
 		// FAILED keeps its reason.
-		_, uerr := s.Client.ImportJob.Update().
+		_, uerr := s.client.ImportJob.Update().
 			Where(importjob.ID(job.ID), importjob.StatusIn(importjob.StatusPENDING, importjob.StatusRUNNING)).
 			SetStatus(importjob.StatusFAILED).SetFailure(reason).SetFinishedAt(s.now()).
 			Save(cleanup)
@@ -185,11 +185,11 @@ func (s *Service) heartbeat(ctx context.Context, id pulid.ID) {
 	// SQLite: a heartbeat would queue behind the import's own write
 	// transaction; a SQLite database has one process, and FailStaleImports
 	// does not need heartbeats there.
-	if s.Dialect != dialect.Postgres {
+	if s.dialect != dialect.Postgres {
 		return
 	}
 	every(ctx, importHeartbeat, func() {
-		if err := s.Client.ImportJob.UpdateOneID(id).SetHeartbeatAt(s.now()).Exec(ctx); err != nil && ctx.Err() == nil {
+		if err := s.client.ImportJob.UpdateOneID(id).SetHeartbeatAt(s.now()).Exec(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("import heartbeat", "import", id, "err", err)
 		}
 	})
@@ -200,9 +200,9 @@ func (s *Service) heartbeat(ctx context.Context, id pulid.ID) {
 // start; on PostgreSQL the jobs whose owner is gone (see
 // ClaimImportOwner) or whose heartbeat is older than two minutes.
 func (s *Service) FailStaleImports(ctx context.Context) error {
-	q := s.Client.ImportJob.Update().
+	q := s.client.ImportJob.Update().
 		Where(importjob.StatusIn(importjob.StatusPENDING, importjob.StatusRUNNING))
-	if s.Dialect == dialect.Postgres {
+	if s.dialect == dialect.Postgres {
 		q = q.Where(importjob.Or(importjob.HeartbeatAtIsNil(), importjob.HeartbeatAtLT(s.now().Add(-importStale)),
 			func(sel *entsql.Selector) { sel.Where(entsql.ExprP(ownerDead)) }))
 	}
@@ -225,7 +225,7 @@ func (s *Service) importFile(ctx context.Context, job *ent.ImportJob, path strin
 		return nil, fmt.Errorf("open the uploaded file: %w", err)
 	}
 	defer f.Close()
-	n, err := s.Client.ImportJob.Update().Where(importjob.ID(job.ID), importjob.StatusEQ(importjob.StatusPENDING)).
+	n, err := s.client.ImportJob.Update().Where(importjob.ID(job.ID), importjob.StatusEQ(importjob.StatusPENDING)).
 		SetStatus(importjob.StatusRUNNING).SetStartedAt(s.now()).Save(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("start job: %w", err)
@@ -235,7 +235,7 @@ func (s *Service) importFile(ctx context.Context, job *ent.ImportJob, path strin
 	}
 	s.notify(TopicImports)
 	st := &stager{svc: s, job: job, csv: idcsv.NewReader(f), res: &importResult{}}
-	if s.Dialect == dialect.Postgres {
+	if s.dialect == dialect.Postgres {
 		err = st.copyPostgres(ctx)
 	} else {
 		err = st.insertSQLite(ctx)
@@ -318,7 +318,7 @@ func (st *stager) flushErrors(ctx context.Context) error {
 		if i > 0 {
 			q.WriteByte(',')
 		}
-		if st.svc.Dialect == dialect.Postgres {
+		if st.svc.dialect == dialect.Postgres {
 			fmt.Fprintf(&q, "($%d,$%d,$%d,$%d)", 4*i+1, 4*i+2, 4*i+3, 4*i+4)
 		} else {
 			q.WriteString("(?,?,?,?)") // see stageChunk
@@ -329,7 +329,7 @@ func (st *stager) flushErrors(ctx context.Context) error {
 	if st.tx != nil {
 		_, err = st.tx.ExecContext(ctx, q.String(), args...)
 	} else {
-		_, err = st.svc.Client.ExecContext(ctx, q.String(), args...)
+		_, err = st.svc.client.ExecContext(ctx, q.String(), args...)
 	}
 	if err != nil {
 		return fmt.Errorf("store bad rows: %w", err)
@@ -345,7 +345,7 @@ func (st *stager) progress(ctx context.Context, final bool) error {
 		return nil
 	}
 	st.reported = time.Now()
-	u := st.svc.Client.ImportJob.UpdateOneID(st.job.ID).
+	u := st.svc.client.ImportJob.UpdateOneID(st.job.ID).
 		SetProcessedRows(st.res.rows).SetInvalidRows(st.res.invalid).SetBytesRead(st.csv.BytesRead())
 	if final {
 		u = u.SetTotalRows(st.res.rows)
@@ -597,7 +597,7 @@ func (s *Service) applyImport(ctx context.Context, tx *ent.Tx, job *ent.ImportJo
 			}
 		}
 	}
-	if err := counts.flush(ctx, tx, s.Dialect); err != nil {
+	if err := counts.flush(ctx, tx, s.dialect); err != nil {
 		return err
 	}
 	return s.finishImport(ctx, tx, job, res)
@@ -610,7 +610,7 @@ func (s *Service) importRemove(ctx context.Context, tx *ent.Tx, counts counterDe
 		rows *sql.Rows
 		err  error
 	)
-	if s.Dialect == dialect.Postgres {
+	if s.dialect == dialect.Postgres {
 		// One statement, so that the rows deleted are exactly the rows
 		// logged, whatever commits meanwhile.
 		rows, err = tx.QueryContext(ctx, `WITH gone AS (
@@ -655,7 +655,7 @@ SELECT m.segment_ref, m.user_ref, 'EXITED', 'IMPORT', $3, CAST($4 AS TEXT) FROM 
 	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("remove members: %w", err)
 	}
-	if s.Dialect != dialect.Postgres {
+	if s.dialect != dialect.Postgres {
 		deleted, err := execCount(ctx, tx, "DELETE FROM memberships AS m WHERE "+where, job, seg)
 		if err != nil {
 			return 0, fmt.Errorf("remove members: %w", err)
@@ -697,7 +697,7 @@ func (s *Service) ImportRowErrors(ctx context.Context, jobID pulid.ID, first, af
 	if first < 0 || first > 1000 {
 		return nil, segmentd.Invalid("first", "must be between 0 and 1000")
 	}
-	rows, err := s.Client.QueryContext(ctx,
+	rows, err := s.client.QueryContext(ctx,
 		"SELECT line, value, reason FROM import_row_errors WHERE job_ref = $1 AND line > $2 ORDER BY line LIMIT $3",
 		string(jobID), afterLine, first)
 	if err != nil {
@@ -721,7 +721,7 @@ func (s *Service) ImportRowErrors(ctx context.Context, jobID pulid.ID, first, af
 // WatchImport sends the job now and after every change, and closes the
 // channel after its final state (SUCCEEDED or FAILED) or when ctx ends.
 func (s *Service) WatchImport(ctx context.Context, id pulid.ID) (<-chan *ent.ImportJob, error) {
-	job, err := s.Client.ImportJob.Get(ctx, id)
+	job, err := s.client.ImportJob.Get(ctx, id)
 	if ent.IsNotFound(err) {
 		return nil, &segmentd.Error{Code: segmentd.CodeNotFound, Field: "id", Message: fmt.Sprintf("no import job with id %q", id)}
 	}
@@ -755,7 +755,7 @@ func (s *Service) WatchImport(ctx context.Context, id pulid.ID) (<-chan *ent.Imp
 			case <-wake:
 			case <-poll.C:
 			}
-			j, err := s.Client.ImportJob.Get(ctx, id)
+			j, err := s.client.ImportJob.Get(ctx, id)
 			if err != nil {
 				if ctx.Err() == nil {
 					s.log.Warn("watching an import", "import", id, "err", err)

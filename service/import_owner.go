@@ -17,10 +17,7 @@ func (s *Service) ClaimImportOwner(ctx context.Context) error {
 	if s.ownerConn != nil {
 		return nil
 	}
-	sq, err := s.sql()
-	if err != nil {
-		return fmt.Errorf("service.ClaimImportOwner: %w", err)
-	}
+	sq := s.sql
 	conn, key, err := sq.claimImportOwner(ctx, s.db)
 	if err != nil {
 		return fmt.Errorf("service.ClaimImportOwner: %w", err)
@@ -45,10 +42,7 @@ func (s *Service) setImportOwner(ctx context.Context, job string) error {
 	if s.ownerConn == nil {
 		return nil
 	}
-	sq, err := s.sql()
-	if err != nil {
-		return err
-	}
-	_, err = s.Client.ExecContext(ctx, sq.rebind(`UPDATE import_jobs SET owner_key = ? WHERE id = ?`), s.ownerKey, job)
+	sq := s.sql
+	_, err := s.client.ExecContext(ctx, sq.rebind(`UPDATE import_jobs SET owner_key = ? WHERE id = ?`), s.ownerKey, job)
 	return err
 }

@@ -115,7 +115,7 @@ func (s *Service) Identify(ctx context.Context, in IdentifyInput) (*ent.User, er
 	if err != nil {
 		return nil, err
 	}
-	u, err := s.Client.User.Query().Where(user.UserID(segmentd.NormalizeID(uid))).Only(ctx)
+	u, err := s.client.User.Query().Where(user.UserID(segmentd.NormalizeID(uid))).Only(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("service.Identify: %w", err)
 	}
@@ -481,10 +481,7 @@ func (s *Service) lockUsers(ctx context.Context, tx *ent.Tx, evs []*incoming, no
 	if len(ids) == 0 {
 		return users, nil
 	}
-	sq, err := s.sql()
-	if err != nil {
-		return nil, fmt.Errorf("lock users: %w", err)
-	}
+	sq := s.sql
 	sort.Strings(ids)
 	for start := 0; start < len(ids); start += maxBatchTxRows {
 		chunk := ids[start:min(start+maxBatchTxRows, len(ids))]

@@ -190,7 +190,7 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 	if err := bulk(ctx, changes, func(b []*ent.MembershipChangeCreate) error { return tx.MembershipChange.CreateBulk(b...).Exec(ctx) }); err != nil {
 		return nil, fmt.Errorf("store membership changes: %w", err)
 	}
-	if err := counts.flush(ctx, st.tx, s.Dialect); err != nil {
+	if err := counts.flush(ctx, st.tx, s.dialect); err != nil {
 		return nil, err
 	}
 	if err := s.activateEntries(ctx, st, entries, results); err != nil {

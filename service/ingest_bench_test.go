@@ -176,7 +176,7 @@ func seedIngestSegments(b *testing.B, svc *service.Service, total int) {
 		b.Fatal(err)
 	}
 	workers := 1
-	if svc.Dialect == dialect.Postgres {
+	if svc.StoreDialect() == dialect.Postgres {
 		workers = 8
 	}
 	var (

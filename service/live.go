@@ -58,7 +58,7 @@ func (s *Service) StartLive(ctx context.Context, st *store.Store, log *slog.Logg
 	if st.Dialect == live.Postgres {
 		d = live.Postgres
 	}
-	client := s.Client
+	client := s.client
 	l := &Live{svc: s}
 	var err error
 	l.changes, err = live.NewTailer(ctx, st.DB, d, live.Source{
@@ -186,7 +186,7 @@ func (l *Live) MembershipChanges(ctx context.Context, segmentID *pulid.ID, after
 	}
 	key := ""
 	if segmentID != nil {
-		if err := segmentExistsIn(ctx, nil, l.svc.Client, "segmentId", *segmentID); err != nil {
+		if err := segmentExistsIn(ctx, nil, l.svc.client, "segmentId", *segmentID); err != nil {
 			return nil, err
 		}
 		key = string(*segmentID)
@@ -232,7 +232,7 @@ func (l *Live) Events(ctx context.Context, name, userID *string) (<-chan *ent.Ev
 func (l *Live) Activations(ctx context.Context, campaignID *pulid.ID) (<-chan *ent.CampaignActivation, error) {
 	key := ""
 	if campaignID != nil {
-		ok, err := l.svc.Client.Campaign.Query().Where(campaignIDIs(*campaignID)).Exist(ctx)
+		ok, err := l.svc.client.Campaign.Query().Where(campaignIDIs(*campaignID)).Exist(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("service.Activations: %w", err)
 		}
@@ -260,7 +260,7 @@ func (l *Live) SegmentStatsStream(ctx context.Context, segmentID pulid.ID, timeZ
 	}
 	// Stats alone counts an unknown segment as empty: say NOT_FOUND instead,
 	// as membershipChanged does.
-	if err := segmentExistsIn(ctx, nil, l.svc.Client, "segmentId", segmentID); err != nil {
+	if err := segmentExistsIn(ctx, nil, l.svc.client, "segmentId", segmentID); err != nil {
 		return nil, err
 	}
 	first, err := l.svc.Stats(ctx, segmentID, loc)

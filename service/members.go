@@ -90,7 +90,7 @@ func (s *Service) changeMembers(ctx context.Context, segmentID pulid.ID, userIDs
 				users, err = s.lockUserIDs(ctx, tx, chunk, now)
 			} else {
 				q := tx.User.Query().Where(user.UserIDIn(chunk...)).Order(ent.Asc(user.FieldUserID))
-				if s.Dialect == dialect.Postgres {
+				if s.dialect == dialect.Postgres {
 					q = q.Where(forNoKeyUpdate)
 				}
 				users, err = q.All(ctx)
@@ -140,7 +140,7 @@ func (s *Service) changeMembers(ctx context.Context, segmentID pulid.ID, userIDs
 				}
 			}
 		}
-		return counts.flush(ctx, tx, s.Dialect)
+		return counts.flush(ctx, tx, s.dialect)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("service.changeMembers: %w", err)

@@ -114,7 +114,7 @@ func (s *Service) reevaluate(ctx context.Context, tx *ent.Tx, seg *ent.Segment, 
 		}
 	}
 	if policy != Reconcile {
-		return counts.flush(ctx, tx, s.Dialect)
+		return counts.flush(ctx, tx, s.dialect)
 	}
 	for _, m := range members {
 		if m.Source != changelog.SourceEvent && m.Source != changelog.SourceBackfill {
@@ -128,7 +128,7 @@ func (s *Service) reevaluate(ctx context.Context, tx *ent.Tx, seg *ent.Segment, 
 			return err
 		}
 	}
-	return counts.flush(ctx, tx, s.Dialect)
+	return counts.flush(ctx, tx, s.dialect)
 }
 
 // enter makes a user a member of a segment, records the change and

@@ -118,7 +118,7 @@ func (s *Service) Segments(ctx context.Context, after *ent.Cursor, first *int, b
 	default:
 		return nil, segmentd.Invalid(segmentOrderValueArgument, "%q is not a segment order field", order.Field)
 	}
-	q, err := where.Filter(s.Client.Segment.Query())
+	q, err := where.Filter(s.client.Segment.Query())
 	if err != nil {
 		return nil, err
 	}
@@ -247,7 +247,7 @@ func (s *Service) totalUsers(ctx context.Context, ids []pulid.ID) (map[pulid.ID]
 		Segment pulid.ID `json:"segment_ref"`
 		Members int64    `json:"sum"`
 	}
-	err := s.Client.SegmentCounter.Query().
+	err := s.client.SegmentCounter.Query().
 		Where(segmentcounter.SegmentRefIn(ids...), segmentcounter.Bucket(totalsBucket)).
 		GroupBy(segmentcounter.FieldSegmentRef).
 		Aggregate(ent.Sum(segmentcounter.FieldMembers)).

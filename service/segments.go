@@ -228,11 +228,8 @@ func (s *Service) UpdateSegment(ctx context.Context, id pulid.ID, in UpdateSegme
 // history. It is refused with CONFLICT while an ACTIVE campaign uses the
 // segment; other campaigns lose their segment.
 func (s *Service) DeleteSegment(ctx context.Context, id pulid.ID) error {
-	sq, err := s.sql()
-	if err != nil {
-		return fmt.Errorf("service.DeleteSegment: %w", err)
-	}
-	err = s.inTx(ctx, func(tx *ent.Tx) error {
+	sq := s.sql
+	err := s.inTx(ctx, func(tx *ent.Tx) error {
 		// Lock the row so that no campaign can take this segment while we
 		// check.
 		if _, err := tx.Segment.Query().Where(segment.ID(id), sq.lockForUpdate).Only(ctx); ent.IsNotFound(err) {

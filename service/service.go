@@ -14,8 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"entgo.io/ent/dialect"
-
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/pubsub"
 	"github.com/segmentd/segmentd/store"
@@ -24,10 +22,12 @@ import (
 // Service runs the use cases against one database. New builds it whole: it
 // has no field to fill in afterwards.
 type Service struct {
-	Client *ent.Client
-	// Dialect is dialect.SQLite or dialect.Postgres.
-	Dialect string
-	// db is the database under Client, for what ent cannot say: COPY into
+	client *ent.Client
+	// dialect is dialect.SQLite or dialect.Postgres.
+	dialect string
+	// sql is the store-specific SQL of the service's store.
+	sql storeSQL
+	// db is the database under client, for what ent cannot say: COPY into
 	// PostgreSQL (imports) and the import owner's advisory lock.
 	db  *sql.DB
 	log *slog.Logger
@@ -81,12 +81,15 @@ func New(st *store.Store, cfg Config) (*Service, error) {
 		return nil, errors.New("service.New: no store")
 	case st.Client == nil || st.DB == nil:
 		return nil, errors.New("service.New: the store is not open")
-	case st.Dialect != dialect.SQLite && st.Dialect != dialect.Postgres:
-		return nil, fmt.Errorf("service.New: unknown dialect %q", st.Dialect)
+	}
+	sq, err := storeSQLFor(st.Dialect)
+	if err != nil {
+		return nil, fmt.Errorf("service.New: %w", err)
 	}
 	s := &Service{
-		Client:     st.Client,
-		Dialect:    st.Dialect,
+		client:     st.Client,
+		dialect:    st.Dialect,
+		sql:        sq,
 		db:         st.DB,
 		log:        cfg.Log,
 		clock:      cfg.Now,
@@ -125,11 +128,11 @@ func (s *Service) now() time.Time { return s.clock().UTC().Truncate(time.Microse
 // unfairly, so that under sustained concurrent writes one writer could wait
 // past busy_timeout and fail; a Go mutex queues them instead.
 func (s *Service) inTx(ctx context.Context, fn func(tx *ent.Tx) error) error {
-	if s.Dialect != dialect.Postgres {
+	if s.sql.writersTakeTurns() {
 		s.writeMu.Lock()
 		defer s.writeMu.Unlock()
 	}
-	tx, err := s.Client.Tx(ctx)
+	tx, err := s.client.Tx(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}

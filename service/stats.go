@@ -96,11 +96,8 @@ func (s *Service) Stats(ctx context.Context, segmentID pulid.ID, loc *time.Locat
 	}
 	q.WriteString(")")
 	args = append(args, whereArgs...)
-	sq, err := s.sql()
-	if err != nil {
-		return nil, fmt.Errorf("service.Stats: %w", err)
-	}
-	rows, err := s.Client.QueryContext(ctx, sq.rebind(q.String()), args...)
+	sq := s.sql
+	rows, err := s.client.QueryContext(ctx, sq.rebind(q.String()), args...)
 	if err != nil {
 		return nil, fmt.Errorf("service.Stats: %w", err)
 	}

@@ -38,6 +38,10 @@ type storeSQL interface {
 	// Service.ClaimImportOwner). A nil conn with a nil error means the
 	// store needs no owner: its server is alone on the database.
 	claimImportOwner(ctx context.Context, db *sql.DB) (conn *sql.Conn, key int64, err error)
+
+	// writersTakeTurns says whether the service's write transactions must
+	// queue in the process (Service.writeMu) before they begin: see inTx.
+	writersTakeTurns() bool
 }
 
 // storeSQLFor returns the store-specific SQL for an ent dialect name
@@ -53,8 +57,3 @@ func storeSQLFor(dialectName string) (storeSQL, error) {
 		return nil, fmt.Errorf("no store-specific SQL for dialect %q (want %q or %q)", dialectName, dialect.SQLite, dialect.Postgres)
 	}
 }
-
-// sql returns the store-specific SQL for s's store. It is computed on each
-// call (a switch on a string, returning an empty struct), so a Service
-// built field by field gets it right as well as one from New.
-func (s *Service) sql() (storeSQL, error) { return storeSQLFor(s.Dialect) }

@@ -81,3 +81,7 @@ var ownerDead = fmt.Sprintf(`owner_key IS NOT NULL AND NOT EXISTS (
   WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %d AND l.objsubid = 2
     AND l.objid::text::bigint = import_jobs.owner_key
     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))`, importOwnerLocks)
+
+// writersTakeTurns is false: PostgreSQL's writers run beside each other,
+// waiting only on the rows they share.
+func (postgresSQL) writersTakeTurns() bool { return false }

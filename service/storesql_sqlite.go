@@ -28,3 +28,8 @@ func (sqliteSQL) lockForNoKeyUpdate(*entsql.Selector) {}
 func (sqliteSQL) claimImportOwner(context.Context, *sql.DB) (*sql.Conn, int64, error) {
 	return nil, 0, nil
 }
+
+// writersTakeTurns is true: SQLite has one writer, and its busy handler
+// retries by sleeping, unfairly, so that under sustained concurrent writes
+// one writer could wait past busy_timeout and fail; a Go mutex queues them.
+func (sqliteSQL) writersTakeTurns() bool { return true }

@@ -85,7 +85,7 @@ func (s *Service) SpoolUpload(from *os.File, r io.Reader) (*Spooled, error) {
 // PENDING or RUNNING (call it after FailStaleImports), and the upload
 // copies in the upload folder that no live process holds.
 func (s *Service) CleanImportLeftovers(ctx context.Context) error {
-	res, err := s.Client.ExecContext(ctx, `DELETE FROM import_ids WHERE job_ref NOT IN
+	res, err := s.client.ExecContext(ctx, `DELETE FROM import_ids WHERE job_ref NOT IN
 (SELECT id FROM import_jobs WHERE status IN ($1, $2))`, string(importjob.StatusPENDING), string(importjob.StatusRUNNING))
 	if err != nil {
 		return fmt.Errorf("service.CleanImportLeftovers: staged IDs: %w", err)

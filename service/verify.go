@@ -138,7 +138,7 @@ const verifyPage = 5000
 // update policy FUTURE_ONLY keeps their result), so any change to a
 // segment, even of its name, narrows the check to later events.
 func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
-	v := newVerifier(ctx, s.Client)
+	v := newVerifier(ctx, s.client)
 	// In this order: each step reads what the earlier ones loaded.
 	steps := []func() error{
 		v.loadSegments,

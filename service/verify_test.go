@@ -114,7 +114,7 @@ func TestVerify(t *testing.T) {
 			}
 		}
 		userRef := func(id string) string {
-			u, err := svc.Client.User.Query().Where().All(ctx)
+			u, err := svc.EntClient().User.Query().Where().All(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
