@@ -7,6 +7,7 @@ import (
 	"entgo.io/ent/dialect"
 
 	"github.com/segmentd/segmentd"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/campaignactivation"
@@ -87,7 +88,7 @@ func (s *Service) CreateCampaign(ctx context.Context, in CreateCampaignInput) (*
 	if err != nil {
 		return nil, fmt.Errorf("service.CreateCampaign: %w", err)
 	}
-	s.notify(TopicActivations)
+	s.notify(changelog.CampaignActivations.Topic)
 	return created.Unwrap(), nil
 }
 
@@ -163,13 +164,13 @@ func (s *Service) UpdateCampaign(ctx context.Context, id pulid.ID, in UpdateCamp
 	if err != nil {
 		return nil, fmt.Errorf("service.UpdateCampaign: %w", err)
 	}
-	s.notify(TopicActivations)
+	s.notify(changelog.CampaignActivations.Topic)
 	return updated.Unwrap(), nil
 }
 
 // DeleteCampaign deletes a campaign and its activations.
 func (s *Service) DeleteCampaign(ctx context.Context, id pulid.ID) error {
-	err := s.Client.Campaign.DeleteOneID(id).Exec(ctx)
+	err := s.client.Campaign.DeleteOneID(id).Exec(ctx)
 	if ent.IsNotFound(err) {
 		return segmentd.Errorf(segmentd.CodeNotFound, "no campaign with id %q", id)
 	}
@@ -199,7 +200,7 @@ func (s *Service) DeleteCampaign(ctx context.Context, id pulid.ID) error {
 func (s *Service) campaignForUpdate(ctx context.Context, tx *ent.Tx, id pulid.ID, in UpdateCampaignInput) (*ent.Campaign, error) {
 	get := func(lock bool) (*ent.Campaign, error) {
 		q := tx.Campaign.Query().Where(campaign.ID(id))
-		if lock && s.Dialect == dialect.Postgres {
+		if lock && s.dialect == dialect.Postgres {
 			q = q.Where(forNoKeyUpdate)
 		}
 		c, err := q.Only(ctx)
@@ -209,7 +210,7 @@ func (s *Service) campaignForUpdate(ctx context.Context, tx *ent.Tx, id pulid.ID
 		return c, err
 	}
 	mayActivate := (in.Status != nil && *in.Status == campaign.StatusACTIVE) || in.SegmentID != nil
-	if s.Dialect != dialect.Postgres || !mayActivate {
+	if s.dialect != dialect.Postgres || !mayActivate {
 		return get(false)
 	}
 	for {
@@ -243,7 +244,7 @@ func sameRef(a, b *pulid.ID) bool { return (a == nil) == (b == nil) && (a == nil
 // locks its row FOR UPDATE until tx ends: see campaignForUpdate. SQLite
 // runs one writer at a time, which is as good.
 func (s *Service) lockSegmentForBackfill(ctx context.Context, tx *ent.Tx, field string, id pulid.ID) error {
-	if s.Dialect != dialect.Postgres {
+	if s.dialect != dialect.Postgres {
 		return segmentExists(ctx, tx, field, id)
 	}
 	ids, err := tx.Segment.Query().Where(segment.ID(id)).ForUpdate().IDs(ctx)

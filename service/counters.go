@@ -11,6 +11,7 @@ import (
 	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql"
 
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/membershipchange"
@@ -190,7 +191,7 @@ const counterLock = 0x5e6d_0002
 // there are no memberships.
 func (s *Service) EnsureCounters(ctx context.Context) error {
 	err := s.inTx(ctx, func(tx *ent.Tx) error {
-		if s.Dialect == dialect.Postgres {
+		if s.dialect == dialect.Postgres {
 			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", counterLock); err != nil {
 				return fmt.Errorf("lock: %w", err)
 			}
@@ -205,8 +206,8 @@ func (s *Service) EnsureCounters(ctx context.Context) error {
 		if err != nil || !members {
 			return err
 		}
-		s.Log.Info("building segment counters from the stored memberships and changes")
-		if s.Dialect == dialect.Postgres {
+		s.log.Info("building segment counters from the stored memberships and changes")
+		if s.dialect == dialect.Postgres {
 			// Other replicas may be writing: hold them off until commit.
 			if _, err := tx.ExecContext(ctx, "LOCK TABLE memberships, membership_changes IN SHARE MODE"); err != nil {
 				return fmt.Errorf("lock: %w", err)
@@ -229,7 +230,7 @@ func (s *Service) EnsureCounters(ctx context.Context) error {
 // a healthy database never needs it.
 func (s *Service) RebuildCounters(ctx context.Context) error {
 	err := s.inTx(ctx, func(tx *ent.Tx) error {
-		if s.Dialect == dialect.Postgres {
+		if s.dialect == dialect.Postgres {
 			// Block writers of memberships meanwhile, so that nothing
 			// changes between the recount and its commit.
 			if _, err := tx.ExecContext(ctx, "LOCK TABLE memberships, membership_changes IN SHARE MODE"); err != nil {
@@ -279,7 +280,7 @@ func (s *Service) rebuildCounters(ctx context.Context, tx *ent.Tx) error {
 		}
 		for _, ch := range rows {
 			c := counts.at(ch.SegmentRef, bucketOf(ch.At))
-			if ch.Kind == membershipchange.KindENTERED {
+			if ch.Kind == changelog.KindEntered {
 				c.entered++
 			} else {
 				c.exited++
@@ -290,7 +291,7 @@ func (s *Service) rebuildCounters(ctx context.Context, tx *ent.Tx) error {
 			break
 		}
 	}
-	return counts.flushShard(ctx, tx, s.Dialect, 0) // one shard: nothing else writes meanwhile
+	return counts.flushShard(ctx, tx, s.dialect, 0) // one shard: nothing else writes meanwhile
 }
 
 // scanPages calls page with the last ID of the previous page until a page
@@ -319,10 +320,10 @@ func scanPages(ctx context.Context, page func(after pulid.ID, limit int) ([]puli
 // segment), since writers update them all the time. Only PostgreSQL writes
 // more than one shard.
 func (s *Service) CompactCounters(ctx context.Context, olderThan time.Time) (int64, error) {
-	if s.Dialect != dialect.Postgres {
+	if s.dialect != dialect.Postgres {
 		return 0, nil
 	}
-	res, err := s.Client.ExecContext(ctx, `
+	res, err := s.client.ExecContext(ctx, `
 WITH moved AS (
   DELETE FROM segment_counters
   WHERE shard > 0 AND ((bucket >= 0 AND bucket < $1) OR bucket < $2)
@@ -344,12 +345,12 @@ ON CONFLICT (segment_ref, bucket, shard) DO UPDATE SET
 // CompactCountersEvery compacts the counters of buckets more than an hour
 // old every interval, until ctx ends.
 func (s *Service) CompactCountersEvery(ctx context.Context, interval time.Duration) {
-	if s.Dialect != dialect.Postgres {
+	if s.dialect != dialect.Postgres {
 		return
 	}
 	every(ctx, interval, func() {
-		if _, err := s.CompactCounters(ctx, s.Now().Add(-time.Hour)); err != nil && ctx.Err() == nil {
-			s.Log.Warn("compacting segment counters", "err", err)
+		if _, err := s.CompactCounters(ctx, s.clock().Add(-time.Hour)); err != nil && ctx.Err() == nil {
+			s.log.Warn("compacting segment counters", "err", err)
 		}
 	})
 }

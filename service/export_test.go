@@ -1,5 +1,11 @@
 package service
 
+import (
+	"time"
+
+	"github.com/segmentd/segmentd/ent"
+)
+
 // SetCountersOff switches the maintained counters' writes off (true) or on,
 // for benchmarks that measure what they cost.
 func SetCountersOff(off bool) { countersOff.Store(off) }
@@ -15,3 +21,12 @@ func SetCounterShards(n int) {
 	}
 	shardsInUse.Store(int64(n))
 }
+
+// ClockNow reads the service's clock (Config.Now).
+func (s *Service) ClockNow() time.Time { return s.clock() }
+
+// EntClient is the service's ent client (its store's).
+func (s *Service) EntClient() *ent.Client { return s.client }
+
+// StoreDialect is the service's store's dialect.
+func (s *Service) StoreDialect() string { return s.dialect }

@@ -6,12 +6,12 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/campaignactivation"
 	"github.com/segmentd/segmentd/ent/event"
 	"github.com/segmentd/segmentd/ent/membership"
-	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/schema"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/user"
@@ -131,10 +131,10 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 					reason := fmt.Sprintf("entered on event %q (%s): %s", ev.name, ev.id, strings.TrimPrefix(r.Reason, "matched: "))
 					mems = append(mems, tx.Membership.Create().
 						SetSegmentRef(c.segment.ID).SetUserRef(u.ID).SetEventRef(ev.id).
-						SetEnteredAt(st.now).SetSource(membership.SourceEVENT).SetReason(reason))
+						SetEnteredAt(st.now).SetSource(changelog.SourceEvent).SetReason(reason))
 					changes = append(changes, tx.MembershipChange.Create().
 						SetSegmentRef(c.segment.ID).SetUserRef(u.ID).SetEventRef(ev.id).
-						SetKind(membershipchange.KindENTERED).SetSource(membershipchange.SourceEVENT).
+						SetKind(changelog.KindEntered).SetSource(changelog.SourceEvent).
 						SetAt(st.now).SetReason(reason))
 					counts.entered(c.segment.ID, st.now, 1)
 					entries = append(entries, entry{seg: c.segment, user: u.ID, event: ev.id, result: i})
@@ -190,7 +190,7 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 	if err := bulk(ctx, changes, func(b []*ent.MembershipChangeCreate) error { return tx.MembershipChange.CreateBulk(b...).Exec(ctx) }); err != nil {
 		return nil, fmt.Errorf("store membership changes: %w", err)
 	}
-	if err := counts.flush(ctx, st.tx, s.Dialect); err != nil {
+	if err := counts.flush(ctx, st.tx, s.dialect); err != nil {
 		return nil, err
 	}
 	if err := s.activateEntries(ctx, st, entries, results); err != nil {

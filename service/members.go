@@ -9,11 +9,11 @@ import (
 	"entgo.io/ent/dialect"
 
 	"github.com/segmentd/segmentd"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/campaignactivation"
 	"github.com/segmentd/segmentd/ent/membership"
-	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/user"
 )
@@ -90,7 +90,7 @@ func (s *Service) changeMembers(ctx context.Context, segmentID pulid.ID, userIDs
 				users, err = s.lockUserIDs(ctx, tx, chunk, now)
 			} else {
 				q := tx.User.Query().Where(user.UserIDIn(chunk...)).Order(ent.Asc(user.FieldUserID))
-				if s.Dialect == dialect.Postgres {
+				if s.dialect == dialect.Postgres {
 					q = q.Where(forNoKeyUpdate)
 				}
 				users, err = q.All(ctx)
@@ -121,7 +121,7 @@ func (s *Service) changeMembers(ctx context.Context, segmentID pulid.ID, userIDs
 				res.Unchanged += len(chunk) - len(fresh)
 				res.Added += len(fresh)
 				if len(fresh) > 0 {
-					if err := enterMany(ctx, tx, counts, segmentID, fresh, membership.SourceMANUAL, "added by hand", now); err != nil {
+					if err := enterMany(ctx, tx, counts, segmentID, fresh, changelog.SourceManual, "added by hand", now); err != nil {
 						return err
 					}
 					activated = true
@@ -135,21 +135,21 @@ func (s *Service) changeMembers(ctx context.Context, segmentID pulid.ID, userIDs
 				}
 				res.Unchanged += len(chunk) - len(gone)
 				res.Removed += len(gone)
-				if err := exitMany(ctx, tx, counts, gone, membershipchange.SourceMANUAL, "removed by hand", now); err != nil {
+				if err := exitMany(ctx, tx, counts, gone, changelog.SourceManual, "removed by hand", now); err != nil {
 					return err
 				}
 			}
 		}
-		return counts.flush(ctx, tx, s.Dialect)
+		return counts.flush(ctx, tx, s.dialect)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("service.changeMembers: %w", err)
 	}
 	if res.Added > 0 || res.Removed > 0 {
-		s.notify(TopicChanges)
+		s.notify(changelog.MembershipChanges.Topic)
 	}
 	if activated {
-		s.notify(TopicActivations)
+		s.notify(changelog.CampaignActivations.Topic)
 	}
 	return res, nil
 }
@@ -175,14 +175,14 @@ func (s *Service) lockUserIDs(ctx context.Context, tx *ent.Tx, ids []string, now
 // enterMany makes users members of a segment in bulk, logs the changes and
 // activates the segment's ACTIVE campaigns for them. The caller flushes
 // counts before it commits.
-func enterMany(ctx context.Context, tx *ent.Tx, counts counterDeltas, segID pulid.ID, userRefs []pulid.ID, source membership.Source, reason string, now time.Time) error {
+func enterMany(ctx context.Context, tx *ent.Tx, counts counterDeltas, segID pulid.ID, userRefs []pulid.ID, source changelog.Source, reason string, now time.Time) error {
 	mems := make([]*ent.MembershipCreate, len(userRefs))
 	changes := make([]*ent.MembershipChangeCreate, len(userRefs))
 	for i, u := range userRefs {
 		mems[i] = tx.Membership.Create().SetSegmentRef(segID).SetUserRef(u).
 			SetEnteredAt(now).SetSource(source).SetReason(reason)
 		changes[i] = tx.MembershipChange.Create().SetSegmentRef(segID).SetUserRef(u).
-			SetKind(membershipchange.KindENTERED).SetSource(membershipchange.Source(source)).
+			SetKind(changelog.KindEntered).SetSource(source).
 			SetAt(now).SetReason(reason)
 	}
 	if err := tx.Membership.CreateBulk(mems...).Exec(ctx); err != nil {
@@ -215,7 +215,7 @@ func enterMany(ctx context.Context, tx *ent.Tx, counts counterDeltas, segID puli
 
 // exitMany removes memberships in bulk and logs the changes. The caller
 // flushes counts before it commits.
-func exitMany(ctx context.Context, tx *ent.Tx, counts counterDeltas, gone []*ent.Membership, source membershipchange.Source, reason string, now time.Time) error {
+func exitMany(ctx context.Context, tx *ent.Tx, counts counterDeltas, gone []*ent.Membership, source changelog.Source, reason string, now time.Time) error {
 	if len(gone) == 0 {
 		return nil
 	}
@@ -225,7 +225,7 @@ func exitMany(ctx context.Context, tx *ent.Tx, counts counterDeltas, gone []*ent
 		ids[i] = m.ID
 		counts.exited(m.SegmentRef, m.EnteredAt, now)
 		changes[i] = tx.MembershipChange.Create().SetSegmentRef(m.SegmentRef).SetUserRef(m.UserRef).
-			SetKind(membershipchange.KindEXITED).SetSource(source).SetAt(now).SetReason(reason)
+			SetKind(changelog.KindExited).SetSource(source).SetAt(now).SetReason(reason)
 	}
 	if _, err := tx.Membership.Delete().Where(membership.IDIn(ids...)).Exec(ctx); err != nil {
 		return fmt.Errorf("delete memberships: %w", err)

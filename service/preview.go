@@ -67,13 +67,13 @@ func (s *Service) PreviewSegment(ctx context.Context, in CreateSegmentInput, sin
 		return nil, fmt.Errorf("service.PreviewSegment: %w", err)
 	}
 	slices.Sort(users)
-	return &SegmentPreview{MatchingUsers: len(users), users: users, client: s.Client}, nil
+	return &SegmentPreview{MatchingUsers: len(users), users: users, client: s.client}, nil
 }
 
 // previewStoredEvents returns the users whom a stored event of names
 // since since would have entered under prog.
 func (s *Service) previewStoredEvents(ctx context.Context, prog *trigger.Program, names []string, since *time.Time) ([]pulid.ID, error) {
-	matched, err := matchStoredEvents(ctx, s.Client, prog, names, since)
+	matched, err := matchStoredEvents(ctx, s.client, prog, names, since)
 	if err != nil {
 		return nil, err
 	}

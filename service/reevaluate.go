@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/membership"
-	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segmenttrigger"
 	"github.com/segmentd/segmentd/trigger"
@@ -60,31 +60,31 @@ func (s *Service) reevaluate(ctx context.Context, tx *ent.Tx, seg *ent.Segment, 
 			continue
 		}
 		reason := fmt.Sprintf("backfilled from event %q (%s): %s", *m.event.Name, m.event.ID, m.reason)
-		if err := enter(ctx, tx, counts, seg.ID, userRef, &m.event.ID, membership.SourceBACKFILL, reason, now); err != nil {
+		if err := enter(ctx, tx, counts, seg.ID, userRef, &m.event.ID, changelog.SourceBackfill, reason, now); err != nil {
 			return err
 		}
 	}
 	if policy != Reconcile {
-		return counts.flush(ctx, tx, s.Dialect)
+		return counts.flush(ctx, tx, s.dialect)
 	}
 	for _, m := range members {
-		if m.Source != membership.SourceEVENT && m.Source != membership.SourceBACKFILL {
+		if m.Source != changelog.SourceEvent && m.Source != changelog.SourceBackfill {
 			continue
 		}
 		if _, ok := matched[m.UserRef]; ok {
 			continue
 		}
 		reason := "reconciled: no stored event of this user matches the segment's new rules"
-		if err := exit(ctx, tx, counts, m, membershipchange.SourceBACKFILL, reason, now); err != nil {
+		if err := exit(ctx, tx, counts, m, changelog.SourceBackfill, reason, now); err != nil {
 			return err
 		}
 	}
-	return counts.flush(ctx, tx, s.Dialect)
+	return counts.flush(ctx, tx, s.dialect)
 }
 
 // enter makes a user a member of a segment, records the change and
 // activates the segment's ACTIVE campaigns.
-func enter(ctx context.Context, tx *ent.Tx, counts counterDeltas, segID, userRef pulid.ID, eventRef *pulid.ID, source membership.Source, reason string, now time.Time) error {
+func enter(ctx context.Context, tx *ent.Tx, counts counterDeltas, segID, userRef pulid.ID, eventRef *pulid.ID, source changelog.Source, reason string, now time.Time) error {
 	err := tx.Membership.Create().
 		SetSegmentRef(segID).SetUserRef(userRef).SetNillableEventRef(eventRef).
 		SetEnteredAt(now).SetSource(source).SetReason(reason).Exec(ctx)
@@ -93,7 +93,7 @@ func enter(ctx context.Context, tx *ent.Tx, counts counterDeltas, segID, userRef
 	}
 	err = tx.MembershipChange.Create().
 		SetSegmentRef(segID).SetUserRef(userRef).SetNillableEventRef(eventRef).
-		SetKind(membershipchange.KindENTERED).SetSource(membershipchange.Source(source)).
+		SetKind(changelog.KindEntered).SetSource(source).
 		SetAt(now).SetReason(reason).Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("store membership change: %w", err)
@@ -106,14 +106,14 @@ func enter(ctx context.Context, tx *ent.Tx, counts counterDeltas, segID, userRef
 }
 
 // exit removes a membership and records the change.
-func exit(ctx context.Context, tx *ent.Tx, counts counterDeltas, m *ent.Membership, source membershipchange.Source, reason string, now time.Time) error {
+func exit(ctx context.Context, tx *ent.Tx, counts counterDeltas, m *ent.Membership, source changelog.Source, reason string, now time.Time) error {
 	if err := tx.Membership.DeleteOneID(m.ID).Exec(ctx); err != nil {
 		return fmt.Errorf("delete membership: %w", err)
 	}
 	counts.exited(m.SegmentRef, m.EnteredAt, now)
 	err := tx.MembershipChange.Create().
 		SetSegmentRef(m.SegmentRef).SetUserRef(m.UserRef).
-		SetKind(membershipchange.KindEXITED).SetSource(source).
+		SetKind(changelog.KindExited).SetSource(source).
 		SetAt(now).SetReason(reason).Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("store membership change: %w", err)
