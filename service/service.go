@@ -15,6 +15,7 @@ import (
 	"entgo.io/ent/dialect"
 
 	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ledger"
 	"github.com/segmentd/segmentd/pubsub"
 )
 
@@ -48,6 +49,10 @@ type Service struct {
 
 	programs programCache
 	writeMu  sync.Mutex // SQLite: one write transaction at a time
+
+	// led is the ledger of Dialect, the one writer of memberships, their
+	// log, activations and counters (see ledgerFor).
+	led *ledger.Ledger
 }
 
 // New returns a Service on client.
@@ -55,7 +60,28 @@ func New(client *ent.Client, dialect string, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{Client: client, Dialect: dialect, Log: log, Now: time.Now}
+	return &Service{Client: client, Dialect: dialect, Log: log, Now: time.Now, led: ledger.New(dialect)}
+}
+
+// ledger is the ledger of s.Dialect: the one New made, or a new one when
+// the Service was built another way or its Dialect set later (ledger.New
+// is cheap and stateless).
+func (s *Service) ledger() *ledger.Ledger {
+	if s.led != nil && s.led.Dialect() == s.Dialect {
+		return s.led
+	}
+	return ledger.New(s.Dialect)
+}
+
+// publish signals the logs a committed transaction wrote, as the ledger
+// reported them.
+func (s *Service) publish(t ledger.Topics) {
+	if t.Changes() {
+		s.notify(TopicChanges)
+	}
+	if t.Activations() {
+		s.notify(TopicActivations)
+	}
 }
 
 // now is the clock in UTC, to the microsecond: PostgreSQL keeps
