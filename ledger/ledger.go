@@ -155,8 +155,8 @@ func (w *Writer) Topics() Topics { return w.topics }
 
 // Flush adds the counter deltas collected so far to the counters (one
 // upsert per BulkRows rows), and returns the topics written since the
-// Writer was opened. Call it once, before commit; calls after it collect
-// afresh.
+// Writer was opened. Call it once, before commit (deltas collected after
+// it wait for the next Flush).
 func (w *Writer) Flush(ctx context.Context) (Topics, error) {
 	if err := w.counts.flush(ctx, w.tx, w.l.st, w.l.st.shard()); err != nil {
 		return Topics{}, fmt.Errorf("ledger.Flush: %w", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -121,13 +122,13 @@ func (f *fixture) campaign(t *testing.T, seg pulid.ID, status campaign.Status) *
 	return c
 }
 
-var userSeq int
+// seq names users and events apart (the stores run in parallel).
+var seq atomic.Int64
 
 // event stores a TRACK event for entries to name.
 func (f *fixture) event(t *testing.T) pulid.ID {
 	t.Helper()
-	userSeq++
-	e, err := f.st.Client.Event.Create().SetMessageID(fmt.Sprintf("m%d", userSeq)).SetType(event.TypeTRACK).
+	e, err := f.st.Client.Event.Create().SetMessageID(fmt.Sprintf("m%d", seq.Add(1))).SetType(event.TypeTRACK).
 		SetName("Signed Up").SetTimestamp(at).Save(f.ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -140,8 +141,7 @@ func (f *fixture) users(t *testing.T, n int) ([]pulid.ID, []string) {
 	t.Helper()
 	refs, names := make([]pulid.ID, n), make([]string, n)
 	for i := range n {
-		userSeq++
-		names[i] = fmt.Sprintf("u%d", userSeq)
+		names[i] = fmt.Sprintf("u%d", seq.Add(1))
 		u, err := f.st.Client.User.Create().SetUserID(names[i]).Save(f.ctx)
 		if err != nil {
 			t.Fatal(err)
