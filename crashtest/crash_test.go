@@ -21,10 +21,10 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/internal/testenv"
-	"github.com/segmentd/segmentd/live"
 	"github.com/segmentd/segmentd/service"
 	"github.com/segmentd/segmentd/store"
 )
@@ -603,7 +603,10 @@ func (r *run) check(ctx context.Context, st *store.Store, got []change) []string
 	}
 
 	// 3. The oracle, over every stored event, acknowledged or not.
-	svc := service.New(st.Client, st.Dialect, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	svc, err := service.New(st, service.Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return append(problems, "verify: "+err.Error())
+	}
 	rep, err := svc.Verify(ctx)
 	if err != nil {
 		return append(problems, "verify: "+err.Error())
@@ -628,9 +631,9 @@ func (r *run) check(ctx context.Context, st *store.Store, got []change) []string
 	}
 	rows.Close()
 	seen := map[int64]int{}
-	var prev live.Cursor
+	var prev changelog.Cursor
 	for i, c := range got {
-		cur, err := live.ParseCursor(c.cursor)
+		cur, err := changelog.ParseCursor(c.cursor)
 		if err != nil {
 			add("subscriber got cursor %q: %v", c.cursor, err)
 			continue

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/campaignactivation"
 	"github.com/segmentd/segmentd/ent/event"
@@ -1336,10 +1337,10 @@ type MembershipWhereInput struct {
 	EnteredAtLTE   *time.Time  `json:"enteredAtLTE,omitempty"`
 
 	// "source" field predicates.
-	Source      *membership.Source  `json:"source,omitempty"`
-	SourceNEQ   *membership.Source  `json:"sourceNEQ,omitempty"`
-	SourceIn    []membership.Source `json:"sourceIn,omitempty"`
-	SourceNotIn []membership.Source `json:"sourceNotIn,omitempty"`
+	Source      *changelog.Source  `json:"source,omitempty"`
+	SourceNEQ   *changelog.Source  `json:"sourceNEQ,omitempty"`
+	SourceIn    []changelog.Source `json:"sourceIn,omitempty"`
+	SourceNotIn []changelog.Source `json:"sourceNotIn,omitempty"`
 
 	// "reason" field predicates.
 	Reason             *string  `json:"reason,omitempty"`

@@ -9,6 +9,7 @@ import (
 
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent/event"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
@@ -31,7 +32,7 @@ type Membership struct {
 	// When the user entered the segment.
 	EnteredAt time.Time `json:"entered_at,omitempty"`
 	// What put the user in: EVENT (a trigger event whose condition held), MANUAL (addUsersToSegment), IMPORT (a CSV import) or BACKFILL (re-evaluation of stored events).
-	Source membership.Source `json:"source,omitempty"`
+	Source changelog.Source `json:"source,omitempty"`
 	// Why the user entered, in one line: the event and the condition it met, or the manual add or import.
 	Reason string `json:"reason,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
@@ -151,7 +152,7 @@ func (_m *Membership) assignValues(columns []string, values []any) error {
 			if value, ok := values[i].(*sql.NullString); !ok {
 				return fmt.Errorf("unexpected type %T for field source", values[i])
 			} else if value.Valid {
-				_m.Source = membership.Source(value.String)
+				_m.Source = changelog.Source(value.String)
 			}
 		case membership.FieldReason:
 			if value, ok := values[i].(*sql.NullString); !ok {

@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent/event"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
@@ -68,7 +69,7 @@ func (_c *MembershipCreate) SetNillableEnteredAt(v *time.Time) *MembershipCreate
 }
 
 // SetSource sets the "source" field.
-func (_c *MembershipCreate) SetSource(v membership.Source) *MembershipCreate {
+func (_c *MembershipCreate) SetSource(v changelog.Source) *MembershipCreate {
 	_c.mutation.SetSource(v)
 	return _c
 }

@@ -9,6 +9,7 @@ import (
 
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent/event"
 	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
@@ -28,9 +29,9 @@ type MembershipChange struct {
 	// EventRef holds the value of the "event_ref" field.
 	EventRef *pulid.ID `json:"event_ref,omitempty"`
 	// Kind holds the value of the "kind" field.
-	Kind membershipchange.Kind `json:"kind,omitempty"`
+	Kind changelog.Kind `json:"kind,omitempty"`
 	// Source holds the value of the "source" field.
-	Source membershipchange.Source `json:"source,omitempty"`
+	Source changelog.Source `json:"source,omitempty"`
 	// At holds the value of the "at" field.
 	At time.Time `json:"at,omitempty"`
 	// Reason holds the value of the "reason" field.
@@ -148,13 +149,13 @@ func (_m *MembershipChange) assignValues(columns []string, values []any) error {
 			if value, ok := values[i].(*sql.NullString); !ok {
 				return fmt.Errorf("unexpected type %T for field kind", values[i])
 			} else if value.Valid {
-				_m.Kind = membershipchange.Kind(value.String)
+				_m.Kind = changelog.Kind(value.String)
 			}
 		case membershipchange.FieldSource:
 			if value, ok := values[i].(*sql.NullString); !ok {
 				return fmt.Errorf("unexpected type %T for field source", values[i])
 			} else if value.Valid {
-				_m.Source = membershipchange.Source(value.String)
+				_m.Source = changelog.Source(value.String)
 			}
 		case membershipchange.FieldAt:
 			if value, ok := values[i].(*sql.NullTime); !ok {

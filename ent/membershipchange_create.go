@@ -11,6 +11,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent/event"
 	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
@@ -53,13 +54,13 @@ func (_c *MembershipChangeCreate) SetNillableEventRef(v *pulid.ID) *MembershipCh
 }
 
 // SetKind sets the "kind" field.
-func (_c *MembershipChangeCreate) SetKind(v membershipchange.Kind) *MembershipChangeCreate {
+func (_c *MembershipChangeCreate) SetKind(v changelog.Kind) *MembershipChangeCreate {
 	_c.mutation.SetKind(v)
 	return _c
 }
 
 // SetSource sets the "source" field.
-func (_c *MembershipChangeCreate) SetSource(v membershipchange.Source) *MembershipChangeCreate {
+func (_c *MembershipChangeCreate) SetSource(v changelog.Source) *MembershipChangeCreate {
 	_c.mutation.SetSource(v)
 	return _c
 }

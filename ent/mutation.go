@@ -12,6 +12,7 @@ import (
 
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent/apikey"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/campaignactivation"
@@ -6849,7 +6850,7 @@ type MembershipMutation struct {
 	typ            string
 	id             *pulid.ID
 	entered_at     *time.Time
-	source         *membership.Source
+	source         *changelog.Source
 	reason         *string
 	clearedFields  map[string]struct{}
 	segment        *pulid.ID
@@ -7125,12 +7126,12 @@ func (m *MembershipMutation) ResetEnteredAt() {
 }
 
 // SetSource sets the "source" field.
-func (m *MembershipMutation) SetSource(value membership.Source) {
-	m.source = &value
+func (m *MembershipMutation) SetSource(c changelog.Source) {
+	m.source = &c
 }
 
 // Source returns the value of the "source" field in the mutation.
-func (m *MembershipMutation) Source() (r membership.Source, exists bool) {
+func (m *MembershipMutation) Source() (r changelog.Source, exists bool) {
 	v := m.source
 	if v == nil {
 		return
@@ -7141,7 +7142,7 @@ func (m *MembershipMutation) Source() (r membership.Source, exists bool) {
 // OldSource returns the old "source" field's value of the Membership entity.
 // If the Membership object wasn't provided to the builder, the object is fetched from the database.
 // An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *MembershipMutation) OldSource(ctx context.Context) (v membership.Source, err error) {
+func (m *MembershipMutation) OldSource(ctx context.Context) (v changelog.Source, err error) {
 	if !m.op.Is(OpUpdateOne) {
 		return v, errors.New("OldSource is only allowed on UpdateOne operations")
 	}
@@ -7448,7 +7449,7 @@ func (m *MembershipMutation) SetField(name string, value ent.Value) error {
 		m.SetEnteredAt(v)
 		return nil
 	case membership.FieldSource:
-		v, ok := value.(membership.Source)
+		v, ok := value.(changelog.Source)
 		if !ok {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
@@ -7657,8 +7658,8 @@ type MembershipChangeMutation struct {
 	op             Op
 	typ            string
 	id             *int64
-	kind           *membershipchange.Kind
-	source         *membershipchange.Source
+	kind           *changelog.Kind
+	source         *changelog.Source
 	at             *time.Time
 	reason         *string
 	clearedFields  map[string]struct{}
@@ -7899,12 +7900,12 @@ func (m *MembershipChangeMutation) ResetEventRef() {
 }
 
 // SetKind sets the "kind" field.
-func (m *MembershipChangeMutation) SetKind(value membershipchange.Kind) {
-	m.kind = &value
+func (m *MembershipChangeMutation) SetKind(c changelog.Kind) {
+	m.kind = &c
 }
 
 // Kind returns the value of the "kind" field in the mutation.
-func (m *MembershipChangeMutation) Kind() (r membershipchange.Kind, exists bool) {
+func (m *MembershipChangeMutation) Kind() (r changelog.Kind, exists bool) {
 	v := m.kind
 	if v == nil {
 		return
@@ -7915,7 +7916,7 @@ func (m *MembershipChangeMutation) Kind() (r membershipchange.Kind, exists bool)
 // OldKind returns the old "kind" field's value of the MembershipChange entity.
 // If the MembershipChange object wasn't provided to the builder, the object is fetched from the database.
 // An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *MembershipChangeMutation) OldKind(ctx context.Context) (v membershipchange.Kind, err error) {
+func (m *MembershipChangeMutation) OldKind(ctx context.Context) (v changelog.Kind, err error) {
 	if !m.op.Is(OpUpdateOne) {
 		return v, errors.New("OldKind is only allowed on UpdateOne operations")
 	}
@@ -7935,12 +7936,12 @@ func (m *MembershipChangeMutation) ResetKind() {
 }
 
 // SetSource sets the "source" field.
-func (m *MembershipChangeMutation) SetSource(value membershipchange.Source) {
-	m.source = &value
+func (m *MembershipChangeMutation) SetSource(c changelog.Source) {
+	m.source = &c
 }
 
 // Source returns the value of the "source" field in the mutation.
-func (m *MembershipChangeMutation) Source() (r membershipchange.Source, exists bool) {
+func (m *MembershipChangeMutation) Source() (r changelog.Source, exists bool) {
 	v := m.source
 	if v == nil {
 		return
@@ -7951,7 +7952,7 @@ func (m *MembershipChangeMutation) Source() (r membershipchange.Source, exists b
 // OldSource returns the old "source" field's value of the MembershipChange entity.
 // If the MembershipChange object wasn't provided to the builder, the object is fetched from the database.
 // An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *MembershipChangeMutation) OldSource(ctx context.Context) (v membershipchange.Source, err error) {
+func (m *MembershipChangeMutation) OldSource(ctx context.Context) (v changelog.Source, err error) {
 	if !m.op.Is(OpUpdateOne) {
 		return v, errors.New("OldSource is only allowed on UpdateOne operations")
 	}
@@ -8294,14 +8295,14 @@ func (m *MembershipChangeMutation) SetField(name string, value ent.Value) error 
 		m.SetEventRef(v)
 		return nil
 	case membershipchange.FieldKind:
-		v, ok := value.(membershipchange.Kind)
+		v, ok := value.(changelog.Kind)
 		if !ok {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetKind(v)
 		return nil
 	case membershipchange.FieldSource:
-		v, ok := value.(membershipchange.Source)
+		v, ok := value.(changelog.Source)
 		if !ok {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}

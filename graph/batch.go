@@ -550,12 +550,12 @@ func (r *Resolver) segmentMembers(ctx context.Context, obj *ent.Segment, after *
 // firstMemberIDs returns the IDs of the first limit memberships of each
 // segment, by enteredAt then ID.
 func (r *Resolver) firstMemberIDs(ctx context.Context, segmentIDs []pulid.ID, limit int, desc bool) ([]pulid.ID, error) {
-	return r.firstIDs(ctx, "memberships", "segment_ref", "entered_at", segmentIDs, limit, desc)
+	return r.firstIDs(ctx, membership.Table, membership.FieldSegmentRef, membership.FieldEnteredAt, segmentIDs, limit, desc)
 }
 
 // firstIDs returns the IDs of the first limit rows of table for each of
 // parents (by the parent column), ordered by the order column then ID.
-// The names are this file's constants, never input.
+// The names are ent's generated constants, never input.
 func (r *Resolver) firstIDs(ctx context.Context, table, parent, order string, parents []pulid.ID, limit int, desc bool) ([]pulid.ID, error) {
 	dir := "ASC"
 	if desc {
@@ -624,7 +624,7 @@ func (r *Resolver) campaignActivations(ctx context.Context, obj *ent.Campaign, p
 		if !selected(ctx)["edges"] && !selected(ctx)["pageInfo"] {
 			return out, nil
 		}
-		pageIDs, err := r.firstIDs(ctx, "campaign_activations", "campaign_ref", "id", ids, n+1, false)
+		pageIDs, err := r.firstIDs(ctx, campaignactivation.Table, campaignactivation.FieldCampaignRef, campaignactivation.FieldID, ids, n+1, false)
 		if err != nil {
 			return nil, err
 		}

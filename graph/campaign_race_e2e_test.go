@@ -3,8 +3,6 @@ package graph_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,7 +10,6 @@ import (
 
 	"github.com/segmentd/segmentd/internal/testenv"
 	"github.com/segmentd/segmentd/server"
-	"github.com/segmentd/segmentd/service"
 )
 
 // TestCampaignFlipsDuringIngestion (issue 13, item 2): campaigns flipped
@@ -90,7 +87,7 @@ func TestCampaignFlipsDuringIngestion(t *testing.T) {
 			}
 		}
 		st := srv.Store()
-		rep, err := service.New(st.Client, st.Dialect, slog.New(slog.NewTextHandler(io.Discard, nil))).Verify(context.Background())
+		rep, err := newService(t, st).Verify(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}

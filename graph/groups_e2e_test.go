@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"reflect"
 	"sync"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/segmentd/segmentd/auth"
 	"github.com/segmentd/segmentd/internal/testenv"
-	"github.com/segmentd/segmentd/service"
 )
 
 // v1 posts a Segment Tracking API body to /v1/<typ> with the key as the
@@ -161,7 +159,7 @@ func TestGroupTraitsStayOnTheGroup(t *testing.T) {
 
 		// verify rebuilds the users' traits from their stored events: a
 		// group call's traits are not among them.
-		svc := service.New(srv.Store().Client, srv.Store().Dialect, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		svc := newService(t, srv.Store())
 		rep, err := svc.Verify(context.Background())
 		if err != nil {
 			t.Fatalf("verify: %v", err)

@@ -3,8 +3,6 @@ package graph_test
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +10,6 @@ import (
 	"github.com/segmentd/segmentd/ent/event"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/internal/testenv"
-	"github.com/segmentd/segmentd/service"
 )
 
 // TestPoisonStoredValueReadable (issue 13, item 1): a number outside
@@ -113,7 +110,7 @@ func TestPoisonStoredValueReadable(t *testing.T) {
 		}
 
 		// verify reads everything and reports.
-		rep, err := service.New(st.Client, st.Dialect, slog.New(slog.NewTextHandler(io.Discard, nil))).Verify(ctx)
+		rep, err := newService(t, st).Verify(ctx)
 		if err != nil {
 			t.Fatalf("verify: %v", err)
 		}

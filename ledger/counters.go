@@ -10,6 +10,7 @@ import (
 
 	"entgo.io/ent/dialect/sql"
 
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/membershipchange"
@@ -261,7 +262,7 @@ func (l *Ledger) rebuild(ctx context.Context, tx *ent.Tx) error {
 		}
 		for _, ch := range rows {
 			c := counts.at(ch.SegmentRef, BucketOf(ch.At))
-			if ch.Kind == membershipchange.KindENTERED {
+			if ch.Kind == changelog.KindEntered {
 				c.entered++
 			} else {
 				c.exited++

@@ -19,13 +19,11 @@ import (
 	"fmt"
 	"time"
 
-	entsql "entgo.io/ent/dialect/sql"
-
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/campaignactivation"
 	"github.com/segmentd/segmentd/ent/membership"
-	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 )
 
@@ -39,10 +37,14 @@ type Ledger struct {
 }
 
 // New returns the ledger of the store whose ent dialect name is given
-// (dialect.SQLite or dialect.Postgres). Any other name is taken for SQLite's
-// plain SQL, which is also what an unknown store most likely speaks.
-func New(dialectName string) *Ledger {
-	return &Ledger{st: storeFor(dialectName)}
+// (dialect.SQLite or dialect.Postgres); any other name is an error, since
+// SQL written for one store is not a safe guess for another.
+func New(dialectName string) (*Ledger, error) {
+	st, err := storeFor(dialectName)
+	if err != nil {
+		return nil, fmt.Errorf("ledger.New: %w", err)
+	}
+	return &Ledger{st: st}, nil
 }
 
 // Dialect is the ent dialect name the ledger writes for.
@@ -93,7 +95,7 @@ type Entry struct {
 	User    pulid.ID
 	// Event is the event that caused the entry, if one did.
 	Event  *pulid.ID
-	Source membership.Source
+	Source changelog.Source
 	Reason string
 	At     time.Time
 }
@@ -107,13 +109,13 @@ type Exit struct {
 	// EnteredAt is when the member entered (the counters count members by
 	// the bucket they entered in).
 	EnteredAt time.Time
-	Source    membershipchange.Source
+	Source    changelog.Source
 	Reason    string
 	At        time.Time
 }
 
 // ExitOf is the exit of membership m.
-func ExitOf(m *ent.Membership, source membershipchange.Source, reason string, at time.Time) Exit {
+func ExitOf(m *ent.Membership, source changelog.Source, reason string, at time.Time) Exit {
 	return Exit{Membership: m.ID, Segment: m.SegmentRef, User: m.UserRef, EnteredAt: m.EnteredAt,
 		Source: source, Reason: reason, At: at}
 }
@@ -203,7 +205,7 @@ func (w *Writer) EnterMany(ctx context.Context, entries []Entry) (*Result, error
 		for i, e := range chunk {
 			rows[i] = tx.MembershipChange.Create().
 				SetSegmentRef(e.Segment).SetUserRef(e.User).SetNillableEventRef(e.Event).
-				SetKind(membershipchange.KindENTERED).SetSource(membershipchange.Source(e.Source)).
+				SetKind(changelog.KindEntered).SetSource(e.Source).
 				SetAt(e.At).SetReason(e.Reason)
 		}
 		return tx.MembershipChange.CreateBulk(rows...).Exec(ctx)
@@ -250,7 +252,7 @@ func (w *Writer) ExitMany(ctx context.Context, exits []Exit) (*Result, error) {
 		rows := make([]*ent.MembershipChangeCreate, len(chunk))
 		for i, x := range chunk {
 			rows[i] = tx.MembershipChange.Create().SetSegmentRef(x.Segment).SetUserRef(x.User).
-				SetKind(membershipchange.KindEXITED).SetSource(x.Source).SetAt(x.At).SetReason(x.Reason)
+				SetKind(changelog.KindExited).SetSource(x.Source).SetAt(x.At).SetReason(x.Reason)
 		}
 		return tx.MembershipChange.CreateBulk(rows...).Exec(ctx)
 	})
@@ -364,9 +366,3 @@ func keys[K comparable](m map[K]bool) []K {
 // isNoRows: ent reports an upsert that wrote nothing (every row a
 // conflict) as sql.ErrNoRows on some stores.
 func isNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }
-
-// LockRows makes a query lock the rows it reads against concurrent updates
-// (FOR NO KEY UPDATE) until the transaction ends, on a store with several
-// writers; on a store with one writer at a time it does nothing. Use it as
-// a query predicate: q.Where(l.LockRows).
-func (l *Ledger) LockRows(s *entsql.Selector) { l.st.lockRows(s) }

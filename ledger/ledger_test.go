@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/segmentd/segmentd"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/campaignactivation"
@@ -45,6 +46,12 @@ var tests = []struct {
 	{"RebuildEqualsIncrementalCounters", testRebuild},
 }
 
+func TestNewRefusesAnUnknownStore(t *testing.T) {
+	if _, err := ledger.New("mysql"); err == nil {
+		t.Error("ledger.New(\"mysql\") gave a ledger; want an error")
+	}
+}
+
 func TestLedger(t *testing.T) {
 	for _, name := range testenv.Stores {
 		t.Run(name, func(t *testing.T) {
@@ -77,7 +84,11 @@ func open(t *testing.T, name string) *fixture {
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{ctx: ctx, st: st, l: ledger.New(st.Dialect)}
+	l, err := ledger.New(st.Dialect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{ctx: ctx, st: st, l: l}
 }
 
 // write runs fn on a Writer in one transaction, flushes it and commits,
@@ -151,7 +162,7 @@ func (f *fixture) users(t *testing.T, n int) ([]pulid.ID, []string) {
 	return refs, names
 }
 
-func entries(seg pulid.ID, users []pulid.ID, source membership.Source, reason string) []ledger.Entry {
+func entries(seg pulid.ID, users []pulid.ID, source changelog.Source, reason string) []ledger.Entry {
 	out := make([]ledger.Entry, len(users))
 	for i, u := range users {
 		out[i] = ledger.Entry{Segment: seg, User: u, Source: source, Reason: reason, At: at}
@@ -191,7 +202,7 @@ func (f *fixture) changes(t *testing.T, seg pulid.ID) []string {
 	return out
 }
 
-func change(kind membershipchange.Kind, source membershipchange.Source, users ...pulid.ID) []string {
+func change(kind changelog.Kind, source changelog.Source, users ...pulid.ID) []string {
 	out := make([]string, len(users))
 	for i, u := range users {
 		out[i] = fmt.Sprintf("%s %s %s", kind, source, u)
@@ -278,11 +289,11 @@ func testEnter(t *testing.T, f *fixture) {
 	ev := f.event(t)
 	var one, many *ledger.Result
 	topics := f.write(t, func(w *ledger.Writer, _ *ent.Tx) (err error) {
-		e := ledger.Entry{Segment: seg, User: users[0], Event: &ev, Source: membership.SourceEVENT, Reason: "on an event", At: at}
+		e := ledger.Entry{Segment: seg, User: users[0], Event: &ev, Source: changelog.SourceEvent, Reason: "on an event", At: at}
 		if one, err = w.Enter(f.ctx, e); err != nil {
 			return err
 		}
-		many, err = w.EnterMany(f.ctx, entries(seg, users[1:], membership.SourceMANUAL, "added by hand"))
+		many, err = w.EnterMany(f.ctx, entries(seg, users[1:], changelog.SourceManual, "added by hand"))
 		return err
 	})
 	if len(one.Entered) != 1 || len(many.Entered) != 3 || len(one.Activations)+len(many.Activations) != 0 {
@@ -293,15 +304,15 @@ func testEnter(t *testing.T, f *fixture) {
 		t.Errorf("topics name campaigns %v, want none", topics.Campaigns)
 	}
 	m := f.members(t, seg)
-	if first := m[users[0]]; first == nil || first.Source != membership.SourceEVENT || first.Reason != "on an event" ||
+	if first := m[users[0]]; first == nil || first.Source != changelog.SourceEvent || first.Reason != "on an event" ||
 		first.EventRef == nil || *first.EventRef != ev || !first.EnteredAt.Equal(at) {
 		t.Errorf("the event's member is %+v", first)
 	}
-	if later := m[users[3]]; later == nil || later.Source != membership.SourceMANUAL || later.EventRef != nil {
+	if later := m[users[3]]; later == nil || later.Source != changelog.SourceManual || later.EventRef != nil {
 		t.Errorf("a manual member is %+v", later)
 	}
-	want := sorted(change(membershipchange.KindENTERED, membershipchange.SourceEVENT, users[0]),
-		change(membershipchange.KindENTERED, membershipchange.SourceMANUAL, users[1:]...))
+	want := sorted(change(changelog.KindEntered, changelog.SourceEvent, users[0]),
+		change(changelog.KindEntered, changelog.SourceManual, users[1:]...))
 	if got := f.changes(t, seg); !equal(got, want) {
 		t.Errorf("changes %v, want %v", got, want)
 	}
@@ -313,7 +324,7 @@ func testEnter(t *testing.T, f *fixture) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback()
-	if _, err := f.l.Writer(tx).Enter(f.ctx, entries(seg, users[:1], membership.SourceMANUAL, "again")[0]); !ent.IsConstraintError(err) {
+	if _, err := f.l.Writer(tx).Enter(f.ctx, entries(seg, users[:1], changelog.SourceManual, "again")[0]); !ent.IsConstraintError(err) {
 		t.Errorf("entering a member again: %v, want a constraint error", err)
 	}
 }
@@ -322,18 +333,18 @@ func testExit(t *testing.T, f *fixture) {
 	seg := f.segment(t)
 	users, _ := f.users(t, 3)
 	f.write(t, func(w *ledger.Writer, _ *ent.Tx) error {
-		_, err := w.EnterMany(f.ctx, entries(seg, users, membership.SourceMANUAL, "in"))
+		_, err := w.EnterMany(f.ctx, entries(seg, users, changelog.SourceManual, "in"))
 		return err
 	})
 	m := f.members(t, seg)
 	var one, many *ledger.Result
 	topics := f.write(t, func(w *ledger.Writer, _ *ent.Tx) (err error) {
-		if one, err = w.Exit(f.ctx, ledger.ExitOf(m[users[0]], membershipchange.SourceBACKFILL, "reconciled", at)); err != nil {
+		if one, err = w.Exit(f.ctx, ledger.ExitOf(m[users[0]], changelog.SourceBackfill, "reconciled", at)); err != nil {
 			return err
 		}
 		many, err = w.ExitMany(f.ctx, []ledger.Exit{
-			ledger.ExitOf(m[users[1]], membershipchange.SourceMANUAL, "removed by hand", at),
-			ledger.ExitOf(m[users[2]], membershipchange.SourceMANUAL, "removed by hand", at),
+			ledger.ExitOf(m[users[1]], changelog.SourceManual, "removed by hand", at),
+			ledger.ExitOf(m[users[2]], changelog.SourceManual, "removed by hand", at),
 		})
 		return err
 	})
@@ -341,9 +352,9 @@ func testExit(t *testing.T, f *fixture) {
 		t.Errorf("results: %d and %d exited, want 1 and 2", len(one.Exited), len(many.Exited))
 	}
 	onlySegment(t, topics, seg)
-	want := sorted(change(membershipchange.KindENTERED, membershipchange.SourceMANUAL, users...),
-		change(membershipchange.KindEXITED, membershipchange.SourceBACKFILL, users[0]),
-		change(membershipchange.KindEXITED, membershipchange.SourceMANUAL, users[1:]...))
+	want := sorted(change(changelog.KindEntered, changelog.SourceManual, users...),
+		change(changelog.KindExited, changelog.SourceBackfill, users[0]),
+		change(changelog.KindExited, changelog.SourceManual, users[1:]...))
 	if got := f.changes(t, seg); !equal(got, want) {
 		t.Errorf("changes %v, want %v", got, want)
 	}
@@ -359,7 +370,7 @@ func testActivations(t *testing.T, f *fixture) {
 	ev := f.event(t)
 	var res *ledger.Result
 	topics := f.write(t, func(w *ledger.Writer, _ *ent.Tx) (err error) {
-		es := entries(seg, users, membership.SourceEVENT, "entered")
+		es := entries(seg, users, changelog.SourceEvent, "entered")
 		es[1].Event = &ev
 		res, err = w.EnterMany(f.ctx, es)
 		return err
@@ -388,11 +399,11 @@ func testActivations(t *testing.T, f *fixture) {
 	// Out and in again: the campaign activated once ever.
 	m := f.members(t, seg)
 	f.write(t, func(w *ledger.Writer, _ *ent.Tx) error {
-		_, err := w.ExitMany(f.ctx, []ledger.Exit{ledger.ExitOf(m[users[0]], membershipchange.SourceMANUAL, "out", at)})
+		_, err := w.ExitMany(f.ctx, []ledger.Exit{ledger.ExitOf(m[users[0]], changelog.SourceManual, "out", at)})
 		return err
 	})
 	topics = f.write(t, func(w *ledger.Writer, _ *ent.Tx) (err error) {
-		res, err = w.Enter(f.ctx, entries(seg, users[:1], membership.SourceMANUAL, "back")[0])
+		res, err = w.Enter(f.ctx, entries(seg, users[:1], changelog.SourceManual, "back")[0])
 		return err
 	})
 	if len(res.Activations) != 0 || topics.Activations() {
@@ -407,7 +418,7 @@ func testActivateCampaign(t *testing.T, f *fixture) {
 	seg := f.segment(t)
 	users, _ := f.users(t, 3)
 	f.write(t, func(w *ledger.Writer, _ *ent.Tx) error {
-		_, err := w.EnterMany(f.ctx, entries(seg, users, membership.SourceMANUAL, "in"))
+		_, err := w.EnterMany(f.ctx, entries(seg, users, changelog.SourceManual, "in"))
 		return err
 	})
 	c := f.campaign(t, seg, campaign.StatusACTIVE)
@@ -433,7 +444,7 @@ func testActivateCampaign(t *testing.T, f *fixture) {
 	more, _ := f.users(t, 1)
 	var res *ledger.Result
 	f.write(t, func(w *ledger.Writer, _ *ent.Tx) (err error) {
-		res, err = w.Enter(f.ctx, entries(seg, more, membership.SourceMANUAL, "in")[0])
+		res, err = w.Enter(f.ctx, entries(seg, more, changelog.SourceManual, "in")[0])
 		return err
 	})
 	if len(res.Activations) != 1 {
@@ -475,7 +486,7 @@ func testEnterStaged(t *testing.T, f *fixture) {
 	paused := f.campaign(t, seg, campaign.StatusPAUSED)
 	refs, names := f.users(t, 4)
 	f.write(t, func(w *ledger.Writer, _ *ent.Tx) error { // a member before the import
-		_, err := w.Enter(f.ctx, entries(seg, refs[:1], membership.SourceMANUAL, "in")[0])
+		_, err := w.Enter(f.ctx, entries(seg, refs[:1], changelog.SourceManual, "in")[0])
 		return err
 	})
 	set := f.stage(t, seg, names, "imported")
@@ -494,12 +505,12 @@ func testEnterStaged(t *testing.T, f *fixture) {
 	if len(topics.Campaigns) != 2 {
 		t.Errorf("topics name campaigns %v, want the two ACTIVE ones", topics.Campaigns)
 	}
-	want := sorted(change(membershipchange.KindENTERED, membershipchange.SourceMANUAL, refs[0]),
-		change(membershipchange.KindENTERED, membershipchange.SourceIMPORT, refs[1:]...))
+	want := sorted(change(changelog.KindEntered, changelog.SourceManual, refs[0]),
+		change(changelog.KindEntered, changelog.SourceImport, refs[1:]...))
 	if got := f.changes(t, seg); !equal(got, want) {
 		t.Errorf("changes %v, want %v", got, want)
 	}
-	if m := f.members(t, seg)[refs[2]]; m == nil || m.Source != membership.SourceIMPORT || m.Reason != "imported" {
+	if m := f.members(t, seg)[refs[2]]; m == nil || m.Source != changelog.SourceImport || m.Reason != "imported" {
 		t.Errorf("an imported member is %+v", m)
 	}
 	f.checkCounters(t, seg, 4, 0, 4)
@@ -527,7 +538,7 @@ func testExitStaged(t *testing.T, f *fixture) {
 	seg := f.segment(t)
 	refs, names := f.users(t, 3)
 	f.write(t, func(w *ledger.Writer, _ *ent.Tx) error {
-		_, err := w.EnterMany(f.ctx, entries(seg, refs, membership.SourceMANUAL, "in"))
+		_, err := w.EnterMany(f.ctx, entries(seg, refs, changelog.SourceManual, "in"))
 		return err
 	})
 	set := f.stage(t, seg, append(names[:2:2], "nobody"), "removed by import")
@@ -544,8 +555,8 @@ func testExitStaged(t *testing.T, f *fixture) {
 	if len(m) != 1 || m[refs[2]] == nil {
 		t.Errorf("members left %v, want only %s", m, refs[2])
 	}
-	want := sorted(change(membershipchange.KindENTERED, membershipchange.SourceMANUAL, refs...),
-		change(membershipchange.KindEXITED, membershipchange.SourceIMPORT, refs[:2]...))
+	want := sorted(change(changelog.KindEntered, changelog.SourceManual, refs...),
+		change(changelog.KindExited, changelog.SourceImport, refs[:2]...))
 	if got := f.changes(t, seg); !equal(got, want) {
 		t.Errorf("changes %v, want %v", got, want)
 	}
@@ -556,7 +567,7 @@ func testReplaceStaged(t *testing.T, f *fixture) {
 	seg := f.segment(t)
 	refs, names := f.users(t, 4) // members a, b, c; the file b, c, d
 	f.write(t, func(w *ledger.Writer, _ *ent.Tx) error {
-		_, err := w.EnterMany(f.ctx, entries(seg, refs[:3], membership.SourceMANUAL, "in"))
+		_, err := w.EnterMany(f.ctx, entries(seg, refs[:3], changelog.SourceManual, "in"))
 		return err
 	})
 	set := f.stage(t, seg, names[1:], "imported")
@@ -573,9 +584,9 @@ func testReplaceStaged(t *testing.T, f *fixture) {
 	if len(m) != 3 || m[refs[0]] != nil || m[refs[3]] == nil {
 		t.Errorf("members %v, want b, c, d", m)
 	}
-	want := sorted(change(membershipchange.KindENTERED, membershipchange.SourceMANUAL, refs[:3]...),
-		change(membershipchange.KindEXITED, membershipchange.SourceIMPORT, refs[0]),
-		change(membershipchange.KindENTERED, membershipchange.SourceIMPORT, refs[3]))
+	want := sorted(change(changelog.KindEntered, changelog.SourceManual, refs[:3]...),
+		change(changelog.KindExited, changelog.SourceImport, refs[0]),
+		change(changelog.KindEntered, changelog.SourceImport, refs[3]))
 	if got := f.changes(t, seg); !equal(got, want) {
 		t.Errorf("changes %v, want %v", got, want)
 	}
@@ -586,7 +597,7 @@ func testCountStaged(t *testing.T, f *fixture) {
 	seg := f.segment(t)
 	refs, names := f.users(t, 3)
 	f.write(t, func(w *ledger.Writer, _ *ent.Tx) error {
-		_, err := w.EnterMany(f.ctx, entries(seg, refs[:2], membership.SourceMANUAL, "in"))
+		_, err := w.EnterMany(f.ctx, entries(seg, refs[:2], changelog.SourceManual, "in"))
 		return err
 	})
 	set := f.stage(t, seg, names[1:], "imported")
@@ -613,13 +624,13 @@ func testTopics(t *testing.T, f *fixture) {
 	c := f.campaign(t, b, campaign.StatusACTIVE)
 	refs, _ := f.users(t, 2)
 	topics := f.write(t, func(w *ledger.Writer, _ *ent.Tx) error {
-		if _, err := w.EnterMany(f.ctx, entries(a, refs, membership.SourceMANUAL, "in")); err != nil {
+		if _, err := w.EnterMany(f.ctx, entries(a, refs, changelog.SourceManual, "in")); err != nil {
 			return err
 		}
 		if got := w.Topics(); len(got.Segments) != 1 || got.Activations() {
 			t.Errorf("topics after the first call %+v, want segment %s only", got, a)
 		}
-		_, err := w.Enter(f.ctx, entries(b, refs[:1], membership.SourceMANUAL, "in")[0])
+		_, err := w.Enter(f.ctx, entries(b, refs[:1], changelog.SourceManual, "in")[0])
 		return err
 	})
 	if len(topics.Segments) != 2 || !topics.Segments[a] || !topics.Segments[b] {

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -52,9 +53,13 @@ type enteredCount struct {
 	n         int
 }
 
-func storeFor(dialectName string) store {
-	if dialectName == dialect.Postgres {
-		return postgres{}
+func storeFor(dialectName string) (store, error) {
+	switch dialectName {
+	case dialect.SQLite:
+		return sqlite{}, nil
+	case dialect.Postgres:
+		return postgres{}, nil
+	default:
+		return nil, fmt.Errorf("no ledger SQL for dialect %q (want %q or %q)", dialectName, dialect.SQLite, dialect.Postgres)
 	}
-	return sqlite{}
 }

@@ -1,7 +1,7 @@
 // Package live streams segmentd's append-only logs (membership changes,
 // events, campaign activations) to subscribers, gapless and in order.
 //
-// A Tailer follows one log table. Its position is a Cursor that orders rows
+// A Tailer follows one log table. Its position is a changelog.Cursor that orders rows
 // in a way that never lets a late commit slip behind a reader:
 //
 //   - on SQLite, writers are serialized, so the order of positions given at
@@ -37,60 +37,24 @@ import (
 	"sync"
 	"time"
 
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/pubsub"
 )
 
-// Cursor is a position in a log.
-type Cursor struct {
-	Tx  uint64 // PostgreSQL transaction id (xid8); 0 on SQLite
-	Seq int64  // row sequence: Source.SeqColumn
-}
-
-// Less reports whether c sorts before d.
-func (c Cursor) Less(d Cursor) bool { return c.Tx < d.Tx || (c.Tx == d.Tx && c.Seq < d.Seq) }
-
-// String encodes the cursor for clients: "<tx>.<seq>".
-func (c Cursor) String() string {
-	return strconv.FormatUint(c.Tx, 10) + "." + strconv.FormatInt(c.Seq, 10)
-}
-
-// ParseCursor decodes a cursor made by String.
-func ParseCursor(s string) (Cursor, error) {
-	tx, seq, ok := strings.Cut(s, ".")
-	if !ok {
-		return Cursor{}, errors.New("a cursor looks like 123.456")
-	}
-	t, err := strconv.ParseUint(tx, 10, 64)
-	if err != nil {
-		return Cursor{}, errors.New("a cursor looks like 123.456")
-	}
-	q, err := strconv.ParseInt(seq, 10, 64)
-	if err != nil || q < 0 {
-		return Cursor{}, errors.New("a cursor looks like 123.456")
-	}
-	return Cursor{Tx: t, Seq: q}, nil
-}
-
 // Row is one log row.
 type Row struct {
-	Cursor Cursor
+	Cursor changelog.Cursor
 	ID     string // the row's primary key
-	Key    string // the value of Source.KeyColumn (segment, campaign, event name)
+	Key    string // the value of the log's Key column (segment, campaign, event name)
 	// Value is what Source.Load made of the row (an entity), shared by
 	// every subscriber.
 	Value any
 }
 
-// Source describes a log table.
+// Source is a log table (its name, columns and topic, see
+// changelog.Log) and how to load its rows.
 type Source struct {
-	Table string
-	// SeqColumn orders rows (an integer id, or log_seq): a position that
-	// is never reused, even after deletes.
-	SeqColumn string
-	// KeyColumn is a column subscribers filter on.
-	KeyColumn string
-	// Topic is the broker topic signalled after commits that write rows.
-	Topic string
+	changelog.Log
 	// Load turns row ids into values, in one query per page.
 	Load func(ctx context.Context, ids []string) (map[string]any, error)
 }
@@ -122,7 +86,7 @@ type Tailer struct {
 	log     *slog.Logger
 
 	mu   sync.Mutex
-	pos  Cursor
+	pos  changelog.Cursor
 	subs map[string]map[*Subscription]struct{} // by key; "" holds those that want every row
 }
 
@@ -133,11 +97,11 @@ func NewTailer(ctx context.Context, db *sql.DB, dialect string, src Source, brok
 	if dialect == Postgres {
 		// The text of the id is named tx_text: an output column named
 		// log_txid would be what ORDER BY log_txid sorts by, as text.
-		q = fmt.Sprintf(`SELECT log_txid::text AS tx_text, %[2]s FROM %[1]s
-			WHERE log_txid < pg_snapshot_xmin(pg_current_snapshot())
-			ORDER BY %[1]s.log_txid DESC, %[1]s.%[2]s DESC LIMIT 1`, src.Table, src.SeqColumn)
+		q = src.SQL(`SELECT {tx}::text AS tx_text, {seq} FROM {table}
+			WHERE {tx} < pg_snapshot_xmin(pg_current_snapshot())
+			ORDER BY {table}.{tx} DESC, {table}.{seq} DESC LIMIT 1`)
 	} else {
-		q = fmt.Sprintf(`SELECT '0', %[2]s FROM %[1]s WHERE %[2]s IS NOT NULL ORDER BY %[2]s DESC LIMIT 1`, src.Table, src.SeqColumn)
+		q = src.SQL(`SELECT '0', {seq} FROM {table} WHERE {seq} IS NOT NULL ORDER BY {seq} DESC LIMIT 1`)
 	}
 	var tx string
 	err := db.QueryRowContext(ctx, q).Scan(&tx, &t.pos.Seq)
@@ -256,7 +220,7 @@ func (t *Tailer) closeAll() {
 
 // read returns up to limit committed rows after `after` (and not after
 // upTo, if given), with key if not empty, loaded by Source.Load.
-func (t *Tailer) read(ctx context.Context, after Cursor, upTo *Cursor, key string, limit int) (rows []Row, waiting bool, err error) {
+func (t *Tailer) read(ctx context.Context, after changelog.Cursor, upTo *changelog.Cursor, key string, limit int) (rows []Row, waiting bool, err error) {
 	var (
 		q    strings.Builder
 		args []any
@@ -266,30 +230,30 @@ func (t *Tailer) read(ctx context.Context, after Cursor, upTo *Cursor, key strin
 		// ORDER BY name against the output columns first, and an output
 		// column log_txid::text named log_txid sorted "100188" before
 		// "99941" once transaction ids gained a digit.
-		fmt.Fprintf(&q, `SELECT log_txid::text AS tx_text, %[2]s, id::text AS row_id, %[3]s, log_txid < pg_snapshot_xmin(pg_current_snapshot()) AS stable
-			FROM %[1]s WHERE (log_txid, %[2]s) > ($1::text::xid8, $2)`, t.src.Table, t.src.SeqColumn, t.src.KeyColumn)
+		q.WriteString(t.src.SQL(`SELECT {tx}::text AS tx_text, {seq}, {id}::text AS row_id, {key}, {tx} < pg_snapshot_xmin(pg_current_snapshot()) AS stable
+			FROM {table} WHERE ({tx}, {seq}) > ($1::text::xid8, $2)`))
 		args = append(args, strconv.FormatUint(after.Tx, 10), after.Seq)
 		if upTo != nil {
-			fmt.Fprintf(&q, ` AND (log_txid, %s) <= ($%d::text::xid8, $%d)`, t.src.SeqColumn, len(args)+1, len(args)+2)
+			fmt.Fprintf(&q, t.src.SQL(` AND ({tx}, {seq}) <= ($%d::text::xid8, $%d)`), len(args)+1, len(args)+2)
 			args = append(args, strconv.FormatUint(upTo.Tx, 10), upTo.Seq)
 		}
 		if key != "" {
-			fmt.Fprintf(&q, ` AND %s = $%d`, t.src.KeyColumn, len(args)+1)
+			fmt.Fprintf(&q, ` AND %s = $%d`, t.src.Key, len(args)+1)
 			args = append(args, key)
 		}
-		fmt.Fprintf(&q, ` ORDER BY %[1]s.log_txid, %[1]s.%[2]s LIMIT %[3]d`, t.src.Table, t.src.SeqColumn, limit)
+		fmt.Fprintf(&q, t.src.SQL(` ORDER BY {table}.{tx}, {table}.{seq} LIMIT %d`), limit)
 	} else {
-		fmt.Fprintf(&q, `SELECT '0', %[3]s, CAST(id AS TEXT), %[2]s, 1 FROM %[1]s WHERE %[3]s > ?`, t.src.Table, t.src.KeyColumn, t.src.SeqColumn)
+		q.WriteString(t.src.SQL(`SELECT '0', {seq}, CAST({id} AS TEXT), {key}, 1 FROM {table} WHERE {seq} > ?`))
 		args = append(args, after.Seq)
 		if upTo != nil {
-			fmt.Fprintf(&q, ` AND %s <= ?`, t.src.SeqColumn)
+			fmt.Fprintf(&q, ` AND %s <= ?`, t.src.Seq)
 			args = append(args, upTo.Seq)
 		}
 		if key != "" {
-			fmt.Fprintf(&q, ` AND %s = ?`, t.src.KeyColumn)
+			fmt.Fprintf(&q, ` AND %s = ?`, t.src.Key)
 			args = append(args, key)
 		}
-		fmt.Fprintf(&q, ` ORDER BY %s LIMIT %d`, t.src.SeqColumn, limit)
+		fmt.Fprintf(&q, ` ORDER BY %s LIMIT %d`, t.src.Seq, limit)
 	}
 	res, err := t.db.QueryContext(ctx, q.String(), args...)
 	if err != nil {
@@ -342,7 +306,7 @@ type Subscription struct {
 	lagged chan struct{}
 }
 
-func (t *Tailer) subscribe(key string) (*Subscription, Cursor) {
+func (t *Tailer) subscribe(key string) (*Subscription, changelog.Cursor) {
 	s := &Subscription{key: key, rows: make(chan *Row, SubscriberBuffer), lagged: make(chan struct{})}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -360,7 +324,7 @@ func (t *Tailer) unsubscribe(s *Subscription) {
 }
 
 // Head returns the Tailer's position: the last row it has fanned out.
-func (t *Tailer) Head() Cursor {
+func (t *Tailer) Head() changelog.Cursor {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.pos
@@ -375,12 +339,12 @@ func (t *Tailer) Head() Cursor {
 // snapshot's xmax) and a sequence value that has been handed out. A cursor
 // beyond that can only be made up or from another database; a stream from
 // it would wait, silently, for the log to catch up with it.
-func (t *Tailer) Within(ctx context.Context, c Cursor) (bool, error) {
+func (t *Tailer) Within(ctx context.Context, c changelog.Cursor) (bool, error) {
 	if t.dialect == Postgres {
 		var ok bool
 		err := t.db.QueryRowContext(ctx, `SELECT $1::text::xid8 < pg_snapshot_xmax(pg_current_snapshot())
 			AND $2 <= COALESCE(pg_sequence_last_value(pg_get_serial_sequence($3, $4)::regclass), 0)`,
-			strconv.FormatUint(c.Tx, 10), c.Seq, t.src.Table, t.src.SeqColumn).Scan(&ok)
+			strconv.FormatUint(c.Tx, 10), c.Seq, t.src.Table, t.src.Seq).Scan(&ok)
 		if err != nil {
 			return false, fmt.Errorf("live.Within(%s): %w", t.src.Table, err)
 		}
@@ -408,8 +372,8 @@ func (t *Tailer) Within(ctx context.Context, c Cursor) (bool, error) {
 // or send returns false. With after nil it starts at the current end. It
 // never sends a row twice and never skips one; a subscriber that falls
 // behind the live fan-out reads the rows it missed from the table.
-func (t *Tailer) Stream(ctx context.Context, after *Cursor, key string, send func(Row) bool) error {
-	var last Cursor
+func (t *Tailer) Stream(ctx context.Context, after *changelog.Cursor, key string, send func(Row) bool) error {
+	var last changelog.Cursor
 	started := after != nil
 	if started {
 		last = *after

@@ -12,26 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/internal/testenv"
 	"github.com/segmentd/segmentd/live"
 	"github.com/segmentd/segmentd/pubsub"
 	"github.com/segmentd/segmentd/store"
 )
-
-func TestCursorRoundTrip(t *testing.T) {
-	t.Parallel()
-	for _, c := range []live.Cursor{{}, {Tx: 0, Seq: 42}, {Tx: 1 << 40, Seq: 7}} {
-		got, err := live.ParseCursor(c.String())
-		if err != nil || got != c {
-			t.Fatalf("ParseCursor(%q) = %v, %v", c.String(), got, err)
-		}
-	}
-	for _, bad := range []string{"", "12", "a.b", "1.-2", "-1.2", "1.2.3"} {
-		if _, err := live.ParseCursor(bad); err == nil {
-			t.Fatalf("ParseCursor(%q) accepted", bad)
-		}
-	}
-}
 
 // logTable makes a bare log table like membership_changes.
 func logTable(t *testing.T, st *store.Store) {
@@ -66,7 +52,7 @@ func insert(t *testing.T, db interface {
 type collector struct {
 	mu   sync.Mutex
 	keys []string
-	curs []live.Cursor
+	curs []changelog.Cursor
 }
 
 func (c *collector) send(r live.Row) bool {
@@ -111,7 +97,7 @@ func setup(t *testing.T, databaseURL string) (*store.Store, *live.Tailer, pubsub
 	if st.Dialect == "postgres" {
 		d = live.Postgres
 	}
-	tl, err := live.NewTailer(ctx, st.DB, d, live.Source{Table: "log", SeqColumn: "id", KeyColumn: "k", Topic: "log"},
+	tl, err := live.NewTailer(ctx, st.DB, d, live.Source{Log: changelog.Log{Table: "log", Seq: "id", Key: "k", Topic: "log"}},
 		broker, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -174,10 +160,10 @@ func TestStreamReplaysThenGoesLive(t *testing.T) {
 		broker.Notify("log")
 		// Wait until the tailer has seen them all.
 		deadline := time.Now().Add(60 * time.Second) // long transactions elsewhere on a shared cluster hold PostgreSQL delivery back
-		for tl.Head() == (live.Cursor{}) && time.Now().Before(deadline) {
+		for tl.Head() == (changelog.Cursor{}) && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
-		zero := live.Cursor{}
+		zero := changelog.Cursor{}
 		var got collector
 		blocked := make(chan struct{})
 		release := make(chan struct{})
@@ -261,19 +247,19 @@ func TestOrderAcrossTxidDigitBoundary(t *testing.T) {
 		t.Fatalf("live fan-out delivered %v, want %v", got, want)
 	}
 	var replayed collector
-	zero := live.Cursor{}
+	zero := changelog.Cursor{}
 	go func() { _ = tl.Stream(ctx, &zero, "", replayed.send) }()
 	if got := replayed.waitFor(t, 4); !slices.Equal(got, want) {
 		t.Fatalf("replay delivered %v, want %v", got, want)
 	}
 	// A tailer started now is at the numerically last row: a stream from
 	// its end gets only what comes next.
-	tl2, err := live.NewTailer(ctx, st.DB, live.Postgres, live.Source{Table: "log", SeqColumn: "id", KeyColumn: "k", Topic: "log"},
+	tl2, err := live.NewTailer(ctx, st.DB, live.Postgres, live.Source{Log: changelog.Log{Table: "log", Seq: "id", Key: "k", Topic: "log"}},
 		broker, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h := tl2.Head(); h != (live.Cursor{Tx: boundary + 1, Seq: 4}) {
+	if h := tl2.Head(); h != (changelog.Cursor{Tx: boundary + 1, Seq: 4}) {
 		t.Fatalf("new tailer starts at %v, want %d.4", h, boundary+1)
 	}
 	go tl2.Run(ctx)
@@ -308,12 +294,12 @@ func TestWithin(t *testing.T) {
 			q = `SELECT log_txid::text::bigint, id FROM log ORDER BY id DESC LIMIT 1`
 		}
 		// Never run: its position stays at the (empty) start.
-		tl, err := live.NewTailer(ctx, st.DB, d, live.Source{Table: "log", SeqColumn: "id", KeyColumn: "k", Topic: "log"},
+		tl, err := live.NewTailer(ctx, st.DB, d, live.Source{Log: changelog.Log{Table: "log", Seq: "id", Key: "k", Topic: "log"}},
 			pubsub.NewMemory(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		within := func(c live.Cursor) bool {
+		within := func(c changelog.Cursor) bool {
 			t.Helper()
 			ok, err := tl.Within(ctx, c)
 			if err != nil {
@@ -321,30 +307,30 @@ func TestWithin(t *testing.T) {
 			}
 			return ok
 		}
-		if within(live.Cursor{Seq: 1}) {
+		if within(changelog.Cursor{Seq: 1}) {
 			t.Errorf("cursor 0.1 is within an empty log")
 		}
 		for _, k := range []string{"a", "b", "c"} {
 			insert(t, st.DB, st.Dialect, k)
 		}
-		var last live.Cursor
+		var last changelog.Cursor
 		if err := st.DB.QueryRow(q).Scan(&last.Tx, &last.Seq); err != nil {
 			t.Fatal(err)
 		}
-		if tl.Head() != (live.Cursor{}) {
+		if tl.Head() != (changelog.Cursor{}) {
 			t.Fatalf("the tailer moved: %v", tl.Head())
 		}
 		if !within(last) {
 			t.Errorf("the last row's cursor %v is not within the log (the tailer is at %v)", last, tl.Head())
 		}
-		if !within(live.Cursor{Tx: last.Tx, Seq: 1}) {
+		if !within(changelog.Cursor{Tx: last.Tx, Seq: 1}) {
 			t.Errorf("an earlier cursor is not within the log")
 		}
-		beyond := []live.Cursor{{Tx: last.Tx, Seq: last.Seq + 1}, {Tx: last.Tx, Seq: last.Seq + 1000}}
+		beyond := []changelog.Cursor{{Tx: last.Tx, Seq: last.Seq + 1}, {Tx: last.Tx, Seq: last.Seq + 1000}}
 		if st.Dialect == "postgres" {
-			beyond = append(beyond, live.Cursor{Tx: last.Tx + 1_000_000, Seq: last.Seq})
+			beyond = append(beyond, changelog.Cursor{Tx: last.Tx + 1_000_000, Seq: last.Seq})
 		} else {
-			beyond = append(beyond, live.Cursor{Tx: 7, Seq: 1}) // SQLite cursors have no transaction part
+			beyond = append(beyond, changelog.Cursor{Tx: 7, Seq: 1}) // SQLite cursors have no transaction part
 		}
 		for _, c := range beyond {
 			if within(c) {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/internal/testenv"
 	"github.com/segmentd/segmentd/live"
 )
@@ -34,16 +35,16 @@ func stressDuration(t *testing.T) time.Duration {
 type streamed struct {
 	key    string
 	mu     sync.Mutex
-	curs   []live.Cursor
+	curs   []changelog.Cursor
 	ids    []string
 	resume int // how many times it reconnected from its stored cursor
 }
 
-func (s *streamed) last() (live.Cursor, int) {
+func (s *streamed) last() (changelog.Cursor, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.curs) == 0 {
-		return live.Cursor{}, 0
+		return changelog.Cursor{}, 0
 	}
 	return s.curs[len(s.curs)-1], len(s.curs)
 }
@@ -228,7 +229,7 @@ func TestStreamStress(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond) // anything extra would arrive now
 			s.mu.Lock()
-			got := append([]live.Cursor(nil), s.curs...)
+			got := append([]changelog.Cursor(nil), s.curs...)
 			gotIDs := append([]string(nil), s.ids...)
 			resumes := s.resume
 			s.mu.Unlock()

@@ -115,6 +115,9 @@ func (c *Config) setDefaults() {
 	if c.WebsocketInitTimeout == 0 {
 		c.WebsocketInitTimeout = 10 * time.Second
 	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 }
 
 // Server is a running segmentd.
@@ -156,57 +159,61 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		st.Close()
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
-	s := &Server{
-		cfg:   cfg,
-		log:   log,
-		store: st,
-		svc:   service.New(st.Client, st.Dialect, log),
-		keys:  auth.NewKeys(st.Client),
-	}
-	if cfg.Now != nil {
-		s.svc.Now = cfg.Now
-	}
-	s.limits = newLimiters(cfg.RateLimit, cfg.RateBurst, cfg.RateClock)
-	s.sockets = newSockets()
-	if s.FirstAdminKey, err = s.keys.EnsureAdmin(ctx, cfg.AdminKey); err != nil {
-		st.Close()
-		return nil, fmt.Errorf("server.New: %w", err)
-	}
-	if err := s.svc.EnsureCounters(ctx); err != nil {
-		st.Close()
-		return nil, fmt.Errorf("server.New: %w", err)
-	}
-	s.svc.DB = st.DB
-	if err := s.svc.ClaimImportOwner(ctx); err != nil {
-		st.Close()
-		return nil, fmt.Errorf("server.New: %w", err)
-	}
-	if err := s.svc.FailStaleImports(ctx); err != nil {
-		s.svc.ReleaseImportOwner()
-		st.Close()
-		return nil, fmt.Errorf("server.New: %w", err)
-	}
-	s.svc.UploadDir = cfg.UploadDir
-	if err := s.svc.CleanImportLeftovers(ctx); err != nil {
-		s.svc.ReleaseImportOwner()
-		st.Close()
-		return nil, fmt.Errorf("server.New: %w", err)
-	}
-	s.svc.DB = st.DB
+	// The broker and the background context come first: the service is
+	// built whole, with everything it signals and runs on.
+	var broker pubsub.Broker
 	if st.Dialect == dialect.Postgres {
-		s.broker, err = pubsub.NewPostgres(st.DB, st.DSN, log)
-		if err != nil {
-			s.svc.ReleaseImportOwner()
+		if broker, err = pubsub.NewPostgres(st.DB, st.DSN, log); err != nil {
 			st.Close()
 			return nil, fmt.Errorf("server.New: %w", err)
 		}
 	} else {
-		s.broker = pubsub.NewMemory()
+		broker = pubsub.NewMemory()
 	}
-	s.svc.Broker = s.broker
 	base, stop := context.WithCancel(context.WithoutCancel(ctx))
-	s.stop = stop
-	s.svc.Background = base
+	svc, err := service.New(st, service.Config{
+		Log: log, Broker: broker, Background: base, UploadDir: cfg.UploadDir, Now: cfg.Now,
+	})
+	if err != nil {
+		stop()
+		broker.Close()
+		st.Close()
+		return nil, fmt.Errorf("server.New: %w", err)
+	}
+	s := &Server{
+		cfg:    cfg,
+		log:    log,
+		store:  st,
+		svc:    svc,
+		keys:   auth.NewKeys(st.Client),
+		broker: broker,
+		stop:   stop,
+	}
+	s.limits = newLimiters(cfg.RateLimit, cfg.RateBurst, cfg.RateClock)
+	s.sockets = newSockets()
+	// From here on closeAll undoes everything: it ends the background
+	// context, releases the import owner if claimed, closes the broker
+	// and the store.
+	if s.FirstAdminKey, err = s.keys.EnsureAdmin(ctx, cfg.AdminKey); err != nil {
+		s.closeAll()
+		return nil, fmt.Errorf("server.New: %w", err)
+	}
+	if err := s.svc.EnsureCounters(ctx); err != nil {
+		s.closeAll()
+		return nil, fmt.Errorf("server.New: %w", err)
+	}
+	if err := s.svc.ClaimImportOwner(ctx); err != nil {
+		s.closeAll()
+		return nil, fmt.Errorf("server.New: %w", err)
+	}
+	if err := s.svc.FailStaleImports(ctx); err != nil {
+		s.closeAll()
+		return nil, fmt.Errorf("server.New: %w", err)
+	}
+	if err := s.svc.CleanImportLeftovers(ctx); err != nil {
+		s.closeAll()
+		return nil, fmt.Errorf("server.New: %w", err)
+	}
 	if s.live, err = s.svc.StartLive(base, st, log); err != nil {
 		s.closeAll()
 		return nil, fmt.Errorf("server.New: %w", err)

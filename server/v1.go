@@ -38,7 +38,7 @@ func (s *Server) v1(w http.ResponseWriter, r *http.Request) {
 		writeV1Error(w, http.StatusBadRequest, segmentd.CodeInvalid, "", err.Error())
 		return
 	}
-	msgs, err := segmentapi.Decode(typ, body, s.svc.Now().UTC())
+	msgs, err := segmentapi.Decode(typ, body, s.cfg.Now().UTC())
 	var derr *segmentapi.Error
 	if errors.As(err, &derr) {
 		status := http.StatusBadRequest

@@ -168,7 +168,7 @@ func (s *Service) UpdateCampaign(ctx context.Context, id pulid.ID, in UpdateCamp
 
 // DeleteCampaign deletes a campaign and its activations.
 func (s *Service) DeleteCampaign(ctx context.Context, id pulid.ID) error {
-	err := s.Client.Campaign.DeleteOneID(id).Exec(ctx)
+	err := s.client.Campaign.DeleteOneID(id).Exec(ctx)
 	if ent.IsNotFound(err) {
 		return segmentd.Errorf(segmentd.CodeNotFound, "no campaign with id %q", id)
 	}

@@ -77,7 +77,7 @@ func (s *Service) Campaigns(ctx context.Context, page Page, where *ent.CampaignW
 	if err != nil {
 		return nil, err
 	}
-	q, err := where.Filter(s.Client.Campaign.Query())
+	q, err := where.Filter(s.client.Campaign.Query())
 	if err != nil {
 		return nil, err
 	}
@@ -97,13 +97,13 @@ func (s *Service) Campaigns(ctx context.Context, page Page, where *ent.CampaignW
 
 // Users lists users (by ID unless order says otherwise).
 func (s *Service) Users(ctx context.Context, page Page, where *ent.UserWhereInput, order *ent.UserOrder) (*ent.UserConnection, error) {
-	return s.usersOf(ctx, s.Client.User.Query(), page, where, order)
+	return s.usersOf(ctx, s.client.User.Query(), page, where, order)
 }
 
 // GroupUsers lists the users that group calls put in g (by ID unless order
 // says otherwise).
 func (s *Service) GroupUsers(ctx context.Context, g *ent.Group, page Page, where *ent.UserWhereInput, order *ent.UserOrder) (*ent.UserConnection, error) {
-	return s.usersOf(ctx, s.Client.Group.QueryUsers(g), page, where, order)
+	return s.usersOf(ctx, s.client.Group.QueryUsers(g), page, where, order)
 }
 
 func (s *Service) usersOf(ctx context.Context, base *ent.UserQuery, page Page, where *ent.UserWhereInput, order *ent.UserOrder) (*ent.UserConnection, error) {
@@ -148,7 +148,7 @@ func (s *Service) Groups(ctx context.Context, page Page, where *ent.GroupWhereIn
 	if err != nil {
 		return nil, err
 	}
-	q, err := where.Filter(s.Client.Group.Query())
+	q, err := where.Filter(s.client.Group.Query())
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +177,7 @@ func (s *Service) Events(ctx context.Context, page Page, where *ent.EventWhereIn
 	if err != nil {
 		return nil, err
 	}
-	q, err := where.Filter(s.Client.Event.Query())
+	q, err := where.Filter(s.client.Event.Query())
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +221,7 @@ func (s *Service) Members(ctx context.Context, seg *ent.Segment, page Page, wher
 	if err != nil {
 		return nil, err
 	}
-	q, err := where.Filter(s.Client.Membership.Query().Where(membership.SegmentRef(seg.ID)))
+	q, err := where.Filter(s.client.Membership.Query().Where(membership.SegmentRef(seg.ID)))
 	if err != nil {
 		return nil, err
 	}
@@ -274,7 +274,7 @@ func (s *Service) Activations(ctx context.Context, c *ent.Campaign, page Page, o
 	if err != nil {
 		return nil, err
 	}
-	q := s.Client.CampaignActivation.Query().Where(campaignactivation.CampaignRef(c.ID))
+	q := s.client.CampaignActivation.Query().Where(campaignactivation.CampaignRef(c.ID))
 	p, err := paginate(ctx, q, page, ks,
 		func(q *ent.CampaignActivationQuery, f func(*sql.Selector)) *ent.CampaignActivationQuery {
 			return q.Where(predicate.CampaignActivation(f))

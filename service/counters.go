@@ -30,7 +30,7 @@ var (
 // predate them (an upgrade), once: it does nothing when counters exist or
 // there are no memberships.
 func (s *Service) EnsureCounters(ctx context.Context) error {
-	err := s.inTx(ctx, func(tx *ent.Tx) error { return s.ledger().EnsureCounters(ctx, tx, s.Log) })
+	err := s.inTx(ctx, func(tx *ent.Tx) error { return s.ledger().EnsureCounters(ctx, tx, s.log) })
 	if err != nil {
 		return fmt.Errorf("service.EnsureCounters: %w", err)
 	}
@@ -52,7 +52,7 @@ func (s *Service) RebuildCounters(ctx context.Context) error {
 // CompactCounters folds the shards of buckets (and days) that ended before
 // olderThan into shard 0 (see ledger.CompactCounters).
 func (s *Service) CompactCounters(ctx context.Context, olderThan time.Time) (int64, error) {
-	n, err := s.ledger().CompactCounters(ctx, s.Client, olderThan)
+	n, err := s.ledger().CompactCounters(ctx, s.client, olderThan)
 	if err != nil {
 		return 0, fmt.Errorf("service.CompactCounters: %w", err)
 	}
@@ -67,8 +67,8 @@ func (s *Service) CompactCountersEvery(ctx context.Context, interval time.Durati
 		return
 	}
 	every(ctx, interval, func() {
-		if _, err := s.CompactCounters(ctx, s.Now().Add(-time.Hour)); err != nil && ctx.Err() == nil {
-			s.Log.Warn("compacting segment counters", "err", err)
+		if _, err := s.CompactCounters(ctx, s.clock().Add(-time.Hour)); err != nil && ctx.Err() == nil {
+			s.log.Warn("compacting segment counters", "err", err)
 		}
 	})
 }

@@ -36,7 +36,7 @@ const explainScan = 200
 
 // ExplainMembership answers "why is this user (not) in this segment?".
 func (s *Service) ExplainMembership(ctx context.Context, segmentID pulid.ID, userID string) (*MembershipExplanation, error) {
-	seg, err := s.Client.Segment.Get(ctx, segmentID)
+	seg, err := s.client.Segment.Get(ctx, segmentID)
 	if ent.IsNotFound(err) {
 		return nil, &segmentd.Error{Code: segmentd.CodeNotFound, Field: "segmentId", Message: fmt.Sprintf("no segment with id %q", segmentID)}
 	}
@@ -45,7 +45,7 @@ func (s *Service) ExplainMembership(ctx context.Context, segmentID pulid.ID, use
 	}
 	ex := &MembershipExplanation{Segment: seg}
 	userID = segmentd.NormalizeID(userID)
-	u, err := s.Client.User.Query().Where(user.UserID(userID)).Only(ctx)
+	u, err := s.client.User.Query().Where(user.UserID(userID)).Only(ctx)
 	if ent.IsNotFound(err) {
 		ex.Reason = fmt.Sprintf("segmentd has never seen a user with userId %q", userID)
 		return ex, nil
@@ -54,18 +54,18 @@ func (s *Service) ExplainMembership(ctx context.Context, segmentID pulid.ID, use
 		return nil, fmt.Errorf("service.ExplainMembership: %w", err)
 	}
 	ex.User = u
-	m, err := s.Client.Membership.Query().Where(membership.SegmentRef(segmentID), membership.UserRef(u.ID)).Only(ctx)
+	m, err := s.client.Membership.Query().Where(membership.SegmentRef(segmentID), membership.UserRef(u.ID)).Only(ctx)
 	switch {
 	case err == nil:
 		ex.Member, ex.Membership, ex.Reason = true, m, m.Reason
 		if m.EventRef != nil {
-			ex.LastEvaluatedEvent, _ = s.Client.Event.Get(ctx, *m.EventRef)
+			ex.LastEvaluatedEvent, _ = s.client.Event.Get(ctx, *m.EventRef)
 		}
 		return ex, nil
 	case !ent.IsNotFound(err):
 		return nil, fmt.Errorf("service.ExplainMembership: %w", err)
 	}
-	names, err := s.Client.SegmentTrigger.Query().Where(segmenttrigger.SegmentRef(segmentID)).
+	names, err := s.client.SegmentTrigger.Query().Where(segmenttrigger.SegmentRef(segmentID)).
 		Select(segmenttrigger.FieldEventName).Strings(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("service.ExplainMembership: %w", err)
@@ -74,7 +74,7 @@ func (s *Service) ExplainMembership(ctx context.Context, segmentID pulid.ID, use
 		ex.Reason = "not a member: this segment has no trigger events; users are added by hand or by import"
 		return ex, nil
 	}
-	evs, err := s.Client.Event.Query().
+	evs, err := s.client.Event.Query().
 		Where(event.UserRef(u.ID), event.NameIn(names...)).
 		Order(ent.Desc(event.FieldReceivedAt), ent.Desc(event.FieldID)).
 		Limit(explainScan).All(ctx)

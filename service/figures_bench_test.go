@@ -4,8 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -72,7 +70,7 @@ func BenchmarkStats(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if want := recountStats(b, svc.Client, seg.ID, now, utc); *got != want {
+			if want := recountStats(b, svc.EntClient(), seg.ID, now, utc); *got != want {
 				b.Fatalf("stats %+v, want %+v", *got, want)
 			}
 			q := "SELECT COUNT(*) FROM memberships WHERE segment_ref = ?"
@@ -183,7 +181,6 @@ func benchmarkHotSegmentIngest(b *testing.B, batch int) {
 			b.Run(fmt.Sprintf("batch=%d/store=%s/counters=%s", batch, storeName, counters), func(b *testing.B) {
 				ctx := context.Background()
 				svc, _ := openService(b, testenv.DatabaseURL(b, storeName), nil)
-				svc.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 				seg, err := svc.CreateSegment(ctx, service.CreateSegmentInput{
 					Name: "Hot", Kind: segment.KindEVENT_TRIGGERED, TriggerEvents: []string{"Sign Up"},
 				})

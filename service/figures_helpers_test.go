@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/importjob"
 	"github.com/segmentd/segmentd/ent/membership"
@@ -52,12 +53,25 @@ func openService(t testing.TB, databaseURL string, clk *testClock) (*service.Ser
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	svc := service.New(st.Client, st.Dialect, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	svc.DB = st.DB // COPY for imports on PostgreSQL
+	var cfg service.Config
 	if clk != nil {
-		svc.Now = clk.Now
+		cfg.Now = clk.Now
 	}
-	return svc, st
+	return newService(t, st, cfg), st
+}
+
+// newService returns a Service on st with cfg, logging nowhere unless cfg
+// says where.
+func newService(t testing.TB, st *store.Store, cfg service.Config) *service.Service {
+	t.Helper()
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	svc, err := service.New(st, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
 }
 
 // mustZone loads a time zone or fails the test.
@@ -119,7 +133,7 @@ func changeLog(t testing.TB, client *ent.Client, seg pulid.ID) []logChange {
 	}
 	out := make([]logChange, len(rows))
 	for i, r := range rows {
-		out[i] = logChange{id: r.ID, user: r.UserRef, entered: r.Kind == membershipchange.KindENTERED, at: r.At}
+		out[i] = logChange{id: r.ID, user: r.UserRef, entered: r.Kind == changelog.KindEntered, at: r.At}
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].at.Equal(out[j].at) {
@@ -184,9 +198,9 @@ func checkStats(t testing.TB, svc *service.Service, seg pulid.ID, loc *time.Loca
 	if err != nil {
 		t.Fatalf("%s: stats: %v", label, err)
 	}
-	want := recountStats(t, svc.Client, seg, svc.Now(), loc)
+	want := recountStats(t, svc.EntClient(), seg, svc.ClockNow(), loc)
 	if *got != want {
-		t.Fatalf("%s: stats in %s at %s:\n got %+v\nwant %+v", label, loc, svc.Now().In(loc).Format(time.RFC3339Nano), *got, want)
+		t.Fatalf("%s: stats in %s at %s:\n got %+v\nwant %+v", label, loc, svc.ClockNow().In(loc).Format(time.RFC3339Nano), *got, want)
 	}
 }
 
@@ -201,7 +215,7 @@ func checkGrowth(t testing.TB, svc *service.Service, seg pulid.ID, iv service.Gr
 	if len(points) != len(starts) {
 		t.Fatalf("%s: growth %s in %s: %d points, want %d", label, iv, loc, len(points), len(starts))
 	}
-	log := changeLog(t, svc.Client, seg)
+	log := changeLog(t, svc.EntClient(), seg)
 	for i, p := range points {
 		end := time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 		if i+1 < len(starts) {
@@ -240,7 +254,7 @@ func checkGrowth(t testing.TB, svc *service.Service, seg pulid.ID, iv service.Gr
 func checkMembersAt(t testing.TB, svc *service.Service, seg pulid.ID, at time.Time, page int, label string) {
 	t.Helper()
 	ctx := context.Background()
-	want := replayMembers(changeLog(t, svc.Client, seg), at)
+	want := replayMembers(changeLog(t, svc.EntClient(), seg), at)
 	got := map[pulid.ID]bool{}
 	var after *ent.Cursor
 	for pages := 0; ; pages++ {
@@ -303,7 +317,7 @@ func importUsers(t testing.TB, svc *service.Service, seg pulid.ID, mode string, 
 		t.Fatal(err)
 	}
 	svc.WaitImports()
-	job, err = svc.Client.ImportJob.Get(ctx, job.ID)
+	job, err = svc.EntClient().ImportJob.Get(ctx, job.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

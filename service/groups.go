@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"sort"
 
-	"entgo.io/ent/dialect"
-
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/event"
 	"github.com/segmentd/segmentd/ent/group"
@@ -60,11 +58,9 @@ func (s *Service) applyGroups(ctx context.Context, st *batchState, evs []*incomi
 	if err != nil && !isNoRows(err) {
 		return fmt.Errorf("create groups: %w", err)
 	}
-	q := tx.Group.Query().Where(group.GroupIDIn(ids...)).Order(ent.Asc(group.FieldGroupID))
-	if s.Dialect == dialect.Postgres {
-		q = q.ForUpdate()
-	}
-	groups, err := q.All(ctx)
+	sq := s.sql
+	groups, err := tx.Group.Query().Where(group.GroupIDIn(ids...), sq.lockForUpdate).
+		Order(ent.Asc(group.FieldGroupID)).All(ctx)
 	if err != nil {
 		return fmt.Errorf("lock groups: %w", err)
 	}

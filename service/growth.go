@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/segmentd/segmentd"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
@@ -133,7 +134,7 @@ func (s *Service) Growth(ctx context.Context, segmentID pulid.ID, interval Growt
 		Exited  int64 `json:"exited"`
 		Members int64 `json:"members"`
 	}
-	err = s.Client.SegmentCounter.Query().
+	err = s.client.SegmentCounter.Query().
 		Where(segmentcounter.SegmentRef(segmentID),
 			segmentcounter.Or(segmentcounter.Bucket(totalsBucket), segmentcounter.BucketGTE(bucketOf(starts[0])))).
 		GroupBy(segmentcounter.FieldBucket).
@@ -209,7 +210,7 @@ func (s *Service) membersAtCount(ctx context.Context, segmentID pulid.ID, t time
 		Exited  int64 `json:"exited"`
 		Members int64 `json:"members"`
 	}
-	err := s.Client.SegmentCounter.Query().
+	err := s.client.SegmentCounter.Query().
 		Where(segmentcounter.SegmentRef(segmentID),
 			segmentcounter.Or(segmentcounter.Bucket(totalsBucket), segmentcounter.BucketGTE(edge))).
 		GroupBy(segmentcounter.FieldBucket).
@@ -235,7 +236,7 @@ func (s *Service) membersAtCount(ctx context.Context, segmentID pulid.ID, t time
 		Kind  string `json:"kind"`
 		Count int64  `json:"count"`
 	}
-	err = s.Client.MembershipChange.Query().
+	err = s.client.MembershipChange.Query().
 		Where(membershipchange.SegmentRef(segmentID), membershipchange.AtGT(t.UTC()),
 			membershipchange.AtLT(time.Unix(edge, 0).UTC())).
 		GroupBy(membershipchange.FieldKind).Aggregate(ent.Count()).Scan(ctx, &late)
@@ -243,7 +244,7 @@ func (s *Service) membersAtCount(ctx context.Context, segmentID pulid.ID, t time
 		return 0, fmt.Errorf("read membership changes: %w", err)
 	}
 	for _, k := range late {
-		if k.Kind == string(membershipchange.KindENTERED) {
+		if k.Kind == string(changelog.KindEntered) {
 			n -= k.Count
 		} else {
 			n += k.Count

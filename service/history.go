@@ -3,14 +3,11 @@ package service
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
-	"entgo.io/ent/dialect"
-
 	"github.com/segmentd/segmentd"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
-	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/user"
 )
@@ -20,7 +17,7 @@ import (
 type PastMember struct {
 	User      *ent.User
 	EnteredAt time.Time
-	Source    membership.Source
+	Source    changelog.Source
 	Reason    string
 }
 
@@ -80,11 +77,9 @@ AND NOT EXISTS (SELECT 1 FROM membership_changes d
   WHERE d.segment_ref = c.segment_ref AND d.user_ref = c.user_ref AND d.at <= ?
   AND (d.at > c.at OR (d.at = c.at AND d.id > c.id)))
 ORDER BY c.user_ref LIMIT ?`
-	if s.Dialect == dialect.Postgres {
-		q = numberPlaceholders(q)
-	}
+	sq := s.sql
 	t := at.UTC()
-	rows, err := s.Client.QueryContext(ctx, q, segmentID, afterRef, t, t, limit+1)
+	rows, err := s.client.QueryContext(ctx, sq.rebind(q), segmentID, afterRef, t, t, limit+1)
 	if err != nil {
 		return nil, fmt.Errorf("service.MembersAt: %w", err)
 	}
@@ -102,7 +97,7 @@ ORDER BY c.user_ref LIMIT ?`
 		if err := rows.Scan(&ref, &m.EnteredAt, &source, &m.Reason); err != nil {
 			return nil, fmt.Errorf("service.MembersAt: %w", err)
 		}
-		m.Source = membership.Source(source)
+		m.Source = changelog.Source(source)
 		m.User = &ent.User{ID: ref}
 		members = append(members, &m)
 		refs = append(refs, ref)
@@ -114,7 +109,7 @@ ORDER BY c.user_ref LIMIT ?`
 		conn.PageInfo.HasNextPage = true
 		members, refs = members[:limit], refs[:limit]
 	}
-	users, err := s.Client.User.Query().Where(user.IDIn(refs...)).All(ctx)
+	users, err := s.client.User.Query().Where(user.IDIn(refs...)).All(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("service.MembersAt: load users: %w", err)
 	}
@@ -134,19 +129,4 @@ ORDER BY c.user_ref LIMIT ?`
 		conn.PageInfo.EndCursor = &conn.Edges[n-1].Cursor
 	}
 	return conn, nil
-}
-
-// numberPlaceholders turns ? placeholders into PostgreSQL's $1, $2, ….
-func numberPlaceholders(q string) string {
-	var b strings.Builder
-	n := 0
-	for _, r := range q {
-		if r == '?' {
-			n++
-			fmt.Fprintf(&b, "$%d", n)
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }

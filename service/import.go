@@ -103,7 +103,7 @@ func (s *Service) StartImport(ctx context.Context, in ImportInput) (*ent.ImportJ
 		return fail(err)
 	}
 	now := s.now()
-	job, err := s.Client.ImportJob.Create().
+	job, err := s.client.ImportJob.Create().
 		SetSegmentRef(in.SegmentID).SetMode(in.Mode).SetDryRun(in.DryRun).
 		SetFileName(in.FileName).SetFileBytes(info.Size()).
 		SetCreatedAt(now).SetHeartbeatAt(now).
@@ -120,7 +120,7 @@ func (s *Service) StartImport(ctx context.Context, in ImportInput) (*ent.ImportJ
 		if in.Lock != nil {
 			defer in.Lock.Close() // after runImport removed the file
 		}
-		s.runImport(s.background(), job, in.Path)
+		s.runImport(s.background, job, in.Path)
 	}()
 	return job, nil
 }
@@ -129,24 +129,17 @@ func (s *Service) StartImport(ctx context.Context, in ImportInput) (*ent.ImportJ
 // exists: what StartImport checks first, for the HTTP layer to check before
 // it reads an upload.
 func (s *Service) SegmentExists(ctx context.Context, field string, id pulid.ID) error {
-	return segmentExistsIn(ctx, nil, s.Client, field, id)
+	return segmentExistsIn(ctx, nil, s.client, field, id)
 }
 
 // WaitImports waits for the imports of this process to end (tests, and
 // shutdown after the background context is cancelled).
 func (s *Service) WaitImports() { s.jobs.Wait() }
 
-func (s *Service) background() context.Context {
-	if s.Background != nil {
-		return s.Background
-	}
-	return context.Background()
-}
-
 // runImport runs a job to its end and records how it ended.
 func (s *Service) runImport(ctx context.Context, job *ent.ImportJob, path string) {
 	defer os.Remove(path)
-	log := s.Log.With("import", job.ID, "segment", job.SegmentRef)
+	log := s.log.With("import", job.ID, "segment", job.SegmentRef)
 	started := time.Now()
 	hbCtx, stopHeartbeat := context.WithCancel(ctx)
 	heartbeatDone := make(chan struct{})
@@ -160,7 +153,7 @@ func (s *Service) runImport(ctx context.Context, job *ent.ImportJob, path string
 	// Staged IDs are scratch; the report (import_row_errors) stays.
 	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	if _, cerr := s.Client.ExecContext(cleanup, "DELETE FROM import_ids WHERE job_ref = $1", string(job.ID)); cerr != nil {
+	if _, cerr := s.client.ExecContext(cleanup, "DELETE FROM import_ids WHERE job_ref = $1", string(job.ID)); cerr != nil {
 		log.Warn("removing an import's staged IDs", "err", cerr)
 	}
 	if err != nil {
@@ -171,7 +164,7 @@ func (s *Service) runImport(ctx context.Context, job *ent.ImportJob, path string
 		log.Error("import failed", "err", err)
 		// Only a job still this process's: one another server marked
 		// FAILED keeps its reason.
-		_, uerr := s.Client.ImportJob.Update().
+		_, uerr := s.client.ImportJob.Update().
 			Where(importjob.ID(job.ID), importjob.StatusIn(importjob.StatusPENDING, importjob.StatusRUNNING)).
 			SetStatus(importjob.StatusFAILED).SetFailure(reason).SetFinishedAt(s.now()).
 			Save(cleanup)
@@ -190,12 +183,12 @@ func (s *Service) heartbeat(ctx context.Context, id pulid.ID) {
 	// SQLite: a heartbeat would queue behind the import's own write
 	// transaction; a SQLite database has one process, and FailStaleImports
 	// does not need heartbeats there.
-	if s.Dialect != dialect.Postgres {
+	if s.dialect != dialect.Postgres {
 		return
 	}
 	every(ctx, importHeartbeat, func() {
-		if err := s.Client.ImportJob.UpdateOneID(id).SetHeartbeatAt(s.now()).Exec(ctx); err != nil && ctx.Err() == nil {
-			s.Log.Warn("import heartbeat", "import", id, "err", err)
+		if err := s.client.ImportJob.UpdateOneID(id).SetHeartbeatAt(s.now()).Exec(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("import heartbeat", "import", id, "err", err)
 		}
 	})
 }
@@ -205,9 +198,9 @@ func (s *Service) heartbeat(ctx context.Context, id pulid.ID) {
 // start; on PostgreSQL the jobs whose owner is gone (see
 // ClaimImportOwner) or whose heartbeat is older than two minutes.
 func (s *Service) FailStaleImports(ctx context.Context) error {
-	q := s.Client.ImportJob.Update().
+	q := s.client.ImportJob.Update().
 		Where(importjob.StatusIn(importjob.StatusPENDING, importjob.StatusRUNNING))
-	if s.Dialect == dialect.Postgres {
+	if s.dialect == dialect.Postgres {
 		q = q.Where(importjob.Or(importjob.HeartbeatAtIsNil(), importjob.HeartbeatAtLT(s.now().Add(-importStale)),
 			func(sel *entsql.Selector) { sel.Where(entsql.ExprP(ownerDead)) }))
 	}
@@ -218,7 +211,7 @@ func (s *Service) FailStaleImports(ctx context.Context) error {
 		return fmt.Errorf("service.FailStaleImports: %w", err)
 	}
 	if n > 0 {
-		s.Log.Warn("marked interrupted imports as failed", "jobs", n)
+		s.log.Warn("marked interrupted imports as failed", "jobs", n)
 	}
 	return nil
 }
@@ -230,7 +223,7 @@ func (s *Service) importFile(ctx context.Context, job *ent.ImportJob, path strin
 		return nil, fmt.Errorf("open the uploaded file: %w", err)
 	}
 	defer f.Close()
-	n, err := s.Client.ImportJob.Update().Where(importjob.ID(job.ID), importjob.StatusEQ(importjob.StatusPENDING)).
+	n, err := s.client.ImportJob.Update().Where(importjob.ID(job.ID), importjob.StatusEQ(importjob.StatusPENDING)).
 		SetStatus(importjob.StatusRUNNING).SetStartedAt(s.now()).Save(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("start job: %w", err)
@@ -240,7 +233,7 @@ func (s *Service) importFile(ctx context.Context, job *ent.ImportJob, path strin
 	}
 	s.notify(TopicImports)
 	st := &stager{svc: s, job: job, csv: idcsv.NewReader(f), res: &importResult{}}
-	if s.Dialect == dialect.Postgres {
+	if s.dialect == dialect.Postgres {
 		err = st.copyPostgres(ctx)
 	} else {
 		err = st.insertSQLite(ctx)
@@ -261,7 +254,7 @@ func (s *Service) importFile(ctx context.Context, job *ent.ImportJob, path strin
 		if err == nil || !isRetryable(err) || attempt == 3 {
 			break
 		}
-		s.Log.Info("import: retrying after a deadlock with concurrent writers", "import", job.ID, "attempt", attempt)
+		s.log.Info("import: retrying after a deadlock with concurrent writers", "import", job.ID, "attempt", attempt)
 	}
 	if err != nil {
 		return nil, err
@@ -325,7 +318,7 @@ func (st *stager) flushErrors(ctx context.Context) error {
 		if i > 0 {
 			q.WriteByte(',')
 		}
-		if st.svc.Dialect == dialect.Postgres {
+		if st.svc.dialect == dialect.Postgres {
 			fmt.Fprintf(&q, "($%d,$%d,$%d,$%d)", 4*i+1, 4*i+2, 4*i+3, 4*i+4)
 		} else {
 			q.WriteString("(?,?,?,?)") // see stageChunk
@@ -336,7 +329,7 @@ func (st *stager) flushErrors(ctx context.Context) error {
 	if st.tx != nil {
 		_, err = st.tx.ExecContext(ctx, q.String(), args...)
 	} else {
-		_, err = st.svc.Client.ExecContext(ctx, q.String(), args...)
+		_, err = st.svc.client.ExecContext(ctx, q.String(), args...)
 	}
 	if err != nil {
 		return fmt.Errorf("store bad rows: %w", err)
@@ -352,7 +345,7 @@ func (st *stager) progress(ctx context.Context, final bool) error {
 		return nil
 	}
 	st.reported = time.Now()
-	u := st.svc.Client.ImportJob.UpdateOneID(st.job.ID).
+	u := st.svc.client.ImportJob.UpdateOneID(st.job.ID).
 		SetProcessedRows(st.res.rows).SetInvalidRows(st.res.invalid).SetBytesRead(st.csv.BytesRead())
 	if final {
 		u = u.SetTotalRows(st.res.rows)
@@ -432,10 +425,7 @@ func stageChunk(ctx context.Context, tx *ent.Tx, job pulid.ID, ids []string) (in
 // copyPostgres streams the IDs with COPY into a temporary table, then keeps
 // the distinct ones in import_ids, in one transaction of its own.
 func (st *stager) copyPostgres(ctx context.Context) (err error) {
-	if st.svc.DB == nil {
-		return errors.New("service.DB is not set: PostgreSQL imports need it for COPY")
-	}
-	tx, err := st.svc.DB.BeginTx(ctx, nil)
+	tx, err := st.svc.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("stage IDs: begin: %w", err)
 	}
@@ -490,7 +480,7 @@ SELECT CAST($1 AS TEXT), user_id, min(k) FROM import_copy GROUP BY user_id`, str
 	}
 	// Fresh statistics, so that the apply step joins a large file with a
 	// hash join instead of the nested loop a stale "empty" estimate picks.
-	if _, err := st.svc.DB.ExecContext(ctx, "ANALYZE import_ids"); err != nil {
+	if _, err := st.svc.db.ExecContext(ctx, "ANALYZE import_ids"); err != nil {
 		return fmt.Errorf("stage IDs: analyze: %w", err)
 	}
 	return st.progress(ctx, true)
@@ -612,7 +602,7 @@ func (s *Service) ImportRowErrors(ctx context.Context, jobID pulid.ID, first, af
 	if first < 0 || first > 1000 {
 		return nil, segmentd.Invalid("first", "must be between 0 and 1000")
 	}
-	rows, err := s.Client.QueryContext(ctx,
+	rows, err := s.client.QueryContext(ctx,
 		"SELECT line, value, reason FROM import_row_errors WHERE job_ref = $1 AND line > $2 ORDER BY line LIMIT $3",
 		string(jobID), afterLine, first)
 	if err != nil {
@@ -636,20 +626,14 @@ func (s *Service) ImportRowErrors(ctx context.Context, jobID pulid.ID, first, af
 // WatchImport sends the job now and after every change, and closes the
 // channel after its final state (SUCCEEDED or FAILED) or when ctx ends.
 func (s *Service) WatchImport(ctx context.Context, id pulid.ID) (<-chan *ent.ImportJob, error) {
-	job, err := s.Client.ImportJob.Get(ctx, id)
+	job, err := s.client.ImportJob.Get(ctx, id)
 	if ent.IsNotFound(err) {
 		return nil, &segmentd.Error{Code: segmentd.CodeNotFound, Field: "id", Message: fmt.Sprintf("no import job with id %q", id)}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("service.WatchImport: %w", err)
 	}
-	var (
-		wake   <-chan struct{}
-		cancel = func() {}
-	)
-	if s.Broker != nil {
-		wake, cancel = s.Broker.Subscribe(TopicImports)
-	}
+	wake, cancel := s.broker.Subscribe(TopicImports)
 	out := make(chan *ent.ImportJob, 1)
 	go func() {
 		defer close(out)
@@ -676,10 +660,10 @@ func (s *Service) WatchImport(ctx context.Context, id pulid.ID) (<-chan *ent.Imp
 			case <-wake:
 			case <-poll.C:
 			}
-			j, err := s.Client.ImportJob.Get(ctx, id)
+			j, err := s.client.ImportJob.Get(ctx, id)
 			if err != nil {
 				if ctx.Err() == nil {
-					s.Log.Warn("watching an import", "import", id, "err", err)
+					s.log.Warn("watching an import", "import", id, "err", err)
 				}
 				continue
 			}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -58,13 +57,13 @@ func BenchmarkImport(b *testing.B) {
 		b.Run(fmt.Sprintf("store=%s/rows=%d", storeName, rows), func(b *testing.B) {
 			ctx := context.Background()
 			st := openIngestStore(b, storeName)
-			svc := service.New(st.Client, st.Dialect, slog.New(slog.NewTextHandler(io.Discard, nil)))
-			svc.DB = st.DB
+			var cfg service.Config
 			if os.Getenv("SEGMENTD_BENCH_LOG") != "" {
 				h := slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})
 				slog.SetDefault(slog.New(h))
-				svc.Log = slog.New(h)
+				cfg.Log = slog.New(h)
 			}
+			svc := newService(b, st, cfg)
 
 			raw := rawLoad(b, st, file)
 

@@ -43,7 +43,7 @@ func TestImportRemovesItsSpooledFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			svc.WaitImports()
-			if job, err = svc.Client.ImportJob.Get(ctx, job.ID); err != nil {
+			if job, err = svc.EntClient().ImportJob.Get(ctx, job.ID); err != nil {
 				t.Fatal(err)
 			}
 			if job.Status != c.status {

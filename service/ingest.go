@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/segmentd/segmentd"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/event"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
@@ -113,7 +114,7 @@ func (s *Service) Identify(ctx context.Context, in IdentifyInput) (*ent.User, er
 	if err != nil {
 		return nil, err
 	}
-	u, err := s.Client.User.Query().Where(user.UserID(segmentd.NormalizeID(uid))).Only(ctx)
+	u, err := s.client.User.Query().Where(user.UserID(segmentd.NormalizeID(uid))).Only(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("service.Identify: %w", err)
 	}
@@ -451,17 +452,18 @@ func (s *Service) ingestTx(ctx context.Context, evs []*incoming, now time.Time) 
 	// Published only now, after the commit: subscribers never see a change
 	// that was rolled back.
 	if out.Accepted > 0 {
-		s.notify(TopicEvents)
+		s.notify(changelog.Events.Topic)
 	}
 	s.publish(topics)
 	return out, nil
 }
 
 // lockUsers creates the batch's unknown users and locks all of its users'
-// rows in user ID order (PostgreSQL; SQLite's immediate transaction already
-// holds the database lock). The lock serializes concurrent events for one
-// user, which is what makes "enters once" and trait merges exact; the fixed
-// order keeps concurrent batches from deadlocking.
+// rows in user ID order (storeSQL.lockForNoKeyUpdate: a row lock on a
+// store with replicas, nothing where the write transaction already
+// serializes). The lock serializes concurrent events for one user, which
+// is what makes "enters once" and trait merges exact; the fixed order
+// keeps concurrent batches from deadlocking.
 func (s *Service) lockUsers(ctx context.Context, tx *ent.Tx, evs []*incoming, now time.Time) (map[string]*ent.User, error) {
 	ids := make([]string, 0, len(evs))
 	seen := map[string]bool{}
@@ -475,6 +477,7 @@ func (s *Service) lockUsers(ctx context.Context, tx *ent.Tx, evs []*incoming, no
 	if len(ids) == 0 {
 		return users, nil
 	}
+	sq := s.sql
 	sort.Strings(ids)
 	for start := 0; start < len(ids); start += maxBatchTxRows {
 		chunk := ids[start:min(start+maxBatchTxRows, len(ids))]
@@ -487,8 +490,8 @@ func (s *Service) lockUsers(ctx context.Context, tx *ent.Tx, evs []*incoming, no
 		if err != nil && !isNoRows(err) {
 			return nil, fmt.Errorf("create users: %w", err)
 		}
-		rows, err := tx.User.Query().Where(user.UserIDIn(chunk...)).Order(ent.Asc(user.FieldUserID)).
-			Where(s.ledger().LockRows).All(ctx)
+		rows, err := tx.User.Query().Where(user.UserIDIn(chunk...), sq.lockForNoKeyUpdate).
+			Order(ent.Asc(user.FieldUserID)).All(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("lock users: %w", err)
 		}

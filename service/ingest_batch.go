@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/event"
 	"github.com/segmentd/segmentd/ent/membership"
@@ -119,7 +120,7 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 					reason := fmt.Sprintf("entered on event %q (%s): %s", ev.name, ev.id, strings.TrimPrefix(r.Reason, "matched: "))
 					evID := ev.id
 					entries = append(entries, ledger.Entry{Segment: c.segment.ID, User: u.ID, Event: &evID,
-						Source: membership.SourceEVENT, Reason: reason, At: st.now})
+						Source: changelog.SourceEvent, Reason: reason, At: st.now})
 					resultOf = append(resultOf, i)
 					res.EnteredSegments = append(res.EnteredSegments, c.segment)
 				}

@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,7 +46,7 @@ func BenchmarkTrackEvents(b *testing.B) {
 			b.Run(fmt.Sprintf("store=%s/segments=%d", storeName, segments), func(b *testing.B) {
 				ctx := context.Background()
 				st := openIngestStore(b, storeName)
-				svc := service.New(st.Client, st.Dialect, slog.New(slog.NewTextHandler(io.Discard, nil)))
+				svc := newService(b, st, service.Config{})
 				start := time.Now()
 				seedIngestSegments(b, svc, segments)
 				b.Logf("setup: %d segments in %s", segments, time.Since(start).Round(time.Millisecond))
@@ -178,7 +176,7 @@ func seedIngestSegments(b *testing.B, svc *service.Service, total int) {
 		b.Fatal(err)
 	}
 	workers := 1
-	if svc.Dialect == dialect.Postgres {
+	if svc.StoreDialect() == dialect.Postgres {
 		workers = 8
 	}
 	var (

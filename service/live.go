@@ -3,55 +3,27 @@ package service
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/segmentd/segmentd"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaignactivation"
 	"github.com/segmentd/segmentd/ent/event"
-	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/live"
 	"github.com/segmentd/segmentd/store"
 )
 
-// Broker topics: one per log table, signalled after a commit that wrote it.
-const (
-	TopicChanges     = "membership_changes"
-	TopicEvents      = "events"
-	TopicActivations = "campaign_activations"
-)
-
-// notify signals topics after a commit; without a broker (tests of the
-// service alone) it does nothing.
+// notify signals topics after a commit.
 func (s *Service) notify(topics ...string) {
-	if s.Broker == nil {
-		return
-	}
 	for _, t := range topics {
-		s.Broker.Notify(t)
+		s.broker.Notify(t)
 	}
-}
-
-// ChangeKind is ENTERED or EXITED.
-type ChangeKind string
-
-// MarshalGQL implements graphql.Marshaler.
-func (k ChangeKind) MarshalGQL(w io.Writer) { _, _ = io.WriteString(w, strconv.Quote(string(k))) }
-
-// UnmarshalGQL implements graphql.Unmarshaler.
-func (k *ChangeKind) UnmarshalGQL(v any) error {
-	s, ok := v.(string)
-	if !ok || (s != "ENTERED" && s != "EXITED") {
-		return fmt.Errorf("unknown membership change kind %v", v)
-	}
-	*k = ChangeKind(s)
-	return nil
 }
 
 // MembershipChange is one entry or exit, as subscribers see it.
@@ -62,12 +34,12 @@ type MembershipChange struct {
 	User      *ent.User
 	Event     *ent.Event
 	Cursor    string
-	Kind      ChangeKind
+	Kind      changelog.Kind
 	SegmentID pulid.ID
 	UserRef   pulid.ID
 	EventRef  *pulid.ID
 	At        time.Time
-	Source    membership.Source
+	Source    changelog.Source
 	Reason    string
 }
 
@@ -86,11 +58,11 @@ func (s *Service) StartLive(ctx context.Context, st *store.Store, log *slog.Logg
 	if st.Dialect == live.Postgres {
 		d = live.Postgres
 	}
-	client := s.Client
+	client := s.client
 	l := &Live{svc: s}
 	var err error
 	l.changes, err = live.NewTailer(ctx, st.DB, d, live.Source{
-		Table: "membership_changes", SeqColumn: "id", KeyColumn: "segment_ref", Topic: TopicChanges,
+		Log: changelog.MembershipChanges,
 		Load: func(ctx context.Context, ids []string) (map[string]any, error) {
 			nums := make([]int64, len(ids))
 			for i, id := range ids {
@@ -104,12 +76,12 @@ func (s *Service) StartLive(ctx context.Context, st *store.Store, log *slog.Logg
 			}
 			return out, err
 		},
-	}, s.Broker, log)
+	}, s.broker, log)
 	if err != nil {
 		return nil, err
 	}
 	l.events, err = live.NewTailer(ctx, st.DB, d, live.Source{
-		Table: "events", SeqColumn: "log_seq", KeyColumn: "name", Topic: TopicEvents,
+		Log: changelog.Events,
 		Load: func(ctx context.Context, ids []string) (map[string]any, error) {
 			rows, err := client.Event.Query().Where(event.IDIn(toIDs(ids)...)).All(ctx)
 			out := make(map[string]any, len(rows))
@@ -118,12 +90,12 @@ func (s *Service) StartLive(ctx context.Context, st *store.Store, log *slog.Logg
 			}
 			return out, err
 		},
-	}, s.Broker, log)
+	}, s.broker, log)
 	if err != nil {
 		return nil, err
 	}
 	l.activations, err = live.NewTailer(ctx, st.DB, d, live.Source{
-		Table: "campaign_activations", SeqColumn: "log_seq", KeyColumn: "campaign_ref", Topic: TopicActivations,
+		Log: changelog.CampaignActivations,
 		Load: func(ctx context.Context, ids []string) (map[string]any, error) {
 			rows, err := client.CampaignActivation.Query().Where(campaignactivation.IDIn(toIDs(ids)...)).All(ctx)
 			out := make(map[string]any, len(rows))
@@ -132,7 +104,7 @@ func (s *Service) StartLive(ctx context.Context, st *store.Store, log *slog.Logg
 			}
 			return out, err
 		},
-	}, s.Broker, log)
+	}, s.broker, log)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +128,7 @@ func toIDs(ids []string) []pulid.ID {
 
 // stream runs a tailer stream in the background and converts its rows onto
 // a channel that closes when the stream ends.
-func stream[T any](ctx context.Context, log *slog.Logger, t *live.Tailer, after *live.Cursor, key string, conv func(live.Row) (T, bool)) <-chan T {
+func stream[T any](ctx context.Context, log *slog.Logger, t *live.Tailer, after *changelog.Cursor, key string, conv func(live.Row) (T, bool)) <-chan T {
 	ch := make(chan T, 16)
 	go func() {
 		defer close(ch)
@@ -186,11 +158,11 @@ func stream[T any](ctx context.Context, log *slog.Logger, t *live.Tailer, after 
 // nothing until the log passed it. A cursor within the table is accepted
 // even if this replica's tailer has not read that far yet. Every
 // subscription that takes a cursor goes through here.
-func parseAfter(ctx context.Context, t *live.Tailer, after *string) (*live.Cursor, error) {
+func parseAfter(ctx context.Context, t *live.Tailer, after *string) (*changelog.Cursor, error) {
 	if after == nil || *after == "" {
 		return nil, nil
 	}
-	c, err := live.ParseCursor(*after)
+	c, err := changelog.ParseCursor(*after)
 	if err != nil {
 		return nil, segmentd.Invalid("after", "%v", err)
 	}
@@ -214,12 +186,12 @@ func (l *Live) MembershipChanges(ctx context.Context, segmentID *pulid.ID, after
 	}
 	key := ""
 	if segmentID != nil {
-		if err := segmentExistsIn(ctx, nil, l.svc.Client, "segmentId", *segmentID); err != nil {
+		if err := segmentExistsIn(ctx, nil, l.svc.client, "segmentId", *segmentID); err != nil {
 			return nil, err
 		}
 		key = string(*segmentID)
 	}
-	return stream(ctx, l.svc.Log, l.changes, cur, key, func(r live.Row) (*MembershipChange, bool) {
+	return stream(ctx, l.svc.log, l.changes, cur, key, func(r live.Row) (*MembershipChange, bool) {
 		c, ok := r.Value.(*ent.MembershipChange)
 		if !ok {
 			return nil, false // deleted with its segment
@@ -229,8 +201,8 @@ func (l *Live) MembershipChanges(ctx context.Context, segmentID *pulid.ID, after
 		}
 		return &MembershipChange{
 			Segment: c.Edges.Segment, User: c.Edges.User, Event: c.Edges.Event,
-			Cursor: r.Cursor.String(), Kind: ChangeKind(c.Kind), SegmentID: c.SegmentRef, UserRef: c.UserRef,
-			EventRef: c.EventRef, At: c.At, Source: membership.Source(c.Source), Reason: c.Reason,
+			Cursor: r.Cursor.String(), Kind: c.Kind, SegmentID: c.SegmentRef, UserRef: c.UserRef,
+			EventRef: c.EventRef, At: c.At, Source: c.Source, Reason: c.Reason,
 		}, true
 	}), nil
 }
@@ -246,7 +218,7 @@ func (l *Live) Events(ctx context.Context, name, userID *string) (<-chan *ent.Ev
 		u := segmentd.NormalizeID(*userID)
 		userID = &u
 	}
-	return stream(ctx, l.svc.Log, l.events, nil, key, func(r live.Row) (*ent.Event, bool) {
+	return stream(ctx, l.svc.log, l.events, nil, key, func(r live.Row) (*ent.Event, bool) {
 		e, ok := r.Value.(*ent.Event)
 		if !ok || (userID != nil && (e.UserID == nil || *e.UserID != *userID)) {
 			return nil, false
@@ -260,7 +232,7 @@ func (l *Live) Events(ctx context.Context, name, userID *string) (<-chan *ent.Ev
 func (l *Live) Activations(ctx context.Context, campaignID *pulid.ID) (<-chan *ent.CampaignActivation, error) {
 	key := ""
 	if campaignID != nil {
-		ok, err := l.svc.Client.Campaign.Query().Where(campaignIDIs(*campaignID)).Exist(ctx)
+		ok, err := l.svc.client.Campaign.Query().Where(campaignIDIs(*campaignID)).Exist(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("service.Activations: %w", err)
 		}
@@ -269,7 +241,7 @@ func (l *Live) Activations(ctx context.Context, campaignID *pulid.ID) (<-chan *e
 		}
 		key = string(*campaignID)
 	}
-	return stream(ctx, l.svc.Log, l.activations, nil, key, func(r live.Row) (*ent.CampaignActivation, bool) {
+	return stream(ctx, l.svc.log, l.activations, nil, key, func(r live.Row) (*ent.CampaignActivation, bool) {
 		a, ok := r.Value.(*ent.CampaignActivation)
 		return a, ok
 	}), nil
@@ -288,7 +260,7 @@ func (l *Live) SegmentStatsStream(ctx context.Context, segmentID pulid.ID, timeZ
 	}
 	// Stats alone counts an unknown segment as empty: say NOT_FOUND instead,
 	// as membershipChanged does.
-	if err := segmentExistsIn(ctx, nil, l.svc.Client, "segmentId", segmentID); err != nil {
+	if err := segmentExistsIn(ctx, nil, l.svc.client, "segmentId", segmentID); err != nil {
 		return nil, err
 	}
 	first, err := l.svc.Stats(ctx, segmentID, loc)
@@ -296,7 +268,7 @@ func (l *Live) SegmentStatsStream(ctx context.Context, segmentID pulid.ID, timeZ
 		return nil, err
 	}
 	dirty := make(chan struct{}, 1)
-	changes := stream(ctx, l.svc.Log, l.changes, nil, string(segmentID), func(r live.Row) (struct{}, bool) {
+	changes := stream(ctx, l.svc.log, l.changes, nil, string(segmentID), func(r live.Row) (struct{}, bool) {
 		return struct{}{}, true
 	})
 	go func() {
@@ -325,7 +297,7 @@ func (l *Live) SegmentStatsStream(ctx context.Context, segmentID pulid.ID, timeZ
 			st, err := l.svc.Stats(ctx, segmentID, loc)
 			if err != nil {
 				if ctx.Err() == nil {
-					l.svc.Log.WarnContext(ctx, "live: segment stats", "segment", segmentID, "err", err)
+					l.svc.log.WarnContext(ctx, "live: segment stats", "segment", segmentID, "err", err)
 				}
 				return
 			}

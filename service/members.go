@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/segmentd/segmentd"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/membership"
-	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/user"
 	"github.com/segmentd/segmentd/ledger"
@@ -86,8 +86,8 @@ func (s *Service) changeMembers(ctx context.Context, segmentID pulid.ID, userIDs
 			if add {
 				users, err = s.lockUserIDs(ctx, tx, chunk, now)
 			} else {
-				users, err = tx.User.Query().Where(user.UserIDIn(chunk...)).Order(ent.Asc(user.FieldUserID)).
-					Where(s.ledger().LockRows).All(ctx)
+				users, err = tx.User.Query().Where(user.UserIDIn(chunk...), s.sql.lockForNoKeyUpdate).
+					Order(ent.Asc(user.FieldUserID)).All(ctx)
 			}
 			if err != nil {
 				return err
@@ -110,7 +110,7 @@ func (s *Service) changeMembers(ctx context.Context, segmentID pulid.ID, userIDs
 				for _, u := range users {
 					if byUser[u.ID] == nil {
 						fresh = append(fresh, ledger.Entry{Segment: segmentID, User: u.ID,
-							Source: membership.SourceMANUAL, Reason: "added by hand", At: now})
+							Source: changelog.SourceManual, Reason: "added by hand", At: now})
 					}
 				}
 				res.Unchanged += len(chunk) - len(fresh)
@@ -122,7 +122,7 @@ func (s *Service) changeMembers(ctx context.Context, segmentID pulid.ID, userIDs
 				var gone []ledger.Exit
 				for _, u := range users {
 					if m := byUser[u.ID]; m != nil {
-						gone = append(gone, ledger.ExitOf(m, membershipchange.SourceMANUAL, "removed by hand", now))
+						gone = append(gone, ledger.ExitOf(m, changelog.SourceManual, "removed by hand", now))
 					}
 				}
 				res.Unchanged += len(chunk) - len(gone)

@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/event"
 	"github.com/segmentd/segmentd/ent/membership"
-	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segmenttrigger"
 	"github.com/segmentd/segmentd/ent/user"
@@ -111,7 +111,7 @@ func (s *Service) reevaluate(ctx context.Context, tx *ent.Tx, seg *ent.Segment, 
 		}
 		evID := m.event.ID
 		entries = append(entries, ledger.Entry{Segment: seg.ID, User: userRef, Event: &evID,
-			Source: membership.SourceBACKFILL, At: now,
+			Source: changelog.SourceBackfill, At: now,
 			Reason: fmt.Sprintf("backfilled from event %q (%s): %s", *m.event.Name, m.event.ID, m.reason)})
 	}
 	if _, err := w.EnterMany(ctx, entries); err != nil {
@@ -120,14 +120,14 @@ func (s *Service) reevaluate(ctx context.Context, tx *ent.Tx, seg *ent.Segment, 
 	if policy == Reconcile {
 		var exits []ledger.Exit
 		for _, m := range members {
-			if m.Source != membership.SourceEVENT && m.Source != membership.SourceBACKFILL {
+			if m.Source != changelog.SourceEvent && m.Source != changelog.SourceBackfill {
 				continue
 			}
 			if _, ok := matched[m.UserRef]; ok {
 				continue
 			}
 			reason := "reconciled: no stored event of this user matches the segment's new rules"
-			exits = append(exits, ledger.ExitOf(m, membershipchange.SourceBACKFILL, reason, now))
+			exits = append(exits, ledger.ExitOf(m, changelog.SourceBackfill, reason, now))
 		}
 		if _, err := w.ExitMany(ctx, exits); err != nil {
 			return ledger.Topics{}, err

@@ -85,7 +85,7 @@ func (s *Service) Segments(ctx context.Context, after *ent.Cursor, first *int, b
 	)
 	switch order.Field {
 	case SegmentOrderTotalUsers, SegmentOrderNewLast7Days:
-		expr := s.orderExpr(order.Field, s.Now())
+		expr := s.orderExpr(order.Field, s.clock())
 		ks = keyset[ent.Segment]{prefix: "seg", field: string(order.Field), desc: order.Direction == entgql.OrderDirectionDesc,
 			idCol: segment.FieldID, value: expr, selectAs: segmentOrderValueColumn, id: segID,
 			of: func(n *ent.Segment) (any, error) {
@@ -118,7 +118,7 @@ func (s *Service) Segments(ctx context.Context, after *ent.Cursor, first *int, b
 	default:
 		return nil, segmentd.Invalid(segmentOrderValueArgument, "%q is not a segment order field", order.Field)
 	}
-	q, err := where.Filter(s.Client.Segment.Query())
+	q, err := where.Filter(s.client.Segment.Query())
 	if err != nil {
 		return nil, err
 	}
@@ -247,7 +247,7 @@ func (s *Service) totalUsers(ctx context.Context, ids []pulid.ID) (map[pulid.ID]
 		Segment pulid.ID `json:"segment_ref"`
 		Members int64    `json:"sum"`
 	}
-	err := s.Client.SegmentCounter.Query().
+	err := s.client.SegmentCounter.Query().
 		Where(segmentcounter.SegmentRefIn(ids...), segmentcounter.Bucket(totalsBucket)).
 		GroupBy(segmentcounter.FieldSegmentRef).
 		Aggregate(ent.Sum(segmentcounter.FieldMembers)).

@@ -9,8 +9,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"entgo.io/ent/dialect"
-
 	"github.com/segmentd/segmentd"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
@@ -232,14 +230,11 @@ func (s *Service) UpdateSegment(ctx context.Context, id pulid.ID, in UpdateSegme
 // history. It is refused with CONFLICT while an ACTIVE campaign uses the
 // segment; other campaigns lose their segment.
 func (s *Service) DeleteSegment(ctx context.Context, id pulid.ID) error {
+	sq := s.sql
 	err := s.inTx(ctx, func(tx *ent.Tx) error {
 		// Lock the row so that no campaign can take this segment while we
-		// check (on SQLite the immediate transaction already serializes).
-		q := tx.Segment.Query().Where(segment.ID(id))
-		if s.Dialect == dialect.Postgres {
-			q = q.ForUpdate()
-		}
-		if _, err := q.Only(ctx); ent.IsNotFound(err) {
+		// check.
+		if _, err := tx.Segment.Query().Where(segment.ID(id), sq.lockForUpdate).Only(ctx); ent.IsNotFound(err) {
 			return segmentd.Errorf(segmentd.CodeNotFound, "no segment with id %q", id)
 		} else if err != nil {
 			return err

@@ -7,39 +7,41 @@ package service
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
-	"entgo.io/ent/dialect"
-
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ledger"
 	"github.com/segmentd/segmentd/pubsub"
+	"github.com/segmentd/segmentd/store"
 )
 
-// Service runs the use cases against one database.
+// Service runs the use cases against one database. New builds it whole: it
+// has no field to fill in afterwards.
 type Service struct {
-	Client *ent.Client
-	// Dialect is dialect.SQLite or dialect.Postgres.
-	Dialect string
-	Log     *slog.Logger
-	// Now is the clock; tests inject their own.
-	Now func() time.Time
-
-	// Broker is signalled after commits that write the logs.
-	Broker pubsub.Broker
-
-	// DB is the database under Client, for what ent cannot say: COPY
-	// into PostgreSQL (imports).
-	DB *sql.DB
-	// Background is the context of background work (imports); the server
-	// cancels it when it stops. Nil means context.Background().
-	Background context.Context
-	// UploadDir is where imports keep their copies of uploaded files;
-	// empty means os.TempDir().
-	UploadDir string
+	client *ent.Client
+	// dialect is dialect.SQLite or dialect.Postgres.
+	dialect string
+	// sql is the store-specific SQL of the service's store.
+	sql storeSQL
+	// db is the database under client, for what ent cannot say: COPY into
+	// PostgreSQL (imports) and the import owner's advisory lock.
+	db  *sql.DB
+	log *slog.Logger
+	// clock is the clock; tests inject their own.
+	clock func() time.Time
+	// broker is signalled after commits that write the logs.
+	broker pubsub.Broker
+	// background is the context of background work (imports); the server
+	// cancels it when it stops.
+	background context.Context
+	// uploadDir is where imports keep their copies of uploaded files.
+	uploadDir string
 
 	jobs sync.WaitGroup // running imports
 	// ownerConn holds the advisory lock of ownerKey, the owner of this
@@ -50,43 +52,98 @@ type Service struct {
 	programs programCache
 	writeMu  sync.Mutex // SQLite: one write transaction at a time
 
-	// led is the ledger of Dialect, the one writer of memberships, their
-	// log, activations and counters (see ledgerFor).
+	// led is the ledger of the store: the one writer of memberships,
+	// their log, activations and counters.
 	led *ledger.Ledger
 }
 
-// New returns a Service on client.
-func New(client *ent.Client, dialect string, log *slog.Logger) *Service {
-	if log == nil {
-		log = slog.Default()
-	}
-	return &Service{Client: client, Dialect: dialect, Log: log, Now: time.Now, led: ledger.New(dialect)}
+// Config is what a Service takes besides its store. Every field is
+// optional: the zero Config gives a Service of one process that logs to
+// slog.Default() and keeps uploads in os.TempDir().
+type Config struct {
+	// Log receives the service's logs; nil means slog.Default().
+	Log *slog.Logger
+	// Broker is signalled after commits that write the logs (membership
+	// changes, events, activations, imports); nil means an in-process
+	// pubsub.Memory, enough for one process. Replicas on one PostgreSQL
+	// database need pubsub.NewPostgres to wake each other.
+	Broker pubsub.Broker
+	// Background is the context of background work (imports): cancelling
+	// it stops them. Nil means context.Background().
+	Background context.Context
+	// UploadDir is where imports keep their copies of uploaded files;
+	// empty means os.TempDir().
+	UploadDir string
+	// Now is the clock; nil means time.Now. Tests inject their own.
+	Now func() time.Time
 }
 
-// ledger is the ledger of s.Dialect: the one New made, or a new one when
-// the Service was built another way or its Dialect set later (ledger.New
-// is cheap and stateless).
-func (s *Service) ledger() *ledger.Ledger {
-	if s.led != nil && s.led.Dialect() == s.Dialect {
-		return s.led
+// New returns a Service on st, which must be open (Client, DB and a known
+// Dialect); it fails otherwise. The service does not own st: the caller
+// closes it, and the broker, after the service's work has ended.
+func New(st *store.Store, cfg Config) (*Service, error) {
+	switch {
+	case st == nil:
+		return nil, errors.New("service.New: no store")
+	case st.Client == nil || st.DB == nil:
+		return nil, errors.New("service.New: the store is not open")
 	}
-	return ledger.New(s.Dialect)
+	sq, err := storeSQLFor(st.Dialect)
+	if err != nil {
+		return nil, fmt.Errorf("service.New: %w", err)
+	}
+	led, err := ledger.New(st.Dialect)
+	if err != nil {
+		return nil, fmt.Errorf("service.New: %w", err)
+	}
+	s := &Service{
+		client:     st.Client,
+		dialect:    st.Dialect,
+		sql:        sq,
+		db:         st.DB,
+		log:        cfg.Log,
+		clock:      cfg.Now,
+		broker:     cfg.Broker,
+		background: cfg.Background,
+		uploadDir:  cfg.UploadDir,
+		led:        led,
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.clock == nil {
+		s.clock = time.Now
+	}
+	if s.broker == nil {
+		s.broker = pubsub.NewMemory()
+	}
+	if s.background == nil {
+		s.background = context.Background()
+	}
+	if s.uploadDir == "" {
+		s.uploadDir = os.TempDir()
+	}
+	return s, nil
 }
+
+// ledger is the one writer of memberships, their log, activations and
+// counters, on the service's store.
+func (s *Service) ledger() *ledger.Ledger { return s.led }
 
 // publish signals the logs a committed transaction wrote, as the ledger
 // reported them.
 func (s *Service) publish(t ledger.Topics) {
 	if t.Changes() {
-		s.notify(TopicChanges)
+		s.notify(changelog.MembershipChanges.Topic)
 	}
 	if t.Activations() {
-		s.notify(TopicActivations)
+		s.notify(changelog.CampaignActivations.Topic)
 	}
 }
 
 // now is the clock in UTC, to the microsecond: PostgreSQL keeps
 // microseconds, so a time returned by a mutation reads back identically.
-func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Microsecond) }
+func (s *Service) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
 
 // inTx runs fn in a transaction: committed if fn returns nil, rolled back
 // otherwise. Work that must follow the commit (publishing to subscribers)
@@ -97,11 +154,11 @@ func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Microseco
 // unfairly, so that under sustained concurrent writes one writer could wait
 // past busy_timeout and fail; a Go mutex queues them instead.
 func (s *Service) inTx(ctx context.Context, fn func(tx *ent.Tx) error) error {
-	if s.Dialect != dialect.Postgres {
+	if s.sql.writersTakeTurns() {
 		s.writeMu.Lock()
 		defer s.writeMu.Unlock()
 	}
-	tx, err := s.Client.Tx(ctx)
+	tx, err := s.client.Tx(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
@@ -113,7 +170,7 @@ func (s *Service) inTx(ctx context.Context, fn func(tx *ent.Tx) error) error {
 	}()
 	if err := fn(tx); err != nil {
 		if rerr := tx.Rollback(); rerr != nil {
-			s.Log.Error("rollback failed", "err", rerr)
+			s.log.Error("rollback failed", "err", rerr)
 		}
 		return err
 	}

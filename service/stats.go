@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"entgo.io/ent/dialect"
 	"github.com/segmentd/segmentd"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
@@ -55,7 +54,7 @@ func (s *Service) StatsIn(ctx context.Context, segmentID pulid.ID, timeZone stri
 // the members who entered in that bucket's rest (an index range of at most
 // 15 minutes of entries).
 func (s *Service) Stats(ctx context.Context, segmentID pulid.ID, loc *time.Location) (*SegmentStats, error) {
-	now := s.Now().In(loc)
+	now := s.clock().In(loc)
 	y, m, d := now.Date()
 	today := time.Date(y, m, d, 0, 0, 0, 0, loc)
 	week := today.AddDate(0, 0, -((int(today.Weekday()) + 6) % 7))
@@ -97,11 +96,8 @@ func (s *Service) Stats(ctx context.Context, segmentID pulid.ID, loc *time.Locat
 	}
 	q.WriteString(")")
 	args = append(args, whereArgs...)
-	query := q.String()
-	if s.Dialect == dialect.Postgres {
-		query = numberPlaceholders(query)
-	}
-	rows, err := s.Client.QueryContext(ctx, query, args...)
+	sq := s.sql
+	rows, err := s.client.QueryContext(ctx, sq.rebind(q.String()), args...)
 	if err != nil {
 		return nil, fmt.Errorf("service.Stats: %w", err)
 	}

@@ -33,13 +33,6 @@ func (sp *Spooled) Close() error {
 	return sp.lock.Close()
 }
 
-func (s *Service) uploadDir() string {
-	if s.UploadDir != "" {
-		return s.UploadDir
-	}
-	return os.TempDir()
-}
-
 // SpoolUpload gives an uploaded file a path of its own in the upload
 // folder, locked as this process's: a file on disk (from) is hard-linked
 // (no copy) when it can be, anything else copied from r. The name only
@@ -50,7 +43,7 @@ func (s *Service) SpoolUpload(from *os.File, r io.Reader) (*Spooled, error) {
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, fmt.Errorf("spool upload: %w", err)
 	}
-	dir := s.uploadDir()
+	dir := s.uploadDir
 	tmp := filepath.Join(dir, ".spool-"+hex.EncodeToString(b[:]))
 	final := filepath.Join(dir, uploadPrefix+hex.EncodeToString(b[:])+".csv")
 	linked := from != nil && os.Link(from.Name(), tmp) == nil
@@ -92,15 +85,15 @@ func (s *Service) SpoolUpload(from *os.File, r io.Reader) (*Spooled, error) {
 // PENDING or RUNNING (call it after FailStaleImports), and the upload
 // copies in the upload folder that no live process holds.
 func (s *Service) CleanImportLeftovers(ctx context.Context) error {
-	res, err := s.Client.ExecContext(ctx, `DELETE FROM import_ids WHERE job_ref NOT IN
+	res, err := s.client.ExecContext(ctx, `DELETE FROM import_ids WHERE job_ref NOT IN
 (SELECT id FROM import_jobs WHERE status IN ($1, $2))`, string(importjob.StatusPENDING), string(importjob.StatusRUNNING))
 	if err != nil {
 		return fmt.Errorf("service.CleanImportLeftovers: staged IDs: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n > 0 {
-		s.Log.Info("removed the staged IDs of interrupted imports", "rows", n)
+		s.log.Info("removed the staged IDs of interrupted imports", "rows", n)
 	}
-	dir := s.uploadDir()
+	dir := s.uploadDir
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("service.CleanImportLeftovers: %w", err)
@@ -125,7 +118,7 @@ func (s *Service) CleanImportLeftovers(ctx context.Context) error {
 		f.Close()
 	}
 	if removed > 0 {
-		s.Log.Info("removed the upload copies of interrupted imports", "files", removed, "dir", dir)
+		s.log.Info("removed the upload copies of interrupted imports", "files", removed, "dir", dir)
 	}
 	return nil
 }

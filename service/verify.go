@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/campaignactivation"
@@ -100,25 +101,27 @@ const verifyPage = 5000
 // quiet database (no ingestion at the same time): it reads table by table,
 // not in one snapshot.
 //
-// Checks:
+// Checks (each a step of a verifier, named after it, sharing what the
+// earlier steps read; finding kinds in parentheses):
 //   - no two events share a messageId, no user is twice in a segment, no
-//     user activated a campaign twice (duplicate-*);
+//     user activated a campaign twice (duplicate-*: checkEvents,
+//     checkMemberships, checkActivations);
 //   - every EVENT_TRIGGERED segment: every stored TRACK event of a trigger
 //     name, received since the segment's rules last changed and since the
 //     user last left the segment, whose condition holds, has its user in
-//     the segment (missing-membership); a member of source EVENT entered
-//     on a stored TRACK event of that user with a trigger name, and if the
-//     rules are unchanged since, the condition holds for that event
-//     (unjustified-membership);
+//     the segment (missing-membership: checkMissingMemberships); a member
+//     of source EVENT entered on a stored TRACK event of that user with a
+//     trigger name, and if the rules are unchanged since, the condition
+//     holds for that event (unjustified-membership: checkEventMemberships);
 //   - the stored outcome of each such event agrees with the re-evaluation
 //     (matched: "entered" or "already a member"; not matched: the failure
 //     reason) (outcome-mismatch), and an event whose outcome says "entered"
-//     has its ENTERED change in the log (half-written-event);
+//     has its ENTERED change in the log (half-written-event): checkOutcomes;
 //   - every membership's latest change in the log is an ENTERED one, and a
 //     user who is not a member has none or an EXITED one last
-//     (missing-entered-change, change-log-mismatch);
+//     (missing-entered-change, change-log-mismatch: checkChangeLog);
 //   - every member of a segment with an ACTIVE campaign has activated it
-//     (missing-activation).
+//     (missing-activation: checkActivations).
 //
 // Approximations (documented, not hidden): the user's traits at the time of
 // an event are reconstructed by merging the traits of the user's stored
@@ -135,247 +138,334 @@ const verifyPage = 5000
 // update policy FUTURE_ONLY keeps their result), so any change to a
 // segment, even of its name, narrows the check to later events.
 func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
-	rep := &VerifyReport{}
-	c := s.Client
+	v := newVerifier(ctx, s.client)
+	// In this order: each step reads what the earlier ones loaded.
+	steps := []func() error{
+		v.loadSegments,
+		v.loadUsers,
+		v.checkMemberships,
+		v.checkChangeLog,
+		v.checkActivations,
+		v.checkEvents,
+		v.checkOutcomes,
+		v.checkMissingMemberships,
+		v.checkEventMemberships,
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return nil, fmt.Errorf("service.Verify: %w", err)
+		}
+	}
+	rep := v.rep
+	sort.SliceStable(rep.Findings, func(i, j int) bool { return rep.Findings[i].Kind < rep.Findings[j].Kind })
+	return rep, nil
+}
 
-	// Segments, their triggers and compiled conditions.
-	segs, err := c.Segment.Query().WithTriggers().All(ctx)
+// verifier is one run of Verify: the report, and what its steps have read
+// from the database once and share (each map is filled by one step).
+type verifier struct {
+	ctx context.Context
+	c   *ent.Client
+	rep *VerifyReport
+
+	// loadSegments
+	segByID   map[pulid.ID]*verifySegment
+	byTrigger map[string][]*verifySegment // EVENT_TRIGGERED segments by trigger name
+	// loadUsers: users' own IDs, for a readable report
+	userIDs map[pulid.ID]string
+	// checkMemberships
+	members map[segUser]*ent.Membership
+	// checkChangeLog: the latest change of each (segment, user), the last
+	// exit, and the events that entered each (segment, user)
+	latest    map[segUser]latestChange
+	lastExit  map[segUser]time.Time
+	enteredBy map[segUser]map[pulid.ID]bool
+	// checkEvents: events by user, by id, and each event's user
+	byUser map[pulid.ID][]*verifyEvent
+	evByID map[pulid.ID]*verifyEvent
+	evUser map[pulid.ID]pulid.ID
+	// checkOutcomes: the first event that must have entered each
+	// (segment, user), and whether each re-evaluated (event, segment)
+	// matched
+	shouldBe map[segUser]pulid.ID
+	matched  map[eventSegment]bool
+}
+
+type verifySegment struct {
+	seg  *ent.Segment
+	prog *trigger.Program // EVENT_TRIGGERED segments only
+}
+
+type verifyEvent struct {
+	id         pulid.ID
+	typ        event.Type
+	name       string
+	props      map[string]any
+	traits     map[string]any
+	timestamp  time.Time
+	receivedAt time.Time
+	outcomes   map[pulid.ID]outcome
+}
+
+type segUser struct{ seg, user pulid.ID }
+
+type campaignUser struct{ camp, user pulid.ID }
+
+type eventSegment struct{ event, seg pulid.ID }
+
+type latestChange struct {
+	kind changelog.Kind
+	id   int64
+}
+
+func newVerifier(ctx context.Context, c *ent.Client) *verifier {
+	return &verifier{
+		ctx: ctx, c: c, rep: &VerifyReport{},
+		segByID:   map[pulid.ID]*verifySegment{},
+		byTrigger: map[string][]*verifySegment{},
+		userIDs:   map[pulid.ID]string{},
+		members:   map[segUser]*ent.Membership{},
+		latest:    map[segUser]latestChange{},
+		lastExit:  map[segUser]time.Time{},
+		enteredBy: map[segUser]map[pulid.ID]bool{},
+		byUser:    map[pulid.ID][]*verifyEvent{},
+		evByID:    map[pulid.ID]*verifyEvent{},
+		evUser:    map[pulid.ID]pulid.ID{},
+		shouldBe:  map[segUser]pulid.ID{},
+		matched:   map[eventSegment]bool{},
+	}
+}
+
+// eachPage reads a table verifyPage rows at a time in id order: next
+// returns the rows after the given id (the zero id: from the start).
+func eachPage[T any, ID comparable](next func(after ID) ([]T, error), idOf func(T) ID, each func(T)) error {
+	var after ID
+	for {
+		page, err := next(after)
+		if err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		after = idOf(page[len(page)-1])
+		for _, r := range page {
+			each(r)
+		}
+	}
+}
+
+// userName and segmentName name a user and a segment in findings.
+func (v *verifier) userName(ref pulid.ID) string { return fmt.Sprintf("%q (%s)", v.userIDs[ref], ref) }
+
+func (v *verifier) segmentName(ref pulid.ID) string {
+	if si := v.segByID[ref]; si != nil {
+		return fmt.Sprintf("%q (%s)", si.seg.Name, ref)
+	}
+	return string(ref)
+}
+
+// loadSegments reads the segments, their triggers and, for EVENT_TRIGGERED
+// ones, their compiled conditions.
+func (v *verifier) loadSegments() error {
+	segs, err := v.c.Segment.Query().WithTriggers().All(v.ctx)
 	if err != nil {
-		return nil, fmt.Errorf("service.Verify: segments: %w", err)
+		return fmt.Errorf("segments: %w", err)
 	}
-	rep.Segments = len(segs)
-	type segInfo struct {
-		seg  *ent.Segment
-		prog *trigger.Program
-	}
-	byTrigger := map[string][]*segInfo{}
-	segByID := map[pulid.ID]*segInfo{}
+	v.rep.Segments = len(segs)
 	for _, sg := range segs {
-		si := &segInfo{seg: sg}
-		segByID[sg.ID] = si
+		si := &verifySegment{seg: sg}
+		v.segByID[sg.ID] = si
 		if sg.Kind != segment.KindEVENT_TRIGGERED {
 			continue
 		}
-		root, err := ConditionTree(ctx, c, sg.ID)
+		root, err := ConditionTree(v.ctx, v.c, sg.ID)
 		if err != nil {
-			return nil, fmt.Errorf("service.Verify: %w", err)
+			return err
 		}
 		si.prog, err = trigger.Compile(TriggerNode(root))
 		if err != nil {
-			return nil, fmt.Errorf("service.Verify: compile segment %s: %w", sg.ID, err)
+			return fmt.Errorf("compile segment %s: %w", sg.ID, err)
 		}
 		for _, t := range sg.Edges.Triggers {
-			byTrigger[t.EventName] = append(byTrigger[t.EventName], si)
+			v.byTrigger[t.EventName] = append(v.byTrigger[t.EventName], si)
 		}
 	}
+	return nil
+}
 
-	// Users' own IDs and segments' names, for a readable report.
-	userIDs := map[pulid.ID]string{}
-	after := pulid.ID("")
-	for {
-		q := c.User.Query().Order(ent.Asc(user.FieldID)).Limit(verifyPage)
+// loadUsers reads the users' own IDs, for a readable report.
+func (v *verifier) loadUsers() error {
+	err := eachPage(func(after pulid.ID) ([]*ent.User, error) {
+		q := v.c.User.Query().Order(ent.Asc(user.FieldID)).Limit(verifyPage)
 		if after != "" {
 			q = q.Where(user.IDGT(after))
 		}
-		page, err := q.Select(user.FieldID, user.FieldUserID).All(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("service.Verify: users: %w", err)
-		}
-		if len(page) == 0 {
-			break
-		}
-		after = page[len(page)-1].ID
-		for _, u := range page {
-			userIDs[u.ID] = u.UserID
-		}
+		return q.Select(user.FieldID, user.FieldUserID).All(v.ctx)
+	}, func(u *ent.User) pulid.ID { return u.ID }, func(u *ent.User) {
+		v.userIDs[u.ID] = u.UserID
+	})
+	if err != nil {
+		return fmt.Errorf("users: %w", err)
 	}
-	un := func(ref pulid.ID) string { return fmt.Sprintf("%q (%s)", userIDs[ref], ref) }
-	sn := func(ref pulid.ID) string {
-		if si := segByID[ref]; si != nil {
-			return fmt.Sprintf("%q (%s)", si.seg.Name, ref)
-		}
-		return string(ref)
-	}
+	return nil
+}
 
-	// Memberships.
-	type mk struct{ seg, user pulid.ID }
-	members := map[mk]*ent.Membership{}
-	after = ""
-	for {
-		q := c.Membership.Query().Order(ent.Asc(membership.FieldID)).Limit(verifyPage)
+// checkMemberships reads the memberships: no user is twice in a segment
+// (duplicate-membership).
+func (v *verifier) checkMemberships() error {
+	err := eachPage(func(after pulid.ID) ([]*ent.Membership, error) {
+		q := v.c.Membership.Query().Order(ent.Asc(membership.FieldID)).Limit(verifyPage)
 		if after != "" {
 			q = q.Where(membership.IDGT(after))
 		}
-		page, err := q.All(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("service.Verify: memberships: %w", err)
+		return q.All(v.ctx)
+	}, func(m *ent.Membership) pulid.ID { return m.ID }, func(m *ent.Membership) {
+		v.rep.Memberships++
+		k := segUser{m.SegmentRef, m.UserRef}
+		if _, dup := v.members[k]; dup {
+			v.rep.add("duplicate-membership", "user %s is in segment %s more than once", v.userName(m.UserRef), v.segmentName(m.SegmentRef))
+			return
 		}
-		if len(page) == 0 {
-			break
-		}
-		after = page[len(page)-1].ID
-		for _, m := range page {
-			rep.Memberships++
-			k := mk{m.SegmentRef, m.UserRef}
-			if _, dup := members[k]; dup {
-				rep.add("duplicate-membership", "user %s is in segment %s more than once", un(m.UserRef), sn(m.SegmentRef))
-				continue
-			}
-			members[k] = m
-		}
+		v.members[k] = m
+	})
+	if err != nil {
+		return fmt.Errorf("memberships: %w", err)
 	}
+	return nil
+}
 
-	// The change log: the latest change of each (segment, user), the last
-	// exit, and the ENTERED changes by event.
-	type last struct {
-		kind membershipchange.Kind
-		id   int64
+// checkChangeLog reads the membership change log: every membership's
+// latest change is an ENTERED one (missing-entered-change), and a user who
+// is not a member has none or an EXITED one last (change-log-mismatch).
+func (v *verifier) checkChangeLog() error {
+	err := eachPage(func(after int64) ([]*ent.MembershipChange, error) {
+		return v.c.MembershipChange.Query().Where(membershipchange.IDGT(after)).
+			Order(ent.Asc(membershipchange.FieldID)).Limit(verifyPage).All(v.ctx)
+	}, func(ch *ent.MembershipChange) int64 { return ch.ID }, v.readChange)
+	if err != nil {
+		return fmt.Errorf("membership changes: %w", err)
 	}
-	latest := map[mk]last{}
-	lastExit := map[mk]time.Time{}
-	enteredBy := map[mk]map[pulid.ID]bool{} // (segment, user) -> events that entered them
-	var afterChange int64
-	for {
-		page, err := c.MembershipChange.Query().Where(membershipchange.IDGT(afterChange)).
-			Order(ent.Asc(membershipchange.FieldID)).Limit(verifyPage).All(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("service.Verify: membership changes: %w", err)
-		}
-		if len(page) == 0 {
-			break
-		}
-		afterChange = page[len(page)-1].ID
-		for _, ch := range page {
-			rep.Changes++
-			k := mk{ch.SegmentRef, ch.UserRef}
-			// Ids follow commit order per (segment, user): the user's row
-			// lock serializes the writers of one user.
-			if l, ok := latest[k]; !ok || ch.ID > l.id {
-				latest[k] = last{ch.Kind, ch.ID}
-			}
-			if ch.Kind == membershipchange.KindEXITED && ch.At.After(lastExit[k]) {
-				lastExit[k] = ch.At
-			}
-			if ch.Kind == membershipchange.KindENTERED && ch.EventRef != nil {
-				if enteredBy[k] == nil {
-					enteredBy[k] = map[pulid.ID]bool{}
-				}
-				enteredBy[k][*ch.EventRef] = true
-			}
+	for k, m := range v.members {
+		if l, ok := v.latest[k]; !ok || l.kind != changelog.KindEntered {
+			v.rep.add("missing-entered-change", "membership %s (user %s in segment %s) has no ENTERED change as its latest change", m.ID, v.userName(k.user), v.segmentName(k.seg))
 		}
 	}
-	for k, m := range members {
-		if l, ok := latest[k]; !ok || l.kind != membershipchange.KindENTERED {
-			rep.add("missing-entered-change", "membership %s (user %s in segment %s) has no ENTERED change as its latest change", m.ID, un(k.user), sn(k.seg))
+	for k, l := range v.latest {
+		if _, ok := v.members[k]; !ok && l.kind == changelog.KindEntered {
+			v.rep.add("change-log-mismatch", "the log says user %s entered segment %s last (change %d), but there is no membership", v.userName(k.user), v.segmentName(k.seg), l.id)
 		}
 	}
-	for k, l := range latest {
-		if _, ok := members[k]; !ok && l.kind == membershipchange.KindENTERED {
-			rep.add("change-log-mismatch", "the log says user %s entered segment %s last (change %d), but there is no membership", un(k.user), sn(k.seg), l.id)
-		}
-	}
+	return nil
+}
 
-	// Campaign activations.
-	type ck struct{ camp, user pulid.ID }
-	acts := map[ck]int{}
-	after = ""
-	for {
-		q := c.CampaignActivation.Query().Order(ent.Asc(campaignactivation.FieldID)).Limit(verifyPage)
+// readChange records one change: the latest of its (segment, user), its
+// last exit, the event that entered it.
+func (v *verifier) readChange(ch *ent.MembershipChange) {
+	v.rep.Changes++
+	k := segUser{ch.SegmentRef, ch.UserRef}
+	// Ids follow commit order per (segment, user): the user's row
+	// lock serializes the writers of one user.
+	if l, ok := v.latest[k]; !ok || ch.ID > l.id {
+		v.latest[k] = latestChange{ch.Kind, ch.ID}
+	}
+	if ch.Kind == changelog.KindExited && ch.At.After(v.lastExit[k]) {
+		v.lastExit[k] = ch.At
+	}
+	if ch.Kind == changelog.KindEntered && ch.EventRef != nil {
+		if v.enteredBy[k] == nil {
+			v.enteredBy[k] = map[pulid.ID]bool{}
+		}
+		v.enteredBy[k][*ch.EventRef] = true
+	}
+}
+
+// checkActivations reads the campaign activations: no user activated a
+// campaign twice (duplicate-activation), and every member of a segment
+// with an ACTIVE campaign has activated it (missing-activation).
+func (v *verifier) checkActivations() error {
+	acts := map[campaignUser]int{}
+	err := eachPage(func(after pulid.ID) ([]*ent.CampaignActivation, error) {
+		q := v.c.CampaignActivation.Query().Order(ent.Asc(campaignactivation.FieldID)).Limit(verifyPage)
 		if after != "" {
 			q = q.Where(campaignactivation.IDGT(after))
 		}
-		page, err := q.All(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("service.Verify: activations: %w", err)
+		return q.All(v.ctx)
+	}, func(a *ent.CampaignActivation) pulid.ID { return a.ID }, func(a *ent.CampaignActivation) {
+		v.rep.Activations++
+		k := campaignUser{a.CampaignRef, a.UserRef}
+		acts[k]++
+		if acts[k] == 2 {
+			v.rep.add("duplicate-activation", "user %s activated campaign %s more than once", v.userName(a.UserRef), a.CampaignRef)
 		}
-		if len(page) == 0 {
-			break
-		}
-		after = page[len(page)-1].ID
-		for _, a := range page {
-			rep.Activations++
-			k := ck{a.CampaignRef, a.UserRef}
-			acts[k]++
-			if acts[k] == 2 {
-				rep.add("duplicate-activation", "user %s activated campaign %s more than once", un(a.UserRef), a.CampaignRef)
-			}
-		}
-	}
-	camps, err := c.Campaign.Query().Where(campaign.StatusEQ(campaign.StatusACTIVE), campaign.SegmentRefNotNil()).All(ctx)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("service.Verify: campaigns: %w", err)
+		return fmt.Errorf("activations: %w", err)
+	}
+	camps, err := v.c.Campaign.Query().Where(campaign.StatusEQ(campaign.StatusACTIVE), campaign.SegmentRefNotNil()).All(v.ctx)
+	if err != nil {
+		return fmt.Errorf("campaigns: %w", err)
 	}
 	campsBySeg := map[pulid.ID][]*ent.Campaign{}
 	for _, cp := range camps {
 		campsBySeg[*cp.SegmentRef] = append(campsBySeg[*cp.SegmentRef], cp)
 	}
-	for k := range members {
+	for k := range v.members {
 		for _, cp := range campsBySeg[k.seg] {
-			if acts[ck{cp.ID, k.user}] == 0 {
-				rep.add("missing-activation", "user %s is a member of segment %s but has not activated its ACTIVE campaign %q (%s)", un(k.user), sn(k.seg), cp.Name, cp.ID)
+			if acts[campaignUser{cp.ID, k.user}] == 0 {
+				v.rep.add("missing-activation", "user %s is a member of segment %s but has not activated its ACTIVE campaign %q (%s)", v.userName(k.user), v.segmentName(k.seg), cp.Name, cp.ID)
 			}
 		}
 	}
+	return nil
+}
 
-	// Events, by user in arrival order, to rebuild the traits each one met.
-	type evInfo struct {
-		id         pulid.ID
-		typ        event.Type
-		name       string
-		props      map[string]any
-		traits     map[string]any
-		timestamp  time.Time
-		receivedAt time.Time
-		outcomes   map[pulid.ID]outcome
-	}
-	byUser := map[pulid.ID][]*evInfo{}
-	evByID := map[pulid.ID]*evInfo{}
-	evUser := map[pulid.ID]pulid.ID{}
+// checkEvents reads the events: no two share a messageId
+// (duplicate-event); those of a user are kept, by user, to rebuild the
+// traits each one met.
+func (v *verifier) checkEvents() error {
 	msgIDs := map[string]pulid.ID{}
-	after = ""
-	for {
-		q := c.Event.Query().Order(ent.Asc(event.FieldID)).Limit(verifyPage)
+	err := eachPage(func(after pulid.ID) ([]*ent.Event, error) {
+		q := v.c.Event.Query().Order(ent.Asc(event.FieldID)).Limit(verifyPage)
 		if after != "" {
 			q = q.Where(event.IDGT(after))
 		}
-		page, err := q.All(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("service.Verify: events: %w", err)
+		return q.All(v.ctx)
+	}, func(e *ent.Event) pulid.ID { return e.ID }, func(e *ent.Event) {
+		v.rep.Events++
+		if other, dup := msgIDs[e.MessageID]; dup {
+			v.rep.add("duplicate-event", "messageId %q is stored twice: %s and %s", e.MessageID, other, e.ID)
+		} else {
+			msgIDs[e.MessageID] = e.ID
 		}
-		if len(page) == 0 {
-			break
+		if e.UserRef == nil {
+			return
 		}
-		after = page[len(page)-1].ID
-		for _, e := range page {
-			rep.Events++
-			if other, dup := msgIDs[e.MessageID]; dup {
-				rep.add("duplicate-event", "messageId %q is stored twice: %s and %s", e.MessageID, other, e.ID)
-			} else {
-				msgIDs[e.MessageID] = e.ID
-			}
-			if e.UserRef == nil {
-				continue
-			}
-			ei := &evInfo{id: e.ID, typ: e.Type, props: e.Properties, traits: e.Traits,
-				timestamp: e.Timestamp, receivedAt: e.ReceivedAt, outcomes: map[pulid.ID]outcome{}}
-			if e.Name != nil {
-				ei.name = *e.Name
-			}
-			for _, o := range e.Outcomes {
-				ei.outcomes[o.SegmentID] = outcome{entered: o.Entered, reason: o.Reason}
-			}
-			byUser[*e.UserRef] = append(byUser[*e.UserRef], ei)
-			evByID[e.ID] = ei
-			evUser[e.ID] = *e.UserRef
+		ei := &verifyEvent{id: e.ID, typ: e.Type, props: e.Properties, traits: e.Traits,
+			timestamp: e.Timestamp, receivedAt: e.ReceivedAt, outcomes: map[pulid.ID]outcome{}}
+		if e.Name != nil {
+			ei.name = *e.Name
 		}
+		for _, o := range e.Outcomes {
+			ei.outcomes[o.SegmentID] = outcome{entered: o.Entered, reason: o.Reason}
+		}
+		v.byUser[*e.UserRef] = append(v.byUser[*e.UserRef], ei)
+		v.evByID[e.ID] = ei
+		v.evUser[e.ID] = *e.UserRef
+	})
+	if err != nil {
+		return fmt.Errorf("events: %w", err)
 	}
-	rep.Users = len(byUser)
+	v.rep.Users = len(v.byUser)
+	return nil
+}
 
-	// Re-evaluate, user by user.
-	shouldBe := map[mk]pulid.ID{} // (segment, user) -> first event that must have entered them
-	type es struct{ event, seg pulid.ID }
-	matched := map[es]bool{} // re-evaluated (event, segment) pairs -> the condition held
-	for userRef, evs := range byUser {
+// checkOutcomes re-evaluates, user by user in arrival order, every TRACK
+// event against the EVENT_TRIGGERED segments it triggers, with the traits
+// the user had then: the stored outcome agrees (outcome-mismatch), and an
+// outcome that says "entered" has its ENTERED change (half-written-event).
+func (v *verifier) checkOutcomes() error {
+	for userRef, evs := range v.byUser {
 		sort.Slice(evs, func(i, j int) bool {
 			if !evs[i].receivedAt.Equal(evs[j].receivedAt) {
 				return evs[i].receivedAt.Before(evs[j].receivedAt)
@@ -390,65 +480,86 @@ func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
 			if e.typ != event.TypeTRACK {
 				continue
 			}
-			for _, si := range byTrigger[e.name] {
-				k := mk{si.seg.ID, userRef}
-				o, hasOutcome := e.outcomes[si.seg.ID]
-				if hasOutcome && o.entered && !enteredBy[k][e.id] {
-					rep.add("half-written-event", "event %s says user %s entered segment %s, but the log has no ENTERED change for it", e.id, un(userRef), sn(si.seg.ID))
-				}
-				if e.receivedAt.Before(si.seg.UpdatedAt) {
-					continue // met older rules
-				}
-				rep.Evaluated++
-				r := si.prog.Eval(trigger.Env{Event: e.props, User: traits, Now: e.timestamp})
-				matched[es{e.id, si.seg.ID}] = r.Matched
-				switch {
-				case !hasOutcome:
-					rep.add("outcome-mismatch", "event %s of user %s has no outcome for segment %s", e.id, un(userRef), sn(si.seg.ID))
-				case r.Matched != (o.entered || o.reason == alreadyMember):
-					rep.add("outcome-mismatch", "event %s of user %s, segment %s: re-evaluation says matched=%v (%s), stored outcome says %q",
-						e.id, un(userRef), sn(si.seg.ID), r.Matched, r.Reason, o.reason)
-				}
-				if r.Matched && e.receivedAt.After(lastExit[k]) {
-					if _, ok := shouldBe[k]; !ok {
-						shouldBe[k] = e.id
-					}
-				}
+			for _, si := range v.byTrigger[e.name] {
+				v.checkOutcome(userRef, e, si, traits)
 			}
 		}
 	}
-	for k, evID := range shouldBe {
-		if _, ok := members[k]; !ok {
-			rep.add("missing-membership", "user %s should be in segment %s (event %s matches) but is not", un(k.user), sn(k.seg), evID)
+	return nil
+}
+
+// checkOutcome checks the outcome of one event e of a user, with traits,
+// for one segment it triggers, and records whether it matched.
+func (v *verifier) checkOutcome(userRef pulid.ID, e *verifyEvent, si *verifySegment, traits map[string]any) {
+	k := segUser{si.seg.ID, userRef}
+	o, hasOutcome := e.outcomes[si.seg.ID]
+	if hasOutcome && o.entered && !v.enteredBy[k][e.id] {
+		v.rep.add("half-written-event", "event %s says user %s entered segment %s, but the log has no ENTERED change for it", e.id, v.userName(userRef), v.segmentName(si.seg.ID))
+	}
+	if e.receivedAt.Before(si.seg.UpdatedAt) {
+		return // met older rules
+	}
+	v.rep.Evaluated++
+	r := si.prog.Eval(trigger.Env{Event: e.props, User: traits, Now: e.timestamp})
+	v.matched[eventSegment{e.id, si.seg.ID}] = r.Matched
+	switch {
+	case !hasOutcome:
+		v.rep.add("outcome-mismatch", "event %s of user %s has no outcome for segment %s", e.id, v.userName(userRef), v.segmentName(si.seg.ID))
+	case r.Matched != (o.entered || o.reason == alreadyMember):
+		v.rep.add("outcome-mismatch", "event %s of user %s, segment %s: re-evaluation says matched=%v (%s), stored outcome says %q",
+			e.id, v.userName(userRef), v.segmentName(si.seg.ID), r.Matched, r.Reason, o.reason)
+	}
+	if r.Matched && e.receivedAt.After(v.lastExit[k]) {
+		if _, ok := v.shouldBe[k]; !ok {
+			v.shouldBe[k] = e.id
 		}
 	}
-	for k, m := range members {
-		if m.Source != membership.SourceEVENT {
-			continue
-		}
-		si := segByID[k.seg]
-		if si == nil || si.prog == nil {
-			rep.add("unjustified-membership", "membership %s of source EVENT is in segment %s, which is not EVENT_TRIGGERED", m.ID, k.seg)
-			continue
-		}
-		if m.EventRef == nil {
-			rep.add("unjustified-membership", "membership %s (user %s, segment %s) of source EVENT names no event", m.ID, un(k.user), sn(k.seg))
-			continue
-		}
-		e := evByID[*m.EventRef]
-		switch {
-		case e == nil || evUser[e.id] != k.user:
-			rep.add("unjustified-membership", "membership %s (user %s, segment %s) entered on event %s, which is not a stored event of that user", m.ID, un(k.user), sn(k.seg), *m.EventRef)
-		case e.typ != event.TypeTRACK || !hasTrigger(si.seg, e.name):
-			rep.add("unjustified-membership", "membership %s (user %s, segment %s) entered on event %s (%s %q), not a trigger of the segment", m.ID, un(k.user), sn(k.seg), e.id, e.typ, e.name)
-		default:
-			if ok, evaluated := matched[es{e.id, k.seg}]; evaluated && !ok {
-				rep.add("unjustified-membership", "membership %s (user %s, segment %s) entered on event %s, which does not match the segment's rules", m.ID, un(k.user), sn(k.seg), e.id)
-			}
+}
+
+// checkMissingMemberships: a user whose event matched a segment since
+// they last left it is in it (missing-membership).
+func (v *verifier) checkMissingMemberships() error {
+	for k, evID := range v.shouldBe {
+		if _, ok := v.members[k]; !ok {
+			v.rep.add("missing-membership", "user %s should be in segment %s (event %s matches) but is not", v.userName(k.user), v.segmentName(k.seg), evID)
 		}
 	}
-	sort.SliceStable(rep.Findings, func(i, j int) bool { return rep.Findings[i].Kind < rep.Findings[j].Kind })
-	return rep, nil
+	return nil
+}
+
+// checkEventMemberships: a member of source EVENT entered on a stored
+// TRACK event of that user with a trigger name of the segment, which, if
+// re-evaluated, matched (unjustified-membership).
+func (v *verifier) checkEventMemberships() error {
+	for k, m := range v.members {
+		if m.Source == changelog.SourceEvent {
+			v.checkEventMembership(k, m)
+		}
+	}
+	return nil
+}
+
+func (v *verifier) checkEventMembership(k segUser, m *ent.Membership) {
+	si := v.segByID[k.seg]
+	if si == nil || si.prog == nil {
+		v.rep.add("unjustified-membership", "membership %s of source EVENT is in segment %s, which is not EVENT_TRIGGERED", m.ID, k.seg)
+		return
+	}
+	if m.EventRef == nil {
+		v.rep.add("unjustified-membership", "membership %s (user %s, segment %s) of source EVENT names no event", m.ID, v.userName(k.user), v.segmentName(k.seg))
+		return
+	}
+	e := v.evByID[*m.EventRef]
+	switch {
+	case e == nil || v.evUser[e.id] != k.user:
+		v.rep.add("unjustified-membership", "membership %s (user %s, segment %s) entered on event %s, which is not a stored event of that user", m.ID, v.userName(k.user), v.segmentName(k.seg), *m.EventRef)
+	case e.typ != event.TypeTRACK || !hasTrigger(si.seg, e.name):
+		v.rep.add("unjustified-membership", "membership %s (user %s, segment %s) entered on event %s (%s %q), not a trigger of the segment", m.ID, v.userName(k.user), v.segmentName(k.seg), e.id, e.typ, e.name)
+	default:
+		if ok, evaluated := v.matched[eventSegment{e.id, k.seg}]; evaluated && !ok {
+			v.rep.add("unjustified-membership", "membership %s (user %s, segment %s) entered on event %s, which does not match the segment's rules", m.ID, v.userName(k.user), v.segmentName(k.seg), e.id)
+		}
+	}
 }
 
 type outcome struct {

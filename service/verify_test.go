@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -31,7 +29,7 @@ func TestVerify(t *testing.T) {
 		if err := st.Migrate(ctx); err != nil {
 			t.Fatal(err)
 		}
-		svc := service.New(st.Client, st.Dialect, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		svc := newService(t, st, service.Config{})
 		seg, err := svc.CreateSegment(ctx, service.CreateSegmentInput{
 			Name: "Activation", Kind: segment.KindEVENT_TRIGGERED,
 			TriggerEvents: []string{"Sign Up"}, Condition: signUpCondition(),
@@ -116,7 +114,7 @@ func TestVerify(t *testing.T) {
 			}
 		}
 		userRef := func(id string) string {
-			u, err := svc.Client.User.Query().Where().All(ctx)
+			u, err := svc.EntClient().User.Query().Where().All(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -22,6 +22,7 @@ import (
 	_ "github.com/lib/pq"  // PostgreSQL driver
 	_ "modernc.org/sqlite" // SQLite driver, pure Go: `go run` needs no C toolchain
 
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/migrate"
 )
@@ -179,7 +180,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 		}
 	}
 	if s.Dialect == dialect.Postgres {
-		for _, stmt := range postgresLogColumns {
+		for _, stmt := range postgresLogColumns() {
 			if _, err := s.DB.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("store.Migrate: %s: %w", stmt, err)
 			}
@@ -191,9 +192,20 @@ func (s *Store) Migrate(ctx context.Context) error {
 }
 
 // SQLiteLogTables are the log tables whose live position on SQLite is the
-// log_seq column that sqliteLogPositions maintains. (membership_changes is
-// the third log; its integer id is AUTOINCREMENT, never reused.)
-var SQLiteLogTables = []string{"events", "campaign_activations"}
+// log_seq column (changelog.SeqColumn) that sqliteLogPositions maintains.
+// (membership_changes is the third log; its integer id is AUTOINCREMENT,
+// never reused.)
+var SQLiteLogTables = sqliteLogTables()
+
+func sqliteLogTables() []string {
+	var tables []string
+	for _, l := range changelog.Logs() {
+		if l.Seq == changelog.SeqColumn {
+			tables = append(tables, l.Table)
+		}
+	}
+	return tables
+}
 
 // sqliteLogPositions gives the SQLite log tables with text ids a position
 // that is never reused. Their rowid is not one: SQLite gives a new row the
@@ -212,23 +224,26 @@ func (s *Store) sqliteLogPositions(ctx context.Context) error {
 	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS log_sequences (name TEXT PRIMARY KEY, seq INTEGER NOT NULL)`); err != nil {
 		return fmt.Errorf("log positions: %w", err)
 	}
-	for _, tbl := range SQLiteLogTables {
+	for _, l := range changelog.Logs() {
+		if l.Seq != changelog.SeqColumn {
+			continue
+		}
 		var has int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info(?) WHERE name = 'log_seq'`, tbl).Scan(&has); err != nil {
-			return fmt.Errorf("log positions: %s: %w", tbl, err)
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info(?) WHERE name = ?`, l.Table, l.Seq).Scan(&has); err != nil {
+			return fmt.Errorf("log positions: %s: %w", l.Table, err)
 		}
 		stmts := []string{
-			`INSERT OR IGNORE INTO log_sequences (name, seq) VALUES ('` + tbl + `', 0)`,
-			`UPDATE ` + tbl + ` SET log_seq = rowid WHERE log_seq IS NULL`,
-			`UPDATE log_sequences SET seq = max(seq, (SELECT coalesce(max(log_seq), 0) FROM ` + tbl + `)) WHERE name = '` + tbl + `'`,
-			`CREATE UNIQUE INDEX IF NOT EXISTS ` + tbl + `_log_seq ON ` + tbl + ` (log_seq)`,
-			`CREATE TRIGGER IF NOT EXISTS ` + tbl + `_log_seq AFTER INSERT ON ` + tbl + ` FOR EACH ROW BEGIN
-  UPDATE log_sequences SET seq = seq + 1 WHERE name = '` + tbl + `';
-  UPDATE ` + tbl + ` SET log_seq = (SELECT seq FROM log_sequences WHERE name = '` + tbl + `') WHERE rowid = NEW.rowid;
-END`,
+			l.SQL(`INSERT OR IGNORE INTO log_sequences (name, seq) VALUES ('{table}', 0)`),
+			l.SQL(`UPDATE {table} SET {seq} = rowid WHERE {seq} IS NULL`),
+			l.SQL(`UPDATE log_sequences SET seq = max(seq, (SELECT coalesce(max({seq}), 0) FROM {table})) WHERE name = '{table}'`),
+			l.SQL(`CREATE UNIQUE INDEX IF NOT EXISTS {table}_{seq} ON {table} ({seq})`),
+			l.SQL(`CREATE TRIGGER IF NOT EXISTS {table}_{seq} AFTER INSERT ON {table} FOR EACH ROW BEGIN
+  UPDATE log_sequences SET seq = seq + 1 WHERE name = '{table}';
+  UPDATE {table} SET {seq} = (SELECT seq FROM log_sequences WHERE name = '{table}') WHERE rowid = NEW.rowid;
+END`),
 		}
 		if has == 0 {
-			stmts = append([]string{`ALTER TABLE ` + tbl + ` ADD COLUMN log_seq INTEGER`}, stmts...)
+			stmts = append([]string{l.SQL(`ALTER TABLE {table} ADD COLUMN {seq} INTEGER`)}, stmts...)
 		}
 		for _, stmt := range stmts {
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
@@ -251,18 +266,23 @@ var migrateMu sync.Mutex
 const migrationLock = 0x5e6d_0001
 
 // postgresLogColumns order the log tables by writing transaction on
-// PostgreSQL, where ids do not follow commit order.
-var postgresLogColumns = []string{
-	`ALTER TABLE membership_changes ADD COLUMN IF NOT EXISTS log_txid xid8 NOT NULL DEFAULT pg_current_xact_id()`,
-	`CREATE INDEX IF NOT EXISTS membership_changes_log ON membership_changes (log_txid, id)`,
-	`CREATE INDEX IF NOT EXISTS membership_changes_segment_log ON membership_changes (segment_ref, log_txid, id)`,
-	`ALTER TABLE events ADD COLUMN IF NOT EXISTS log_txid xid8 NOT NULL DEFAULT pg_current_xact_id()`,
-	`ALTER TABLE events ADD COLUMN IF NOT EXISTS log_seq bigserial`,
-	`CREATE INDEX IF NOT EXISTS events_log ON events (log_txid, log_seq)`,
-	`ALTER TABLE campaign_activations ADD COLUMN IF NOT EXISTS log_txid xid8 NOT NULL DEFAULT pg_current_xact_id()`,
-	`ALTER TABLE campaign_activations ADD COLUMN IF NOT EXISTS log_seq bigserial`,
-	`CREATE INDEX IF NOT EXISTS campaign_activations_log ON campaign_activations (log_txid, log_seq)`,
-	`CREATE INDEX IF NOT EXISTS campaign_activations_campaign_log ON campaign_activations (campaign_ref, log_txid, log_seq)`,
+// PostgreSQL, where ids do not follow commit order: every log gets the
+// transaction column, a log_seq position if its ids are text, and indexes
+// on (transaction, position), and on (key, transaction, position) if it
+// names one.
+func postgresLogColumns() []string {
+	var stmts []string
+	for _, l := range changelog.Logs() {
+		stmts = append(stmts, l.SQL(`ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {tx} xid8 NOT NULL DEFAULT pg_current_xact_id()`))
+		if l.Seq == changelog.SeqColumn {
+			stmts = append(stmts, l.SQL(`ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {seq} bigserial`))
+		}
+		stmts = append(stmts, l.SQL(`CREATE INDEX IF NOT EXISTS {table}_log ON {table} ({tx}, {seq})`))
+		if l.KeyIndex != "" {
+			stmts = append(stmts, l.SQL(`CREATE INDEX IF NOT EXISTS {key_index} ON {table} ({key}, {tx}, {seq})`))
+		}
+	}
+	return stmts
 }
 
 // The tables of CSV imports (see service/import.go), outside ent because

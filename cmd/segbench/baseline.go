@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,10 @@ func rawInsert(ctx context.Context, databaseURL string, evs []benchEvent, batch,
 		return nil, err
 	}
 	defer db.ExecContext(context.WithoutCancel(ctx), "DROP TABLE bench_raw_events") //nolint:errcheck // best effort
+	placeholder, err := placeholderFor(st.Dialect)
+	if err != nil {
+		return nil, fmt.Errorf("raw baseline: %w", err)
+	}
 	stmt := func(n int) string {
 		var b strings.Builder
 		b.WriteString("INSERT INTO bench_raw_events (" + strings.Join(rawColumns, ", ") + ") VALUES ")
@@ -66,11 +71,7 @@ func rawInsert(ctx context.Context, databaseURL string, evs []benchEvent, batch,
 					b.WriteString(", ")
 				}
 				k++
-				if st.Dialect == dialect.Postgres {
-					fmt.Fprintf(&b, "$%d", k)
-				} else {
-					b.WriteByte('?')
-				}
+				b.WriteString(placeholder(k))
 			}
 			b.WriteByte(')')
 		}
@@ -140,14 +141,23 @@ var sqliteIndexName = regexp.MustCompile(`(?i)^CREATE (UNIQUE )?INDEX (\S+) ON (
 // SQLite with the events table's own CREATE statements, renamed, without
 // its foreign key clauses.
 func createRawTable(ctx context.Context, st *store.Store) error {
-	db := st.DB
-	_, _ = db.ExecContext(ctx, "DROP TABLE IF EXISTS bench_raw_events")
-	if st.Dialect == dialect.Postgres {
-		if _, err := db.ExecContext(ctx, "CREATE TABLE bench_raw_events (LIKE events INCLUDING ALL)"); err != nil {
+	_, _ = st.DB.ExecContext(ctx, "DROP TABLE IF EXISTS bench_raw_events")
+	switch st.Dialect {
+	case dialect.Postgres:
+		if _, err := st.DB.ExecContext(ctx, "CREATE TABLE bench_raw_events (LIKE events INCLUDING ALL)"); err != nil {
 			return fmt.Errorf("create bench_raw_events: %w", err)
 		}
 		return nil
+	case dialect.SQLite:
+		return createRawTableSQLite(ctx, st.DB)
+	default:
+		return fmt.Errorf("create bench_raw_events: no raw table for dialect %q", st.Dialect)
 	}
+}
+
+// createRawTableSQLite copies the events table's CREATE statements: SQLite
+// has no CREATE TABLE ... LIKE.
+func createRawTableSQLite(ctx context.Context, db *sql.DB) error {
 	var create string
 	if err := db.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'`).Scan(&create); err != nil {
 		return fmt.Errorf("read the events table's definition: %w", err)
@@ -339,3 +349,17 @@ func orNA(ok bool, f func() string) string {
 }
 
 var _ = sql.ErrNoRows
+
+// placeholderFor returns how a store's SQL writes the k-th (from 1)
+// placeholder of a statement: the statements are built by hand, outside
+// ent, so each store's syntax is spelled out.
+func placeholderFor(dialectName string) (func(k int) string, error) {
+	switch dialectName {
+	case dialect.Postgres:
+		return func(k int) string { return "$" + strconv.Itoa(k) }, nil
+	case dialect.SQLite:
+		return func(int) string { return "?" }, nil
+	default:
+		return nil, fmt.Errorf("no placeholder syntax for dialect %q", dialectName)
+	}
+}

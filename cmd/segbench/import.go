@@ -220,6 +220,18 @@ func rawCopy(ctx context.Context, databaseURL string, n int) (*copyResult, error
 		return nil, fmt.Errorf("raw import baseline: %w", err)
 	}
 	defer st.Close()
+	// Each store's fastest bulk load: COPY on PostgreSQL; SQLite has none,
+	// and multi-row INSERTs in one transaction are its fast path.
+	res := &copyResult{}
+	var write func(context.Context, *sql.Tx, int) error
+	switch st.Dialect {
+	case dialect.Postgres:
+		res.how, write = "COPY", copyIDs
+	case dialect.SQLite:
+		res.how, write = "multi-row INSERT", insertIDs
+	default:
+		return nil, fmt.Errorf("raw import baseline: no bulk load for dialect %q", st.Dialect)
+	}
 	db := st.DB
 	_, _ = db.ExecContext(ctx, "DROP TABLE IF EXISTS bench_raw_import")
 	if _, err := db.ExecContext(ctx, "CREATE TABLE bench_raw_import (user_id TEXT PRIMARY KEY)"); err != nil {
@@ -232,23 +244,7 @@ func rawCopy(ctx context.Context, databaseURL string, n int) (*copyResult, error
 		return nil, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after commit: no-op
-	res := &copyResult{how: "multi-row INSERT"}
-	if st.Dialect == dialect.Postgres {
-		res.how = "COPY"
-		stmt, err := tx.PrepareContext(ctx, "COPY bench_raw_import (user_id) FROM STDIN")
-		if err != nil {
-			return nil, fmt.Errorf("copy: %w", err)
-		}
-		for i := 0; i < n; i++ {
-			if _, err := stmt.ExecContext(ctx, fmt.Sprintf("imp-%s-%d", runID, i)); err != nil {
-				return nil, fmt.Errorf("copy: %w", err)
-			}
-		}
-		if _, err := stmt.ExecContext(ctx); err != nil {
-			return nil, fmt.Errorf("copy: %w", err)
-		}
-		stmt.Close()
-	} else if err := insertIDs(ctx, tx, n); err != nil {
+	if err := write(ctx, tx, n); err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -258,6 +254,27 @@ func rawCopy(ctx context.Context, databaseURL string, n int) (*copyResult, error
 	return res, nil
 }
 
+// copyIDs writes n user IDs into bench_raw_import with COPY FROM STDIN
+// (PostgreSQL).
+func copyIDs(ctx context.Context, tx *sql.Tx, n int) error {
+	stmt, err := tx.PrepareContext(ctx, "COPY bench_raw_import (user_id) FROM STDIN")
+	if err != nil {
+		return fmt.Errorf("copy: %w", err)
+	}
+	defer stmt.Close()
+	for i := 0; i < n; i++ {
+		if _, err := stmt.ExecContext(ctx, fmt.Sprintf("imp-%s-%d", runID, i)); err != nil {
+			return fmt.Errorf("copy: %w", err)
+		}
+	}
+	if _, err := stmt.ExecContext(ctx); err != nil {
+		return fmt.Errorf("copy: %w", err)
+	}
+	return nil
+}
+
+// insertIDs writes n user IDs into bench_raw_import with 1,000-row
+// INSERTs (SQLite).
 func insertIDs(ctx context.Context, tx *sql.Tx, n int) error {
 	for start := 0; start < n; start += 1000 {
 		end := min(start+1000, n)

@@ -294,10 +294,17 @@ func keys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // changed, so that they close its websockets now; without the signal (and
 // on SQLite) they notice within server.KeyCheckInterval.
 func announceKeyChange(ctx context.Context, st *store.Store, stderr io.Writer) {
-	if st.Dialect != dialect.Postgres {
-		return
+	var err error
+	switch st.Dialect {
+	case dialect.Postgres:
+		err = pubsub.NotifyPostgres(ctx, st.DB, auth.KeysTopic)
+	case dialect.SQLite:
+		// No channel to signal on: the server of the file checks its keys
+		// every server.KeyCheckInterval.
+	default:
+		err = fmt.Errorf("no way to signal servers on dialect %q", st.Dialect)
 	}
-	if err := pubsub.NotifyPostgres(ctx, st.DB, auth.KeysTopic); err != nil {
+	if err != nil {
 		fmt.Fprintf(stderr, "segmentd: could not signal the running servers (they will notice within %s): %v\n", server.KeyCheckInterval, err)
 	}
 }
@@ -330,7 +337,10 @@ func verify(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer st.Close()
-	svc := service.New(st.Client, st.Dialect, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	svc, err := service.New(st, service.Config{Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		return err
+	}
 	rep, err := svc.Verify(ctx)
 	if err != nil {
 		return err

@@ -4,12 +4,12 @@ package membership
 
 import (
 	"fmt"
-	"io"
-	"strconv"
 	"time"
 
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 )
 
@@ -93,25 +93,10 @@ var (
 	IDValidator func(string) error
 )
 
-// Source defines the type for the "source" enum field.
-type Source string
-
-// Source values.
-const (
-	SourceEVENT    Source = "EVENT"
-	SourceMANUAL   Source = "MANUAL"
-	SourceIMPORT   Source = "IMPORT"
-	SourceBACKFILL Source = "BACKFILL"
-)
-
-func (s Source) String() string {
-	return string(s)
-}
-
 // SourceValidator is a validator for the "source" field enum values. It is called by the builders before save.
-func SourceValidator(s Source) error {
-	switch s {
-	case SourceEVENT, SourceMANUAL, SourceIMPORT, SourceBACKFILL:
+func SourceValidator(s changelog.Source) error {
+	switch s.String() {
+	case "EVENT", "MANUAL", "IMPORT", "BACKFILL":
 		return nil
 	default:
 		return fmt.Errorf("membership: invalid enum value for source field: %q", s)
@@ -198,20 +183,9 @@ func newEventStep() *sqlgraph.Step {
 	)
 }
 
-// MarshalGQL implements graphql.Marshaler interface.
-func (e Source) MarshalGQL(w io.Writer) {
-	io.WriteString(w, strconv.Quote(e.String()))
-}
-
-// UnmarshalGQL implements graphql.Unmarshaler interface.
-func (e *Source) UnmarshalGQL(val interface{}) error {
-	str, ok := val.(string)
-	if !ok {
-		return fmt.Errorf("enum %T must be a string", val)
-	}
-	*e = Source(str)
-	if err := SourceValidator(*e); err != nil {
-		return fmt.Errorf("%s is not a valid Source", str)
-	}
-	return nil
-}
+var (
+	// changelog.Source must implement graphql.Marshaler.
+	_ graphql.Marshaler = (*changelog.Source)(nil)
+	// changelog.Source must implement graphql.Unmarshaler.
+	_ graphql.Unmarshaler = (*changelog.Source)(nil)
+)

@@ -7,6 +7,7 @@ import (
 
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent/predicate"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 )
@@ -342,23 +343,33 @@ func EnteredAtLTE(v time.Time) predicate.Membership {
 }
 
 // SourceEQ applies the EQ predicate on the "source" field.
-func SourceEQ(v Source) predicate.Membership {
-	return predicate.Membership(sql.FieldEQ(FieldSource, v))
+func SourceEQ(v changelog.Source) predicate.Membership {
+	vc := v
+	return predicate.Membership(sql.FieldEQ(FieldSource, vc))
 }
 
 // SourceNEQ applies the NEQ predicate on the "source" field.
-func SourceNEQ(v Source) predicate.Membership {
-	return predicate.Membership(sql.FieldNEQ(FieldSource, v))
+func SourceNEQ(v changelog.Source) predicate.Membership {
+	vc := v
+	return predicate.Membership(sql.FieldNEQ(FieldSource, vc))
 }
 
 // SourceIn applies the In predicate on the "source" field.
-func SourceIn(vs ...Source) predicate.Membership {
-	return predicate.Membership(sql.FieldIn(FieldSource, vs...))
+func SourceIn(vs ...changelog.Source) predicate.Membership {
+	v := make([]any, len(vs))
+	for i := range v {
+		v[i] = vs[i]
+	}
+	return predicate.Membership(sql.FieldIn(FieldSource, v...))
 }
 
 // SourceNotIn applies the NotIn predicate on the "source" field.
-func SourceNotIn(vs ...Source) predicate.Membership {
-	return predicate.Membership(sql.FieldNotIn(FieldSource, vs...))
+func SourceNotIn(vs ...changelog.Source) predicate.Membership {
+	v := make([]any, len(vs))
+	for i := range v {
+		v[i] = vs[i]
+	}
+	return predicate.Membership(sql.FieldNotIn(FieldSource, v...))
 }
 
 // ReasonEQ applies the EQ predicate on the "reason" field.

@@ -4,12 +4,12 @@ package membershipchange
 
 import (
 	"fmt"
-	"io"
-	"strconv"
 	"time"
 
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/segmentd/segmentd/changelog"
 )
 
 const (
@@ -91,48 +91,20 @@ var (
 	DefaultReason string
 )
 
-// Kind defines the type for the "kind" enum field.
-type Kind string
-
-// Kind values.
-const (
-	KindENTERED Kind = "ENTERED"
-	KindEXITED  Kind = "EXITED"
-)
-
-func (k Kind) String() string {
-	return string(k)
-}
-
 // KindValidator is a validator for the "kind" field enum values. It is called by the builders before save.
-func KindValidator(k Kind) error {
-	switch k {
-	case KindENTERED, KindEXITED:
+func KindValidator(k changelog.Kind) error {
+	switch k.String() {
+	case "ENTERED", "EXITED":
 		return nil
 	default:
 		return fmt.Errorf("membershipchange: invalid enum value for kind field: %q", k)
 	}
 }
 
-// Source defines the type for the "source" enum field.
-type Source string
-
-// Source values.
-const (
-	SourceEVENT    Source = "EVENT"
-	SourceMANUAL   Source = "MANUAL"
-	SourceIMPORT   Source = "IMPORT"
-	SourceBACKFILL Source = "BACKFILL"
-)
-
-func (s Source) String() string {
-	return string(s)
-}
-
 // SourceValidator is a validator for the "source" field enum values. It is called by the builders before save.
-func SourceValidator(s Source) error {
-	switch s {
-	case SourceEVENT, SourceMANUAL, SourceIMPORT, SourceBACKFILL:
+func SourceValidator(s changelog.Source) error {
+	switch s.String() {
+	case "EVENT", "MANUAL", "IMPORT", "BACKFILL":
 		return nil
 	default:
 		return fmt.Errorf("membershipchange: invalid enum value for source field: %q", s)
@@ -224,38 +196,16 @@ func newEventStep() *sqlgraph.Step {
 	)
 }
 
-// MarshalGQL implements graphql.Marshaler interface.
-func (e Kind) MarshalGQL(w io.Writer) {
-	io.WriteString(w, strconv.Quote(e.String()))
-}
+var (
+	// changelog.Kind must implement graphql.Marshaler.
+	_ graphql.Marshaler = (*changelog.Kind)(nil)
+	// changelog.Kind must implement graphql.Unmarshaler.
+	_ graphql.Unmarshaler = (*changelog.Kind)(nil)
+)
 
-// UnmarshalGQL implements graphql.Unmarshaler interface.
-func (e *Kind) UnmarshalGQL(val interface{}) error {
-	str, ok := val.(string)
-	if !ok {
-		return fmt.Errorf("enum %T must be a string", val)
-	}
-	*e = Kind(str)
-	if err := KindValidator(*e); err != nil {
-		return fmt.Errorf("%s is not a valid Kind", str)
-	}
-	return nil
-}
-
-// MarshalGQL implements graphql.Marshaler interface.
-func (e Source) MarshalGQL(w io.Writer) {
-	io.WriteString(w, strconv.Quote(e.String()))
-}
-
-// UnmarshalGQL implements graphql.Unmarshaler interface.
-func (e *Source) UnmarshalGQL(val interface{}) error {
-	str, ok := val.(string)
-	if !ok {
-		return fmt.Errorf("enum %T must be a string", val)
-	}
-	*e = Source(str)
-	if err := SourceValidator(*e); err != nil {
-		return fmt.Errorf("%s is not a valid Source", str)
-	}
-	return nil
-}
+var (
+	// changelog.Source must implement graphql.Marshaler.
+	_ graphql.Marshaler = (*changelog.Source)(nil)
+	// changelog.Source must implement graphql.Unmarshaler.
+	_ graphql.Unmarshaler = (*changelog.Source)(nil)
+)

@@ -7,6 +7,7 @@ import (
 
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent/predicate"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 )
@@ -302,43 +303,63 @@ func EventRefContainsFold(v pulid.ID) predicate.MembershipChange {
 }
 
 // KindEQ applies the EQ predicate on the "kind" field.
-func KindEQ(v Kind) predicate.MembershipChange {
-	return predicate.MembershipChange(sql.FieldEQ(FieldKind, v))
+func KindEQ(v changelog.Kind) predicate.MembershipChange {
+	vc := v
+	return predicate.MembershipChange(sql.FieldEQ(FieldKind, vc))
 }
 
 // KindNEQ applies the NEQ predicate on the "kind" field.
-func KindNEQ(v Kind) predicate.MembershipChange {
-	return predicate.MembershipChange(sql.FieldNEQ(FieldKind, v))
+func KindNEQ(v changelog.Kind) predicate.MembershipChange {
+	vc := v
+	return predicate.MembershipChange(sql.FieldNEQ(FieldKind, vc))
 }
 
 // KindIn applies the In predicate on the "kind" field.
-func KindIn(vs ...Kind) predicate.MembershipChange {
-	return predicate.MembershipChange(sql.FieldIn(FieldKind, vs...))
+func KindIn(vs ...changelog.Kind) predicate.MembershipChange {
+	v := make([]any, len(vs))
+	for i := range v {
+		v[i] = vs[i]
+	}
+	return predicate.MembershipChange(sql.FieldIn(FieldKind, v...))
 }
 
 // KindNotIn applies the NotIn predicate on the "kind" field.
-func KindNotIn(vs ...Kind) predicate.MembershipChange {
-	return predicate.MembershipChange(sql.FieldNotIn(FieldKind, vs...))
+func KindNotIn(vs ...changelog.Kind) predicate.MembershipChange {
+	v := make([]any, len(vs))
+	for i := range v {
+		v[i] = vs[i]
+	}
+	return predicate.MembershipChange(sql.FieldNotIn(FieldKind, v...))
 }
 
 // SourceEQ applies the EQ predicate on the "source" field.
-func SourceEQ(v Source) predicate.MembershipChange {
-	return predicate.MembershipChange(sql.FieldEQ(FieldSource, v))
+func SourceEQ(v changelog.Source) predicate.MembershipChange {
+	vc := v
+	return predicate.MembershipChange(sql.FieldEQ(FieldSource, vc))
 }
 
 // SourceNEQ applies the NEQ predicate on the "source" field.
-func SourceNEQ(v Source) predicate.MembershipChange {
-	return predicate.MembershipChange(sql.FieldNEQ(FieldSource, v))
+func SourceNEQ(v changelog.Source) predicate.MembershipChange {
+	vc := v
+	return predicate.MembershipChange(sql.FieldNEQ(FieldSource, vc))
 }
 
 // SourceIn applies the In predicate on the "source" field.
-func SourceIn(vs ...Source) predicate.MembershipChange {
-	return predicate.MembershipChange(sql.FieldIn(FieldSource, vs...))
+func SourceIn(vs ...changelog.Source) predicate.MembershipChange {
+	v := make([]any, len(vs))
+	for i := range v {
+		v[i] = vs[i]
+	}
+	return predicate.MembershipChange(sql.FieldIn(FieldSource, v...))
 }
 
 // SourceNotIn applies the NotIn predicate on the "source" field.
-func SourceNotIn(vs ...Source) predicate.MembershipChange {
-	return predicate.MembershipChange(sql.FieldNotIn(FieldSource, vs...))
+func SourceNotIn(vs ...changelog.Source) predicate.MembershipChange {
+	v := make([]any, len(vs))
+	for i := range v {
+		v[i] = vs[i]
+	}
+	return predicate.MembershipChange(sql.FieldNotIn(FieldSource, v...))
 }
 
 // AtEQ applies the EQ predicate on the "at" field.

@@ -10,6 +10,7 @@ import (
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/index"
 
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 )
 
@@ -30,7 +31,7 @@ func (Membership) Fields() []ent.Field {
 		field.Time("entered_at").Default(time.Now).Immutable().
 			Comment("When the user entered the segment.").
 			Annotations(entgql.OrderField("ENTERED_AT")),
-		field.Enum("source").Values("EVENT", "MANUAL", "IMPORT", "BACKFILL").Immutable().
+		field.Enum("source").GoType(changelog.Source("")).Immutable().
 			Comment("What put the user in: EVENT (a trigger event whose condition held), MANUAL (addUsersToSegment), IMPORT (a CSV import) or BACKFILL (re-evaluation of stored events)."),
 		field.Text("reason").Default("").
 			Comment("Why the user entered, in one line: the event and the condition it met, or the manual add or import."),
@@ -80,8 +81,8 @@ func (MembershipChange) Fields() []ent.Field {
 		field.String("segment_ref").GoType(pulid.ID("")).Immutable(),
 		field.String("user_ref").GoType(pulid.ID("")).Immutable(),
 		field.String("event_ref").GoType(pulid.ID("")).Optional().Nillable().Immutable(),
-		field.Enum("kind").Values("ENTERED", "EXITED").Immutable(),
-		field.Enum("source").Values("EVENT", "MANUAL", "IMPORT", "BACKFILL").Immutable(),
+		field.Enum("kind").GoType(changelog.Kind("")).Immutable(),     // ENTERED or EXITED
+		field.Enum("source").GoType(changelog.Source("")).Immutable(), // EVENT, MANUAL, IMPORT or BACKFILL
 		field.Time("at").Default(time.Now).Immutable(),
 		field.Text("reason").Default("").Immutable(),
 	}

@@ -14,11 +14,11 @@ import (
 	"entgo.io/contrib/entgql"
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/introspection"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/event"
 	"github.com/segmentd/segmentd/ent/importjob"
-	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/schema"
 	"github.com/segmentd/segmentd/ent/schema/jsonmap"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
@@ -2891,8 +2891,8 @@ func (ec *executionContext) _Membership_source(ctx context.Context, field graphq
 			return obj.Source, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v membership.Source) graphql.Marshaler {
-			return ec.marshalNMembershipSource2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋmembershipᚐSource(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v changelog.Source) graphql.Marshaler {
+			return ec.marshalNMembershipSource2githubᚗcomᚋsegmentdᚋsegmentdᚋchangelogᚐSource(ctx, selections, v)
 		},
 		true,
 		true,
@@ -6806,28 +6806,28 @@ func (ec *executionContext) unmarshalInputMembershipWhereInput(ctx context.Conte
 			it.EnteredAtLTE = data
 		case "source":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("source"))
-			data, err := ec.unmarshalOMembershipSource2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚋmembershipᚐSource(ctx, v)
+			data, err := ec.unmarshalOMembershipSource2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋchangelogᚐSource(ctx, v)
 			if err != nil {
 				return it, err
 			}
 			it.Source = data
 		case "sourceNEQ":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("sourceNEQ"))
-			data, err := ec.unmarshalOMembershipSource2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚋmembershipᚐSource(ctx, v)
+			data, err := ec.unmarshalOMembershipSource2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋchangelogᚐSource(ctx, v)
 			if err != nil {
 				return it, err
 			}
 			it.SourceNEQ = data
 		case "sourceIn":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("sourceIn"))
-			data, err := ec.unmarshalOMembershipSource2ᚕgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚋmembershipᚐSourceᚄ(ctx, v)
+			data, err := ec.unmarshalOMembershipSource2ᚕgithubᚗcomᚋsegmentdᚋsegmentdᚋchangelogᚐSourceᚄ(ctx, v)
 			if err != nil {
 				return it, err
 			}
 			it.SourceIn = data
 		case "sourceNotIn":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("sourceNotIn"))
-			data, err := ec.unmarshalOMembershipSource2ᚕgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚋmembershipᚐSourceᚄ(ctx, v)
+			data, err := ec.unmarshalOMembershipSource2ᚕgithubᚗcomᚋsegmentdᚋsegmentdᚋchangelogᚐSourceᚄ(ctx, v)
 			if err != nil {
 				return it, err
 			}
@@ -9648,13 +9648,13 @@ func (ec *executionContext) marshalNMembershipOrderField2ᚖgithubᚗcomᚋsegme
 	return v
 }
 
-func (ec *executionContext) unmarshalNMembershipSource2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋmembershipᚐSource(ctx context.Context, v any) (membership.Source, error) {
-	var res membership.Source
+func (ec *executionContext) unmarshalNMembershipSource2githubᚗcomᚋsegmentdᚋsegmentdᚋchangelogᚐSource(ctx context.Context, v any) (changelog.Source, error) {
+	var res changelog.Source
 	err := res.UnmarshalGQL(v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNMembershipSource2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋmembershipᚐSource(ctx context.Context, sel ast.SelectionSet, v membership.Source) graphql.Marshaler {
+func (ec *executionContext) marshalNMembershipSource2githubᚗcomᚋsegmentdᚋsegmentdᚋchangelogᚐSource(ctx context.Context, sel ast.SelectionSet, v changelog.Source) graphql.Marshaler {
 	return v
 }
 
@@ -10255,16 +10255,16 @@ func (ec *executionContext) unmarshalOMembershipOrder2ᚖgithubᚗcomᚋsegmentd
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) unmarshalOMembershipSource2ᚕgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚋmembershipᚐSourceᚄ(ctx context.Context, v any) ([]membership.Source, error) {
+func (ec *executionContext) unmarshalOMembershipSource2ᚕgithubᚗcomᚋsegmentdᚋsegmentdᚋchangelogᚐSourceᚄ(ctx context.Context, v any) ([]changelog.Source, error) {
 	if v == nil {
 		return nil, nil
 	}
 	vSlice := graphql.CoerceList(v)
 	var err error
-	res := make([]membership.Source, len(vSlice))
+	res := make([]changelog.Source, len(vSlice))
 	for i := range vSlice {
 		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
-		res[i], err = ec.unmarshalNMembershipSource2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋmembershipᚐSource(ctx, vSlice[i])
+		res[i], err = ec.unmarshalNMembershipSource2githubᚗcomᚋsegmentdᚋsegmentdᚋchangelogᚐSource(ctx, vSlice[i])
 		if err != nil {
 			return nil, err
 		}
@@ -10272,14 +10272,14 @@ func (ec *executionContext) unmarshalOMembershipSource2ᚕgithubᚗcomᚋsegment
 	return res, nil
 }
 
-func (ec *executionContext) marshalOMembershipSource2ᚕgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚋmembershipᚐSourceᚄ(ctx context.Context, sel ast.SelectionSet, v []membership.Source) graphql.Marshaler {
+func (ec *executionContext) marshalOMembershipSource2ᚕgithubᚗcomᚋsegmentdᚋsegmentdᚋchangelogᚐSourceᚄ(ctx context.Context, sel ast.SelectionSet, v []changelog.Source) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalNMembershipSource2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋmembershipᚐSource(ctx, sel, v[i])
+		return ec.marshalNMembershipSource2githubᚗcomᚋsegmentdᚋsegmentdᚋchangelogᚐSource(ctx, sel, v[i])
 	})
 
 	for _, e := range ret {
@@ -10291,16 +10291,16 @@ func (ec *executionContext) marshalOMembershipSource2ᚕgithubᚗcomᚋsegmentd�
 	return ret
 }
 
-func (ec *executionContext) unmarshalOMembershipSource2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚋmembershipᚐSource(ctx context.Context, v any) (*membership.Source, error) {
+func (ec *executionContext) unmarshalOMembershipSource2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋchangelogᚐSource(ctx context.Context, v any) (*changelog.Source, error) {
 	if v == nil {
 		return nil, nil
 	}
-	var res = new(membership.Source)
+	var res = new(changelog.Source)
 	err := res.UnmarshalGQL(v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalOMembershipSource2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚋmembershipᚐSource(ctx context.Context, sel ast.SelectionSet, v *membership.Source) graphql.Marshaler {
+func (ec *executionContext) marshalOMembershipSource2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋchangelogᚐSource(ctx context.Context, sel ast.SelectionSet, v *changelog.Source) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}

@@ -3609,7 +3609,7 @@ enum MembershipOrderField {
 """
 MembershipSource is enum for the field source
 """
-enum MembershipSource @goModel(model: "github.com/segmentd/segmentd/ent/membership.Source") {
+enum MembershipSource @goModel(model: "github.com/segmentd/segmentd/changelog.Source") {
   """
   A trigger event whose condition held.
   """

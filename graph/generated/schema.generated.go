@@ -12,9 +12,9 @@ import (
 
 	"entgo.io/contrib/entgql"
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/importjob"
-	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/schema"
 	"github.com/segmentd/segmentd/ent/schema/jsonmap"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
@@ -581,8 +581,8 @@ func (ec *executionContext) _MembershipChange_kind(ctx context.Context, field gr
 			return obj.Kind, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v service.ChangeKind) graphql.Marshaler {
-			return ec.marshalNMembershipChangeKind2githubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐChangeKind(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v changelog.Kind) graphql.Marshaler {
+			return ec.marshalNMembershipChangeKind2githubᚗcomᚋsegmentdᚋsegmentdᚋchangelogᚐKind(ctx, selections, v)
 		},
 		true,
 		true,
@@ -691,8 +691,8 @@ func (ec *executionContext) _MembershipChange_source(ctx context.Context, field 
 			return obj.Source, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v membership.Source) graphql.Marshaler {
-			return ec.marshalNMembershipSource2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋmembershipᚐSource(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v changelog.Source) graphql.Marshaler {
+			return ec.marshalNMembershipSource2githubᚗcomᚋsegmentdᚋsegmentdᚋchangelogᚐSource(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1627,8 +1627,8 @@ func (ec *executionContext) _PastMember_source(ctx context.Context, field graphq
 			return obj.Source, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v membership.Source) graphql.Marshaler {
-			return ec.marshalNMembershipSource2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋmembershipᚐSource(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v changelog.Source) graphql.Marshaler {
+			return ec.marshalNMembershipSource2githubᚗcomᚋsegmentdᚋsegmentdᚋchangelogᚐSource(ctx, selections, v)
 		},
 		true,
 		true,
@@ -3806,13 +3806,13 @@ func (ec *executionContext) marshalNMembershipChange2ᚖgithubᚗcomᚋsegmentd�
 	return ec._MembershipChange(ctx, sel, v)
 }
 
-func (ec *executionContext) unmarshalNMembershipChangeKind2githubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐChangeKind(ctx context.Context, v any) (service.ChangeKind, error) {
-	var res service.ChangeKind
+func (ec *executionContext) unmarshalNMembershipChangeKind2githubᚗcomᚋsegmentdᚋsegmentdᚋchangelogᚐKind(ctx context.Context, v any) (changelog.Kind, error) {
+	var res changelog.Kind
 	err := res.UnmarshalGQL(v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNMembershipChangeKind2githubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐChangeKind(ctx context.Context, sel ast.SelectionSet, v service.ChangeKind) graphql.Marshaler {
+func (ec *executionContext) marshalNMembershipChangeKind2githubᚗcomᚋsegmentdᚋsegmentdᚋchangelogᚐKind(ctx context.Context, sel ast.SelectionSet, v changelog.Kind) graphql.Marshaler {
 	return v
 }
 

@@ -1,0 +1,59 @@
+package service
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
+)
+
+// storeSQL is what differs between the stores in the service's own SQL:
+// one implementation per store, side by side (storesql_sqlite.go,
+// storesql_postgres.go), so that the callers never ask which store they
+// talk to and a third store is one new file and one case in storeSQLFor.
+type storeSQL interface {
+	// rebind turns a query written with ? placeholders into the store's
+	// placeholder syntax.
+	rebind(query string) string
+
+	// lockForUpdate, as an ent query predicate (q.Where(x.lockForUpdate)),
+	// locks the selected rows against other writers until the
+	// transaction ends. The queries it serves have no edge path, so ent's
+	// DISTINCT (which PostgreSQL refuses with FOR UPDATE) is never on.
+	lockForUpdate(*entsql.Selector)
+
+	// lockForNoKeyUpdate is lockForUpdate for rows that other
+	// transactions insert references to: it excludes the rows' other
+	// writers but not the foreign key checks of inserts that refer to
+	// them. Users are locked so: a campaign's backfill, which holds its
+	// segment and inserts activations that refer to users, would
+	// otherwise deadlock with an entry that holds its users and waits
+	// for the segment (see ledger.CampaignForChange).
+	lockForNoKeyUpdate(*entsql.Selector)
+
+	// claimImportOwner takes an owner key that says, for as long as conn
+	// stays open, that this server is alive (see
+	// Service.ClaimImportOwner). A nil conn with a nil error means the
+	// store needs no owner: its server is alone on the database.
+	claimImportOwner(ctx context.Context, db *sql.DB) (conn *sql.Conn, key int64, err error)
+
+	// writersTakeTurns says whether the service's write transactions must
+	// queue in the process (Service.writeMu) before they begin: see inTx.
+	writersTakeTurns() bool
+}
+
+// storeSQLFor returns the store-specific SQL for an ent dialect name
+// (dialect.SQLite, dialect.Postgres). Any other name is an error: SQL
+// written for one store is not a safe guess for another.
+func storeSQLFor(dialectName string) (storeSQL, error) {
+	switch dialectName {
+	case dialect.SQLite:
+		return sqliteSQL{}, nil
+	case dialect.Postgres:
+		return postgresSQL{}, nil
+	default:
+		return nil, fmt.Errorf("no store-specific SQL for dialect %q (want %q or %q)", dialectName, dialect.SQLite, dialect.Postgres)
+	}
+}

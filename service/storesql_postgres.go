@@ -1,0 +1,87 @@
+package service
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+
+	entsql "entgo.io/ent/dialect/sql"
+)
+
+// postgresSQL is the service's SQL on PostgreSQL, where several server
+// replicas may write one database at once.
+type postgresSQL struct{}
+
+// rebind numbers the placeholders: PostgreSQL takes $1, $2, ….
+func (postgresSQL) rebind(query string) string { return numberPlaceholders(query) }
+
+// numberPlaceholders turns ? placeholders into PostgreSQL's $1, $2, ….
+func numberPlaceholders(q string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range q {
+		if r == '?' {
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// lockForUpdate selects FOR UPDATE: transactions of other replicas run
+// beside ours, so a row read to decide a write must be locked.
+func (postgresSQL) lockForUpdate(s *entsql.Selector) { s.ForUpdate() }
+
+// lockForNoKeyUpdate selects FOR NO KEY UPDATE: as exclusive as FOR
+// UPDATE among the rows' writers, but an insert that refers to a row
+// (its foreign key check takes FOR KEY SHARE) goes on.
+func (postgresSQL) lockForNoKeyUpdate(s *entsql.Selector) { s.For(entsql.LockNoKeyUpdate) }
+
+// importOwnerLocks is the first key of the PostgreSQL advisory locks that
+// say a server is alive (pg_advisory_lock(importOwnerLocks, owner)).
+const importOwnerLocks = 0x5e6d
+
+// claimImportOwner takes a free session advisory lock (importOwnerLocks,
+// key) on a connection of its own. PostgreSQL ends a dead client's
+// session, and its locks, when the connection drops, so whether the lock
+// is held says whether the server is alive (ownerDead).
+func (postgresSQL) claimImportOwner(ctx context.Context, db *sql.DB) (*sql.Conn, int64, error) {
+	if db == nil {
+		return nil, 0, errors.New("service.DB is not set")
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	for range 100 {
+		key := rand.Int64N(1 << 31)
+		var got bool
+		if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1, $2)`, importOwnerLocks, key).Scan(&got); err != nil {
+			conn.Close()
+			return nil, 0, err
+		}
+		if got {
+			return conn, key, nil
+		}
+	}
+	conn.Close()
+	return nil, 0, errors.New("no free owner key")
+}
+
+// ownerDead is the SQL condition (PostgreSQL) that the job's owner holds
+// its lock no longer: it is not among the granted advisory locks of this
+// database.
+var ownerDead = fmt.Sprintf(`owner_key IS NOT NULL AND NOT EXISTS (
+  SELECT 1 FROM pg_locks l
+  WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %d AND l.objsubid = 2
+    AND l.objid::text::bigint = import_jobs.owner_key
+    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))`, importOwnerLocks)
+
+// writersTakeTurns is false: PostgreSQL's writers run beside each other,
+// waiting only on the rows they share.
+func (postgresSQL) writersTakeTurns() bool { return false }

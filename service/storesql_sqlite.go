@@ -1,0 +1,35 @@
+package service
+
+import (
+	"context"
+	"database/sql"
+
+	entsql "entgo.io/ent/dialect/sql"
+)
+
+// sqliteSQL is the service's SQL on SQLite.
+type sqliteSQL struct{}
+
+// rebind keeps the query: SQLite takes ? placeholders.
+func (sqliteSQL) rebind(query string) string { return query }
+
+// lockForUpdate adds nothing: SQLite has no row locks (its SELECT has no
+// FOR UPDATE), and it needs none, since the service's write transactions
+// begin IMMEDIATE (the database's write lock) and take turns on
+// Service.writeMu, so no other writer runs between a read and its write.
+func (sqliteSQL) lockForUpdate(*entsql.Selector) {}
+
+// lockForNoKeyUpdate adds nothing, for the reason of lockForUpdate.
+func (sqliteSQL) lockForNoKeyUpdate(*entsql.Selector) {}
+
+// claimImportOwner claims nothing: one server serves a SQLite file (it
+// holds the file's lock, store.LockForServer), so an import job whose
+// heartbeat stopped is its own server's, and nobody else's to judge.
+func (sqliteSQL) claimImportOwner(context.Context, *sql.DB) (*sql.Conn, int64, error) {
+	return nil, 0, nil
+}
+
+// writersTakeTurns is true: SQLite has one writer, and its busy handler
+// retries by sleeping, unfairly, so that under sustained concurrent writes
+// one writer could wait past busy_timeout and fail; a Go mutex queues them.
+func (sqliteSQL) writersTakeTurns() bool { return true }
