@@ -47,9 +47,6 @@ func New(dialectName string) (*Ledger, error) {
 	return &Ledger{st: st}, nil
 }
 
-// Dialect is the ent dialect name the ledger writes for.
-func (l *Ledger) Dialect() string { return l.st.dialect() }
-
 // Topics says which logs a transaction wrote, so that the caller can signal
 // subscribers after it commits (and only then).
 type Topics struct {
