@@ -195,6 +195,9 @@ var enumValues = map[string]map[string]string{
 		"MANUAL":   "addUsersToSegment or removeUsersFromSegment.",
 		"IMPORT":   "A CSV import.",
 		"BACKFILL": "A re-evaluation of stored events (updateSegment with BACKFILL or RECONCILE).",
+		"TRAITS":   "A trait change: identify, or traits carried on an event.",
+		"TIME":     "Time alone: a window passed or a membership expired.",
+		"ERASURE":  "The user was deleted (deleteUser).",
 	},
 	"ConditionKind": {
 		"AND":       "A group: every child holds.",

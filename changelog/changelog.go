@@ -27,12 +27,16 @@ const (
 	SourceManual   Source = "MANUAL"   // addUsersToSegment or removeUsersFromSegment
 	SourceImport   Source = "IMPORT"   // a CSV import
 	SourceBackfill Source = "BACKFILL" // re-evaluation of stored events
+	SourceTraits   Source = "TRAITS"   // a trait change (identify, or traits carried on an event)
+	SourceTime     Source = "TIME"     // time alone: a window passed or a membership expired
+	SourceErasure  Source = "ERASURE"  // the user was deleted (deleteUser)
 )
 
 // Values lists every Source, in the order of the GraphQL enum: ent reads
 // the enum's values from it (field.Enum(...).GoType).
 func (Source) Values() []string {
-	return []string{string(SourceEvent), string(SourceManual), string(SourceImport), string(SourceBackfill)}
+	return []string{string(SourceEvent), string(SourceManual), string(SourceImport), string(SourceBackfill),
+		string(SourceTraits), string(SourceTime), string(SourceErasure)}
 }
 
 // String returns the source's name.

@@ -31,7 +31,7 @@ type Membership struct {
 	EventRef *pulid.ID `json:"event_ref,omitempty"`
 	// When the user entered the segment.
 	EnteredAt time.Time `json:"entered_at,omitempty"`
-	// What put the user in: EVENT (a trigger event whose condition held), MANUAL (addUsersToSegment), IMPORT (a CSV import) or BACKFILL (re-evaluation of stored events).
+	// What put the user in: EVENT (a trigger event whose condition held), MANUAL (addUsersToSegment), IMPORT (a CSV import), BACKFILL (re-evaluation of stored events), TRAITS (a trait change), TIME (a window passed or the membership expired) or ERASURE (the user was deleted).
 	Source changelog.Source `json:"source,omitempty"`
 	// Why the user entered, in one line: the event and the condition it met, or the manual add or import.
 	Reason string `json:"reason,omitempty"`

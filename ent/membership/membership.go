@@ -96,7 +96,7 @@ var (
 // SourceValidator is a validator for the "source" field enum values. It is called by the builders before save.
 func SourceValidator(s changelog.Source) error {
 	switch s.String() {
-	case "EVENT", "MANUAL", "IMPORT", "BACKFILL":
+	case "EVENT", "MANUAL", "IMPORT", "BACKFILL", "TRAITS", "TIME", "ERASURE":
 		return nil
 	default:
 		return fmt.Errorf("membership: invalid enum value for source field: %q", s)

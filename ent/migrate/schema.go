@@ -273,7 +273,7 @@ var (
 	MembershipsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeString, Size: 40},
 		{Name: "entered_at", Type: field.TypeTime},
-		{Name: "source", Type: field.TypeEnum, Enums: []string{"EVENT", "MANUAL", "IMPORT", "BACKFILL"}},
+		{Name: "source", Type: field.TypeEnum, Enums: []string{"EVENT", "MANUAL", "IMPORT", "BACKFILL", "TRAITS", "TIME", "ERASURE"}},
 		{Name: "reason", Type: field.TypeString, Size: 2147483647, Default: ""},
 		{Name: "event_ref", Type: field.TypeString, Nullable: true, Size: 40},
 		{Name: "segment_ref", Type: field.TypeString, Size: 40},
@@ -326,7 +326,7 @@ var (
 	MembershipChangesColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt64, Increment: true},
 		{Name: "kind", Type: field.TypeEnum, Enums: []string{"ENTERED", "EXITED"}},
-		{Name: "source", Type: field.TypeEnum, Enums: []string{"EVENT", "MANUAL", "IMPORT", "BACKFILL"}},
+		{Name: "source", Type: field.TypeEnum, Enums: []string{"EVENT", "MANUAL", "IMPORT", "BACKFILL", "TRAITS", "TIME", "ERASURE"}},
 		{Name: "at", Type: field.TypeTime},
 		{Name: "reason", Type: field.TypeString, Size: 2147483647, Default: ""},
 		{Name: "event_ref", Type: field.TypeString, Nullable: true, Size: 40},

@@ -32,7 +32,7 @@ func (Membership) Fields() []ent.Field {
 			Comment("When the user entered the segment.").
 			Annotations(entgql.OrderField("ENTERED_AT")),
 		field.Enum("source").GoType(changelog.Source("")).Immutable().
-			Comment("What put the user in: EVENT (a trigger event whose condition held), MANUAL (addUsersToSegment), IMPORT (a CSV import) or BACKFILL (re-evaluation of stored events)."),
+			Comment("What put the user in: EVENT (a trigger event whose condition held), MANUAL (addUsersToSegment), IMPORT (a CSV import), BACKFILL (re-evaluation of stored events), TRAITS (a trait change), TIME (a window passed or the membership expired) or ERASURE (the user was deleted)."),
 		field.Text("reason").Default("").
 			Comment("Why the user entered, in one line: the event and the condition it met, or the manual add or import."),
 	}
@@ -82,7 +82,7 @@ func (MembershipChange) Fields() []ent.Field {
 		field.String("user_ref").GoType(pulid.ID("")).Immutable(),
 		field.String("event_ref").GoType(pulid.ID("")).Optional().Nillable().Immutable(),
 		field.Enum("kind").GoType(changelog.Kind("")).Immutable(),     // ENTERED or EXITED
-		field.Enum("source").GoType(changelog.Source("")).Immutable(), // EVENT, MANUAL, IMPORT or BACKFILL
+		field.Enum("source").GoType(changelog.Source("")).Immutable(), // as Membership.source
 		field.Time("at").Default(time.Now).Immutable(),
 		field.Text("reason").Default("").Immutable(),
 	}

@@ -3534,7 +3534,7 @@ type Membership implements Node {
   """
   enteredAt: Time!
   """
-  What put the user in: EVENT (a trigger event whose condition held), MANUAL (addUsersToSegment), IMPORT (a CSV import) or BACKFILL (re-evaluation of stored events).
+  What put the user in: EVENT (a trigger event whose condition held), MANUAL (addUsersToSegment), IMPORT (a CSV import), BACKFILL (re-evaluation of stored events), TRAITS (a trait change), TIME (a window passed or the membership expired) or ERASURE (the user was deleted).
   """
   source: MembershipSource!
   """
@@ -3626,6 +3626,18 @@ enum MembershipSource @goModel(model: "github.com/segmentd/segmentd/changelog.So
   A re-evaluation of stored events (updateSegment with BACKFILL or RECONCILE).
   """
   BACKFILL
+  """
+  A trait change: identify, or traits carried on an event.
+  """
+  TRAITS
+  """
+  Time alone: a window passed or a membership expired.
+  """
+  TIME
+  """
+  The user was deleted (deleteUser).
+  """
+  ERASURE
 }
 """
 MembershipWhereInput is used for filtering Membership objects.
