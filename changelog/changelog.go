@@ -105,6 +105,10 @@ const (
 	// counter that is never reused (a bigserial on PostgreSQL, numbered by
 	// a trigger on SQLite).
 	SeqColumn = "log_seq"
+	// SQLiteSequences is the SQLite table of the SeqColumn counters, one
+	// row (name, seq) per log table: the last position handed out, which
+	// deletes never lower.
+	SQLiteSequences = "log_sequences"
 )
 
 // Log describes one log table as its readers see it.
@@ -145,7 +149,7 @@ func Logs() []Log { return []Log{MembershipChanges, Events, CampaignActivations}
 // {id}. The names are the constants of this package, never user input.
 func (l Log) SQL(q string) string {
 	return strings.NewReplacer("{table}", l.Table, "{seq}", l.Seq, "{key}", l.Key, "{key_index}", l.KeyIndex,
-		"{tx}", TxColumn, "{id}", IDColumn).Replace(q)
+		"{tx}", TxColumn, "{id}", IDColumn, "{sequences}", SQLiteSequences).Replace(q)
 }
 
 // Cursor is a position in a log.

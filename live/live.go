@@ -33,7 +33,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -79,11 +78,11 @@ const (
 
 // Tailer follows one log table and fans new rows out to subscribers.
 type Tailer struct {
-	db      *sql.DB
-	dialect string
-	src     Source
-	broker  pubsub.Broker
-	log     *slog.Logger
+	db     *sql.DB
+	store  logStore
+	src    Source
+	broker pubsub.Broker
+	log    *slog.Logger
 
 	mu   sync.Mutex
 	pos  changelog.Cursor
@@ -92,19 +91,14 @@ type Tailer struct {
 
 // NewTailer returns a Tailer positioned at the end of the table.
 func NewTailer(ctx context.Context, db *sql.DB, dialect string, src Source, broker pubsub.Broker, log *slog.Logger) (*Tailer, error) {
-	t := &Tailer{db: db, dialect: dialect, src: src, broker: broker, log: log, subs: map[string]map[*Subscription]struct{}{}}
-	var q string
-	if dialect == Postgres {
-		// The text of the id is named tx_text: an output column named
-		// log_txid would be what ORDER BY log_txid sorts by, as text.
-		q = src.SQL(`SELECT {tx}::text AS tx_text, {seq} FROM {table}
-			WHERE {tx} < pg_snapshot_xmin(pg_current_snapshot())
-			ORDER BY {table}.{tx} DESC, {table}.{seq} DESC LIMIT 1`)
-	} else {
-		q = src.SQL(`SELECT '0', {seq} FROM {table} WHERE {seq} IS NOT NULL ORDER BY {seq} DESC LIMIT 1`)
+	st, err := logStoreFor(dialect)
+	if err != nil {
+		return nil, fmt.Errorf("live.NewTailer(%s): %w", src.Table, err)
 	}
+	t := &Tailer{db: db, store: st, src: src, broker: broker, log: log, subs: map[string]map[*Subscription]struct{}{}}
+	q := t.store.headQuery(src)
 	var tx string
-	err := db.QueryRowContext(ctx, q).Scan(&tx, &t.pos.Seq)
+	err = db.QueryRowContext(ctx, q).Scan(&tx, &t.pos.Seq)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("live.NewTailer(%s): %w", src.Table, err)
 	}
@@ -221,41 +215,8 @@ func (t *Tailer) closeAll() {
 // read returns up to limit committed rows after `after` (and not after
 // upTo, if given), with key if not empty, loaded by Source.Load.
 func (t *Tailer) read(ctx context.Context, after changelog.Cursor, upTo *changelog.Cursor, key string, limit int) (rows []Row, waiting bool, err error) {
-	var (
-		q    strings.Builder
-		args []any
-	)
-	if t.dialect == Postgres {
-		// ORDER BY names the table's columns: PostgreSQL resolves a bare
-		// ORDER BY name against the output columns first, and an output
-		// column log_txid::text named log_txid sorted "100188" before
-		// "99941" once transaction ids gained a digit.
-		q.WriteString(t.src.SQL(`SELECT {tx}::text AS tx_text, {seq}, {id}::text AS row_id, {key}, {tx} < pg_snapshot_xmin(pg_current_snapshot()) AS stable
-			FROM {table} WHERE ({tx}, {seq}) > ($1::text::xid8, $2)`))
-		args = append(args, strconv.FormatUint(after.Tx, 10), after.Seq)
-		if upTo != nil {
-			fmt.Fprintf(&q, t.src.SQL(` AND ({tx}, {seq}) <= ($%d::text::xid8, $%d)`), len(args)+1, len(args)+2)
-			args = append(args, strconv.FormatUint(upTo.Tx, 10), upTo.Seq)
-		}
-		if key != "" {
-			fmt.Fprintf(&q, ` AND %s = $%d`, t.src.Key, len(args)+1)
-			args = append(args, key)
-		}
-		fmt.Fprintf(&q, t.src.SQL(` ORDER BY {table}.{tx}, {table}.{seq} LIMIT %d`), limit)
-	} else {
-		q.WriteString(t.src.SQL(`SELECT '0', {seq}, CAST({id} AS TEXT), {key}, 1 FROM {table} WHERE {seq} > ?`))
-		args = append(args, after.Seq)
-		if upTo != nil {
-			fmt.Fprintf(&q, ` AND %s <= ?`, t.src.Seq)
-			args = append(args, upTo.Seq)
-		}
-		if key != "" {
-			fmt.Fprintf(&q, ` AND %s = ?`, t.src.Key)
-			args = append(args, key)
-		}
-		fmt.Fprintf(&q, ` ORDER BY %s LIMIT %d`, t.src.Seq, limit)
-	}
-	res, err := t.db.QueryContext(ctx, q.String(), args...)
+	q, args := t.store.readQuery(t.src, after, upTo, key, limit)
+	res, err := t.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("read %s: %w", t.src.Table, err)
 	}
@@ -340,31 +301,11 @@ func (t *Tailer) Head() changelog.Cursor {
 // beyond that can only be made up or from another database; a stream from
 // it would wait, silently, for the log to catch up with it.
 func (t *Tailer) Within(ctx context.Context, c changelog.Cursor) (bool, error) {
-	if t.dialect == Postgres {
-		var ok bool
-		err := t.db.QueryRowContext(ctx, `SELECT $1::text::xid8 < pg_snapshot_xmax(pg_current_snapshot())
-			AND $2 <= COALESCE(pg_sequence_last_value(pg_get_serial_sequence($3, $4)::regclass), 0)`,
-			strconv.FormatUint(c.Tx, 10), c.Seq, t.src.Table, t.src.Seq).Scan(&ok)
-		if err != nil {
-			return false, fmt.Errorf("live.Within(%s): %w", t.src.Table, err)
-		}
-		return ok, nil
-	}
-	if c.Tx != 0 {
-		return false, nil // SQLite cursors have no transaction part
-	}
-	var last int64
-	err := t.db.QueryRowContext(ctx, fmt.Sprintf(`SELECT MAX(
-		COALESCE((SELECT MAX(rowid) FROM %[1]s), 0),
-		COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '%[1]s'), 0))`, t.src.Table)).Scan(&last)
-	if err != nil && strings.Contains(err.Error(), "no such table: sqlite_sequence") {
-		// No AUTOINCREMENT table in the database.
-		err = t.db.QueryRowContext(ctx, fmt.Sprintf(`SELECT COALESCE(MAX(rowid), 0) FROM %s`, t.src.Table)).Scan(&last)
-	}
+	ok, err := t.store.within(ctx, t.db, t.src, c)
 	if err != nil {
 		return false, fmt.Errorf("live.Within(%s): %w", t.src.Table, err)
 	}
-	return c.Seq <= last, nil
+	return ok, nil
 }
 
 // Stream sends send every row with key (all rows if key is empty) after

@@ -161,14 +161,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	// The broker and the background context come first: the service is
 	// built whole, with everything it signals and runs on.
-	var broker pubsub.Broker
-	if st.Dialect == dialect.Postgres {
-		if broker, err = pubsub.NewPostgres(st.DB, st.DSN, log); err != nil {
-			st.Close()
-			return nil, fmt.Errorf("server.New: %w", err)
-		}
-	} else {
-		broker = pubsub.NewMemory()
+	broker, err := brokerFor(st, log)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("server.New: %w", err)
 	}
 	base, stop := context.WithCancel(context.WithoutCancel(ctx))
 	svc, err := service.New(st, service.Config{
@@ -501,4 +497,18 @@ func requestCache(ctx context.Context, next graphql.OperationHandler) graphql.Re
 		ctx = graph.WithBatches(ctx)
 	}
 	return next(ctx)
+}
+
+// brokerFor returns the broker that wakes this store's readers after
+// commits: on PostgreSQL it carries the signals between replicas (LISTEN/
+// NOTIFY); a SQLite file has one server, and its signals stay in-process.
+func brokerFor(st *store.Store, log *slog.Logger) (pubsub.Broker, error) {
+	switch st.Dialect {
+	case dialect.Postgres:
+		return pubsub.NewPostgres(st.DB, st.DSN, log)
+	case dialect.SQLite:
+		return pubsub.NewMemory(), nil
+	default:
+		return nil, fmt.Errorf("no broker for dialect %q", st.Dialect)
+	}
 }

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"entgo.io/ent/dialect"
-	entsql "entgo.io/ent/dialect/sql"
 	"github.com/lib/pq"
 
 	"github.com/segmentd/segmentd"
@@ -180,10 +178,7 @@ func (s *Service) runImport(ctx context.Context, job *ent.ImportJob, path string
 
 // heartbeat renews the job's heartbeat until ctx ends.
 func (s *Service) heartbeat(ctx context.Context, id pulid.ID) {
-	// SQLite: a heartbeat would queue behind the import's own write
-	// transaction; a SQLite database has one process, and FailStaleImports
-	// does not need heartbeats there.
-	if s.dialect != dialect.Postgres {
+	if !s.sql.importsNeedHeartbeats() {
 		return
 	}
 	every(ctx, importHeartbeat, func() {
@@ -200,9 +195,8 @@ func (s *Service) heartbeat(ctx context.Context, id pulid.ID) {
 func (s *Service) FailStaleImports(ctx context.Context) error {
 	q := s.client.ImportJob.Update().
 		Where(importjob.StatusIn(importjob.StatusPENDING, importjob.StatusRUNNING))
-	if s.dialect == dialect.Postgres {
-		q = q.Where(importjob.Or(importjob.HeartbeatAtIsNil(), importjob.HeartbeatAtLT(s.now().Add(-importStale)),
-			func(sel *entsql.Selector) { sel.Where(entsql.ExprP(ownerDead)) }))
+	if stale := s.sql.staleImport(s.now()); stale != nil {
+		q = q.Where(stale)
 	}
 	n, err := q.SetStatus(importjob.StatusFAILED).
 		SetFailure("interrupted: the server running the import stopped before it finished; the segment is as it was before the import").
@@ -233,12 +227,7 @@ func (s *Service) importFile(ctx context.Context, job *ent.ImportJob, path strin
 	}
 	s.notify(TopicImports)
 	st := &stager{svc: s, job: job, csv: idcsv.NewReader(f), res: &importResult{}}
-	if s.dialect == dialect.Postgres {
-		err = st.copyPostgres(ctx)
-	} else {
-		err = st.insertSQLite(ctx)
-	}
-	if err != nil {
+	if err := s.sql.stageImport(ctx, st); err != nil {
 		return nil, err
 	}
 	if err := st.flushErrors(ctx); err != nil {
@@ -318,18 +307,14 @@ func (st *stager) flushErrors(ctx context.Context) error {
 		if i > 0 {
 			q.WriteByte(',')
 		}
-		if st.svc.dialect == dialect.Postgres {
-			fmt.Fprintf(&q, "($%d,$%d,$%d,$%d)", 4*i+1, 4*i+2, 4*i+3, 4*i+4)
-		} else {
-			q.WriteString("(?,?,?,?)") // see stageChunk
-		}
+		q.WriteString("(?,?,?,?)")
 		args = append(args, string(st.job.ID), e.Line, e.Value, e.Reason)
 	}
 	var err error
 	if st.tx != nil {
-		_, err = st.tx.ExecContext(ctx, q.String(), args...)
+		_, err = st.tx.ExecContext(ctx, st.svc.sql.rebind(q.String()), args...)
 	} else {
-		_, err = st.svc.client.ExecContext(ctx, q.String(), args...)
+		_, err = st.svc.client.ExecContext(ctx, st.svc.sql.rebind(q.String()), args...)
 	}
 	if err != nil {
 		return fmt.Errorf("store bad rows: %w", err)

@@ -54,10 +54,7 @@ type Live struct {
 
 // StartLive starts following the logs of st until ctx ends.
 func (s *Service) StartLive(ctx context.Context, st *store.Store, log *slog.Logger) (*Live, error) {
-	d := live.SQLite
-	if st.Dialect == live.Postgres {
-		d = live.Postgres
-	}
+	d := st.Dialect // live.NewTailer refuses a store it cannot read
 	client := s.client
 	l := &Live{svc: s}
 	var err error

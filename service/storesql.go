@@ -4,9 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
+
+	"github.com/segmentd/segmentd/ent/predicate"
 )
 
 // storeSQL is what differs between the stores in the service's own SQL:
@@ -42,6 +45,18 @@ type storeSQL interface {
 	// writersTakeTurns says whether the service's write transactions must
 	// queue in the process (Service.writeMu) before they begin: see inTx.
 	writersTakeTurns() bool
+
+	// importsNeedHeartbeats says whether a running import renews its
+	// job's heartbeat, by which other servers judge it alive.
+	importsNeedHeartbeats() bool
+
+	// staleImport selects, among unfinished import jobs found at start,
+	// those whose server stopped; nil means every one of them.
+	staleImport(now time.Time) predicate.ImportJob
+
+	// stageImport loads an import file's IDs into the staging table the
+	// store's fastest way.
+	stageImport(ctx context.Context, st *stager) error
 }
 
 // storeSQLFor returns the store-specific SQL for an ent dialect name

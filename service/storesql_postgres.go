@@ -7,8 +7,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"time"
 
 	entsql "entgo.io/ent/dialect/sql"
+
+	"github.com/segmentd/segmentd/ent/importjob"
+	"github.com/segmentd/segmentd/ent/predicate"
 )
 
 // postgresSQL is the service's SQL on PostgreSQL, where several server
@@ -85,3 +89,18 @@ var ownerDead = fmt.Sprintf(`owner_key IS NOT NULL AND NOT EXISTS (
 // writersTakeTurns is false: PostgreSQL's writers run beside each other,
 // waiting only on the rows they share.
 func (postgresSQL) writersTakeTurns() bool { return false }
+
+// importsNeedHeartbeats is true: other replicas judge a job by its
+// heartbeat as well as by its owner's lock.
+func (postgresSQL) importsNeedHeartbeats() bool { return true }
+
+// staleImport selects the jobs without a heartbeat, with one older than
+// importStale, or whose owner's advisory lock nobody holds: other replicas'
+// running jobs are alive and stay.
+func (postgresSQL) staleImport(now time.Time) predicate.ImportJob {
+	return importjob.Or(importjob.HeartbeatAtIsNil(), importjob.HeartbeatAtLT(now.Add(-importStale)),
+		func(sel *entsql.Selector) { sel.Where(entsql.ExprP(ownerDead)) })
+}
+
+// stageImport stages with COPY, PostgreSQL's bulk load.
+func (postgresSQL) stageImport(ctx context.Context, st *stager) error { return st.copyPostgres(ctx) }

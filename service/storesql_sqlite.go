@@ -3,8 +3,11 @@ package service
 import (
 	"context"
 	"database/sql"
+	"time"
 
 	entsql "entgo.io/ent/dialect/sql"
+
+	"github.com/segmentd/segmentd/ent/predicate"
 )
 
 // sqliteSQL is the service's SQL on SQLite.
@@ -33,3 +36,15 @@ func (sqliteSQL) claimImportOwner(context.Context, *sql.DB) (*sql.Conn, int64, e
 // retries by sleeping, unfairly, so that under sustained concurrent writes
 // one writer could wait past busy_timeout and fail; a Go mutex queues them.
 func (sqliteSQL) writersTakeTurns() bool { return true }
+
+// importsNeedHeartbeats is false: a heartbeat would queue behind the
+// import's own write transaction, and with one server per file
+// (store.LockForServer) nobody else judges its jobs.
+func (sqliteSQL) importsNeedHeartbeats() bool { return false }
+
+// staleImport is nil: the one server of the file is starting, so every
+// unfinished job was its own and was interrupted.
+func (sqliteSQL) staleImport(time.Time) predicate.ImportJob { return nil }
+
+// stageImport stages with multi-row INSERTs (SQLite has no COPY).
+func (sqliteSQL) stageImport(ctx context.Context, st *stager) error { return st.insertSQLite(ctx) }

@@ -221,7 +221,7 @@ func (s *Store) sqliteLogPositions(ctx context.Context) error {
 		return fmt.Errorf("log positions: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS log_sequences (name TEXT PRIMARY KEY, seq INTEGER NOT NULL)`); err != nil {
+	if _, err := tx.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+changelog.SQLiteSequences+" (name TEXT PRIMARY KEY, seq INTEGER NOT NULL)"); err != nil {
 		return fmt.Errorf("log positions: %w", err)
 	}
 	for _, l := range changelog.Logs() {
@@ -233,13 +233,13 @@ func (s *Store) sqliteLogPositions(ctx context.Context) error {
 			return fmt.Errorf("log positions: %s: %w", l.Table, err)
 		}
 		stmts := []string{
-			l.SQL(`INSERT OR IGNORE INTO log_sequences (name, seq) VALUES ('{table}', 0)`),
+			l.SQL(`INSERT OR IGNORE INTO {sequences} (name, seq) VALUES ('{table}', 0)`),
 			l.SQL(`UPDATE {table} SET {seq} = rowid WHERE {seq} IS NULL`),
-			l.SQL(`UPDATE log_sequences SET seq = max(seq, (SELECT coalesce(max({seq}), 0) FROM {table})) WHERE name = '{table}'`),
+			l.SQL(`UPDATE {sequences} SET seq = max(seq, (SELECT coalesce(max({seq}), 0) FROM {table})) WHERE name = '{table}'`),
 			l.SQL(`CREATE UNIQUE INDEX IF NOT EXISTS {table}_{seq} ON {table} ({seq})`),
 			l.SQL(`CREATE TRIGGER IF NOT EXISTS {table}_{seq} AFTER INSERT ON {table} FOR EACH ROW BEGIN
-  UPDATE log_sequences SET seq = seq + 1 WHERE name = '{table}';
-  UPDATE {table} SET {seq} = (SELECT seq FROM log_sequences WHERE name = '{table}') WHERE rowid = NEW.rowid;
+  UPDATE {sequences} SET seq = seq + 1 WHERE name = '{table}';
+  UPDATE {table} SET {seq} = (SELECT seq FROM {sequences} WHERE name = '{table}') WHERE rowid = NEW.rowid;
 END`),
 		}
 		if has == 0 {

@@ -1,0 +1,55 @@
+package live
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/segmentd/segmentd/changelog"
+)
+
+// postgresLog reads a log on PostgreSQL, where a row's position is
+// (log_txid, seq) and only rows whose transaction is older than every one
+// still running are delivered (see the package comment).
+type postgresLog struct{}
+
+// headQuery: the text of the id is named tx_text, since an output column
+// named log_txid would be what ORDER BY log_txid sorts by, as text.
+func (postgresLog) headQuery(src Source) string {
+	return src.SQL(`SELECT {tx}::text AS tx_text, {seq} FROM {table}
+			WHERE {tx} < pg_snapshot_xmin(pg_current_snapshot())
+			ORDER BY {table}.{tx} DESC, {table}.{seq} DESC LIMIT 1`)
+}
+
+// readQuery: ORDER BY names the table's columns. PostgreSQL resolves a
+// bare ORDER BY name against the output columns first, and an output
+// column log_txid::text named log_txid sorted "100188" before "99941" once
+// transaction ids gained a digit.
+func (postgresLog) readQuery(src Source, after changelog.Cursor, upTo *changelog.Cursor, key string, limit int) (string, []any) {
+	var q strings.Builder
+	q.WriteString(src.SQL(`SELECT {tx}::text AS tx_text, {seq}, {id}::text AS row_id, {key}, {tx} < pg_snapshot_xmin(pg_current_snapshot()) AS stable
+			FROM {table} WHERE ({tx}, {seq}) > ($1::text::xid8, $2)`))
+	args := []any{strconv.FormatUint(after.Tx, 10), after.Seq}
+	if upTo != nil {
+		fmt.Fprintf(&q, src.SQL(` AND ({tx}, {seq}) <= ($%d::text::xid8, $%d)`), len(args)+1, len(args)+2)
+		args = append(args, strconv.FormatUint(upTo.Tx, 10), upTo.Seq)
+	}
+	if key != "" {
+		fmt.Fprintf(&q, ` AND %s = $%d`, src.Key, len(args)+1)
+		args = append(args, key)
+	}
+	fmt.Fprintf(&q, src.SQL(` ORDER BY {table}.{tx}, {table}.{seq} LIMIT %d`), limit)
+	return q.String(), args
+}
+
+// within: a transaction id that has been assigned (below the current
+// snapshot's xmax) and a sequence value that has been handed out.
+func (postgresLog) within(ctx context.Context, db *sql.DB, src Source, c changelog.Cursor) (bool, error) {
+	var ok bool
+	err := db.QueryRowContext(ctx, `SELECT $1::text::xid8 < pg_snapshot_xmax(pg_current_snapshot())
+			AND $2 <= COALESCE(pg_sequence_last_value(pg_get_serial_sequence($3, $4)::regclass), 0)`,
+		strconv.FormatUint(c.Tx, 10), c.Seq, src.Table, src.Seq).Scan(&ok)
+	return ok, err
+}

@@ -1,0 +1,58 @@
+package live
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+
+	"github.com/segmentd/segmentd/changelog"
+)
+
+// sqliteLog reads a log on SQLite, where writers are serialized, so a
+// row's sequence alone is its position and every committed row is stable.
+type sqliteLog struct{}
+
+func (sqliteLog) headQuery(src Source) string {
+	return src.SQL(`SELECT '0', {seq} FROM {table} WHERE {seq} IS NOT NULL ORDER BY {seq} DESC LIMIT 1`)
+}
+
+func (sqliteLog) readQuery(src Source, after changelog.Cursor, upTo *changelog.Cursor, key string, limit int) (string, []any) {
+	var q strings.Builder
+	q.WriteString(src.SQL(`SELECT '0', {seq}, CAST({id} AS TEXT), {key}, 1 FROM {table} WHERE {seq} > ?`))
+	args := []any{after.Seq}
+	if upTo != nil {
+		fmt.Fprintf(&q, ` AND %s <= ?`, src.Seq)
+		args = append(args, upTo.Seq)
+	}
+	if key != "" {
+		fmt.Fprintf(&q, ` AND %s = ?`, src.Key)
+		args = append(args, key)
+	}
+	fmt.Fprintf(&q, ` ORDER BY %s LIMIT %d`, src.Seq, limit)
+	return q.String(), args
+}
+
+// within: a cursor has no transaction part on SQLite, and its sequence is
+// at most the last one handed out. For a log numbered by log_seq that is
+// its counter in changelog.SQLiteSequences (store.Migrate), which deletes never lower;
+// for one numbered by its AUTOINCREMENT id, the table's largest rowid or
+// its AUTOINCREMENT counter if larger (rows may have been deleted).
+func (sqliteLog) within(ctx context.Context, db *sql.DB, src Source, c changelog.Cursor) (bool, error) {
+	if c.Tx != 0 {
+		return false, nil
+	}
+	var last int64
+	if src.Seq == changelog.SeqColumn {
+		err := db.QueryRowContext(ctx, src.SQL(`SELECT COALESCE((SELECT seq FROM {sequences} WHERE name = ?), 0)`), src.Table).Scan(&last)
+		return c.Seq <= last, err
+	}
+	err := db.QueryRowContext(ctx, fmt.Sprintf(`SELECT MAX(
+		COALESCE((SELECT MAX(rowid) FROM %[1]s), 0),
+		COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '%[1]s'), 0))`, src.Table)).Scan(&last)
+	if err != nil && strings.Contains(err.Error(), "no such table: sqlite_sequence") {
+		// No AUTOINCREMENT table in the database.
+		err = db.QueryRowContext(ctx, fmt.Sprintf(`SELECT COALESCE(MAX(rowid), 0) FROM %s`, src.Table)).Scan(&last)
+	}
+	return c.Seq <= last, err
+}
