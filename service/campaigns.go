@@ -4,16 +4,11 @@ import (
 	"context"
 	"fmt"
 
-	"entgo.io/ent/dialect"
-
 	"github.com/segmentd/segmentd"
-	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
-	"github.com/segmentd/segmentd/ent/campaignactivation"
-	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
-	"github.com/segmentd/segmentd/ent/segment"
+	"github.com/segmentd/segmentd/ledger"
 )
 
 // CreateCampaignInput is the GraphQL input of createCampaign.
@@ -35,10 +30,6 @@ type UpdateCampaignInput struct {
 	Status           *campaign.Status
 }
 
-// activationBatch is how many activations one INSERT writes when a campaign
-// starts on a segment that already has members.
-const activationBatch = 1000
-
 // CreateCampaign stores a campaign. An ACTIVE campaign with a segment
 // activates at once for the segment's current members.
 func (s *Service) CreateCampaign(ctx context.Context, in CreateCampaignInput) (*ent.Campaign, error) {
@@ -54,12 +45,15 @@ func (s *Service) CreateCampaign(ctx context.Context, in CreateCampaignInput) (*
 	if in.Status != nil {
 		status = *in.Status
 	}
-	var created *ent.Campaign
+	var (
+		created *ent.Campaign
+		topics  ledger.Topics
+	)
 	err = s.inTx(ctx, func(tx *ent.Tx) error {
 		if in.SegmentID != nil {
 			check := segmentExists
 			if status == campaign.StatusACTIVE {
-				check = s.lockSegmentForBackfill
+				check = s.ledger().LockAudience
 			}
 			if err := check(ctx, tx, "input.segmentId", *in.SegmentID); err != nil {
 				return err
@@ -78,7 +72,7 @@ func (s *Service) CreateCampaign(ctx context.Context, in CreateCampaignInput) (*
 			return fmt.Errorf("create campaign: %w", err)
 		}
 		if c.Status == campaign.StatusACTIVE && c.SegmentRef != nil {
-			if err := s.activateMembers(ctx, tx, c); err != nil {
+			if topics, err = s.activateMembers(ctx, tx, c); err != nil {
 				return err
 			}
 		}
@@ -88,7 +82,7 @@ func (s *Service) CreateCampaign(ctx context.Context, in CreateCampaignInput) (*
 	if err != nil {
 		return nil, fmt.Errorf("service.CreateCampaign: %w", err)
 	}
-	s.notify(changelog.CampaignActivations.Topic)
+	s.publish(topics)
 	return created.Unwrap(), nil
 }
 
@@ -116,9 +110,13 @@ func (s *Service) UpdateCampaign(ctx context.Context, id pulid.ID, in UpdateCamp
 	if clearDesc && in.Description != nil {
 		return nil, segmentd.Invalid("input.clearDescription", "give either description or clearDescription, not both")
 	}
-	var updated *ent.Campaign
+	var (
+		updated *ent.Campaign
+		topics  ledger.Topics
+	)
+	mayActivate := (in.Status != nil && *in.Status == campaign.StatusACTIVE) || in.SegmentID != nil
 	err = s.inTx(ctx, func(tx *ent.Tx) error {
-		old, err := s.campaignForUpdate(ctx, tx, id, in)
+		old, err := s.ledger().CampaignForChange(ctx, tx, id, in.SegmentID, mayActivate)
 		if err != nil {
 			return err
 		}
@@ -154,7 +152,7 @@ func (s *Service) UpdateCampaign(ctx context.Context, id pulid.ID, in UpdateCamp
 		becameActive := c.Status == campaign.StatusACTIVE && old.Status != campaign.StatusACTIVE
 		segmentChanged := c.SegmentRef != nil && (old.SegmentRef == nil || *old.SegmentRef != *c.SegmentRef)
 		if c.Status == campaign.StatusACTIVE && c.SegmentRef != nil && (becameActive || segmentChanged) {
-			if err := s.activateMembers(ctx, tx, c); err != nil {
+			if topics, err = s.activateMembers(ctx, tx, c); err != nil {
 				return err
 			}
 		}
@@ -164,7 +162,7 @@ func (s *Service) UpdateCampaign(ctx context.Context, id pulid.ID, in UpdateCamp
 	if err != nil {
 		return nil, fmt.Errorf("service.UpdateCampaign: %w", err)
 	}
-	s.notify(changelog.CampaignActivations.Topic)
+	s.publish(topics)
 	return updated.Unwrap(), nil
 }
 
@@ -180,122 +178,15 @@ func (s *Service) DeleteCampaign(ctx context.Context, id pulid.ID) error {
 	return nil
 }
 
-// campaignForUpdate reads campaign id for an update in tx. On PostgreSQL,
-// when the update may activate the campaign (it asks for ACTIVE, or moves
-// the campaign to another segment), it first locks the segment the
-// campaign will have, then the campaign's row, in that order (the order
-// deleteSegment takes them in).
-//
-// Why the segment: the backfill (activateMembers) reads the members
-// committed when it runs, and an entry reads the ACTIVE campaigns when it
-// runs; an entry that read the campaign as PAUSED and committed after the
-// backfill's read activated it nowhere (issue 13, item 2). Every entry
-// inserts its membership row before it reads the campaigns, and that insert
-// takes a FOR KEY SHARE lock on the segment's row (the foreign key check)
-// until it commits. FOR UPDATE on the segment conflicts with it: it waits
-// for every entry in flight to commit (their members are then visible to
-// the backfill, a later statement in READ COMMITTED), and blocks new
-// entries until this transaction commits, after which they read the
-// campaign as ACTIVE.
-func (s *Service) campaignForUpdate(ctx context.Context, tx *ent.Tx, id pulid.ID, in UpdateCampaignInput) (*ent.Campaign, error) {
-	get := func(lock bool) (*ent.Campaign, error) {
-		q := tx.Campaign.Query().Where(campaign.ID(id))
-		if lock && s.dialect == dialect.Postgres {
-			q = q.Where(forNoKeyUpdate)
-		}
-		c, err := q.Only(ctx)
-		if ent.IsNotFound(err) {
-			return nil, segmentd.Errorf(segmentd.CodeNotFound, "no campaign with id %q", id)
-		}
-		return c, err
+// activateMembers activates c, which has just started on its segment, for
+// the segment's current members (see ledger.ActivateCampaign: the segment is
+// locked by LockAudience or CampaignForChange first).
+func (s *Service) activateMembers(ctx context.Context, tx *ent.Tx, c *ent.Campaign) (ledger.Topics, error) {
+	w := s.ledger().Writer(tx)
+	if _, err := w.ActivateCampaign(ctx, c, s.now()); err != nil {
+		return ledger.Topics{}, err
 	}
-	mayActivate := (in.Status != nil && *in.Status == campaign.StatusACTIVE) || in.SegmentID != nil
-	if s.dialect != dialect.Postgres || !mayActivate {
-		return get(false)
-	}
-	for {
-		seen, err := get(false)
-		if err != nil {
-			return nil, err
-		}
-		seg := seen.SegmentRef
-		if in.SegmentID != nil {
-			seg = in.SegmentID
-		}
-		if seg != nil {
-			if err := s.lockSegmentForBackfill(ctx, tx, "input.segmentId", *seg); err != nil {
-				return nil, err
-			}
-		}
-		c, err := get(true)
-		if err != nil {
-			return nil, err
-		}
-		if in.SegmentID != nil || sameRef(c.SegmentRef, seen.SegmentRef) {
-			return c, nil
-		}
-		// Its segment changed before the lock: lock the new one too.
-	}
-}
-
-func sameRef(a, b *pulid.ID) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
-
-// lockSegmentForBackfill checks that segment id exists and, on PostgreSQL,
-// locks its row FOR UPDATE until tx ends: see campaignForUpdate. SQLite
-// runs one writer at a time, which is as good.
-func (s *Service) lockSegmentForBackfill(ctx context.Context, tx *ent.Tx, field string, id pulid.ID) error {
-	if s.dialect != dialect.Postgres {
-		return segmentExists(ctx, tx, field, id)
-	}
-	ids, err := tx.Segment.Query().Where(segment.ID(id)).ForUpdate().IDs(ctx)
-	if err != nil {
-		return fmt.Errorf("lock segment: %w", err)
-	}
-	if len(ids) == 0 {
-		return &segmentd.Error{Code: segmentd.CodeNotFound, Field: field, Message: fmt.Sprintf("no segment with id %q", id)}
-	}
-	return nil
-}
-
-// activateMembers activates c for every current member of its segment who
-// has not activated it yet, in batches; the unique (campaign, user) index
-// makes a repeat a no-op.
-func (s *Service) activateMembers(ctx context.Context, tx *ent.Tx, c *ent.Campaign) error {
-	segID := *c.SegmentRef
-	now := s.now()
-	var after pulid.ID
-	for {
-		q := tx.Membership.Query().
-			Where(membership.SegmentRef(segID)).
-			Order(ent.Asc(membership.FieldID)).
-			Limit(activationBatch)
-		if after != "" {
-			q = q.Where(membership.IDGT(after))
-		}
-		members, err := q.All(ctx)
-		if err != nil {
-			return fmt.Errorf("list members: %w", err)
-		}
-		if len(members) == 0 {
-			return nil
-		}
-		builders := make([]*ent.CampaignActivationCreate, len(members))
-		for i, m := range members {
-			builders[i] = tx.CampaignActivation.Create().
-				SetCampaignRef(c.ID).
-				SetUserRef(m.UserRef).
-				SetSegmentRef(segID).
-				SetActivatedAt(now)
-		}
-		err = tx.CampaignActivation.CreateBulk(builders...).
-			OnConflictColumns(campaignactivation.FieldCampaignRef, campaignactivation.FieldUserRef).
-			DoNothing().
-			Exec(ctx)
-		if err != nil && !isNoRows(err) {
-			return fmt.Errorf("activate members: %w", err)
-		}
-		after = members[len(members)-1].ID
-	}
+	return w.Flush(ctx)
 }
 
 func segmentExists(ctx context.Context, tx *ent.Tx, field string, id pulid.ID) error {

@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -16,12 +15,11 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/segmentd/segmentd"
-	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
-	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/importjob"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/idcsv"
+	"github.com/segmentd/segmentd/ledger"
 )
 
 // TopicImports is signalled whenever an import job's progress or status
@@ -247,8 +245,12 @@ func (s *Service) importFile(ctx context.Context, job *ent.ImportJob, path strin
 		return nil, err
 	}
 	res := st.res
+	var topics ledger.Topics
 	for attempt := 1; ; attempt++ {
-		err = s.inTx(ctx, func(tx *ent.Tx) error { return s.applyImport(ctx, tx, job, res) })
+		err = s.inTx(ctx, func(tx *ent.Tx) (err error) {
+			topics, err = s.applyImport(ctx, tx, job, res)
+			return err
+		})
 		if err == nil || !isRetryable(err) || attempt == 3 {
 			break
 		}
@@ -257,9 +259,7 @@ func (s *Service) importFile(ctx context.Context, job *ent.ImportJob, path strin
 	if err != nil {
 		return nil, err
 	}
-	if !job.DryRun && (res.added > 0 || res.removed > 0) {
-		s.notify(changelog.MembershipChanges.Topic, changelog.CampaignActivations.Topic)
-	}
+	s.publish(topics)
 	s.notify(TopicImports)
 	return res, nil
 }
@@ -486,54 +486,29 @@ SELECT CAST($1 AS TEXT), user_id, min(k) FROM import_copy GROUP BY user_id`, str
 	return st.progress(ctx, true)
 }
 
-// The statements that apply staged IDs to a segment. $1 is the job, $2 the
-// segment; the rest are named in each. Existing rows are skipped by ON
-// CONFLICT alone, not by a NOT EXISTS on the table being written: the plan
-// of such a NOT EXISTS is made while the table is small (an empty segment),
-// and a scan that is cheap then is quadratic once the statement has added
-// a million rows. They are plain SQL that SQLite and
-// PostgreSQL both run, except the PostgreSQL removal, which deletes and
-// logs in one statement.
-const (
-	// $1 the job, $2 the time.
-	importCreateUsers = `INSERT INTO users (id, user_id, traits, first_seen_at, last_seen_at)
+// importCreateUsers creates the users of the staged IDs that are new, before
+// the ledger applies the staged set (ledger.StagedSet). $1 the job, $2 the
+// time.
+const importCreateUsers = `INSERT INTO users (id, user_id, traits, first_seen_at, last_seen_at)
 SELECT 'usr_' || i.k, i.user_id, '{}', $2, $2 FROM import_ids i
 WHERE i.job_ref = CAST($1 AS TEXT)
 ON CONFLICT (user_id) DO NOTHING`
-	// $3 the time, $4 the reason.
-	importAddMembers = `INSERT INTO memberships (id, segment_ref, user_ref, entered_at, source, reason)
-SELECT 'mem_' || i.k, CAST($2 AS TEXT), u.id, $3, 'IMPORT', CAST($4 AS TEXT) FROM import_ids i JOIN users u ON u.user_id = i.user_id
-WHERE i.job_ref = CAST($1 AS TEXT)
-ON CONFLICT (segment_ref, user_ref) DO NOTHING`
-	// The memberships this job created are those named 'mem_' || k.
-	importLogEntries = `INSERT INTO membership_changes (segment_ref, user_ref, kind, source, at, reason)
-SELECT m.segment_ref, m.user_ref, 'ENTERED', 'IMPORT', m.entered_at, m.reason
-FROM import_ids i JOIN memberships m ON m.id = 'mem_' || i.k
-WHERE i.job_ref = CAST($1 AS TEXT) AND m.segment_ref = CAST($2 AS TEXT)`
-	// $3 the campaign, $4 the time, $5 the ID suffix that keeps the
-	// activation IDs of several campaigns apart.
-	importActivate = `INSERT INTO campaign_activations (id, campaign_ref, user_ref, segment_ref, activated_at)
-SELECT 'act_' || i.k || CAST($5 AS TEXT), CAST($3 AS TEXT), m.user_ref, m.segment_ref, $4
-FROM import_ids i JOIN memberships m ON m.id = 'mem_' || i.k
-WHERE i.job_ref = CAST($1 AS TEXT) AND m.segment_ref = CAST($2 AS TEXT)
-ON CONFLICT (campaign_ref, user_ref) DO NOTHING`
-	// Members of the segment who are in the file / not in the file.
-	importInFile    = `EXISTS (SELECT 1 FROM import_ids i JOIN users u ON u.user_id = i.user_id WHERE i.job_ref = CAST($1 AS TEXT) AND u.id = m.user_ref) AND m.segment_ref = CAST($2 AS TEXT)`
-	importNotInFile = `NOT EXISTS (SELECT 1 FROM users u JOIN import_ids i ON i.job_ref = CAST($1 AS TEXT) AND i.user_id = u.user_id WHERE u.id = m.user_ref) AND m.segment_ref = CAST($2 AS TEXT)`
-)
 
 // applyImport applies a job's staged IDs to its segment in tx, or, for a
 // dry run, counts what it would do; and records the job's outcome in the
 // same transaction.
-func (s *Service) applyImport(ctx context.Context, tx *ent.Tx, job *ent.ImportJob, res *importResult) error {
+func (s *Service) applyImport(ctx context.Context, tx *ent.Tx, job *ent.ImportJob, res *importResult) (ledger.Topics, error) {
 	if err := segmentExistsIn(ctx, tx, nil, "segmentId", job.SegmentRef); err != nil {
-		return fmt.Errorf("the segment was deleted during the import: %w", err)
+		return ledger.Topics{}, fmt.Errorf("the segment was deleted during the import: %w", err)
 	}
 	res.added, res.removed, res.unchanged = 0, 0, 0
-	job1, seg := string(job.ID), string(job.SegmentRef)
-	inFileMembers, err := countRows(ctx, tx, "SELECT count(*) FROM memberships m WHERE "+importInFile, job1, seg)
+	l := s.ledger()
+	now := s.now()
+	set := ledger.StagedSet{Job: job.ID, Segment: job.SegmentRef, At: now,
+		Reason: fmt.Sprintf("imported from %s (%s)", fileLabel(job.FileName), job.ID)}
+	inFileMembers, err := l.CountStaged(ctx, tx, set, ledger.Staged)
 	if err != nil {
-		return err
+		return ledger.Topics{}, err
 	}
 	if job.DryRun {
 		switch job.Mode {
@@ -542,129 +517,59 @@ func (s *Service) applyImport(ctx context.Context, tx *ent.Tx, job *ent.ImportJo
 		case importjob.ModeREMOVE:
 			res.removed, res.unchanged = inFileMembers, res.distinct-inFileMembers
 		case importjob.ModeREPLACE:
-			others, err := countRows(ctx, tx, "SELECT count(*) FROM memberships m WHERE "+importNotInFile, job1, seg)
+			others, err := l.CountStaged(ctx, tx, set, ledger.Unstaged)
 			if err != nil {
-				return err
+				return ledger.Topics{}, err
 			}
 			res.added, res.removed, res.unchanged = res.distinct-inFileMembers, others, inFileMembers
 		}
-		return s.finishImport(ctx, tx, job, res)
+		return ledger.Topics{}, s.finishImport(ctx, tx, job, res)
 	}
 
-	now := s.now()
-	counts := counterDeltas{}
-	reason := fmt.Sprintf("imported from %s (%s)", fileLabel(job.FileName), job.ID)
-	switch job.Mode {
-	case importjob.ModeREMOVE:
-		if res.removed, err = s.importRemove(ctx, tx, counts, importInFile, job1, seg, now, "removed by import "+string(job.ID)); err != nil {
-			return err
-		}
-		res.unchanged = res.distinct - res.removed
-	case importjob.ModeREPLACE:
-		if res.removed, err = s.importRemove(ctx, tx, counts, importNotInFile, job1, seg, now, "removed by import "+string(job.ID)+" (REPLACE: not in the file)"); err != nil {
-			return err
-		}
-		fallthrough
-	case importjob.ModeADD:
-		if _, err := execCount(ctx, tx, importCreateUsers, job1, now); err != nil {
+	w := l.Writer(tx)
+	enter := func() error {
+		if _, err := execCount(ctx, tx, importCreateUsers, string(job.ID), now); err != nil {
 			return fmt.Errorf("create users: %w", err)
 		}
-		added, err := execCount(ctx, tx, importAddMembers, job1, seg, now, reason)
+		r, err := w.EnterStaged(ctx, set)
 		if err != nil {
-			return fmt.Errorf("add members: %w", err)
+			return err
 		}
-		res.added = added
-		res.unchanged = res.distinct - added
-		if added > 0 {
-			if _, err := execCount(ctx, tx, importLogEntries, job1, seg); err != nil {
-				return fmt.Errorf("log entries: %w", err)
-			}
-			counts.entered(job.SegmentRef, now, int64(added))
-			camps, err := tx.Campaign.Query().
-				Where(campaign.SegmentRef(job.SegmentRef), campaign.StatusEQ(campaign.StatusACTIVE)).
-				Order(ent.Asc(campaign.FieldID)).IDs(ctx)
-			if err != nil {
-				return fmt.Errorf("find campaigns: %w", err)
-			}
-			for n, c := range camps {
-				suffix := ""
-				if n > 0 {
-					suffix = fmt.Sprintf("_%d", n)
-				}
-				if _, err := execCount(ctx, tx, importActivate, job1, seg, string(c), now, suffix); err != nil {
-					return fmt.Errorf("activate campaign %s: %w", c, err)
-				}
-			}
-		}
+		res.added = r.Entered
+		res.unchanged = res.distinct - r.Entered
+		return nil
 	}
-	if err := counts.flush(ctx, tx, s.dialect); err != nil {
-		return err
-	}
-	return s.finishImport(ctx, tx, job, res)
-}
-
-// importRemove removes the members that where selects, logs their exits
-// and counts them down; it returns how many it removed.
-func (s *Service) importRemove(ctx context.Context, tx *ent.Tx, counts counterDeltas, where, job, seg string, now time.Time, reason string) (int, error) {
-	var (
-		rows *sql.Rows
-		err  error
-	)
-	if s.dialect == dialect.Postgres {
-		// One statement, so that the rows deleted are exactly the rows
-		// logged, whatever commits meanwhile.
-		rows, err = tx.QueryContext(ctx, `WITH gone AS (
-  DELETE FROM memberships m WHERE `+where+` RETURNING m.segment_ref, m.user_ref, m.entered_at
-), logged AS (
-  INSERT INTO membership_changes (segment_ref, user_ref, kind, source, at, reason)
-  SELECT segment_ref, user_ref, 'EXITED', 'IMPORT', $3, CAST($4 AS TEXT) FROM gone
-)
-SELECT entered_at, count(*) FROM gone GROUP BY entered_at`, job, seg, now, reason)
-	} else {
-		// SQLite has one writer, this transaction: the three statements
-		// see the same rows.
-		_, err = tx.ExecContext(ctx, `INSERT INTO membership_changes (segment_ref, user_ref, kind, source, at, reason)
-SELECT m.segment_ref, m.user_ref, 'EXITED', 'IMPORT', $3, CAST($4 AS TEXT) FROM memberships m WHERE `+where, job, seg, now, reason)
+	switch job.Mode {
+	case importjob.ModeREMOVE:
+		gone := set
+		gone.Reason = "removed by import " + string(job.ID)
+		r, err := w.ExitStaged(ctx, gone, ledger.Staged)
 		if err != nil {
-			return 0, fmt.Errorf("log exits: %w", err)
+			return ledger.Topics{}, err
 		}
-		rows, err = tx.QueryContext(ctx, "SELECT m.entered_at, count(*) FROM memberships m WHERE "+where+" GROUP BY m.entered_at", job, seg)
+		res.removed = r.Exited
+		res.unchanged = res.distinct - res.removed
+	case importjob.ModeREPLACE:
+		gone := set
+		gone.Reason = "removed by import " + string(job.ID) + " (REPLACE: not in the file)"
+		r, err := w.ExitStaged(ctx, gone, ledger.Unstaged)
+		if err != nil {
+			return ledger.Topics{}, err
+		}
+		res.removed = r.Exited
+		if err := enter(); err != nil {
+			return ledger.Topics{}, err
+		}
+	case importjob.ModeADD:
+		if err := enter(); err != nil {
+			return ledger.Topics{}, err
+		}
 	}
+	topics, err := w.Flush(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("remove members: %w", err)
+		return ledger.Topics{}, err
 	}
-	removed := 0
-	segID := pulid.ID(seg)
-	for rows.Next() {
-		var (
-			enteredAt time.Time
-			n         int
-		)
-		if err := rows.Scan(&enteredAt, &n); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("remove members: %w", err)
-		}
-		for range n {
-			counts.exited(segID, enteredAt, now)
-		}
-		removed += n
-	}
-	if err := rows.Close(); err != nil {
-		return 0, fmt.Errorf("remove members: %w", err)
-	}
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("remove members: %w", err)
-	}
-	if s.dialect != dialect.Postgres {
-		deleted, err := execCount(ctx, tx, "DELETE FROM memberships AS m WHERE "+where, job, seg)
-		if err != nil {
-			return 0, fmt.Errorf("remove members: %w", err)
-		}
-		if deleted != removed {
-			return 0, fmt.Errorf("remove members: deleted %d, logged %d", deleted, removed)
-		}
-	}
-	return removed, nil
+	return topics, s.finishImport(ctx, tx, job, res)
 }
 
 // errJobTaken: another server marked the job FAILED while this one ran it
@@ -788,22 +693,6 @@ func fileLabel(name string) string {
 		return "a file"
 	}
 	return fmt.Sprintf("%q", name)
-}
-
-func countRows(ctx context.Context, tx *ent.Tx, query string, args ...any) (int, error) {
-	defer timed(ctx, query)()
-	rows, err := tx.QueryContext(ctx, query, args...)
-	if err != nil {
-		return 0, fmt.Errorf("count: %w", err)
-	}
-	defer rows.Close()
-	n := 0
-	if rows.Next() {
-		if err := rows.Scan(&n); err != nil {
-			return 0, fmt.Errorf("count: %w", err)
-		}
-	}
-	return n, rows.Err()
 }
 
 func execCount(ctx context.Context, tx *ent.Tx, query string, args ...any) (int, error) {

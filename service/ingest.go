@@ -12,13 +12,12 @@ import (
 	"github.com/segmentd/segmentd"
 	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
-	"github.com/segmentd/segmentd/ent/campaign"
-	"github.com/segmentd/segmentd/ent/campaignactivation"
 	"github.com/segmentd/segmentd/ent/event"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segment"
 	"github.com/segmentd/segmentd/ent/segmenttrigger"
 	"github.com/segmentd/segmentd/ent/user"
+	"github.com/segmentd/segmentd/ledger"
 	"github.com/segmentd/segmentd/trigger"
 )
 
@@ -371,6 +370,7 @@ func mergeTraits(old, in map[string]any) (map[string]any, bool) {
 // ingestTx stores a validated batch in one transaction.
 func (s *Service) ingestTx(ctx context.Context, evs []*incoming, now time.Time) (*TrackBatchResult, error) {
 	out := &TrackBatchResult{Results: make([]*TrackResult, len(evs))}
+	var topics ledger.Topics
 	err := s.inTx(ctx, func(tx *ent.Tx) error {
 		// Duplicates: already stored, or repeated within this batch.
 		msgIDs := make([]string, len(evs))
@@ -427,6 +427,7 @@ func (s *Service) ingestTx(ctx context.Context, evs []*incoming, now time.Time) 
 		if err != nil {
 			return err
 		}
+		topics = st.topics
 		seen := map[string]bool{}
 		for i, ev := range evs {
 			if out.Results[i] != nil {
@@ -453,12 +454,7 @@ func (s *Service) ingestTx(ctx context.Context, evs []*incoming, now time.Time) 
 	if out.Accepted > 0 {
 		s.notify(changelog.Events.Topic)
 	}
-	for _, r := range out.Results {
-		if !r.Duplicate && len(r.EnteredSegments) > 0 {
-			s.notify(changelog.MembershipChanges.Topic, changelog.CampaignActivations.Topic)
-			break
-		}
-	}
+	s.publish(topics)
 	return out, nil
 }
 
@@ -513,61 +509,13 @@ type batchState struct {
 	users    map[string]*ent.User
 	dirty    map[pulid.ID]bool // users whose traits or last_seen_at changed
 	triggers map[string][]*compiledSegment
+	// topics are what the ledger wrote, to publish after commit.
+	topics ledger.Topics
 }
 
 type compiledSegment struct {
 	segment *ent.Segment
 	program *trigger.Program
-}
-
-// activateFor activates, for a user who just entered segIDs, every ACTIVE
-// campaign of those segments that the user has not activated before.
-func activateFor(ctx context.Context, tx *ent.Tx, userRef pulid.ID, segIDs []pulid.ID, eventRef *pulid.ID, now time.Time) ([]*ent.Campaign, error) {
-	camps, err := tx.Campaign.Query().
-		Where(campaign.SegmentRefIn(segIDs...), campaign.StatusEQ(campaign.StatusACTIVE)).
-		Order(ent.Asc(campaign.FieldCreatedAt)).
-		All(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("find campaigns: %w", err)
-	}
-	if len(camps) == 0 {
-		return []*ent.Campaign{}, nil
-	}
-	campIDs := make([]pulid.ID, len(camps))
-	for i, c := range camps {
-		campIDs[i] = c.ID
-	}
-	done, err := tx.CampaignActivation.Query().
-		Where(campaignactivation.UserRef(userRef), campaignactivation.CampaignRefIn(campIDs...)).
-		Select(campaignactivation.FieldCampaignRef).Strings(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("find activations: %w", err)
-	}
-	already := map[pulid.ID]bool{}
-	for _, id := range done {
-		already[pulid.ID(id)] = true
-	}
-	var builders []*ent.CampaignActivationCreate
-	activated := []*ent.Campaign{}
-	for _, c := range camps {
-		if already[c.ID] {
-			continue
-		}
-		builders = append(builders, tx.CampaignActivation.Create().
-			SetCampaignRef(c.ID).SetUserRef(userRef).SetSegmentRef(*c.SegmentRef).
-			SetNillableEventRef(eventRef).SetActivatedAt(now))
-		activated = append(activated, c.Unwrap())
-	}
-	if len(builders) == 0 {
-		return activated, nil
-	}
-	err = tx.CampaignActivation.CreateBulk(builders...).
-		OnConflictColumns(campaignactivation.FieldCampaignRef, campaignactivation.FieldUserRef).
-		DoNothing().Exec(ctx)
-	if err != nil && !isNoRows(err) {
-		return nil, fmt.Errorf("store activations: %w", err)
-	}
-	return activated, nil
 }
 
 // segmentsFor returns the EVENT_TRIGGERED segments that an event name

@@ -8,13 +8,12 @@ import (
 
 	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
-	"github.com/segmentd/segmentd/ent/campaign"
-	"github.com/segmentd/segmentd/ent/campaignactivation"
 	"github.com/segmentd/segmentd/ent/event"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/schema"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/user"
+	"github.com/segmentd/segmentd/ledger"
 	"github.com/segmentd/segmentd/trigger"
 )
 
@@ -22,14 +21,6 @@ import (
 const bulkRows = 1000
 
 type memberKey struct{ segment, user pulid.ID }
-
-// entry is one user entering one segment, by one event of the batch.
-type entry struct {
-	seg    *ent.Segment
-	user   pulid.ID
-	event  pulid.ID
-	result int // index of the event's result
-}
 
 // applyBatch stores fresh events (each messageId once) and their
 // consequences with a fixed number of statements per batch, not per event:
@@ -92,10 +83,8 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 
 	eventRows := make([]*ent.EventCreate, len(evs))
 	var (
-		entries []entry
-		mems    []*ent.MembershipCreate
-		changes []*ent.MembershipChangeCreate
-		counts  = counterDeltas{}
+		entries  []ledger.Entry
+		resultOf []int // the index of each entry's event's result
 	)
 	for i, ev := range evs {
 		res := &TrackResult{EnteredSegments: []*ent.Segment{}, ActivatedCampaigns: []*ent.Campaign{}}
@@ -129,15 +118,10 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 					member[key] = true
 					outcomes = append(outcomes, schema.Outcome{SegmentID: c.segment.ID, Entered: true, Reason: "entered: " + r.Reason})
 					reason := fmt.Sprintf("entered on event %q (%s): %s", ev.name, ev.id, strings.TrimPrefix(r.Reason, "matched: "))
-					mems = append(mems, tx.Membership.Create().
-						SetSegmentRef(c.segment.ID).SetUserRef(u.ID).SetEventRef(ev.id).
-						SetEnteredAt(st.now).SetSource(changelog.SourceEvent).SetReason(reason))
-					changes = append(changes, tx.MembershipChange.Create().
-						SetSegmentRef(c.segment.ID).SetUserRef(u.ID).SetEventRef(ev.id).
-						SetKind(changelog.KindEntered).SetSource(changelog.SourceEvent).
-						SetAt(st.now).SetReason(reason))
-					counts.entered(c.segment.ID, st.now, 1)
-					entries = append(entries, entry{seg: c.segment, user: u.ID, event: ev.id, result: i})
+					evID := ev.id
+					entries = append(entries, ledger.Entry{Segment: c.segment.ID, User: u.ID, Event: &evID,
+						Source: changelog.SourceEvent, Reason: reason, At: st.now})
+					resultOf = append(resultOf, i)
 					res.EnteredSegments = append(res.EnteredSegments, c.segment)
 				}
 			}
@@ -184,16 +168,18 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 			results[order[start+j]].Event = e.Unwrap()
 		}
 	}
-	if err := bulk(ctx, mems, func(b []*ent.MembershipCreate) error { return tx.Membership.CreateBulk(b...).Exec(ctx) }); err != nil {
-		return nil, fmt.Errorf("store memberships: %w", err)
-	}
-	if err := bulk(ctx, changes, func(b []*ent.MembershipChangeCreate) error { return tx.MembershipChange.CreateBulk(b...).Exec(ctx) }); err != nil {
-		return nil, fmt.Errorf("store membership changes: %w", err)
-	}
-	if err := counts.flush(ctx, st.tx, s.dialect); err != nil {
+	// The entries (memberships, changes, counters) and the activations
+	// they call for, in multi-row statements.
+	w := s.ledger().Writer(tx)
+	entered, err := w.EnterMany(ctx, entries)
+	if err != nil {
 		return nil, err
 	}
-	if err := s.activateEntries(ctx, st, entries, results); err != nil {
+	for _, a := range entered.Activations {
+		r := results[resultOf[a.Entry]]
+		r.ActivatedCampaigns = append(r.ActivatedCampaigns, a.Campaign)
+	}
+	if st.topics, err = w.Flush(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.applyGroups(ctx, st, evs); err != nil {
@@ -203,76 +189,6 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 		return nil, err
 	}
 	return results, nil
-}
-
-// activateEntries activates the ACTIVE campaigns of the entered segments for
-// the users who entered, each (campaign, user) once ever.
-func (s *Service) activateEntries(ctx context.Context, st *batchState, entries []entry, results []*TrackResult) error {
-	if len(entries) == 0 {
-		return nil
-	}
-	tx := st.tx
-	segSet := map[pulid.ID]bool{}
-	userSet := map[pulid.ID]bool{}
-	for _, e := range entries {
-		segSet[e.seg.ID] = true
-		userSet[e.user] = true
-	}
-	segs := keys(segSet)
-	camps, err := tx.Campaign.Query().
-		Where(campaign.SegmentRefIn(segs...), campaign.StatusEQ(campaign.StatusACTIVE)).
-		Order(ent.Asc(campaign.FieldCreatedAt), ent.Asc(campaign.FieldID)).All(ctx)
-	if err != nil {
-		return fmt.Errorf("find campaigns: %w", err)
-	}
-	if len(camps) == 0 {
-		return nil
-	}
-	bySeg := map[pulid.ID][]*ent.Campaign{}
-	campIDs := make([]pulid.ID, len(camps))
-	for i, c := range camps {
-		bySeg[*c.SegmentRef] = append(bySeg[*c.SegmentRef], c.Unwrap())
-		campIDs[i] = c.ID
-	}
-	type ck struct{ campaign, user pulid.ID }
-	done := map[ck]bool{}
-	users := keys(userSet)
-	for start := 0; start < len(users); start += bulkRows {
-		chunk := users[start:min(start+bulkRows, len(users))]
-		rows, err := tx.CampaignActivation.Query().
-			Where(campaignactivation.CampaignRefIn(campIDs...), campaignactivation.UserRefIn(chunk...)).
-			Select(campaignactivation.FieldCampaignRef, campaignactivation.FieldUserRef).All(ctx)
-		if err != nil {
-			return fmt.Errorf("find activations: %w", err)
-		}
-		for _, a := range rows {
-			done[ck{a.CampaignRef, a.UserRef}] = true
-		}
-	}
-	var acts []*ent.CampaignActivationCreate
-	for _, e := range entries {
-		for _, c := range bySeg[e.seg.ID] {
-			k := ck{c.ID, e.user}
-			if done[k] {
-				continue
-			}
-			done[k] = true
-			ev := e.event
-			acts = append(acts, tx.CampaignActivation.Create().
-				SetCampaignRef(c.ID).SetUserRef(e.user).SetSegmentRef(e.seg.ID).
-				SetEventRef(ev).SetActivatedAt(st.now))
-			results[e.result].ActivatedCampaigns = append(results[e.result].ActivatedCampaigns, c)
-		}
-	}
-	return bulk(ctx, acts, func(b []*ent.CampaignActivationCreate) error {
-		err := tx.CampaignActivation.CreateBulk(b...).
-			OnConflictColumns(campaignactivation.FieldCampaignRef, campaignactivation.FieldUserRef).
-			DoNothing().Exec(ctx)
-		if isNoRows(err) {
-			return nil
-		}
-		return err
-	})
 }
 
 // saveUsers writes the traits and last-seen times of the batch's users in

@@ -6,16 +6,13 @@ import (
 	"sort"
 	"time"
 
-	"entgo.io/ent/dialect"
-
 	"github.com/segmentd/segmentd"
 	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
-	"github.com/segmentd/segmentd/ent/campaign"
-	"github.com/segmentd/segmentd/ent/campaignactivation"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/user"
+	"github.com/segmentd/segmentd/ledger"
 )
 
 // MaxManualUsers is how many user IDs one addUsersToSegment or
@@ -71,7 +68,7 @@ func (s *Service) changeMembers(ctx context.Context, segmentID pulid.ID, userIDs
 		return nil, err
 	}
 	res := &MembershipUpdateResult{}
-	activated := false
+	var topics ledger.Topics
 	err = s.inTx(ctx, func(tx *ent.Tx) error {
 		seg, err := tx.Segment.Get(ctx, segmentID)
 		if ent.IsNotFound(err) {
@@ -82,18 +79,15 @@ func (s *Service) changeMembers(ctx context.Context, segmentID pulid.ID, userIDs
 		}
 		res.Segment = seg.Unwrap()
 		now := s.now()
-		counts := counterDeltas{}
+		w := s.ledger().Writer(tx)
 		for start := 0; start < len(ids); start += maxBatchTxRows {
 			chunk := ids[start:min(start+maxBatchTxRows, len(ids))]
 			var users []*ent.User
 			if add {
 				users, err = s.lockUserIDs(ctx, tx, chunk, now)
 			} else {
-				q := tx.User.Query().Where(user.UserIDIn(chunk...)).Order(ent.Asc(user.FieldUserID))
-				if s.dialect == dialect.Postgres {
-					q = q.Where(forNoKeyUpdate)
-				}
-				users, err = q.All(ctx)
+				users, err = tx.User.Query().Where(user.UserIDIn(chunk...), s.sql.lockForNoKeyUpdate).
+					Order(ent.Asc(user.FieldUserID)).All(ctx)
 			}
 			if err != nil {
 				return err
@@ -112,45 +106,39 @@ func (s *Service) changeMembers(ctx context.Context, segmentID pulid.ID, userIDs
 				byUser[m.UserRef] = m
 			}
 			if add {
-				var fresh []pulid.ID
+				var fresh []ledger.Entry
 				for _, u := range users {
 					if byUser[u.ID] == nil {
-						fresh = append(fresh, u.ID)
+						fresh = append(fresh, ledger.Entry{Segment: segmentID, User: u.ID,
+							Source: changelog.SourceManual, Reason: "added by hand", At: now})
 					}
 				}
 				res.Unchanged += len(chunk) - len(fresh)
 				res.Added += len(fresh)
-				if len(fresh) > 0 {
-					if err := enterMany(ctx, tx, counts, segmentID, fresh, changelog.SourceManual, "added by hand", now); err != nil {
-						return err
-					}
-					activated = true
+				if _, err := w.EnterMany(ctx, fresh); err != nil {
+					return err
 				}
 			} else {
-				var gone []*ent.Membership
+				var gone []ledger.Exit
 				for _, u := range users {
 					if m := byUser[u.ID]; m != nil {
-						gone = append(gone, m)
+						gone = append(gone, ledger.ExitOf(m, changelog.SourceManual, "removed by hand", now))
 					}
 				}
 				res.Unchanged += len(chunk) - len(gone)
 				res.Removed += len(gone)
-				if err := exitMany(ctx, tx, counts, gone, changelog.SourceManual, "removed by hand", now); err != nil {
+				if _, err := w.ExitMany(ctx, gone); err != nil {
 					return err
 				}
 			}
 		}
-		return counts.flush(ctx, tx, s.dialect)
+		topics, err = w.Flush(ctx)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("service.changeMembers: %w", err)
 	}
-	if res.Added > 0 || res.Removed > 0 {
-		s.notify(changelog.MembershipChanges.Topic)
-	}
-	if activated {
-		s.notify(changelog.CampaignActivations.Topic)
-	}
+	s.publish(topics)
 	return res, nil
 }
 
@@ -170,68 +158,4 @@ func (s *Service) lockUserIDs(ctx context.Context, tx *ent.Tx, ids []string, now
 		out = append(out, users[id])
 	}
 	return out, nil
-}
-
-// enterMany makes users members of a segment in bulk, logs the changes and
-// activates the segment's ACTIVE campaigns for them. The caller flushes
-// counts before it commits.
-func enterMany(ctx context.Context, tx *ent.Tx, counts counterDeltas, segID pulid.ID, userRefs []pulid.ID, source changelog.Source, reason string, now time.Time) error {
-	mems := make([]*ent.MembershipCreate, len(userRefs))
-	changes := make([]*ent.MembershipChangeCreate, len(userRefs))
-	for i, u := range userRefs {
-		mems[i] = tx.Membership.Create().SetSegmentRef(segID).SetUserRef(u).
-			SetEnteredAt(now).SetSource(source).SetReason(reason)
-		changes[i] = tx.MembershipChange.Create().SetSegmentRef(segID).SetUserRef(u).
-			SetKind(changelog.KindEntered).SetSource(source).
-			SetAt(now).SetReason(reason)
-	}
-	if err := tx.Membership.CreateBulk(mems...).Exec(ctx); err != nil {
-		return fmt.Errorf("store memberships: %w", err)
-	}
-	if err := tx.MembershipChange.CreateBulk(changes...).Exec(ctx); err != nil {
-		return fmt.Errorf("store membership changes: %w", err)
-	}
-	counts.entered(segID, now, int64(len(userRefs)))
-	camps, err := tx.Campaign.Query().
-		Where(campaign.SegmentRef(segID), campaign.StatusEQ(campaign.StatusACTIVE)).IDs(ctx)
-	if err != nil {
-		return fmt.Errorf("find campaigns: %w", err)
-	}
-	for _, c := range camps {
-		acts := make([]*ent.CampaignActivationCreate, len(userRefs))
-		for i, u := range userRefs {
-			acts[i] = tx.CampaignActivation.Create().SetCampaignRef(c).SetUserRef(u).
-				SetSegmentRef(segID).SetActivatedAt(now)
-		}
-		err := tx.CampaignActivation.CreateBulk(acts...).
-			OnConflictColumns(campaignactivation.FieldCampaignRef, campaignactivation.FieldUserRef).
-			DoNothing().Exec(ctx)
-		if err != nil && !isNoRows(err) {
-			return fmt.Errorf("activate campaign %s: %w", c, err)
-		}
-	}
-	return nil
-}
-
-// exitMany removes memberships in bulk and logs the changes. The caller
-// flushes counts before it commits.
-func exitMany(ctx context.Context, tx *ent.Tx, counts counterDeltas, gone []*ent.Membership, source changelog.Source, reason string, now time.Time) error {
-	if len(gone) == 0 {
-		return nil
-	}
-	ids := make([]pulid.ID, len(gone))
-	changes := make([]*ent.MembershipChangeCreate, len(gone))
-	for i, m := range gone {
-		ids[i] = m.ID
-		counts.exited(m.SegmentRef, m.EnteredAt, now)
-		changes[i] = tx.MembershipChange.Create().SetSegmentRef(m.SegmentRef).SetUserRef(m.UserRef).
-			SetKind(changelog.KindExited).SetSource(source).SetAt(now).SetReason(reason)
-	}
-	if _, err := tx.Membership.Delete().Where(membership.IDIn(ids...)).Exec(ctx); err != nil {
-		return fmt.Errorf("delete memberships: %w", err)
-	}
-	if err := tx.MembershipChange.CreateBulk(changes...).Exec(ctx); err != nil {
-		return fmt.Errorf("store membership changes: %w", err)
-	}
-	return nil
 }

@@ -10,13 +10,13 @@ import (
 	"unicode/utf8"
 
 	"github.com/segmentd/segmentd"
-	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/condition"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segment"
 	"github.com/segmentd/segmentd/ent/segmenttrigger"
+	"github.com/segmentd/segmentd/ledger"
 	"github.com/segmentd/segmentd/trigger"
 )
 
@@ -158,7 +158,10 @@ func (s *Service) UpdateSegment(ctx context.Context, id pulid.ID, in UpdateSegme
 	if err != nil {
 		return nil, err
 	}
-	var updated *ent.Segment
+	var (
+		updated *ent.Segment
+		topics  ledger.Topics
+	)
 	err = s.inTx(ctx, func(tx *ent.Tx) error {
 		seg, err := tx.Segment.Get(ctx, id)
 		if ent.IsNotFound(err) {
@@ -213,14 +216,13 @@ func (s *Service) UpdateSegment(ctx context.Context, id pulid.ID, in UpdateSegme
 		if policy != FutureOnly && seg.Kind == segment.KindSTATIC {
 			return segmentd.Invalid("reevaluate", "a STATIC segment has no rules to reevaluate; use FUTURE_ONLY")
 		}
-		return s.reevaluate(ctx, tx, updated, policy)
+		topics, err = s.reevaluate(ctx, tx, updated, policy)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("service.UpdateSegment: %w", err)
 	}
-	if policy != FutureOnly {
-		s.notify(changelog.MembershipChanges.Topic, changelog.CampaignActivations.Topic)
-	}
+	s.publish(topics)
 	return updated.Unwrap(), nil
 }
 

@@ -14,7 +14,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ledger"
 	"github.com/segmentd/segmentd/pubsub"
 	"github.com/segmentd/segmentd/store"
 )
@@ -49,6 +51,10 @@ type Service struct {
 
 	programs programCache
 	writeMu  sync.Mutex // SQLite: one write transaction at a time
+
+	// led is the ledger of the store: the one writer of memberships,
+	// their log, activations and counters.
+	led *ledger.Ledger
 }
 
 // Config is what a Service takes besides its store. Every field is
@@ -86,6 +92,10 @@ func New(st *store.Store, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("service.New: %w", err)
 	}
+	led, err := ledger.New(st.Dialect)
+	if err != nil {
+		return nil, fmt.Errorf("service.New: %w", err)
+	}
 	s := &Service{
 		client:     st.Client,
 		dialect:    st.Dialect,
@@ -96,6 +106,7 @@ func New(st *store.Store, cfg Config) (*Service, error) {
 		broker:     cfg.Broker,
 		background: cfg.Background,
 		uploadDir:  cfg.UploadDir,
+		led:        led,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -113,6 +124,21 @@ func New(st *store.Store, cfg Config) (*Service, error) {
 		s.uploadDir = os.TempDir()
 	}
 	return s, nil
+}
+
+// ledger is the one writer of memberships, their log, activations and
+// counters, on the service's store.
+func (s *Service) ledger() *ledger.Ledger { return s.led }
+
+// publish signals the logs a committed transaction wrote, as the ledger
+// reported them.
+func (s *Service) publish(t ledger.Topics) {
+	if t.Changes() {
+		s.notify(changelog.MembershipChanges.Topic)
+	}
+	if t.Activations() {
+		s.notify(changelog.CampaignActivations.Topic)
+	}
 }
 
 // now is the clock in UTC, to the microsecond: PostgreSQL keeps

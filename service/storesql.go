@@ -30,7 +30,7 @@ type storeSQL interface {
 	// them. Users are locked so: a campaign's backfill, which holds its
 	// segment and inserts activations that refer to users, would
 	// otherwise deadlock with an entry that holds its users and waits
-	// for the segment (see campaignForUpdate).
+	// for the segment (see ledger.CampaignForChange).
 	lockForNoKeyUpdate(*entsql.Selector)
 
 	// claimImportOwner takes an owner key that says, for as long as conn

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"time"
 
-	entsql "entgo.io/ent/dialect/sql"
 	"github.com/lib/pq"
 )
 
@@ -34,12 +33,3 @@ func every(ctx context.Context, interval time.Duration, fn func()) {
 		}
 	}
 }
-
-// forNoKeyUpdate, as a query predicate, locks the selected rows FOR NO KEY
-// UPDATE (PostgreSQL): as exclusive as FOR UPDATE among writers of the
-// rows, but it lets inserts that refer to them (a foreign key check takes
-// FOR KEY SHARE) go on. Users are locked so: a campaign's backfill, which
-// holds its segment and inserts activations that refer to users, would
-// otherwise deadlock with an entry that holds its users and waits for the
-// segment (see campaignForUpdate).
-func forNoKeyUpdate(s *entsql.Selector) { s.For(entsql.LockNoKeyUpdate) }

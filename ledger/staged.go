@@ -1,0 +1,237 @@
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ent/campaign"
+	"github.com/segmentd/segmentd/ent/schema/pulid"
+)
+
+// Staged sets: an import stages a file's distinct user IDs in import_ids
+// (job_ref, user_id, k), creates their users, and then applies the set to
+// a segment with a fixed number of set-based statements, whatever the
+// file's size.
+//
+// The statements that apply staged IDs to a segment. $1 is the job, $2 the
+// segment; the rest are named in each. Existing rows are skipped by ON
+// CONFLICT alone, not by a NOT EXISTS on the table being written: the plan
+// of such a NOT EXISTS is made while the table is small (an empty segment),
+// and a scan that is cheap then is quadratic once the statement has added
+// a million rows. They are plain SQL that SQLite and PostgreSQL both run,
+// except the removal (exitStaged), which PostgreSQL does in one statement.
+const (
+	// $3 the time, $4 the reason.
+	stagedAddMembers = `INSERT INTO memberships (id, segment_ref, user_ref, entered_at, source, reason)
+SELECT 'mem_' || i.k, CAST($2 AS TEXT), u.id, $3, 'IMPORT', CAST($4 AS TEXT) FROM import_ids i JOIN users u ON u.user_id = i.user_id
+WHERE i.job_ref = CAST($1 AS TEXT)
+ON CONFLICT (segment_ref, user_ref) DO NOTHING`
+	// The memberships this job created are those named 'mem_' || k.
+	stagedLogEntries = `INSERT INTO membership_changes (segment_ref, user_ref, kind, source, at, reason)
+SELECT m.segment_ref, m.user_ref, 'ENTERED', 'IMPORT', m.entered_at, m.reason
+FROM import_ids i JOIN memberships m ON m.id = 'mem_' || i.k
+WHERE i.job_ref = CAST($1 AS TEXT) AND m.segment_ref = CAST($2 AS TEXT)`
+	// $3 the campaign, $4 the time, $5 the ID suffix that keeps the
+	// activation IDs of several campaigns apart.
+	stagedActivate = `INSERT INTO campaign_activations (id, campaign_ref, user_ref, segment_ref, activated_at)
+SELECT 'act_' || i.k || CAST($5 AS TEXT), CAST($3 AS TEXT), m.user_ref, m.segment_ref, $4
+FROM import_ids i JOIN memberships m ON m.id = 'mem_' || i.k
+WHERE i.job_ref = CAST($1 AS TEXT) AND m.segment_ref = CAST($2 AS TEXT)
+ON CONFLICT (campaign_ref, user_ref) DO NOTHING`
+	// Members of the segment who are in the file / not in the file.
+	stagedInFile    = `EXISTS (SELECT 1 FROM import_ids i JOIN users u ON u.user_id = i.user_id WHERE i.job_ref = CAST($1 AS TEXT) AND u.id = m.user_ref) AND m.segment_ref = CAST($2 AS TEXT)`
+	stagedNotInFile = `NOT EXISTS (SELECT 1 FROM users u JOIN import_ids i ON i.job_ref = CAST($1 AS TEXT) AND i.user_id = u.user_id WHERE u.id = m.user_ref) AND m.segment_ref = CAST($2 AS TEXT)`
+)
+
+// StagedSet is a set of user IDs staged in import_ids under Job, applied
+// to Segment at At. Its users exist (the import created them).
+type StagedSet struct {
+	Job     pulid.ID
+	Segment pulid.ID
+	At      time.Time
+	// Reason is the reason logged with each change.
+	Reason string
+}
+
+// Members selects members of a staged set's segment.
+type Members int
+
+const (
+	// Staged are the segment's members whose user is in the set.
+	Staged Members = iota
+	// Unstaged are the segment's members whose user is not in the set.
+	Unstaged
+)
+
+func (m Members) where() string {
+	if m == Unstaged {
+		return stagedNotInFile
+	}
+	return stagedInFile
+}
+
+// StagedResult says what a staged call wrote.
+type StagedResult struct {
+	Entered, Exited int
+	// Campaigns are the ACTIVE campaigns that activated for some of the
+	// users who entered.
+	Campaigns []pulid.ID
+	Topics    Topics
+}
+
+// CountStaged counts the members of set's segment that sel selects,
+// writing nothing (an import's dry run).
+func (l *Ledger) CountStaged(ctx context.Context, tx *ent.Tx, set StagedSet, sel Members) (int, error) {
+	n, err := countRows(ctx, tx, "SELECT count(*) FROM memberships m WHERE "+sel.where(), string(set.Job), string(set.Segment))
+	if err != nil {
+		return 0, fmt.Errorf("ledger.CountStaged: %w", err)
+	}
+	return n, nil
+}
+
+// EnterStaged makes every user of set who is not a member of its segment a
+// member (source IMPORT), logs the entries, counts them and activates the
+// segment's ACTIVE campaigns for them, each (campaign, user) once ever: a
+// fixed number of INSERT ... SELECT statements.
+func (w *Writer) EnterStaged(ctx context.Context, set StagedSet) (*StagedResult, error) {
+	tx := w.tx
+	job, seg := string(set.Job), string(set.Segment)
+	res := &StagedResult{}
+	added, err := execCount(ctx, tx, stagedAddMembers, job, seg, set.At, set.Reason)
+	if err != nil {
+		return nil, fmt.Errorf("ledger.EnterStaged: add members: %w", err)
+	}
+	res.Entered = added
+	if added == 0 {
+		return res, nil
+	}
+	if _, err := execCount(ctx, tx, stagedLogEntries, job, seg); err != nil {
+		return nil, fmt.Errorf("ledger.EnterStaged: log entries: %w", err)
+	}
+	w.counts.entered(set.Segment, set.At, int64(added))
+	res.Topics.segment(set.Segment)
+	camps, err := tx.Campaign.Query().
+		Where(campaign.SegmentRef(set.Segment), campaign.StatusEQ(campaign.StatusACTIVE)).
+		Order(ent.Asc(campaign.FieldID)).IDs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("ledger.EnterStaged: find campaigns: %w", err)
+	}
+	for n, c := range camps {
+		suffix := ""
+		if n > 0 {
+			suffix = fmt.Sprintf("_%d", n)
+		}
+		activated, err := execCount(ctx, tx, stagedActivate, job, seg, string(c), set.At, suffix)
+		if err != nil {
+			return nil, fmt.Errorf("ledger.EnterStaged: activate campaign %s: %w", c, err)
+		}
+		if activated > 0 {
+			res.Campaigns = append(res.Campaigns, c)
+			res.Topics.campaign(c)
+		}
+	}
+	w.topics.Merge(res.Topics)
+	return res, nil
+}
+
+// ExitStaged removes the members of set's segment that sel selects (source
+// IMPORT, reason set.Reason), logs their exits and counts them down.
+func (w *Writer) ExitStaged(ctx context.Context, set StagedSet, sel Members) (*StagedResult, error) {
+	counts, err := w.l.st.exitStaged(ctx, w.tx, sel.where(), string(set.Job), string(set.Segment), set.At, set.Reason)
+	if err != nil {
+		return nil, fmt.Errorf("ledger.ExitStaged: %w", err)
+	}
+	res := &StagedResult{}
+	for _, c := range counts {
+		for range c.n {
+			w.counts.exited(set.Segment, c.enteredAt, set.At)
+		}
+		res.Exited += c.n
+	}
+	if res.Exited > 0 {
+		res.Topics.segment(set.Segment)
+	}
+	w.topics.Merge(res.Topics)
+	return res, nil
+}
+
+// ReplaceStaged makes set the segment's members: members not in the set
+// leave (with exitReason), then users of the set who are not members
+// enter, as ExitStaged and EnterStaged.
+func (w *Writer) ReplaceStaged(ctx context.Context, set StagedSet, exitReason string) (*StagedResult, error) {
+	out := set
+	out.Reason = exitReason
+	gone, err := w.ExitStaged(ctx, out, Unstaged)
+	if err != nil {
+		return nil, err
+	}
+	res, err := w.EnterStaged(ctx, set)
+	if err != nil {
+		return nil, err
+	}
+	res.Exited = gone.Exited
+	res.Topics.Merge(gone.Topics)
+	return res, nil
+}
+
+func scanEnteredCounts(rows *sql.Rows, err error) ([]enteredCount, error) {
+	if err != nil {
+		return nil, fmt.Errorf("remove members: %w", err)
+	}
+	defer rows.Close()
+	var out []enteredCount
+	for rows.Next() {
+		var c enteredCount
+		if err := rows.Scan(&c.enteredAt, &c.n); err != nil {
+			return nil, fmt.Errorf("remove members: %w", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, fmt.Errorf("remove members: %w", err)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("remove members: %w", err)
+	}
+	return out, nil
+}
+
+func countRows(ctx context.Context, tx *ent.Tx, query string, args ...any) (int, error) {
+	defer timed(ctx, query)()
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return 0, fmt.Errorf("count: %w", err)
+	}
+	defer rows.Close()
+	n := 0
+	if rows.Next() {
+		if err := rows.Scan(&n); err != nil {
+			return 0, fmt.Errorf("count: %w", err)
+		}
+	}
+	return n, rows.Err()
+}
+
+func execCount(ctx context.Context, tx *ent.Tx, query string, args ...any) (int, error) {
+	defer timed(ctx, query)()
+	res, err := tx.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
+// timed logs how long a set-based statement took, at debug level.
+func timed(ctx context.Context, query string) func() {
+	start := time.Now()
+	return func() {
+		first, _, _ := strings.Cut(strings.TrimSpace(query), "\n")
+		slog.DebugContext(ctx, "import statement", "took", time.Since(start).Round(time.Millisecond), "sql", first)
+	}
+}

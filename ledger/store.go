@@ -1,0 +1,65 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"entgo.io/ent/dialect"
+	"entgo.io/ent/dialect/sql"
+
+	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ent/schema/pulid"
+)
+
+// store is what differs between the stores the ledger writes: each
+// implementation (sqlite.go, postgres.go) is a file of plain SQL. A third
+// store is one more file and one more case in storeFor.
+type store interface {
+	// dialect is the ent dialect name.
+	dialect() string
+	// serialized reports whether the store runs one write transaction at
+	// a time, so that reads in a write transaction stay true until commit
+	// without row locks.
+	serialized() bool
+	// shard picks the counter shard a transaction writes; shards reports
+	// whether there is more than one.
+	shard() int
+	shards() bool
+	// lockRows makes a query lock the rows it reads against concurrent
+	// updates (FOR NO KEY UPDATE) until the transaction ends.
+	lockRows(s *sql.Selector)
+	// lockSegment reads a segment's row FOR UPDATE (see LockAudience),
+	// and reports whether it exists.
+	lockSegment(ctx context.Context, tx *ent.Tx, id pulid.ID) (bool, error)
+	// lockCounterRebuilds makes transactions that rebuild or compact the
+	// counters take turns.
+	lockCounterRebuilds(ctx context.Context, tx *ent.Tx) error
+	// lockMembershipWriters holds off writers of memberships and their log
+	// until tx ends.
+	lockMembershipWriters(ctx context.Context, tx *ent.Tx) error
+	// compactCounters folds the shards of 15-minute buckets below bucket
+	// and day rows below day into shard 0.
+	compactCounters(ctx context.Context, client *ent.Client, bucket, day int64) (int64, error)
+	// exitStaged deletes the memberships that where selects ($1 the job,
+	// $2 the segment), logs their exits at $3 with reason $4, and returns
+	// how many left by the time they had entered.
+	exitStaged(ctx context.Context, tx *ent.Tx, where string, job, seg string, at time.Time, reason string) ([]enteredCount, error)
+}
+
+// enteredCount is how many of the members removed had entered at one time.
+type enteredCount struct {
+	enteredAt time.Time
+	n         int
+}
+
+func storeFor(dialectName string) (store, error) {
+	switch dialectName {
+	case dialect.SQLite:
+		return sqlite{}, nil
+	case dialect.Postgres:
+		return postgres{}, nil
+	default:
+		return nil, fmt.Errorf("no ledger SQL for dialect %q (want %q or %q)", dialectName, dialect.SQLite, dialect.Postgres)
+	}
+}
