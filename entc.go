@@ -167,6 +167,10 @@ var enumValues = map[string]map[string]string{
 		"PAUSED": "Stopped for now: activates no one until it is ACTIVE again.",
 		"ENDED":  "Over for good: activates no one and cannot be restarted.",
 	},
+	"ReentryPolicy": {
+		"ONCE":        "A user activates the campaign once, ever (the default).",
+		"EVERY_ENTRY": "A user activates the campaign on every entry into its segment (after an exit), at most once per cooldown.",
+	},
 	"SegmentKind": {
 		"EVENT_TRIGGERED": "Users enter when a trigger event arrives for them and the condition holds.",
 		"STATIC":          "Users are added by hand or by import.",

@@ -354,6 +354,19 @@ func (t *Tailer) Within(ctx context.Context, c changelog.Cursor) (bool, error) {
 		return false, nil // SQLite cursors have no transaction part
 	}
 	var last int64
+	if t.src.Seq == changelog.SeqColumn {
+		// A log numbered by log_seq (store.Migrate): its positions come
+		// from the log_sequences counter, not from the rowid, which is
+		// smaller once rows have been deleted (and, for rows from before
+		// the numbering, unrelated).
+		err := t.db.QueryRowContext(ctx, t.src.SQL(`SELECT MAX(
+		COALESCE((SELECT MAX({seq}) FROM {table}), 0),
+		COALESCE((SELECT seq FROM log_sequences WHERE name = '{table}'), 0))`)).Scan(&last)
+		if err != nil {
+			return false, fmt.Errorf("live.Within(%s): %w", t.src.Table, err)
+		}
+		return c.Seq <= last, nil
+	}
 	err := t.db.QueryRowContext(ctx, fmt.Sprintf(`SELECT MAX(
 		COALESCE((SELECT MAX(rowid) FROM %[1]s), 0),
 		COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '%[1]s'), 0))`, t.src.Table)).Scan(&last)
@@ -365,6 +378,27 @@ func (t *Tailer) Within(ctx context.Context, c changelog.Cursor) (bool, error) {
 		return false, fmt.Errorf("live.Within(%s): %w", t.src.Table, err)
 	}
 	return c.Seq <= last, nil
+}
+
+// CursorOf is the position of the row with id (a text or integer id) in
+// the log: the cursor a stream gives it, for a client that read the row by
+// query and wants to resume after it.
+func (t *Tailer) CursorOf(ctx context.Context, id string) (changelog.Cursor, error) {
+	var c changelog.Cursor
+	var err error
+	if t.dialect == Postgres {
+		var tx string
+		err = t.db.QueryRowContext(ctx, t.src.SQL(`SELECT {tx}::text, {seq} FROM {table} WHERE {id} = $1`), id).Scan(&tx, &c.Seq)
+		if err == nil {
+			c.Tx, err = strconv.ParseUint(tx, 10, 64)
+		}
+	} else {
+		err = t.db.QueryRowContext(ctx, t.src.SQL(`SELECT {seq} FROM {table} WHERE {id} = ?`), id).Scan(&c.Seq)
+	}
+	if err != nil {
+		return changelog.Cursor{}, fmt.Errorf("live.CursorOf(%s): %w", t.src.Table, err)
+	}
+	return c, nil
 }
 
 // Stream sends send every row with key (all rows if key is empty) after

@@ -29,6 +29,7 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
 	Campaign() CampaignResolver
+	CampaignActivation() CampaignActivationResolver
 	Condition() ConditionResolver
 	Event() EventResolver
 	Group() GroupResolver
@@ -48,10 +49,12 @@ type ComplexityRoot struct {
 	Campaign struct {
 		ActivationCount func(childComplexity int) int
 		Activations     func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.CampaignActivationOrder) int
+		Cooldown        func(childComplexity int) int
 		CreatedAt       func(childComplexity int) int
 		Description     func(childComplexity int) int
 		ID              func(childComplexity int) int
 		Name            func(childComplexity int) int
+		Reentry         func(childComplexity int) int
 		Segment         func(childComplexity int) int
 		Status          func(childComplexity int) int
 		UpdatedAt       func(childComplexity int) int
@@ -60,6 +63,8 @@ type ComplexityRoot struct {
 	CampaignActivation struct {
 		ActivatedAt func(childComplexity int) int
 		Campaign    func(childComplexity int) int
+		Cursor      func(childComplexity int) int
+		Entry       func(childComplexity int) int
 		Event       func(childComplexity int) int
 		ID          func(childComplexity int) int
 		Segment     func(childComplexity int) int
@@ -327,7 +332,7 @@ type ComplexityRoot struct {
 	}
 
 	Subscription struct {
-		CampaignActivated func(childComplexity int, campaignID *pulid.ID) int
+		CampaignActivated func(childComplexity int, campaignID *pulid.ID, after *string) int
 		EventReceived     func(childComplexity int, name *string, userID *string) int
 		ImportJobProgress func(childComplexity int, id pulid.ID) int
 		MembershipChanged func(childComplexity int, segmentID *pulid.ID, after *string) int
@@ -400,6 +405,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Campaign.Activations(childComplexity, args["after"].(*entgql.Cursor[pulid.ID]), args["first"].(*int), args["before"].(*entgql.Cursor[pulid.ID]), args["last"].(*int), args["orderBy"].(*ent.CampaignActivationOrder)), true
+	case "Campaign.cooldown":
+		if e.ComplexityRoot.Campaign.Cooldown == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Campaign.Cooldown(childComplexity), true
 	case "Campaign.createdAt":
 		if e.ComplexityRoot.Campaign.CreatedAt == nil {
 			break
@@ -424,6 +435,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Campaign.Name(childComplexity), true
+	case "Campaign.reentry":
+		if e.ComplexityRoot.Campaign.Reentry == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Campaign.Reentry(childComplexity), true
 	case "Campaign.segment":
 		if e.ComplexityRoot.Campaign.Segment == nil {
 			break
@@ -455,6 +472,18 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CampaignActivation.Campaign(childComplexity), true
+	case "CampaignActivation.cursor":
+		if e.ComplexityRoot.CampaignActivation.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignActivation.Cursor(childComplexity), true
+	case "CampaignActivation.entry":
+		if e.ComplexityRoot.CampaignActivation.Entry == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignActivation.Entry(childComplexity), true
 	case "CampaignActivation.event":
 		if e.ComplexityRoot.CampaignActivation.Event == nil {
 			break
@@ -1669,7 +1698,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Subscription.CampaignActivated(childComplexity, args["campaignId"].(*pulid.ID)), true
+		return e.ComplexityRoot.Subscription.CampaignActivated(childComplexity, args["campaignId"].(*pulid.ID), args["after"].(*string)), true
 	case "Subscription.eventReceived":
 		if e.ComplexityRoot.Subscription.EventReceived == nil {
 			break
@@ -1980,6 +2009,14 @@ type Campaign implements Node {
   """
   status: CampaignStatus!
   """
+  ONCE: a user activates the campaign once, ever. EVERY_ENTRY: once per entry into the segment (after an exit), at most once per cooldown.
+  """
+  reentry: ReentryPolicy!
+  """
+  With EVERY_ENTRY, the least time between two activations of one user, as a duration such as "30m", "7d" or "1h30m" (units s, m, h, d, w): an entry within it of the user's last activation activates nothing. Null: no cooldown.
+  """
+  cooldown: String
+  """
   When the campaign was created.
   """
   createdAt: Time!
@@ -1993,7 +2030,7 @@ type Campaign implements Node {
   segment: Segment
 }
 """
-A user's activation of a campaign: at most one per campaign and user, ever.
+A user's activation of a campaign: at most one per entry into the campaign's segment (with reentry ONCE, one per campaign and user, ever).
 """
 type CampaignActivation implements Node {
   """
@@ -2004,6 +2041,10 @@ type CampaignActivation implements Node {
   When the user activated the campaign.
   """
   activatedAt: Time!
+  """
+  1 for the user's first activation of this campaign, 2 for the second, and so on (more than 1 only with reentry EVERY_ENTRY).
+  """
+  entry: Int!
   """
   The campaign activated.
   """
@@ -2154,6 +2195,38 @@ input CampaignActivationWhereInput {
   activatedAt is less than or equal to the value.
   """
   activatedAtLTE: Time
+  """
+  entry equals the value.
+  """
+  entry: Int
+  """
+  entry is not equal to the value.
+  """
+  entryNEQ: Int
+  """
+  entry is one of these values.
+  """
+  entryIn: [Int!]
+  """
+  entry is none of these values.
+  """
+  entryNotIn: [Int!]
+  """
+  entry is greater than the value.
+  """
+  entryGT: Int
+  """
+  entry is greater than or equal to the value.
+  """
+  entryGTE: Int
+  """
+  entry is less than the value.
+  """
+  entryLT: Int
+  """
+  entry is less than or equal to the value.
+  """
+  entryLTE: Int
   """
   true: has a campaign; false: has none.
   """
@@ -2449,6 +2522,82 @@ input CampaignWhereInput {
   status is none of these values.
   """
   statusNotIn: [CampaignStatus!]
+  """
+  reentry equals the value.
+  """
+  reentry: ReentryPolicy
+  """
+  reentry is not equal to the value.
+  """
+  reentryNEQ: ReentryPolicy
+  """
+  reentry is one of these values.
+  """
+  reentryIn: [ReentryPolicy!]
+  """
+  reentry is none of these values.
+  """
+  reentryNotIn: [ReentryPolicy!]
+  """
+  cooldown equals the value.
+  """
+  cooldown: String
+  """
+  cooldown is not equal to the value.
+  """
+  cooldownNEQ: String
+  """
+  cooldown is one of these values.
+  """
+  cooldownIn: [String!]
+  """
+  cooldown is none of these values.
+  """
+  cooldownNotIn: [String!]
+  """
+  cooldown is greater than the value.
+  """
+  cooldownGT: String
+  """
+  cooldown is greater than or equal to the value.
+  """
+  cooldownGTE: String
+  """
+  cooldown is less than the value.
+  """
+  cooldownLT: String
+  """
+  cooldown is less than or equal to the value.
+  """
+  cooldownLTE: String
+  """
+  cooldown contains the value.
+  """
+  cooldownContains: String
+  """
+  cooldown starts with the value.
+  """
+  cooldownHasPrefix: String
+  """
+  cooldown ends with the value.
+  """
+  cooldownHasSuffix: String
+  """
+  cooldown is null.
+  """
+  cooldownIsNil: Boolean
+  """
+  cooldown is not null.
+  """
+  cooldownNotNil: Boolean
+  """
+  cooldown equals the value, ignoring case.
+  """
+  cooldownEqualFold: String
+  """
+  cooldown contains the value, ignoring case.
+  """
+  cooldownContainsFold: String
   """
   createdAt equals the value.
   """
@@ -3994,6 +4143,19 @@ type Query {
   ): UserConnection!
 }
 """
+ReentryPolicy is enum for the field reentry
+"""
+enum ReentryPolicy @goModel(model: "github.com/segmentd/segmentd/ent/campaign.Reentry") {
+  """
+  A user activates the campaign once, ever (the default).
+  """
+  ONCE
+  """
+  A user activates the campaign on every entry into its segment (after an exit), at most once per cooldown.
+  """
+  EVERY_ENTRY
+}
+"""
 A target audience. Users enter an EVENT_TRIGGERED segment when one of its trigger events arrives and its condition holds; a STATIC segment's users are added by hand or by import.
 """
 type Segment implements Node {
@@ -4680,8 +4842,13 @@ extend type Group {
   ): UserConnection!
 }
 
+extend type CampaignActivation {
+  """Where this activation is in the activation log: subscribe to campaignActivated with after: cursor to resume after it."""
+  cursor: String!
+}
+
 extend type Campaign {
-  """How many users activated this campaign."""
+  """How many activations this campaign has (with reentry EVERY_ENTRY a user may have several)."""
   activationCount: Int!
   """The campaign's activations, oldest first (by ID) unless orderBy says otherwise."""
   activations(
@@ -4756,6 +4923,10 @@ input CreateCampaignInput {
   segmentId: ID
   """DRAFT by default; ACTIVE activates the segment's current members at once."""
   status: CampaignStatus = DRAFT
+  """ONCE (the default): a user activates the campaign once, ever; EVERY_ENTRY: once per entry into the segment."""
+  reentry: ReentryPolicy = ONCE
+  """With EVERY_ENTRY only (BAD_USER_INPUT with ONCE): the least time between two activations of one user, such as "30m", "7d" or "1h30m" (units s, m, h, d, w); none by default."""
+  cooldown: String
 }
 
 """Changes to a campaign: only the fields given change."""
@@ -4772,6 +4943,10 @@ input UpdateCampaignInput {
   clearSegment: Boolean
   """A new status; an ENDED campaign cannot be restarted (BAD_USER_INPUT)."""
   status: CampaignStatus
+  """A new re-entry policy; changing it to ONCE clears the cooldown. Activations already written stay."""
+  reentry: ReentryPolicy
+  """A new cooldown (EVERY_ENTRY only, BAD_USER_INPUT with ONCE), such as "30m" or "7d"; an empty string removes it."""
+  cooldown: String
 }
 
 extend type Query {
@@ -5213,6 +5388,8 @@ type Subscription {
   campaignActivated(
     """Only this campaign's activations; null for every campaign."""
     campaignId: ID
+    """A cursor (CampaignActivation.cursor): replay every activation after it first, in order, then go on live; none: start now."""
+    after: String
   ): CampaignActivation!
   """An import job now, then as it progresses; ends after its final state (SUCCEEDED or FAILED)."""
   importJobProgress(
@@ -5263,6 +5440,10 @@ func (ec *executionContext) childFields_Campaign(ctx context.Context, field grap
 		return ec.fieldContext_Campaign_description(ctx, field)
 	case "status":
 		return ec.fieldContext_Campaign_status(ctx, field)
+	case "reentry":
+		return ec.fieldContext_Campaign_reentry(ctx, field)
+	case "cooldown":
+		return ec.fieldContext_Campaign_cooldown(ctx, field)
 	case "createdAt":
 		return ec.fieldContext_Campaign_createdAt(ctx, field)
 	case "updatedAt":
@@ -5283,6 +5464,8 @@ func (ec *executionContext) childFields_CampaignActivation(ctx context.Context, 
 		return ec.fieldContext_CampaignActivation_id(ctx, field)
 	case "activatedAt":
 		return ec.fieldContext_CampaignActivation_activatedAt(ctx, field)
+	case "entry":
+		return ec.fieldContext_CampaignActivation_entry(ctx, field)
 	case "campaign":
 		return ec.fieldContext_CampaignActivation_campaign(ctx, field)
 	case "user":
@@ -5291,6 +5474,8 @@ func (ec *executionContext) childFields_CampaignActivation(ctx context.Context, 
 		return ec.fieldContext_CampaignActivation_segment(ctx, field)
 	case "event":
 		return ec.fieldContext_CampaignActivation_event(ctx, field)
+	case "cursor":
+		return ec.fieldContext_CampaignActivation_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CampaignActivation", field.Name)
 }
