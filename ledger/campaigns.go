@@ -126,6 +126,7 @@ func (w *Writer) ActivateCampaign(ctx context.Context, c *ent.Campaign, at time.
 		if _, err := w.activateCampaigns(ctx, []*ent.Campaign{c}, eps, &w.topics); err != nil {
 			return 0, fmt.Errorf("ledger.ActivateCampaign: activate members: %w", err)
 		}
+		w.topics.campaign(c.ID)
 		seen += len(members)
 		after = members[len(members)-1].ID
 	}

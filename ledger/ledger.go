@@ -299,6 +299,9 @@ func (w *Writer) activate(ctx context.Context, entries []Entry, topics *Topics) 
 	if len(camps) == 0 {
 		return nil, nil
 	}
+	for i, c := range camps {
+		camps[i] = c.Unwrap()
+	}
 	eps := make([]episode, len(entries))
 	for i, e := range entries {
 		eps[i] = episode{Index: i, Segment: e.Segment, User: e.User, Membership: e.Membership,
@@ -352,7 +355,6 @@ func (w *Writer) activateCampaigns(ctx context.Context, camps []*ent.Campaign, e
 	campIDs := make([]pulid.ID, len(camps))
 	cooldowns := map[pulid.ID]time.Duration{}
 	for i, c := range camps {
-		c = c.Unwrap()
 		bySeg[*c.SegmentRef] = append(bySeg[*c.SegmentRef], c)
 		campIDs[i] = c.ID
 		if c.Reentry == campaign.ReentryEVERY_ENTRY && c.Cooldown != nil && *c.Cooldown != "" {
