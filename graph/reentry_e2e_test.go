@@ -307,7 +307,7 @@ func TestCampaignReentryBadInput(t *testing.T) {
 	})
 }
 
-type liveActivation struct {
+type resumedActivation struct {
 	CampaignActivated struct {
 		Cursor string
 		Entry  int
@@ -315,7 +315,7 @@ type liveActivation struct {
 	}
 }
 
-const campaignActivatedQuery = `subscription($c: ID, $after: String) {
+const campaignActivatedAfterQuery = `subscription($c: ID, $after: String) {
   campaignActivated(campaignId: $c, after: $after) { cursor entry user { userId } } }`
 
 // TestCampaignActivatedResume: a subscriber to campaignActivated sees an
@@ -339,11 +339,11 @@ func TestCampaignActivatedResume(t *testing.T) {
 		for _, proto := range testenv.Subprotocols {
 			t.Run(proto, func(t *testing.T) {
 				ws := srv.DialWS(t, testenv.AdminKey, proto)
-				ws.Subscribe(t, "1", campaignActivatedQuery, map[string]any{"c": camp})
+				ws.Subscribe(t, "1", campaignActivatedAfterQuery, map[string]any{"c": camp})
 				time.Sleep(100 * time.Millisecond) // graphql-transport-ws has no subscribe ack
 				first := proto + "-first"
 				addUsers(t, admin, seg, first)
-				var a liveActivation
+				var a resumedActivation
 				ws.NextData(t, "1", time.Minute, &a)
 				if a.CampaignActivated.User.UserID != first || a.CampaignActivated.Entry != 1 {
 					t.Fatalf("live: %+v, want %s entry 1", a.CampaignActivated, first)
@@ -390,10 +390,10 @@ func TestCampaignActivatedResume(t *testing.T) {
 				want = append(want, first+"#2")
 
 				ws2 := srv.DialWS(t, testenv.AdminKey, proto)
-				ws2.Subscribe(t, "2", campaignActivatedQuery, map[string]any{"c": camp, "after": last})
+				ws2.Subscribe(t, "2", campaignActivatedAfterQuery, map[string]any{"c": camp, "after": last})
 				var got []string
 				for range want {
-					var a liveActivation
+					var a resumedActivation
 					ws2.NextData(t, "2", time.Minute, &a)
 					got = append(got, fmt.Sprintf("%s#%d", a.CampaignActivated.User.UserID, a.CampaignActivated.Entry))
 				}
@@ -402,7 +402,7 @@ func TestCampaignActivatedResume(t *testing.T) {
 				}
 				live := proto + "-live"
 				addUsers(t, admin, seg, live)
-				var l liveActivation
+				var l resumedActivation
 				ws2.NextData(t, "2", time.Minute, &l)
 				if l.CampaignActivated.User.UserID != live {
 					t.Fatalf("after the replay: %+v, want %s", l.CampaignActivated, live)
@@ -412,7 +412,7 @@ func TestCampaignActivatedResume(t *testing.T) {
 
 				// A cursor beyond the end is refused on after.
 				ws3 := srv.DialWS(t, testenv.AdminKey, proto)
-				ws3.Subscribe(t, "3", campaignActivatedQuery, map[string]any{"c": camp, "after": "0.9223372036854775807"})
+				ws3.Subscribe(t, "3", campaignActivatedAfterQuery, map[string]any{"c": camp, "after": "0.9223372036854775807"})
 				if errs := ws3.NextError(t, "3", 5*time.Second); errs[0].Code() != "BAD_USER_INPUT" || errs[0].Field() != "after" {
 					t.Errorf("cursor beyond the end: %+v, want BAD_USER_INPUT on after", errs)
 				}
