@@ -376,6 +376,11 @@ func TestCampaignActivatedResume(t *testing.T) {
 				if !found {
 					t.Errorf("query: no activation of %s", first)
 				}
+				// Resuming at once from the newest activation is accepted
+				// (on SQLite its position is past every rowid of the table,
+				// since the deleted campaign's activations are gone).
+				ws.Subscribe(t, "probe", campaignActivatedAfterQuery, map[string]any{"c": camp, "after": last})
+				ws.Quiet(t, 300*time.Millisecond)
 				ws.Conn.Close()
 
 				// While disconnected: new users, and a re-entry of first.
