@@ -426,3 +426,81 @@ func TestCampaignActivatedResume(t *testing.T) {
 		}
 	})
 }
+
+// TestCampaignReentryImport: the staged (import) path numbers and
+// suppresses like the others: an ADD import activates an EVERY_ENTRY
+// campaign for each new member; after a REMOVE import, an ADD import of the
+// same user activates it again (entry 2), but not a ONCE campaign, nor one
+// whose cooldown has not passed.
+func TestCampaignReentryImport(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
+		srv := testenv.StartServer(t, dbURL)
+		admin := srv.Admin()
+		seg := staticSegment(t, admin, "Imported")
+		once := createReentryCampaign(t, admin, map[string]any{"name": "Once", "segmentId": seg, "status": "ACTIVE"})
+		every := createReentryCampaign(t, admin, map[string]any{"name": "Every", "segmentId": seg, "status": "ACTIVE", "reentry": "EVERY_ENTRY"})
+		cool := createReentryCampaign(t, admin, map[string]any{"name": "Cool", "segmentId": seg, "status": "ACTIVE", "reentry": "EVERY_ENTRY", "cooldown": "1h"})
+		runImport(t, admin, seg, "ADD", false, "imp-1\nimp-2\n")
+		runImport(t, admin, seg, "REMOVE", false, "imp-1\n")
+		runImport(t, admin, seg, "ADD", false, "imp-1\nimp-2\nimp-3\n")
+		for _, want := range []struct {
+			name, id     string
+			one, two, th []int
+		}{
+			{"ONCE", once, []int{1}, []int{1}, []int{1}},
+			{"EVERY_ENTRY", every, []int{1, 2}, []int{1}, []int{1}},
+			{"EVERY_ENTRY with a 1h cooldown", cool, []int{1}, []int{1}, []int{1}},
+		} {
+			c := readReentryCampaign(t, admin, want.id)
+			if !slices.Equal(c.entriesOf("imp-1"), want.one) || !slices.Equal(c.entriesOf("imp-2"), want.two) || !slices.Equal(c.entriesOf("imp-3"), want.th) {
+				t.Errorf("%s: entries imp-1 %v imp-2 %v imp-3 %v, want %v %v %v", want.name,
+					c.entriesOf("imp-1"), c.entriesOf("imp-2"), c.entriesOf("imp-3"), want.one, want.two, want.th)
+			}
+		}
+	})
+}
+
+// TestCampaignReentryMigrated: a database from before re-entry (no entry
+// or membership columns, a unique index on (campaign, user)) keeps its
+// activations, numbered 1, and after the migration an EVERY_ENTRY campaign
+// activates a returning user again.
+func TestCampaignReentryMigrated(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
+		srv, stop := testenv.StartStoppableServer(t, dbURL)
+		admin := srv.Admin()
+		seg := staticSegment(t, admin, "Old")
+		camp := createReentryCampaign(t, admin, map[string]any{"name": "Old", "segmentId": seg, "status": "ACTIVE"})
+		addUsers(t, admin, seg, "old-1", "old-2")
+		// Back to the schema as it was.
+		for _, q := range []string{
+			`DROP INDEX campaignactivation_campaign_ref_user_ref_entry`,
+			`DROP INDEX campaignactivation_campaign_ref_membership_ref`,
+			`ALTER TABLE campaign_activations DROP COLUMN entry`,
+			`ALTER TABLE campaign_activations DROP COLUMN membership_ref`,
+			`CREATE UNIQUE INDEX campaignactivation_campaign_ref_user_ref ON campaign_activations (campaign_ref, user_ref)`,
+		} {
+			if _, err := srv.Store().DB.Exec(q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		stop()
+
+		srv = testenv.StartServer(t, dbURL)
+		admin = srv.Admin()
+		c := readReentryCampaign(t, admin, camp)
+		if !slices.Equal(c.entriesOf("old-1"), []int{1}) || !slices.Equal(c.entriesOf("old-2"), []int{1}) || c.ActivationCount != 2 {
+			t.Fatalf("after the migration: old-1 %v old-2 %v count %d, want [1] [1] 2", c.entriesOf("old-1"), c.entriesOf("old-2"), c.ActivationCount)
+		}
+		admin.MustDo(t, `mutation($id: ID!) { updateCampaign(id: $id, input: {reentry: EVERY_ENTRY}) { id } }`, map[string]any{"id": camp}, nil)
+		// Paused and resumed: the members' current entries, activated
+		// before the migration, activate nothing again.
+		admin.MustDo(t, `mutation($id: ID!) { updateCampaign(id: $id, input: {status: PAUSED}) { id } }`, map[string]any{"id": camp}, nil)
+		admin.MustDo(t, `mutation($id: ID!) { updateCampaign(id: $id, input: {status: ACTIVE}) { id } }`, map[string]any{"id": camp}, nil)
+		removeUsers(t, admin, seg, "old-1")
+		addUsers(t, admin, seg, "old-1")
+		c = readReentryCampaign(t, admin, camp)
+		if !slices.Equal(c.entriesOf("old-1"), []int{1, 2}) || !slices.Equal(c.entriesOf("old-2"), []int{1}) {
+			t.Fatalf("re-entry after the migration: old-1 %v old-2 %v, want [1 2] [1]", c.entriesOf("old-1"), c.entriesOf("old-2"))
+		}
+	})
+}
