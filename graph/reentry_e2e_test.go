@@ -31,7 +31,9 @@ type reentryCampaign struct {
 	Reentry         string
 	Cooldown        *string
 	ActivationCount int
-	Activations     struct{ Edges []struct{ Node reentryActivation } }
+	Activations     struct {
+		Edges []struct{ Node reentryActivation }
+	}
 }
 
 const reentryCampaignQuery = `query($id: ID!) { node(id: $id) { ... on Campaign { id reentry cooldown activationCount
