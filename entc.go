@@ -163,7 +163,7 @@ func lowerFirst(s string) string {
 var enumValues = map[string]map[string]string{
 	"CampaignStatus": {
 		"DRAFT":  "Being prepared: activates no one.",
-		"ACTIVE": "Running: every member of its segment activates it, once.",
+		"ACTIVE": "Running: every member of its segment activates it, as its reentry policy allows.",
 		"PAUSED": "Stopped for now: activates no one until it is ACTIVE again.",
 		"ENDED":  "Over for good: activates no one and cannot be restarted.",
 	},

@@ -14,7 +14,7 @@ import (
 	"github.com/segmentd/segmentd/ent/segment"
 )
 
-// A campaign takes a segment as its audience: a user who is, or becomes, a member of an ACTIVE campaign's segment activates the campaign exactly once.
+// A campaign takes a segment as its audience: a user who is, or becomes, a member of an ACTIVE campaign's segment activates the campaign once (reentry ONCE) or once per entry (EVERY_ENTRY, at most once per cooldown).
 type Campaign struct {
 	config `json:"-"`
 	// ID of the ent.
@@ -24,7 +24,7 @@ type Campaign struct {
 	Name string `json:"name,omitempty"`
 	// A free-text description, at most 2,000 characters; null when none.
 	Description *string `json:"description,omitempty"`
-	// DRAFT, ACTIVE, PAUSED or ENDED. Only an ACTIVE campaign activates: every member of its segment, on entry and when it becomes ACTIVE or gets its segment, exactly once.
+	// DRAFT, ACTIVE, PAUSED or ENDED. Only an ACTIVE campaign activates: every member of its segment, on entry and when it becomes ACTIVE or gets its segment, once per entry its reentry policy allows.
 	Status campaign.Status `json:"status,omitempty"`
 	// SegmentRef holds the value of the "segment_ref" field.
 	SegmentRef *pulid.ID `json:"segment_ref,omitempty"`

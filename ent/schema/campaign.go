@@ -15,7 +15,8 @@ import (
 )
 
 // Campaign takes a segment as its audience. A user who is or becomes a member
-// of an ACTIVE campaign's segment activates it exactly once.
+// of an ACTIVE campaign's segment activates it once, or once per entry with
+// reentry EVERY_ENTRY.
 type Campaign struct{ ent.Schema }
 
 // Mixin of the Campaign.
@@ -30,7 +31,7 @@ func (Campaign) Fields() []ent.Field {
 		field.String("description").Optional().Nillable().MaxLen(2000).
 			Comment("A free-text description, at most 2,000 characters; null when none."),
 		field.Enum("status").Values("DRAFT", "ACTIVE", "PAUSED", "ENDED").Default("DRAFT").
-			Comment("DRAFT, ACTIVE, PAUSED or ENDED. Only an ACTIVE campaign activates: every member of its segment, on entry and when it becomes ACTIVE or gets its segment, exactly once.").
+			Comment("DRAFT, ACTIVE, PAUSED or ENDED. Only an ACTIVE campaign activates: every member of its segment, on entry and when it becomes ACTIVE or gets its segment, once per entry its reentry policy allows.").
 			Annotations(entgql.OrderField("STATUS")),
 		field.String("segment_ref").GoType(pulid.ID("")).Optional().Nillable().
 			Annotations(entgql.Skip()),
@@ -70,7 +71,7 @@ func (Campaign) Indexes() []ent.Index {
 // Annotations of the Campaign.
 func (Campaign) Annotations() []schema.Annotation {
 	return []schema.Annotation{
-		schema.Comment("A campaign takes a segment as its audience: a user who is, or becomes, a member of an ACTIVE campaign's segment activates the campaign exactly once."),
+		schema.Comment("A campaign takes a segment as its audience: a user who is, or becomes, a member of an ACTIVE campaign's segment activates the campaign once (reentry ONCE) or once per entry (EVERY_ENTRY, at most once per cooldown)."),
 		entgql.RelayConnection(),
 		entgql.QueryField().Description("Campaigns, as a Relay connection, filtered by where and ordered by orderBy (default: by id, oldest first)."),
 	}

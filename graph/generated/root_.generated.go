@@ -1989,7 +1989,7 @@ var sources = []*ast.Source{
 	{Name: "../../ent.graphqls", Input: `directive @goField(forceResolver: Boolean, name: String, omittable: Boolean) on FIELD_DEFINITION | INPUT_FIELD_DEFINITION
 directive @goModel(model: String, models: [String!], forceGenerate: Boolean) on OBJECT | INPUT_OBJECT | SCALAR | ENUM | INTERFACE | UNION
 """
-A campaign takes a segment as its audience: a user who is, or becomes, a member of an ACTIVE campaign's segment activates the campaign exactly once.
+A campaign takes a segment as its audience: a user who is, or becomes, a member of an ACTIVE campaign's segment activates the campaign once (reentry ONCE) or once per entry (EVERY_ENTRY, at most once per cooldown).
 """
 type Campaign implements Node {
   """
@@ -2005,7 +2005,7 @@ type Campaign implements Node {
   """
   description: String
   """
-  DRAFT, ACTIVE, PAUSED or ENDED. Only an ACTIVE campaign activates: every member of its segment, on entry and when it becomes ACTIVE or gets its segment, exactly once.
+  DRAFT, ACTIVE, PAUSED or ENDED. Only an ACTIVE campaign activates: every member of its segment, on entry and when it becomes ACTIVE or gets its segment, once per entry its reentry policy allows.
   """
   status: CampaignStatus!
   """
@@ -2333,7 +2333,7 @@ enum CampaignStatus @goModel(model: "github.com/segmentd/segmentd/ent/campaign.S
   """
   DRAFT
   """
-  Running: every member of its segment activates it, once.
+  Running: every member of its segment activates it, as its reentry policy allows.
   """
   ACTIVE
   """
