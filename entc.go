@@ -163,9 +163,13 @@ func lowerFirst(s string) string {
 var enumValues = map[string]map[string]string{
 	"CampaignStatus": {
 		"DRAFT":  "Being prepared: activates no one.",
-		"ACTIVE": "Running: every member of its segment activates it, once.",
+		"ACTIVE": "Running: every member of its segment activates it, as its reentry policy allows.",
 		"PAUSED": "Stopped for now: activates no one until it is ACTIVE again.",
 		"ENDED":  "Over for good: activates no one and cannot be restarted.",
+	},
+	"ReentryPolicy": {
+		"ONCE":        "A user activates the campaign once, ever (the default).",
+		"EVERY_ENTRY": "A user activates the campaign on every entry into its segment (after an exit), at most once per cooldown.",
 	},
 	"SegmentKind": {
 		"EVENT_TRIGGERED": "Users enter when a trigger event arrives for them and the condition holds.",

@@ -14,7 +14,7 @@ import (
 	"github.com/segmentd/segmentd/ent/segment"
 )
 
-// A campaign takes a segment as its audience: a user who is, or becomes, a member of an ACTIVE campaign's segment activates the campaign exactly once.
+// A campaign takes a segment as its audience: a user who is, or becomes, a member of an ACTIVE campaign's segment activates the campaign once (reentry ONCE) or once per entry (EVERY_ENTRY, at most once per cooldown).
 type Campaign struct {
 	config `json:"-"`
 	// ID of the ent.
@@ -24,10 +24,14 @@ type Campaign struct {
 	Name string `json:"name,omitempty"`
 	// A free-text description, at most 2,000 characters; null when none.
 	Description *string `json:"description,omitempty"`
-	// DRAFT, ACTIVE, PAUSED or ENDED. Only an ACTIVE campaign activates: every member of its segment, on entry and when it becomes ACTIVE or gets its segment, exactly once.
+	// DRAFT, ACTIVE, PAUSED or ENDED. Only an ACTIVE campaign activates: every member of its segment, on entry and when it becomes ACTIVE or gets its segment, once per entry its reentry policy allows.
 	Status campaign.Status `json:"status,omitempty"`
 	// SegmentRef holds the value of the "segment_ref" field.
 	SegmentRef *pulid.ID `json:"segment_ref,omitempty"`
+	// ONCE: a user activates the campaign once, ever. EVERY_ENTRY: once per entry into the segment (after an exit), at most once per cooldown.
+	Reentry campaign.Reentry `json:"reentry,omitempty"`
+	// With EVERY_ENTRY, the least time between two activations of one user, as a duration such as "30m", "7d" or "1h30m" (units s, m, h, d, w): an entry within it of the user's last activation activates nothing. Null: no cooldown.
+	Cooldown *string `json:"cooldown,omitempty"`
 	// When the campaign was created.
 	CreatedAt time.Time `json:"created_at,omitempty"`
 	// When the campaign was last changed.
@@ -42,7 +46,7 @@ type Campaign struct {
 type CampaignEdges struct {
 	// The campaign's audience; null when it has none (or its segment was deleted).
 	Segment *Segment `json:"segment,omitempty"`
-	// The users who activated this campaign, one activation each.
+	// The activations of this campaign: one per user with reentry ONCE, one per entry with EVERY_ENTRY.
 	Activations []*CampaignActivation `json:"activations,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
@@ -82,7 +86,7 @@ func (*Campaign) scanValues(columns []string) ([]any, error) {
 			values[i] = &sql.NullScanner{S: new(pulid.ID)}
 		case campaign.FieldID:
 			values[i] = new(pulid.ID)
-		case campaign.FieldName, campaign.FieldDescription, campaign.FieldStatus:
+		case campaign.FieldName, campaign.FieldDescription, campaign.FieldStatus, campaign.FieldReentry, campaign.FieldCooldown:
 			values[i] = new(sql.NullString)
 		case campaign.FieldCreatedAt, campaign.FieldUpdatedAt:
 			values[i] = new(sql.NullTime)
@@ -132,6 +136,19 @@ func (_m *Campaign) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.SegmentRef = new(pulid.ID)
 				*_m.SegmentRef = *value.S.(*pulid.ID)
+			}
+		case campaign.FieldReentry:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field reentry", values[i])
+			} else if value.Valid {
+				_m.Reentry = campaign.Reentry(value.String)
+			}
+		case campaign.FieldCooldown:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field cooldown", values[i])
+			} else if value.Valid {
+				_m.Cooldown = new(string)
+				*_m.Cooldown = value.String
 			}
 		case campaign.FieldCreatedAt:
 			if value, ok := values[i].(*sql.NullTime); !ok {
@@ -205,6 +222,14 @@ func (_m *Campaign) String() string {
 	if v := _m.SegmentRef; v != nil {
 		builder.WriteString("segment_ref=")
 		builder.WriteString(fmt.Sprintf("%v", *v))
+	}
+	builder.WriteString(", ")
+	builder.WriteString("reentry=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Reentry))
+	builder.WriteString(", ")
+	if v := _m.Cooldown; v != nil {
+		builder.WriteString("cooldown=")
+		builder.WriteString(*v)
 	}
 	builder.WriteString(", ")
 	builder.WriteString("created_at=")

@@ -74,6 +74,34 @@ func (_c *CampaignCreate) SetNillableSegmentRef(v *pulid.ID) *CampaignCreate {
 	return _c
 }
 
+// SetReentry sets the "reentry" field.
+func (_c *CampaignCreate) SetReentry(v campaign.Reentry) *CampaignCreate {
+	_c.mutation.SetReentry(v)
+	return _c
+}
+
+// SetNillableReentry sets the "reentry" field if the given value is not nil.
+func (_c *CampaignCreate) SetNillableReentry(v *campaign.Reentry) *CampaignCreate {
+	if v != nil {
+		_c.SetReentry(*v)
+	}
+	return _c
+}
+
+// SetCooldown sets the "cooldown" field.
+func (_c *CampaignCreate) SetCooldown(v string) *CampaignCreate {
+	_c.mutation.SetCooldown(v)
+	return _c
+}
+
+// SetNillableCooldown sets the "cooldown" field if the given value is not nil.
+func (_c *CampaignCreate) SetNillableCooldown(v *string) *CampaignCreate {
+	if v != nil {
+		_c.SetCooldown(*v)
+	}
+	return _c
+}
+
 // SetCreatedAt sets the "created_at" field.
 func (_c *CampaignCreate) SetCreatedAt(v time.Time) *CampaignCreate {
 	_c.mutation.SetCreatedAt(v)
@@ -189,6 +217,10 @@ func (_c *CampaignCreate) defaults() {
 		v := campaign.DefaultStatus
 		_c.mutation.SetStatus(v)
 	}
+	if _, ok := _c.mutation.Reentry(); !ok {
+		v := campaign.DefaultReentry
+		_c.mutation.SetReentry(v)
+	}
 	if _, ok := _c.mutation.CreatedAt(); !ok {
 		v := campaign.DefaultCreatedAt()
 		_c.mutation.SetCreatedAt(v)
@@ -224,6 +256,14 @@ func (_c *CampaignCreate) check() error {
 	if v, ok := _c.mutation.Status(); ok {
 		if err := campaign.StatusValidator(v); err != nil {
 			return &ValidationError{Name: "status", err: fmt.Errorf(`ent: validator failed for field "Campaign.status": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.Reentry(); !ok {
+		return &ValidationError{Name: "reentry", err: errors.New(`ent: missing required field "Campaign.reentry"`)}
+	}
+	if v, ok := _c.mutation.Reentry(); ok {
+		if err := campaign.ReentryValidator(v); err != nil {
+			return &ValidationError{Name: "reentry", err: fmt.Errorf(`ent: validator failed for field "Campaign.reentry": %w`, err)}
 		}
 	}
 	if _, ok := _c.mutation.CreatedAt(); !ok {
@@ -284,6 +324,14 @@ func (_c *CampaignCreate) createSpec() (*Campaign, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Status(); ok {
 		_spec.SetField(campaign.FieldStatus, field.TypeEnum, value)
 		_node.Status = value
+	}
+	if value, ok := _c.mutation.Reentry(); ok {
+		_spec.SetField(campaign.FieldReentry, field.TypeEnum, value)
+		_node.Reentry = value
+	}
+	if value, ok := _c.mutation.Cooldown(); ok {
+		_spec.SetField(campaign.FieldCooldown, field.TypeString, value)
+		_node.Cooldown = &value
 	}
 	if value, ok := _c.mutation.CreatedAt(); ok {
 		_spec.SetField(campaign.FieldCreatedAt, field.TypeTime, value)
@@ -438,6 +486,36 @@ func (u *CampaignUpsert) ClearSegmentRef() *CampaignUpsert {
 	return u
 }
 
+// SetReentry sets the "reentry" field.
+func (u *CampaignUpsert) SetReentry(v campaign.Reentry) *CampaignUpsert {
+	u.Set(campaign.FieldReentry, v)
+	return u
+}
+
+// UpdateReentry sets the "reentry" field to the value that was provided on create.
+func (u *CampaignUpsert) UpdateReentry() *CampaignUpsert {
+	u.SetExcluded(campaign.FieldReentry)
+	return u
+}
+
+// SetCooldown sets the "cooldown" field.
+func (u *CampaignUpsert) SetCooldown(v string) *CampaignUpsert {
+	u.Set(campaign.FieldCooldown, v)
+	return u
+}
+
+// UpdateCooldown sets the "cooldown" field to the value that was provided on create.
+func (u *CampaignUpsert) UpdateCooldown() *CampaignUpsert {
+	u.SetExcluded(campaign.FieldCooldown)
+	return u
+}
+
+// ClearCooldown clears the value of the "cooldown" field.
+func (u *CampaignUpsert) ClearCooldown() *CampaignUpsert {
+	u.SetNull(campaign.FieldCooldown)
+	return u
+}
+
 // SetUpdatedAt sets the "updated_at" field.
 func (u *CampaignUpsert) SetUpdatedAt(v time.Time) *CampaignUpsert {
 	u.Set(campaign.FieldUpdatedAt, v)
@@ -568,6 +646,41 @@ func (u *CampaignUpsertOne) UpdateSegmentRef() *CampaignUpsertOne {
 func (u *CampaignUpsertOne) ClearSegmentRef() *CampaignUpsertOne {
 	return u.Update(func(s *CampaignUpsert) {
 		s.ClearSegmentRef()
+	})
+}
+
+// SetReentry sets the "reentry" field.
+func (u *CampaignUpsertOne) SetReentry(v campaign.Reentry) *CampaignUpsertOne {
+	return u.Update(func(s *CampaignUpsert) {
+		s.SetReentry(v)
+	})
+}
+
+// UpdateReentry sets the "reentry" field to the value that was provided on create.
+func (u *CampaignUpsertOne) UpdateReentry() *CampaignUpsertOne {
+	return u.Update(func(s *CampaignUpsert) {
+		s.UpdateReentry()
+	})
+}
+
+// SetCooldown sets the "cooldown" field.
+func (u *CampaignUpsertOne) SetCooldown(v string) *CampaignUpsertOne {
+	return u.Update(func(s *CampaignUpsert) {
+		s.SetCooldown(v)
+	})
+}
+
+// UpdateCooldown sets the "cooldown" field to the value that was provided on create.
+func (u *CampaignUpsertOne) UpdateCooldown() *CampaignUpsertOne {
+	return u.Update(func(s *CampaignUpsert) {
+		s.UpdateCooldown()
+	})
+}
+
+// ClearCooldown clears the value of the "cooldown" field.
+func (u *CampaignUpsertOne) ClearCooldown() *CampaignUpsertOne {
+	return u.Update(func(s *CampaignUpsert) {
+		s.ClearCooldown()
 	})
 }
 
@@ -870,6 +983,41 @@ func (u *CampaignUpsertBulk) UpdateSegmentRef() *CampaignUpsertBulk {
 func (u *CampaignUpsertBulk) ClearSegmentRef() *CampaignUpsertBulk {
 	return u.Update(func(s *CampaignUpsert) {
 		s.ClearSegmentRef()
+	})
+}
+
+// SetReentry sets the "reentry" field.
+func (u *CampaignUpsertBulk) SetReentry(v campaign.Reentry) *CampaignUpsertBulk {
+	return u.Update(func(s *CampaignUpsert) {
+		s.SetReentry(v)
+	})
+}
+
+// UpdateReentry sets the "reentry" field to the value that was provided on create.
+func (u *CampaignUpsertBulk) UpdateReentry() *CampaignUpsertBulk {
+	return u.Update(func(s *CampaignUpsert) {
+		s.UpdateReentry()
+	})
+}
+
+// SetCooldown sets the "cooldown" field.
+func (u *CampaignUpsertBulk) SetCooldown(v string) *CampaignUpsertBulk {
+	return u.Update(func(s *CampaignUpsert) {
+		s.SetCooldown(v)
+	})
+}
+
+// UpdateCooldown sets the "cooldown" field to the value that was provided on create.
+func (u *CampaignUpsertBulk) UpdateCooldown() *CampaignUpsertBulk {
+	return u.Update(func(s *CampaignUpsert) {
+		s.UpdateCooldown()
+	})
+}
+
+// ClearCooldown clears the value of the "cooldown" field.
+func (u *CampaignUpsertBulk) ClearCooldown() *CampaignUpsertBulk {
+	return u.Update(func(s *CampaignUpsert) {
+		s.ClearCooldown()
 	})
 }
 

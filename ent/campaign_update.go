@@ -99,6 +99,40 @@ func (_u *CampaignUpdate) ClearSegmentRef() *CampaignUpdate {
 	return _u
 }
 
+// SetReentry sets the "reentry" field.
+func (_u *CampaignUpdate) SetReentry(v campaign.Reentry) *CampaignUpdate {
+	_u.mutation.SetReentry(v)
+	return _u
+}
+
+// SetNillableReentry sets the "reentry" field if the given value is not nil.
+func (_u *CampaignUpdate) SetNillableReentry(v *campaign.Reentry) *CampaignUpdate {
+	if v != nil {
+		_u.SetReentry(*v)
+	}
+	return _u
+}
+
+// SetCooldown sets the "cooldown" field.
+func (_u *CampaignUpdate) SetCooldown(v string) *CampaignUpdate {
+	_u.mutation.SetCooldown(v)
+	return _u
+}
+
+// SetNillableCooldown sets the "cooldown" field if the given value is not nil.
+func (_u *CampaignUpdate) SetNillableCooldown(v *string) *CampaignUpdate {
+	if v != nil {
+		_u.SetCooldown(*v)
+	}
+	return _u
+}
+
+// ClearCooldown clears the value of the "cooldown" field.
+func (_u *CampaignUpdate) ClearCooldown() *CampaignUpdate {
+	_u.mutation.ClearCooldown()
+	return _u
+}
+
 // SetUpdatedAt sets the "updated_at" field.
 func (_u *CampaignUpdate) SetUpdatedAt(v time.Time) *CampaignUpdate {
 	_u.mutation.SetUpdatedAt(v)
@@ -224,6 +258,11 @@ func (_u *CampaignUpdate) check() error {
 			return &ValidationError{Name: "status", err: fmt.Errorf(`ent: validator failed for field "Campaign.status": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.Reentry(); ok {
+		if err := campaign.ReentryValidator(v); err != nil {
+			return &ValidationError{Name: "reentry", err: fmt.Errorf(`ent: validator failed for field "Campaign.reentry": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -250,6 +289,15 @@ func (_u *CampaignUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.Status(); ok {
 		_spec.SetField(campaign.FieldStatus, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.Reentry(); ok {
+		_spec.SetField(campaign.FieldReentry, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.Cooldown(); ok {
+		_spec.SetField(campaign.FieldCooldown, field.TypeString, value)
+	}
+	if _u.mutation.CooldownCleared() {
+		_spec.ClearField(campaign.FieldCooldown, field.TypeString)
 	}
 	if value, ok := _u.mutation.UpdatedAt(); ok {
 		_spec.SetField(campaign.FieldUpdatedAt, field.TypeTime, value)
@@ -416,6 +464,40 @@ func (_u *CampaignUpdateOne) ClearSegmentRef() *CampaignUpdateOne {
 	return _u
 }
 
+// SetReentry sets the "reentry" field.
+func (_u *CampaignUpdateOne) SetReentry(v campaign.Reentry) *CampaignUpdateOne {
+	_u.mutation.SetReentry(v)
+	return _u
+}
+
+// SetNillableReentry sets the "reentry" field if the given value is not nil.
+func (_u *CampaignUpdateOne) SetNillableReentry(v *campaign.Reentry) *CampaignUpdateOne {
+	if v != nil {
+		_u.SetReentry(*v)
+	}
+	return _u
+}
+
+// SetCooldown sets the "cooldown" field.
+func (_u *CampaignUpdateOne) SetCooldown(v string) *CampaignUpdateOne {
+	_u.mutation.SetCooldown(v)
+	return _u
+}
+
+// SetNillableCooldown sets the "cooldown" field if the given value is not nil.
+func (_u *CampaignUpdateOne) SetNillableCooldown(v *string) *CampaignUpdateOne {
+	if v != nil {
+		_u.SetCooldown(*v)
+	}
+	return _u
+}
+
+// ClearCooldown clears the value of the "cooldown" field.
+func (_u *CampaignUpdateOne) ClearCooldown() *CampaignUpdateOne {
+	_u.mutation.ClearCooldown()
+	return _u
+}
+
 // SetUpdatedAt sets the "updated_at" field.
 func (_u *CampaignUpdateOne) SetUpdatedAt(v time.Time) *CampaignUpdateOne {
 	_u.mutation.SetUpdatedAt(v)
@@ -554,6 +636,11 @@ func (_u *CampaignUpdateOne) check() error {
 			return &ValidationError{Name: "status", err: fmt.Errorf(`ent: validator failed for field "Campaign.status": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.Reentry(); ok {
+		if err := campaign.ReentryValidator(v); err != nil {
+			return &ValidationError{Name: "reentry", err: fmt.Errorf(`ent: validator failed for field "Campaign.reentry": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -597,6 +684,15 @@ func (_u *CampaignUpdateOne) sqlSave(ctx context.Context) (_node *Campaign, err 
 	}
 	if value, ok := _u.mutation.Status(); ok {
 		_spec.SetField(campaign.FieldStatus, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.Reentry(); ok {
+		_spec.SetField(campaign.FieldReentry, field.TypeEnum, value)
+	}
+	if value, ok := _u.mutation.Cooldown(); ok {
+		_spec.SetField(campaign.FieldCooldown, field.TypeString, value)
+	}
+	if _u.mutation.CooldownCleared() {
+		_spec.ClearField(campaign.FieldCooldown, field.TypeString)
 	}
 	if value, ok := _u.mutation.UpdatedAt(); ok {
 		_spec.SetField(campaign.FieldUpdatedAt, field.TypeTime, value)

@@ -17,7 +17,7 @@ import (
 	"github.com/segmentd/segmentd/ent/user"
 )
 
-// A user's activation of a campaign: at most one per campaign and user, ever.
+// A user's activation of a campaign: at most one per entry into the campaign's segment (with reentry ONCE, one per campaign and user, ever).
 type CampaignActivation struct {
 	config `json:"-"`
 	// ID of the ent.
@@ -33,6 +33,10 @@ type CampaignActivation struct {
 	EventRef *pulid.ID `json:"event_ref,omitempty"`
 	// When the user activated the campaign.
 	ActivatedAt time.Time `json:"activated_at,omitempty"`
+	// 1 for the user's first activation of this campaign, 2 for the second, and so on (more than 1 only with reentry EVERY_ENTRY).
+	Entry int `json:"entry,omitempty"`
+	// MembershipRef holds the value of the "membership_ref" field.
+	MembershipRef *pulid.ID `json:"membership_ref,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the CampaignActivationQuery when eager-loading is set.
 	Edges        CampaignActivationEdges `json:"edges"`
@@ -105,10 +109,12 @@ func (*CampaignActivation) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case campaignactivation.FieldEventRef:
+		case campaignactivation.FieldEventRef, campaignactivation.FieldMembershipRef:
 			values[i] = &sql.NullScanner{S: new(pulid.ID)}
 		case campaignactivation.FieldID, campaignactivation.FieldCampaignRef, campaignactivation.FieldUserRef, campaignactivation.FieldSegmentRef:
 			values[i] = new(pulid.ID)
+		case campaignactivation.FieldEntry:
+			values[i] = new(sql.NullInt64)
 		case campaignactivation.FieldActivatedAt:
 			values[i] = new(sql.NullTime)
 		default:
@@ -162,6 +168,19 @@ func (_m *CampaignActivation) assignValues(columns []string, values []any) error
 				return fmt.Errorf("unexpected type %T for field activated_at", values[i])
 			} else if value.Valid {
 				_m.ActivatedAt = value.Time
+			}
+		case campaignactivation.FieldEntry:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field entry", values[i])
+			} else if value.Valid {
+				_m.Entry = int(value.Int64)
+			}
+		case campaignactivation.FieldMembershipRef:
+			if value, ok := values[i].(*sql.NullScanner); !ok {
+				return fmt.Errorf("unexpected type %T for field membership_ref", values[i])
+			} else if value.Valid {
+				_m.MembershipRef = new(pulid.ID)
+				*_m.MembershipRef = *value.S.(*pulid.ID)
 			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
@@ -235,6 +254,14 @@ func (_m *CampaignActivation) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("activated_at=")
 	builder.WriteString(_m.ActivatedAt.Format(time.ANSIC))
+	builder.WriteString(", ")
+	builder.WriteString("entry=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Entry))
+	builder.WriteString(", ")
+	if v := _m.MembershipRef; v != nil {
+		builder.WriteString("membership_ref=")
+		builder.WriteString(fmt.Sprintf("%v", *v))
+	}
 	builder.WriteByte(')')
 	return builder.String()
 }

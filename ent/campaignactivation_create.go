@@ -74,6 +74,34 @@ func (_c *CampaignActivationCreate) SetNillableActivatedAt(v *time.Time) *Campai
 	return _c
 }
 
+// SetEntry sets the "entry" field.
+func (_c *CampaignActivationCreate) SetEntry(v int) *CampaignActivationCreate {
+	_c.mutation.SetEntry(v)
+	return _c
+}
+
+// SetNillableEntry sets the "entry" field if the given value is not nil.
+func (_c *CampaignActivationCreate) SetNillableEntry(v *int) *CampaignActivationCreate {
+	if v != nil {
+		_c.SetEntry(*v)
+	}
+	return _c
+}
+
+// SetMembershipRef sets the "membership_ref" field.
+func (_c *CampaignActivationCreate) SetMembershipRef(v pulid.ID) *CampaignActivationCreate {
+	_c.mutation.SetMembershipRef(v)
+	return _c
+}
+
+// SetNillableMembershipRef sets the "membership_ref" field if the given value is not nil.
+func (_c *CampaignActivationCreate) SetNillableMembershipRef(v *pulid.ID) *CampaignActivationCreate {
+	if v != nil {
+		_c.SetMembershipRef(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *CampaignActivationCreate) SetID(v pulid.ID) *CampaignActivationCreate {
 	_c.mutation.SetID(v)
@@ -179,6 +207,10 @@ func (_c *CampaignActivationCreate) defaults() {
 		v := campaignactivation.DefaultActivatedAt()
 		_c.mutation.SetActivatedAt(v)
 	}
+	if _, ok := _c.mutation.Entry(); !ok {
+		v := campaignactivation.DefaultEntry
+		_c.mutation.SetEntry(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		v := campaignactivation.DefaultID()
 		_c.mutation.SetID(v)
@@ -198,6 +230,14 @@ func (_c *CampaignActivationCreate) check() error {
 	}
 	if _, ok := _c.mutation.ActivatedAt(); !ok {
 		return &ValidationError{Name: "activated_at", err: errors.New(`ent: missing required field "CampaignActivation.activated_at"`)}
+	}
+	if _, ok := _c.mutation.Entry(); !ok {
+		return &ValidationError{Name: "entry", err: errors.New(`ent: missing required field "CampaignActivation.entry"`)}
+	}
+	if v, ok := _c.mutation.Entry(); ok {
+		if err := campaignactivation.EntryValidator(v); err != nil {
+			return &ValidationError{Name: "entry", err: fmt.Errorf(`ent: validator failed for field "CampaignActivation.entry": %w`, err)}
+		}
 	}
 	if v, ok := _c.mutation.ID(); ok {
 		if err := campaignactivation.IDValidator(string(v)); err != nil {
@@ -252,6 +292,14 @@ func (_c *CampaignActivationCreate) createSpec() (*CampaignActivation, *sqlgraph
 	if value, ok := _c.mutation.ActivatedAt(); ok {
 		_spec.SetField(campaignactivation.FieldActivatedAt, field.TypeTime, value)
 		_node.ActivatedAt = value
+	}
+	if value, ok := _c.mutation.Entry(); ok {
+		_spec.SetField(campaignactivation.FieldEntry, field.TypeInt, value)
+		_node.Entry = value
+	}
+	if value, ok := _c.mutation.MembershipRef(); ok {
+		_spec.SetField(campaignactivation.FieldMembershipRef, field.TypeString, value)
+		_node.MembershipRef = &value
 	}
 	if nodes := _c.mutation.CampaignIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
@@ -404,6 +452,12 @@ func (u *CampaignActivationUpsertOne) UpdateNewValues() *CampaignActivationUpser
 		}
 		if _, exists := u.create.mutation.ActivatedAt(); exists {
 			s.SetIgnore(campaignactivation.FieldActivatedAt)
+		}
+		if _, exists := u.create.mutation.Entry(); exists {
+			s.SetIgnore(campaignactivation.FieldEntry)
+		}
+		if _, exists := u.create.mutation.MembershipRef(); exists {
+			s.SetIgnore(campaignactivation.FieldMembershipRef)
 		}
 	}))
 	return u
@@ -633,6 +687,12 @@ func (u *CampaignActivationUpsertBulk) UpdateNewValues() *CampaignActivationUpse
 			}
 			if _, exists := b.mutation.ActivatedAt(); exists {
 				s.SetIgnore(campaignactivation.FieldActivatedAt)
+			}
+			if _, exists := b.mutation.Entry(); exists {
+				s.SetIgnore(campaignactivation.FieldEntry)
+			}
+			if _, exists := b.mutation.MembershipRef(); exists {
+				s.SetIgnore(campaignactivation.FieldMembershipRef)
 			}
 		}
 	}))

@@ -85,6 +85,9 @@ func (_u *CampaignActivationUpdate) sqlSave(ctx context.Context) (_node int, err
 			}
 		}
 	}
+	if _u.mutation.MembershipRefCleared() {
+		_spec.ClearField(campaignactivation.FieldMembershipRef, field.TypeString)
+	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
 			err = &NotFoundError{campaignactivation.Label}
@@ -192,6 +195,9 @@ func (_u *CampaignActivationUpdateOne) sqlSave(ctx context.Context) (_node *Camp
 				ps[i](selector)
 			}
 		}
+	}
+	if _u.mutation.MembershipRefCleared() {
+		_spec.ClearField(campaignactivation.FieldMembershipRef, field.TypeString)
 	}
 	_node = &CampaignActivation{config: _u.config}
 	_spec.Assign = _node.assignValues

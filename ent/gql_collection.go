@@ -69,6 +69,16 @@ func (_q *CampaignQuery) collectField(ctx context.Context, oneNode bool, opCtx *
 				selectedFields = append(selectedFields, campaign.FieldStatus)
 				fieldSeen[campaign.FieldStatus] = struct{}{}
 			}
+		case "reentry":
+			if _, ok := fieldSeen[campaign.FieldReentry]; !ok {
+				selectedFields = append(selectedFields, campaign.FieldReentry)
+				fieldSeen[campaign.FieldReentry] = struct{}{}
+			}
+		case "cooldown":
+			if _, ok := fieldSeen[campaign.FieldCooldown]; !ok {
+				selectedFields = append(selectedFields, campaign.FieldCooldown)
+				fieldSeen[campaign.FieldCooldown] = struct{}{}
+			}
 		case "createdAt":
 			if _, ok := fieldSeen[campaign.FieldCreatedAt]; !ok {
 				selectedFields = append(selectedFields, campaign.FieldCreatedAt)
@@ -227,6 +237,11 @@ func (_q *CampaignActivationQuery) collectField(ctx context.Context, oneNode boo
 			if _, ok := fieldSeen[campaignactivation.FieldActivatedAt]; !ok {
 				selectedFields = append(selectedFields, campaignactivation.FieldActivatedAt)
 				fieldSeen[campaignactivation.FieldActivatedAt] = struct{}{}
+			}
+		case "entry":
+			if _, ok := fieldSeen[campaignactivation.FieldEntry]; !ok {
+				selectedFields = append(selectedFields, campaignactivation.FieldEntry)
+				fieldSeen[campaignactivation.FieldEntry] = struct{}{}
 			}
 		case "id":
 		case "__typename":

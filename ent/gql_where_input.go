@@ -74,6 +74,29 @@ type CampaignWhereInput struct {
 	StatusIn    []campaign.Status `json:"statusIn,omitempty"`
 	StatusNotIn []campaign.Status `json:"statusNotIn,omitempty"`
 
+	// "reentry" field predicates.
+	Reentry      *campaign.Reentry  `json:"reentry,omitempty"`
+	ReentryNEQ   *campaign.Reentry  `json:"reentryNEQ,omitempty"`
+	ReentryIn    []campaign.Reentry `json:"reentryIn,omitempty"`
+	ReentryNotIn []campaign.Reentry `json:"reentryNotIn,omitempty"`
+
+	// "cooldown" field predicates.
+	Cooldown             *string  `json:"cooldown,omitempty"`
+	CooldownNEQ          *string  `json:"cooldownNEQ,omitempty"`
+	CooldownIn           []string `json:"cooldownIn,omitempty"`
+	CooldownNotIn        []string `json:"cooldownNotIn,omitempty"`
+	CooldownGT           *string  `json:"cooldownGT,omitempty"`
+	CooldownGTE          *string  `json:"cooldownGTE,omitempty"`
+	CooldownLT           *string  `json:"cooldownLT,omitempty"`
+	CooldownLTE          *string  `json:"cooldownLTE,omitempty"`
+	CooldownContains     *string  `json:"cooldownContains,omitempty"`
+	CooldownHasPrefix    *string  `json:"cooldownHasPrefix,omitempty"`
+	CooldownHasSuffix    *string  `json:"cooldownHasSuffix,omitempty"`
+	CooldownIsNil        bool     `json:"cooldownIsNil,omitempty"`
+	CooldownNotNil       bool     `json:"cooldownNotNil,omitempty"`
+	CooldownEqualFold    *string  `json:"cooldownEqualFold,omitempty"`
+	CooldownContainsFold *string  `json:"cooldownContainsFold,omitempty"`
+
 	// "created_at" field predicates.
 	CreatedAt      *time.Time  `json:"createdAt,omitempty"`
 	CreatedAtNEQ   *time.Time  `json:"createdAtNEQ,omitempty"`
@@ -290,6 +313,63 @@ func (i *CampaignWhereInput) P() (predicate.Campaign, error) {
 	if len(i.StatusNotIn) > 0 {
 		predicates = append(predicates, campaign.StatusNotIn(i.StatusNotIn...))
 	}
+	if i.Reentry != nil {
+		predicates = append(predicates, campaign.ReentryEQ(*i.Reentry))
+	}
+	if i.ReentryNEQ != nil {
+		predicates = append(predicates, campaign.ReentryNEQ(*i.ReentryNEQ))
+	}
+	if len(i.ReentryIn) > 0 {
+		predicates = append(predicates, campaign.ReentryIn(i.ReentryIn...))
+	}
+	if len(i.ReentryNotIn) > 0 {
+		predicates = append(predicates, campaign.ReentryNotIn(i.ReentryNotIn...))
+	}
+	if i.Cooldown != nil {
+		predicates = append(predicates, campaign.CooldownEQ(*i.Cooldown))
+	}
+	if i.CooldownNEQ != nil {
+		predicates = append(predicates, campaign.CooldownNEQ(*i.CooldownNEQ))
+	}
+	if len(i.CooldownIn) > 0 {
+		predicates = append(predicates, campaign.CooldownIn(i.CooldownIn...))
+	}
+	if len(i.CooldownNotIn) > 0 {
+		predicates = append(predicates, campaign.CooldownNotIn(i.CooldownNotIn...))
+	}
+	if i.CooldownGT != nil {
+		predicates = append(predicates, campaign.CooldownGT(*i.CooldownGT))
+	}
+	if i.CooldownGTE != nil {
+		predicates = append(predicates, campaign.CooldownGTE(*i.CooldownGTE))
+	}
+	if i.CooldownLT != nil {
+		predicates = append(predicates, campaign.CooldownLT(*i.CooldownLT))
+	}
+	if i.CooldownLTE != nil {
+		predicates = append(predicates, campaign.CooldownLTE(*i.CooldownLTE))
+	}
+	if i.CooldownContains != nil {
+		predicates = append(predicates, campaign.CooldownContains(*i.CooldownContains))
+	}
+	if i.CooldownHasPrefix != nil {
+		predicates = append(predicates, campaign.CooldownHasPrefix(*i.CooldownHasPrefix))
+	}
+	if i.CooldownHasSuffix != nil {
+		predicates = append(predicates, campaign.CooldownHasSuffix(*i.CooldownHasSuffix))
+	}
+	if i.CooldownIsNil {
+		predicates = append(predicates, campaign.CooldownIsNil())
+	}
+	if i.CooldownNotNil {
+		predicates = append(predicates, campaign.CooldownNotNil())
+	}
+	if i.CooldownEqualFold != nil {
+		predicates = append(predicates, campaign.CooldownEqualFold(*i.CooldownEqualFold))
+	}
+	if i.CooldownContainsFold != nil {
+		predicates = append(predicates, campaign.CooldownContainsFold(*i.CooldownContainsFold))
+	}
 	if i.CreatedAt != nil {
 		predicates = append(predicates, campaign.CreatedAtEQ(*i.CreatedAt))
 	}
@@ -393,6 +473,16 @@ type CampaignActivationWhereInput struct {
 	ActivatedAtGTE   *time.Time  `json:"activatedAtGTE,omitempty"`
 	ActivatedAtLT    *time.Time  `json:"activatedAtLT,omitempty"`
 	ActivatedAtLTE   *time.Time  `json:"activatedAtLTE,omitempty"`
+
+	// "entry" field predicates.
+	Entry      *int  `json:"entry,omitempty"`
+	EntryNEQ   *int  `json:"entryNEQ,omitempty"`
+	EntryIn    []int `json:"entryIn,omitempty"`
+	EntryNotIn []int `json:"entryNotIn,omitempty"`
+	EntryGT    *int  `json:"entryGT,omitempty"`
+	EntryGTE   *int  `json:"entryGTE,omitempty"`
+	EntryLT    *int  `json:"entryLT,omitempty"`
+	EntryLTE   *int  `json:"entryLTE,omitempty"`
 
 	// "campaign" edge predicates.
 	HasCampaign     *bool                 `json:"hasCampaign,omitempty"`
@@ -529,6 +619,30 @@ func (i *CampaignActivationWhereInput) P() (predicate.CampaignActivation, error)
 	}
 	if i.ActivatedAtLTE != nil {
 		predicates = append(predicates, campaignactivation.ActivatedAtLTE(*i.ActivatedAtLTE))
+	}
+	if i.Entry != nil {
+		predicates = append(predicates, campaignactivation.EntryEQ(*i.Entry))
+	}
+	if i.EntryNEQ != nil {
+		predicates = append(predicates, campaignactivation.EntryNEQ(*i.EntryNEQ))
+	}
+	if len(i.EntryIn) > 0 {
+		predicates = append(predicates, campaignactivation.EntryIn(i.EntryIn...))
+	}
+	if len(i.EntryNotIn) > 0 {
+		predicates = append(predicates, campaignactivation.EntryNotIn(i.EntryNotIn...))
+	}
+	if i.EntryGT != nil {
+		predicates = append(predicates, campaignactivation.EntryGT(*i.EntryGT))
+	}
+	if i.EntryGTE != nil {
+		predicates = append(predicates, campaignactivation.EntryGTE(*i.EntryGTE))
+	}
+	if i.EntryLT != nil {
+		predicates = append(predicates, campaignactivation.EntryLT(*i.EntryLT))
+	}
+	if i.EntryLTE != nil {
+		predicates = append(predicates, campaignactivation.EntryLTE(*i.EntryLTE))
 	}
 
 	if i.HasCampaign != nil {

@@ -763,6 +763,8 @@ type CampaignMutation struct {
 	name               *string
 	description        *string
 	status             *campaign.Status
+	reentry            *campaign.Reentry
+	cooldown           *string
 	created_at         *time.Time
 	updated_at         *time.Time
 	clearedFields      map[string]struct{}
@@ -1050,6 +1052,91 @@ func (m *CampaignMutation) ResetSegmentRef() {
 	delete(m.clearedFields, campaign.FieldSegmentRef)
 }
 
+// SetReentry sets the "reentry" field.
+func (m *CampaignMutation) SetReentry(c campaign.Reentry) {
+	m.reentry = &c
+}
+
+// Reentry returns the value of the "reentry" field in the mutation.
+func (m *CampaignMutation) Reentry() (r campaign.Reentry, exists bool) {
+	v := m.reentry
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldReentry returns the old "reentry" field's value of the Campaign entity.
+// If the Campaign object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignMutation) OldReentry(ctx context.Context) (v campaign.Reentry, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldReentry is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldReentry requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldReentry: %w", err)
+	}
+	return oldValue.Reentry, nil
+}
+
+// ResetReentry resets all changes to the "reentry" field.
+func (m *CampaignMutation) ResetReentry() {
+	m.reentry = nil
+}
+
+// SetCooldown sets the "cooldown" field.
+func (m *CampaignMutation) SetCooldown(s string) {
+	m.cooldown = &s
+}
+
+// Cooldown returns the value of the "cooldown" field in the mutation.
+func (m *CampaignMutation) Cooldown() (r string, exists bool) {
+	v := m.cooldown
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCooldown returns the old "cooldown" field's value of the Campaign entity.
+// If the Campaign object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignMutation) OldCooldown(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCooldown is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCooldown requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCooldown: %w", err)
+	}
+	return oldValue.Cooldown, nil
+}
+
+// ClearCooldown clears the value of the "cooldown" field.
+func (m *CampaignMutation) ClearCooldown() {
+	m.cooldown = nil
+	m.clearedFields[campaign.FieldCooldown] = struct{}{}
+}
+
+// CooldownCleared returns if the "cooldown" field was cleared in this mutation.
+func (m *CampaignMutation) CooldownCleared() bool {
+	_, ok := m.clearedFields[campaign.FieldCooldown]
+	return ok
+}
+
+// ResetCooldown resets all changes to the "cooldown" field.
+func (m *CampaignMutation) ResetCooldown() {
+	m.cooldown = nil
+	delete(m.clearedFields, campaign.FieldCooldown)
+}
+
 // SetCreatedAt sets the "created_at" field.
 func (m *CampaignMutation) SetCreatedAt(t time.Time) {
 	m.created_at = &t
@@ -1250,7 +1337,7 @@ func (m *CampaignMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *CampaignMutation) Fields() []string {
-	fields := make([]string, 0, 6)
+	fields := make([]string, 0, 8)
 	if m.name != nil {
 		fields = append(fields, campaign.FieldName)
 	}
@@ -1262,6 +1349,12 @@ func (m *CampaignMutation) Fields() []string {
 	}
 	if m.segment != nil {
 		fields = append(fields, campaign.FieldSegmentRef)
+	}
+	if m.reentry != nil {
+		fields = append(fields, campaign.FieldReentry)
+	}
+	if m.cooldown != nil {
+		fields = append(fields, campaign.FieldCooldown)
 	}
 	if m.created_at != nil {
 		fields = append(fields, campaign.FieldCreatedAt)
@@ -1285,6 +1378,10 @@ func (m *CampaignMutation) Field(name string) (ent.Value, bool) {
 		return m.Status()
 	case campaign.FieldSegmentRef:
 		return m.SegmentRef()
+	case campaign.FieldReentry:
+		return m.Reentry()
+	case campaign.FieldCooldown:
+		return m.Cooldown()
 	case campaign.FieldCreatedAt:
 		return m.CreatedAt()
 	case campaign.FieldUpdatedAt:
@@ -1306,6 +1403,10 @@ func (m *CampaignMutation) OldField(ctx context.Context, name string) (ent.Value
 		return m.OldStatus(ctx)
 	case campaign.FieldSegmentRef:
 		return m.OldSegmentRef(ctx)
+	case campaign.FieldReentry:
+		return m.OldReentry(ctx)
+	case campaign.FieldCooldown:
+		return m.OldCooldown(ctx)
 	case campaign.FieldCreatedAt:
 		return m.OldCreatedAt(ctx)
 	case campaign.FieldUpdatedAt:
@@ -1346,6 +1447,20 @@ func (m *CampaignMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetSegmentRef(v)
+		return nil
+	case campaign.FieldReentry:
+		v, ok := value.(campaign.Reentry)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetReentry(v)
+		return nil
+	case campaign.FieldCooldown:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCooldown(v)
 		return nil
 	case campaign.FieldCreatedAt:
 		v, ok := value.(time.Time)
@@ -1397,6 +1512,9 @@ func (m *CampaignMutation) ClearedFields() []string {
 	if m.FieldCleared(campaign.FieldSegmentRef) {
 		fields = append(fields, campaign.FieldSegmentRef)
 	}
+	if m.FieldCleared(campaign.FieldCooldown) {
+		fields = append(fields, campaign.FieldCooldown)
+	}
 	return fields
 }
 
@@ -1417,6 +1535,9 @@ func (m *CampaignMutation) ClearField(name string) error {
 	case campaign.FieldSegmentRef:
 		m.ClearSegmentRef()
 		return nil
+	case campaign.FieldCooldown:
+		m.ClearCooldown()
+		return nil
 	}
 	return fmt.Errorf("unknown Campaign nullable field %s", name)
 }
@@ -1436,6 +1557,12 @@ func (m *CampaignMutation) ResetField(name string) error {
 		return nil
 	case campaign.FieldSegmentRef:
 		m.ResetSegmentRef()
+		return nil
+	case campaign.FieldReentry:
+		m.ResetReentry()
+		return nil
+	case campaign.FieldCooldown:
+		m.ResetCooldown()
 		return nil
 	case campaign.FieldCreatedAt:
 		m.ResetCreatedAt()
@@ -1556,6 +1683,9 @@ type CampaignActivationMutation struct {
 	typ             string
 	id              *pulid.ID
 	activated_at    *time.Time
+	entry           *int
+	addentry        *int
+	membership_ref  *pulid.ID
 	clearedFields   map[string]struct{}
 	campaign        *pulid.ID
 	clearedcampaign bool
@@ -1867,6 +1997,111 @@ func (m *CampaignActivationMutation) ResetActivatedAt() {
 	m.activated_at = nil
 }
 
+// SetEntry sets the "entry" field.
+func (m *CampaignActivationMutation) SetEntry(i int) {
+	m.entry = &i
+	m.addentry = nil
+}
+
+// Entry returns the value of the "entry" field in the mutation.
+func (m *CampaignActivationMutation) Entry() (r int, exists bool) {
+	v := m.entry
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldEntry returns the old "entry" field's value of the CampaignActivation entity.
+// If the CampaignActivation object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignActivationMutation) OldEntry(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldEntry is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldEntry requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldEntry: %w", err)
+	}
+	return oldValue.Entry, nil
+}
+
+// AddEntry adds i to the "entry" field.
+func (m *CampaignActivationMutation) AddEntry(i int) {
+	if m.addentry != nil {
+		*m.addentry += i
+	} else {
+		m.addentry = &i
+	}
+}
+
+// AddedEntry returns the value that was added to the "entry" field in this mutation.
+func (m *CampaignActivationMutation) AddedEntry() (r int, exists bool) {
+	v := m.addentry
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetEntry resets all changes to the "entry" field.
+func (m *CampaignActivationMutation) ResetEntry() {
+	m.entry = nil
+	m.addentry = nil
+}
+
+// SetMembershipRef sets the "membership_ref" field.
+func (m *CampaignActivationMutation) SetMembershipRef(pu pulid.ID) {
+	m.membership_ref = &pu
+}
+
+// MembershipRef returns the value of the "membership_ref" field in the mutation.
+func (m *CampaignActivationMutation) MembershipRef() (r pulid.ID, exists bool) {
+	v := m.membership_ref
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMembershipRef returns the old "membership_ref" field's value of the CampaignActivation entity.
+// If the CampaignActivation object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignActivationMutation) OldMembershipRef(ctx context.Context) (v *pulid.ID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMembershipRef is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMembershipRef requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMembershipRef: %w", err)
+	}
+	return oldValue.MembershipRef, nil
+}
+
+// ClearMembershipRef clears the value of the "membership_ref" field.
+func (m *CampaignActivationMutation) ClearMembershipRef() {
+	m.membership_ref = nil
+	m.clearedFields[campaignactivation.FieldMembershipRef] = struct{}{}
+}
+
+// MembershipRefCleared returns if the "membership_ref" field was cleared in this mutation.
+func (m *CampaignActivationMutation) MembershipRefCleared() bool {
+	_, ok := m.clearedFields[campaignactivation.FieldMembershipRef]
+	return ok
+}
+
+// ResetMembershipRef resets all changes to the "membership_ref" field.
+func (m *CampaignActivationMutation) ResetMembershipRef() {
+	m.membership_ref = nil
+	delete(m.clearedFields, campaignactivation.FieldMembershipRef)
+}
+
 // SetCampaignID sets the "campaign" edge to the Campaign entity by id.
 func (m *CampaignActivationMutation) SetCampaignID(id pulid.ID) {
 	m.campaign = &id
@@ -2061,7 +2296,7 @@ func (m *CampaignActivationMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *CampaignActivationMutation) Fields() []string {
-	fields := make([]string, 0, 5)
+	fields := make([]string, 0, 7)
 	if m.campaign != nil {
 		fields = append(fields, campaignactivation.FieldCampaignRef)
 	}
@@ -2076,6 +2311,12 @@ func (m *CampaignActivationMutation) Fields() []string {
 	}
 	if m.activated_at != nil {
 		fields = append(fields, campaignactivation.FieldActivatedAt)
+	}
+	if m.entry != nil {
+		fields = append(fields, campaignactivation.FieldEntry)
+	}
+	if m.membership_ref != nil {
+		fields = append(fields, campaignactivation.FieldMembershipRef)
 	}
 	return fields
 }
@@ -2095,6 +2336,10 @@ func (m *CampaignActivationMutation) Field(name string) (ent.Value, bool) {
 		return m.EventRef()
 	case campaignactivation.FieldActivatedAt:
 		return m.ActivatedAt()
+	case campaignactivation.FieldEntry:
+		return m.Entry()
+	case campaignactivation.FieldMembershipRef:
+		return m.MembershipRef()
 	}
 	return nil, false
 }
@@ -2114,6 +2359,10 @@ func (m *CampaignActivationMutation) OldField(ctx context.Context, name string) 
 		return m.OldEventRef(ctx)
 	case campaignactivation.FieldActivatedAt:
 		return m.OldActivatedAt(ctx)
+	case campaignactivation.FieldEntry:
+		return m.OldEntry(ctx)
+	case campaignactivation.FieldMembershipRef:
+		return m.OldMembershipRef(ctx)
 	}
 	return nil, fmt.Errorf("unknown CampaignActivation field %s", name)
 }
@@ -2158,6 +2407,20 @@ func (m *CampaignActivationMutation) SetField(name string, value ent.Value) erro
 		}
 		m.SetActivatedAt(v)
 		return nil
+	case campaignactivation.FieldEntry:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetEntry(v)
+		return nil
+	case campaignactivation.FieldMembershipRef:
+		v, ok := value.(pulid.ID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMembershipRef(v)
+		return nil
 	}
 	return fmt.Errorf("unknown CampaignActivation field %s", name)
 }
@@ -2165,13 +2428,21 @@ func (m *CampaignActivationMutation) SetField(name string, value ent.Value) erro
 // AddedFields returns all numeric fields that were incremented/decremented during
 // this mutation.
 func (m *CampaignActivationMutation) AddedFields() []string {
-	return nil
+	var fields []string
+	if m.addentry != nil {
+		fields = append(fields, campaignactivation.FieldEntry)
+	}
+	return fields
 }
 
 // AddedField returns the numeric value that was incremented/decremented on a field
 // with the given name. The second boolean return value indicates that this field
 // was not set, or was not defined in the schema.
 func (m *CampaignActivationMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case campaignactivation.FieldEntry:
+		return m.AddedEntry()
+	}
 	return nil, false
 }
 
@@ -2180,6 +2451,13 @@ func (m *CampaignActivationMutation) AddedField(name string) (ent.Value, bool) {
 // type.
 func (m *CampaignActivationMutation) AddField(name string, value ent.Value) error {
 	switch name {
+	case campaignactivation.FieldEntry:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddEntry(v)
+		return nil
 	}
 	return fmt.Errorf("unknown CampaignActivation numeric field %s", name)
 }
@@ -2190,6 +2468,9 @@ func (m *CampaignActivationMutation) ClearedFields() []string {
 	var fields []string
 	if m.FieldCleared(campaignactivation.FieldEventRef) {
 		fields = append(fields, campaignactivation.FieldEventRef)
+	}
+	if m.FieldCleared(campaignactivation.FieldMembershipRef) {
+		fields = append(fields, campaignactivation.FieldMembershipRef)
 	}
 	return fields
 }
@@ -2207,6 +2488,9 @@ func (m *CampaignActivationMutation) ClearField(name string) error {
 	switch name {
 	case campaignactivation.FieldEventRef:
 		m.ClearEventRef()
+		return nil
+	case campaignactivation.FieldMembershipRef:
+		m.ClearMembershipRef()
 		return nil
 	}
 	return fmt.Errorf("unknown CampaignActivation nullable field %s", name)
@@ -2230,6 +2514,12 @@ func (m *CampaignActivationMutation) ResetField(name string) error {
 		return nil
 	case campaignactivation.FieldActivatedAt:
 		m.ResetActivatedAt()
+		return nil
+	case campaignactivation.FieldEntry:
+		m.ResetEntry()
+		return nil
+	case campaignactivation.FieldMembershipRef:
+		m.ResetMembershipRef()
 		return nil
 	}
 	return fmt.Errorf("unknown CampaignActivation field %s", name)

@@ -96,11 +96,11 @@ func init() {
 	// campaign.DescriptionValidator is a validator for the "description" field. It is called by the builders before save.
 	campaign.DescriptionValidator = campaignDescDescription.Validators[0].(func(string) error)
 	// campaignDescCreatedAt is the schema descriptor for created_at field.
-	campaignDescCreatedAt := campaignFields[4].Descriptor()
+	campaignDescCreatedAt := campaignFields[6].Descriptor()
 	// campaign.DefaultCreatedAt holds the default value on creation for the created_at field.
 	campaign.DefaultCreatedAt = campaignDescCreatedAt.Default.(func() time.Time)
 	// campaignDescUpdatedAt is the schema descriptor for updated_at field.
-	campaignDescUpdatedAt := campaignFields[5].Descriptor()
+	campaignDescUpdatedAt := campaignFields[7].Descriptor()
 	// campaign.DefaultUpdatedAt holds the default value on creation for the updated_at field.
 	campaign.DefaultUpdatedAt = campaignDescUpdatedAt.Default.(func() time.Time)
 	// campaign.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
@@ -120,6 +120,12 @@ func init() {
 	campaignactivationDescActivatedAt := campaignactivationFields[4].Descriptor()
 	// campaignactivation.DefaultActivatedAt holds the default value on creation for the activated_at field.
 	campaignactivation.DefaultActivatedAt = campaignactivationDescActivatedAt.Default.(func() time.Time)
+	// campaignactivationDescEntry is the schema descriptor for entry field.
+	campaignactivationDescEntry := campaignactivationFields[5].Descriptor()
+	// campaignactivation.DefaultEntry holds the default value on creation for the entry field.
+	campaignactivation.DefaultEntry = campaignactivationDescEntry.Default.(int)
+	// campaignactivation.EntryValidator is a validator for the "entry" field. It is called by the builders before save.
+	campaignactivation.EntryValidator = campaignactivationDescEntry.Validators[0].(func(int) error)
 	// campaignactivationDescID is the schema descriptor for id field.
 	campaignactivationDescID := campaignactivationMixinFields0[0].Descriptor()
 	// campaignactivation.DefaultID holds the default value on creation for the id field.

@@ -35,6 +35,11 @@ func (r *campaignResolver) Activations(ctx context.Context, obj *ent.Campaign, a
 	return r.campaignActivations(ctx, obj, service.Page{After: after, First: first, Before: before, Last: last}, orderBy)
 }
 
+// Cursor is the resolver for the cursor field.
+func (r *campaignActivationResolver) Cursor(ctx context.Context, obj *ent.CampaignActivation) (string, error) {
+	return r.live.ActivationCursor(ctx, obj.ID)
+}
+
 // Value is the resolver for the value field.
 func (r *conditionResolver) Value(ctx context.Context, obj *ent.Condition) (any, error) {
 	if obj.Value == nil {
@@ -259,8 +264,8 @@ func (r *subscriptionResolver) EventReceived(ctx context.Context, name *string, 
 }
 
 // CampaignActivated is the resolver for the campaignActivated field.
-func (r *subscriptionResolver) CampaignActivated(ctx context.Context, campaignID *pulid.ID) (<-chan *ent.CampaignActivation, error) {
-	return r.live.Activations(ctx, campaignID)
+func (r *subscriptionResolver) CampaignActivated(ctx context.Context, campaignID *pulid.ID, after *string) (<-chan *ent.CampaignActivation, error) {
+	return r.live.Activations(ctx, campaignID, after)
 }
 
 // ImportJobProgress is the resolver for the importJobProgress field.

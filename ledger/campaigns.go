@@ -8,7 +8,6 @@ import (
 	"github.com/segmentd/segmentd"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
-	"github.com/segmentd/segmentd/ent/campaignactivation"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 )
@@ -95,9 +94,11 @@ func sameRef(a, b *pulid.ID) bool { return (a == nil) == (b == nil) && (a == nil
 
 // ActivateCampaign activates campaign c, which has just started on its
 // segment (the caller holds LockAudience), for every current member of the
-// segment who has not activated it yet, activationBatch members a
-// statement; the unique (campaign, user) index makes a repeat a no-op. It
-// returns how many members it went through.
+// segment as its re-entry policy allows (see activateCampaigns): with ONCE
+// each member who has not activated it yet, with EVERY_ENTRY each current
+// membership that has not (one activation per membership, however often
+// the campaign is paused and resumed), activationBatch members a
+// statement. It returns how many members it went through.
 func (w *Writer) ActivateCampaign(ctx context.Context, c *ent.Campaign, at time.Time) (int, error) {
 	tx := w.tx
 	segID := *c.SegmentRef
@@ -118,19 +119,11 @@ func (w *Writer) ActivateCampaign(ctx context.Context, c *ent.Campaign, at time.
 		if len(members) == 0 {
 			return seen, nil
 		}
-		builders := make([]*ent.CampaignActivationCreate, len(members))
+		eps := make([]episode, len(members))
 		for i, m := range members {
-			builders[i] = tx.CampaignActivation.Create().
-				SetCampaignRef(c.ID).
-				SetUserRef(m.UserRef).
-				SetSegmentRef(segID).
-				SetActivatedAt(at)
+			eps[i] = episode{Index: i, Segment: segID, User: m.UserRef, Membership: m.ID, EnteredAt: m.EnteredAt, At: at}
 		}
-		err = tx.CampaignActivation.CreateBulk(builders...).
-			OnConflictColumns(campaignactivation.FieldCampaignRef, campaignactivation.FieldUserRef).
-			DoNothing().
-			Exec(ctx)
-		if err != nil && !isNoRows(err) {
+		if _, err := w.activateCampaigns(ctx, []*ent.Campaign{c}, eps, &w.topics); err != nil {
 			return 0, fmt.Errorf("ledger.ActivateCampaign: activate members: %w", err)
 		}
 		w.topics.campaign(c.ID)

@@ -25,6 +25,7 @@ import (
 	"github.com/segmentd/segmentd/ent/campaignactivation"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
+	"github.com/segmentd/segmentd/trigger"
 )
 
 // BulkRows is how many rows one multi-row INSERT writes.
@@ -91,10 +92,13 @@ type Entry struct {
 	Segment pulid.ID
 	User    pulid.ID
 	// Event is the event that caused the entry, if one did.
-	Event  *pulid.ID
-	Source changelog.Source
-	Reason string
-	At     time.Time
+	Event *pulid.ID
+	// Membership is the ID of the membership the entry creates; EnterMany
+	// fills it in when empty.
+	Membership pulid.ID
+	Source     changelog.Source
+	Reason     string
+	At         time.Time
 }
 
 // Exit is a member leaving a segment: the membership row Membership is
@@ -123,6 +127,9 @@ type Activation struct {
 	// activated the campaign.
 	Entry    int
 	Campaign *ent.Campaign
+	// Number is the activation's entry number: 1 for the user's first
+	// activation of the campaign, 2 for the second...
+	Number int
 }
 
 // Result says what one call wrote.
@@ -174,8 +181,7 @@ func (w *Writer) Enter(ctx context.Context, e Entry) (*Result, error) {
 // EnterMany makes users members of segments, in multi-row INSERTs of
 // BulkRows rows: a membership row and an ENTERED change per entry, the
 // counter deltas, and an activation of every ACTIVE campaign of the
-// entry's segment that the user has not activated before (at most once per
-// campaign and user, ever). The entries must not be members already (the
+// entry's segment that its re-entry policy allows (see activateCampaigns). The entries must not be members already (the
 // caller has read that under its locks); a duplicate fails on the unique
 // index. The memberships are written before the campaigns are read: see
 // LockAudience.
@@ -185,10 +191,19 @@ func (w *Writer) EnterMany(ctx context.Context, entries []Entry) (*Result, error
 		return res, nil
 	}
 	tx := w.tx
+	// The membership IDs are chosen here, so that each activation can name
+	// the membership (the entry) that caused it.
+	entries = append([]Entry(nil), entries...)
+	for i := range entries {
+		if entries[i].Membership == "" {
+			entries[i].Membership = pulid.New("mem")
+		}
+	}
+	res.Entered = entries
 	err := bulk(entries, func(chunk []Entry) error {
 		rows := make([]*ent.MembershipCreate, len(chunk))
 		for i, e := range chunk {
-			rows[i] = tx.Membership.Create().
+			rows[i] = tx.Membership.Create().SetID(e.Membership).
 				SetSegmentRef(e.Segment).SetUserRef(e.User).SetNillableEventRef(e.Event).
 				SetEnteredAt(e.At).SetSource(e.Source).SetReason(e.Reason)
 		}
@@ -265,19 +280,14 @@ func (w *Writer) ExitMany(ctx context.Context, exits []Exit) (*Result, error) {
 }
 
 // activate activates the ACTIVE campaigns of the entered segments for the
-// users who entered, each (campaign, user) once ever: it reads the
-// activations the users already have (BulkRows users a query) and inserts
-// the others, with ON CONFLICT DO NOTHING for an activation committed
-// meanwhile. Campaigns come in creation order.
+// users who entered (see activateCampaigns). Campaigns come in creation
+// order.
 func (w *Writer) activate(ctx context.Context, entries []Entry, topics *Topics) ([]Activation, error) {
-	tx := w.tx
 	segSet := map[pulid.ID]bool{}
-	userSet := map[pulid.ID]bool{}
 	for _, e := range entries {
 		segSet[e.Segment] = true
-		userSet[e.User] = true
 	}
-	camps, err := tx.Campaign.Query().
+	camps, err := w.tx.Campaign.Query().
 		Where(campaign.SegmentRefIn(keys(segSet)...), campaign.StatusEQ(campaign.StatusACTIVE)).
 		Order(ent.Asc(campaign.FieldCreatedAt), ent.Asc(campaign.FieldID)).All(ctx)
 	if err != nil {
@@ -286,23 +296,105 @@ func (w *Writer) activate(ctx context.Context, entries []Entry, topics *Topics) 
 	if len(camps) == 0 {
 		return nil, nil
 	}
+	for i, c := range camps {
+		camps[i] = c.Unwrap()
+	}
+	eps := make([]episode, len(entries))
+	for i, e := range entries {
+		eps[i] = episode{Index: i, Segment: e.Segment, User: e.User, Membership: e.Membership,
+			Event: e.Event, EnteredAt: e.At, At: e.At}
+	}
+	return w.activateCampaigns(ctx, camps, eps, topics)
+}
+
+// episode is one membership (an entry into a segment, until the exit) that
+// may activate the segment's campaigns.
+type episode struct {
+	// Index is the entry's index in the caller's entries.
+	Index      int
+	Segment    pulid.ID
+	User       pulid.ID
+	Membership pulid.ID
+	Event      *pulid.ID
+	EnteredAt  time.Time
+	// At is when the activation happens: the entry, or the campaign's
+	// start for the members it finds.
+	At time.Time
+}
+
+// activationState is what a user's earlier activations of a campaign say
+// about the next one.
+type activationState struct {
+	last      int       // the highest entry number; 0 for none
+	lastAt    time.Time // the latest activation
+	episodes  map[pulid.ID]bool
+	unmarkedN int // activations with no membership (written before re-entry)
+}
+
+// activateCampaigns activates each campaign of camps (on the episodes'
+// segments) for each episode, as its re-entry policy allows:
+//
+//   - ONCE: if the user has no activation of the campaign yet (entry 1).
+//   - EVERY_ENTRY: if this membership has not activated it yet (an
+//     activation without a membership, from before re-entry existed,
+//     counts for the membership it falls in), and the user's last
+//     activation is not within the cooldown of At; numbered one past the
+//     user's highest entry.
+//
+// It reads the users' activations (BulkRows users a query) and inserts the
+// new ones with ON CONFLICT DO NOTHING on every unique index: an
+// activation with the same (campaign, user, entry) or (campaign,
+// membership) committed meanwhile by another transaction wins, so that no
+// entry activates a campaign twice.
+func (w *Writer) activateCampaigns(ctx context.Context, camps []*ent.Campaign, eps []episode, topics *Topics) ([]Activation, error) {
+	tx := w.tx
 	bySeg := map[pulid.ID][]*ent.Campaign{}
 	campIDs := make([]pulid.ID, len(camps))
+	cooldowns := map[pulid.ID]time.Duration{}
 	for i, c := range camps {
-		bySeg[*c.SegmentRef] = append(bySeg[*c.SegmentRef], c.Unwrap())
+		bySeg[*c.SegmentRef] = append(bySeg[*c.SegmentRef], c)
 		campIDs[i] = c.ID
+		if c.Reentry == campaign.ReentryEVERY_ENTRY && c.Cooldown != nil && *c.Cooldown != "" {
+			d, err := trigger.ParseDuration(*c.Cooldown)
+			if err != nil {
+				return nil, fmt.Errorf("campaign %s: cooldown: %w", c.ID, err)
+			}
+			cooldowns[c.ID] = d
+		}
+	}
+	userSet := map[pulid.ID]bool{}
+	for _, e := range eps {
+		userSet[e.User] = true
 	}
 	type ck struct{ campaign, user pulid.ID }
-	done := map[ck]bool{}
-	err = bulk(keys(userSet), func(chunk []pulid.ID) error {
+	state := map[ck]*activationState{}
+	get := func(k ck) *activationState {
+		st := state[k]
+		if st == nil {
+			st = &activationState{episodes: map[pulid.ID]bool{}}
+			state[k] = st
+		}
+		return st
+	}
+	err := bulk(keys(userSet), func(chunk []pulid.ID) error {
 		rows, err := tx.CampaignActivation.Query().
 			Where(campaignactivation.CampaignRefIn(campIDs...), campaignactivation.UserRefIn(chunk...)).
-			Select(campaignactivation.FieldCampaignRef, campaignactivation.FieldUserRef).All(ctx)
+			Select(campaignactivation.FieldCampaignRef, campaignactivation.FieldUserRef, campaignactivation.FieldEntry,
+				campaignactivation.FieldActivatedAt, campaignactivation.FieldMembershipRef).All(ctx)
 		if err != nil {
 			return fmt.Errorf("find activations: %w", err)
 		}
 		for _, a := range rows {
-			done[ck{a.CampaignRef, a.UserRef}] = true
+			st := get(ck{a.CampaignRef, a.UserRef})
+			st.last = max(st.last, a.Entry)
+			if a.ActivatedAt.After(st.lastAt) {
+				st.lastAt = a.ActivatedAt
+			}
+			if a.MembershipRef != nil {
+				st.episodes[*a.MembershipRef] = true
+			} else {
+				st.unmarkedN++
+			}
 		}
 		return nil
 	})
@@ -313,24 +405,37 @@ func (w *Writer) activate(ctx context.Context, entries []Entry, topics *Topics) 
 		acts []*ent.CampaignActivationCreate
 		out  []Activation
 	)
-	for i, e := range entries {
+	for _, e := range eps {
 		for _, c := range bySeg[e.Segment] {
-			k := ck{c.ID, e.User}
-			if done[k] {
+			st := get(ck{c.ID, e.User})
+			if c.Reentry == campaign.ReentryEVERY_ENTRY {
+				if st.episodes[e.Membership] {
+					continue
+				}
+				// An activation from before re-entry was recorded without
+				// its membership: one at or after this entry belongs to it.
+				if st.unmarkedN > 0 && !st.lastAt.Before(e.EnteredAt) {
+					continue
+				}
+				if d, ok := cooldowns[c.ID]; ok && st.last > 0 && e.At.Before(st.lastAt.Add(d)) {
+					continue
+				}
+			} else if st.last > 0 {
 				continue
 			}
-			done[k] = true
+			st.last++
+			st.lastAt = e.At
+			st.episodes[e.Membership] = true
 			acts = append(acts, tx.CampaignActivation.Create().
 				SetCampaignRef(c.ID).SetUserRef(e.User).SetSegmentRef(e.Segment).
-				SetNillableEventRef(e.Event).SetActivatedAt(e.At))
-			out = append(out, Activation{Entry: i, Campaign: c})
+				SetNillableEventRef(e.Event).SetActivatedAt(e.At).
+				SetEntry(st.last).SetMembershipRef(e.Membership))
+			out = append(out, Activation{Entry: e.Index, Campaign: c, Number: st.last})
 			topics.campaign(c.ID)
 		}
 	}
 	err = bulk(acts, func(b []*ent.CampaignActivationCreate) error {
-		err := tx.CampaignActivation.CreateBulk(b...).
-			OnConflictColumns(campaignactivation.FieldCampaignRef, campaignactivation.FieldUserRef).
-			DoNothing().Exec(ctx)
+		err := tx.CampaignActivation.CreateBulk(b...).OnConflict().DoNothing().Exec(ctx)
 		if isNoRows(err) {
 			return nil
 		}

@@ -38,11 +38,19 @@ FROM import_ids i JOIN memberships m ON m.id = 'mem_' || i.k
 WHERE i.job_ref = CAST($1 AS TEXT) AND m.segment_ref = CAST($2 AS TEXT)`
 	// $3 the campaign, $4 the time, $5 the ID suffix that keeps the
 	// activation IDs of several campaigns apart.
-	stagedActivate = `INSERT INTO campaign_activations (id, campaign_ref, user_ref, segment_ref, activated_at)
-SELECT 'act_' || i.k || CAST($5 AS TEXT), CAST($3 AS TEXT), m.user_ref, m.segment_ref, $4
+	// This is the ONCE policy: entry 1, which a user who activated the
+	// campaign before already has (a conflict on (campaign, user, entry)).
+	stagedActivate = `INSERT INTO campaign_activations (id, campaign_ref, user_ref, segment_ref, activated_at, entry, membership_ref)
+SELECT 'act_' || i.k || CAST($5 AS TEXT), CAST($3 AS TEXT), m.user_ref, m.segment_ref, $4, 1, m.id
 FROM import_ids i JOIN memberships m ON m.id = 'mem_' || i.k
 WHERE i.job_ref = CAST($1 AS TEXT) AND m.segment_ref = CAST($2 AS TEXT)
-ON CONFLICT (campaign_ref, user_ref) DO NOTHING`
+ON CONFLICT DO NOTHING`
+	// The memberships this job created, a page at a time after key $3:
+	// for the EVERY_ENTRY campaigns, whose cooldown and numbering depend
+	// on each user's earlier activations.
+	stagedEntered = `SELECT i.k, m.id, m.user_ref FROM import_ids i JOIN memberships m ON m.id = 'mem_' || i.k
+WHERE i.job_ref = CAST($1 AS TEXT) AND m.segment_ref = CAST($2 AS TEXT) AND i.k > CAST($3 AS TEXT)
+ORDER BY i.k LIMIT 1000`
 	// Members of the segment who are in the file / not in the file.
 	stagedInFile    = `EXISTS (SELECT 1 FROM import_ids i JOIN users u ON u.user_id = i.user_id WHERE i.job_ref = CAST($1 AS TEXT) AND u.id = m.user_ref) AND m.segment_ref = CAST($2 AS TEXT)`
 	stagedNotInFile = `NOT EXISTS (SELECT 1 FROM users u JOIN import_ids i ON i.job_ref = CAST($1 AS TEXT) AND i.user_id = u.user_id WHERE u.id = m.user_ref) AND m.segment_ref = CAST($2 AS TEXT)`
@@ -96,8 +104,9 @@ func (l *Ledger) CountStaged(ctx context.Context, tx *ent.Tx, set StagedSet, sel
 
 // EnterStaged makes every user of set who is not a member of its segment a
 // member (source IMPORT), logs the entries, counts them and activates the
-// segment's ACTIVE campaigns for them, each (campaign, user) once ever: a
-// fixed number of INSERT ... SELECT statements.
+// segment's ACTIVE campaigns for them as their re-entry policy allows:
+// ONCE campaigns in a fixed number of INSERT ... SELECT statements,
+// EVERY_ENTRY campaigns a page of entries at a time.
 func (w *Writer) EnterStaged(ctx context.Context, set StagedSet) (*StagedResult, error) {
 	tx := w.tx
 	job, seg := string(set.Job), string(set.Segment)
@@ -115,11 +124,32 @@ func (w *Writer) EnterStaged(ctx context.Context, set StagedSet) (*StagedResult,
 	}
 	w.counts.entered(set.Segment, set.At, int64(added))
 	res.Topics.segment(set.Segment)
-	camps, err := tx.Campaign.Query().
+	all, err := tx.Campaign.Query().
 		Where(campaign.SegmentRef(set.Segment), campaign.StatusEQ(campaign.StatusACTIVE)).
-		Order(ent.Asc(campaign.FieldID)).IDs(ctx)
+		Order(ent.Asc(campaign.FieldID)).All(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("ledger.EnterStaged: find campaigns: %w", err)
+	}
+	var camps []pulid.ID
+	var everyEntry []*ent.Campaign
+	for _, c := range all {
+		if c.Reentry == campaign.ReentryEVERY_ENTRY {
+			everyEntry = append(everyEntry, c)
+		} else {
+			camps = append(camps, c.ID)
+		}
+	}
+	if len(everyEntry) > 0 {
+		activated, err := w.activateStaged(ctx, set, everyEntry)
+		if err != nil {
+			return nil, fmt.Errorf("ledger.EnterStaged: %w", err)
+		}
+		for _, c := range everyEntry {
+			if activated[c.ID] {
+				res.Campaigns = append(res.Campaigns, c.ID)
+				res.Topics.campaign(c.ID)
+			}
+		}
 	}
 	for n, c := range camps {
 		suffix := ""
@@ -137,6 +167,54 @@ func (w *Writer) EnterStaged(ctx context.Context, set StagedSet) (*StagedResult,
 	}
 	w.topics.Merge(res.Topics)
 	return res, nil
+}
+
+// activateStaged activates the EVERY_ENTRY campaigns camps for the
+// memberships the job created, a page at a time (see activateCampaigns).
+// It returns the campaigns that got activations.
+func (w *Writer) activateStaged(ctx context.Context, set StagedSet, camps []*ent.Campaign) (map[pulid.ID]bool, error) {
+	activated := map[pulid.ID]bool{}
+	after := ""
+	for {
+		eps, last, err := w.stagedPage(ctx, set, after)
+		if err != nil {
+			return nil, err
+		}
+		if len(eps) == 0 {
+			return activated, nil
+		}
+		var topics Topics
+		if _, err := w.activateCampaigns(ctx, camps, eps, &topics); err != nil {
+			return nil, fmt.Errorf("activate: %w", err)
+		}
+		for id := range topics.Campaigns {
+			activated[id] = true
+		}
+		after = last
+	}
+}
+
+func (w *Writer) stagedPage(ctx context.Context, set StagedSet, after string) ([]episode, string, error) {
+	rows, err := w.tx.QueryContext(ctx, stagedEntered, string(set.Job), string(set.Segment), after)
+	if err != nil {
+		return nil, "", fmt.Errorf("list entries: %w", err)
+	}
+	defer rows.Close()
+	var (
+		eps  []episode
+		last string
+	)
+	for rows.Next() {
+		var m, u pulid.ID
+		if err := rows.Scan(&last, &m, &u); err != nil {
+			return nil, "", fmt.Errorf("list entries: %w", err)
+		}
+		eps = append(eps, episode{Index: len(eps), Segment: set.Segment, User: u, Membership: m, EnteredAt: set.At, At: set.At})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("list entries: %w", err)
+	}
+	return eps, last, nil
 }
 
 // ExitStaged removes the members of set's segment that sel selects (source

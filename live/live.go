@@ -308,6 +308,17 @@ func (t *Tailer) Within(ctx context.Context, c changelog.Cursor) (bool, error) {
 	return ok, nil
 }
 
+// CursorOf is the position of the row with id (a text or integer id) in
+// the log: the cursor a stream gives it, for a client that read the row by
+// query and wants to resume after it.
+func (t *Tailer) CursorOf(ctx context.Context, id string) (changelog.Cursor, error) {
+	c, err := t.store.cursorOf(ctx, t.db, t.src, id)
+	if err != nil {
+		return changelog.Cursor{}, fmt.Errorf("live.CursorOf(%s): %w", t.src.Table, err)
+	}
+	return c, nil
+}
+
 // Stream sends send every row with key (all rows if key is empty) after
 // `after`, in log order, then every new one as it commits, until ctx ends
 // or send returns false. With after nil it starts at the current end. It

@@ -53,3 +53,15 @@ func (postgresLog) within(ctx context.Context, db *sql.DB, src Source, c changel
 		strconv.FormatUint(c.Tx, 10), c.Seq, src.Table, src.Seq).Scan(&ok)
 	return ok, err
 }
+
+func (postgresLog) cursorOf(ctx context.Context, db *sql.DB, src Source, id string) (changelog.Cursor, error) {
+	var (
+		c  changelog.Cursor
+		tx string
+	)
+	err := db.QueryRowContext(ctx, src.SQL(`SELECT {tx}::text, {seq} FROM {table} WHERE {id} = $1`), id).Scan(&tx, &c.Seq)
+	if err == nil {
+		c.Tx, err = strconv.ParseUint(tx, 10, 64)
+	}
+	return c, err
+}

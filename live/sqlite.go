@@ -44,7 +44,11 @@ func (sqliteLog) within(ctx context.Context, db *sql.DB, src Source, c changelog
 	}
 	var last int64
 	if src.Seq == changelog.SeqColumn {
-		err := db.QueryRowContext(ctx, src.SQL(`SELECT COALESCE((SELECT seq FROM {sequences} WHERE name = ?), 0)`), src.Table).Scan(&last)
+		// The rowid is smaller once rows have been deleted (and, for rows
+		// from before the numbering, unrelated).
+		err := db.QueryRowContext(ctx, src.SQL(`SELECT MAX(
+		COALESCE((SELECT MAX({seq}) FROM {table}), 0),
+		COALESCE((SELECT seq FROM {sequences} WHERE name = '{table}'), 0))`)).Scan(&last)
 		return c.Seq <= last, err
 	}
 	err := db.QueryRowContext(ctx, fmt.Sprintf(`SELECT MAX(
@@ -55,4 +59,10 @@ func (sqliteLog) within(ctx context.Context, db *sql.DB, src Source, c changelog
 		err = db.QueryRowContext(ctx, fmt.Sprintf(`SELECT COALESCE(MAX(rowid), 0) FROM %s`, src.Table)).Scan(&last)
 	}
 	return c.Seq <= last, err
+}
+
+func (sqliteLog) cursorOf(ctx context.Context, db *sql.DB, src Source, id string) (changelog.Cursor, error) {
+	var c changelog.Cursor
+	err := db.QueryRowContext(ctx, src.SQL(`SELECT {seq} FROM {table} WHERE {id} = ?`), id).Scan(&c.Seq)
+	return c, err
 }

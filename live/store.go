@@ -23,6 +23,8 @@ type logStore interface {
 	readQuery(src Source, after changelog.Cursor, upTo *changelog.Cursor, key string, limit int) (string, []any)
 	// within reports whether c is a position the log has handed out.
 	within(ctx context.Context, db *sql.DB, src Source, c changelog.Cursor) (bool, error)
+	// cursorOf reads the position of the row with id.
+	cursorOf(ctx context.Context, db *sql.DB, src Source, id string) (changelog.Cursor, error)
 }
 
 // logStoreFor returns the log reader of the store with the ent dialect

@@ -9,6 +9,7 @@ import (
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ledger"
+	"github.com/segmentd/segmentd/trigger"
 )
 
 // CreateCampaignInput is the GraphQL input of createCampaign.
@@ -17,6 +18,8 @@ type CreateCampaignInput struct {
 	Description *string
 	SegmentID   *pulid.ID
 	Status      *campaign.Status
+	Reentry     *campaign.Reentry
+	Cooldown    *string
 }
 
 // UpdateCampaignInput is the GraphQL input of updateCampaign; nil fields
@@ -28,6 +31,8 @@ type UpdateCampaignInput struct {
 	SegmentID        *pulid.ID
 	ClearSegment     *bool
 	Status           *campaign.Status
+	Reentry          *campaign.Reentry
+	Cooldown         *string
 }
 
 // CreateCampaign stores a campaign. An ACTIVE campaign with a segment
@@ -44,6 +49,14 @@ func (s *Service) CreateCampaign(ctx context.Context, in CreateCampaignInput) (*
 	status := campaign.StatusDRAFT
 	if in.Status != nil {
 		status = *in.Status
+	}
+	reentry := campaign.ReentryONCE
+	if in.Reentry != nil {
+		reentry = *in.Reentry
+	}
+	cooldown, err := cleanCooldown(reentry, in.Cooldown)
+	if err != nil {
+		return nil, err
 	}
 	var (
 		created *ent.Campaign
@@ -64,6 +77,8 @@ func (s *Service) CreateCampaign(ctx context.Context, in CreateCampaignInput) (*
 			SetName(name).
 			SetNillableDescription(desc).
 			SetStatus(status).
+			SetReentry(reentry).
+			SetNillableCooldown(cooldown).
 			SetNillableSegmentRef(in.SegmentID).
 			SetCreatedAt(now).
 			SetUpdatedAt(now).
@@ -123,7 +138,23 @@ func (s *Service) UpdateCampaign(ctx context.Context, id pulid.ID, in UpdateCamp
 		if in.Status != nil && old.Status == campaign.StatusENDED && *in.Status != campaign.StatusENDED {
 			return segmentd.Invalid("input.status", "an ENDED campaign cannot be restarted; create a new campaign")
 		}
+		if err := checkReentryUpdate(old, in); err != nil {
+			return err
+		}
 		upd := tx.Campaign.UpdateOneID(id).SetUpdatedAt(s.now())
+		if in.Reentry != nil {
+			upd.SetReentry(*in.Reentry)
+			if *in.Reentry == campaign.ReentryONCE {
+				upd.ClearCooldown()
+			}
+		}
+		if in.Cooldown != nil {
+			if *in.Cooldown == "" {
+				upd.ClearCooldown()
+			} else {
+				upd.SetCooldown(*in.Cooldown)
+			}
+		}
 		if name != nil {
 			upd.SetName(*name)
 		}
@@ -164,6 +195,33 @@ func (s *Service) UpdateCampaign(ctx context.Context, id pulid.ID, in UpdateCamp
 	}
 	s.publish(topics)
 	return updated.Unwrap(), nil
+}
+
+// cleanCooldown checks a cooldown for a campaign with policy reentry: only
+// EVERY_ENTRY takes one, and it must be a duration trigger.ParseDuration
+// reads. An empty or absent cooldown is none.
+func cleanCooldown(reentry campaign.Reentry, cooldown *string) (*string, error) {
+	if cooldown == nil || *cooldown == "" {
+		return nil, nil
+	}
+	if reentry != campaign.ReentryEVERY_ENTRY {
+		return nil, segmentd.Invalid("input.cooldown", "a cooldown applies to reentry EVERY_ENTRY only; with %s a user activates the campaign once, ever", reentry)
+	}
+	if _, err := trigger.ParseDuration(*cooldown); err != nil {
+		return nil, segmentd.Invalid("input.cooldown", "%v", err)
+	}
+	return cooldown, nil
+}
+
+// checkReentryUpdate checks the reentry and cooldown of an update of old:
+// a cooldown needs the policy the campaign will have to be EVERY_ENTRY.
+func checkReentryUpdate(old *ent.Campaign, in UpdateCampaignInput) error {
+	reentry := old.Reentry
+	if in.Reentry != nil {
+		reentry = *in.Reentry
+	}
+	_, err := cleanCooldown(reentry, in.Cooldown)
+	return err
 }
 
 // DeleteCampaign deletes a campaign and its activations.

@@ -224,9 +224,14 @@ func (l *Live) Events(ctx context.Context, name, userID *string) (<-chan *ent.Ev
 	}), nil
 }
 
-// Activations streams campaign activations as they commit, of one campaign
-// or of all.
-func (l *Live) Activations(ctx context.Context, campaignID *pulid.ID) (<-chan *ent.CampaignActivation, error) {
+// Activations streams campaign activations of one campaign (or of all)
+// after the cursor `after` (CampaignActivation.cursor), then as they
+// commit. Without a cursor it starts now.
+func (l *Live) Activations(ctx context.Context, campaignID *pulid.ID, after *string) (<-chan *ent.CampaignActivation, error) {
+	cur, err := parseAfter(ctx, l.activations, after)
+	if err != nil {
+		return nil, err
+	}
 	key := ""
 	if campaignID != nil {
 		ok, err := l.svc.client.Campaign.Query().Where(campaignIDIs(*campaignID)).Exist(ctx)
@@ -238,10 +243,20 @@ func (l *Live) Activations(ctx context.Context, campaignID *pulid.ID) (<-chan *e
 		}
 		key = string(*campaignID)
 	}
-	return stream(ctx, l.svc.log, l.activations, nil, key, func(r live.Row) (*ent.CampaignActivation, bool) {
+	return stream(ctx, l.svc.log, l.activations, cur, key, func(r live.Row) (*ent.CampaignActivation, bool) {
 		a, ok := r.Value.(*ent.CampaignActivation)
 		return a, ok
 	}), nil
+}
+
+// ActivationCursor is activation id's position in the activation log (the
+// cursor campaignActivated resumes after).
+func (l *Live) ActivationCursor(ctx context.Context, id pulid.ID) (string, error) {
+	c, err := l.activations.CursorOf(ctx, string(id))
+	if err != nil {
+		return "", fmt.Errorf("service.ActivationCursor: %w", err)
+	}
+	return c.String(), nil
 }
 
 // statsInterval is the least time between two segmentStats messages: a

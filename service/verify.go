@@ -381,10 +381,18 @@ func (v *verifier) readChange(ch *ent.MembershipChange) {
 }
 
 // checkActivations reads the campaign activations: no user activated a
-// campaign twice (duplicate-activation), and every member of a segment
+// campaign twice with one entry number or one membership
+// (duplicate-activation), and every member of a segment
 // with an ACTIVE campaign has activated it (missing-activation).
 func (v *verifier) checkActivations() error {
+	type entryKey struct {
+		campaignUser
+		entry int
+	}
+	type membershipKey struct{ campaign, membership pulid.ID }
 	acts := map[campaignUser]int{}
+	entries := map[entryKey]int{}
+	episodes := map[membershipKey]int{}
 	err := eachPage(func(after pulid.ID) ([]*ent.CampaignActivation, error) {
 		q := v.c.CampaignActivation.Query().Order(ent.Asc(campaignactivation.FieldID)).Limit(verifyPage)
 		if after != "" {
@@ -395,8 +403,18 @@ func (v *verifier) checkActivations() error {
 		v.rep.Activations++
 		k := campaignUser{a.CampaignRef, a.UserRef}
 		acts[k]++
-		if acts[k] == 2 {
-			v.rep.add("duplicate-activation", "user %s activated campaign %s more than once", v.userName(a.UserRef), a.CampaignRef)
+		// A user activates a campaign at most once per entry number and
+		// once per membership (reentry EVERY_ENTRY allows one per entry).
+		ek := entryKey{k, a.Entry}
+		entries[ek]++
+		dup := entries[ek] == 2
+		if a.MembershipRef != nil {
+			mk := membershipKey{a.CampaignRef, *a.MembershipRef}
+			episodes[mk]++
+			dup = dup || episodes[mk] == 2
+		}
+		if dup {
+			v.rep.add("duplicate-activation", "user %s activated campaign %s more than once in one entry", v.userName(a.UserRef), a.CampaignRef)
 		}
 	})
 	if err != nil {

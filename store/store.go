@@ -170,6 +170,12 @@ func (s *Store) Migrate(ctx context.Context) error {
 	); err != nil {
 		return fmt.Errorf("store.Migrate: %w", err)
 	}
+	// Migrations never drop indexes, except those retired here on purpose.
+	for _, stmt := range retiredIndexes {
+		if _, err := s.DB.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("store.Migrate: %s: %w", stmt, err)
+		}
+	}
 	staging := sqliteImportTables
 	if s.Dialect == dialect.Postgres {
 		staging = postgresImportTables
@@ -255,6 +261,14 @@ END`),
 		return fmt.Errorf("log positions: %w", err)
 	}
 	return nil
+}
+
+// retiredIndexes drop the indexes that newer rules contradict: the unique
+// (campaign, user) index of activations made a user's second activation of
+// a campaign impossible, which reentry EVERY_ENTRY needs; the unique
+// (campaign, user, entry) and (campaign, membership) indexes replace it.
+var retiredIndexes = []string{
+	`DROP INDEX IF EXISTS campaignactivation_campaign_ref_user_ref`,
 }
 
 // migrateMu serializes migrations within the process: ent's migration

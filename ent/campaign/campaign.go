@@ -26,6 +26,10 @@ const (
 	FieldStatus = "status"
 	// FieldSegmentRef holds the string denoting the segment_ref field in the database.
 	FieldSegmentRef = "segment_ref"
+	// FieldReentry holds the string denoting the reentry field in the database.
+	FieldReentry = "reentry"
+	// FieldCooldown holds the string denoting the cooldown field in the database.
+	FieldCooldown = "cooldown"
 	// FieldCreatedAt holds the string denoting the created_at field in the database.
 	FieldCreatedAt = "created_at"
 	// FieldUpdatedAt holds the string denoting the updated_at field in the database.
@@ -59,6 +63,8 @@ var Columns = []string{
 	FieldDescription,
 	FieldStatus,
 	FieldSegmentRef,
+	FieldReentry,
+	FieldCooldown,
 	FieldCreatedAt,
 	FieldUpdatedAt,
 }
@@ -118,6 +124,32 @@ func StatusValidator(s Status) error {
 	}
 }
 
+// Reentry defines the type for the "reentry" enum field.
+type Reentry string
+
+// ReentryONCE is the default value of the Reentry enum.
+const DefaultReentry = ReentryONCE
+
+// Reentry values.
+const (
+	ReentryONCE        Reentry = "ONCE"
+	ReentryEVERY_ENTRY Reentry = "EVERY_ENTRY"
+)
+
+func (r Reentry) String() string {
+	return string(r)
+}
+
+// ReentryValidator is a validator for the "reentry" field enum values. It is called by the builders before save.
+func ReentryValidator(r Reentry) error {
+	switch r {
+	case ReentryONCE, ReentryEVERY_ENTRY:
+		return nil
+	default:
+		return fmt.Errorf("campaign: invalid enum value for reentry field: %q", r)
+	}
+}
+
 // OrderOption defines the ordering options for the Campaign queries.
 type OrderOption func(*sql.Selector)
 
@@ -144,6 +176,16 @@ func ByStatus(opts ...sql.OrderTermOption) OrderOption {
 // BySegmentRef orders the results by the segment_ref field.
 func BySegmentRef(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldSegmentRef, opts...).ToFunc()
+}
+
+// ByReentry orders the results by the reentry field.
+func ByReentry(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldReentry, opts...).ToFunc()
+}
+
+// ByCooldown orders the results by the cooldown field.
+func ByCooldown(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldCooldown, opts...).ToFunc()
 }
 
 // ByCreatedAt orders the results by the created_at field.
@@ -205,6 +247,24 @@ func (e *Status) UnmarshalGQL(val interface{}) error {
 	*e = Status(str)
 	if err := StatusValidator(*e); err != nil {
 		return fmt.Errorf("%s is not a valid Status", str)
+	}
+	return nil
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (e Reentry) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(e.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (e *Reentry) UnmarshalGQL(val interface{}) error {
+	str, ok := val.(string)
+	if !ok {
+		return fmt.Errorf("enum %T must be a string", val)
+	}
+	*e = Reentry(str)
+	if err := ReentryValidator(*e); err != nil {
+		return fmt.Errorf("%s is not a valid Reentry", str)
 	}
 	return nil
 }

@@ -71,6 +71,11 @@ func SegmentRef(v pulid.ID) predicate.Campaign {
 	return predicate.Campaign(sql.FieldEQ(FieldSegmentRef, v))
 }
 
+// Cooldown applies equality check predicate on the "cooldown" field. It's identical to CooldownEQ.
+func Cooldown(v string) predicate.Campaign {
+	return predicate.Campaign(sql.FieldEQ(FieldCooldown, v))
+}
+
 // CreatedAt applies equality check predicate on the "created_at" field. It's identical to CreatedAtEQ.
 func CreatedAt(v time.Time) predicate.Campaign {
 	return predicate.Campaign(sql.FieldEQ(FieldCreatedAt, v))
@@ -319,6 +324,101 @@ func SegmentRefEqualFold(v pulid.ID) predicate.Campaign {
 func SegmentRefContainsFold(v pulid.ID) predicate.Campaign {
 	vc := string(v)
 	return predicate.Campaign(sql.FieldContainsFold(FieldSegmentRef, vc))
+}
+
+// ReentryEQ applies the EQ predicate on the "reentry" field.
+func ReentryEQ(v Reentry) predicate.Campaign {
+	return predicate.Campaign(sql.FieldEQ(FieldReentry, v))
+}
+
+// ReentryNEQ applies the NEQ predicate on the "reentry" field.
+func ReentryNEQ(v Reentry) predicate.Campaign {
+	return predicate.Campaign(sql.FieldNEQ(FieldReentry, v))
+}
+
+// ReentryIn applies the In predicate on the "reentry" field.
+func ReentryIn(vs ...Reentry) predicate.Campaign {
+	return predicate.Campaign(sql.FieldIn(FieldReentry, vs...))
+}
+
+// ReentryNotIn applies the NotIn predicate on the "reentry" field.
+func ReentryNotIn(vs ...Reentry) predicate.Campaign {
+	return predicate.Campaign(sql.FieldNotIn(FieldReentry, vs...))
+}
+
+// CooldownEQ applies the EQ predicate on the "cooldown" field.
+func CooldownEQ(v string) predicate.Campaign {
+	return predicate.Campaign(sql.FieldEQ(FieldCooldown, v))
+}
+
+// CooldownNEQ applies the NEQ predicate on the "cooldown" field.
+func CooldownNEQ(v string) predicate.Campaign {
+	return predicate.Campaign(sql.FieldNEQ(FieldCooldown, v))
+}
+
+// CooldownIn applies the In predicate on the "cooldown" field.
+func CooldownIn(vs ...string) predicate.Campaign {
+	return predicate.Campaign(sql.FieldIn(FieldCooldown, vs...))
+}
+
+// CooldownNotIn applies the NotIn predicate on the "cooldown" field.
+func CooldownNotIn(vs ...string) predicate.Campaign {
+	return predicate.Campaign(sql.FieldNotIn(FieldCooldown, vs...))
+}
+
+// CooldownGT applies the GT predicate on the "cooldown" field.
+func CooldownGT(v string) predicate.Campaign {
+	return predicate.Campaign(sql.FieldGT(FieldCooldown, v))
+}
+
+// CooldownGTE applies the GTE predicate on the "cooldown" field.
+func CooldownGTE(v string) predicate.Campaign {
+	return predicate.Campaign(sql.FieldGTE(FieldCooldown, v))
+}
+
+// CooldownLT applies the LT predicate on the "cooldown" field.
+func CooldownLT(v string) predicate.Campaign {
+	return predicate.Campaign(sql.FieldLT(FieldCooldown, v))
+}
+
+// CooldownLTE applies the LTE predicate on the "cooldown" field.
+func CooldownLTE(v string) predicate.Campaign {
+	return predicate.Campaign(sql.FieldLTE(FieldCooldown, v))
+}
+
+// CooldownContains applies the Contains predicate on the "cooldown" field.
+func CooldownContains(v string) predicate.Campaign {
+	return predicate.Campaign(sql.FieldContains(FieldCooldown, v))
+}
+
+// CooldownHasPrefix applies the HasPrefix predicate on the "cooldown" field.
+func CooldownHasPrefix(v string) predicate.Campaign {
+	return predicate.Campaign(sql.FieldHasPrefix(FieldCooldown, v))
+}
+
+// CooldownHasSuffix applies the HasSuffix predicate on the "cooldown" field.
+func CooldownHasSuffix(v string) predicate.Campaign {
+	return predicate.Campaign(sql.FieldHasSuffix(FieldCooldown, v))
+}
+
+// CooldownIsNil applies the IsNil predicate on the "cooldown" field.
+func CooldownIsNil() predicate.Campaign {
+	return predicate.Campaign(sql.FieldIsNull(FieldCooldown))
+}
+
+// CooldownNotNil applies the NotNil predicate on the "cooldown" field.
+func CooldownNotNil() predicate.Campaign {
+	return predicate.Campaign(sql.FieldNotNull(FieldCooldown))
+}
+
+// CooldownEqualFold applies the EqualFold predicate on the "cooldown" field.
+func CooldownEqualFold(v string) predicate.Campaign {
+	return predicate.Campaign(sql.FieldEqualFold(FieldCooldown, v))
+}
+
+// CooldownContainsFold applies the ContainsFold predicate on the "cooldown" field.
+func CooldownContainsFold(v string) predicate.Campaign {
+	return predicate.Campaign(sql.FieldContainsFold(FieldCooldown, v))
 }
 
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.

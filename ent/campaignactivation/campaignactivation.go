@@ -25,6 +25,10 @@ const (
 	FieldEventRef = "event_ref"
 	// FieldActivatedAt holds the string denoting the activated_at field in the database.
 	FieldActivatedAt = "activated_at"
+	// FieldEntry holds the string denoting the entry field in the database.
+	FieldEntry = "entry"
+	// FieldMembershipRef holds the string denoting the membership_ref field in the database.
+	FieldMembershipRef = "membership_ref"
 	// EdgeCampaign holds the string denoting the campaign edge name in mutations.
 	EdgeCampaign = "campaign"
 	// EdgeUser holds the string denoting the user edge name in mutations.
@@ -73,6 +77,8 @@ var Columns = []string{
 	FieldSegmentRef,
 	FieldEventRef,
 	FieldActivatedAt,
+	FieldEntry,
+	FieldMembershipRef,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -88,6 +94,10 @@ func ValidColumn(column string) bool {
 var (
 	// DefaultActivatedAt holds the default value on creation for the "activated_at" field.
 	DefaultActivatedAt func() time.Time
+	// DefaultEntry holds the default value on creation for the "entry" field.
+	DefaultEntry int
+	// EntryValidator is a validator for the "entry" field. It is called by the builders before save.
+	EntryValidator func(int) error
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() pulid.ID
 	// IDValidator is a validator for the "id" field. It is called by the builders before save.
@@ -125,6 +135,16 @@ func ByEventRef(opts ...sql.OrderTermOption) OrderOption {
 // ByActivatedAt orders the results by the activated_at field.
 func ByActivatedAt(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldActivatedAt, opts...).ToFunc()
+}
+
+// ByEntry orders the results by the entry field.
+func ByEntry(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldEntry, opts...).ToFunc()
+}
+
+// ByMembershipRef orders the results by the membership_ref field.
+func ByMembershipRef(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldMembershipRef, opts...).ToFunc()
 }
 
 // ByCampaignField orders the results by campaign field.

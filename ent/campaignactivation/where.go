@@ -81,6 +81,16 @@ func ActivatedAt(v time.Time) predicate.CampaignActivation {
 	return predicate.CampaignActivation(sql.FieldEQ(FieldActivatedAt, v))
 }
 
+// Entry applies equality check predicate on the "entry" field. It's identical to EntryEQ.
+func Entry(v int) predicate.CampaignActivation {
+	return predicate.CampaignActivation(sql.FieldEQ(FieldEntry, v))
+}
+
+// MembershipRef applies equality check predicate on the "membership_ref" field. It's identical to MembershipRefEQ.
+func MembershipRef(v pulid.ID) predicate.CampaignActivation {
+	return predicate.CampaignActivation(sql.FieldEQ(FieldMembershipRef, v))
+}
+
 // CampaignRefEQ applies the EQ predicate on the "campaign_ref" field.
 func CampaignRefEQ(v pulid.ID) predicate.CampaignActivation {
 	return predicate.CampaignActivation(sql.FieldEQ(FieldCampaignRef, v))
@@ -409,6 +419,126 @@ func ActivatedAtLT(v time.Time) predicate.CampaignActivation {
 // ActivatedAtLTE applies the LTE predicate on the "activated_at" field.
 func ActivatedAtLTE(v time.Time) predicate.CampaignActivation {
 	return predicate.CampaignActivation(sql.FieldLTE(FieldActivatedAt, v))
+}
+
+// EntryEQ applies the EQ predicate on the "entry" field.
+func EntryEQ(v int) predicate.CampaignActivation {
+	return predicate.CampaignActivation(sql.FieldEQ(FieldEntry, v))
+}
+
+// EntryNEQ applies the NEQ predicate on the "entry" field.
+func EntryNEQ(v int) predicate.CampaignActivation {
+	return predicate.CampaignActivation(sql.FieldNEQ(FieldEntry, v))
+}
+
+// EntryIn applies the In predicate on the "entry" field.
+func EntryIn(vs ...int) predicate.CampaignActivation {
+	return predicate.CampaignActivation(sql.FieldIn(FieldEntry, vs...))
+}
+
+// EntryNotIn applies the NotIn predicate on the "entry" field.
+func EntryNotIn(vs ...int) predicate.CampaignActivation {
+	return predicate.CampaignActivation(sql.FieldNotIn(FieldEntry, vs...))
+}
+
+// EntryGT applies the GT predicate on the "entry" field.
+func EntryGT(v int) predicate.CampaignActivation {
+	return predicate.CampaignActivation(sql.FieldGT(FieldEntry, v))
+}
+
+// EntryGTE applies the GTE predicate on the "entry" field.
+func EntryGTE(v int) predicate.CampaignActivation {
+	return predicate.CampaignActivation(sql.FieldGTE(FieldEntry, v))
+}
+
+// EntryLT applies the LT predicate on the "entry" field.
+func EntryLT(v int) predicate.CampaignActivation {
+	return predicate.CampaignActivation(sql.FieldLT(FieldEntry, v))
+}
+
+// EntryLTE applies the LTE predicate on the "entry" field.
+func EntryLTE(v int) predicate.CampaignActivation {
+	return predicate.CampaignActivation(sql.FieldLTE(FieldEntry, v))
+}
+
+// MembershipRefEQ applies the EQ predicate on the "membership_ref" field.
+func MembershipRefEQ(v pulid.ID) predicate.CampaignActivation {
+	return predicate.CampaignActivation(sql.FieldEQ(FieldMembershipRef, v))
+}
+
+// MembershipRefNEQ applies the NEQ predicate on the "membership_ref" field.
+func MembershipRefNEQ(v pulid.ID) predicate.CampaignActivation {
+	return predicate.CampaignActivation(sql.FieldNEQ(FieldMembershipRef, v))
+}
+
+// MembershipRefIn applies the In predicate on the "membership_ref" field.
+func MembershipRefIn(vs ...pulid.ID) predicate.CampaignActivation {
+	return predicate.CampaignActivation(sql.FieldIn(FieldMembershipRef, vs...))
+}
+
+// MembershipRefNotIn applies the NotIn predicate on the "membership_ref" field.
+func MembershipRefNotIn(vs ...pulid.ID) predicate.CampaignActivation {
+	return predicate.CampaignActivation(sql.FieldNotIn(FieldMembershipRef, vs...))
+}
+
+// MembershipRefGT applies the GT predicate on the "membership_ref" field.
+func MembershipRefGT(v pulid.ID) predicate.CampaignActivation {
+	return predicate.CampaignActivation(sql.FieldGT(FieldMembershipRef, v))
+}
+
+// MembershipRefGTE applies the GTE predicate on the "membership_ref" field.
+func MembershipRefGTE(v pulid.ID) predicate.CampaignActivation {
+	return predicate.CampaignActivation(sql.FieldGTE(FieldMembershipRef, v))
+}
+
+// MembershipRefLT applies the LT predicate on the "membership_ref" field.
+func MembershipRefLT(v pulid.ID) predicate.CampaignActivation {
+	return predicate.CampaignActivation(sql.FieldLT(FieldMembershipRef, v))
+}
+
+// MembershipRefLTE applies the LTE predicate on the "membership_ref" field.
+func MembershipRefLTE(v pulid.ID) predicate.CampaignActivation {
+	return predicate.CampaignActivation(sql.FieldLTE(FieldMembershipRef, v))
+}
+
+// MembershipRefContains applies the Contains predicate on the "membership_ref" field.
+func MembershipRefContains(v pulid.ID) predicate.CampaignActivation {
+	vc := string(v)
+	return predicate.CampaignActivation(sql.FieldContains(FieldMembershipRef, vc))
+}
+
+// MembershipRefHasPrefix applies the HasPrefix predicate on the "membership_ref" field.
+func MembershipRefHasPrefix(v pulid.ID) predicate.CampaignActivation {
+	vc := string(v)
+	return predicate.CampaignActivation(sql.FieldHasPrefix(FieldMembershipRef, vc))
+}
+
+// MembershipRefHasSuffix applies the HasSuffix predicate on the "membership_ref" field.
+func MembershipRefHasSuffix(v pulid.ID) predicate.CampaignActivation {
+	vc := string(v)
+	return predicate.CampaignActivation(sql.FieldHasSuffix(FieldMembershipRef, vc))
+}
+
+// MembershipRefIsNil applies the IsNil predicate on the "membership_ref" field.
+func MembershipRefIsNil() predicate.CampaignActivation {
+	return predicate.CampaignActivation(sql.FieldIsNull(FieldMembershipRef))
+}
+
+// MembershipRefNotNil applies the NotNil predicate on the "membership_ref" field.
+func MembershipRefNotNil() predicate.CampaignActivation {
+	return predicate.CampaignActivation(sql.FieldNotNull(FieldMembershipRef))
+}
+
+// MembershipRefEqualFold applies the EqualFold predicate on the "membership_ref" field.
+func MembershipRefEqualFold(v pulid.ID) predicate.CampaignActivation {
+	vc := string(v)
+	return predicate.CampaignActivation(sql.FieldEqualFold(FieldMembershipRef, vc))
+}
+
+// MembershipRefContainsFold applies the ContainsFold predicate on the "membership_ref" field.
+func MembershipRefContainsFold(v pulid.ID) predicate.CampaignActivation {
+	vc := string(v)
+	return predicate.CampaignActivation(sql.FieldContainsFold(FieldMembershipRef, vc))
 }
 
 // HasCampaign applies the HasEdge predicate on the "campaign" edge.

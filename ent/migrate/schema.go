@@ -32,6 +32,8 @@ var (
 		{Name: "name", Type: field.TypeString, Size: 200},
 		{Name: "description", Type: field.TypeString, Nullable: true, Size: 2000},
 		{Name: "status", Type: field.TypeEnum, Enums: []string{"DRAFT", "ACTIVE", "PAUSED", "ENDED"}, Default: "DRAFT"},
+		{Name: "reentry", Type: field.TypeEnum, Enums: []string{"ONCE", "EVERY_ENTRY"}, Default: "ONCE"},
+		{Name: "cooldown", Type: field.TypeString, Nullable: true},
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "updated_at", Type: field.TypeTime},
 		{Name: "segment_ref", Type: field.TypeString, Nullable: true, Size: 40},
@@ -44,7 +46,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "campaigns_segments_campaigns",
-				Columns:    []*schema.Column{CampaignsColumns[6]},
+				Columns:    []*schema.Column{CampaignsColumns[8]},
 				RefColumns: []*schema.Column{SegmentsColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
@@ -53,12 +55,12 @@ var (
 			{
 				Name:    "campaign_segment_ref_status",
 				Unique:  false,
-				Columns: []*schema.Column{CampaignsColumns[6], CampaignsColumns[3]},
+				Columns: []*schema.Column{CampaignsColumns[8], CampaignsColumns[3]},
 			},
 			{
 				Name:    "campaign_created_at",
 				Unique:  false,
-				Columns: []*schema.Column{CampaignsColumns[4]},
+				Columns: []*schema.Column{CampaignsColumns[6]},
 			},
 		},
 	}
@@ -66,6 +68,8 @@ var (
 	CampaignActivationsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeString, Size: 40},
 		{Name: "activated_at", Type: field.TypeTime},
+		{Name: "entry", Type: field.TypeInt, Default: 1},
+		{Name: "membership_ref", Type: field.TypeString, Nullable: true},
 		{Name: "campaign_ref", Type: field.TypeString, Size: 40},
 		{Name: "event_ref", Type: field.TypeString, Nullable: true, Size: 40},
 		{Name: "segment_ref", Type: field.TypeString, Size: 40},
@@ -79,39 +83,44 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "campaign_activations_campaigns_activations",
-				Columns:    []*schema.Column{CampaignActivationsColumns[2]},
+				Columns:    []*schema.Column{CampaignActivationsColumns[4]},
 				RefColumns: []*schema.Column{CampaignsColumns[0]},
 				OnDelete:   schema.Cascade,
 			},
 			{
 				Symbol:     "campaign_activations_events_event",
-				Columns:    []*schema.Column{CampaignActivationsColumns[3]},
+				Columns:    []*schema.Column{CampaignActivationsColumns[5]},
 				RefColumns: []*schema.Column{EventsColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
 			{
 				Symbol:     "campaign_activations_segments_activations",
-				Columns:    []*schema.Column{CampaignActivationsColumns[4]},
+				Columns:    []*schema.Column{CampaignActivationsColumns[6]},
 				RefColumns: []*schema.Column{SegmentsColumns[0]},
 				OnDelete:   schema.Cascade,
 			},
 			{
 				Symbol:     "campaign_activations_users_activations",
-				Columns:    []*schema.Column{CampaignActivationsColumns[5]},
+				Columns:    []*schema.Column{CampaignActivationsColumns[7]},
 				RefColumns: []*schema.Column{UsersColumns[0]},
 				OnDelete:   schema.Cascade,
 			},
 		},
 		Indexes: []*schema.Index{
 			{
-				Name:    "campaignactivation_campaign_ref_user_ref",
+				Name:    "campaignactivation_campaign_ref_user_ref_entry",
 				Unique:  true,
-				Columns: []*schema.Column{CampaignActivationsColumns[2], CampaignActivationsColumns[5]},
+				Columns: []*schema.Column{CampaignActivationsColumns[4], CampaignActivationsColumns[7], CampaignActivationsColumns[2]},
+			},
+			{
+				Name:    "campaignactivation_campaign_ref_membership_ref",
+				Unique:  true,
+				Columns: []*schema.Column{CampaignActivationsColumns[4], CampaignActivationsColumns[3]},
 			},
 			{
 				Name:    "campaignactivation_campaign_ref_activated_at",
 				Unique:  false,
-				Columns: []*schema.Column{CampaignActivationsColumns[2], CampaignActivationsColumns[1]},
+				Columns: []*schema.Column{CampaignActivationsColumns[4], CampaignActivationsColumns[1]},
 			},
 		},
 	}

@@ -34,6 +34,9 @@ type CampaignResolver interface {
 	ActivationCount(ctx context.Context, obj *ent.Campaign) (int, error)
 	Activations(ctx context.Context, obj *ent.Campaign, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.CampaignActivationOrder) (*ent.CampaignActivationConnection, error)
 }
+type CampaignActivationResolver interface {
+	Cursor(ctx context.Context, obj *ent.CampaignActivation) (string, error)
+}
 type ConditionResolver interface {
 	Value(ctx context.Context, obj *ent.Condition) (any, error)
 	Children(ctx context.Context, obj *ent.Condition) ([]*ent.Condition, error)
@@ -833,6 +836,52 @@ func (ec *executionContext) fieldContext_Campaign_status(_ context.Context, fiel
 	return graphql.NewScalarFieldContext("Campaign", field, false, false, "CampaignStatus")
 }
 
+func (ec *executionContext) _Campaign_reentry(ctx context.Context, field graphql.CollectedField, obj *ent.Campaign) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Campaign_reentry(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reentry, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v campaign.Reentry) graphql.Marshaler {
+			return ec.marshalNReentryPolicy2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋcampaignᚐReentry(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Campaign_reentry(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Campaign", field, false, false, "ReentryPolicy")
+}
+
+func (ec *executionContext) _Campaign_cooldown(ctx context.Context, field graphql.CollectedField, obj *ent.Campaign) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Campaign_cooldown(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cooldown, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Campaign_cooldown(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Campaign", field, false, false, "String")
+}
+
 func (ec *executionContext) _Campaign_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.Campaign) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -1024,6 +1073,29 @@ func (ec *executionContext) fieldContext_CampaignActivation_activatedAt(_ contex
 	return graphql.NewScalarFieldContext("CampaignActivation", field, false, false, "Time")
 }
 
+func (ec *executionContext) _CampaignActivation_entry(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignActivation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignActivation_entry(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Entry, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignActivation_entry(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignActivation", field, false, false, "Int")
+}
+
 func (ec *executionContext) _CampaignActivation_campaign(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignActivation) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -1150,6 +1222,29 @@ func (ec *executionContext) fieldContext_CampaignActivation_event(_ context.Cont
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _CampaignActivation_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignActivation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignActivation_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CampaignActivation().Cursor(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignActivation_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignActivation", field, true, true, "String")
 }
 
 func (ec *executionContext) _CampaignActivationConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignActivationConnection) (ret graphql.Marshaler) {
@@ -4860,7 +4955,7 @@ func (ec *executionContext) unmarshalInputCampaignActivationWhereInput(ctx conte
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "activatedAt", "activatedAtNEQ", "activatedAtIn", "activatedAtNotIn", "activatedAtGT", "activatedAtGTE", "activatedAtLT", "activatedAtLTE", "hasCampaign", "hasCampaignWith", "hasUser", "hasUserWith", "hasSegment", "hasSegmentWith", "hasEvent", "hasEventWith"}
+	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "activatedAt", "activatedAtNEQ", "activatedAtIn", "activatedAtNotIn", "activatedAtGT", "activatedAtGTE", "activatedAtLT", "activatedAtLTE", "entry", "entryNEQ", "entryIn", "entryNotIn", "entryGT", "entryGTE", "entryLT", "entryLTE", "hasCampaign", "hasCampaignWith", "hasUser", "hasUserWith", "hasSegment", "hasSegmentWith", "hasEvent", "hasEventWith"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -5000,6 +5095,62 @@ func (ec *executionContext) unmarshalInputCampaignActivationWhereInput(ctx conte
 				return it, err
 			}
 			it.ActivatedAtLTE = data
+		case "entry":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entry"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Entry = data
+		case "entryNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entryNEQ"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntryNEQ = data
+		case "entryIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entryIn"))
+			data, err := ec.unmarshalOInt2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntryIn = data
+		case "entryNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entryNotIn"))
+			data, err := ec.unmarshalOInt2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntryNotIn = data
+		case "entryGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entryGT"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntryGT = data
+		case "entryGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entryGTE"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntryGTE = data
+		case "entryLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entryLT"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntryLT = data
+		case "entryLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("entryLTE"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EntryLTE = data
 		case "hasCampaign":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("hasCampaign"))
 			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
@@ -5137,7 +5288,7 @@ func (ec *executionContext) unmarshalInputCampaignWhereInput(ctx context.Context
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "description", "descriptionNEQ", "descriptionIn", "descriptionNotIn", "descriptionGT", "descriptionGTE", "descriptionLT", "descriptionLTE", "descriptionContains", "descriptionHasPrefix", "descriptionHasSuffix", "descriptionIsNil", "descriptionNotNil", "descriptionEqualFold", "descriptionContainsFold", "status", "statusNEQ", "statusIn", "statusNotIn", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "hasSegment", "hasSegmentWith"}
+	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "description", "descriptionNEQ", "descriptionIn", "descriptionNotIn", "descriptionGT", "descriptionGTE", "descriptionLT", "descriptionLTE", "descriptionContains", "descriptionHasPrefix", "descriptionHasSuffix", "descriptionIsNil", "descriptionNotNil", "descriptionEqualFold", "descriptionContainsFold", "status", "statusNEQ", "statusIn", "statusNotIn", "reentry", "reentryNEQ", "reentryIn", "reentryNotIn", "cooldown", "cooldownNEQ", "cooldownIn", "cooldownNotIn", "cooldownGT", "cooldownGTE", "cooldownLT", "cooldownLTE", "cooldownContains", "cooldownHasPrefix", "cooldownHasSuffix", "cooldownIsNil", "cooldownNotNil", "cooldownEqualFold", "cooldownContainsFold", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "hasSegment", "hasSegmentWith"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -5445,6 +5596,139 @@ func (ec *executionContext) unmarshalInputCampaignWhereInput(ctx context.Context
 				return it, err
 			}
 			it.StatusNotIn = data
+		case "reentry":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reentry"))
+			data, err := ec.unmarshalOReentryPolicy2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚋcampaignᚐReentry(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Reentry = data
+		case "reentryNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reentryNEQ"))
+			data, err := ec.unmarshalOReentryPolicy2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚋcampaignᚐReentry(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ReentryNEQ = data
+		case "reentryIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reentryIn"))
+			data, err := ec.unmarshalOReentryPolicy2ᚕgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚋcampaignᚐReentryᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ReentryIn = data
+		case "reentryNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reentryNotIn"))
+			data, err := ec.unmarshalOReentryPolicy2ᚕgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚋcampaignᚐReentryᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ReentryNotIn = data
+		case "cooldown":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cooldown"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Cooldown = data
+		case "cooldownNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cooldownNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CooldownNEQ = data
+		case "cooldownIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cooldownIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CooldownIn = data
+		case "cooldownNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cooldownNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CooldownNotIn = data
+		case "cooldownGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cooldownGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CooldownGT = data
+		case "cooldownGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cooldownGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CooldownGTE = data
+		case "cooldownLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cooldownLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CooldownLT = data
+		case "cooldownLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cooldownLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CooldownLTE = data
+		case "cooldownContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cooldownContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CooldownContains = data
+		case "cooldownHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cooldownHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CooldownHasPrefix = data
+		case "cooldownHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cooldownHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CooldownHasSuffix = data
+		case "cooldownIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cooldownIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CooldownIsNil = data
+		case "cooldownNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cooldownNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CooldownNotNil = data
+		case "cooldownEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cooldownEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CooldownEqualFold = data
+		case "cooldownContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cooldownContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CooldownContainsFold = data
 		case "createdAt":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAt"))
 			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
@@ -7987,6 +8271,16 @@ func (ec *executionContext) _Campaign(ctx context.Context, sel ast.SelectionSet,
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "reentry":
+			out.Values[i] = ec._Campaign_reentry(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "cooldown":
+			out.Values[i] = ec._Campaign_cooldown(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		case "createdAt":
 			out.Values[i] = ec._Campaign_createdAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -8053,6 +8347,11 @@ func (ec *executionContext) _CampaignActivation(ctx context.Context, sel ast.Sel
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "entry":
+			out.Values[i] = ec._CampaignActivation_entry(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		case "campaign":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -8076,6 +8375,12 @@ func (ec *executionContext) _CampaignActivation(ctx context.Context, sel ast.Sel
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._CampaignActivation_event(ctx, field, obj)
+				})
+		case "cursor":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CampaignActivation_cursor(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -9760,6 +10065,16 @@ func (ec *executionContext) marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPag
 	return ec._PageInfo(ctx, sel, &v)
 }
 
+func (ec *executionContext) unmarshalNReentryPolicy2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋcampaignᚐReentry(ctx context.Context, v any) (campaign.Reentry, error) {
+	var res campaign.Reentry
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNReentryPolicy2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋcampaignᚐReentry(ctx context.Context, sel ast.SelectionSet, v campaign.Reentry) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) marshalNSegment2ᚕᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚐSegmentᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.Segment) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -10426,6 +10741,58 @@ func (ec *executionContext) marshalONode2githubᚗcomᚋsegmentdᚋsegmentdᚋen
 		return graphql.Null
 	}
 	return ec._Node(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOReentryPolicy2ᚕgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚋcampaignᚐReentryᚄ(ctx context.Context, v any) ([]campaign.Reentry, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]campaign.Reentry, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNReentryPolicy2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋcampaignᚐReentry(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOReentryPolicy2ᚕgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚋcampaignᚐReentryᚄ(ctx context.Context, sel ast.SelectionSet, v []campaign.Reentry) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNReentryPolicy2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋcampaignᚐReentry(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) unmarshalOReentryPolicy2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚋcampaignᚐReentry(ctx context.Context, v any) (*campaign.Reentry, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(campaign.Reentry)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOReentryPolicy2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚋcampaignᚐReentry(ctx context.Context, sel ast.SelectionSet, v *campaign.Reentry) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
 }
 
 func (ec *executionContext) marshalOSegment2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚐSegment(ctx context.Context, sel ast.SelectionSet, v *ent.Segment) graphql.Marshaler {

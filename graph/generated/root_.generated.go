@@ -29,6 +29,7 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
 	Campaign() CampaignResolver
+	CampaignActivation() CampaignActivationResolver
 	Condition() ConditionResolver
 	Event() EventResolver
 	Group() GroupResolver
@@ -49,10 +50,12 @@ type ComplexityRoot struct {
 	Campaign struct {
 		ActivationCount func(childComplexity int) int
 		Activations     func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.CampaignActivationOrder) int
+		Cooldown        func(childComplexity int) int
 		CreatedAt       func(childComplexity int) int
 		Description     func(childComplexity int) int
 		ID              func(childComplexity int) int
 		Name            func(childComplexity int) int
+		Reentry         func(childComplexity int) int
 		Segment         func(childComplexity int) int
 		Status          func(childComplexity int) int
 		UpdatedAt       func(childComplexity int) int
@@ -61,6 +64,8 @@ type ComplexityRoot struct {
 	CampaignActivation struct {
 		ActivatedAt func(childComplexity int) int
 		Campaign    func(childComplexity int) int
+		Cursor      func(childComplexity int) int
+		Entry       func(childComplexity int) int
 		Event       func(childComplexity int) int
 		ID          func(childComplexity int) int
 		Segment     func(childComplexity int) int
@@ -334,7 +339,7 @@ type ComplexityRoot struct {
 	}
 
 	Subscription struct {
-		CampaignActivated func(childComplexity int, campaignID *pulid.ID) int
+		CampaignActivated func(childComplexity int, campaignID *pulid.ID, after *string) int
 		EventReceived     func(childComplexity int, name *string, userID *string) int
 		ImportJobProgress func(childComplexity int, id pulid.ID) int
 		MembershipChanged func(childComplexity int, segmentID *pulid.ID, after *string) int
@@ -407,6 +412,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Campaign.Activations(childComplexity, args["after"].(*entgql.Cursor[pulid.ID]), args["first"].(*int), args["before"].(*entgql.Cursor[pulid.ID]), args["last"].(*int), args["orderBy"].(*ent.CampaignActivationOrder)), true
+	case "Campaign.cooldown":
+		if e.ComplexityRoot.Campaign.Cooldown == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Campaign.Cooldown(childComplexity), true
 	case "Campaign.createdAt":
 		if e.ComplexityRoot.Campaign.CreatedAt == nil {
 			break
@@ -431,6 +442,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Campaign.Name(childComplexity), true
+	case "Campaign.reentry":
+		if e.ComplexityRoot.Campaign.Reentry == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Campaign.Reentry(childComplexity), true
 	case "Campaign.segment":
 		if e.ComplexityRoot.Campaign.Segment == nil {
 			break
@@ -462,6 +479,18 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CampaignActivation.Campaign(childComplexity), true
+	case "CampaignActivation.cursor":
+		if e.ComplexityRoot.CampaignActivation.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignActivation.Cursor(childComplexity), true
+	case "CampaignActivation.entry":
+		if e.ComplexityRoot.CampaignActivation.Entry == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignActivation.Entry(childComplexity), true
 	case "CampaignActivation.event":
 		if e.ComplexityRoot.CampaignActivation.Event == nil {
 			break
@@ -1705,7 +1734,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Subscription.CampaignActivated(childComplexity, args["campaignId"].(*pulid.ID)), true
+		return e.ComplexityRoot.Subscription.CampaignActivated(childComplexity, args["campaignId"].(*pulid.ID), args["after"].(*string)), true
 	case "Subscription.eventReceived":
 		if e.ComplexityRoot.Subscription.EventReceived == nil {
 			break
@@ -1996,7 +2025,7 @@ var sources = []*ast.Source{
 	{Name: "../../ent.graphqls", Input: `directive @goField(forceResolver: Boolean, name: String, omittable: Boolean) on FIELD_DEFINITION | INPUT_FIELD_DEFINITION
 directive @goModel(model: String, models: [String!], forceGenerate: Boolean) on OBJECT | INPUT_OBJECT | SCALAR | ENUM | INTERFACE | UNION
 """
-A campaign takes a segment as its audience: a user who is, or becomes, a member of an ACTIVE campaign's segment activates the campaign exactly once.
+A campaign takes a segment as its audience: a user who is, or becomes, a member of an ACTIVE campaign's segment activates the campaign once (reentry ONCE) or once per entry (EVERY_ENTRY, at most once per cooldown).
 """
 type Campaign implements Node {
   """
@@ -2012,9 +2041,17 @@ type Campaign implements Node {
   """
   description: String
   """
-  DRAFT, ACTIVE, PAUSED or ENDED. Only an ACTIVE campaign activates: every member of its segment, on entry and when it becomes ACTIVE or gets its segment, exactly once.
+  DRAFT, ACTIVE, PAUSED or ENDED. Only an ACTIVE campaign activates: every member of its segment, on entry and when it becomes ACTIVE or gets its segment, once per entry its reentry policy allows.
   """
   status: CampaignStatus!
+  """
+  ONCE: a user activates the campaign once, ever. EVERY_ENTRY: once per entry into the segment (after an exit), at most once per cooldown.
+  """
+  reentry: ReentryPolicy!
+  """
+  With EVERY_ENTRY, the least time between two activations of one user, as a duration such as "30m", "7d" or "1h30m" (units s, m, h, d, w): an entry within it of the user's last activation activates nothing. Null: no cooldown.
+  """
+  cooldown: String
   """
   When the campaign was created.
   """
@@ -2029,7 +2066,7 @@ type Campaign implements Node {
   segment: Segment
 }
 """
-A user's activation of a campaign: at most one per campaign and user, ever.
+A user's activation of a campaign: at most one per entry into the campaign's segment (with reentry ONCE, one per campaign and user, ever).
 """
 type CampaignActivation implements Node {
   """
@@ -2040,6 +2077,10 @@ type CampaignActivation implements Node {
   When the user activated the campaign.
   """
   activatedAt: Time!
+  """
+  1 for the user's first activation of this campaign, 2 for the second, and so on (more than 1 only with reentry EVERY_ENTRY).
+  """
+  entry: Int!
   """
   The campaign activated.
   """
@@ -2191,6 +2232,38 @@ input CampaignActivationWhereInput {
   """
   activatedAtLTE: Time
   """
+  entry equals the value.
+  """
+  entry: Int
+  """
+  entry is not equal to the value.
+  """
+  entryNEQ: Int
+  """
+  entry is one of these values.
+  """
+  entryIn: [Int!]
+  """
+  entry is none of these values.
+  """
+  entryNotIn: [Int!]
+  """
+  entry is greater than the value.
+  """
+  entryGT: Int
+  """
+  entry is greater than or equal to the value.
+  """
+  entryGTE: Int
+  """
+  entry is less than the value.
+  """
+  entryLT: Int
+  """
+  entry is less than or equal to the value.
+  """
+  entryLTE: Int
+  """
   true: has a campaign; false: has none.
   """
   hasCampaign: Boolean
@@ -2296,7 +2369,7 @@ enum CampaignStatus @goModel(model: "github.com/segmentd/segmentd/ent/campaign.S
   """
   DRAFT
   """
-  Running: every member of its segment activates it, once.
+  Running: every member of its segment activates it, as its reentry policy allows.
   """
   ACTIVE
   """
@@ -2485,6 +2558,82 @@ input CampaignWhereInput {
   status is none of these values.
   """
   statusNotIn: [CampaignStatus!]
+  """
+  reentry equals the value.
+  """
+  reentry: ReentryPolicy
+  """
+  reentry is not equal to the value.
+  """
+  reentryNEQ: ReentryPolicy
+  """
+  reentry is one of these values.
+  """
+  reentryIn: [ReentryPolicy!]
+  """
+  reentry is none of these values.
+  """
+  reentryNotIn: [ReentryPolicy!]
+  """
+  cooldown equals the value.
+  """
+  cooldown: String
+  """
+  cooldown is not equal to the value.
+  """
+  cooldownNEQ: String
+  """
+  cooldown is one of these values.
+  """
+  cooldownIn: [String!]
+  """
+  cooldown is none of these values.
+  """
+  cooldownNotIn: [String!]
+  """
+  cooldown is greater than the value.
+  """
+  cooldownGT: String
+  """
+  cooldown is greater than or equal to the value.
+  """
+  cooldownGTE: String
+  """
+  cooldown is less than the value.
+  """
+  cooldownLT: String
+  """
+  cooldown is less than or equal to the value.
+  """
+  cooldownLTE: String
+  """
+  cooldown contains the value.
+  """
+  cooldownContains: String
+  """
+  cooldown starts with the value.
+  """
+  cooldownHasPrefix: String
+  """
+  cooldown ends with the value.
+  """
+  cooldownHasSuffix: String
+  """
+  cooldown is null.
+  """
+  cooldownIsNil: Boolean
+  """
+  cooldown is not null.
+  """
+  cooldownNotNil: Boolean
+  """
+  cooldown equals the value, ignoring case.
+  """
+  cooldownEqualFold: String
+  """
+  cooldown contains the value, ignoring case.
+  """
+  cooldownContainsFold: String
   """
   createdAt equals the value.
   """
@@ -4030,6 +4179,19 @@ type Query {
   ): UserConnection!
 }
 """
+ReentryPolicy is enum for the field reentry
+"""
+enum ReentryPolicy @goModel(model: "github.com/segmentd/segmentd/ent/campaign.Reentry") {
+  """
+  A user activates the campaign once, ever (the default).
+  """
+  ONCE
+  """
+  A user activates the campaign on every entry into its segment (after an exit), at most once per cooldown.
+  """
+  EVERY_ENTRY
+}
+"""
 A target audience. Users enter an EVENT_TRIGGERED segment when one of its trigger events arrives and its condition holds; a STATIC segment's users are added by hand or by import.
 """
 type Segment implements Node {
@@ -4716,8 +4878,13 @@ extend type Group {
   ): UserConnection!
 }
 
+extend type CampaignActivation {
+  """Where this activation is in the activation log: subscribe to campaignActivated with after: cursor to resume after it."""
+  cursor: String!
+}
+
 extend type Campaign {
-  """How many users activated this campaign."""
+  """How many activations this campaign has (with reentry EVERY_ENTRY a user may have several)."""
   activationCount: Int!
   """The campaign's activations, oldest first (by ID) unless orderBy says otherwise."""
   activations(
@@ -4792,6 +4959,10 @@ input CreateCampaignInput {
   segmentId: ID
   """DRAFT by default; ACTIVE activates the segment's current members at once."""
   status: CampaignStatus = DRAFT
+  """ONCE (the default): a user activates the campaign once, ever; EVERY_ENTRY: once per entry into the segment."""
+  reentry: ReentryPolicy = ONCE
+  """With EVERY_ENTRY only (BAD_USER_INPUT with ONCE): the least time between two activations of one user, such as "30m", "7d" or "1h30m" (units s, m, h, d, w); none by default."""
+  cooldown: String
 }
 
 """Changes to a campaign: only the fields given change."""
@@ -4808,6 +4979,10 @@ input UpdateCampaignInput {
   clearSegment: Boolean
   """A new status; an ENDED campaign cannot be restarted (BAD_USER_INPUT)."""
   status: CampaignStatus
+  """A new re-entry policy; changing it to ONCE clears the cooldown. Activations already written stay."""
+  reentry: ReentryPolicy
+  """A new cooldown (EVERY_ENTRY only, BAD_USER_INPUT with ONCE), such as "30m" or "7d"; an empty string removes it."""
+  cooldown: String
 }
 
 extend type Query {
@@ -5275,6 +5450,8 @@ type Subscription {
   campaignActivated(
     """Only this campaign's activations; null for every campaign."""
     campaignId: ID
+    """A cursor (CampaignActivation.cursor): replay every activation after it first, in order, then go on live; none: start now."""
+    after: String
   ): CampaignActivation!
   """An import job now, then as it progresses; ends after its final state (SUCCEEDED or FAILED)."""
   importJobProgress(
@@ -5325,6 +5502,10 @@ func (ec *executionContext) childFields_Campaign(ctx context.Context, field grap
 		return ec.fieldContext_Campaign_description(ctx, field)
 	case "status":
 		return ec.fieldContext_Campaign_status(ctx, field)
+	case "reentry":
+		return ec.fieldContext_Campaign_reentry(ctx, field)
+	case "cooldown":
+		return ec.fieldContext_Campaign_cooldown(ctx, field)
 	case "createdAt":
 		return ec.fieldContext_Campaign_createdAt(ctx, field)
 	case "updatedAt":
@@ -5345,6 +5526,8 @@ func (ec *executionContext) childFields_CampaignActivation(ctx context.Context, 
 		return ec.fieldContext_CampaignActivation_id(ctx, field)
 	case "activatedAt":
 		return ec.fieldContext_CampaignActivation_activatedAt(ctx, field)
+	case "entry":
+		return ec.fieldContext_CampaignActivation_entry(ctx, field)
 	case "campaign":
 		return ec.fieldContext_CampaignActivation_campaign(ctx, field)
 	case "user":
@@ -5353,6 +5536,8 @@ func (ec *executionContext) childFields_CampaignActivation(ctx context.Context, 
 		return ec.fieldContext_CampaignActivation_segment(ctx, field)
 	case "event":
 		return ec.fieldContext_CampaignActivation_event(ctx, field)
+	case "cursor":
+		return ec.fieldContext_CampaignActivation_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CampaignActivation", field.Name)
 }

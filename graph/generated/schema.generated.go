@@ -50,7 +50,7 @@ type SubscriptionResolver interface {
 	MembershipChanged(ctx context.Context, segmentID *pulid.ID, after *string) (<-chan *service.MembershipChange, error)
 	SegmentStats(ctx context.Context, segmentID pulid.ID, timeZone *string) (<-chan *service.SegmentStats, error)
 	EventReceived(ctx context.Context, name *string, userID *string) (<-chan *ent.Event, error)
-	CampaignActivated(ctx context.Context, campaignID *pulid.ID) (<-chan *ent.CampaignActivation, error)
+	CampaignActivated(ctx context.Context, campaignID *pulid.ID, after *string) (<-chan *ent.CampaignActivation, error)
 	ImportJobProgress(ctx context.Context, id pulid.ID) (<-chan *ent.ImportJob, error)
 }
 
@@ -315,6 +315,14 @@ func (ec *executionContext) field_Subscription_campaignActivated_args(ctx contex
 		return nil, err
 	}
 	args["campaignId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
 	return args, nil
 }
 
@@ -2222,7 +2230,7 @@ func (ec *executionContext) _Subscription_campaignActivated(ctx context.Context,
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Subscription().CampaignActivated(ctx, fc.Args["campaignId"].(*pulid.ID))
+			return ec.Resolvers.Subscription().CampaignActivated(ctx, fc.Args["campaignId"].(*pulid.ID), fc.Args["after"].(*string))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *ent.CampaignActivation) graphql.Marshaler {
@@ -2599,8 +2607,11 @@ func (ec *executionContext) unmarshalInputCreateCampaignInput(ctx context.Contex
 	if _, present := asMap["status"]; !present {
 		asMap["status"] = "DRAFT"
 	}
+	if _, present := asMap["reentry"]; !present {
+		asMap["reentry"] = "ONCE"
+	}
 
-	fieldsInOrder := [...]string{"name", "description", "segmentId", "status"}
+	fieldsInOrder := [...]string{"name", "description", "segmentId", "status", "reentry", "cooldown"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -2635,6 +2646,20 @@ func (ec *executionContext) unmarshalInputCreateCampaignInput(ctx context.Contex
 				return it, err
 			}
 			it.Status = data
+		case "reentry":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reentry"))
+			data, err := ec.unmarshalOReentryPolicy2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚋcampaignᚐReentry(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Reentry = data
+		case "cooldown":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cooldown"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Cooldown = data
 		}
 	}
 	return it, nil
@@ -2887,7 +2912,7 @@ func (ec *executionContext) unmarshalInputUpdateCampaignInput(ctx context.Contex
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"name", "description", "clearDescription", "segmentId", "clearSegment", "status"}
+	fieldsInOrder := [...]string{"name", "description", "clearDescription", "segmentId", "clearSegment", "status", "reentry", "cooldown"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -2936,6 +2961,20 @@ func (ec *executionContext) unmarshalInputUpdateCampaignInput(ctx context.Contex
 				return it, err
 			}
 			it.Status = data
+		case "reentry":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reentry"))
+			data, err := ec.unmarshalOReentryPolicy2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚋcampaignᚐReentry(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Reentry = data
+		case "cooldown":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cooldown"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Cooldown = data
 		}
 	}
 	return it, nil
