@@ -6,6 +6,7 @@ package graph_test
 // stats, growth, membersAt) counting the exits.
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -42,6 +43,18 @@ func expectChange(t *testing.T, got exitChange, kind, source, user, reason strin
 	c := got.MembershipChanged
 	if c.Kind != kind || c.Source != source || c.User.UserID != user || (reason != "" && c.Reason != reason) {
 		t.Fatalf("change %+v, want %s %s of %s with reason %q", c, kind, source, user, reason)
+	}
+}
+
+// verifyClean runs segmentd verify's checks on the server's database.
+func verifyClean(t *testing.T, srv *testenv.Server) {
+	t.Helper()
+	rep, err := newService(t, srv.Store()).Verify(context.Background())
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	if !rep.OK() {
+		t.Fatalf("verify: %s", rep)
 	}
 }
 
@@ -140,6 +153,7 @@ func TestExitWhenConditionFails(t *testing.T) {
 		if got := memberIDs(t, c, segID); got != "alice,carol" {
 			t.Fatalf("members %s, want alice,carol", got)
 		}
+		verifyClean(t, srv)
 	})
 }
 
@@ -184,6 +198,7 @@ func TestExitOnEvents(t *testing.T) {
 		if entered, exited := sumGrowth(f); f.TotalUsers != 1 || entered != 2 || exited != 1 {
 			t.Fatalf("newsletter figures %+v", f)
 		}
+		verifyClean(t, srv)
 	})
 }
 
@@ -229,6 +244,7 @@ func TestDynamicSegment(t *testing.T) {
 		if got := memberIDs(t, c, segID); got != "early-fb" {
 			t.Fatalf("after the update: members %s, want early-fb", got)
 		}
+		verifyClean(t, srv)
 	})
 }
 
@@ -257,5 +273,6 @@ func TestExitRulesReconcile(t *testing.T) {
 		if got := memberIDs(t, c, segID); got != "b" {
 			t.Fatalf("RECONCILE: members %s, want b", got)
 		}
+		verifyClean(t, srv)
 	})
 }
