@@ -94,7 +94,8 @@ type Entry struct {
 	// Event is the event that caused the entry, if one did.
 	Event *pulid.ID
 	// Membership is the ID of the membership the entry creates; EnterMany
-	// fills it in when empty.
+	// fills it in when empty. A caller that may exit the membership later
+	// in the same transaction sets it.
 	Membership pulid.ID
 	Source     changelog.Source
 	Reason     string
