@@ -302,3 +302,50 @@ func TestReplayFirstMatchAcrossNames(t *testing.T) {
 		}
 	})
 }
+
+// TestPreviewDynamicSegment: a DYNAMIC definition previews the users for
+// whom its condition holds now, with their current traits (a trait change
+// moves a user in or out of the preview), writing nothing; an EVENT-scope
+// predicate is refused as createSegment refuses it.
+func TestPreviewDynamicSegment(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
+		srv := testenv.StartServer(t, dbURL)
+		admin := srv.Admin()
+		ingIdentify(t, admin, map[string]any{"userId": "fb-1", "traits": map[string]any{"Channel": "Facebook"}})
+		ingIdentify(t, admin, map[string]any{"userId": "fb-2", "traits": map[string]any{"Channel": "Facebook", "plan": "pro"}})
+		ingIdentify(t, admin, map[string]any{"userId": "g-1", "traits": map[string]any{"Channel": "Google"}})
+		ingTrack(t, admin, map[string]any{"event": "Page Viewed", "userId": "no-traits"})
+		dynamic := map[string]any{"name": "Facebook users", "kind": "DYNAMIC", "condition": pred("USER", "Channel", "EQ", "Facebook")}
+		before := rowCounts(t, srv)
+		p := preview(t, admin, dynamic, nil, nil)
+		if p.MatchingUsers != 2 || !slices.Equal(p.sampleIDs(), []string{"fb-1", "fb-2"}) {
+			t.Fatalf("DYNAMIC preview: %+v", p)
+		}
+		if p.Sample[1].Traits["plan"] != "pro" {
+			t.Errorf("sample traits: %+v", p.Sample[1])
+		}
+		if after := rowCounts(t, srv); !maps.Equal(before, after) {
+			t.Errorf("the preview wrote:\nbefore %v\nafter  %v", before, after)
+		}
+		if p := preview(t, admin, dynamic, nil, 1); p.MatchingUsers != 2 || len(p.Sample) != 1 {
+			t.Errorf("sample(first: 1): %+v", p)
+		}
+		// Current traits: fb-1 moves to Google, g-1 to Facebook.
+		ingIdentify(t, admin, map[string]any{"userId": "fb-1", "traits": map[string]any{"Channel": "Google"}})
+		ingIdentify(t, admin, map[string]any{"userId": "g-1", "traits": map[string]any{"Channel": "Facebook"}})
+		if p := preview(t, admin, dynamic, nil, nil); !slices.Equal(p.sampleIDs(), []string{"fb-2", "g-1"}) {
+			t.Errorf("after trait changes: %+v", p)
+		}
+		// since concerns stored events; a DYNAMIC preview has none to filter.
+		if p := preview(t, admin, dynamic, "2030-01-01T00:00:00Z", nil); p.MatchingUsers != 2 {
+			t.Errorf("with since: %+v", p)
+		}
+		bad := map[string]any{"name": "x", "kind": "DYNAMIC", "condition": pred("EVENT", "total", "GT", 1)}
+		errs := admin.Do(t, previewQuery, map[string]any{"in": bad}).Errors
+		createErrs := admin.Do(t, `mutation($in: CreateSegmentInput!) { createSegment(input: $in) { id } }`, map[string]any{"in": bad}).Errors
+		if len(errs) != 1 || len(createErrs) != 1 || errs[0].Code() != "BAD_USER_INPUT" ||
+			errs[0].Field() != createErrs[0].Field() || errs[0].Field() == "" {
+			t.Errorf("EVENT predicate in a DYNAMIC preview: %+v; createSegment: %+v", errs, createErrs)
+		}
+	})
+}

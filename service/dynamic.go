@@ -43,26 +43,13 @@ func (s *Service) syncDynamic(ctx context.Context, tx *ent.Tx, seg *ent.Segment)
 	}
 	now := s.now()
 	w := s.ledger().Writer(tx)
-	var after pulid.ID
-	for {
-		q := tx.User.Query().Order(ent.Asc(user.FieldID)).Limit(dynamicPage)
-		if after != "" {
-			q = q.Where(user.IDGT(after))
-		}
-		page, err := q.All(ctx)
-		if err != nil {
-			return ledger.Topics{}, fmt.Errorf("load users: %w", err)
-		}
-		if len(page) == 0 {
-			break
-		}
-		after = page[len(page)-1].ID
+	err = eachUserNow(ctx, tx.Client(), prog, now, func(page []*ent.User, results []trigger.Result) error {
 		var (
 			entries []ledger.Entry
 			exits   []ledger.Exit
 		)
-		for _, u := range page {
-			r := prog.Eval(trigger.Env{User: u.Traits, Now: now})
+		for i, u := range page {
+			r := results[i]
 			m := byUser[u.ID]
 			switch {
 			case r.Matched && m == nil:
@@ -73,13 +60,43 @@ func (s *Service) syncDynamic(ctx context.Context, tx *ent.Tx, seg *ent.Segment)
 			}
 		}
 		if _, err := w.ExitMany(ctx, exits); err != nil {
-			return ledger.Topics{}, err
+			return err
 		}
-		if _, err := w.EnterMany(ctx, entries); err != nil {
-			return ledger.Topics{}, err
-		}
+		_, err := w.EnterMany(ctx, entries)
+		return err
+	})
+	if err != nil {
+		return ledger.Topics{}, err
 	}
 	return w.Flush(ctx)
+}
+
+// eachUserNow evaluates prog against every user's current traits at now
+// (a DYNAMIC condition: no event), a page of users at a time in ID order,
+// and hands each page with its results to fn.
+func eachUserNow(ctx context.Context, client *ent.Client, prog *trigger.Program, now time.Time, fn func([]*ent.User, []trigger.Result) error) error {
+	var after pulid.ID
+	for {
+		q := client.User.Query().Order(ent.Asc(user.FieldID)).Limit(dynamicPage)
+		if after != "" {
+			q = q.Where(user.IDGT(after))
+		}
+		page, err := q.All(ctx)
+		if err != nil {
+			return fmt.Errorf("load users: %w", err)
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		after = page[len(page)-1].ID
+		results := make([]trigger.Result, len(page))
+		for i, u := range page {
+			results[i] = prog.Eval(trigger.Env{User: u.Traits, Now: now})
+		}
+		if err := fn(page, results); err != nil {
+			return err
+		}
+	}
 }
 
 // reconcileExits returns the exits that a segment's exit rules would have

@@ -39,7 +39,8 @@ type SegmentPreview struct {
 // TRACK event of a trigger name (at or after since, when given) would have
 // entered, evaluated with the event's properties and the user's current
 // traits, as a BACKFILL replays them; each user counts once however many of
-// their events match. A STATIC definition has no rules to preview: it is
+// their events match. For a DYNAMIC definition, the users are those for
+// whom the condition holds now, with their current traits. A STATIC definition has no rules to preview: it is
 // refused with BAD_USER_INPUT naming input.kind.
 //
 // It only reads, outside any transaction: on SQLite its reads go to the
@@ -58,8 +59,8 @@ func (s *Service) PreviewSegment(ctx context.Context, in CreateSegmentInput, sin
 	switch def.kind {
 	case segment.KindEVENT_TRIGGERED:
 		users, err = s.previewStoredEvents(ctx, prog, def.events, since)
-	// A DYNAMIC definition (the condition over every user's current
-	// traits, now; no events) is one more case here.
+	case segment.KindDYNAMIC:
+		users, err = s.previewCurrentTraits(ctx, prog)
 	default:
 		return nil, segmentd.Invalid("input.kind", "a %s segment cannot be previewed: it has no rules, its users are added by hand or by import", def.kind)
 	}
@@ -82,6 +83,21 @@ func (s *Service) previewStoredEvents(ctx context.Context, prog *trigger.Program
 		users = append(users, ref)
 	}
 	return users, nil
+}
+
+// previewCurrentTraits returns the users for whom prog holds now, with
+// their current traits (a DYNAMIC definition).
+func (s *Service) previewCurrentTraits(ctx context.Context, prog *trigger.Program) ([]pulid.ID, error) {
+	var users []pulid.ID
+	err := eachUserNow(ctx, s.client, prog, s.now(), func(page []*ent.User, results []trigger.Result) error {
+		for i, u := range page {
+			if results[i].Matched {
+				users = append(users, u.ID)
+			}
+		}
+		return nil
+	})
+	return users, err
 }
 
 // Sample returns the first matching users by ID (the first seen first),
