@@ -1,0 +1,128 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ledger"
+)
+
+// The expiry sweeper: memberships expire from the deadline index
+// (membership_deadlines, which the ledger keeps), with no event needed. A
+// background worker waits until the earliest deadline (at most
+// SweepCeiling, so that deadlines another replica wrote are seen within
+// it; a commit that writes a deadline earlier than the worker's next wake
+// wakes it through the broker), then takes the due deadlines in batches of
+// SweepBatch, one transaction each, and publishes after each commit. A
+// crash loses nothing: a deadline goes only with its exit's commit, and the
+// next sweep (of any replica) takes what is left. On PostgreSQL replicas
+// sweep at once and take different rows (SKIP LOCKED), so that no exit is
+// made twice.
+
+// SweepBatch is how many deadlines one sweep transaction takes.
+const SweepBatch = 1000
+
+// SweepCeiling is the longest the sweeper sleeps between looks at the
+// deadline index.
+const SweepCeiling = time.Second
+
+// DeadlinesTopic is the broker topic signalled when a commit wrote a
+// deadline earlier than the sweeper's next wake.
+const DeadlinesTopic = "membership_deadlines"
+
+// sweepIdle is the shortest pause between sweeps: a due deadline that
+// another transaction holds (it is changing that member now) is retried
+// after it, not in a busy loop.
+const sweepIdle = 10 * time.Millisecond
+
+// SweepDue makes every change due by the service's clock, SweepBatch
+// deadlines a transaction, and returns how many memberships expired.
+func (s *Service) SweepDue(ctx context.Context) (int, error) {
+	now := s.now()
+	total := 0
+	for {
+		var (
+			swept  *ledger.Swept
+			topics ledger.Topics
+		)
+		err := s.inTx(ctx, func(tx *ent.Tx) error {
+			w := s.ledger().Writer(tx)
+			var err error
+			if swept, err = w.ExpireDue(ctx, now, SweepBatch); err != nil {
+				return err
+			}
+			topics, err = w.Flush(ctx)
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("service.SweepDue: %w", err)
+		}
+		s.publish(topics)
+		total += len(swept.Exited)
+		if swept.Taken < SweepBatch || len(swept.Exited)+swept.Dropped == 0 {
+			return total, nil
+		}
+	}
+}
+
+// StartSweeper runs the expiry sweeper until ctx ends; WaitSweeper waits
+// for it to stop.
+func (s *Service) StartSweeper(ctx context.Context) {
+	wake, unsubscribe := s.broker.Subscribe(DeadlinesTopic)
+	s.sweepers.Add(1)
+	go func() {
+		defer s.sweepers.Done()
+		defer unsubscribe()
+		s.runSweeper(ctx, wake)
+	}()
+}
+
+// WaitSweeper waits for the sweeper started by StartSweeper to stop (after
+// its context ends).
+func (s *Service) WaitSweeper() { s.sweepers.Wait() }
+
+func (s *Service) runSweeper(ctx context.Context, wake <-chan struct{}) {
+	for ctx.Err() == nil {
+		wait := SweepCeiling
+		if _, err := s.SweepDue(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Warn("sweeping membership deadlines", "err", err)
+		} else if next, ok, err := s.ledger().NextDeadline(ctx, s.client); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Warn("reading the next membership deadline", "err", err)
+		} else if ok {
+			wait = min(max(next.Sub(s.now()), sweepIdle), SweepCeiling)
+		}
+		s.nextSweep.Store(time.Now().Add(wait).UnixNano())
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		case <-wake:
+			timer.Stop()
+		}
+	}
+}
+
+// wakeSweeper signals the sweepers when a committed deadline comes due
+// before this process's sweeper means to look again (a sweeper of another
+// replica looks within SweepCeiling anyway): rarely, since most deadlines
+// are further away than that.
+func (s *Service) wakeSweeper(due time.Time) {
+	if due.IsZero() {
+		return
+	}
+	// The wait in real time: the clock may be a test's.
+	at := time.Now().Add(due.Sub(s.now()))
+	if at.UnixNano() < s.nextSweep.Load() {
+		s.notify(DeadlinesTopic)
+	}
+}
