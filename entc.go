@@ -170,6 +170,7 @@ var enumValues = map[string]map[string]string{
 	"SegmentKind": {
 		"EVENT_TRIGGERED": "Users enter when a trigger event arrives for them and the condition holds.",
 		"STATIC":          "Users are added by hand or by import.",
+		"DYNAMIC":         "A user is a member exactly while the condition (on their traits) holds: checked on each of their events and trait changes.",
 	},
 	"EventType": {
 		"TRACK":    "trackEvent, trackEvents or /v1/track: the only type that triggers segments.",

@@ -25,6 +25,8 @@ type Condition struct {
 	SegmentRef pulid.ID `json:"segment_ref,omitempty"`
 	// ParentRef holds the value of the "parent_ref" field.
 	ParentRef *pulid.ID `json:"parent_ref,omitempty"`
+	// Tree holds the value of the "tree" field.
+	Tree condition.Tree `json:"tree,omitempty"`
 	// Position holds the value of the "position" field.
 	Position int `json:"position,omitempty"`
 	// AND, OR or NOT for a group (its children are the conditions it combines), PREDICATE for a test of one property.
@@ -102,7 +104,7 @@ func (*Condition) scanValues(columns []string) ([]any, error) {
 			values[i] = new(pulid.ID)
 		case condition.FieldPosition:
 			values[i] = new(sql.NullInt64)
-		case condition.FieldKind, condition.FieldScope, condition.FieldProperty, condition.FieldOperator:
+		case condition.FieldTree, condition.FieldKind, condition.FieldScope, condition.FieldProperty, condition.FieldOperator:
 			values[i] = new(sql.NullString)
 		default:
 			values[i] = new(sql.UnknownType)
@@ -137,6 +139,12 @@ func (_m *Condition) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.ParentRef = new(pulid.ID)
 				*_m.ParentRef = *value.S.(*pulid.ID)
+			}
+		case condition.FieldTree:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field tree", values[i])
+			} else if value.Valid {
+				_m.Tree = condition.Tree(value.String)
 			}
 		case condition.FieldPosition:
 			if value, ok := values[i].(*sql.NullInt64); !ok {
@@ -237,6 +245,9 @@ func (_m *Condition) String() string {
 		builder.WriteString("parent_ref=")
 		builder.WriteString(fmt.Sprintf("%v", *v))
 	}
+	builder.WriteString(", ")
+	builder.WriteString("tree=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Tree))
 	builder.WriteString(", ")
 	builder.WriteString("position=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Position))

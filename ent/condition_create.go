@@ -46,6 +46,20 @@ func (_c *ConditionCreate) SetNillableParentRef(v *pulid.ID) *ConditionCreate {
 	return _c
 }
 
+// SetTree sets the "tree" field.
+func (_c *ConditionCreate) SetTree(v condition.Tree) *ConditionCreate {
+	_c.mutation.SetTree(v)
+	return _c
+}
+
+// SetNillableTree sets the "tree" field if the given value is not nil.
+func (_c *ConditionCreate) SetNillableTree(v *condition.Tree) *ConditionCreate {
+	if v != nil {
+		_c.SetTree(*v)
+	}
+	return _c
+}
+
 // SetPosition sets the "position" field.
 func (_c *ConditionCreate) SetPosition(v int) *ConditionCreate {
 	_c.mutation.SetPosition(v)
@@ -200,6 +214,10 @@ func (_c *ConditionCreate) ExecX(ctx context.Context) {
 
 // defaults sets the default values of the builder before save.
 func (_c *ConditionCreate) defaults() {
+	if _, ok := _c.mutation.Tree(); !ok {
+		v := condition.DefaultTree
+		_c.mutation.SetTree(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		v := condition.DefaultID()
 		_c.mutation.SetID(v)
@@ -210,6 +228,14 @@ func (_c *ConditionCreate) defaults() {
 func (_c *ConditionCreate) check() error {
 	if _, ok := _c.mutation.SegmentRef(); !ok {
 		return &ValidationError{Name: "segment_ref", err: errors.New(`ent: missing required field "Condition.segment_ref"`)}
+	}
+	if _, ok := _c.mutation.Tree(); !ok {
+		return &ValidationError{Name: "tree", err: errors.New(`ent: missing required field "Condition.tree"`)}
+	}
+	if v, ok := _c.mutation.Tree(); ok {
+		if err := condition.TreeValidator(v); err != nil {
+			return &ValidationError{Name: "tree", err: fmt.Errorf(`ent: validator failed for field "Condition.tree": %w`, err)}
+		}
 	}
 	if _, ok := _c.mutation.Position(); !ok {
 		return &ValidationError{Name: "position", err: errors.New(`ent: missing required field "Condition.position"`)}
@@ -280,6 +306,10 @@ func (_c *ConditionCreate) createSpec() (*Condition, *sqlgraph.CreateSpec) {
 	if id, ok := _c.mutation.ID(); ok {
 		_node.ID = id
 		_spec.ID.Value = &id
+	}
+	if value, ok := _c.mutation.Tree(); ok {
+		_spec.SetField(condition.FieldTree, field.TypeEnum, value)
+		_node.Tree = value
 	}
 	if value, ok := _c.mutation.Position(); ok {
 		_spec.SetField(condition.FieldPosition, field.TypeInt, value)
@@ -434,6 +464,18 @@ func (u *ConditionUpsert) UpdateParentRef() *ConditionUpsert {
 // ClearParentRef clears the value of the "parent_ref" field.
 func (u *ConditionUpsert) ClearParentRef() *ConditionUpsert {
 	u.SetNull(condition.FieldParentRef)
+	return u
+}
+
+// SetTree sets the "tree" field.
+func (u *ConditionUpsert) SetTree(v condition.Tree) *ConditionUpsert {
+	u.Set(condition.FieldTree, v)
+	return u
+}
+
+// UpdateTree sets the "tree" field to the value that was provided on create.
+func (u *ConditionUpsert) UpdateTree() *ConditionUpsert {
+	u.SetExcluded(condition.FieldTree)
 	return u
 }
 
@@ -619,6 +661,20 @@ func (u *ConditionUpsertOne) UpdateParentRef() *ConditionUpsertOne {
 func (u *ConditionUpsertOne) ClearParentRef() *ConditionUpsertOne {
 	return u.Update(func(s *ConditionUpsert) {
 		s.ClearParentRef()
+	})
+}
+
+// SetTree sets the "tree" field.
+func (u *ConditionUpsertOne) SetTree(v condition.Tree) *ConditionUpsertOne {
+	return u.Update(func(s *ConditionUpsert) {
+		s.SetTree(v)
+	})
+}
+
+// UpdateTree sets the "tree" field to the value that was provided on create.
+func (u *ConditionUpsertOne) UpdateTree() *ConditionUpsertOne {
+	return u.Update(func(s *ConditionUpsert) {
+		s.UpdateTree()
 	})
 }
 
@@ -988,6 +1044,20 @@ func (u *ConditionUpsertBulk) UpdateParentRef() *ConditionUpsertBulk {
 func (u *ConditionUpsertBulk) ClearParentRef() *ConditionUpsertBulk {
 	return u.Update(func(s *ConditionUpsert) {
 		s.ClearParentRef()
+	})
+}
+
+// SetTree sets the "tree" field.
+func (u *ConditionUpsertBulk) SetTree(v condition.Tree) *ConditionUpsertBulk {
+	return u.Update(func(s *ConditionUpsert) {
+		s.SetTree(v)
+	})
+}
+
+// UpdateTree sets the "tree" field to the value that was provided on create.
+func (u *ConditionUpsertBulk) UpdateTree() *ConditionUpsertBulk {
+	return u.Update(func(s *ConditionUpsert) {
+		s.UpdateTree()
 	})
 }
 

@@ -66,6 +66,20 @@ func (_u *ConditionUpdate) ClearParentRef() *ConditionUpdate {
 	return _u
 }
 
+// SetTree sets the "tree" field.
+func (_u *ConditionUpdate) SetTree(v condition.Tree) *ConditionUpdate {
+	_u.mutation.SetTree(v)
+	return _u
+}
+
+// SetNillableTree sets the "tree" field if the given value is not nil.
+func (_u *ConditionUpdate) SetNillableTree(v *condition.Tree) *ConditionUpdate {
+	if v != nil {
+		_u.SetTree(*v)
+	}
+	return _u
+}
+
 // SetPosition sets the "position" field.
 func (_u *ConditionUpdate) SetPosition(v int) *ConditionUpdate {
 	_u.mutation.ResetPosition()
@@ -291,6 +305,11 @@ func (_u *ConditionUpdate) ExecX(ctx context.Context) {
 
 // check runs all checks and user-defined validators on the builder.
 func (_u *ConditionUpdate) check() error {
+	if v, ok := _u.mutation.Tree(); ok {
+		if err := condition.TreeValidator(v); err != nil {
+			return &ValidationError{Name: "tree", err: fmt.Errorf(`ent: validator failed for field "Condition.tree": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.Position(); ok {
 		if err := condition.PositionValidator(v); err != nil {
 			return &ValidationError{Name: "position", err: fmt.Errorf(`ent: validator failed for field "Condition.position": %w`, err)}
@@ -328,6 +347,9 @@ func (_u *ConditionUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 				ps[i](selector)
 			}
 		}
+	}
+	if value, ok := _u.mutation.Tree(); ok {
+		_spec.SetField(condition.FieldTree, field.TypeEnum, value)
 	}
 	if value, ok := _u.mutation.Position(); ok {
 		_spec.SetField(condition.FieldPosition, field.TypeInt, value)
@@ -521,6 +543,20 @@ func (_u *ConditionUpdateOne) SetNillableParentRef(v *pulid.ID) *ConditionUpdate
 // ClearParentRef clears the value of the "parent_ref" field.
 func (_u *ConditionUpdateOne) ClearParentRef() *ConditionUpdateOne {
 	_u.mutation.ClearParentRef()
+	return _u
+}
+
+// SetTree sets the "tree" field.
+func (_u *ConditionUpdateOne) SetTree(v condition.Tree) *ConditionUpdateOne {
+	_u.mutation.SetTree(v)
+	return _u
+}
+
+// SetNillableTree sets the "tree" field if the given value is not nil.
+func (_u *ConditionUpdateOne) SetNillableTree(v *condition.Tree) *ConditionUpdateOne {
+	if v != nil {
+		_u.SetTree(*v)
+	}
 	return _u
 }
 
@@ -762,6 +798,11 @@ func (_u *ConditionUpdateOne) ExecX(ctx context.Context) {
 
 // check runs all checks and user-defined validators on the builder.
 func (_u *ConditionUpdateOne) check() error {
+	if v, ok := _u.mutation.Tree(); ok {
+		if err := condition.TreeValidator(v); err != nil {
+			return &ValidationError{Name: "tree", err: fmt.Errorf(`ent: validator failed for field "Condition.tree": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.Position(); ok {
 		if err := condition.PositionValidator(v); err != nil {
 			return &ValidationError{Name: "position", err: fmt.Errorf(`ent: validator failed for field "Condition.position": %w`, err)}
@@ -816,6 +857,9 @@ func (_u *ConditionUpdateOne) sqlSave(ctx context.Context) (_node *Condition, er
 				ps[i](selector)
 			}
 		}
+	}
+	if value, ok := _u.mutation.Tree(); ok {
+		_spec.SetField(condition.FieldTree, field.TypeEnum, value)
 	}
 	if value, ok := _u.mutation.Position(); ok {
 		_spec.SetField(condition.FieldPosition, field.TypeInt, value)

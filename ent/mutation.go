@@ -2371,6 +2371,7 @@ type ConditionMutation struct {
 	op              Op
 	typ             string
 	id              *pulid.ID
+	tree            *condition.Tree
 	position        *int
 	addposition     *int
 	kind            *trigger.Kind
@@ -2579,6 +2580,42 @@ func (m *ConditionMutation) ParentRefCleared() bool {
 func (m *ConditionMutation) ResetParentRef() {
 	m.parent = nil
 	delete(m.clearedFields, condition.FieldParentRef)
+}
+
+// SetTree sets the "tree" field.
+func (m *ConditionMutation) SetTree(c condition.Tree) {
+	m.tree = &c
+}
+
+// Tree returns the value of the "tree" field in the mutation.
+func (m *ConditionMutation) Tree() (r condition.Tree, exists bool) {
+	v := m.tree
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTree returns the old "tree" field's value of the Condition entity.
+// If the Condition object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ConditionMutation) OldTree(ctx context.Context) (v condition.Tree, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTree is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTree requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTree: %w", err)
+	}
+	return oldValue.Tree, nil
+}
+
+// ResetTree resets all changes to the "tree" field.
+func (m *ConditionMutation) ResetTree() {
+	m.tree = nil
 }
 
 // SetPosition sets the "position" field.
@@ -3053,12 +3090,15 @@ func (m *ConditionMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *ConditionMutation) Fields() []string {
-	fields := make([]string, 0, 8)
+	fields := make([]string, 0, 9)
 	if m.segment != nil {
 		fields = append(fields, condition.FieldSegmentRef)
 	}
 	if m.parent != nil {
 		fields = append(fields, condition.FieldParentRef)
+	}
+	if m.tree != nil {
+		fields = append(fields, condition.FieldTree)
 	}
 	if m.position != nil {
 		fields = append(fields, condition.FieldPosition)
@@ -3090,6 +3130,8 @@ func (m *ConditionMutation) Field(name string) (ent.Value, bool) {
 		return m.SegmentRef()
 	case condition.FieldParentRef:
 		return m.ParentRef()
+	case condition.FieldTree:
+		return m.Tree()
 	case condition.FieldPosition:
 		return m.Position()
 	case condition.FieldKind:
@@ -3115,6 +3157,8 @@ func (m *ConditionMutation) OldField(ctx context.Context, name string) (ent.Valu
 		return m.OldSegmentRef(ctx)
 	case condition.FieldParentRef:
 		return m.OldParentRef(ctx)
+	case condition.FieldTree:
+		return m.OldTree(ctx)
 	case condition.FieldPosition:
 		return m.OldPosition(ctx)
 	case condition.FieldKind:
@@ -3149,6 +3193,13 @@ func (m *ConditionMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetParentRef(v)
+		return nil
+	case condition.FieldTree:
+		v, ok := value.(condition.Tree)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTree(v)
 		return nil
 	case condition.FieldPosition:
 		v, ok := value.(int)
@@ -3294,6 +3345,9 @@ func (m *ConditionMutation) ResetField(name string) error {
 		return nil
 	case condition.FieldParentRef:
 		m.ResetParentRef()
+		return nil
+	case condition.FieldTree:
+		m.ResetTree()
 		return nil
 	case condition.FieldPosition:
 		m.ResetPosition()
@@ -9014,44 +9068,48 @@ func (m *MembershipDeadlineMutation) ResetEdge(name string) error {
 // SegmentMutation represents an operation that mutates the Segment nodes in the graph.
 type SegmentMutation struct {
 	config
-	op                   Op
-	typ                  string
-	id                   *pulid.ID
-	name                 *string
-	description          *string
-	kind                 *segment.Kind
-	trigger_events       *[]string
-	appendtrigger_events []string
-	created_at           *time.Time
-	updated_at           *time.Time
-	clearedFields        map[string]struct{}
-	conditions           map[pulid.ID]struct{}
-	removedconditions    map[pulid.ID]struct{}
-	clearedconditions    bool
-	triggers             map[int]struct{}
-	removedtriggers      map[int]struct{}
-	clearedtriggers      bool
-	campaigns            map[pulid.ID]struct{}
-	removedcampaigns     map[pulid.ID]struct{}
-	clearedcampaigns     bool
-	memberships          map[pulid.ID]struct{}
-	removedmemberships   map[pulid.ID]struct{}
-	clearedmemberships   bool
-	changes              map[int64]struct{}
-	removedchanges       map[int64]struct{}
-	clearedchanges       bool
-	activations          map[pulid.ID]struct{}
-	removedactivations   map[pulid.ID]struct{}
-	clearedactivations   bool
-	import_jobs          map[pulid.ID]struct{}
-	removedimport_jobs   map[pulid.ID]struct{}
-	clearedimport_jobs   bool
-	counters             map[int]struct{}
-	removedcounters      map[int]struct{}
-	clearedcounters      bool
-	done                 bool
-	oldValue             func(context.Context) (*Segment, error)
-	predicates           []predicate.Segment
+	op                        Op
+	typ                       string
+	id                        *pulid.ID
+	name                      *string
+	description               *string
+	kind                      *segment.Kind
+	trigger_events            *[]string
+	appendtrigger_events      []string
+	exit_when_condition_fails *bool
+	exit_on_events            *[]string
+	appendexit_on_events      []string
+	exit_after                *string
+	created_at                *time.Time
+	updated_at                *time.Time
+	clearedFields             map[string]struct{}
+	conditions                map[pulid.ID]struct{}
+	removedconditions         map[pulid.ID]struct{}
+	clearedconditions         bool
+	triggers                  map[int]struct{}
+	removedtriggers           map[int]struct{}
+	clearedtriggers           bool
+	campaigns                 map[pulid.ID]struct{}
+	removedcampaigns          map[pulid.ID]struct{}
+	clearedcampaigns          bool
+	memberships               map[pulid.ID]struct{}
+	removedmemberships        map[pulid.ID]struct{}
+	clearedmemberships        bool
+	changes                   map[int64]struct{}
+	removedchanges            map[int64]struct{}
+	clearedchanges            bool
+	activations               map[pulid.ID]struct{}
+	removedactivations        map[pulid.ID]struct{}
+	clearedactivations        bool
+	import_jobs               map[pulid.ID]struct{}
+	removedimport_jobs        map[pulid.ID]struct{}
+	clearedimport_jobs        bool
+	counters                  map[int]struct{}
+	removedcounters           map[int]struct{}
+	clearedcounters           bool
+	done                      bool
+	oldValue                  func(context.Context) (*Segment, error)
+	predicates                []predicate.Segment
 }
 
 var _ ent.Mutation = (*SegmentMutation)(nil)
@@ -9328,6 +9386,142 @@ func (m *SegmentMutation) AppendedTriggerEvents() ([]string, bool) {
 func (m *SegmentMutation) ResetTriggerEvents() {
 	m.trigger_events = nil
 	m.appendtrigger_events = nil
+}
+
+// SetExitWhenConditionFails sets the "exit_when_condition_fails" field.
+func (m *SegmentMutation) SetExitWhenConditionFails(b bool) {
+	m.exit_when_condition_fails = &b
+}
+
+// ExitWhenConditionFails returns the value of the "exit_when_condition_fails" field in the mutation.
+func (m *SegmentMutation) ExitWhenConditionFails() (r bool, exists bool) {
+	v := m.exit_when_condition_fails
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldExitWhenConditionFails returns the old "exit_when_condition_fails" field's value of the Segment entity.
+// If the Segment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SegmentMutation) OldExitWhenConditionFails(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldExitWhenConditionFails is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldExitWhenConditionFails requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldExitWhenConditionFails: %w", err)
+	}
+	return oldValue.ExitWhenConditionFails, nil
+}
+
+// ResetExitWhenConditionFails resets all changes to the "exit_when_condition_fails" field.
+func (m *SegmentMutation) ResetExitWhenConditionFails() {
+	m.exit_when_condition_fails = nil
+}
+
+// SetExitOnEvents sets the "exit_on_events" field.
+func (m *SegmentMutation) SetExitOnEvents(s []string) {
+	m.exit_on_events = &s
+	m.appendexit_on_events = nil
+}
+
+// ExitOnEvents returns the value of the "exit_on_events" field in the mutation.
+func (m *SegmentMutation) ExitOnEvents() (r []string, exists bool) {
+	v := m.exit_on_events
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldExitOnEvents returns the old "exit_on_events" field's value of the Segment entity.
+// If the Segment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SegmentMutation) OldExitOnEvents(ctx context.Context) (v []string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldExitOnEvents is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldExitOnEvents requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldExitOnEvents: %w", err)
+	}
+	return oldValue.ExitOnEvents, nil
+}
+
+// AppendExitOnEvents adds s to the "exit_on_events" field.
+func (m *SegmentMutation) AppendExitOnEvents(s []string) {
+	m.appendexit_on_events = append(m.appendexit_on_events, s...)
+}
+
+// AppendedExitOnEvents returns the list of values that were appended to the "exit_on_events" field in this mutation.
+func (m *SegmentMutation) AppendedExitOnEvents() ([]string, bool) {
+	if len(m.appendexit_on_events) == 0 {
+		return nil, false
+	}
+	return m.appendexit_on_events, true
+}
+
+// ResetExitOnEvents resets all changes to the "exit_on_events" field.
+func (m *SegmentMutation) ResetExitOnEvents() {
+	m.exit_on_events = nil
+	m.appendexit_on_events = nil
+}
+
+// SetExitAfter sets the "exit_after" field.
+func (m *SegmentMutation) SetExitAfter(s string) {
+	m.exit_after = &s
+}
+
+// ExitAfter returns the value of the "exit_after" field in the mutation.
+func (m *SegmentMutation) ExitAfter() (r string, exists bool) {
+	v := m.exit_after
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldExitAfter returns the old "exit_after" field's value of the Segment entity.
+// If the Segment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SegmentMutation) OldExitAfter(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldExitAfter is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldExitAfter requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldExitAfter: %w", err)
+	}
+	return oldValue.ExitAfter, nil
+}
+
+// ClearExitAfter clears the value of the "exit_after" field.
+func (m *SegmentMutation) ClearExitAfter() {
+	m.exit_after = nil
+	m.clearedFields[segment.FieldExitAfter] = struct{}{}
+}
+
+// ExitAfterCleared returns if the "exit_after" field was cleared in this mutation.
+func (m *SegmentMutation) ExitAfterCleared() bool {
+	_, ok := m.clearedFields[segment.FieldExitAfter]
+	return ok
+}
+
+// ResetExitAfter resets all changes to the "exit_after" field.
+func (m *SegmentMutation) ResetExitAfter() {
+	m.exit_after = nil
+	delete(m.clearedFields, segment.FieldExitAfter)
 }
 
 // SetCreatedAt sets the "created_at" field.
@@ -9868,7 +10062,7 @@ func (m *SegmentMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *SegmentMutation) Fields() []string {
-	fields := make([]string, 0, 6)
+	fields := make([]string, 0, 9)
 	if m.name != nil {
 		fields = append(fields, segment.FieldName)
 	}
@@ -9880,6 +10074,15 @@ func (m *SegmentMutation) Fields() []string {
 	}
 	if m.trigger_events != nil {
 		fields = append(fields, segment.FieldTriggerEvents)
+	}
+	if m.exit_when_condition_fails != nil {
+		fields = append(fields, segment.FieldExitWhenConditionFails)
+	}
+	if m.exit_on_events != nil {
+		fields = append(fields, segment.FieldExitOnEvents)
+	}
+	if m.exit_after != nil {
+		fields = append(fields, segment.FieldExitAfter)
 	}
 	if m.created_at != nil {
 		fields = append(fields, segment.FieldCreatedAt)
@@ -9903,6 +10106,12 @@ func (m *SegmentMutation) Field(name string) (ent.Value, bool) {
 		return m.Kind()
 	case segment.FieldTriggerEvents:
 		return m.TriggerEvents()
+	case segment.FieldExitWhenConditionFails:
+		return m.ExitWhenConditionFails()
+	case segment.FieldExitOnEvents:
+		return m.ExitOnEvents()
+	case segment.FieldExitAfter:
+		return m.ExitAfter()
 	case segment.FieldCreatedAt:
 		return m.CreatedAt()
 	case segment.FieldUpdatedAt:
@@ -9924,6 +10133,12 @@ func (m *SegmentMutation) OldField(ctx context.Context, name string) (ent.Value,
 		return m.OldKind(ctx)
 	case segment.FieldTriggerEvents:
 		return m.OldTriggerEvents(ctx)
+	case segment.FieldExitWhenConditionFails:
+		return m.OldExitWhenConditionFails(ctx)
+	case segment.FieldExitOnEvents:
+		return m.OldExitOnEvents(ctx)
+	case segment.FieldExitAfter:
+		return m.OldExitAfter(ctx)
 	case segment.FieldCreatedAt:
 		return m.OldCreatedAt(ctx)
 	case segment.FieldUpdatedAt:
@@ -9964,6 +10179,27 @@ func (m *SegmentMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetTriggerEvents(v)
+		return nil
+	case segment.FieldExitWhenConditionFails:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetExitWhenConditionFails(v)
+		return nil
+	case segment.FieldExitOnEvents:
+		v, ok := value.([]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetExitOnEvents(v)
+		return nil
+	case segment.FieldExitAfter:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetExitAfter(v)
 		return nil
 	case segment.FieldCreatedAt:
 		v, ok := value.(time.Time)
@@ -10012,6 +10248,9 @@ func (m *SegmentMutation) ClearedFields() []string {
 	if m.FieldCleared(segment.FieldDescription) {
 		fields = append(fields, segment.FieldDescription)
 	}
+	if m.FieldCleared(segment.FieldExitAfter) {
+		fields = append(fields, segment.FieldExitAfter)
+	}
 	return fields
 }
 
@@ -10028,6 +10267,9 @@ func (m *SegmentMutation) ClearField(name string) error {
 	switch name {
 	case segment.FieldDescription:
 		m.ClearDescription()
+		return nil
+	case segment.FieldExitAfter:
+		m.ClearExitAfter()
 		return nil
 	}
 	return fmt.Errorf("unknown Segment nullable field %s", name)
@@ -10048,6 +10290,15 @@ func (m *SegmentMutation) ResetField(name string) error {
 		return nil
 	case segment.FieldTriggerEvents:
 		m.ResetTriggerEvents()
+		return nil
+	case segment.FieldExitWhenConditionFails:
+		m.ResetExitWhenConditionFails()
+		return nil
+	case segment.FieldExitOnEvents:
+		m.ResetExitOnEvents()
+		return nil
+	case segment.FieldExitAfter:
+		m.ResetExitAfter()
 		return nil
 	case segment.FieldCreatedAt:
 		m.ResetCreatedAt()

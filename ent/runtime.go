@@ -132,7 +132,7 @@ func init() {
 	conditionFields := schema.Condition{}.Fields()
 	_ = conditionFields
 	// conditionDescPosition is the schema descriptor for position field.
-	conditionDescPosition := conditionFields[2].Descriptor()
+	conditionDescPosition := conditionFields[3].Descriptor()
 	// condition.PositionValidator is a validator for the "position" field. It is called by the builders before save.
 	condition.PositionValidator = conditionDescPosition.Validators[0].(func(int) error)
 	// conditionDescID is the schema descriptor for id field.
@@ -362,12 +362,20 @@ func init() {
 	segmentDescTriggerEvents := segmentFields[3].Descriptor()
 	// segment.DefaultTriggerEvents holds the default value on creation for the trigger_events field.
 	segment.DefaultTriggerEvents = segmentDescTriggerEvents.Default.([]string)
+	// segmentDescExitWhenConditionFails is the schema descriptor for exit_when_condition_fails field.
+	segmentDescExitWhenConditionFails := segmentFields[4].Descriptor()
+	// segment.DefaultExitWhenConditionFails holds the default value on creation for the exit_when_condition_fails field.
+	segment.DefaultExitWhenConditionFails = segmentDescExitWhenConditionFails.Default.(bool)
+	// segmentDescExitOnEvents is the schema descriptor for exit_on_events field.
+	segmentDescExitOnEvents := segmentFields[5].Descriptor()
+	// segment.DefaultExitOnEvents holds the default value on creation for the exit_on_events field.
+	segment.DefaultExitOnEvents = segmentDescExitOnEvents.Default.([]string)
 	// segmentDescCreatedAt is the schema descriptor for created_at field.
-	segmentDescCreatedAt := segmentFields[4].Descriptor()
+	segmentDescCreatedAt := segmentFields[7].Descriptor()
 	// segment.DefaultCreatedAt holds the default value on creation for the created_at field.
 	segment.DefaultCreatedAt = segmentDescCreatedAt.Default.(func() time.Time)
 	// segmentDescUpdatedAt is the schema descriptor for updated_at field.
-	segmentDescUpdatedAt := segmentFields[5].Descriptor()
+	segmentDescUpdatedAt := segmentFields[8].Descriptor()
 	// segment.DefaultUpdatedAt holds the default value on creation for the updated_at field.
 	segment.DefaultUpdatedAt = segmentDescUpdatedAt.Default.(func() time.Time)
 	// segment.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.

@@ -24,10 +24,16 @@ type Segment struct {
 	Name string `json:"name,omitempty"`
 	// A free-text description, at most 2,000 characters; null when none.
 	Description *string `json:"description,omitempty"`
-	// EVENT_TRIGGERED: users enter when a trigger event arrives and the condition holds. STATIC: users are added by hand or by import.
+	// EVENT_TRIGGERED: users enter when a trigger event arrives and the condition holds. STATIC: users are added by hand or by import. DYNAMIC: a user is a member exactly while the condition holds.
 	Kind segment.Kind `json:"kind,omitempty"`
 	// The event names that can move a user in, in the order given; empty for STATIC.
 	TriggerEvents []string `json:"trigger_events,omitempty"`
+	// Members leave once the segment's condition no longer holds for them.
+	ExitWhenConditionFails bool `json:"exit_when_condition_fails,omitempty"`
+	// Members leave when one of these events arrives for them (and the exit-event condition, if any, holds).
+	ExitOnEvents []string `json:"exit_on_events,omitempty"`
+	// Members leave this long after entering ("30d"); null: no expiry.
+	ExitAfter *string `json:"exit_after,omitempty"`
 	// When the segment was created.
 	CreatedAt time.Time `json:"created_at,omitempty"`
 	// When the segment's name, description or rules last changed.
@@ -147,11 +153,13 @@ func (*Segment) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case segment.FieldTriggerEvents:
+		case segment.FieldTriggerEvents, segment.FieldExitOnEvents:
 			values[i] = new([]byte)
 		case segment.FieldID:
 			values[i] = new(pulid.ID)
-		case segment.FieldName, segment.FieldDescription, segment.FieldKind:
+		case segment.FieldExitWhenConditionFails:
+			values[i] = new(sql.NullBool)
+		case segment.FieldName, segment.FieldDescription, segment.FieldKind, segment.FieldExitAfter:
 			values[i] = new(sql.NullString)
 		case segment.FieldCreatedAt, segment.FieldUpdatedAt:
 			values[i] = new(sql.NullTime)
@@ -202,6 +210,27 @@ func (_m *Segment) assignValues(columns []string, values []any) error {
 				if err := json.Unmarshal(*value, &_m.TriggerEvents); err != nil {
 					return fmt.Errorf("unmarshal field trigger_events: %w", err)
 				}
+			}
+		case segment.FieldExitWhenConditionFails:
+			if value, ok := values[i].(*sql.NullBool); !ok {
+				return fmt.Errorf("unexpected type %T for field exit_when_condition_fails", values[i])
+			} else if value.Valid {
+				_m.ExitWhenConditionFails = value.Bool
+			}
+		case segment.FieldExitOnEvents:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field exit_on_events", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.ExitOnEvents); err != nil {
+					return fmt.Errorf("unmarshal field exit_on_events: %w", err)
+				}
+			}
+		case segment.FieldExitAfter:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field exit_after", values[i])
+			} else if value.Valid {
+				_m.ExitAfter = new(string)
+				*_m.ExitAfter = value.String
 			}
 		case segment.FieldCreatedAt:
 			if value, ok := values[i].(*sql.NullTime); !ok {
@@ -304,6 +333,17 @@ func (_m *Segment) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("trigger_events=")
 	builder.WriteString(fmt.Sprintf("%v", _m.TriggerEvents))
+	builder.WriteString(", ")
+	builder.WriteString("exit_when_condition_fails=")
+	builder.WriteString(fmt.Sprintf("%v", _m.ExitWhenConditionFails))
+	builder.WriteString(", ")
+	builder.WriteString("exit_on_events=")
+	builder.WriteString(fmt.Sprintf("%v", _m.ExitOnEvents))
+	builder.WriteString(", ")
+	if v := _m.ExitAfter; v != nil {
+		builder.WriteString("exit_after=")
+		builder.WriteString(*v)
+	}
 	builder.WriteString(", ")
 	builder.WriteString("created_at=")
 	builder.WriteString(_m.CreatedAt.Format(time.ANSIC))

@@ -64,6 +64,40 @@ func (_c *SegmentCreate) SetTriggerEvents(v []string) *SegmentCreate {
 	return _c
 }
 
+// SetExitWhenConditionFails sets the "exit_when_condition_fails" field.
+func (_c *SegmentCreate) SetExitWhenConditionFails(v bool) *SegmentCreate {
+	_c.mutation.SetExitWhenConditionFails(v)
+	return _c
+}
+
+// SetNillableExitWhenConditionFails sets the "exit_when_condition_fails" field if the given value is not nil.
+func (_c *SegmentCreate) SetNillableExitWhenConditionFails(v *bool) *SegmentCreate {
+	if v != nil {
+		_c.SetExitWhenConditionFails(*v)
+	}
+	return _c
+}
+
+// SetExitOnEvents sets the "exit_on_events" field.
+func (_c *SegmentCreate) SetExitOnEvents(v []string) *SegmentCreate {
+	_c.mutation.SetExitOnEvents(v)
+	return _c
+}
+
+// SetExitAfter sets the "exit_after" field.
+func (_c *SegmentCreate) SetExitAfter(v string) *SegmentCreate {
+	_c.mutation.SetExitAfter(v)
+	return _c
+}
+
+// SetNillableExitAfter sets the "exit_after" field if the given value is not nil.
+func (_c *SegmentCreate) SetNillableExitAfter(v *string) *SegmentCreate {
+	if v != nil {
+		_c.SetExitAfter(*v)
+	}
+	return _c
+}
+
 // SetCreatedAt sets the "created_at" field.
 func (_c *SegmentCreate) SetCreatedAt(v time.Time) *SegmentCreate {
 	_c.mutation.SetCreatedAt(v)
@@ -265,6 +299,14 @@ func (_c *SegmentCreate) defaults() {
 		v := segment.DefaultTriggerEvents
 		_c.mutation.SetTriggerEvents(v)
 	}
+	if _, ok := _c.mutation.ExitWhenConditionFails(); !ok {
+		v := segment.DefaultExitWhenConditionFails
+		_c.mutation.SetExitWhenConditionFails(v)
+	}
+	if _, ok := _c.mutation.ExitOnEvents(); !ok {
+		v := segment.DefaultExitOnEvents
+		_c.mutation.SetExitOnEvents(v)
+	}
 	if _, ok := _c.mutation.CreatedAt(); !ok {
 		v := segment.DefaultCreatedAt()
 		_c.mutation.SetCreatedAt(v)
@@ -304,6 +346,12 @@ func (_c *SegmentCreate) check() error {
 	}
 	if _, ok := _c.mutation.TriggerEvents(); !ok {
 		return &ValidationError{Name: "trigger_events", err: errors.New(`ent: missing required field "Segment.trigger_events"`)}
+	}
+	if _, ok := _c.mutation.ExitWhenConditionFails(); !ok {
+		return &ValidationError{Name: "exit_when_condition_fails", err: errors.New(`ent: missing required field "Segment.exit_when_condition_fails"`)}
+	}
+	if _, ok := _c.mutation.ExitOnEvents(); !ok {
+		return &ValidationError{Name: "exit_on_events", err: errors.New(`ent: missing required field "Segment.exit_on_events"`)}
 	}
 	if _, ok := _c.mutation.CreatedAt(); !ok {
 		return &ValidationError{Name: "created_at", err: errors.New(`ent: missing required field "Segment.created_at"`)}
@@ -367,6 +415,18 @@ func (_c *SegmentCreate) createSpec() (*Segment, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.TriggerEvents(); ok {
 		_spec.SetField(segment.FieldTriggerEvents, field.TypeJSON, value)
 		_node.TriggerEvents = value
+	}
+	if value, ok := _c.mutation.ExitWhenConditionFails(); ok {
+		_spec.SetField(segment.FieldExitWhenConditionFails, field.TypeBool, value)
+		_node.ExitWhenConditionFails = value
+	}
+	if value, ok := _c.mutation.ExitOnEvents(); ok {
+		_spec.SetField(segment.FieldExitOnEvents, field.TypeJSON, value)
+		_node.ExitOnEvents = value
+	}
+	if value, ok := _c.mutation.ExitAfter(); ok {
+		_spec.SetField(segment.FieldExitAfter, field.TypeString, value)
+		_node.ExitAfter = &value
 	}
 	if value, ok := _c.mutation.CreatedAt(); ok {
 		_spec.SetField(segment.FieldCreatedAt, field.TypeTime, value)
@@ -598,6 +658,48 @@ func (u *SegmentUpsert) UpdateTriggerEvents() *SegmentUpsert {
 	return u
 }
 
+// SetExitWhenConditionFails sets the "exit_when_condition_fails" field.
+func (u *SegmentUpsert) SetExitWhenConditionFails(v bool) *SegmentUpsert {
+	u.Set(segment.FieldExitWhenConditionFails, v)
+	return u
+}
+
+// UpdateExitWhenConditionFails sets the "exit_when_condition_fails" field to the value that was provided on create.
+func (u *SegmentUpsert) UpdateExitWhenConditionFails() *SegmentUpsert {
+	u.SetExcluded(segment.FieldExitWhenConditionFails)
+	return u
+}
+
+// SetExitOnEvents sets the "exit_on_events" field.
+func (u *SegmentUpsert) SetExitOnEvents(v []string) *SegmentUpsert {
+	u.Set(segment.FieldExitOnEvents, v)
+	return u
+}
+
+// UpdateExitOnEvents sets the "exit_on_events" field to the value that was provided on create.
+func (u *SegmentUpsert) UpdateExitOnEvents() *SegmentUpsert {
+	u.SetExcluded(segment.FieldExitOnEvents)
+	return u
+}
+
+// SetExitAfter sets the "exit_after" field.
+func (u *SegmentUpsert) SetExitAfter(v string) *SegmentUpsert {
+	u.Set(segment.FieldExitAfter, v)
+	return u
+}
+
+// UpdateExitAfter sets the "exit_after" field to the value that was provided on create.
+func (u *SegmentUpsert) UpdateExitAfter() *SegmentUpsert {
+	u.SetExcluded(segment.FieldExitAfter)
+	return u
+}
+
+// ClearExitAfter clears the value of the "exit_after" field.
+func (u *SegmentUpsert) ClearExitAfter() *SegmentUpsert {
+	u.SetNull(segment.FieldExitAfter)
+	return u
+}
+
 // SetUpdatedAt sets the "updated_at" field.
 func (u *SegmentUpsert) SetUpdatedAt(v time.Time) *SegmentUpsert {
 	u.Set(segment.FieldUpdatedAt, v)
@@ -710,6 +812,55 @@ func (u *SegmentUpsertOne) SetTriggerEvents(v []string) *SegmentUpsertOne {
 func (u *SegmentUpsertOne) UpdateTriggerEvents() *SegmentUpsertOne {
 	return u.Update(func(s *SegmentUpsert) {
 		s.UpdateTriggerEvents()
+	})
+}
+
+// SetExitWhenConditionFails sets the "exit_when_condition_fails" field.
+func (u *SegmentUpsertOne) SetExitWhenConditionFails(v bool) *SegmentUpsertOne {
+	return u.Update(func(s *SegmentUpsert) {
+		s.SetExitWhenConditionFails(v)
+	})
+}
+
+// UpdateExitWhenConditionFails sets the "exit_when_condition_fails" field to the value that was provided on create.
+func (u *SegmentUpsertOne) UpdateExitWhenConditionFails() *SegmentUpsertOne {
+	return u.Update(func(s *SegmentUpsert) {
+		s.UpdateExitWhenConditionFails()
+	})
+}
+
+// SetExitOnEvents sets the "exit_on_events" field.
+func (u *SegmentUpsertOne) SetExitOnEvents(v []string) *SegmentUpsertOne {
+	return u.Update(func(s *SegmentUpsert) {
+		s.SetExitOnEvents(v)
+	})
+}
+
+// UpdateExitOnEvents sets the "exit_on_events" field to the value that was provided on create.
+func (u *SegmentUpsertOne) UpdateExitOnEvents() *SegmentUpsertOne {
+	return u.Update(func(s *SegmentUpsert) {
+		s.UpdateExitOnEvents()
+	})
+}
+
+// SetExitAfter sets the "exit_after" field.
+func (u *SegmentUpsertOne) SetExitAfter(v string) *SegmentUpsertOne {
+	return u.Update(func(s *SegmentUpsert) {
+		s.SetExitAfter(v)
+	})
+}
+
+// UpdateExitAfter sets the "exit_after" field to the value that was provided on create.
+func (u *SegmentUpsertOne) UpdateExitAfter() *SegmentUpsertOne {
+	return u.Update(func(s *SegmentUpsert) {
+		s.UpdateExitAfter()
+	})
+}
+
+// ClearExitAfter clears the value of the "exit_after" field.
+func (u *SegmentUpsertOne) ClearExitAfter() *SegmentUpsertOne {
+	return u.Update(func(s *SegmentUpsert) {
+		s.ClearExitAfter()
 	})
 }
 
@@ -994,6 +1145,55 @@ func (u *SegmentUpsertBulk) SetTriggerEvents(v []string) *SegmentUpsertBulk {
 func (u *SegmentUpsertBulk) UpdateTriggerEvents() *SegmentUpsertBulk {
 	return u.Update(func(s *SegmentUpsert) {
 		s.UpdateTriggerEvents()
+	})
+}
+
+// SetExitWhenConditionFails sets the "exit_when_condition_fails" field.
+func (u *SegmentUpsertBulk) SetExitWhenConditionFails(v bool) *SegmentUpsertBulk {
+	return u.Update(func(s *SegmentUpsert) {
+		s.SetExitWhenConditionFails(v)
+	})
+}
+
+// UpdateExitWhenConditionFails sets the "exit_when_condition_fails" field to the value that was provided on create.
+func (u *SegmentUpsertBulk) UpdateExitWhenConditionFails() *SegmentUpsertBulk {
+	return u.Update(func(s *SegmentUpsert) {
+		s.UpdateExitWhenConditionFails()
+	})
+}
+
+// SetExitOnEvents sets the "exit_on_events" field.
+func (u *SegmentUpsertBulk) SetExitOnEvents(v []string) *SegmentUpsertBulk {
+	return u.Update(func(s *SegmentUpsert) {
+		s.SetExitOnEvents(v)
+	})
+}
+
+// UpdateExitOnEvents sets the "exit_on_events" field to the value that was provided on create.
+func (u *SegmentUpsertBulk) UpdateExitOnEvents() *SegmentUpsertBulk {
+	return u.Update(func(s *SegmentUpsert) {
+		s.UpdateExitOnEvents()
+	})
+}
+
+// SetExitAfter sets the "exit_after" field.
+func (u *SegmentUpsertBulk) SetExitAfter(v string) *SegmentUpsertBulk {
+	return u.Update(func(s *SegmentUpsert) {
+		s.SetExitAfter(v)
+	})
+}
+
+// UpdateExitAfter sets the "exit_after" field to the value that was provided on create.
+func (u *SegmentUpsertBulk) UpdateExitAfter() *SegmentUpsertBulk {
+	return u.Update(func(s *SegmentUpsert) {
+		s.UpdateExitAfter()
+	})
+}
+
+// ClearExitAfter clears the value of the "exit_after" field.
+func (u *SegmentUpsertBulk) ClearExitAfter() *SegmentUpsertBulk {
+	return u.Update(func(s *SegmentUpsert) {
+		s.ClearExitAfter()
 	})
 }
 

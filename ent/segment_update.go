@@ -84,6 +84,52 @@ func (_u *SegmentUpdate) AppendTriggerEvents(v []string) *SegmentUpdate {
 	return _u
 }
 
+// SetExitWhenConditionFails sets the "exit_when_condition_fails" field.
+func (_u *SegmentUpdate) SetExitWhenConditionFails(v bool) *SegmentUpdate {
+	_u.mutation.SetExitWhenConditionFails(v)
+	return _u
+}
+
+// SetNillableExitWhenConditionFails sets the "exit_when_condition_fails" field if the given value is not nil.
+func (_u *SegmentUpdate) SetNillableExitWhenConditionFails(v *bool) *SegmentUpdate {
+	if v != nil {
+		_u.SetExitWhenConditionFails(*v)
+	}
+	return _u
+}
+
+// SetExitOnEvents sets the "exit_on_events" field.
+func (_u *SegmentUpdate) SetExitOnEvents(v []string) *SegmentUpdate {
+	_u.mutation.SetExitOnEvents(v)
+	return _u
+}
+
+// AppendExitOnEvents appends value to the "exit_on_events" field.
+func (_u *SegmentUpdate) AppendExitOnEvents(v []string) *SegmentUpdate {
+	_u.mutation.AppendExitOnEvents(v)
+	return _u
+}
+
+// SetExitAfter sets the "exit_after" field.
+func (_u *SegmentUpdate) SetExitAfter(v string) *SegmentUpdate {
+	_u.mutation.SetExitAfter(v)
+	return _u
+}
+
+// SetNillableExitAfter sets the "exit_after" field if the given value is not nil.
+func (_u *SegmentUpdate) SetNillableExitAfter(v *string) *SegmentUpdate {
+	if v != nil {
+		_u.SetExitAfter(*v)
+	}
+	return _u
+}
+
+// ClearExitAfter clears the value of the "exit_after" field.
+func (_u *SegmentUpdate) ClearExitAfter() *SegmentUpdate {
+	_u.mutation.ClearExitAfter()
+	return _u
+}
+
 // SetUpdatedAt sets the "updated_at" field.
 func (_u *SegmentUpdate) SetUpdatedAt(v time.Time) *SegmentUpdate {
 	_u.mutation.SetUpdatedAt(v)
@@ -462,6 +508,23 @@ func (_u *SegmentUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 		_spec.AddModifier(func(u *sql.UpdateBuilder) {
 			sqljson.Append(u, segment.FieldTriggerEvents, value)
 		})
+	}
+	if value, ok := _u.mutation.ExitWhenConditionFails(); ok {
+		_spec.SetField(segment.FieldExitWhenConditionFails, field.TypeBool, value)
+	}
+	if value, ok := _u.mutation.ExitOnEvents(); ok {
+		_spec.SetField(segment.FieldExitOnEvents, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedExitOnEvents(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, segment.FieldExitOnEvents, value)
+		})
+	}
+	if value, ok := _u.mutation.ExitAfter(); ok {
+		_spec.SetField(segment.FieldExitAfter, field.TypeString, value)
+	}
+	if _u.mutation.ExitAfterCleared() {
+		_spec.ClearField(segment.FieldExitAfter, field.TypeString)
 	}
 	if value, ok := _u.mutation.UpdatedAt(); ok {
 		_spec.SetField(segment.FieldUpdatedAt, field.TypeTime, value)
@@ -892,6 +955,52 @@ func (_u *SegmentUpdateOne) AppendTriggerEvents(v []string) *SegmentUpdateOne {
 	return _u
 }
 
+// SetExitWhenConditionFails sets the "exit_when_condition_fails" field.
+func (_u *SegmentUpdateOne) SetExitWhenConditionFails(v bool) *SegmentUpdateOne {
+	_u.mutation.SetExitWhenConditionFails(v)
+	return _u
+}
+
+// SetNillableExitWhenConditionFails sets the "exit_when_condition_fails" field if the given value is not nil.
+func (_u *SegmentUpdateOne) SetNillableExitWhenConditionFails(v *bool) *SegmentUpdateOne {
+	if v != nil {
+		_u.SetExitWhenConditionFails(*v)
+	}
+	return _u
+}
+
+// SetExitOnEvents sets the "exit_on_events" field.
+func (_u *SegmentUpdateOne) SetExitOnEvents(v []string) *SegmentUpdateOne {
+	_u.mutation.SetExitOnEvents(v)
+	return _u
+}
+
+// AppendExitOnEvents appends value to the "exit_on_events" field.
+func (_u *SegmentUpdateOne) AppendExitOnEvents(v []string) *SegmentUpdateOne {
+	_u.mutation.AppendExitOnEvents(v)
+	return _u
+}
+
+// SetExitAfter sets the "exit_after" field.
+func (_u *SegmentUpdateOne) SetExitAfter(v string) *SegmentUpdateOne {
+	_u.mutation.SetExitAfter(v)
+	return _u
+}
+
+// SetNillableExitAfter sets the "exit_after" field if the given value is not nil.
+func (_u *SegmentUpdateOne) SetNillableExitAfter(v *string) *SegmentUpdateOne {
+	if v != nil {
+		_u.SetExitAfter(*v)
+	}
+	return _u
+}
+
+// ClearExitAfter clears the value of the "exit_after" field.
+func (_u *SegmentUpdateOne) ClearExitAfter() *SegmentUpdateOne {
+	_u.mutation.ClearExitAfter()
+	return _u
+}
+
 // SetUpdatedAt sets the "updated_at" field.
 func (_u *SegmentUpdateOne) SetUpdatedAt(v time.Time) *SegmentUpdateOne {
 	_u.mutation.SetUpdatedAt(v)
@@ -1300,6 +1409,23 @@ func (_u *SegmentUpdateOne) sqlSave(ctx context.Context) (_node *Segment, err er
 		_spec.AddModifier(func(u *sql.UpdateBuilder) {
 			sqljson.Append(u, segment.FieldTriggerEvents, value)
 		})
+	}
+	if value, ok := _u.mutation.ExitWhenConditionFails(); ok {
+		_spec.SetField(segment.FieldExitWhenConditionFails, field.TypeBool, value)
+	}
+	if value, ok := _u.mutation.ExitOnEvents(); ok {
+		_spec.SetField(segment.FieldExitOnEvents, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedExitOnEvents(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, segment.FieldExitOnEvents, value)
+		})
+	}
+	if value, ok := _u.mutation.ExitAfter(); ok {
+		_spec.SetField(segment.FieldExitAfter, field.TypeString, value)
+	}
+	if _u.mutation.ExitAfterCleared() {
+		_spec.ClearField(segment.FieldExitAfter, field.TypeString)
 	}
 	if value, ok := _u.mutation.UpdatedAt(); ok {
 		_spec.SetField(segment.FieldUpdatedAt, field.TypeTime, value)

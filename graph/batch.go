@@ -367,7 +367,7 @@ func (r *Resolver) activationCount(ctx context.Context, campaignID pulid.ID) (in
 // conditionTree loads the condition trees of a group of segments.
 func (r *Resolver) conditionTree(ctx context.Context, segmentID pulid.ID) (*ent.Condition, error) {
 	return load(ctx, "segment", "conditions", segmentID, func(ctx context.Context, ids []pulid.ID) (map[pulid.ID]*ent.Condition, error) {
-		rows, err := r.client.Condition.Query().Where(condition.SegmentRefIn(ids...)).All(ctx)
+		rows, err := r.client.Condition.Query().Where(condition.SegmentRefIn(ids...), condition.TreeEQ(condition.TreeENTRY)).All(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("load conditions: %w", err)
 		}

@@ -61,6 +61,21 @@ func (r *eventResolver) Outcomes(ctx context.Context, obj *ent.Event) ([]*schema
 	return r.liveOutcomes(ctx, obj)
 }
 
+// OnEventCondition is the resolver for the onEventCondition field.
+func (r *exitRulesResolver) OnEventCondition(ctx context.Context, obj *service.ExitRules) (*ent.Condition, error) {
+	return service.ExitConditionTree(ctx, r.client, obj.SegmentID)
+}
+
+// OnEventConditionText is the resolver for the onEventConditionText field.
+func (r *exitRulesResolver) OnEventConditionText(ctx context.Context, obj *service.ExitRules) (*string, error) {
+	root, err := service.ExitConditionTree(ctx, r.client, obj.SegmentID)
+	if err != nil || root == nil {
+		return nil, err
+	}
+	text := service.TriggerNode(root).String()
+	return &text, nil
+}
+
 // Users is the resolver for the users field.
 func (r *groupResolver) Users(ctx context.Context, obj *ent.Group, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.UserOrder, where *ent.UserWhereInput) (*ent.UserConnection, error) {
 	return r.svc.GroupUsers(ctx, obj, service.Page{After: after, First: first, Before: before, Last: last}, normalizeUserWhere(where), orderBy)
@@ -191,6 +206,11 @@ func (r *segmentResolver) ConditionText(ctx context.Context, obj *ent.Segment) (
 	return &text, nil
 }
 
+// ExitRules is the resolver for the exitRules field.
+func (r *segmentResolver) ExitRules(ctx context.Context, obj *ent.Segment) (*service.ExitRules, error) {
+	return service.SegmentExitRules(obj), nil
+}
+
 // Campaigns is the resolver for the campaigns field.
 func (r *segmentResolver) Campaigns(ctx context.Context, obj *ent.Segment) ([]*ent.Campaign, error) {
 	return r.segmentCampaigns(ctx, obj.ID)
@@ -263,6 +283,9 @@ func (r *userResolver) Memberships(ctx context.Context, obj *ent.User) ([]*ent.M
 	return r.userMemberships(ctx, obj.ID)
 }
 
+// ExitRules returns generated.ExitRulesResolver implementation.
+func (r *Resolver) ExitRules() generated.ExitRulesResolver { return &exitRulesResolver{r} }
+
 // Mutation returns generated.MutationResolver implementation.
 func (r *Resolver) Mutation() generated.MutationResolver { return &mutationResolver{r} }
 
@@ -275,6 +298,7 @@ func (r *Resolver) SegmentOutcome() generated.SegmentOutcomeResolver {
 func (r *Resolver) Subscription() generated.SubscriptionResolver { return &subscriptionResolver{r} }
 
 type (
+	exitRulesResolver      struct{ *Resolver }
 	mutationResolver       struct{ *Resolver }
 	segmentOutcomeResolver struct{ *Resolver }
 	subscriptionResolver   struct{ *Resolver }

@@ -74,6 +74,7 @@ var writeRules = map[string]bool{
 	"Segment.conditionText": false,
 	"Segment.createdAt":     false,
 	"Segment.description":   false,
+	"Segment.exitRules":     false, // the segment's rules, like its condition
 	"Segment.growth":        false,
 	"Segment.kind":          false,
 	"Segment.members":       false,

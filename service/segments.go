@@ -36,6 +36,7 @@ type CreateSegmentInput struct {
 	Kind          segment.Kind
 	TriggerEvents []string
 	Condition     *trigger.ConditionInput
+	ExitRules     *ExitRulesInput
 }
 
 // UpdateSegmentInput is the GraphQL input of updateSegment; nil fields stay
@@ -47,6 +48,8 @@ type UpdateSegmentInput struct {
 	TriggerEvents    []string
 	Condition        *trigger.ConditionInput
 	ClearCondition   *bool
+	ExitRules        *ExitRulesInput
+	ClearExitRules   *bool
 }
 
 // ReevaluationPolicy says what an update does to existing members.
@@ -92,6 +95,14 @@ func (s *Service) CreateSegment(ctx context.Context, in CreateSegmentInput) (*en
 		if len(events) == 0 {
 			return nil, segmentd.Invalid("input.triggerEvents", "an EVENT_TRIGGERED segment needs at least one trigger event")
 		}
+	case segment.KindDYNAMIC:
+		if err := checkDynamic(events, root); err != nil {
+			return nil, err
+		}
+	}
+	exits, err := parseExitRules(in.ExitRules, in.Kind, root != nil)
+	if err != nil {
+		return nil, err
 	}
 	var created *ent.Segment
 	err = s.inTx(ctx, func(tx *ent.Tx) error {
@@ -112,6 +123,14 @@ func (s *Service) CreateSegment(ctx context.Context, in CreateSegmentInput) (*en
 		}
 		if err := saveCondition(ctx, tx, seg.ID, root); err != nil {
 			return err
+		}
+		if exits != nil {
+			if err := setExitRules(ctx, tx, seg.ID, exits); err != nil {
+				return err
+			}
+			if seg, err = tx.Segment.Get(ctx, seg.ID); err != nil {
+				return err
+			}
 		}
 		created = seg
 		return nil
@@ -158,6 +177,10 @@ func (s *Service) UpdateSegment(ctx context.Context, id pulid.ID, in UpdateSegme
 	if err != nil {
 		return nil, err
 	}
+	clearExits := in.ClearExitRules != nil && *in.ClearExitRules
+	if clearExits && in.ExitRules != nil {
+		return nil, segmentd.Invalid("input.clearExitRules", "give either exitRules or clearExitRules, not both")
+	}
 	var (
 		updated *ent.Segment
 		topics  ledger.Topics
@@ -191,6 +214,9 @@ func (s *Service) UpdateSegment(ctx context.Context, id pulid.ID, in UpdateSegme
 			if seg.Kind == segment.KindEVENT_TRIGGERED && len(events) == 0 {
 				return segmentd.Invalid("input.triggerEvents", "an EVENT_TRIGGERED segment needs at least one trigger event")
 			}
+			if seg.Kind == segment.KindDYNAMIC && len(events) > 0 {
+				return segmentd.Invalid("input.triggerEvents", "a DYNAMIC segment has no trigger events: it is checked on each of the user's events and trait changes")
+			}
 			upd.SetTriggerEvents(events)
 			if _, err := tx.SegmentTrigger.Delete().Where(segmenttrigger.SegmentRef(id)).Exec(ctx); err != nil {
 				return fmt.Errorf("delete triggers: %w", err)
@@ -203,12 +229,43 @@ func (s *Service) UpdateSegment(ctx context.Context, id pulid.ID, in UpdateSegme
 			if root != nil && seg.Kind == segment.KindSTATIC {
 				return segmentd.Invalid(conditionInputField, "a STATIC segment has no conditions")
 			}
-			if _, err := tx.Condition.Delete().Where(condition.SegmentRef(id)).Exec(ctx); err != nil {
+			if seg.Kind == segment.KindDYNAMIC {
+				if err := checkDynamic(nil, root); err != nil {
+					return err
+				}
+			}
+			if _, err := tx.Condition.Delete().Where(condition.SegmentRef(id), condition.TreeEQ(condition.TreeENTRY)).Exec(ctx); err != nil {
 				return fmt.Errorf("delete conditions: %w", err)
 			}
 			if err := saveCondition(ctx, tx, id, root); err != nil {
 				return err
 			}
+		}
+		// Exit rules are checked against the condition the segment will
+		// have: a cleared condition cannot keep whenConditionFails.
+		hasCondition := root != nil
+		if !clearCond && root == nil {
+			n, err := tx.Condition.Query().Where(condition.SegmentRef(id), condition.TreeEQ(condition.TreeENTRY)).Exist(ctx)
+			if err != nil {
+				return err
+			}
+			hasCondition = n
+		}
+		switch {
+		case in.ExitRules != nil:
+			exits, err := parseExitRules(in.ExitRules, seg.Kind, hasCondition)
+			if err != nil {
+				return err
+			}
+			if err := setExitRules(ctx, tx, id, exits); err != nil {
+				return err
+			}
+		case clearExits:
+			if err := setExitRules(ctx, tx, id, nil); err != nil {
+				return err
+			}
+		case clearCond && seg.ExitWhenConditionFails:
+			return segmentd.Invalid("input.clearCondition", "exitRules.whenConditionFails needs a condition: clear or change the exit rules too")
 		}
 		if updated, err = upd.Save(ctx); err != nil {
 			return fmt.Errorf("update segment: %w", err)
@@ -263,7 +320,7 @@ func (s *Service) DeleteSegment(ctx context.Context, id pulid.ID) error {
 // ConditionTree loads a segment's condition tree: the root with every
 // node's children loaded in order, or nil when the segment has none.
 func ConditionTree(ctx context.Context, client *ent.Client, segmentID pulid.ID) (*ent.Condition, error) {
-	rows, err := client.Condition.Query().Where(condition.SegmentRef(segmentID)).All(ctx)
+	rows, err := client.Condition.Query().Where(condition.SegmentRef(segmentID), condition.TreeEQ(condition.TreeENTRY)).All(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load conditions: %w", err)
 	}
@@ -332,6 +389,11 @@ func parseCondition(in *trigger.ConditionInput) (*trigger.Node, error) {
 // saveCondition inserts the tree in pre-order (parents before children) with
 // one multi-row INSERT.
 func saveCondition(ctx context.Context, tx *ent.Tx, segmentID pulid.ID, root *trigger.Node) error {
+	return saveConditionTree(ctx, tx, segmentID, condition.TreeENTRY, root)
+}
+
+// saveConditionTree is saveCondition for either of a segment's trees.
+func saveConditionTree(ctx context.Context, tx *ent.Tx, segmentID pulid.ID, tree condition.Tree, root *trigger.Node) error {
 	if root == nil {
 		return nil
 	}
@@ -342,6 +404,7 @@ func saveCondition(ctx context.Context, tx *ent.Tx, segmentID pulid.ID, root *tr
 		b := tx.Condition.Create().
 			SetID(id).
 			SetSegmentRef(segmentID).
+			SetTree(tree).
 			SetNillableParentRef(parent).
 			SetPosition(pos).
 			SetKind(n.Kind)

@@ -4,6 +4,8 @@ package condition
 
 import (
 	"fmt"
+	"io"
+	"strconv"
 
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
@@ -21,6 +23,8 @@ const (
 	FieldSegmentRef = "segment_ref"
 	// FieldParentRef holds the string denoting the parent_ref field in the database.
 	FieldParentRef = "parent_ref"
+	// FieldTree holds the string denoting the tree field in the database.
+	FieldTree = "tree"
 	// FieldPosition holds the string denoting the position field in the database.
 	FieldPosition = "position"
 	// FieldKind holds the string denoting the kind field in the database.
@@ -63,6 +67,7 @@ var Columns = []string{
 	FieldID,
 	FieldSegmentRef,
 	FieldParentRef,
+	FieldTree,
 	FieldPosition,
 	FieldKind,
 	FieldScope,
@@ -89,6 +94,32 @@ var (
 	// IDValidator is a validator for the "id" field. It is called by the builders before save.
 	IDValidator func(string) error
 )
+
+// Tree defines the type for the "tree" enum field.
+type Tree string
+
+// TreeENTRY is the default value of the Tree enum.
+const DefaultTree = TreeENTRY
+
+// Tree values.
+const (
+	TreeENTRY      Tree = "ENTRY"
+	TreeEXIT_EVENT Tree = "EXIT_EVENT"
+)
+
+func (t Tree) String() string {
+	return string(t)
+}
+
+// TreeValidator is a validator for the "tree" field enum values. It is called by the builders before save.
+func TreeValidator(t Tree) error {
+	switch t {
+	case TreeENTRY, TreeEXIT_EVENT:
+		return nil
+	default:
+		return fmt.Errorf("condition: invalid enum value for tree field: %q", t)
+	}
+}
 
 // KindValidator is a validator for the "kind" field enum values. It is called by the builders before save.
 func KindValidator(k trigger.Kind) error {
@@ -136,6 +167,11 @@ func BySegmentRef(opts ...sql.OrderTermOption) OrderOption {
 // ByParentRef orders the results by the parent_ref field.
 func ByParentRef(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldParentRef, opts...).ToFunc()
+}
+
+// ByTree orders the results by the tree field.
+func ByTree(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldTree, opts...).ToFunc()
 }
 
 // ByPosition orders the results by the position field.
@@ -210,6 +246,24 @@ func newChildrenStep() *sqlgraph.Step {
 		sqlgraph.To(Table, FieldID),
 		sqlgraph.Edge(sqlgraph.O2M, false, ChildrenTable, ChildrenColumn),
 	)
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (e Tree) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(e.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (e *Tree) UnmarshalGQL(val interface{}) error {
+	str, ok := val.(string)
+	if !ok {
+		return fmt.Errorf("enum %T must be a string", val)
+	}
+	*e = Tree(str)
+	if err := TreeValidator(*e); err != nil {
+		return fmt.Errorf("%s is not a valid Tree", str)
+	}
+	return nil
 }
 
 var (

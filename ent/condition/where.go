@@ -225,6 +225,26 @@ func ParentRefContainsFold(v pulid.ID) predicate.Condition {
 	return predicate.Condition(sql.FieldContainsFold(FieldParentRef, vc))
 }
 
+// TreeEQ applies the EQ predicate on the "tree" field.
+func TreeEQ(v Tree) predicate.Condition {
+	return predicate.Condition(sql.FieldEQ(FieldTree, v))
+}
+
+// TreeNEQ applies the NEQ predicate on the "tree" field.
+func TreeNEQ(v Tree) predicate.Condition {
+	return predicate.Condition(sql.FieldNEQ(FieldTree, v))
+}
+
+// TreeIn applies the In predicate on the "tree" field.
+func TreeIn(vs ...Tree) predicate.Condition {
+	return predicate.Condition(sql.FieldIn(FieldTree, vs...))
+}
+
+// TreeNotIn applies the NotIn predicate on the "tree" field.
+func TreeNotIn(vs ...Tree) predicate.Condition {
+	return predicate.Condition(sql.FieldNotIn(FieldTree, vs...))
+}
+
 // PositionEQ applies the EQ predicate on the "position" field.
 func PositionEQ(v int) predicate.Condition {
 	return predicate.Condition(sql.FieldEQ(FieldPosition, v))

@@ -118,6 +118,7 @@ var (
 	// ConditionsColumns holds the columns for the "conditions" table.
 	ConditionsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeString, Size: 40},
+		{Name: "tree", Type: field.TypeEnum, Enums: []string{"ENTRY", "EXIT_EVENT"}, Default: "ENTRY"},
 		{Name: "position", Type: field.TypeInt},
 		{Name: "kind", Type: field.TypeEnum, Enums: []string{"AND", "OR", "NOT", "PREDICATE"}},
 		{Name: "scope", Type: field.TypeEnum, Nullable: true, Enums: []string{"EVENT", "USER"}},
@@ -135,13 +136,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "conditions_conditions_children",
-				Columns:    []*schema.Column{ConditionsColumns[7]},
+				Columns:    []*schema.Column{ConditionsColumns[8]},
 				RefColumns: []*schema.Column{ConditionsColumns[0]},
 				OnDelete:   schema.Cascade,
 			},
 			{
 				Symbol:     "conditions_segments_conditions",
-				Columns:    []*schema.Column{ConditionsColumns[8]},
+				Columns:    []*schema.Column{ConditionsColumns[9]},
 				RefColumns: []*schema.Column{SegmentsColumns[0]},
 				OnDelete:   schema.Cascade,
 			},
@@ -150,7 +151,7 @@ var (
 			{
 				Name:    "condition_segment_ref_position",
 				Unique:  false,
-				Columns: []*schema.Column{ConditionsColumns[8], ConditionsColumns[1]},
+				Columns: []*schema.Column{ConditionsColumns[9], ConditionsColumns[2]},
 			},
 		},
 	}
@@ -407,8 +408,11 @@ var (
 		{Name: "id", Type: field.TypeString, Size: 40},
 		{Name: "name", Type: field.TypeString, Size: 200},
 		{Name: "description", Type: field.TypeString, Nullable: true, Size: 2000},
-		{Name: "kind", Type: field.TypeEnum, Enums: []string{"EVENT_TRIGGERED", "STATIC"}},
+		{Name: "kind", Type: field.TypeEnum, Enums: []string{"EVENT_TRIGGERED", "STATIC", "DYNAMIC"}},
 		{Name: "trigger_events", Type: field.TypeJSON},
+		{Name: "exit_when_condition_fails", Type: field.TypeBool, Default: false},
+		{Name: "exit_on_events", Type: field.TypeJSON},
+		{Name: "exit_after", Type: field.TypeString, Nullable: true},
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "updated_at", Type: field.TypeTime},
 	}
@@ -421,7 +425,7 @@ var (
 			{
 				Name:    "segment_created_at",
 				Unique:  false,
-				Columns: []*schema.Column{SegmentsColumns[5]},
+				Columns: []*schema.Column{SegmentsColumns[8]},
 			},
 			{
 				Name:    "segment_name",

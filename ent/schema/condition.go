@@ -28,6 +28,9 @@ func (Condition) Fields() []ent.Field {
 	return []ent.Field{
 		field.String("segment_ref").GoType(pulid.ID("")).Annotations(entgql.Skip()),
 		field.String("parent_ref").GoType(pulid.ID("")).Optional().Nillable().Annotations(entgql.Skip()),
+		// tree tells a segment's trees apart: ENTRY is the segment's
+		// condition, EXIT_EVENT the condition of its exit events.
+		field.Enum("tree").Values("ENTRY", "EXIT_EVENT").Default("ENTRY").Annotations(entgql.Skip()),
 		field.Int("position").NonNegative().Annotations(entgql.Skip()),
 		field.Enum("kind").GoType(trigger.Kind("")).Annotations(entgql.Type("ConditionKind")).
 			Comment("AND, OR or NOT for a group (its children are the conditions it combines), PREDICATE for a test of one property."),

@@ -30,13 +30,26 @@ func (Segment) Fields() []ent.Field {
 			Annotations(entgql.OrderField("NAME")),
 		field.String("description").Optional().Nillable().MaxLen(2000).
 			Comment("A free-text description, at most 2,000 characters; null when none."),
-		field.Enum("kind").Values("EVENT_TRIGGERED", "STATIC").Immutable().
-			Comment("EVENT_TRIGGERED: users enter when a trigger event arrives and the condition holds. STATIC: users are added by hand or by import."),
+		field.Enum("kind").Values("EVENT_TRIGGERED", "STATIC", "DYNAMIC").Immutable().
+			Comment("EVENT_TRIGGERED: users enter when a trigger event arrives and the condition holds. STATIC: users are added by hand or by import. DYNAMIC: a user is a member exactly while the condition holds."),
 		// trigger_events keeps the names in the order the user gave them; the
 		// segment_triggers table indexes them for lookup by event name.
 		field.Strings("trigger_events").Default([]string{}).
 			Comment("The event names that can move a user in, in the order given; empty for STATIC.").
 			Annotations(entgql.Skip(entgql.SkipWhereInput)),
+		// Exit rules. They are exposed through the exitRules resolver as one
+		// object (null when none is set), so they are skipped by entgql.
+		field.Bool("exit_when_condition_fails").Default(false).
+			Comment("Members leave once the segment's condition no longer holds for them.").
+			Annotations(entgql.Skip()),
+		field.Strings("exit_on_events").Default([]string{}).
+			Comment("Members leave when one of these events arrives for them (and the exit-event condition, if any, holds).").
+			Annotations(entgql.Skip()),
+		// exit_after keeps the duration as the user gave it ("30d"), which is
+		// also what the API shows; it was validated by trigger.ParseDuration.
+		field.String("exit_after").Optional().Nillable().
+			Comment("Members leave this long after entering (\"30d\"); null: no expiry.").
+			Annotations(entgql.Skip()),
 		field.Time("created_at").Default(time.Now).Immutable().
 			Comment("When the segment was created.").
 			Annotations(entgql.OrderField("CREATED_AT")),

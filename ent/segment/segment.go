@@ -26,6 +26,12 @@ const (
 	FieldKind = "kind"
 	// FieldTriggerEvents holds the string denoting the trigger_events field in the database.
 	FieldTriggerEvents = "trigger_events"
+	// FieldExitWhenConditionFails holds the string denoting the exit_when_condition_fails field in the database.
+	FieldExitWhenConditionFails = "exit_when_condition_fails"
+	// FieldExitOnEvents holds the string denoting the exit_on_events field in the database.
+	FieldExitOnEvents = "exit_on_events"
+	// FieldExitAfter holds the string denoting the exit_after field in the database.
+	FieldExitAfter = "exit_after"
 	// FieldCreatedAt holds the string denoting the created_at field in the database.
 	FieldCreatedAt = "created_at"
 	// FieldUpdatedAt holds the string denoting the updated_at field in the database.
@@ -113,6 +119,9 @@ var Columns = []string{
 	FieldDescription,
 	FieldKind,
 	FieldTriggerEvents,
+	FieldExitWhenConditionFails,
+	FieldExitOnEvents,
+	FieldExitAfter,
 	FieldCreatedAt,
 	FieldUpdatedAt,
 }
@@ -134,6 +143,10 @@ var (
 	DescriptionValidator func(string) error
 	// DefaultTriggerEvents holds the default value on creation for the "trigger_events" field.
 	DefaultTriggerEvents []string
+	// DefaultExitWhenConditionFails holds the default value on creation for the "exit_when_condition_fails" field.
+	DefaultExitWhenConditionFails bool
+	// DefaultExitOnEvents holds the default value on creation for the "exit_on_events" field.
+	DefaultExitOnEvents []string
 	// DefaultCreatedAt holds the default value on creation for the "created_at" field.
 	DefaultCreatedAt func() time.Time
 	// DefaultUpdatedAt holds the default value on creation for the "updated_at" field.
@@ -153,6 +166,7 @@ type Kind string
 const (
 	KindEVENT_TRIGGERED Kind = "EVENT_TRIGGERED"
 	KindSTATIC          Kind = "STATIC"
+	KindDYNAMIC         Kind = "DYNAMIC"
 )
 
 func (k Kind) String() string {
@@ -162,7 +176,7 @@ func (k Kind) String() string {
 // KindValidator is a validator for the "kind" field enum values. It is called by the builders before save.
 func KindValidator(k Kind) error {
 	switch k {
-	case KindEVENT_TRIGGERED, KindSTATIC:
+	case KindEVENT_TRIGGERED, KindSTATIC, KindDYNAMIC:
 		return nil
 	default:
 		return fmt.Errorf("segment: invalid enum value for kind field: %q", k)
@@ -190,6 +204,16 @@ func ByDescription(opts ...sql.OrderTermOption) OrderOption {
 // ByKind orders the results by the kind field.
 func ByKind(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldKind, opts...).ToFunc()
+}
+
+// ByExitWhenConditionFails orders the results by the exit_when_condition_fails field.
+func ByExitWhenConditionFails(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldExitWhenConditionFails, opts...).ToFunc()
+}
+
+// ByExitAfter orders the results by the exit_after field.
+func ByExitAfter(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldExitAfter, opts...).ToFunc()
 }
 
 // ByCreatedAt orders the results by the created_at field.

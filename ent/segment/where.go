@@ -66,6 +66,16 @@ func Description(v string) predicate.Segment {
 	return predicate.Segment(sql.FieldEQ(FieldDescription, v))
 }
 
+// ExitWhenConditionFails applies equality check predicate on the "exit_when_condition_fails" field. It's identical to ExitWhenConditionFailsEQ.
+func ExitWhenConditionFails(v bool) predicate.Segment {
+	return predicate.Segment(sql.FieldEQ(FieldExitWhenConditionFails, v))
+}
+
+// ExitAfter applies equality check predicate on the "exit_after" field. It's identical to ExitAfterEQ.
+func ExitAfter(v string) predicate.Segment {
+	return predicate.Segment(sql.FieldEQ(FieldExitAfter, v))
+}
+
 // CreatedAt applies equality check predicate on the "created_at" field. It's identical to CreatedAtEQ.
 func CreatedAt(v time.Time) predicate.Segment {
 	return predicate.Segment(sql.FieldEQ(FieldCreatedAt, v))
@@ -234,6 +244,91 @@ func KindIn(vs ...Kind) predicate.Segment {
 // KindNotIn applies the NotIn predicate on the "kind" field.
 func KindNotIn(vs ...Kind) predicate.Segment {
 	return predicate.Segment(sql.FieldNotIn(FieldKind, vs...))
+}
+
+// ExitWhenConditionFailsEQ applies the EQ predicate on the "exit_when_condition_fails" field.
+func ExitWhenConditionFailsEQ(v bool) predicate.Segment {
+	return predicate.Segment(sql.FieldEQ(FieldExitWhenConditionFails, v))
+}
+
+// ExitWhenConditionFailsNEQ applies the NEQ predicate on the "exit_when_condition_fails" field.
+func ExitWhenConditionFailsNEQ(v bool) predicate.Segment {
+	return predicate.Segment(sql.FieldNEQ(FieldExitWhenConditionFails, v))
+}
+
+// ExitAfterEQ applies the EQ predicate on the "exit_after" field.
+func ExitAfterEQ(v string) predicate.Segment {
+	return predicate.Segment(sql.FieldEQ(FieldExitAfter, v))
+}
+
+// ExitAfterNEQ applies the NEQ predicate on the "exit_after" field.
+func ExitAfterNEQ(v string) predicate.Segment {
+	return predicate.Segment(sql.FieldNEQ(FieldExitAfter, v))
+}
+
+// ExitAfterIn applies the In predicate on the "exit_after" field.
+func ExitAfterIn(vs ...string) predicate.Segment {
+	return predicate.Segment(sql.FieldIn(FieldExitAfter, vs...))
+}
+
+// ExitAfterNotIn applies the NotIn predicate on the "exit_after" field.
+func ExitAfterNotIn(vs ...string) predicate.Segment {
+	return predicate.Segment(sql.FieldNotIn(FieldExitAfter, vs...))
+}
+
+// ExitAfterGT applies the GT predicate on the "exit_after" field.
+func ExitAfterGT(v string) predicate.Segment {
+	return predicate.Segment(sql.FieldGT(FieldExitAfter, v))
+}
+
+// ExitAfterGTE applies the GTE predicate on the "exit_after" field.
+func ExitAfterGTE(v string) predicate.Segment {
+	return predicate.Segment(sql.FieldGTE(FieldExitAfter, v))
+}
+
+// ExitAfterLT applies the LT predicate on the "exit_after" field.
+func ExitAfterLT(v string) predicate.Segment {
+	return predicate.Segment(sql.FieldLT(FieldExitAfter, v))
+}
+
+// ExitAfterLTE applies the LTE predicate on the "exit_after" field.
+func ExitAfterLTE(v string) predicate.Segment {
+	return predicate.Segment(sql.FieldLTE(FieldExitAfter, v))
+}
+
+// ExitAfterContains applies the Contains predicate on the "exit_after" field.
+func ExitAfterContains(v string) predicate.Segment {
+	return predicate.Segment(sql.FieldContains(FieldExitAfter, v))
+}
+
+// ExitAfterHasPrefix applies the HasPrefix predicate on the "exit_after" field.
+func ExitAfterHasPrefix(v string) predicate.Segment {
+	return predicate.Segment(sql.FieldHasPrefix(FieldExitAfter, v))
+}
+
+// ExitAfterHasSuffix applies the HasSuffix predicate on the "exit_after" field.
+func ExitAfterHasSuffix(v string) predicate.Segment {
+	return predicate.Segment(sql.FieldHasSuffix(FieldExitAfter, v))
+}
+
+// ExitAfterIsNil applies the IsNil predicate on the "exit_after" field.
+func ExitAfterIsNil() predicate.Segment {
+	return predicate.Segment(sql.FieldIsNull(FieldExitAfter))
+}
+
+// ExitAfterNotNil applies the NotNil predicate on the "exit_after" field.
+func ExitAfterNotNil() predicate.Segment {
+	return predicate.Segment(sql.FieldNotNull(FieldExitAfter))
+}
+
+// ExitAfterEqualFold applies the EqualFold predicate on the "exit_after" field.
+func ExitAfterEqualFold(v string) predicate.Segment {
+	return predicate.Segment(sql.FieldEqualFold(FieldExitAfter, v))
+}
+
+// ExitAfterContainsFold applies the ContainsFold predicate on the "exit_after" field.
+func ExitAfterContainsFold(v string) predicate.Segment {
+	return predicate.Segment(sql.FieldContainsFold(FieldExitAfter, v))
 }
 
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.

@@ -65,6 +65,7 @@ type QueryResolver interface {
 type SegmentResolver interface {
 	Condition(ctx context.Context, obj *ent.Segment) (*ent.Condition, error)
 	ConditionText(ctx context.Context, obj *ent.Segment) (*string, error)
+	ExitRules(ctx context.Context, obj *ent.Segment) (*service.ExitRules, error)
 	Campaigns(ctx context.Context, obj *ent.Segment) ([]*ent.Campaign, error)
 	Members(ctx context.Context, obj *ent.Segment, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, where *ent.MembershipWhereInput, orderBy *ent.MembershipOrder) (*ent.MembershipConnection, error)
 	Stats(ctx context.Context, obj *ent.Segment, timeZone *string) (*service.SegmentStats, error)
@@ -4029,6 +4030,38 @@ func (ec *executionContext) _Segment_conditionText(ctx context.Context, field gr
 }
 func (ec *executionContext) fieldContext_Segment_conditionText(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Segment", field, true, true, "String")
+}
+
+func (ec *executionContext) _Segment_exitRules(ctx context.Context, field graphql.CollectedField, obj *ent.Segment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Segment_exitRules(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Segment().ExitRules(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *service.ExitRules) graphql.Marshaler {
+			return ec.marshalOExitRules2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐExitRules(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Segment_exitRules(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Segment",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ExitRules(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _Segment_campaigns(ctx context.Context, field graphql.CollectedField, obj *ent.Segment) (ret graphql.Marshaler) {
@@ -9069,6 +9102,12 @@ func (ec *executionContext) _Segment(ctx context.Context, sel ast.SelectionSet, 
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Segment_conditionText(ctx, field, obj)
+				})
+		case "exitRules":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Segment_exitRules(ctx, field, obj)
 				})
 		case "campaigns":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,

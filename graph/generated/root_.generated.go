@@ -31,6 +31,7 @@ type ResolverRoot interface {
 	Campaign() CampaignResolver
 	Condition() ConditionResolver
 	Event() EventResolver
+	ExitRules() ExitRulesResolver
 	Group() GroupResolver
 	ImportJob() ImportJobResolver
 	Mutation() MutationResolver
@@ -123,6 +124,14 @@ type ComplexityRoot struct {
 	EventEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	ExitRules struct {
+		After                func(childComplexity int) int
+		OnEventCondition     func(childComplexity int) int
+		OnEventConditionText func(childComplexity int) int
+		OnEvents             func(childComplexity int) int
+		WhenConditionFails   func(childComplexity int) int
 	}
 
 	Group struct {
@@ -289,6 +298,7 @@ type ComplexityRoot struct {
 		ConditionText func(childComplexity int) int
 		CreatedAt     func(childComplexity int) int
 		Description   func(childComplexity int) int
+		ExitRules     func(childComplexity int) int
 		Growth        func(childComplexity int, interval service.GrowthInterval, from time.Time, to time.Time, timeZone *string) int
 		ID            func(childComplexity int) int
 		Kind          func(childComplexity int) int
@@ -697,6 +707,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.EventEdge.Node(childComplexity), true
+
+	case "ExitRules.after":
+		if e.ComplexityRoot.ExitRules.After == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExitRules.After(childComplexity), true
+	case "ExitRules.onEventCondition":
+		if e.ComplexityRoot.ExitRules.OnEventCondition == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExitRules.OnEventCondition(childComplexity), true
+	case "ExitRules.onEventConditionText":
+		if e.ComplexityRoot.ExitRules.OnEventConditionText == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExitRules.OnEventConditionText(childComplexity), true
+	case "ExitRules.onEvents":
+		if e.ComplexityRoot.ExitRules.OnEvents == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExitRules.OnEvents(childComplexity), true
+	case "ExitRules.whenConditionFails":
+		if e.ComplexityRoot.ExitRules.WhenConditionFails == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExitRules.WhenConditionFails(childComplexity), true
 
 	case "Group.firstSeenAt":
 		if e.ComplexityRoot.Group.FirstSeenAt == nil {
@@ -1496,6 +1537,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Segment.Description(childComplexity), true
+	case "Segment.exitRules":
+		if e.ComplexityRoot.Segment.ExitRules == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Segment.ExitRules(childComplexity), true
 	case "Segment.growth":
 		if e.ComplexityRoot.Segment.Growth == nil {
 			break
@@ -1852,6 +1899,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("CreateSegmentInput", ec.unmarshalInputCreateSegmentInput),
 			graphql.NewInputUnmarshaler("EventOrder", ec.unmarshalInputEventOrder),
 			graphql.NewInputUnmarshaler("EventWhereInput", ec.unmarshalInputEventWhereInput),
+			graphql.NewInputUnmarshaler("ExitRulesInput", ec.unmarshalInputExitRulesInput),
 			graphql.NewInputUnmarshaler("GroupOrder", ec.unmarshalInputGroupOrder),
 			graphql.NewInputUnmarshaler("GroupWhereInput", ec.unmarshalInputGroupWhereInput),
 			graphql.NewInputUnmarshaler("IdentifyInput", ec.unmarshalInputIdentifyInput),
@@ -4010,7 +4058,7 @@ type Segment implements Node {
   """
   description: String
   """
-  EVENT_TRIGGERED: users enter when a trigger event arrives and the condition holds. STATIC: users are added by hand or by import.
+  EVENT_TRIGGERED: users enter when a trigger event arrives and the condition holds. STATIC: users are added by hand or by import. DYNAMIC: a user is a member exactly while the condition holds.
   """
   kind: SegmentKind!
   """
@@ -4068,6 +4116,10 @@ enum SegmentKind @goModel(model: "github.com/segmentd/segmentd/ent/segment.Kind"
   Users are added by hand or by import.
   """
   STATIC
+  """
+  A user is a member exactly while the condition (on their traits) holds: checked on each of their events and trait changes.
+  """
+  DYNAMIC
 }
 """
 Ordering options for Segment connections
@@ -4658,6 +4710,8 @@ extend type Segment {
   condition: Condition
   """The condition tree as one readable line."""
   conditionText: String
+  """When members leave; null: members stay until removed (by hand, import or RECONCILE)."""
+  exitRules: ExitRules
   """Campaigns that use this segment as their audience."""
   campaigns: [Campaign!]!
 }
@@ -4709,12 +4763,14 @@ input CreateSegmentInput {
   name: String!
   """A free-text description, at most 2,000 characters."""
   description: String
-  """EVENT_TRIGGERED or STATIC; cannot change later."""
+  """EVENT_TRIGGERED, STATIC or DYNAMIC; cannot change later."""
   kind: SegmentKind!
-  """Event names that move a user in; required for EVENT_TRIGGERED, empty for STATIC."""
+  """Event names that move a user in; required for EVENT_TRIGGERED, empty for STATIC and DYNAMIC."""
   triggerEvents: [String!]
-  """The condition a trigger event and its user must meet; none: every trigger event enters its user."""
+  """The condition a trigger event and its user must meet; none: every trigger event enters its user. Required for DYNAMIC, where it may test only USER traits."""
   condition: ConditionInput
+  """When members leave; none: members stay until removed."""
+  exitRules: ExitRulesInput
 }
 
 """Changes to a segment: only the fields given change."""
@@ -4731,6 +4787,36 @@ input UpdateSegmentInput {
   condition: ConditionInput
   """Remove every condition: the trigger events alone decide."""
   clearCondition: Boolean
+  """The new exit rules (replacing the old ones as a whole)."""
+  exitRules: ExitRulesInput
+  """Remove the exit rules: members stay until removed."""
+  clearExitRules: Boolean
+}
+
+"""When members leave a segment. Without exit rules a member stays until removed (by hand, import, RECONCILE or erasure)."""
+input ExitRulesInput {
+  """Leave once the segment's condition no longer holds: checked on the member's later events of the trigger names and on every trait change. Needs a condition."""
+  whenConditionFails: Boolean
+  """Leave when one of these events arrives for the member."""
+  onEvents: [String!]
+  """With onEvents: leave only when this condition holds for the exit event (EVENT scope: its properties; USER: the traits)."""
+  onEventCondition: ConditionInput
+  """Leave this long after entering: one or more <integer><unit> pairs, units s, m, h, d, w ("30d", "12h", "1h30m")."""
+  after: String
+}
+
+"""When members leave a segment."""
+type ExitRules {
+  """Members leave once the segment's condition no longer holds for them."""
+  whenConditionFails: Boolean!
+  """Members leave when one of these events arrives for them."""
+  onEvents: [String!]!
+  """The condition an exit event must meet; null: any of onEvents is enough."""
+  onEventCondition: Condition
+  """onEventCondition as one readable line; null when none."""
+  onEventConditionText: String
+  """Members leave this long after entering ("30d"); null: no expiry."""
+  after: String
 }
 
 """
@@ -5413,6 +5499,22 @@ func (ec *executionContext) childFields_EventEdge(ctx context.Context, field gra
 	return nil, fmt.Errorf("no field named %q was found under type EventEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_ExitRules(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "whenConditionFails":
+		return ec.fieldContext_ExitRules_whenConditionFails(ctx, field)
+	case "onEvents":
+		return ec.fieldContext_ExitRules_onEvents(ctx, field)
+	case "onEventCondition":
+		return ec.fieldContext_ExitRules_onEventCondition(ctx, field)
+	case "onEventConditionText":
+		return ec.fieldContext_ExitRules_onEventConditionText(ctx, field)
+	case "after":
+		return ec.fieldContext_ExitRules_after(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ExitRules", field.Name)
+}
+
 func (ec *executionContext) childFields_Group(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -5691,6 +5793,8 @@ func (ec *executionContext) childFields_Segment(ctx context.Context, field graph
 		return ec.fieldContext_Segment_condition(ctx, field)
 	case "conditionText":
 		return ec.fieldContext_Segment_conditionText(ctx, field)
+	case "exitRules":
+		return ec.fieldContext_Segment_exitRules(ctx, field)
 	case "campaigns":
 		return ec.fieldContext_Segment_campaigns(ctx, field)
 	case "members":

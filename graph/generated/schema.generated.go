@@ -26,6 +26,10 @@ import (
 
 // region    ************************** generated!.gotpl **************************
 
+type ExitRulesResolver interface {
+	OnEventCondition(ctx context.Context, obj *service.ExitRules) (*ent.Condition, error)
+	OnEventConditionText(ctx context.Context, obj *service.ExitRules) (*string, error)
+}
 type MutationResolver interface {
 	CreateSegment(ctx context.Context, input service.CreateSegmentInput) (*ent.Segment, error)
 	UpdateSegment(ctx context.Context, id pulid.ID, input service.UpdateSegmentInput, reevaluate *model.ReevaluationPolicy) (*ent.Segment, error)
@@ -384,6 +388,130 @@ func (ec *executionContext) field_Subscription_segmentStats_args(ctx context.Con
 // endregion ***************************** args.gotpl *****************************
 
 // region    **************************** field.gotpl *****************************
+
+func (ec *executionContext) _ExitRules_whenConditionFails(ctx context.Context, field graphql.CollectedField, obj *service.ExitRules) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExitRules_whenConditionFails(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.WhenConditionFails, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExitRules_whenConditionFails(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExitRules", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _ExitRules_onEvents(ctx context.Context, field graphql.CollectedField, obj *service.ExitRules) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExitRules_onEvents(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OnEvents, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExitRules_onEvents(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExitRules", field, false, false, "String")
+}
+
+func (ec *executionContext) _ExitRules_onEventCondition(ctx context.Context, field graphql.CollectedField, obj *service.ExitRules) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExitRules_onEventCondition(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ExitRules().OnEventCondition(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Condition) graphql.Marshaler {
+			return ec.marshalOCondition2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚐCondition(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ExitRules_onEventCondition(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ExitRules",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Condition(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ExitRules_onEventConditionText(ctx context.Context, field graphql.CollectedField, obj *service.ExitRules) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExitRules_onEventConditionText(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ExitRules().OnEventConditionText(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ExitRules_onEventConditionText(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExitRules", field, true, true, "String")
+}
+
+func (ec *executionContext) _ExitRules_after(ctx context.Context, field graphql.CollectedField, obj *service.ExitRules) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExitRules_after(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.After, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ExitRules_after(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExitRules", field, false, false, "String")
+}
 
 func (ec *executionContext) _GrowthPoint_start(ctx context.Context, field graphql.CollectedField, obj *service.GrowthPoint) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
@@ -2579,7 +2707,7 @@ func (ec *executionContext) unmarshalInputCreateSegmentInput(ctx context.Context
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"name", "description", "kind", "triggerEvents", "condition"}
+	fieldsInOrder := [...]string{"name", "description", "kind", "triggerEvents", "condition", "exitRules"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -2621,6 +2749,13 @@ func (ec *executionContext) unmarshalInputCreateSegmentInput(ctx context.Context
 				return it, err
 			}
 			it.Condition = data
+		case "exitRules":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("exitRules"))
+			data, err := ec.unmarshalOExitRulesInput2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐExitRulesInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExitRules = data
 		}
 	}
 	return it, nil
@@ -2635,6 +2770,69 @@ func (ec *executionContext) unmarshalInputCreateSegmentInput(ctx context.Context
 func UnmarshalCreateSegmentInput(ctx context.Context, raw any) (service.CreateSegmentInput, error) {
 	var out service.CreateSegmentInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateSegmentInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputExitRulesInput(ctx context.Context, obj any) (service.ExitRulesInput, error) {
+	var it service.ExitRulesInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"whenConditionFails", "onEvents", "onEventCondition", "after"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "whenConditionFails":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("whenConditionFails"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.WhenConditionFails = data
+		case "onEvents":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("onEvents"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OnEvents = data
+		case "onEventCondition":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("onEventCondition"))
+			data, err := ec.unmarshalOConditionInput2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋtriggerᚐConditionInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OnEventCondition = data
+		case "after":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("after"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.After = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalExitRulesInput unmarshals raw into the ExitRulesInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalExitRulesInput(ctx context.Context, raw any) (service.ExitRulesInput, error) {
+	var out service.ExitRulesInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "ExitRulesInput", raw, &out)
 	return out, err
 }
 
@@ -2880,7 +3078,7 @@ func (ec *executionContext) unmarshalInputUpdateSegmentInput(ctx context.Context
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"name", "description", "clearDescription", "triggerEvents", "condition", "clearCondition"}
+	fieldsInOrder := [...]string{"name", "description", "clearDescription", "triggerEvents", "condition", "clearCondition", "exitRules", "clearExitRules"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -2929,6 +3127,20 @@ func (ec *executionContext) unmarshalInputUpdateSegmentInput(ctx context.Context
 				return it, err
 			}
 			it.ClearCondition = data
+		case "exitRules":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("exitRules"))
+			data, err := ec.unmarshalOExitRulesInput2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐExitRulesInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExitRules = data
+		case "clearExitRules":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clearExitRules"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClearExitRules = data
 		}
 	}
 	return it, nil
@@ -2953,6 +3165,61 @@ func UnmarshalUpdateSegmentInput(ctx context.Context, raw any) (service.UpdateSe
 // endregion ************************** interface.gotpl ***************************
 
 // region    **************************** object.gotpl ****************************
+
+var exitRulesImplementors = []string{"ExitRules"}
+
+func (ec *executionContext) _ExitRules(ctx context.Context, sel ast.SelectionSet, obj *service.ExitRules) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, exitRulesImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ExitRules")
+		case "whenConditionFails":
+			out.Values[i] = ec._ExitRules_whenConditionFails(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "onEvents":
+			out.Values[i] = ec._ExitRules_onEvents(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "onEventCondition":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ExitRules_onEventCondition(ctx, field, obj)
+				})
+		case "onEventConditionText":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ExitRules_onEventConditionText(ctx, field, obj)
+				})
+		case "after":
+			out.Values[i] = ec._ExitRules_after(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
 
 var growthPointImplementors = []string{"GrowthPoint"}
 
@@ -4020,6 +4287,21 @@ func (ec *executionContext) unmarshalOConditionInput2ᚖgithubᚗcomᚋsegmentd�
 		return nil, nil
 	}
 	res, err := ec.unmarshalInputConditionInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOExitRules2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐExitRules(ctx context.Context, sel ast.SelectionSet, v *service.ExitRules) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._ExitRules(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOExitRulesInput2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐExitRulesInput(ctx context.Context, v any) (*service.ExitRulesInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputExitRulesInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
