@@ -250,3 +250,52 @@ func (l *Ledger) NextDeadline(ctx context.Context, client *ent.Client) (time.Tim
 	}
 	return d.DueAt, true, nil
 }
+
+// RescheduleExpiries replaces the expiry deadlines of seg's members after
+// the segment's exit rule after changed: with after nil, they have none;
+// otherwise each member expires after from their entry, or at notBefore
+// (the change's instant) if that has passed already, since an exit is never
+// logged before the change that caused it. It reads the members BulkRows
+// at a time and writes their deadlines as many rows a statement, and
+// returns how many it wrote.
+func (w *Writer) RescheduleExpiries(ctx context.Context, seg pulid.ID, after *time.Duration, notBefore time.Time) (int, error) {
+	tx := w.tx
+	if _, err := tx.MembershipDeadline.Delete().Where(membershipdeadline.SegmentRef(seg),
+		membershipdeadline.WhyEQ(membershipdeadline.WhyEXPIRE)).Exec(ctx); err != nil {
+		return 0, fmt.Errorf("ledger.RescheduleExpiries: delete deadlines: %w", err)
+	}
+	if after == nil {
+		return 0, nil
+	}
+	written := 0
+	var last pulid.ID
+	for {
+		q := tx.Membership.Query().Where(membership.SegmentRef(seg))
+		if last != "" {
+			q.Where(membership.IDGT(last))
+		}
+		ms, err := q.Order(ent.Asc(membership.FieldID)).Limit(BulkRows).
+			Select(membership.FieldID, membership.FieldUserRef, membership.FieldEnteredAt).All(ctx)
+		if err != nil {
+			return written, fmt.Errorf("ledger.RescheduleExpiries: read members: %w", err)
+		}
+		if len(ms) == 0 {
+			return written, nil
+		}
+		rows := make([]*ent.MembershipDeadlineCreate, len(ms))
+		for i, m := range ms {
+			due := m.EnteredAt.Add(*after)
+			if due.Before(notBefore) {
+				due = notBefore
+			}
+			rows[i] = tx.MembershipDeadline.Create().SetSegmentRef(seg).SetUserRef(m.UserRef).
+				SetDueAt(due).SetWhy(membershipdeadline.WhyEXPIRE)
+			w.topics.deadline(due)
+		}
+		if err := tx.MembershipDeadline.CreateBulk(rows...).Exec(ctx); err != nil {
+			return written, fmt.Errorf("ledger.RescheduleExpiries: store deadlines: %w", err)
+		}
+		written += len(ms)
+		last = ms[len(ms)-1].ID
+	}
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ledger"
+	"github.com/segmentd/segmentd/trigger"
 )
 
 // The expiry sweeper: memberships expire from the deadline index
@@ -125,4 +126,51 @@ func (s *Service) wakeSweeper(due time.Time) {
 	if at.UnixNano() < s.nextSweep.Load() {
 		s.notify(DeadlinesTopic)
 	}
+}
+
+// expiresAt is when a membership of seg that begins at `at` expires (the
+// segment's exit rule after), or nil when it does not.
+func expiresAt(seg *ent.Segment, at time.Time) *time.Time {
+	after, ok := exitAfter(seg)
+	if !ok {
+		return nil
+	}
+	due := at.Add(after)
+	return &due
+}
+
+// exitAfter is the segment's exit rule after, if it has one. The rule was
+// validated when stored; one that no longer parses (a rule written by a
+// later version) means no expiry rather than a failed entry.
+func exitAfter(seg *ent.Segment) (time.Duration, bool) {
+	if seg == nil || seg.ExitAfter == nil {
+		return 0, false
+	}
+	after, err := trigger.ParseDuration(*seg.ExitAfter)
+	if err != nil {
+		return 0, false
+	}
+	return after, true
+}
+
+// rescheduleExpiries applies a change of a segment's exit rule after to its
+// current members (see README, "Exits and DYNAMIC"): the new after counts
+// from each member's entry, and a member already past it expires at once
+// (at the update); a removed after removes their expiry.
+func (s *Service) rescheduleExpiries(ctx context.Context, tx *ent.Tx, before, after *ent.Segment, topics *ledger.Topics) error {
+	old, had := exitAfter(before)
+	cur, has := exitAfter(after)
+	if had == has && old == cur {
+		return nil
+	}
+	var next *time.Duration
+	if has {
+		next = &cur
+	}
+	w := s.ledger().Writer(tx)
+	if _, err := w.RescheduleExpiries(ctx, after.ID, next, s.now()); err != nil {
+		return err
+	}
+	topics.Merge(w.Topics())
+	return nil
 }

@@ -49,14 +49,9 @@ func countMembers(t testing.TB, c *ent.Client, seg pulid.ID) int {
 func expiries(t testing.TB, c *ent.Client, seg pulid.ID) []*ent.MembershipChange {
 	t.Helper()
 	rows, err := c.MembershipChange.Query().Where(membershipchange.SegmentRef(seg),
-		membershipchange.KindEQ(changelog.KindExited)).All(context.Background())
+		membershipchange.KindEQ(changelog.KindExited), membershipchange.SourceEQ(changelog.SourceTime)).All(context.Background())
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, r := range rows {
-		if r.Source != changelog.SourceTime {
-			t.Errorf("an exit of source %s, want TIME", r.Source)
-		}
 	}
 	return rows
 }
@@ -254,4 +249,95 @@ func TestSweepersOfTwoReplicasShareTheWork(t *testing.T) {
 		t.Errorf("%d deadlines left, want 0", n)
 	}
 	checkClean(t, svcs[1], seg, 0)
+}
+
+func deadlinesOf(t testing.TB, c *ent.Client, seg pulid.ID) map[pulid.ID]time.Time {
+	t.Helper()
+	rows, err := c.MembershipDeadline.Query().Where(membershipdeadline.SegmentRef(seg)).All(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[pulid.ID]time.Time{}
+	for _, d := range rows {
+		out[d.UserRef] = d.DueAt
+	}
+	return out
+}
+
+// TestExitRuleAfter: entry into a segment with exitRules.after writes each
+// member's deadline; an update of after recomputes them from entry (a
+// member already past it expires at the update's instant); clearing the
+// rules removes them; a manual removal takes its deadline along.
+func TestExitRuleAfter(t *testing.T) {
+	for _, name := range testenv.Stores {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			start := time.Date(2026, 5, 4, 9, 0, 0, 0, time.UTC)
+			clk := &testClock{t: start}
+			svc, st := openService(t, testenv.DatabaseURL(t, name), clk)
+			after := "30d"
+			seg, err := svc.CreateSegment(ctx, service.CreateSegmentInput{Name: "trial", Kind: segment.KindSTATIC,
+				ExitRules: &service.ExitRulesInput{After: &after}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := svc.AddUsers(ctx, seg.ID, []string{"early"}); err != nil {
+				t.Fatal(err)
+			}
+			clk.Set(start.Add(3 * time.Hour))
+			if _, err := svc.AddUsers(ctx, seg.ID, []string{"late", "gone"}); err != nil {
+				t.Fatal(err)
+			}
+			users := map[string]pulid.ID{}
+			for _, u := range st.Client.User.Query().AllX(ctx) {
+				users[u.UserID] = u.ID
+			}
+			d := deadlinesOf(t, st.Client, seg.ID)
+			month := 30 * 24 * time.Hour
+			if len(d) != 3 || !d[users["early"]].Equal(start.Add(month)) || !d[users["late"]].Equal(start.Add(3*time.Hour+month)) {
+				t.Errorf("deadlines %v, want early at +30d and late, gone at +3h+30d", d)
+			}
+			if _, err := svc.RemoveUsers(ctx, seg.ID, []string{"gone"}); err != nil {
+				t.Fatal(err)
+			}
+			if d := deadlinesOf(t, st.Client, seg.ID); len(d) != 2 {
+				t.Errorf("after a removal, deadlines %v, want 2", d)
+			}
+
+			// after shortened to 2h at +3h: early (entered at +0) is past it
+			// and expires at once; late expires 2h after its entry.
+			short := "2h"
+			if _, err := svc.UpdateSegment(ctx, seg.ID, service.UpdateSegmentInput{
+				ExitRules: &service.ExitRulesInput{After: &short}}, service.FutureOnly); err != nil {
+				t.Fatal(err)
+			}
+			d = deadlinesOf(t, st.Client, seg.ID)
+			if len(d) != 2 || !d[users["early"]].Equal(start.Add(3*time.Hour)) || !d[users["late"]].Equal(start.Add(5*time.Hour)) {
+				t.Errorf("after the update, deadlines %v, want early at +3h (now), late at +5h", d)
+			}
+			if n, err := svc.SweepDue(ctx); err != nil || n != 1 {
+				t.Fatalf("sweep: %d, %v; want early's expiry", n, err)
+			}
+			exits := expiries(t, st.Client, seg.ID)
+			if len(exits) != 1 || exits[0].UserRef != users["early"] || exits[0].Reason != "left: expired 3h after entry" {
+				t.Errorf("exits %+v, want early's, \"left: expired 3h after entry\"", exits)
+			}
+			checkClean(t, svc, seg.ID, 1)
+
+			// Cleared: late stays.
+			clear := true
+			if _, err := svc.UpdateSegment(ctx, seg.ID, service.UpdateSegmentInput{ClearExitRules: &clear}, service.FutureOnly); err != nil {
+				t.Fatal(err)
+			}
+			if d := deadlinesOf(t, st.Client, seg.ID); len(d) != 0 {
+				t.Errorf("after clearing the rules, deadlines %v, want none", d)
+			}
+			clk.Set(start.Add(365 * 24 * time.Hour))
+			if n, _ := svc.SweepDue(ctx); n != 0 {
+				t.Errorf("a sweep a year later expired %d, want 0", n)
+			}
+			checkClean(t, svc, seg.ID, 1)
+		})
+	}
 }

@@ -120,7 +120,7 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 					reason := fmt.Sprintf("entered on event %q (%s): %s", ev.name, ev.id, strings.TrimPrefix(r.Reason, "matched: "))
 					evID := ev.id
 					entries = append(entries, ledger.Entry{Segment: c.segment.ID, User: u.ID, Event: &evID,
-						Source: changelog.SourceEvent, Reason: reason, At: st.now})
+						Source: changelog.SourceEvent, Reason: reason, At: st.now, ExpiresAt: expiresAt(c.segment, st.now)})
 					resultOf = append(resultOf, i)
 					res.EnteredSegments = append(res.EnteredSegments, c.segment)
 				}

@@ -270,10 +270,14 @@ func (s *Service) UpdateSegment(ctx context.Context, id pulid.ID, in UpdateSegme
 		if updated, err = upd.Save(ctx); err != nil {
 			return fmt.Errorf("update segment: %w", err)
 		}
+		if err := s.rescheduleExpiries(ctx, tx, seg, updated, &topics); err != nil {
+			return err
+		}
 		if policy != FutureOnly && seg.Kind == segment.KindSTATIC {
 			return segmentd.Invalid("reevaluate", "a STATIC segment has no rules to reevaluate; use FUTURE_ONLY")
 		}
-		topics, err = s.reevaluate(ctx, tx, updated, policy)
+		reevaluated, err := s.reevaluate(ctx, tx, updated, policy)
+		topics.Merge(reevaluated)
 		return err
 	})
 	if err != nil {
