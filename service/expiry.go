@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ent/membershipdeadline"
 	"github.com/segmentd/segmentd/ledger"
 	"github.com/segmentd/segmentd/trigger"
 )
@@ -172,5 +173,40 @@ func (s *Service) rescheduleExpiries(ctx context.Context, tx *ent.Tx, before, af
 		return err
 	}
 	topics.Merge(w.Topics())
+	return nil
+}
+
+// checkDeadlines checks the deadline index against the memberships: every
+// member of a segment with exit rule after has an expiry deadline
+// (missing-deadline), and every expiry deadline of an existing segment
+// belongs to a member (stale-deadline). A deadline of a deleted segment is
+// not a finding: the sweeper drops it when it comes due.
+func (v *verifier) checkDeadlines() error {
+	has := map[segUser]bool{}
+	err := eachPage(func(after int64) ([]*ent.MembershipDeadline, error) {
+		return v.c.MembershipDeadline.Query().
+			Where(membershipdeadline.IDGT(after), membershipdeadline.WhyEQ(membershipdeadline.WhyEXPIRE)).
+			Order(ent.Asc(membershipdeadline.FieldID)).Limit(verifyPage).All(v.ctx)
+	}, func(d *ent.MembershipDeadline) int64 { return d.ID }, func(d *ent.MembershipDeadline) {
+		k := segUser{d.SegmentRef, d.UserRef}
+		has[k] = true
+		if _, member := v.members[k]; !member && v.segByID[d.SegmentRef] != nil {
+			v.rep.add("stale-deadline", "user %s has an expiry deadline in segment %s (at %s) but is not a member",
+				v.userName(k.user), v.segmentName(k.seg), d.DueAt.UTC().Format(time.RFC3339))
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("membership deadlines: %w", err)
+	}
+	for k, m := range v.members {
+		si := v.segByID[k.seg]
+		if si == nil {
+			continue
+		}
+		if _, expires := exitAfter(si.seg); expires && !has[k] {
+			v.rep.add("missing-deadline", "membership %s (user %s in segment %s) has no expiry deadline, but the segment's members expire after %s",
+				m.ID, v.userName(k.user), v.segmentName(k.seg), *si.seg.ExitAfter)
+		}
+	}
 	return nil
 }

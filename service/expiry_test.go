@@ -338,6 +338,24 @@ func TestExitRuleAfter(t *testing.T) {
 				t.Errorf("a sweep a year later expired %d, want 0", n)
 			}
 			checkClean(t, svc, seg.ID, 1)
+
+			// Verify finds a member without their deadline.
+			day := "1d"
+			if _, err := svc.UpdateSegment(ctx, seg.ID, service.UpdateSegmentInput{
+				ExitRules: &service.ExitRulesInput{After: &day}}, service.FutureOnly); err != nil {
+				t.Fatal(err)
+			}
+			checkClean(t, svc, seg.ID, 1)
+			if _, err := st.Client.MembershipDeadline.Delete().Exec(ctx); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := svc.Verify(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Findings) != 1 || rep.Findings[0].Kind != "missing-deadline" {
+				t.Errorf("verify without the deadline: %+v, want one missing-deadline", rep.Findings)
+			}
 		})
 	}
 }

@@ -36,7 +36,7 @@ type Finding struct {
 	// Kind names the check: duplicate-event, duplicate-membership,
 	// duplicate-activation, missing-membership, unjustified-membership,
 	// missing-entered-change, change-log-mismatch, missing-activation,
-	// outcome-mismatch, half-written-event.
+	// outcome-mismatch, half-written-event, missing-deadline, stale-deadline.
 	Kind   string
 	Detail string
 }
@@ -150,6 +150,7 @@ func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
 		v.checkOutcomes,
 		v.checkMissingMemberships,
 		v.checkEventMemberships,
+		v.checkDeadlines,
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
