@@ -128,7 +128,9 @@ func (w *Writer) ExpireDue(ctx context.Context, now time.Time, limit int) (*Swep
 	due, err := tx.MembershipDeadline.Query().
 		Where(membershipdeadline.WhyEQ(membershipdeadline.WhyEXPIRE), membershipdeadline.DueAtLTE(now),
 			func(s *sql.Selector) { st.lockSkipping(s, sql.LockUpdate) }).
-		Order(ent.Asc(membershipdeadline.FieldDueAt), ent.Asc(membershipdeadline.FieldID)).
+		// Earliest first, by the due_at index alone: a tie-breaker
+		// would sort every deadline due at one instant, each batch.
+		Order(ent.Asc(membershipdeadline.FieldDueAt)).
 		Limit(limit).All(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("ledger.ExpireDue: find due deadlines: %w", err)
