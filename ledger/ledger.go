@@ -101,6 +101,9 @@ func (t *Topics) campaign(id pulid.ID) {
 
 // Entry is a user entering a segment.
 type Entry struct {
+	// ID, if set, is the new membership's ID: a caller that may exit the
+	// membership later in the same transaction needs to know it.
+	ID      pulid.ID
 	Segment pulid.ID
 	User    pulid.ID
 	// Event is the event that caused the entry, if one did.
@@ -206,7 +209,7 @@ func (w *Writer) EnterMany(ctx context.Context, entries []Entry) (*Result, error
 		rows := make([]*ent.MembershipCreate, len(chunk))
 		for i, e := range chunk {
 			rows[i] = tx.Membership.Create().
-				SetSegmentRef(e.Segment).SetUserRef(e.User).SetNillableEventRef(e.Event).
+				SetNillableID(nonEmpty(e.ID)).SetSegmentRef(e.Segment).SetUserRef(e.User).SetNillableEventRef(e.Event).
 				SetEnteredAt(e.At).SetSource(e.Source).SetReason(e.Reason)
 		}
 		return tx.Membership.CreateBulk(rows...).Exec(ctx)
@@ -386,4 +389,11 @@ func keys[K comparable](m map[K]bool) []K {
 
 // isNoRows: ent reports an upsert that wrote nothing (every row a
 // conflict) as sql.ErrNoRows on some stores.
+func nonEmpty(id pulid.ID) *pulid.ID {
+	if id == "" {
+		return nil
+	}
+	return &id
+}
+
 func isNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }

@@ -61,7 +61,19 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 			segIDs[c.segment.ID] = true
 		}
 	}
-	member := map[memberKey]bool{}
+	// Segments whose members can leave, and DYNAMIC segments: loaded once
+	// per batch (cached across batches while no segment changes).
+	var exitSegs []*exitSegment
+	if len(userRefs) > 0 {
+		var err error
+		if exitSegs, err = s.exitSegments(ctx, tx); err != nil {
+			return nil, err
+		}
+		for _, x := range exitSegs {
+			segIDs[x.segment.ID] = true
+		}
+	}
+	ch := &changes{members: map[memberKey]*memberRow{}}
 	if len(segIDs) > 0 {
 		segs := make([]pulid.ID, 0, len(segIDs))
 		for id := range segIDs {
@@ -71,32 +83,34 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 			chunk := userRefs[start:min(start+bulkRows, len(userRefs))]
 			rows, err := tx.Membership.Query().
 				Where(membership.UserRefIn(chunk...), membership.SegmentRefIn(segs...)).
-				Select(membership.FieldSegmentRef, membership.FieldUserRef).All(ctx)
+				Select(membership.FieldID, membership.FieldSegmentRef, membership.FieldUserRef, membership.FieldEnteredAt).All(ctx)
 			if err != nil {
 				return nil, fmt.Errorf("find memberships: %w", err)
 			}
 			for _, m := range rows {
-				member[memberKey{m.SegmentRef, m.UserRef}] = true
+				ch.members[memberKey{m.SegmentRef, m.UserRef}] = &memberRow{id: m.ID, enteredAt: m.EnteredAt}
 			}
 		}
 	}
 
 	eventRows := make([]*ent.EventCreate, len(evs))
-	var (
-		entries  []ledger.Entry
-		resultOf []int // the index of each entry's event's result
-	)
 	for i, ev := range evs {
 		res := &TrackResult{EnteredSegments: []*ent.Segment{}, ActivatedCampaigns: []*ent.Campaign{}}
 		results[i] = res
 		outcomes := []schema.Outcome{}
-		var u *ent.User
+		var (
+			u             *ent.User
+			oldTraits     map[string]any
+			traitsChanged bool
+		)
 		if ev.userID != "" {
 			u = st.users[ev.userID]
+			oldTraits = u.Traits
 			// A group call's traits are the group's (applyGroups).
 			if carriesUserTraits(ev.typ) {
 				if merged, changed := mergeTraits(u.Traits, ev.traits); changed {
 					u.Traits = merged
+					traitsChanged = true
 				}
 			}
 			if st.now.After(u.LastSeenAt) {
@@ -104,27 +118,40 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 			}
 			st.dirty[u.ID] = true
 		}
+		evaluated := map[pulid.ID]bool{}
 		if u != nil && ev.typ == event.TypeTRACK {
 			env := trigger.Env{Event: ev.props, User: u.Traits, Now: ev.timestamp}
 			for _, c := range candidates[ev.name] {
 				r := c.program.Eval(env)
 				key := memberKey{c.segment.ID, u.ID}
+				evaluated[c.segment.ID] = true
 				switch {
+				case !r.Matched && ch.isMember(key) && c.segment.ExitWhenConditionFails:
+					// The member's later trigger event no longer meets the
+					// condition. The trait change the event carried is the
+					// cause when the condition held with the old traits.
+					source := changelog.SourceEvent
+					if traitsChanged && c.program.Eval(trigger.Env{Event: ev.props, User: oldTraits, Now: ev.timestamp}).Matched {
+						source = changelog.SourceTraits
+					}
+					ch.exit(key, source, "left: "+r.Reason, st.now)
+					outcomes = append(outcomes, schema.Outcome{SegmentID: c.segment.ID, Reason: "left: " + r.Reason})
 				case !r.Matched:
 					outcomes = append(outcomes, schema.Outcome{SegmentID: c.segment.ID, Reason: r.Reason})
-				case member[key]:
+				case ch.isMember(key):
 					outcomes = append(outcomes, schema.Outcome{SegmentID: c.segment.ID, Reason: alreadyMember})
 				default:
-					member[key] = true
 					outcomes = append(outcomes, schema.Outcome{SegmentID: c.segment.ID, Entered: true, Reason: "entered: " + r.Reason})
 					reason := fmt.Sprintf("entered on event %q (%s): %s", ev.name, ev.id, strings.TrimPrefix(r.Reason, "matched: "))
 					evID := ev.id
-					entries = append(entries, ledger.Entry{Segment: c.segment.ID, User: u.ID, Event: &evID,
-						Source: changelog.SourceEvent, Reason: reason, At: st.now, ExpiresAt: expiresAt(c.segment, st.now)})
-					resultOf = append(resultOf, i)
+					ch.enter(ledger.Entry{Segment: c.segment.ID, User: u.ID, Event: &evID,
+						Source: changelog.SourceEvent, Reason: reason, At: st.now, ExpiresAt: expiresAt(c.segment, st.now)}, i)
 					res.EnteredSegments = append(res.EnteredSegments, c.segment)
 				}
 			}
+		}
+		if u != nil {
+			outcomes = s.applyExits(st, ch, exitSegs, ev, u, traitsChanged, evaluated, outcomes, res, i)
 		}
 		create := tx.Event.Create().
 			SetID(ev.id).
@@ -171,13 +198,11 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 	// The entries (memberships, changes, counters) and the activations
 	// they call for, in multi-row statements.
 	w := s.ledger().Writer(tx)
-	entered, err := w.EnterMany(ctx, entries)
+	err := ch.write(ctx, w, func(result int, c *ent.Campaign) {
+		results[result].ActivatedCampaigns = append(results[result].ActivatedCampaigns, c)
+	})
 	if err != nil {
 		return nil, err
-	}
-	for _, a := range entered.Activations {
-		r := results[resultOf[a.Entry]]
-		r.ActivatedCampaigns = append(r.ActivatedCampaigns, a.Campaign)
 	}
 	if st.topics, err = w.Flush(ctx); err != nil {
 		return nil, err

@@ -119,6 +119,7 @@ func (s *Service) reevaluate(ctx context.Context, tx *ent.Tx, seg *ent.Segment, 
 	}
 	if policy == Reconcile {
 		var exits []ledger.Exit
+		gone := map[pulid.ID]bool{}
 		for _, m := range members {
 			if m.Source != changelog.SourceEvent && m.Source != changelog.SourceBackfill {
 				continue
@@ -128,7 +129,13 @@ func (s *Service) reevaluate(ctx context.Context, tx *ent.Tx, seg *ent.Segment, 
 			}
 			reason := "reconciled: no stored event of this user matches the segment's new rules"
 			exits = append(exits, ledger.ExitOf(m, changelog.SourceBackfill, reason, now))
+			gone[m.ID] = true
 		}
+		more, err := s.reconcileExits(ctx, tx, seg, members, gone, now)
+		if err != nil {
+			return ledger.Topics{}, err
+		}
+		exits = append(exits, more...)
 		if _, err := w.ExitMany(ctx, exits); err != nil {
 			return ledger.Topics{}, err
 		}

@@ -104,7 +104,10 @@ func (s *Service) CreateSegment(ctx context.Context, in CreateSegmentInput) (*en
 	if err != nil {
 		return nil, err
 	}
-	var created *ent.Segment
+	var (
+		created *ent.Segment
+		topics  ledger.Topics
+	)
 	err = s.inTx(ctx, func(tx *ent.Tx) error {
 		now := s.now()
 		seg, err := tx.Segment.Create().
@@ -133,11 +136,16 @@ func (s *Service) CreateSegment(ctx context.Context, in CreateSegmentInput) (*en
 			}
 		}
 		created = seg
+		if seg.Kind == segment.KindDYNAMIC {
+			topics, err = s.syncDynamic(ctx, tx, seg)
+			return err
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("service.CreateSegment: %w", err)
 	}
+	s.publish(topics)
 	return created.Unwrap(), nil
 }
 
@@ -275,6 +283,13 @@ func (s *Service) UpdateSegment(ctx context.Context, id pulid.ID, in UpdateSegme
 		}
 		if policy != FutureOnly && seg.Kind == segment.KindSTATIC {
 			return segmentd.Invalid("reevaluate", "a STATIC segment has no rules to reevaluate; use FUTURE_ONLY")
+		}
+		if seg.Kind == segment.KindDYNAMIC {
+			// Membership of a DYNAMIC segment is its condition now, so
+			// every policy brings it in line with the new rules.
+			synced, err := s.syncDynamic(ctx, tx, updated)
+			topics.Merge(synced)
+			return err
 		}
 		reevaluated, err := s.reevaluate(ctx, tx, updated, policy)
 		topics.Merge(reevaluated)

@@ -56,6 +56,7 @@ type Service struct {
 	ownerKey  int64
 
 	programs programCache
+	exits    exitCache
 	writeMu  sync.Mutex // SQLite: one write transaction at a time
 
 	// led is the ledger of the store: the one writer of memberships,

@@ -36,7 +36,8 @@ type Finding struct {
 	// Kind names the check: duplicate-event, duplicate-membership,
 	// duplicate-activation, missing-membership, unjustified-membership,
 	// missing-entered-change, change-log-mismatch, missing-activation,
-	// outcome-mismatch, half-written-event, missing-deadline, stale-deadline.
+	// outcome-mismatch, half-written-event, missed-exit, dynamic-mismatch,
+	// missing-deadline, stale-deadline.
 	Kind   string
 	Detail string
 }
@@ -121,7 +122,15 @@ const verifyPage = 5000
 //     user who is not a member has none or an EXITED one last
 //     (missing-entered-change, change-log-mismatch: checkChangeLog);
 //   - every member of a segment with an ACTIVE campaign has activated it
-//     (missing-activation: checkActivations).
+//     (missing-activation: checkActivations);
+//   - exits: a member of a segment with whenConditionFails whose traits
+//     (rebuilt from their events) fail the condition as a trait change
+//     decides it, after a trait change since the rules last changed, or
+//     with a matching exit event (onEvents) since they entered and since
+//     the rules changed, should have left (missed-exit); a DYNAMIC
+//     segment's members are exactly the users whose rebuilt traits meet its
+//     condition, when it does not depend on the clock (dynamic-mismatch):
+//     checkExits.
 //
 // Approximations (documented, not hidden): the user's traits at the time of
 // an event are reconstructed by merging the traits of the user's stored
@@ -150,6 +159,7 @@ func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
 		v.checkOutcomes,
 		v.checkMissingMemberships,
 		v.checkEventMemberships,
+		v.checkExits,
 		v.checkDeadlines,
 	}
 	for _, step := range steps {
@@ -448,7 +458,12 @@ func (v *verifier) checkEvents() error {
 			ei.name = *e.Name
 		}
 		for _, o := range e.Outcomes {
-			ei.outcomes[o.SegmentID] = outcome{entered: o.Entered, reason: o.Reason}
+			// An event can enter a user and then, as an exit event, remove
+			// them: the entry is the outcome the trigger re-evaluation
+			// checks.
+			if _, seen := ei.outcomes[o.SegmentID]; !seen {
+				ei.outcomes[o.SegmentID] = outcome{entered: o.Entered, reason: o.Reason}
+			}
 		}
 		v.byUser[*e.UserRef] = append(v.byUser[*e.UserRef], ei)
 		v.evByID[e.ID] = ei
@@ -533,6 +548,9 @@ func (v *verifier) checkMissingMemberships() error {
 // re-evaluated, matched (unjustified-membership).
 func (v *verifier) checkEventMemberships() error {
 	for k, m := range v.members {
+		if si := v.segByID[k.seg]; si != nil && si.seg.Kind == segment.KindDYNAMIC {
+			continue // checkExits: a DYNAMIC segment's members are its condition's
+		}
 		if m.Source == changelog.SourceEvent {
 			v.checkEventMembership(k, m)
 		}

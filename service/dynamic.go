@@ -1,0 +1,146 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/segmentd/segmentd/changelog"
+	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ent/event"
+	"github.com/segmentd/segmentd/ent/membership"
+	"github.com/segmentd/segmentd/ent/schema/pulid"
+	"github.com/segmentd/segmentd/ent/user"
+	"github.com/segmentd/segmentd/ledger"
+	"github.com/segmentd/segmentd/trigger"
+)
+
+// dynamicPage is how many users a DYNAMIC fill reads at a time.
+const dynamicPage = 1000
+
+// syncDynamic makes a DYNAMIC segment's members exactly the users for whom
+// its condition holds now, inside the create or update transaction: users
+// who match and are not members enter, members who do not match leave,
+// both with source BACKFILL (the segment's rules, not a user's change,
+// caused them). It returns the topics to publish after commit.
+func (s *Service) syncDynamic(ctx context.Context, tx *ent.Tx, seg *ent.Segment) (ledger.Topics, error) {
+	root, err := ConditionTree(ctx, tx.Client(), seg.ID)
+	if err != nil {
+		return ledger.Topics{}, err
+	}
+	prog, err := trigger.Compile(TriggerNode(root))
+	if err != nil {
+		return ledger.Topics{}, fmt.Errorf("compile conditions: %w", err)
+	}
+	members, err := tx.Membership.Query().Where(membership.SegmentRef(seg.ID)).All(ctx)
+	if err != nil {
+		return ledger.Topics{}, fmt.Errorf("load members: %w", err)
+	}
+	byUser := make(map[pulid.ID]*ent.Membership, len(members))
+	for _, m := range members {
+		byUser[m.UserRef] = m
+	}
+	now := s.now()
+	w := s.ledger().Writer(tx)
+	var after pulid.ID
+	for {
+		q := tx.User.Query().Order(ent.Asc(user.FieldID)).Limit(dynamicPage)
+		if after != "" {
+			q = q.Where(user.IDGT(after))
+		}
+		page, err := q.All(ctx)
+		if err != nil {
+			return ledger.Topics{}, fmt.Errorf("load users: %w", err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		after = page[len(page)-1].ID
+		var (
+			entries []ledger.Entry
+			exits   []ledger.Exit
+		)
+		for _, u := range page {
+			r := prog.Eval(trigger.Env{User: u.Traits, Now: now})
+			m := byUser[u.ID]
+			switch {
+			case r.Matched && m == nil:
+				entries = append(entries, ledger.Entry{Segment: seg.ID, User: u.ID, Source: changelog.SourceBackfill, At: now,
+					Reason: "filled from current traits: " + strings.TrimPrefix(r.Reason, "matched: ")})
+			case !r.Matched && m != nil:
+				exits = append(exits, ledger.ExitOf(m, changelog.SourceBackfill, "left: "+r.Reason, now))
+			}
+		}
+		if _, err := w.ExitMany(ctx, exits); err != nil {
+			return ledger.Topics{}, err
+		}
+		if _, err := w.EnterMany(ctx, entries); err != nil {
+			return ledger.Topics{}, err
+		}
+	}
+	return w.Flush(ctx)
+}
+
+// reconcileExits returns the exits that a segment's exit rules would have
+// made of its current members (RECONCILE): whenConditionFails removes the
+// members whose current traits fail the condition (as a trait change
+// would), onEvents the members with a stored exit event since they
+// entered. Members in gone already leave. `after` is left to the expiry
+// sweep, which removes every membership past its deadline anyway.
+func (s *Service) reconcileExits(ctx context.Context, tx *ent.Tx, seg *ent.Segment, members []*ent.Membership, gone map[pulid.ID]bool, now time.Time) ([]ledger.Exit, error) {
+	if !seg.ExitWhenConditionFails && len(seg.ExitOnEvents) == 0 {
+		return nil, nil
+	}
+	x, err := compileExitSegment(ctx, tx.Client(), seg)
+	if err != nil {
+		return nil, err
+	}
+	var exits []ledger.Exit
+	for start := 0; start < len(members); start += dynamicPage {
+		chunk := members[start:min(start+dynamicPage, len(members))]
+		refs := make([]pulid.ID, 0, len(chunk))
+		for _, m := range chunk {
+			refs = append(refs, m.UserRef)
+		}
+		users, err := tx.User.Query().Where(user.IDIn(refs...)).All(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("load members' users: %w", err)
+		}
+		traits := make(map[pulid.ID]map[string]any, len(users))
+		for _, u := range users {
+			traits[u.ID] = u.Traits
+		}
+		exitEvents := map[pulid.ID][]*ent.Event{}
+		if len(seg.ExitOnEvents) > 0 {
+			evs, err := tx.Event.Query().Where(event.TypeEQ(event.TypeTRACK), event.NameIn(seg.ExitOnEvents...), event.UserRefIn(refs...)).All(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("load exit events: %w", err)
+			}
+			for _, e := range evs {
+				exitEvents[*e.UserRef] = append(exitEvents[*e.UserRef], e)
+			}
+		}
+		for _, m := range chunk {
+			if gone[m.ID] || m.Source == changelog.SourceManual || m.Source == changelog.SourceImport {
+				continue
+			}
+			if seg.ExitWhenConditionFails {
+				if r := x.traitProgram.Eval(trigger.Env{User: traits[m.UserRef], Now: now}); !r.Matched {
+					exits = append(exits, ledger.ExitOf(m, changelog.SourceBackfill, "reconciled: left: "+r.Reason, now))
+					continue
+				}
+			}
+			for _, e := range exitEvents[m.UserRef] {
+				if e.ReceivedAt.Before(m.EnteredAt) {
+					continue
+				}
+				if x.exitEvent == nil || x.exitEvent.Eval(trigger.Env{Event: e.Properties, User: traits[m.UserRef], Now: e.Timestamp}).Matched {
+					exits = append(exits, ledger.ExitOf(m, changelog.SourceBackfill, fmt.Sprintf("reconciled: left on event %q (%s)", *e.Name, e.ID), now))
+					break
+				}
+			}
+		}
+	}
+	return exits, nil
+}
