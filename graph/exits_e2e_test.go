@@ -7,6 +7,7 @@ package graph_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,14 +23,19 @@ type exitChange struct {
 	}
 }
 
-const exitChangesQuery = `subscription($s: ID) { membershipChanged(segmentId: $s) { kind source reason user { userId } } }`
+// exitChangesQuery replays the log from its start ("0.0"), so that no
+// change can fall between subscribing and going live.
+const exitChangesQuery = `subscription($s: ID) { membershipChanged(segmentId: $s, after: "0.0") { kind source reason user { userId } } }`
 
 // exitStream subscribes to a segment's changes; next returns the next one.
 func exitStream(t *testing.T, srv *testenv.Server, segID string) (next func() exitChange) {
 	t.Helper()
 	ws := srv.DialWS(t, testenv.AdminKey, testenv.Subprotocols[0])
-	ws.Subscribe(t, "x", exitChangesQuery, map[string]any{"s": segID})
-	time.Sleep(150 * time.Millisecond) // graphql-transport-ws has no subscribe ack
+	vars := map[string]any{"s": segID}
+	if segID == "" {
+		vars["s"] = nil // every segment
+	}
+	ws.Subscribe(t, "x", exitChangesQuery, vars)
 	return func() exitChange {
 		t.Helper()
 		var c exitChange
@@ -147,6 +153,9 @@ func TestExitWhenConditionFails(t *testing.T) {
 		if now := readExitFigures(t, c, segID, time.Now()); now.MembersAt.TotalCount != 1 {
 			t.Fatalf("membersAt now: %d, want 1", now.MembersAt.TotalCount)
 		}
+		if ex := ingExplain(t, c, segID, "alice"); ex.Member || !strings.HasPrefix(ex.Reason, `not a member any more: left: condition failed: user.Channel = "Facebook" (was "Google") (TRAITS, `) {
+			t.Fatalf("explainMembership of alice: %+v", ex)
+		}
 		// Back to Facebook with a pro sign-up: alice re-enters.
 		ingTrack(t, c, map[string]any{"event": "Sign Up", "userId": "alice", "properties": map[string]any{"plan": "pro"}, "traits": map[string]any{"Channel": "Facebook"}})
 		expectChange(t, next(), "ENTERED", "EVENT", "alice", "")
@@ -211,12 +220,13 @@ func TestDynamicSegment(t *testing.T) {
 		c := srv.Admin()
 		ingIdentify(t, c, map[string]any{"userId": "early-fb", "traits": map[string]any{"Channel": "Facebook"}})
 		ingIdentify(t, c, map[string]any{"userId": "early-g", "traits": map[string]any{"Channel": "Google"}})
+		next := exitStream(t, srv, "")
 		segID := ingCreateSegment(t, c, map[string]any{"name": "Facebook users", "kind": "DYNAMIC", "condition": pred("USER", "Channel", "EQ", "Facebook")})
 		members := ingMembers(t, c, segID)
 		if len(members) != 1 || members["early-fb"].Source != "BACKFILL" {
 			t.Fatalf("filled on create: %+v", members)
 		}
-		next := exitStream(t, srv, segID)
+		expectChange(t, next(), "ENTERED", "BACKFILL", "early-fb", `filled from current traits: user.Channel = "Facebook"`)
 		ingIdentify(t, c, map[string]any{"userId": "early-g", "traits": map[string]any{"Channel": "Facebook"}})
 		expectChange(t, next(), "ENTERED", "TRAITS", "early-g", "")
 		ingIdentify(t, c, map[string]any{"userId": "early-fb", "traits": map[string]any{"Channel": "Google"}})
@@ -243,6 +253,9 @@ func TestDynamicSegment(t *testing.T) {
 			map[string]any{"id": segID, "in": map[string]any{"condition": pred("USER", "Channel", "EQ", "Google")}}, nil)
 		if got := memberIDs(t, c, segID); got != "early-fb" {
 			t.Fatalf("after the update: members %s, want early-fb", got)
+		}
+		if ex := ingExplain(t, c, segID, "new"); ex.Member || !strings.HasPrefix(ex.Reason, `not a member any more: left: condition failed: user.Channel = "Google" (was "Facebook") (BACKFILL, `) {
+			t.Fatalf("explainMembership of new: %+v", ex)
 		}
 		verifyClean(t, srv)
 	})

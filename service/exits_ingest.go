@@ -36,6 +36,25 @@ type exitSegment struct {
 	// timeDependent: the condition has a WITHIN_LAST, so its answer can
 	// change with no trait change.
 	timeDependent bool
+	// traitNames are the USER-scope properties the condition reads: a
+	// trait change that sets none of them cannot change its answer.
+	traitNames map[string]bool
+}
+
+// readsAny reports whether the condition reads one of the traits an event
+// sets (a nested trait "address.city" is read through "address").
+func (x *exitSegment) readsAny(traits map[string]any) bool {
+	for k := range traits {
+		if x.traitNames[k] {
+			return true
+		}
+		for name := range x.traitNames {
+			if strings.HasPrefix(name, k+".") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (x *exitSegment) dynamic() bool { return x.segment.Kind == segment.KindDYNAMIC }
@@ -124,6 +143,8 @@ func compileExitSegment(ctx context.Context, client *ent.Client, seg *ent.Segmen
 		}
 	}
 	x.timeDependent = hasOperator(node, trigger.OpWithinLast)
+	x.traitNames = map[string]bool{}
+	collectTraitNames(node, x.traitNames)
 	for _, e := range seg.ExitOnEvents {
 		x.onEvents[e] = true
 	}
@@ -165,6 +186,18 @@ func traitsOnly(n *trigger.Node, positive bool) *trigger.Node {
 		out.Children[i] = traitsOnly(ch, positive)
 	}
 	return out
+}
+
+func collectTraitNames(n *trigger.Node, into map[string]bool) {
+	if n == nil {
+		return
+	}
+	if n.Kind == trigger.KindPredicate && n.Scope == trigger.ScopeUser {
+		into[n.Property] = true
+	}
+	for _, ch := range n.Children {
+		collectTraitNames(ch, into)
+	}
 }
 
 func hasOperator(n *trigger.Node, op trigger.Operator) bool {
@@ -276,19 +309,20 @@ func (s *Service) applyExits(st *batchState, ch *changes, exitSegs []*exitSegmen
 	for _, x := range exitSegs {
 		key := memberKey{x.segment.ID, u.ID}
 		if x.dynamic() {
-			if !traitsChanged && !newUser && !x.timeDependent {
+			if !newUser && !x.timeDependent && !(traitsChanged && x.readsAny(ev.traits)) {
 				continue // nothing that the condition reads has changed
 			}
 			r := x.program.Eval(trigger.Env{User: u.Traits, Now: ev.timestamp})
 			source := changelog.SourceEvent
-			if traitsChanged {
+			byTraits := traitsChanged && x.readsAny(ev.traits)
+			if byTraits {
 				source = changelog.SourceTraits
 			}
 			switch member := ch.isMember(key); {
 			case r.Matched && !member:
 				held := strings.TrimPrefix(r.Reason, "matched: ")
 				reason := fmt.Sprintf("entered on event %q (%s): %s", eventLabel(ev), ev.id, held)
-				if traitsChanged {
+				if byTraits {
 					reason = fmt.Sprintf("entered: traits changed (%s): %s", ev.id, held)
 				}
 				evID := ev.id
@@ -304,7 +338,7 @@ func (s *Service) applyExits(st *batchState, ch *changes, exitSegs []*exitSegmen
 		if !ch.isMember(key) {
 			continue
 		}
-		if x.segment.ExitWhenConditionFails && traitsChanged && !evaluated[x.segment.ID] {
+		if x.segment.ExitWhenConditionFails && traitsChanged && !evaluated[x.segment.ID] && x.readsAny(ev.traits) {
 			if r := x.traitProgram.Eval(trigger.Env{User: u.Traits, Now: ev.timestamp}); !r.Matched {
 				ch.exit(key, changelog.SourceTraits, "left: "+r.Reason, st.now)
 				outcomes = append(outcomes, schema.Outcome{SegmentID: x.segment.ID, Reason: "left: " + r.Reason})

@@ -4,16 +4,20 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/segmentd/segmentd"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/event"
 	"github.com/segmentd/segmentd/ent/membership"
+	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/schema"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segment"
 	"github.com/segmentd/segmentd/ent/segmenttrigger"
 	"github.com/segmentd/segmentd/ent/user"
+	"github.com/segmentd/segmentd/trigger"
 )
 
 // MembershipExplanation says why a user is, or is not, in a segment.
@@ -64,6 +68,11 @@ func (s *Service) ExplainMembership(ctx context.Context, segmentID pulid.ID, use
 		return ex, nil
 	case !ent.IsNotFound(err):
 		return nil, fmt.Errorf("service.ExplainMembership: %w", err)
+	}
+	if HasExitRules(seg) || seg.Kind == segment.KindDYNAMIC {
+		if done, err := s.explainExit(ctx, seg, u, ex); done || err != nil {
+			return ex, err
+		}
 	}
 	names, err := s.client.SegmentTrigger.Query().Where(segmenttrigger.SegmentRef(segmentID)).
 		Select(segmenttrigger.FieldEventName).Strings(ctx)
@@ -139,4 +148,30 @@ func LiveOutcomes(ctx context.Context, client *ent.Client, outcomes []schema.Out
 		}
 	}
 	return out, nil
+}
+
+// explainExit explains a non-member of a segment whose members can leave:
+// the exit that removed them last ("not a member any more: left on event
+// ..."), or for a DYNAMIC segment why the condition does not hold now. It
+// reports whether it explained.
+func (s *Service) explainExit(ctx context.Context, seg *ent.Segment, u *ent.User, ex *MembershipExplanation) (bool, error) {
+	last, err := s.client.MembershipChange.Query().
+		Where(membershipchange.SegmentRef(seg.ID), membershipchange.UserRef(u.ID)).
+		Order(ent.Desc(membershipchange.FieldID)).First(ctx)
+	if err != nil && !ent.IsNotFound(err) {
+		return false, fmt.Errorf("service.ExplainMembership: %w", err)
+	}
+	if last != nil && last.Kind == changelog.KindExited {
+		ex.Reason = fmt.Sprintf("not a member any more: %s (%s, %s)", last.Reason, last.Source, last.At.UTC().Format(time.RFC3339))
+		return true, nil
+	}
+	if seg.Kind != segment.KindDYNAMIC {
+		return false, nil
+	}
+	prog, err := s.programs.get(ctx, s.client, seg)
+	if err != nil {
+		return false, fmt.Errorf("service.ExplainMembership: %w", err)
+	}
+	ex.Reason = "not a member: " + prog.Eval(trigger.Env{User: u.Traits, Now: s.now()}).Reason
+	return true, nil
 }

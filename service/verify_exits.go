@@ -32,19 +32,22 @@ func (v *verifier) checkExits() error {
 	}
 	sort.Slice(exitSegs, func(i, j int) bool { return exitSegs[i].segment.ID < exitSegs[j].segment.ID })
 	for userRef, evs := range v.byUser {
-		// The traits now, and when they last changed.
-		var (
-			traits      map[string]any
-			lastChanged time.Time
-		)
+		// The traits now.
+		var traits map[string]any
 		for _, e := range evs {
-			if !carriesUserTraits(e.typ) {
-				continue
+			if carriesUserTraits(e.typ) {
+				traits, _ = mergeTraits(traits, e.traits)
 			}
-			var changed bool
-			if traits, changed = mergeTraits(traits, e.traits); changed {
-				lastChanged = e.receivedAt
+		}
+		// lastChanged is when the user's events last set a trait x reads.
+		lastChanged := func(x *exitSegment) time.Time {
+			var at time.Time
+			for _, e := range evs {
+				if carriesUserTraits(e.typ) && len(e.traits) > 0 && x.readsAny(e.traits) {
+					at = e.receivedAt
+				}
 			}
+			return at
 		}
 		for _, x := range exitSegs {
 			k := segUser{x.segment.ID, userRef}
@@ -69,8 +72,8 @@ func (v *verifier) checkExits() error {
 			if m.EnteredAt.After(since) {
 				since = m.EnteredAt
 			}
-			if x.segment.ExitWhenConditionFails && lastChanged.After(since) {
-				if r := x.traitProgram.Eval(trigger.Env{User: traits, Now: lastChanged}); !r.Matched {
+			if changed := lastChanged(x); x.segment.ExitWhenConditionFails && changed.After(since) {
+				if r := x.traitProgram.Eval(trigger.Env{User: traits, Now: changed}); !r.Matched {
 					v.rep.add("missed-exit", "user %s is still a member of segment %s, but after their trait change their %s", v.userName(userRef), v.segmentName(k.seg), r.Reason)
 					continue
 				}
