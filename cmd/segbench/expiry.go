@@ -11,16 +11,13 @@ import (
 	"github.com/segmentd/segmentd/store"
 )
 
-// expiryAfter is the exit rule of the expiry scenario's segment: long
-// enough for the import and an idle drive before the members come due.
-const expiryAfter = 20 * time.Second
-
 // expiryRate is the ingestion rate, events per second, while the
 // memberships expire.
 const expiryRate = 500
 
 // expiryScenario (expiry): c.expiryRows users imported into a STATIC
-// segment whose members expire expiryAfter after entry (an import enters
+// segment whose members expire c.expiryAfter after entry (long enough for
+// the import and an idle drive before they come due) (an import enters
 // them all at one instant, so that they come due in the same second),
 // while trackEvents ingestion runs at expiryRate events/s. It reports how
 // long after their instant half, 99 % and all of the exits were made (the
@@ -33,7 +30,7 @@ func expiryScenario(ctx context.Context, c config, tg *target, t *table) error {
 	}
 	var seg struct{ CreateSegment struct{ ID string } }
 	if err := gql(ctx, tg, `mutation($in: CreateSegmentInput!) { createSegment(input: $in) { id } }`, map[string]any{"in": map[string]any{
-		"name": "Expiring trial", "kind": "STATIC", "exitRules": map[string]any{"after": fmt.Sprintf("%ds", int(expiryAfter/time.Second))}}}, &seg); err != nil {
+		"name": "Expiring trial", "kind": "STATIC", "exitRules": map[string]any{"after": fmt.Sprintf("%ds", int(c.expiryAfter/time.Second))}}}, &seg); err != nil {
 		return fmt.Errorf("create the expiring segment: %w", err)
 	}
 	segID := seg.CreateSegment.ID
@@ -42,7 +39,7 @@ func expiryScenario(ctx context.Context, c config, tg *target, t *table) error {
 	for i := 0; i < c.expiryRows; i++ {
 		fmt.Fprintf(&csv, "exp-%s-%d\n", runID, i)
 	}
-	fmt.Fprintf(progress, "  importing %d members that expire %s after entry\n", c.expiryRows, expiryAfter)
+	fmt.Fprintf(progress, "  importing %d members that expire %s after entry\n", c.expiryRows, c.expiryAfter)
 	res, err := upload(ctx, tg, segID, "ADD", csv.Bytes())
 	if err == nil {
 		_, err = waitJob(ctx, tg, res)
@@ -59,7 +56,7 @@ func expiryScenario(ctx context.Context, c config, tg *target, t *table) error {
 	if err != nil {
 		return fmt.Errorf("expiry: read a member: %w", err)
 	}
-	due := first.EnteredAt.Add(expiryAfter)
+	due := first.EnteredAt.Add(c.expiryAfter)
 	members := func() (int, error) {
 		return st.Client.Membership.Query().Where(membership.SegmentRef(pulid.ID(segID))).Count(ctx)
 	}
@@ -75,7 +72,7 @@ func expiryScenario(ctx context.Context, c config, tg *target, t *table) error {
 	}
 	idleFor := min(5*time.Second, time.Until(due)-2*time.Second)
 	if idleFor < time.Second {
-		return fmt.Errorf("expiry: the import took too long (due in %s): raise expiryAfter", time.Until(due).Round(time.Millisecond))
+		return fmt.Errorf("expiry: the import took too long (due in %s): raise -expiry-after", time.Until(due).Round(time.Millisecond))
 	}
 	idle, err := ingest("idle", idleFor)
 	if err != nil {

@@ -52,6 +52,7 @@ type config struct {
 	subs, perConn                             int
 	importRows                                int
 	expiryRows                                int
+	expiryAfter                               time.Duration
 	importMode                                string
 	segments                                  int
 
@@ -89,6 +90,7 @@ func main() {
 	flag.IntVar(&c.segments, "segments", 10000, "segments in segments10k")
 	flag.IntVar(&c.importRows, "import-rows", 1000000, "CSV rows in the import scenario")
 	flag.IntVar(&c.expiryRows, "expiry-rows", 100000, "memberships due at one instant in the expiry scenario")
+	flag.DurationVar(&c.expiryAfter, "expiry-after", 20*time.Second, "exitRules.after of the expiry scenario's segment (whole seconds): longer than the import")
 	flag.StringVar(&c.importMode, "import-mode", "ADD", "importSegmentUsers mode argument (empty: omitted)")
 	flag.BoolVar(&c.markdown, "markdown", false, "print the table as markdown")
 	flag.BoolVar(&c.keep, "keep", false, "keep the databases segbench created")
