@@ -9469,10 +9469,24 @@ func (m *SegmentMutation) AppendedExitOnEvents() ([]string, bool) {
 	return m.appendexit_on_events, true
 }
 
+// ClearExitOnEvents clears the value of the "exit_on_events" field.
+func (m *SegmentMutation) ClearExitOnEvents() {
+	m.exit_on_events = nil
+	m.appendexit_on_events = nil
+	m.clearedFields[segment.FieldExitOnEvents] = struct{}{}
+}
+
+// ExitOnEventsCleared returns if the "exit_on_events" field was cleared in this mutation.
+func (m *SegmentMutation) ExitOnEventsCleared() bool {
+	_, ok := m.clearedFields[segment.FieldExitOnEvents]
+	return ok
+}
+
 // ResetExitOnEvents resets all changes to the "exit_on_events" field.
 func (m *SegmentMutation) ResetExitOnEvents() {
 	m.exit_on_events = nil
 	m.appendexit_on_events = nil
+	delete(m.clearedFields, segment.FieldExitOnEvents)
 }
 
 // SetExitAfter sets the "exit_after" field.
@@ -10248,6 +10262,9 @@ func (m *SegmentMutation) ClearedFields() []string {
 	if m.FieldCleared(segment.FieldDescription) {
 		fields = append(fields, segment.FieldDescription)
 	}
+	if m.FieldCleared(segment.FieldExitOnEvents) {
+		fields = append(fields, segment.FieldExitOnEvents)
+	}
 	if m.FieldCleared(segment.FieldExitAfter) {
 		fields = append(fields, segment.FieldExitAfter)
 	}
@@ -10267,6 +10284,9 @@ func (m *SegmentMutation) ClearField(name string) error {
 	switch name {
 	case segment.FieldDescription:
 		m.ClearDescription()
+		return nil
+	case segment.FieldExitOnEvents:
+		m.ClearExitOnEvents()
 		return nil
 	case segment.FieldExitAfter:
 		m.ClearExitAfter()

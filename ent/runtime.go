@@ -366,10 +366,6 @@ func init() {
 	segmentDescExitWhenConditionFails := segmentFields[4].Descriptor()
 	// segment.DefaultExitWhenConditionFails holds the default value on creation for the exit_when_condition_fails field.
 	segment.DefaultExitWhenConditionFails = segmentDescExitWhenConditionFails.Default.(bool)
-	// segmentDescExitOnEvents is the schema descriptor for exit_on_events field.
-	segmentDescExitOnEvents := segmentFields[5].Descriptor()
-	// segment.DefaultExitOnEvents holds the default value on creation for the exit_on_events field.
-	segment.DefaultExitOnEvents = segmentDescExitOnEvents.Default.([]string)
 	// segmentDescCreatedAt is the schema descriptor for created_at field.
 	segmentDescCreatedAt := segmentFields[7].Descriptor()
 	// segment.DefaultCreatedAt holds the default value on creation for the created_at field.

@@ -303,10 +303,6 @@ func (_c *SegmentCreate) defaults() {
 		v := segment.DefaultExitWhenConditionFails
 		_c.mutation.SetExitWhenConditionFails(v)
 	}
-	if _, ok := _c.mutation.ExitOnEvents(); !ok {
-		v := segment.DefaultExitOnEvents
-		_c.mutation.SetExitOnEvents(v)
-	}
 	if _, ok := _c.mutation.CreatedAt(); !ok {
 		v := segment.DefaultCreatedAt()
 		_c.mutation.SetCreatedAt(v)
@@ -349,9 +345,6 @@ func (_c *SegmentCreate) check() error {
 	}
 	if _, ok := _c.mutation.ExitWhenConditionFails(); !ok {
 		return &ValidationError{Name: "exit_when_condition_fails", err: errors.New(`ent: missing required field "Segment.exit_when_condition_fails"`)}
-	}
-	if _, ok := _c.mutation.ExitOnEvents(); !ok {
-		return &ValidationError{Name: "exit_on_events", err: errors.New(`ent: missing required field "Segment.exit_on_events"`)}
 	}
 	if _, ok := _c.mutation.CreatedAt(); !ok {
 		return &ValidationError{Name: "created_at", err: errors.New(`ent: missing required field "Segment.created_at"`)}
@@ -682,6 +675,12 @@ func (u *SegmentUpsert) UpdateExitOnEvents() *SegmentUpsert {
 	return u
 }
 
+// ClearExitOnEvents clears the value of the "exit_on_events" field.
+func (u *SegmentUpsert) ClearExitOnEvents() *SegmentUpsert {
+	u.SetNull(segment.FieldExitOnEvents)
+	return u
+}
+
 // SetExitAfter sets the "exit_after" field.
 func (u *SegmentUpsert) SetExitAfter(v string) *SegmentUpsert {
 	u.Set(segment.FieldExitAfter, v)
@@ -840,6 +839,13 @@ func (u *SegmentUpsertOne) SetExitOnEvents(v []string) *SegmentUpsertOne {
 func (u *SegmentUpsertOne) UpdateExitOnEvents() *SegmentUpsertOne {
 	return u.Update(func(s *SegmentUpsert) {
 		s.UpdateExitOnEvents()
+	})
+}
+
+// ClearExitOnEvents clears the value of the "exit_on_events" field.
+func (u *SegmentUpsertOne) ClearExitOnEvents() *SegmentUpsertOne {
+	return u.Update(func(s *SegmentUpsert) {
+		s.ClearExitOnEvents()
 	})
 }
 
@@ -1173,6 +1179,13 @@ func (u *SegmentUpsertBulk) SetExitOnEvents(v []string) *SegmentUpsertBulk {
 func (u *SegmentUpsertBulk) UpdateExitOnEvents() *SegmentUpsertBulk {
 	return u.Update(func(s *SegmentUpsert) {
 		s.UpdateExitOnEvents()
+	})
+}
+
+// ClearExitOnEvents clears the value of the "exit_on_events" field.
+func (u *SegmentUpsertBulk) ClearExitOnEvents() *SegmentUpsertBulk {
+	return u.Update(func(s *SegmentUpsert) {
+		s.ClearExitOnEvents()
 	})
 }
 

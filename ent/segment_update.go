@@ -110,6 +110,12 @@ func (_u *SegmentUpdate) AppendExitOnEvents(v []string) *SegmentUpdate {
 	return _u
 }
 
+// ClearExitOnEvents clears the value of the "exit_on_events" field.
+func (_u *SegmentUpdate) ClearExitOnEvents() *SegmentUpdate {
+	_u.mutation.ClearExitOnEvents()
+	return _u
+}
+
 // SetExitAfter sets the "exit_after" field.
 func (_u *SegmentUpdate) SetExitAfter(v string) *SegmentUpdate {
 	_u.mutation.SetExitAfter(v)
@@ -519,6 +525,9 @@ func (_u *SegmentUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 		_spec.AddModifier(func(u *sql.UpdateBuilder) {
 			sqljson.Append(u, segment.FieldExitOnEvents, value)
 		})
+	}
+	if _u.mutation.ExitOnEventsCleared() {
+		_spec.ClearField(segment.FieldExitOnEvents, field.TypeJSON)
 	}
 	if value, ok := _u.mutation.ExitAfter(); ok {
 		_spec.SetField(segment.FieldExitAfter, field.TypeString, value)
@@ -981,6 +990,12 @@ func (_u *SegmentUpdateOne) AppendExitOnEvents(v []string) *SegmentUpdateOne {
 	return _u
 }
 
+// ClearExitOnEvents clears the value of the "exit_on_events" field.
+func (_u *SegmentUpdateOne) ClearExitOnEvents() *SegmentUpdateOne {
+	_u.mutation.ClearExitOnEvents()
+	return _u
+}
+
 // SetExitAfter sets the "exit_after" field.
 func (_u *SegmentUpdateOne) SetExitAfter(v string) *SegmentUpdateOne {
 	_u.mutation.SetExitAfter(v)
@@ -1420,6 +1435,9 @@ func (_u *SegmentUpdateOne) sqlSave(ctx context.Context) (_node *Segment, err er
 		_spec.AddModifier(func(u *sql.UpdateBuilder) {
 			sqljson.Append(u, segment.FieldExitOnEvents, value)
 		})
+	}
+	if _u.mutation.ExitOnEventsCleared() {
+		_spec.ClearField(segment.FieldExitOnEvents, field.TypeJSON)
 	}
 	if value, ok := _u.mutation.ExitAfter(); ok {
 		_spec.SetField(segment.FieldExitAfter, field.TypeString, value)

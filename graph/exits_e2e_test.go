@@ -207,6 +207,21 @@ func TestExitOnEvents(t *testing.T) {
 		if entered, exited := sumGrowth(f); f.TotalUsers != 1 || entered != 2 || exited != 1 {
 			t.Fatalf("newsletter figures %+v", f)
 		}
+		// One batch that enters, removes and re-enters u3: the ledger
+		// writes the three changes in that order.
+		ingTrackBatch(t, c, []map[string]any{
+			{"event": "Subscribed", "userId": "u3"}, {"event": "Unsubscribed", "userId": "u3"}, {"event": "Subscribed", "userId": "u3"},
+		})
+		expectChange(t, nextNews(), "ENTERED", "EVENT", "u3", "")
+		expectChange(t, nextNews(), "EXITED", "EVENT", "u3", `left on event "Unsubscribed"`)
+		expectChange(t, nextNews(), "ENTERED", "EVENT", "u3", "")
+		if got := memberIDs(t, c, newsletter); got != "u2,u3" {
+			t.Fatalf("newsletter members after the batch %s, want u2,u3", got)
+		}
+		f = readExitFigures(t, c, newsletter, time.Now())
+		if entered, exited := sumGrowth(f); f.TotalUsers != 2 || entered != 4 || exited != 2 {
+			t.Fatalf("newsletter figures after the batch %+v", f)
+		}
 		verifyClean(t, srv)
 	})
 }

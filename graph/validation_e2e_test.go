@@ -185,7 +185,7 @@ func TestUnknownEnumValues(t *testing.T) {
 		inline := []string{
 			`mutation { createSegment(input: {name: "x", kind: EVENT_TRIGGERED, triggerEvents: ["Sign Up"], condition: {scope: USER, property: "a", operator: FOO, value: 1}}) { id } }`,
 			`mutation { createSegment(input: {name: "x", kind: EVENT_TRIGGERED, triggerEvents: ["Sign Up"], condition: {scope: ACCOUNT, property: "a", operator: EQ, value: 1}}) { id } }`,
-			`mutation { createSegment(input: {name: "x", kind: DYNAMIC}) { id } }`,
+			`mutation { createSegment(input: {name: "x", kind: SMART}) { id } }`,
 			`mutation { createSegment(input: {name: "x", kind: EVENT_TRIGGERED, triggerEvents: ["Sign Up"], condition: {scope: USER, property: "a", operator: eq, value: 1}}) { id } }`,
 			`mutation { createSegment(input: {name: "x", kind: EVENT_TRIGGERED, triggerEvents: ["Sign Up"], condition: {scope: USER, property: "a", operator: "EQ", value: 1}}) { id } }`,
 		}
@@ -201,7 +201,7 @@ func TestUnknownEnumValues(t *testing.T) {
 		}{
 			{eventTriggered(pred("USER", "a", "FOO", 1)), "FOO is not a valid ConditionOperator"},
 			{eventTriggered(pred("ACCOUNT", "a", "EQ", 1)), "ACCOUNT is not a valid ConditionScope"},
-			{map[string]any{"name": "x", "kind": "DYNAMIC"}, "DYNAMIC is not a valid SegmentKind"},
+			{map[string]any{"name": "x", "kind": "SMART"}, "SMART is not a valid SegmentKind"},
 		}
 		for _, v := range vars {
 			e := c.MustFail(t, "GRAPHQL_VALIDATION_FAILED", `mutation($in: CreateSegmentInput!) { createSegment(input: $in) { id } }`, map[string]any{"in": v.in})

@@ -95,7 +95,7 @@ func loadMix(t *testing.T, writeKey, readKey string) []loadRequest {
 		{kind: "unknown endpoint", path: "/v1/purchase", body: []byte(`{"userId":"u"}`), headers: w, status: 400},
 		{kind: "GraphQL first over 1000", path: "/graphql", body: gql(`{ events(first: 5000) { totalCount } }`), headers: admin, status: 200},
 		{kind: "GraphQL syntax", path: "/graphql", body: gql(`{ segments { `), headers: admin, status: 422},
-		{kind: "GraphQL unknown enum", path: "/graphql", body: gql(`{ segments(where: {kind: DYNAMIC}) { totalCount } }`), headers: admin, status: 422},
+		{kind: "GraphQL unknown enum", path: "/graphql", body: gql(`{ segments(where: {kind: SMART}) { totalCount } }`), headers: admin, status: 422},
 		{kind: "GraphQL too deep", path: "/graphql", body: gql("{ segments { edges { node { " + strings.Repeat("campaigns { segment { ", 7) + "id" + strings.Repeat(" } }", 7) + " } } } }"), headers: admin, status: 200},
 		{kind: "GraphQL 1001 events", path: "/graphql", body: mustJSON(t, map[string]any{
 			"query":     `mutation($in: [TrackInput!]!) { trackEvents(inputs: $in) { accepted } }`,

@@ -44,7 +44,11 @@ func SegmentExitRules(seg *ent.Segment) *ExitRules {
 	if !HasExitRules(seg) {
 		return nil
 	}
-	return &ExitRules{SegmentID: seg.ID, WhenConditionFails: seg.ExitWhenConditionFails, OnEvents: seg.ExitOnEvents, After: seg.ExitAfter}
+	onEvents := seg.ExitOnEvents
+	if onEvents == nil {
+		onEvents = []string{}
+	}
+	return &ExitRules{SegmentID: seg.ID, WhenConditionFails: seg.ExitWhenConditionFails, OnEvents: onEvents, After: seg.ExitAfter}
 }
 
 // HasExitRules says whether members of seg can leave by a rule.

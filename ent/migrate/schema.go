@@ -411,7 +411,7 @@ var (
 		{Name: "kind", Type: field.TypeEnum, Enums: []string{"EVENT_TRIGGERED", "STATIC", "DYNAMIC"}},
 		{Name: "trigger_events", Type: field.TypeJSON},
 		{Name: "exit_when_condition_fails", Type: field.TypeBool, Default: false},
-		{Name: "exit_on_events", Type: field.TypeJSON},
+		{Name: "exit_on_events", Type: field.TypeJSON, Nullable: true},
 		{Name: "exit_after", Type: field.TypeString, Nullable: true},
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "updated_at", Type: field.TypeTime},

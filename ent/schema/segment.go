@@ -42,7 +42,9 @@ func (Segment) Fields() []ent.Field {
 		field.Bool("exit_when_condition_fails").Default(false).
 			Comment("Members leave once the segment's condition no longer holds for them.").
 			Annotations(entgql.Skip()),
-		field.Strings("exit_on_events").Default([]string{}).
+		// Optional (NULL: none), so that rows written by older versions and
+		// by hand stay valid.
+		field.Strings("exit_on_events").Optional().
 			Comment("Members leave when one of these events arrives for them (and the exit-event condition, if any, holds).").
 			Annotations(entgql.Skip()),
 		// exit_after keeps the duration as the user gave it ("30d"), which is

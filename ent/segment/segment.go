@@ -145,8 +145,6 @@ var (
 	DefaultTriggerEvents []string
 	// DefaultExitWhenConditionFails holds the default value on creation for the "exit_when_condition_fails" field.
 	DefaultExitWhenConditionFails bool
-	// DefaultExitOnEvents holds the default value on creation for the "exit_on_events" field.
-	DefaultExitOnEvents []string
 	// DefaultCreatedAt holds the default value on creation for the "created_at" field.
 	DefaultCreatedAt func() time.Time
 	// DefaultUpdatedAt holds the default value on creation for the "updated_at" field.

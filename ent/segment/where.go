@@ -256,6 +256,16 @@ func ExitWhenConditionFailsNEQ(v bool) predicate.Segment {
 	return predicate.Segment(sql.FieldNEQ(FieldExitWhenConditionFails, v))
 }
 
+// ExitOnEventsIsNil applies the IsNil predicate on the "exit_on_events" field.
+func ExitOnEventsIsNil() predicate.Segment {
+	return predicate.Segment(sql.FieldIsNull(FieldExitOnEvents))
+}
+
+// ExitOnEventsNotNil applies the NotNil predicate on the "exit_on_events" field.
+func ExitOnEventsNotNil() predicate.Segment {
+	return predicate.Segment(sql.FieldNotNull(FieldExitOnEvents))
+}
+
 // ExitAfterEQ applies the EQ predicate on the "exit_after" field.
 func ExitAfterEQ(v string) predicate.Segment {
 	return predicate.Segment(sql.FieldEQ(FieldExitAfter, v))
