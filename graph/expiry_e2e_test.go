@@ -16,7 +16,9 @@ func TestExitRuleAfterExpiresOnTheRealClock(t *testing.T) {
 		srv := testenv.StartServer(t, dbURL)
 		c := srv.Admin()
 		segID := ingCreateSegment(t, c, map[string]any{"name": "Two-second trial", "kind": "STATIC", "exitRules": map[string]any{"after": "2s"}})
-		var seg struct{ Node struct{ ExitRules struct{ After string } } }
+		var seg struct {
+			Node struct{ ExitRules struct{ After string } }
+		}
 		c.MustDo(t, `query($s: ID!) { node(id: $s) { ... on Segment { exitRules { after } } } }`, map[string]any{"s": segID}, &seg)
 		if seg.Node.ExitRules.After != "2s" {
 			t.Fatalf("exitRules.after %q, want \"2s\"", seg.Node.ExitRules.After)
