@@ -168,8 +168,10 @@ func TestSweeperFollowsAnInjectedClock(t *testing.T) {
 			for countMembers(t, st.Client, seg2) > 0 && time.Since(moved) < 5*time.Second {
 				time.Sleep(5 * time.Millisecond)
 			}
-			if took := time.Since(moved); took > service.SweepCeiling+200*time.Millisecond {
-				t.Errorf("the sweeper took %v after the clock moved, want within %v", took, service.SweepCeiling)
+			// It looks at least every SweepCeiling; the sweep itself takes
+			// a moment more (much more under -race on a busy machine).
+			if took := time.Since(moved); took > 2*service.SweepCeiling {
+				t.Errorf("the sweeper took %v after the clock moved, want within about %v", took, service.SweepCeiling)
 			}
 			checkClean(t, svc, seg2, 0)
 		})
