@@ -25,6 +25,7 @@ import (
 	"github.com/segmentd/segmentd/ent/importjob"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/membershipchange"
+	"github.com/segmentd/segmentd/ent/membershipdeadline"
 	"github.com/segmentd/segmentd/ent/segment"
 	"github.com/segmentd/segmentd/ent/segmentcounter"
 	"github.com/segmentd/segmentd/ent/segmenttrigger"
@@ -56,6 +57,8 @@ type Client struct {
 	Membership *MembershipClient
 	// MembershipChange is the client for interacting with the MembershipChange builders.
 	MembershipChange *MembershipChangeClient
+	// MembershipDeadline is the client for interacting with the MembershipDeadline builders.
+	MembershipDeadline *MembershipDeadlineClient
 	// Segment is the client for interacting with the Segment builders.
 	Segment *SegmentClient
 	// SegmentCounter is the client for interacting with the SegmentCounter builders.
@@ -84,6 +87,7 @@ func (c *Client) init() {
 	c.ImportJob = NewImportJobClient(c.config)
 	c.Membership = NewMembershipClient(c.config)
 	c.MembershipChange = NewMembershipChangeClient(c.config)
+	c.MembershipDeadline = NewMembershipDeadlineClient(c.config)
 	c.Segment = NewSegmentClient(c.config)
 	c.SegmentCounter = NewSegmentCounterClient(c.config)
 	c.SegmentTrigger = NewSegmentTriggerClient(c.config)
@@ -189,6 +193,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		ImportJob:          NewImportJobClient(cfg),
 		Membership:         NewMembershipClient(cfg),
 		MembershipChange:   NewMembershipChangeClient(cfg),
+		MembershipDeadline: NewMembershipDeadlineClient(cfg),
 		Segment:            NewSegmentClient(cfg),
 		SegmentCounter:     NewSegmentCounterClient(cfg),
 		SegmentTrigger:     NewSegmentTriggerClient(cfg),
@@ -221,6 +226,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		ImportJob:          NewImportJobClient(cfg),
 		Membership:         NewMembershipClient(cfg),
 		MembershipChange:   NewMembershipChangeClient(cfg),
+		MembershipDeadline: NewMembershipDeadlineClient(cfg),
 		Segment:            NewSegmentClient(cfg),
 		SegmentCounter:     NewSegmentCounterClient(cfg),
 		SegmentTrigger:     NewSegmentTriggerClient(cfg),
@@ -255,8 +261,8 @@ func (c *Client) Close() error {
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
 		c.APIKey, c.Campaign, c.CampaignActivation, c.Condition, c.Event, c.Group,
-		c.ImportJob, c.Membership, c.MembershipChange, c.Segment, c.SegmentCounter,
-		c.SegmentTrigger, c.User,
+		c.ImportJob, c.Membership, c.MembershipChange, c.MembershipDeadline, c.Segment,
+		c.SegmentCounter, c.SegmentTrigger, c.User,
 	} {
 		n.Use(hooks...)
 	}
@@ -267,8 +273,8 @@ func (c *Client) Use(hooks ...Hook) {
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
 		c.APIKey, c.Campaign, c.CampaignActivation, c.Condition, c.Event, c.Group,
-		c.ImportJob, c.Membership, c.MembershipChange, c.Segment, c.SegmentCounter,
-		c.SegmentTrigger, c.User,
+		c.ImportJob, c.Membership, c.MembershipChange, c.MembershipDeadline, c.Segment,
+		c.SegmentCounter, c.SegmentTrigger, c.User,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -295,6 +301,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.Membership.mutate(ctx, m)
 	case *MembershipChangeMutation:
 		return c.MembershipChange.mutate(ctx, m)
+	case *MembershipDeadlineMutation:
+		return c.MembershipDeadline.mutate(ctx, m)
 	case *SegmentMutation:
 		return c.Segment.mutate(ctx, m)
 	case *SegmentCounterMutation:
@@ -1793,6 +1801,139 @@ func (c *MembershipChangeClient) mutate(ctx context.Context, m *MembershipChange
 	}
 }
 
+// MembershipDeadlineClient is a client for the MembershipDeadline schema.
+type MembershipDeadlineClient struct {
+	config
+}
+
+// NewMembershipDeadlineClient returns a client for the MembershipDeadline from the given config.
+func NewMembershipDeadlineClient(c config) *MembershipDeadlineClient {
+	return &MembershipDeadlineClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `membershipdeadline.Hooks(f(g(h())))`.
+func (c *MembershipDeadlineClient) Use(hooks ...Hook) {
+	c.hooks.MembershipDeadline = append(c.hooks.MembershipDeadline, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `membershipdeadline.Intercept(f(g(h())))`.
+func (c *MembershipDeadlineClient) Intercept(interceptors ...Interceptor) {
+	c.inters.MembershipDeadline = append(c.inters.MembershipDeadline, interceptors...)
+}
+
+// Create returns a builder for creating a MembershipDeadline entity.
+func (c *MembershipDeadlineClient) Create() *MembershipDeadlineCreate {
+	mutation := newMembershipDeadlineMutation(c.config, OpCreate)
+	return &MembershipDeadlineCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of MembershipDeadline entities.
+func (c *MembershipDeadlineClient) CreateBulk(builders ...*MembershipDeadlineCreate) *MembershipDeadlineCreateBulk {
+	return &MembershipDeadlineCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *MembershipDeadlineClient) MapCreateBulk(slice any, setFunc func(*MembershipDeadlineCreate, int)) *MembershipDeadlineCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &MembershipDeadlineCreateBulk{err: fmt.Errorf("calling to MembershipDeadlineClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*MembershipDeadlineCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &MembershipDeadlineCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for MembershipDeadline.
+func (c *MembershipDeadlineClient) Update() *MembershipDeadlineUpdate {
+	mutation := newMembershipDeadlineMutation(c.config, OpUpdate)
+	return &MembershipDeadlineUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *MembershipDeadlineClient) UpdateOne(_m *MembershipDeadline) *MembershipDeadlineUpdateOne {
+	mutation := newMembershipDeadlineMutation(c.config, OpUpdateOne, withMembershipDeadline(_m))
+	return &MembershipDeadlineUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *MembershipDeadlineClient) UpdateOneID(id int64) *MembershipDeadlineUpdateOne {
+	mutation := newMembershipDeadlineMutation(c.config, OpUpdateOne, withMembershipDeadlineID(id))
+	return &MembershipDeadlineUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for MembershipDeadline.
+func (c *MembershipDeadlineClient) Delete() *MembershipDeadlineDelete {
+	mutation := newMembershipDeadlineMutation(c.config, OpDelete)
+	return &MembershipDeadlineDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *MembershipDeadlineClient) DeleteOne(_m *MembershipDeadline) *MembershipDeadlineDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *MembershipDeadlineClient) DeleteOneID(id int64) *MembershipDeadlineDeleteOne {
+	builder := c.Delete().Where(membershipdeadline.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &MembershipDeadlineDeleteOne{builder}
+}
+
+// Query returns a query builder for MembershipDeadline.
+func (c *MembershipDeadlineClient) Query() *MembershipDeadlineQuery {
+	return &MembershipDeadlineQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeMembershipDeadline},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a MembershipDeadline entity by its id.
+func (c *MembershipDeadlineClient) Get(ctx context.Context, id int64) (*MembershipDeadline, error) {
+	return c.Query().Where(membershipdeadline.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *MembershipDeadlineClient) GetX(ctx context.Context, id int64) *MembershipDeadline {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *MembershipDeadlineClient) Hooks() []Hook {
+	return c.hooks.MembershipDeadline
+}
+
+// Interceptors returns the client interceptors.
+func (c *MembershipDeadlineClient) Interceptors() []Interceptor {
+	return c.inters.MembershipDeadline
+}
+
+func (c *MembershipDeadlineClient) mutate(ctx context.Context, m *MembershipDeadlineMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&MembershipDeadlineCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&MembershipDeadlineUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&MembershipDeadlineUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&MembershipDeadlineDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown MembershipDeadline mutation op: %q", m.Op())
+	}
+}
+
 // SegmentClient is a client for the Segment schema.
 type SegmentClient struct {
 	config
@@ -2569,13 +2710,13 @@ func (c *UserClient) mutate(ctx context.Context, m *UserMutation) (Value, error)
 type (
 	hooks struct {
 		APIKey, Campaign, CampaignActivation, Condition, Event, Group, ImportJob,
-		Membership, MembershipChange, Segment, SegmentCounter, SegmentTrigger,
-		User []ent.Hook
+		Membership, MembershipChange, MembershipDeadline, Segment, SegmentCounter,
+		SegmentTrigger, User []ent.Hook
 	}
 	inters struct {
 		APIKey, Campaign, CampaignActivation, Condition, Event, Group, ImportJob,
-		Membership, MembershipChange, Segment, SegmentCounter, SegmentTrigger,
-		User []ent.Interceptor
+		Membership, MembershipChange, MembershipDeadline, Segment, SegmentCounter,
+		SegmentTrigger, User []ent.Interceptor
 	}
 )
 

@@ -21,6 +21,7 @@ import (
 	"github.com/segmentd/segmentd/ent/importjob"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/membershipchange"
+	"github.com/segmentd/segmentd/ent/membershipdeadline"
 	"github.com/segmentd/segmentd/ent/segment"
 	"github.com/segmentd/segmentd/ent/segmentcounter"
 	"github.com/segmentd/segmentd/ent/segmenttrigger"
@@ -94,6 +95,7 @@ func checkColumn(t, c string) error {
 			importjob.Table:          importjob.ValidColumn,
 			membership.Table:         membership.ValidColumn,
 			membershipchange.Table:   membershipchange.ValidColumn,
+			membershipdeadline.Table: membershipdeadline.ValidColumn,
 			segment.Table:            segment.ValidColumn,
 			segmentcounter.Table:     segmentcounter.ValidColumn,
 			segmenttrigger.Table:     segmenttrigger.ValidColumn,

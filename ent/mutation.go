@@ -22,6 +22,7 @@ import (
 	"github.com/segmentd/segmentd/ent/importjob"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/membershipchange"
+	"github.com/segmentd/segmentd/ent/membershipdeadline"
 	"github.com/segmentd/segmentd/ent/predicate"
 	"github.com/segmentd/segmentd/ent/schema"
 	"github.com/segmentd/segmentd/ent/schema/jsonmap"
@@ -51,6 +52,7 @@ const (
 	TypeImportJob          = "ImportJob"
 	TypeMembership         = "Membership"
 	TypeMembershipChange   = "MembershipChange"
+	TypeMembershipDeadline = "MembershipDeadline"
 	TypeSegment            = "Segment"
 	TypeSegmentCounter     = "SegmentCounter"
 	TypeSegmentTrigger     = "SegmentTrigger"
@@ -8857,6 +8859,500 @@ func (m *MembershipChangeMutation) ResetEdge(name string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown MembershipChange edge %s", name)
+}
+
+// MembershipDeadlineMutation represents an operation that mutates the MembershipDeadline nodes in the graph.
+type MembershipDeadlineMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *int64
+	segment_ref   *pulid.ID
+	user_ref      *pulid.ID
+	due_at        *time.Time
+	why           *membershipdeadline.Why
+	clearedFields map[string]struct{}
+	done          bool
+	oldValue      func(context.Context) (*MembershipDeadline, error)
+	predicates    []predicate.MembershipDeadline
+}
+
+var _ ent.Mutation = (*MembershipDeadlineMutation)(nil)
+
+// membershipdeadlineOption allows management of the mutation configuration using functional options.
+type membershipdeadlineOption func(*MembershipDeadlineMutation)
+
+// newMembershipDeadlineMutation creates new mutation for the MembershipDeadline entity.
+func newMembershipDeadlineMutation(c config, op Op, opts ...membershipdeadlineOption) *MembershipDeadlineMutation {
+	m := &MembershipDeadlineMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeMembershipDeadline,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withMembershipDeadlineID sets the ID field of the mutation.
+func withMembershipDeadlineID(id int64) membershipdeadlineOption {
+	return func(m *MembershipDeadlineMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *MembershipDeadline
+		)
+		m.oldValue = func(ctx context.Context) (*MembershipDeadline, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().MembershipDeadline.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withMembershipDeadline sets the old MembershipDeadline of the mutation.
+func withMembershipDeadline(node *MembershipDeadline) membershipdeadlineOption {
+	return func(m *MembershipDeadlineMutation) {
+		m.oldValue = func(context.Context) (*MembershipDeadline, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m MembershipDeadlineMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m MembershipDeadlineMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// SetID sets the value of the id field. Note that this
+// operation is only accepted on creation of MembershipDeadline entities.
+func (m *MembershipDeadlineMutation) SetID(id int64) {
+	m.id = &id
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *MembershipDeadlineMutation) ID() (id int64, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *MembershipDeadlineMutation) IDs(ctx context.Context) ([]int64, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int64{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().MembershipDeadline.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetSegmentRef sets the "segment_ref" field.
+func (m *MembershipDeadlineMutation) SetSegmentRef(pu pulid.ID) {
+	m.segment_ref = &pu
+}
+
+// SegmentRef returns the value of the "segment_ref" field in the mutation.
+func (m *MembershipDeadlineMutation) SegmentRef() (r pulid.ID, exists bool) {
+	v := m.segment_ref
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSegmentRef returns the old "segment_ref" field's value of the MembershipDeadline entity.
+// If the MembershipDeadline object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MembershipDeadlineMutation) OldSegmentRef(ctx context.Context) (v pulid.ID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSegmentRef is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSegmentRef requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSegmentRef: %w", err)
+	}
+	return oldValue.SegmentRef, nil
+}
+
+// ResetSegmentRef resets all changes to the "segment_ref" field.
+func (m *MembershipDeadlineMutation) ResetSegmentRef() {
+	m.segment_ref = nil
+}
+
+// SetUserRef sets the "user_ref" field.
+func (m *MembershipDeadlineMutation) SetUserRef(pu pulid.ID) {
+	m.user_ref = &pu
+}
+
+// UserRef returns the value of the "user_ref" field in the mutation.
+func (m *MembershipDeadlineMutation) UserRef() (r pulid.ID, exists bool) {
+	v := m.user_ref
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUserRef returns the old "user_ref" field's value of the MembershipDeadline entity.
+// If the MembershipDeadline object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MembershipDeadlineMutation) OldUserRef(ctx context.Context) (v pulid.ID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUserRef is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUserRef requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUserRef: %w", err)
+	}
+	return oldValue.UserRef, nil
+}
+
+// ResetUserRef resets all changes to the "user_ref" field.
+func (m *MembershipDeadlineMutation) ResetUserRef() {
+	m.user_ref = nil
+}
+
+// SetDueAt sets the "due_at" field.
+func (m *MembershipDeadlineMutation) SetDueAt(t time.Time) {
+	m.due_at = &t
+}
+
+// DueAt returns the value of the "due_at" field in the mutation.
+func (m *MembershipDeadlineMutation) DueAt() (r time.Time, exists bool) {
+	v := m.due_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDueAt returns the old "due_at" field's value of the MembershipDeadline entity.
+// If the MembershipDeadline object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MembershipDeadlineMutation) OldDueAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDueAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDueAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDueAt: %w", err)
+	}
+	return oldValue.DueAt, nil
+}
+
+// ResetDueAt resets all changes to the "due_at" field.
+func (m *MembershipDeadlineMutation) ResetDueAt() {
+	m.due_at = nil
+}
+
+// SetWhy sets the "why" field.
+func (m *MembershipDeadlineMutation) SetWhy(value membershipdeadline.Why) {
+	m.why = &value
+}
+
+// Why returns the value of the "why" field in the mutation.
+func (m *MembershipDeadlineMutation) Why() (r membershipdeadline.Why, exists bool) {
+	v := m.why
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldWhy returns the old "why" field's value of the MembershipDeadline entity.
+// If the MembershipDeadline object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MembershipDeadlineMutation) OldWhy(ctx context.Context) (v membershipdeadline.Why, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldWhy is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldWhy requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldWhy: %w", err)
+	}
+	return oldValue.Why, nil
+}
+
+// ResetWhy resets all changes to the "why" field.
+func (m *MembershipDeadlineMutation) ResetWhy() {
+	m.why = nil
+}
+
+// Where appends a list predicates to the MembershipDeadlineMutation builder.
+func (m *MembershipDeadlineMutation) Where(ps ...predicate.MembershipDeadline) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the MembershipDeadlineMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *MembershipDeadlineMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.MembershipDeadline, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *MembershipDeadlineMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *MembershipDeadlineMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (MembershipDeadline).
+func (m *MembershipDeadlineMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *MembershipDeadlineMutation) Fields() []string {
+	fields := make([]string, 0, 4)
+	if m.segment_ref != nil {
+		fields = append(fields, membershipdeadline.FieldSegmentRef)
+	}
+	if m.user_ref != nil {
+		fields = append(fields, membershipdeadline.FieldUserRef)
+	}
+	if m.due_at != nil {
+		fields = append(fields, membershipdeadline.FieldDueAt)
+	}
+	if m.why != nil {
+		fields = append(fields, membershipdeadline.FieldWhy)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *MembershipDeadlineMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case membershipdeadline.FieldSegmentRef:
+		return m.SegmentRef()
+	case membershipdeadline.FieldUserRef:
+		return m.UserRef()
+	case membershipdeadline.FieldDueAt:
+		return m.DueAt()
+	case membershipdeadline.FieldWhy:
+		return m.Why()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *MembershipDeadlineMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case membershipdeadline.FieldSegmentRef:
+		return m.OldSegmentRef(ctx)
+	case membershipdeadline.FieldUserRef:
+		return m.OldUserRef(ctx)
+	case membershipdeadline.FieldDueAt:
+		return m.OldDueAt(ctx)
+	case membershipdeadline.FieldWhy:
+		return m.OldWhy(ctx)
+	}
+	return nil, fmt.Errorf("unknown MembershipDeadline field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *MembershipDeadlineMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case membershipdeadline.FieldSegmentRef:
+		v, ok := value.(pulid.ID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSegmentRef(v)
+		return nil
+	case membershipdeadline.FieldUserRef:
+		v, ok := value.(pulid.ID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUserRef(v)
+		return nil
+	case membershipdeadline.FieldDueAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDueAt(v)
+		return nil
+	case membershipdeadline.FieldWhy:
+		v, ok := value.(membershipdeadline.Why)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetWhy(v)
+		return nil
+	}
+	return fmt.Errorf("unknown MembershipDeadline field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *MembershipDeadlineMutation) AddedFields() []string {
+	return nil
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *MembershipDeadlineMutation) AddedField(name string) (ent.Value, bool) {
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *MembershipDeadlineMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	}
+	return fmt.Errorf("unknown MembershipDeadline numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *MembershipDeadlineMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *MembershipDeadlineMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *MembershipDeadlineMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown MembershipDeadline nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *MembershipDeadlineMutation) ResetField(name string) error {
+	switch name {
+	case membershipdeadline.FieldSegmentRef:
+		m.ResetSegmentRef()
+		return nil
+	case membershipdeadline.FieldUserRef:
+		m.ResetUserRef()
+		return nil
+	case membershipdeadline.FieldDueAt:
+		m.ResetDueAt()
+		return nil
+	case membershipdeadline.FieldWhy:
+		m.ResetWhy()
+		return nil
+	}
+	return fmt.Errorf("unknown MembershipDeadline field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *MembershipDeadlineMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *MembershipDeadlineMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *MembershipDeadlineMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *MembershipDeadlineMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *MembershipDeadlineMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *MembershipDeadlineMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *MembershipDeadlineMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown MembershipDeadline unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *MembershipDeadlineMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown MembershipDeadline edge %s", name)
 }
 
 // SegmentMutation represents an operation that mutates the Segment nodes in the graph.

@@ -32,6 +32,8 @@ type Tx struct {
 	Membership *MembershipClient
 	// MembershipChange is the client for interacting with the MembershipChange builders.
 	MembershipChange *MembershipChangeClient
+	// MembershipDeadline is the client for interacting with the MembershipDeadline builders.
+	MembershipDeadline *MembershipDeadlineClient
 	// Segment is the client for interacting with the Segment builders.
 	Segment *SegmentClient
 	// SegmentCounter is the client for interacting with the SegmentCounter builders.
@@ -180,6 +182,7 @@ func (tx *Tx) init() {
 	tx.ImportJob = NewImportJobClient(tx.config)
 	tx.Membership = NewMembershipClient(tx.config)
 	tx.MembershipChange = NewMembershipChangeClient(tx.config)
+	tx.MembershipDeadline = NewMembershipDeadlineClient(tx.config)
 	tx.Segment = NewSegmentClient(tx.config)
 	tx.SegmentCounter = NewSegmentCounterClient(tx.config)
 	tx.SegmentTrigger = NewSegmentTriggerClient(tx.config)

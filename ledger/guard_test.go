@@ -17,13 +17,13 @@ import (
 
 // The ledger is the one writer of these tables; TestOnlyTheLedgerWrites
 // keeps it so.
-var ledgerTables = []string{"memberships", "membership_changes", "campaign_activations", "segment_counters"}
+var ledgerTables = []string{"memberships", "membership_changes", "campaign_activations", "segment_counters", "membership_deadlines"}
 
 // ledgerEntities are the ent clients of those tables, and entPackages their
 // generated packages (whose Table constant names the table).
 var (
-	ledgerEntities = map[string]bool{"Membership": true, "MembershipChange": true, "CampaignActivation": true, "SegmentCounter": true}
-	entPackages    = map[string]bool{"membership": true, "membershipchange": true, "campaignactivation": true, "segmentcounter": true}
+	ledgerEntities = map[string]bool{"Membership": true, "MembershipChange": true, "CampaignActivation": true, "SegmentCounter": true, "MembershipDeadline": true}
+	entPackages    = map[string]bool{"membership": true, "membershipchange": true, "campaignactivation": true, "segmentcounter": true, "membershipdeadline": true}
 	entWrites      = map[string]bool{
 		"Create": true, "CreateBulk": true, "MapCreateBulk": true,
 		"Update": true, "UpdateOne": true, "UpdateOneID": true,

@@ -55,6 +55,9 @@ type Topics struct {
 	Segments map[pulid.ID]bool
 	// Campaigns that got activations.
 	Campaigns map[pulid.ID]bool
+	// Deadline is the earliest deadline written (zero: none), so that the
+	// sweeper can wake for it (see Service's sweeper).
+	Deadline time.Time
 }
 
 // Changes reports whether any membership change was written.
@@ -70,6 +73,13 @@ func (t *Topics) Merge(o Topics) {
 	}
 	for id := range o.Campaigns {
 		t.campaign(id)
+	}
+	t.deadline(o.Deadline)
+}
+
+func (t *Topics) deadline(at time.Time) {
+	if !at.IsZero() && (t.Deadline.IsZero() || at.Before(t.Deadline)) {
+		t.Deadline = at
 	}
 }
 
@@ -100,6 +110,9 @@ type Entry struct {
 	Source     changelog.Source
 	Reason     string
 	At         time.Time
+	// ExpiresAt, if set, is when the membership expires (the segment's
+	// exit rule after, counted from At): the entry writes its deadline.
+	ExpiresAt *time.Time
 }
 
 // Exit is a member leaving a segment: the membership row Membership is
@@ -182,7 +195,9 @@ func (w *Writer) Enter(ctx context.Context, e Entry) (*Result, error) {
 // EnterMany makes users members of segments, in multi-row INSERTs of
 // BulkRows rows: a membership row and an ENTERED change per entry, the
 // counter deltas, and an activation of every ACTIVE campaign of the
-// entry's segment that its re-entry policy allows (see activateCampaigns). The entries must not be members already (the
+// entry's segment that its re-entry policy allows (see activateCampaigns),
+// and the expiry deadline of each entry that has ExpiresAt. The entries
+// must not be members already (the
 // caller has read that under its locks); a duplicate fails on the unique
 // index. The memberships are written before the campaigns are read: see
 // LockAudience.
@@ -226,6 +241,9 @@ func (w *Writer) EnterMany(ctx context.Context, entries []Entry) (*Result, error
 	if err != nil {
 		return nil, fmt.Errorf("ledger.EnterMany: store membership changes: %w", err)
 	}
+	if err := w.writeExpiries(ctx, entries, &res.Topics); err != nil {
+		return nil, fmt.Errorf("ledger.EnterMany: %w", err)
+	}
 	for _, e := range entries {
 		w.counts.entered(e.Segment, e.At, 1)
 		res.Topics.segment(e.Segment)
@@ -243,7 +261,8 @@ func (w *Writer) Exit(ctx context.Context, x Exit) (*Result, error) {
 }
 
 // ExitMany deletes memberships and logs an EXITED change for each, with the
-// counter deltas, BulkRows rows a statement.
+// counter deltas, BulkRows rows a statement; their expiry deadlines go with
+// them (one statement per segment and BulkRows members).
 func (w *Writer) ExitMany(ctx context.Context, exits []Exit) (*Result, error) {
 	res := &Result{Exited: exits}
 	if len(exits) == 0 {
@@ -260,6 +279,9 @@ func (w *Writer) ExitMany(ctx context.Context, exits []Exit) (*Result, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ledger.ExitMany: delete memberships: %w", err)
+	}
+	if err := w.clearExpiries(ctx, exits); err != nil {
+		return nil, fmt.Errorf("ledger.ExitMany: %w", err)
 	}
 	err = bulk(exits, func(chunk []Exit) error {
 		rows := make([]*ent.MembershipChangeCreate, len(chunk))

@@ -27,6 +27,9 @@ func (postgres) serialized() bool         { return false }
 func (postgres) shard() int               { return rand.IntN(int(shardsInUse.Load())) }
 func (postgres) shards() bool             { return true }
 func (postgres) lockRows(s *sql.Selector) { s.For(sql.LockNoKeyUpdate) }
+func (postgres) lockSkipping(s *sql.Selector, strength sql.LockStrength) {
+	s.For(strength, sql.WithLockAction(sql.SkipLocked))
+}
 
 func (postgres) lockSegment(ctx context.Context, tx *ent.Tx, id pulid.ID) (bool, error) {
 	ids, err := tx.Segment.Query().Where(segment.ID(id)).ForUpdate().IDs(ctx)
@@ -71,6 +74,9 @@ func (postgres) exitStaged(ctx context.Context, tx *ent.Tx, where string, job, s
 	// logged, whatever commits meanwhile.
 	counts, err := scanEnteredCounts(tx.QueryContext(ctx, `WITH gone AS (
   DELETE FROM memberships m WHERE `+where+` RETURNING m.segment_ref, m.user_ref, m.entered_at
+), cleared AS (
+  DELETE FROM membership_deadlines d USING gone
+  WHERE d.segment_ref = gone.segment_ref AND d.user_ref = gone.user_ref AND d.why = 'EXPIRE'
 ), logged AS (
   INSERT INTO membership_changes (segment_ref, user_ref, kind, source, at, reason)
   SELECT segment_ref, user_ref, 'EXITED', 'IMPORT', $3, CAST($4 AS TEXT) FROM gone

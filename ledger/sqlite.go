@@ -24,6 +24,9 @@ func (sqlite) shard() int               { return 0 }
 func (sqlite) shards() bool             { return false }
 func (sqlite) lockRows(s *sql.Selector) {}
 
+// lockSkipping adds nothing: the one writer is this transaction.
+func (sqlite) lockSkipping(*sql.Selector, sql.LockStrength) {}
+
 func (sqlite) lockSegment(ctx context.Context, tx *ent.Tx, id pulid.ID) (bool, error) {
 	return tx.Segment.Query().Where(segment.ID(id)).Exist(ctx)
 }
@@ -42,6 +45,11 @@ func (sqlite) exitStaged(ctx context.Context, tx *ent.Tx, where string, job, seg
 SELECT m.segment_ref, m.user_ref, 'EXITED', 'IMPORT', $3, CAST($4 AS TEXT) FROM memberships m WHERE `+where, job, seg, at, reason)
 	if err != nil {
 		return nil, fmt.Errorf("log exits: %w", err)
+	}
+	_, err = tx.ExecContext(ctx, `DELETE FROM membership_deadlines WHERE why = 'EXPIRE' AND segment_ref = CAST($2 AS TEXT)
+AND user_ref IN (SELECT m.user_ref FROM memberships m WHERE `+where+`)`, job, seg)
+	if err != nil {
+		return nil, fmt.Errorf("delete deadlines: %w", err)
 	}
 	counts, err := scanEnteredCounts(tx.QueryContext(ctx, "SELECT m.entered_at, count(*) FROM memberships m WHERE "+where+" GROUP BY m.entered_at", job, seg))
 	if err != nil {

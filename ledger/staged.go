@@ -36,6 +36,13 @@ ON CONFLICT (segment_ref, user_ref) DO NOTHING`
 SELECT m.segment_ref, m.user_ref, 'ENTERED', 'IMPORT', m.entered_at, m.reason
 FROM import_ids i JOIN memberships m ON m.id = 'mem_' || i.k
 WHERE i.job_ref = CAST($1 AS TEXT) AND m.segment_ref = CAST($2 AS TEXT)`
+	// The expiry deadlines of the memberships this job created: $3 the
+	// instant they expire.
+	stagedWriteExpiries = `INSERT INTO membership_deadlines (segment_ref, user_ref, due_at, why)
+SELECT m.segment_ref, m.user_ref, $3, 'EXPIRE'
+FROM import_ids i JOIN memberships m ON m.id = 'mem_' || i.k
+WHERE i.job_ref = CAST($1 AS TEXT) AND m.segment_ref = CAST($2 AS TEXT)
+ON CONFLICT (segment_ref, user_ref, why) DO UPDATE SET due_at = excluded.due_at`
 	// $3 the campaign, $4 the time, $5 the ID suffix that keeps the
 	// activation IDs of several campaigns apart.
 	// This is the ONCE policy: entry 1, which a user who activated the
@@ -64,6 +71,9 @@ type StagedSet struct {
 	At      time.Time
 	// Reason is the reason logged with each change.
 	Reason string
+	// ExpiresAt, if set, is when the memberships that the set creates
+	// expire (the segment's exit rule after, counted from At).
+	ExpiresAt *time.Time
 }
 
 // Members selects members of a staged set's segment.
@@ -104,9 +114,10 @@ func (l *Ledger) CountStaged(ctx context.Context, tx *ent.Tx, set StagedSet, sel
 
 // EnterStaged makes every user of set who is not a member of its segment a
 // member (source IMPORT), logs the entries, counts them and activates the
-// segment's ACTIVE campaigns for them as their re-entry policy allows:
-// ONCE campaigns in a fixed number of INSERT ... SELECT statements,
-// EVERY_ENTRY campaigns a page of entries at a time.
+// segment's ACTIVE campaigns for them as their re-entry policy allows
+// (ONCE campaigns in a fixed number of INSERT ... SELECT statements,
+// EVERY_ENTRY campaigns a page of entries at a time), and writes their
+// expiry deadlines if set.ExpiresAt is set.
 func (w *Writer) EnterStaged(ctx context.Context, set StagedSet) (*StagedResult, error) {
 	tx := w.tx
 	job, seg := string(set.Job), string(set.Segment)
@@ -121,6 +132,12 @@ func (w *Writer) EnterStaged(ctx context.Context, set StagedSet) (*StagedResult,
 	}
 	if _, err := execCount(ctx, tx, stagedLogEntries, job, seg); err != nil {
 		return nil, fmt.Errorf("ledger.EnterStaged: log entries: %w", err)
+	}
+	if set.ExpiresAt != nil {
+		if _, err := execCount(ctx, tx, stagedWriteExpiries, job, seg, *set.ExpiresAt); err != nil {
+			return nil, fmt.Errorf("ledger.EnterStaged: write deadlines: %w", err)
+		}
+		res.Topics.deadline(*set.ExpiresAt)
 	}
 	w.counts.entered(set.Segment, set.At, int64(added))
 	res.Topics.segment(set.Segment)
@@ -218,7 +235,8 @@ func (w *Writer) stagedPage(ctx context.Context, set StagedSet, after string) ([
 }
 
 // ExitStaged removes the members of set's segment that sel selects (source
-// IMPORT, reason set.Reason), logs their exits and counts them down.
+// IMPORT, reason set.Reason), logs their exits, counts them down and
+// deletes their expiry deadlines.
 func (w *Writer) ExitStaged(ctx context.Context, set StagedSet, sel Members) (*StagedResult, error) {
 	counts, err := w.l.st.exitStaged(ctx, w.tx, sel.where(), string(set.Job), string(set.Segment), set.At, set.Reason)
 	if err != nil {

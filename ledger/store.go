@@ -29,6 +29,10 @@ type store interface {
 	// lockRows makes a query lock the rows it reads against concurrent
 	// updates (FOR NO KEY UPDATE) until the transaction ends.
 	lockRows(s *sql.Selector)
+	// lockSkipping makes a query lock the rows it reads with strength,
+	// skipping rows another transaction has locked (SKIP LOCKED): the
+	// deadline sweeper's reads, which must never wait.
+	lockSkipping(s *sql.Selector, strength sql.LockStrength)
 	// lockSegment reads a segment's row FOR UPDATE (see LockAudience),
 	// and reports whether it exists.
 	lockSegment(ctx context.Context, tx *ent.Tx, id pulid.ID) (bool, error)

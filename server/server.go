@@ -215,6 +215,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
 	go s.svc.CompactCountersEvery(base, 5*time.Minute)
+	s.svc.StartSweeper(base)
 	go s.watchKeys(base)
 	if s.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 		s.closeAll()
@@ -264,6 +265,7 @@ func (s *Server) Serve(ctx context.Context) error {
 func (s *Server) closeAll() error {
 	s.stop()
 	s.svc.WaitImports()
+	s.svc.WaitSweeper()
 	s.svc.ReleaseImportOwner()
 	if s.live != nil {
 		s.live.Wait()

@@ -326,7 +326,7 @@ func (s *Service) applyExits(st *batchState, ch *changes, exitSegs []*exitSegmen
 					reason = fmt.Sprintf("entered: traits changed (%s): %s", ev.id, held)
 				}
 				evID := ev.id
-				ch.enter(ledger.Entry{Segment: x.segment.ID, User: u.ID, Event: &evID, Source: source, Reason: reason, At: st.now}, result)
+				ch.enter(ledger.Entry{Segment: x.segment.ID, User: u.ID, Event: &evID, Source: source, Reason: reason, At: st.now, ExpiresAt: expiresAt(x.segment, st.now)}, result)
 				res.EnteredSegments = append(res.EnteredSegments, x.segment)
 				outcomes = append(outcomes, schema.Outcome{SegmentID: x.segment.ID, Entered: true, Reason: "entered: " + r.Reason})
 			case !r.Matched && member:

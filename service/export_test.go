@@ -1,7 +1,11 @@
 package service
 
 import (
+	"context"
 	"time"
+
+	"github.com/segmentd/segmentd/changelog"
+	"github.com/segmentd/segmentd/ent/schema/pulid"
 
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ledger"
@@ -26,3 +30,35 @@ func (s *Service) EntClient() *ent.Client { return s.client }
 
 // StoreDialect is the service's store's dialect.
 func (s *Service) StoreDialect() string { return s.dialect }
+
+// EnterExpiring makes users (created if new) members of seg, source
+// MANUAL, at the service's clock, expiring after `after`: the entry of a
+// segment with exitRules.after, through the ledger, for tests of the
+// sweeper that do not depend on how the rule is set.
+func (s *Service) EnterExpiring(ctx context.Context, seg pulid.ID, userIDs []string, after time.Duration) error {
+	now := s.now()
+	var topics ledger.Topics
+	err := s.inTx(ctx, func(tx *ent.Tx) error {
+		users, err := s.lockUserIDs(ctx, tx, userIDs, now)
+		if err != nil {
+			return err
+		}
+		due := now.Add(after)
+		entries := make([]ledger.Entry, len(users))
+		for i, u := range users {
+			entries[i] = ledger.Entry{Segment: seg, User: u.ID, Source: changelog.SourceManual,
+				Reason: "added by hand", At: now, ExpiresAt: &due}
+		}
+		w := s.ledger().Writer(tx)
+		if _, err := w.EnterMany(ctx, entries); err != nil {
+			return err
+		}
+		topics, err = w.Flush(ctx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.publish(topics)
+	return nil
+}

@@ -486,11 +486,16 @@ func (s *Service) applyImport(ctx context.Context, tx *ent.Tx, job *ent.ImportJo
 	if err := segmentExistsIn(ctx, tx, nil, "segmentId", job.SegmentRef); err != nil {
 		return ledger.Topics{}, fmt.Errorf("the segment was deleted during the import: %w", err)
 	}
+	seg, err := tx.Segment.Get(ctx, job.SegmentRef)
+	if err != nil {
+		return ledger.Topics{}, fmt.Errorf("load the segment: %w", err)
+	}
 	res.added, res.removed, res.unchanged = 0, 0, 0
 	l := s.ledger()
 	now := s.now()
 	set := ledger.StagedSet{Job: job.ID, Segment: job.SegmentRef, At: now,
-		Reason: fmt.Sprintf("imported from %s (%s)", fileLabel(job.FileName), job.ID)}
+		Reason:    fmt.Sprintf("imported from %s (%s)", fileLabel(job.FileName), job.ID),
+		ExpiresAt: expiresAt(seg, now)}
 	inFileMembers, err := l.CountStaged(ctx, tx, set, ledger.Staged)
 	if err != nil {
 		return ledger.Topics{}, err

@@ -145,7 +145,7 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 					reason := fmt.Sprintf("entered on event %q (%s): %s", ev.name, ev.id, strings.TrimPrefix(r.Reason, "matched: "))
 					evID := ev.id
 					ch.enter(ledger.Entry{Segment: c.segment.ID, User: u.ID, Event: &evID,
-						Source: changelog.SourceEvent, Reason: reason, At: st.now}, i)
+						Source: changelog.SourceEvent, Reason: reason, At: st.now, ExpiresAt: expiresAt(c.segment, st.now)}, i)
 					res.EnteredSegments = append(res.EnteredSegments, c.segment)
 				}
 			}

@@ -110,7 +110,7 @@ func (s *Service) changeMembers(ctx context.Context, segmentID pulid.ID, userIDs
 				for _, u := range users {
 					if byUser[u.ID] == nil {
 						fresh = append(fresh, ledger.Entry{Segment: segmentID, User: u.ID,
-							Source: changelog.SourceManual, Reason: "added by hand", At: now})
+							Source: changelog.SourceManual, Reason: "added by hand", At: now, ExpiresAt: expiresAt(seg, now)})
 					}
 				}
 				res.Unchanged += len(chunk) - len(fresh)

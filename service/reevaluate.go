@@ -62,7 +62,7 @@ func (s *Service) reevaluate(ctx context.Context, tx *ent.Tx, seg *ent.Segment, 
 		}
 		evID := m.event.ID
 		entries = append(entries, ledger.Entry{Segment: seg.ID, User: userRef, Event: &evID,
-			Source: changelog.SourceBackfill, At: now,
+			Source: changelog.SourceBackfill, At: now, ExpiresAt: expiresAt(seg, now),
 			Reason: fmt.Sprintf("backfilled from event %q (%s): %s", *m.event.Name, m.event.ID, m.reason)})
 	}
 	if _, err := w.EnterMany(ctx, entries); err != nil {

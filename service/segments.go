@@ -302,16 +302,21 @@ func (s *Service) UpdateSegment(ctx context.Context, id pulid.ID, in UpdateSegme
 		if updated, err = upd.Save(ctx); err != nil {
 			return fmt.Errorf("update segment: %w", err)
 		}
+		if err := s.rescheduleExpiries(ctx, tx, seg, updated, &topics); err != nil {
+			return err
+		}
 		if policy != FutureOnly && seg.Kind == segment.KindSTATIC {
 			return segmentd.Invalid("reevaluate", "a STATIC segment has no rules to reevaluate; use FUTURE_ONLY")
 		}
 		if seg.Kind == segment.KindDYNAMIC {
 			// Membership of a DYNAMIC segment is its condition now, so
 			// every policy brings it in line with the new rules.
-			topics, err = s.syncDynamic(ctx, tx, updated)
+			synced, err := s.syncDynamic(ctx, tx, updated)
+			topics.Merge(synced)
 			return err
 		}
-		topics, err = s.reevaluate(ctx, tx, updated, policy)
+		reevaluated, err := s.reevaluate(ctx, tx, updated, policy)
+		topics.Merge(reevaluated)
 		return err
 	})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentd/segmentd/changelog"
@@ -44,6 +45,11 @@ type Service struct {
 	uploadDir string
 
 	jobs sync.WaitGroup // running imports
+	// sweepers is the running expiry sweeper (StartSweeper); nextSweep is
+	// when it means to look at the deadlines next (Unix nanoseconds, real
+	// time).
+	sweepers  sync.WaitGroup
+	nextSweep atomic.Int64
 	// ownerConn holds the advisory lock of ownerKey, the owner of this
 	// server's import jobs (PostgreSQL; see ClaimImportOwner).
 	ownerConn *sql.Conn
@@ -140,6 +146,7 @@ func (s *Service) publish(t ledger.Topics) {
 	if t.Activations() {
 		s.notify(changelog.CampaignActivations.Topic)
 	}
+	s.wakeSweeper(t.Deadline)
 }
 
 // now is the clock in UTC, to the microsecond: PostgreSQL keeps

@@ -36,7 +36,8 @@ type Finding struct {
 	// Kind names the check: duplicate-event, duplicate-membership,
 	// duplicate-activation, missing-membership, unjustified-membership,
 	// missing-entered-change, change-log-mismatch, missing-activation,
-	// outcome-mismatch, half-written-event, missed-exit, dynamic-mismatch.
+	// outcome-mismatch, half-written-event, missed-exit, dynamic-mismatch,
+	// missing-deadline, stale-deadline.
 	Kind   string
 	Detail string
 }
@@ -159,6 +160,7 @@ func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
 		v.checkMissingMemberships,
 		v.checkEventMemberships,
 		v.checkExits,
+		v.checkDeadlines,
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {

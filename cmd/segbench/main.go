@@ -12,7 +12,9 @@
 // memory per subscription and event-to-subscriber latency), import (a
 // 1M-row CSV import during ingestion, if the server has importSegmentUsers),
 // replicas (two segmentd on one PostgreSQL: events to A, subscriber on B),
-// and all.
+// expiry (100,000 memberships due at one instant while ingesting 500
+// events/s: how long after the instant the exits were made, and the
+// ingestion ack p99 against idle), and all.
 //
 // Without -url segbench builds cmd/segmentd (run it from the repository
 // root), starts it on a fresh database per scenario (a temp SQLite file, or
@@ -49,6 +51,8 @@ type config struct {
 	duration                                  time.Duration
 	subs, perConn                             int
 	importRows                                int
+	expiryRows                                int
+	expiryAfter                               time.Duration
 	importMode                                string
 	segments                                  int
 
@@ -74,7 +78,7 @@ func main() {
 	flag.IntVar(&c.pid, "pid", 0, "pid of the running segmentd (-url), for CPU and peak RSS from /proc")
 	flag.BoolVar(&c.allowRemote, "allow-remote", false, "allow a -url that is not a loopback address")
 	flag.StringVar(&c.databaseURL, "database-url", "", "database: of the segmentd segbench starts (default a temp SQLite file; PostgreSQL: a new schema per scenario), or of -url's, for the raw INSERT baseline")
-	flag.StringVar(&c.scenario, "scenario", "seed", "seed, segments10k, hot, subs5000, import, replicas or all")
+	flag.StringVar(&c.scenario, "scenario", "seed", "seed, segments10k, hot, subs5000, import, replicas, expiry or all")
 	flag.StringVar(&c.transport, "transport", "", "trackEvents, trackEvent, v1batch or all (default: all for seed, trackEvents otherwise)")
 	flag.IntVar(&c.rate, "rate", 0, "events per second; 0: flat out")
 	flag.IntVar(&c.batch, "batch", 100, "events per trackEvents or /v1/batch call")
@@ -85,6 +89,8 @@ func main() {
 	flag.IntVar(&c.perConn, "subs-per-conn", 1, "subscriptions per websocket connection in subs5000")
 	flag.IntVar(&c.segments, "segments", 10000, "segments in segments10k")
 	flag.IntVar(&c.importRows, "import-rows", 1000000, "CSV rows in the import scenario")
+	flag.IntVar(&c.expiryRows, "expiry-rows", 100000, "memberships due at one instant in the expiry scenario")
+	flag.DurationVar(&c.expiryAfter, "expiry-after", 20*time.Second, "exitRules.after of the expiry scenario's segment (whole seconds): longer than the import")
 	flag.StringVar(&c.importMode, "import-mode", "ADD", "importSegmentUsers mode argument (empty: omitted)")
 	flag.BoolVar(&c.markdown, "markdown", false, "print the table as markdown")
 	flag.BoolVar(&c.keep, "keep", false, "keep the databases segbench created")
@@ -102,7 +108,7 @@ func main() {
 // stdout).
 var progress io.Writer = os.Stderr
 
-var scenarios = []string{"seed", "segments10k", "hot", "subs5000", "import", "replicas"}
+var scenarios = []string{"seed", "segments10k", "hot", "subs5000", "import", "replicas", "expiry"}
 
 func run(ctx context.Context, c config) error {
 	if err := c.validate(); err != nil {
@@ -271,6 +277,8 @@ func runScenario(ctx context.Context, c config, bin, name string, t *table) erro
 		return subs(ctx, c, tg, t)
 	case "import":
 		return importScenario(ctx, c, tg, t)
+	case "expiry":
+		return expiryScenario(ctx, c, tg, t)
 	}
 	return fmt.Errorf("unknown scenario %q", name)
 }

@@ -117,6 +117,18 @@ func (f MembershipChangeFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.V
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.MembershipChangeMutation", m)
 }
 
+// The MembershipDeadlineFunc type is an adapter to allow the use of ordinary
+// function as MembershipDeadline mutator.
+type MembershipDeadlineFunc func(context.Context, *ent.MembershipDeadlineMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f MembershipDeadlineFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.MembershipDeadlineMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.MembershipDeadlineMutation", m)
+}
+
 // The SegmentFunc type is an adapter to allow the use of ordinary
 // function as Segment mutator.
 type SegmentFunc func(context.Context, *ent.SegmentMutation) (ent.Value, error)

@@ -17,6 +17,7 @@ import (
 	"github.com/segmentd/segmentd/ent/importjob"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/membershipchange"
+	"github.com/segmentd/segmentd/ent/membershipdeadline"
 	"github.com/segmentd/segmentd/ent/predicate"
 	"github.com/segmentd/segmentd/ent/segment"
 	"github.com/segmentd/segmentd/ent/segmentcounter"
@@ -323,6 +324,33 @@ func (f TraverseMembershipChange) Traverse(ctx context.Context, q ent.Query) err
 	return fmt.Errorf("unexpected query type %T. expect *ent.MembershipChangeQuery", q)
 }
 
+// The MembershipDeadlineFunc type is an adapter to allow the use of ordinary function as a Querier.
+type MembershipDeadlineFunc func(context.Context, *ent.MembershipDeadlineQuery) (ent.Value, error)
+
+// Query calls f(ctx, q).
+func (f MembershipDeadlineFunc) Query(ctx context.Context, q ent.Query) (ent.Value, error) {
+	if q, ok := q.(*ent.MembershipDeadlineQuery); ok {
+		return f(ctx, q)
+	}
+	return nil, fmt.Errorf("unexpected query type %T. expect *ent.MembershipDeadlineQuery", q)
+}
+
+// The TraverseMembershipDeadline type is an adapter to allow the use of ordinary function as Traverser.
+type TraverseMembershipDeadline func(context.Context, *ent.MembershipDeadlineQuery) error
+
+// Intercept is a dummy implementation of Intercept that returns the next Querier in the pipeline.
+func (f TraverseMembershipDeadline) Intercept(next ent.Querier) ent.Querier {
+	return next
+}
+
+// Traverse calls f(ctx, q).
+func (f TraverseMembershipDeadline) Traverse(ctx context.Context, q ent.Query) error {
+	if q, ok := q.(*ent.MembershipDeadlineQuery); ok {
+		return f(ctx, q)
+	}
+	return fmt.Errorf("unexpected query type %T. expect *ent.MembershipDeadlineQuery", q)
+}
+
 // The SegmentFunc type is an adapter to allow the use of ordinary function as a Querier.
 type SegmentFunc func(context.Context, *ent.SegmentQuery) (ent.Value, error)
 
@@ -452,6 +480,8 @@ func NewQuery(q ent.Query) (Query, error) {
 		return &query[*ent.MembershipQuery, predicate.Membership, membership.OrderOption]{typ: ent.TypeMembership, tq: q}, nil
 	case *ent.MembershipChangeQuery:
 		return &query[*ent.MembershipChangeQuery, predicate.MembershipChange, membershipchange.OrderOption]{typ: ent.TypeMembershipChange, tq: q}, nil
+	case *ent.MembershipDeadlineQuery:
+		return &query[*ent.MembershipDeadlineQuery, predicate.MembershipDeadline, membershipdeadline.OrderOption]{typ: ent.TypeMembershipDeadline, tq: q}, nil
 	case *ent.SegmentQuery:
 		return &query[*ent.SegmentQuery, predicate.Segment, segment.OrderOption]{typ: ent.TypeSegment, tq: q}, nil
 	case *ent.SegmentCounterQuery:

@@ -391,6 +391,32 @@ var (
 			},
 		},
 	}
+	// MembershipDeadlinesColumns holds the columns for the "membership_deadlines" table.
+	MembershipDeadlinesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt64, Increment: true},
+		{Name: "segment_ref", Type: field.TypeString},
+		{Name: "user_ref", Type: field.TypeString},
+		{Name: "due_at", Type: field.TypeTime},
+		{Name: "why", Type: field.TypeEnum, Enums: []string{"EXPIRE", "REEVALUATE"}},
+	}
+	// MembershipDeadlinesTable holds the schema information for the "membership_deadlines" table.
+	MembershipDeadlinesTable = &schema.Table{
+		Name:       "membership_deadlines",
+		Columns:    MembershipDeadlinesColumns,
+		PrimaryKey: []*schema.Column{MembershipDeadlinesColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "membershipdeadline_segment_ref_user_ref_why",
+				Unique:  true,
+				Columns: []*schema.Column{MembershipDeadlinesColumns[1], MembershipDeadlinesColumns[2], MembershipDeadlinesColumns[4]},
+			},
+			{
+				Name:    "membershipdeadline_due_at",
+				Unique:  false,
+				Columns: []*schema.Column{MembershipDeadlinesColumns[3]},
+			},
+		},
+	}
 	// SegmentsColumns holds the columns for the "segments" table.
 	SegmentsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeString, Size: 40},
@@ -547,6 +573,7 @@ var (
 		ImportJobsTable,
 		MembershipsTable,
 		MembershipChangesTable,
+		MembershipDeadlinesTable,
 		SegmentsTable,
 		SegmentCountersTable,
 		SegmentTriggersTable,

@@ -33,6 +33,9 @@ type Membership func(*sql.Selector)
 // MembershipChange is the predicate function for membershipchange builders.
 type MembershipChange func(*sql.Selector)
 
+// MembershipDeadline is the predicate function for membershipdeadline builders.
+type MembershipDeadline func(*sql.Selector)
+
 // Segment is the predicate function for segment builders.
 type Segment func(*sql.Selector)
 
