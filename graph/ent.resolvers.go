@@ -48,6 +48,11 @@ func (r *queryResolver) Users(ctx context.Context, after *entgql.Cursor[pulid.ID
 // Campaign returns generated.CampaignResolver implementation.
 func (r *Resolver) Campaign() generated.CampaignResolver { return &campaignResolver{r} }
 
+// CampaignActivation returns generated.CampaignActivationResolver implementation.
+func (r *Resolver) CampaignActivation() generated.CampaignActivationResolver {
+	return &campaignActivationResolver{r}
+}
+
 // Condition returns generated.ConditionResolver implementation.
 func (r *Resolver) Condition() generated.ConditionResolver { return &conditionResolver{r} }
 
@@ -70,12 +75,13 @@ func (r *Resolver) Segment() generated.SegmentResolver { return &segmentResolver
 func (r *Resolver) User() generated.UserResolver { return &userResolver{r} }
 
 type (
-	campaignResolver  struct{ *Resolver }
-	conditionResolver struct{ *Resolver }
-	eventResolver     struct{ *Resolver }
-	groupResolver     struct{ *Resolver }
-	importJobResolver struct{ *Resolver }
-	queryResolver     struct{ *Resolver }
-	segmentResolver   struct{ *Resolver }
-	userResolver      struct{ *Resolver }
+	campaignResolver           struct{ *Resolver }
+	campaignActivationResolver struct{ *Resolver }
+	conditionResolver          struct{ *Resolver }
+	eventResolver              struct{ *Resolver }
+	groupResolver              struct{ *Resolver }
+	importJobResolver          struct{ *Resolver }
+	queryResolver              struct{ *Resolver }
+	segmentResolver            struct{ *Resolver }
+	userResolver               struct{ *Resolver }
 )
