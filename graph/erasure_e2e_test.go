@@ -1,0 +1,303 @@
+package graph_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentd/segmentd/auth"
+	"github.com/segmentd/segmentd/internal/testenv"
+)
+
+// erasedSecrets are what alice's identity, traits and events carry: after
+// deleteUser no response may contain any of them.
+var erasedSecrets = []string{`"alice"`, "alice@example.com", "alice-secret-coupon", "msg-alice-1", "msg-alice-2"}
+
+func assertNoSecrets(t *testing.T, label, body string) {
+	t.Helper()
+	for _, s := range erasedSecrets {
+		if strings.Contains(body, s) {
+			t.Errorf("%s shows %s after the erasure: %s", label, s, body)
+		}
+	}
+}
+
+type erasureChange struct {
+	MembershipChanged struct {
+		Cursor  string
+		Kind    string
+		Source  string
+		Reason  string
+		User    *struct{ UserID string }
+		Segment struct{ ID string }
+	}
+}
+
+const erasureChangesQuery = `subscription($after: String) {
+  membershipChanged(after: $after) { cursor kind source reason user { userId traits } segment { id } event { messageId properties } } }`
+
+// TestDeleteUser: alice is a member of an EVENT_TRIGGERED segment with an
+// ACTIVE campaign (entered on an event) and of a STATIC one (added by
+// hand). deleteUser exits both memberships (source ERASURE, streamed to a
+// live subscriber), deletes her events, and leaves nothing that shows her
+// ID, traits or event contents in any query, export or replay; the figures
+// stay exact, verify is clean, and a later event with her ID starts a new
+// user who enters again. READ and WRITE keys are refused.
+func TestDeleteUser(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
+		srv := testenv.StartServer(t, dbURL)
+		admin := srv.Admin()
+		evSeg, campID := liveSegment(t, admin) // "Sign Up" with Channel = Facebook, ACTIVE campaign
+		var static struct{ CreateSegment struct{ ID string } }
+		admin.MustDo(t, `mutation { createSegment(input: {name: "VIP", kind: STATIC}) { id } }`, nil, &static)
+		stSeg := static.CreateSegment.ID
+
+		track := func(user, msg string, props map[string]any) {
+			t.Helper()
+			admin.MustDo(t, `mutation($in: TrackInput!) { trackEvent(input: $in) { duplicate } }`, map[string]any{"in": map[string]any{
+				"event": "Sign Up", "userId": user, "messageId": msg, "properties": props,
+				"traits": map[string]any{"Channel": "Facebook", "email": user + "@example.com"},
+			}}, nil)
+		}
+		track("alice", "msg-alice-1", map[string]any{"coupon": "alice-secret-coupon"})
+		track("alice", "msg-alice-2", map[string]any{"coupon": "alice-secret-coupon"})
+		track("bob", "msg-bob-1", map[string]any{"coupon": "bob-coupon"})
+		admin.MustDo(t, `mutation($s: ID!) { addUsersToSegment(segmentId: $s, userIds: ["alice", "bob"]) { added } }`,
+			map[string]any{"s": stSeg}, nil)
+		var before struct{ User struct{ ID string } }
+		admin.MustDo(t, `{ user(userId: "alice") { id } }`, nil, &before)
+		oldID := before.User.ID
+
+		// Other keys may not erase, and nothing is written.
+		_, readKey := newKey(t, srv, "dashboard", auth.RoleRead)
+		_, writeKey := newKey(t, srv, "tracker", auth.RoleWrite)
+		for role, key := range map[string]string{"READ": readKey, "WRITE": writeKey} {
+			r := srv.Client(key).Do(t, `mutation { deleteUser(userId: "alice") { userId } }`, nil)
+			if len(r.Errors) == 0 || r.Errors[0].Code() != "FORBIDDEN" {
+				t.Errorf("%s key: deleteUser answered %+v, want FORBIDDEN", role, r)
+			}
+			noData(t, role+" deleteUser", r)
+		}
+		if e := admin.MustFail(t, "NOT_FOUND", `mutation { deleteUser(userId: "nobody") { userId } }`, nil); e.Field() != "userId" {
+			t.Errorf("unknown user: field %q, want userId", e.Field())
+		}
+		for _, bad := range []string{"", "  ", "a\u0007b"} {
+			if e := admin.MustFail(t, "BAD_USER_INPUT", `mutation($u: String!) { deleteUser(userId: $u) { userId } }`, map[string]any{"u": bad}); e.Field() != "userId" {
+				t.Errorf("userId %q: field %q, want userId", bad, e.Field())
+			}
+		}
+
+		// A live subscriber sees both exits.
+		ws := srv.DialWS(t, testenv.AdminKey, testenv.TransportWS)
+		ws.Subscribe(t, "live", erasureChangesQuery, nil)
+		time.Sleep(150 * time.Millisecond) // graphql-transport-ws has no subscribe ack
+		since := time.Now().UTC().Add(-time.Hour)
+
+		var del struct {
+			DeleteUser struct {
+				UserID      string
+				Events      int
+				Memberships int
+			}
+		}
+		admin.MustDo(t, `mutation { deleteUser(userId: " alice ") { userId events memberships } }`, nil, &del)
+		if d := del.DeleteUser; d.UserID != "alice" || d.Events != 2 || d.Memberships != 2 {
+			t.Fatalf("deleteUser = %+v, want alice, 2 events, 2 memberships", d)
+		}
+		left := map[string]bool{}
+		for len(left) < 2 {
+			var ch erasureChange
+			ws.NextData(t, "live", 30*time.Second, &ch)
+			c := ch.MembershipChanged
+			if c.Kind == "ENTERED" {
+				continue // committed before the subscription and still on its way: the live tail may start a little before now
+			}
+			if c.Kind != "EXITED" || c.Source != "ERASURE" || c.Reason != "left: the user was erased" || c.User != nil {
+				t.Errorf("live change %+v, want EXITED, ERASURE, the erasure's reason, user null", c)
+			}
+			left[c.Segment.ID] = true
+		}
+		if !left[evSeg] || !left[stSeg] {
+			t.Errorf("exits streamed for %v, want both segments", left)
+		}
+		ws.Quiet(t, 300*time.Millisecond)
+
+		// Figures: bob stays in both; alice's exit is counted.
+		now := time.Now().UTC()
+		for _, seg := range []string{evSeg, stSeg} {
+			var f struct {
+				Node struct {
+					Stats   struct{ TotalUsers int }
+					Growth  []struct{ Entered, Exited, Total int }
+					Members struct {
+						TotalCount int
+						Edges      []struct{ Node struct{ User struct{ UserID string } } }
+					}
+					MembersAt struct{ TotalCount int }
+				}
+			}
+			admin.MustDo(t, `query($s: ID!, $from: Time!, $to: Time!, $now: Time!) { node(id: $s) { ... on Segment {
+				stats { totalUsers }
+				growth(interval: HOUR, from: $from, to: $to) { entered exited total }
+				members(first: 10) { totalCount edges { node { user { userId } } } }
+				membersAt(time: $now) { totalCount } } } }`,
+				map[string]any{"s": seg, "from": since.Truncate(time.Hour), "to": now.Add(time.Hour), "now": now}, &f)
+			n := f.Node
+			var entered, exited, total int
+			for _, p := range n.Growth {
+				entered += p.Entered
+				exited += p.Exited
+				total = p.Total
+			}
+			if n.Stats.TotalUsers != 1 || n.Members.TotalCount != 1 || n.MembersAt.TotalCount != 1 || entered != 2 || exited != 1 || total != 1 {
+				t.Errorf("segment %s after the erasure: totalUsers %d, members %d, membersAt %d, growth entered %d exited %d total %d; want 1, 1, 1, 2, 1, 1",
+					seg, n.Stats.TotalUsers, n.Members.TotalCount, n.MembersAt.TotalCount, entered, exited, total)
+			}
+			if len(n.Members.Edges) != 1 || n.Members.Edges[0].Node.User.UserID != "bob" {
+				t.Errorf("segment %s members: %+v, want bob", seg, n.Members.Edges)
+			}
+		}
+		var camp struct {
+			Node struct {
+				ActivationCount int
+				Activations     struct {
+					Edges []struct{ Node struct{ User *struct{ UserID string } } }
+				}
+			}
+		}
+		admin.MustDo(t, `query($c: ID!) { node(id: $c) { ... on Campaign { activationCount activations(first: 10) { edges { node { user { userId traits } event { messageId } } } } } } }`,
+			map[string]any{"c": campID}, &camp)
+		named := 0
+		for _, e := range camp.Node.Activations.Edges {
+			if e.Node.User != nil {
+				named++
+			}
+		}
+		if camp.Node.ActivationCount != 2 || len(camp.Node.Activations.Edges) != 2 || named != 1 {
+			t.Errorf("campaign after the erasure: %d activations, %d listed, %d naming a user; want 2, 2, 1 (bob's)",
+				camp.Node.ActivationCount, len(camp.Node.Activations.Edges), named)
+		}
+
+		// No query, export or replay shows alice.
+		reads := []struct {
+			label, query string
+			vars         map[string]any
+		}{
+			{"users", `{ users(first: 50) { totalCount edges { node { id userId traits memberships { segment { id } } } } } }`, nil},
+			{"user", `{ user(userId: "alice") { id userId traits } }`, nil},
+			{"node(old id)", `query($id: ID!) { node(id: $id) { id ... on User { userId traits } } }`, map[string]any{"id": oldID}},
+			{"events", `{ events(first: 50) { totalCount edges { node { messageId userId properties traits context outcomes { reason } } } } }`, nil},
+			{"alice's events", `{ events(first: 50, where: {userID: "alice"}) { totalCount edges { node { messageId } } } }`, nil},
+			{"campaign", `query($c: ID!) { node(id: $c) { ... on Campaign { activations(first: 50) { edges { node { user { userId traits } event { messageId properties } } } } } } }`, map[string]any{"c": campID}},
+			{"explainMembership", `query($s: ID!) { explainMembership(segmentId: $s, userId: "alice") { member user { id } membership { id } lastEvaluatedEvent { messageId } } }`, map[string]any{"s": evSeg}},
+		}
+		for _, rd := range reads {
+			r := admin.Do(t, rd.query, rd.vars)
+			if len(r.Errors) > 0 {
+				t.Errorf("%s: %+v", rd.label, r.Errors)
+			}
+			assertNoSecrets(t, rd.label, string(r.Data))
+		}
+		var gone struct {
+			User    *struct{ ID string }
+			Node    *struct{ UserID string }
+			Explain struct {
+				Member bool
+				User   *struct{ ID string }
+			}
+		}
+		admin.MustDo(t, `query($id: ID!, $s: ID!) { user(userId: "alice") { id } node(id: $id) { ... on User { userId } }
+			explain: explainMembership(segmentId: $s, userId: "alice") { member user { id } } }`, map[string]any{"id": oldID, "s": evSeg}, &gone)
+		if gone.User != nil || gone.Explain.Member || gone.Explain.User != nil {
+			t.Errorf("after the erasure: user(userId: alice) %+v, explainMembership %+v; want null, not a member, no user", gone.User, gone.Explain)
+		}
+		var users struct{ Users struct{ TotalCount int } }
+		admin.MustDo(t, `{ users { totalCount } }`, nil, &users)
+		if users.Users.TotalCount != 1 {
+			t.Errorf("users: totalCount %d, want 1 (bob)", users.Users.TotalCount)
+		}
+		for _, seg := range []string{evSeg, stSeg} {
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+"/segments/"+seg+"/members.csv", nil)
+			req.Header.Set("Authorization", "Bearer "+testenv.AdminKey)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !strings.Contains(string(body), "bob") {
+				t.Errorf("export of %s: %d %s", seg, resp.StatusCode, body)
+			}
+			if strings.Contains(string(body), "alice") {
+				t.Errorf("export of %s shows alice after the erasure: %s", seg, body)
+			}
+		}
+		// Replay of the whole log from its start: every change stays (2
+		// entries and 2 exits of alice's, 2 entries of bob's), alice's name
+		// no one.
+		replay := srv.DialWS(t, testenv.AdminKey, testenv.LegacyWS)
+		replay.Subscribe(t, "replay", erasureChangesQuery, map[string]any{"after": "0.0"})
+		anonymous, kinds := 0, map[string]int{}
+		for range 6 {
+			m := replay.Next(t, 30*time.Second)
+			assertNoSecrets(t, "membershipChanged replay", string(m.Payload))
+			var p struct{ Data erasureChange }
+			if err := json.Unmarshal(m.Payload, &p); err != nil {
+				t.Fatalf("replay message %s: %v", m.Payload, err)
+			}
+			c := p.Data.MembershipChanged
+			kinds[c.Kind+" "+c.Source]++
+			if c.User == nil {
+				anonymous++
+			}
+		}
+		replay.Quiet(t, 300*time.Millisecond)
+		if anonymous != 4 || kinds["EXITED ERASURE"] != 2 || kinds["ENTERED EVENT"] != 2 || kinds["ENTERED MANUAL"] != 2 {
+			t.Errorf("replay: %d changes naming no one, kinds %v; want 4, 2 EXITED ERASURE, 2 ENTERED EVENT, 2 ENTERED MANUAL", anonymous, kinds)
+		}
+
+		rep, err := newService(t, srv.Store()).Verify(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rep.OK() {
+			t.Errorf("verify after the erasure: %s", rep)
+		}
+
+		// The same user ID again is a new user, who enters and activates
+		// anew, with only the new traits.
+		var again struct {
+			TrackEvent struct {
+				EnteredSegments    []struct{ ID string }
+				ActivatedCampaigns []struct{ ID string }
+			}
+		}
+		admin.MustDo(t, `mutation { trackEvent(input: {event: "Sign Up", userId: "alice", traits: {Channel: "Facebook"}}) {
+			enteredSegments { id } activatedCampaigns { id } } }`, nil, &again)
+		if e := again.TrackEvent; len(e.EnteredSegments) != 1 || e.EnteredSegments[0].ID != evSeg || len(e.ActivatedCampaigns) != 1 || e.ActivatedCampaigns[0].ID != campID {
+			t.Errorf("the same user ID again: %+v, want an entry into %s and an activation of %s", e, evSeg, campID)
+		}
+		var fresh struct {
+			User struct {
+				ID          string
+				Traits      map[string]any
+				Memberships []struct{ Source string }
+			}
+		}
+		admin.MustDo(t, `{ user(userId: "alice") { id traits memberships { source } } }`, nil, &fresh)
+		if u := fresh.User; u.ID == "" || u.ID == oldID || len(u.Traits) != 1 || u.Traits["Channel"] != "Facebook" || len(u.Memberships) != 1 {
+			t.Errorf("the new alice: %+v, want a new id (not %s), only the new trait, one membership", u, oldID)
+		}
+		admin.MustDo(t, `{ users { totalCount } }`, nil, &users)
+		if users.Users.TotalCount != 2 {
+			t.Errorf("users: totalCount %d, want 2 (bob and the new alice)", users.Users.TotalCount)
+		}
+		if rep, err := newService(t, srv.Store()).Verify(context.Background()); err != nil || !rep.OK() {
+			t.Errorf("verify after the new alice: %v %v", err, rep)
+		}
+	})
+}
