@@ -3,9 +3,11 @@ package graph_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -298,6 +300,83 @@ func TestDeleteUser(t *testing.T) {
 		}
 		if rep, err := newService(t, srv.Store()).Verify(context.Background()); err != nil || !rep.OK() {
 			t.Errorf("verify after the new alice: %v %v", err, rep)
+		}
+	})
+}
+
+// TestDeleteUserWhileEventsArrive: events for alice stream in from two
+// connections while she is erased. Each event commits wholly before the
+// erasure (and is erased with her) or after it (and belongs to a new
+// alice): afterwards every stored event of "alice" is the new user's, her
+// membership matches them, and verify is clean.
+func TestDeleteUserWhileEventsArrive(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
+		srv := testenv.StartServer(t, dbURL)
+		admin := srv.Admin()
+		evSeg, _ := liveSegment(t, admin)
+		send := func(i, j int) error {
+			r := admin.Do(t, `mutation($in: TrackInput!) { trackEvent(input: $in) { duplicate } }`, map[string]any{"in": map[string]any{
+				"event": "Sign Up", "userId": "alice", "messageId": fmt.Sprintf("m-%d-%d", i, j),
+				"traits": map[string]any{"Channel": "Facebook"},
+			}})
+			if len(r.Errors) > 0 {
+				return fmt.Errorf("trackEvent: %+v", r.Errors)
+			}
+			return nil
+		}
+		if err := send(0, 0); err != nil {
+			t.Fatal(err)
+		}
+		const perWorker = 40
+		errs := make(chan error, 2*perWorker)
+		var wg sync.WaitGroup
+		for i := 1; i <= 2; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := range perWorker {
+					if err := send(i, j); err != nil {
+						errs <- err
+					}
+				}
+			}()
+		}
+		time.Sleep(50 * time.Millisecond)
+		var del struct{ DeleteUser struct{ Events, Memberships int } }
+		admin.MustDo(t, `mutation { deleteUser(userId: "alice") { events memberships } }`, nil, &del)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		if del.DeleteUser.Events < 1 || del.DeleteUser.Memberships != 1 {
+			t.Errorf("deleteUser = %+v, want at least the first event and the one membership", del.DeleteUser)
+		}
+		var after struct {
+			Events struct{ TotalCount int }
+			User   *struct {
+				ID          string
+				Memberships []struct{ Segment struct{ ID string } }
+			}
+			Users struct{ TotalCount int }
+		}
+		admin.MustDo(t, `{ events(where: {userID: "alice"}) { totalCount } user(userId: "alice") { id memberships { segment { id } } } users { totalCount } }`, nil, &after)
+		if got, want := after.Events.TotalCount, 1+2*perWorker-del.DeleteUser.Events; got != want {
+			t.Errorf("%d events of alice stored after the erasure, want %d (sent %d, erased %d)", got, want, 1+2*perWorker, del.DeleteUser.Events)
+		}
+		switch {
+		case after.Events.TotalCount == 0 && (after.User != nil || after.Users.TotalCount != 0):
+			t.Errorf("no event came after the erasure, yet user %+v, %d users", after.User, after.Users.TotalCount)
+		case after.Events.TotalCount > 0 && (after.User == nil || len(after.User.Memberships) != 1 || after.User.Memberships[0].Segment.ID != evSeg || after.Users.TotalCount != 1):
+			t.Errorf("%d events after the erasure, but user %+v, %d users; want a new alice in %s", after.Events.TotalCount, after.User, after.Users.TotalCount, evSeg)
+		}
+		t.Logf("erased %d events; %d came after", del.DeleteUser.Events, after.Events.TotalCount)
+		rep, err := newService(t, srv.Store()).Verify(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rep.OK() {
+			t.Errorf("verify: %s", rep)
 		}
 	})
 }
