@@ -70,6 +70,10 @@ func (s *Service) DeleteUser(ctx context.Context, userID string) (*DeleteUserRes
 	res := &DeleteUserResult{UserID: id}
 	var topics ledger.Topics
 	err := s.inTx(ctx, func(tx *ent.Tx) error {
+		// Imports being applied first (see storeSQL.lockAgainstErasure).
+		if err := s.sql.lockAgainstErasure(ctx, tx, true); err != nil {
+			return err
+		}
 		// FOR UPDATE, not NO KEY UPDATE: the user_id (a key) changes, and
 		// inserts that refer to the row (an entry, an activation) must wait
 		// until the erasure commits, then see the tombstone's state.

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	entsql "entgo.io/ent/dialect/sql"
+
+	"github.com/segmentd/segmentd/ent"
 )
 
 // postgresSQL is the service's SQL on PostgreSQL, where several server
@@ -85,3 +87,20 @@ var ownerDead = fmt.Sprintf(`owner_key IS NOT NULL AND NOT EXISTS (
 // writersTakeTurns is false: PostgreSQL's writers run beside each other,
 // waiting only on the rows they share.
 func (postgresSQL) writersTakeTurns() bool { return false }
+
+// erasureLock is the advisory lock key of lockAgainstErasure (one key,
+// apart from the ledger's counter lock, 0x5e6d_0002).
+const erasureLock = 0x5e6d_0003
+
+// lockAgainstErasure takes the transaction-scoped advisory lock
+// erasureLock: shared for an import's apply, exclusive for an erasure.
+func (postgresSQL) lockAgainstErasure(ctx context.Context, tx *ent.Tx, erasure bool) error {
+	q := "SELECT pg_advisory_xact_lock_shared($1)"
+	if erasure {
+		q = "SELECT pg_advisory_xact_lock($1)"
+	}
+	if _, err := tx.ExecContext(ctx, q, erasureLock); err != nil {
+		return fmt.Errorf("lock against erasure: %w", err)
+	}
+	return nil
+}

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 
 	entsql "entgo.io/ent/dialect/sql"
+
+	"github.com/segmentd/segmentd/ent"
 )
 
 // sqliteSQL is the service's SQL on SQLite.
@@ -33,3 +35,7 @@ func (sqliteSQL) claimImportOwner(context.Context, *sql.DB) (*sql.Conn, int64, e
 // retries by sleeping, unfairly, so that under sustained concurrent writes
 // one writer could wait past busy_timeout and fail; a Go mutex queues them.
 func (sqliteSQL) writersTakeTurns() bool { return true }
+
+// lockAgainstErasure takes nothing: SQLite's writers take turns already
+// (writersTakeTurns, and IMMEDIATE transactions).
+func (sqliteSQL) lockAgainstErasure(context.Context, *ent.Tx, bool) error { return nil }
