@@ -206,21 +206,32 @@ func TestDeleteUser(t *testing.T) {
 		}
 		for _, rd := range reads {
 			r := admin.Do(t, rd.query, rd.vars)
-			if len(r.Errors) > 0 {
+			if len(r.Errors) > 0 && rd.label != "node(old id)" {
 				t.Errorf("%s: %+v", rd.label, r.Errors)
 			}
 			assertNoSecrets(t, rd.label, string(r.Data))
 		}
 		var gone struct {
 			User    *struct{ ID string }
-			Node    *struct{ UserID string }
 			Explain struct {
 				Member bool
 				User   *struct{ ID string }
 			}
 		}
-		admin.MustDo(t, `query($id: ID!, $s: ID!) { user(userId: "alice") { id } node(id: $id) { ... on User { userId } }
-			explain: explainMembership(segmentId: $s, userId: "alice") { member user { id } } }`, map[string]any{"id": oldID, "s": evSeg}, &gone)
+		admin.MustDo(t, `query($s: ID!) { user(userId: "alice") { id }
+			explain: explainMembership(segmentId: $s, userId: "alice") { member user { id } } }`, map[string]any{"s": evSeg}, &gone)
+		var unknown struct{ Node *struct{ ID string } }
+		unknownRes := admin.Do(t, `{ node(id: "usr_01ZZZZZZZZZZZZZZZZZZZZZZZZ") { id } }`, nil)
+		_ = json.Unmarshal(unknownRes.Data, &unknown)
+		oldRes := admin.Do(t, `query($id: ID!) { node(id: $id) { id } }`, map[string]any{"id": oldID})
+		sameErrors := len(oldRes.Errors) == len(unknownRes.Errors)
+		for i := range oldRes.Errors {
+			sameErrors = sameErrors && i < len(unknownRes.Errors) && oldRes.Errors[i].Code() == unknownRes.Errors[i].Code() &&
+				strings.ReplaceAll(oldRes.Errors[i].Message, oldID, "X") == strings.ReplaceAll(unknownRes.Errors[i].Message, "usr_01ZZZZZZZZZZZZZZZZZZZZZZZZ", "X")
+		}
+		if string(oldRes.Data) != string(unknownRes.Data) || !sameErrors {
+			t.Errorf("node(id) of the erased user: %s %+v; want what an unknown user ID gives: %s %+v", oldRes.Data, oldRes.Errors, unknownRes.Data, unknownRes.Errors)
+		}
 		if gone.User != nil || gone.Explain.Member || gone.Explain.User != nil {
 			t.Errorf("after the erasure: user(userId: alice) %+v, explainMembership %+v; want null, not a member, no user", gone.User, gone.Explain)
 		}

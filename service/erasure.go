@@ -35,7 +35,10 @@ const ErasedReason = "left: the user was erased"
 func IsErased(u *ent.User) bool { return u != nil && strings.HasPrefix(u.UserID, erasedPrefix) }
 
 // NotErased is a user predicate that leaves tombstones out of a query.
-func NotErased() predicate.User { return user.Not(user.UserIDHasPrefix(erasedPrefix)) }
+func NotErased() predicate.User { return user.Not(Erased()) }
+
+// Erased is a user predicate that selects tombstones only.
+func Erased() predicate.User { return user.UserIDHasPrefix(erasedPrefix) }
 
 // DeleteUserResult is what DeleteUser removed.
 type DeleteUserResult struct {
