@@ -57,7 +57,7 @@ type CampaignActivationEdges struct {
 	// type was loaded (or requested) in eager-loading or not.
 	loadedTypes [4]bool
 	// totalCount holds the count of the edges above.
-	totalCount [4]map[string]int
+	totalCount [3]map[string]int
 }
 
 // CampaignOrErr returns the Campaign value or an error if the edge

@@ -189,21 +189,6 @@ func (_q *CampaignActivationQuery) collectField(ctx context.Context, oneNode boo
 				fieldSeen[campaignactivation.FieldCampaignRef] = struct{}{}
 			}
 
-		case "user":
-			var (
-				alias = field.Alias
-				path  = append(path, alias)
-				query = (&UserClient{config: _q.config}).Query()
-			)
-			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, userImplementors)...); err != nil {
-				return err
-			}
-			_q.withUser = query
-			if _, ok := fieldSeen[campaignactivation.FieldUserRef]; !ok {
-				selectedFields = append(selectedFields, campaignactivation.FieldUserRef)
-				fieldSeen[campaignactivation.FieldUserRef] = struct{}{}
-			}
-
 		case "segment":
 			var (
 				alias = field.Alias

@@ -24,14 +24,6 @@ func (_m *CampaignActivation) Campaign(ctx context.Context) (*Campaign, error) {
 	return result, err
 }
 
-func (_m *CampaignActivation) User(ctx context.Context) (*User, error) {
-	result, err := _m.Edges.UserOrErr()
-	if IsNotLoaded(err) {
-		result, err = _m.QueryUser().Only(ctx)
-	}
-	return result, err
-}
-
 func (_m *CampaignActivation) Segment(ctx context.Context) (*Segment, error) {
 	result, err := _m.Edges.SegmentOrErr()
 	if IsNotLoaded(err) {

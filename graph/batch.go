@@ -685,3 +685,30 @@ func (r *Resolver) campaignActivations(ctx context.Context, obj *ent.Campaign, p
 		return out, nil
 	})
 }
+
+// activationUser is the user of an activation (loaded with it, or by the
+// activations' user refs, kind "activationUser"); null once erased.
+func (r *Resolver) activationUser(ctx context.Context, a *ent.CampaignActivation) (*ent.User, error) {
+	u := a.Edges.User
+	if u == nil {
+		var err error
+		u, err = load(ctx, "activationUser", "user", a.UserRef, func(ctx context.Context, ids []pulid.ID) (map[pulid.ID]*ent.User, error) {
+			us, err := r.client.User.Query().Where(user.IDIn(ids...)).All(ctx)
+			if err != nil {
+				return nil, err
+			}
+			out := make(map[pulid.ID]*ent.User, len(us))
+			for _, u := range us {
+				out[u.ID] = u
+			}
+			return out, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if service.IsErased(u) {
+		return nil, nil
+	}
+	return u, nil
+}

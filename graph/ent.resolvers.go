@@ -17,12 +17,33 @@ import (
 
 // Node is the resolver for the node field.
 func (r *queryResolver) Node(ctx context.Context, id pulid.ID) (ent.Noder, error) {
-	return r.client.Noder(ctx, id, ent.WithNodeType(ent.IDToType))
+	n, err := r.client.Noder(ctx, id, ent.WithNodeType(ent.IDToType))
+	if err != nil {
+		return n, err
+	}
+	erased, err := r.erasedNodes(ctx, []ent.Noder{n})
+	if err != nil {
+		return nil, err
+	}
+	if erased[id] {
+		return nil, entgql.ErrNodeNotFound(id) // as for an unknown ID
+	}
+	return n, nil
 }
 
 // Nodes is the resolver for the nodes field.
 func (r *queryResolver) Nodes(ctx context.Context, ids []pulid.ID) ([]ent.Noder, error) {
-	return r.client.Noders(ctx, ids, ent.WithNodeType(ent.IDToType))
+	ns, err := r.client.Noders(ctx, ids, ent.WithNodeType(ent.IDToType))
+	erased, lerr := r.erasedNodes(ctx, ns)
+	if lerr != nil {
+		return nil, lerr
+	}
+	for i, n := range ns {
+		if u, ok := n.(*ent.User); ok && erased[u.ID] {
+			ns[i] = nil
+		}
+	}
+	return ns, err
 }
 
 // Campaigns is the resolver for the campaigns field.

@@ -1,11 +1,15 @@
 package graph
 
 import (
+	"context"
+	"fmt"
 	"os"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/importjob"
+	"github.com/segmentd/segmentd/ent/schema/pulid"
+	"github.com/segmentd/segmentd/ent/user"
 	"github.com/segmentd/segmentd/graph/model"
 	"github.com/segmentd/segmentd/service"
 )
@@ -54,4 +58,28 @@ func derefMode(m *importjob.Mode) importjob.Mode {
 func (r *Resolver) spoolUpload(file graphql.Upload) (*service.Spooled, error) {
 	f, _ := file.File.(*os.File)
 	return r.svc.SpoolUpload(f, file.File)
+}
+
+// erasedNodes says which of the users among ns are erased users'
+// tombstones, which node and nodes answer as unknown IDs. It asks the
+// store: the nodes may have been loaded without their user_id.
+func (r *Resolver) erasedNodes(ctx context.Context, ns []ent.Noder) (map[pulid.ID]bool, error) {
+	var ids []pulid.ID
+	for _, n := range ns {
+		if u, ok := n.(*ent.User); ok && u != nil {
+			ids = append(ids, u.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	erased, err := r.client.User.Query().Where(user.IDIn(ids...), service.Erased()).IDs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("graph.erasedNodes: %w", err)
+	}
+	out := make(map[pulid.ID]bool, len(erased))
+	for _, id := range erased {
+		out[id] = true
+	}
+	return out, nil
 }

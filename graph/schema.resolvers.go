@@ -40,6 +40,11 @@ func (r *campaignActivationResolver) Cursor(ctx context.Context, obj *ent.Campai
 	return r.live.ActivationCursor(ctx, obj.ID)
 }
 
+// User is the resolver for the user field.
+func (r *campaignActivationResolver) User(ctx context.Context, obj *ent.CampaignActivation) (*ent.User, error) {
+	return r.activationUser(ctx, obj)
+}
+
 // Value is the resolver for the value field.
 func (r *conditionResolver) Value(ctx context.Context, obj *ent.Condition) (any, error) {
 	if obj.Value == nil {
@@ -136,6 +141,11 @@ func (r *mutationResolver) RemoveUsersFromSegment(ctx context.Context, segmentID
 	return r.svc.RemoveUsers(ctx, segmentID, userIds)
 }
 
+// DeleteUser is the resolver for the deleteUser field.
+func (r *mutationResolver) DeleteUser(ctx context.Context, userID string) (*service.DeleteUserResult, error) {
+	return r.svc.DeleteUser(ctx, userID)
+}
+
 // ImportSegmentUsers is the resolver for the importSegmentUsers field.
 func (r *mutationResolver) ImportSegmentUsers(ctx context.Context, segmentID pulid.ID, file graphql.Upload, mode *importjob.Mode, dryRun *bool) (*ent.ImportJob, error) {
 	spooled, err := r.spoolUpload(file)
@@ -169,7 +179,7 @@ func (r *mutationResolver) Identify(ctx context.Context, input service.IdentifyI
 
 // User is the resolver for the user field.
 func (r *queryResolver) User(ctx context.Context, userID string) (*ent.User, error) {
-	return nullIfNotFound(r.client.User.Query().Where(user.UserID(segmentd.NormalizeID(userID))).Only(ctx))
+	return nullIfNotFound(r.client.User.Query().Where(user.UserID(segmentd.NormalizeID(userID)), service.NotErased()).Only(ctx))
 }
 
 // Events is the resolver for the events field.

@@ -33,6 +33,7 @@ var writeRules = map[string]bool{
 	"Mutation.createSegment":          false,
 	"Mutation.deleteCampaign":         false,
 	"Mutation.deleteSegment":          false,
+	"Mutation.deleteUser":             false,
 	"Mutation.importSegmentUsers":     false,
 	"Mutation.removeUsersFromSegment": false,
 	"Mutation.updateCampaign":         false,

@@ -95,9 +95,10 @@ func (s *Service) Campaigns(ctx context.Context, page Page, where *ent.CampaignW
 		Edges: edgesOf(p, func(n *ent.Campaign, c ent.Cursor) *ent.CampaignEdge { return &ent.CampaignEdge{Node: n, Cursor: c} })}, nil
 }
 
-// Users lists users (by ID unless order says otherwise).
+// Users lists users (by ID unless order says otherwise); the tombstones
+// of erased users are not users any more and are left out.
 func (s *Service) Users(ctx context.Context, page Page, where *ent.UserWhereInput, order *ent.UserOrder) (*ent.UserConnection, error) {
-	return s.usersOf(ctx, s.client.User.Query(), page, where, order)
+	return s.usersOf(ctx, s.client.User.Query().Where(NotErased()), page, where, order)
 }
 
 // GroupUsers lists the users that group calls put in g (by ID unless order

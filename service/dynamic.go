@@ -72,12 +72,15 @@ func (s *Service) syncDynamic(ctx context.Context, tx *ent.Tx, seg *ent.Segment)
 }
 
 // eachUserNow evaluates prog against every user's current traits at now
+// (erased users left out)
 // (a DYNAMIC condition: no event), a page of users at a time in ID order,
 // and hands each page with its results to fn.
 func eachUserNow(ctx context.Context, client *ent.Client, prog *trigger.Program, now time.Time, fn func([]*ent.User, []trigger.Result) error) error {
 	var after pulid.ID
 	for {
-		q := client.User.Query().Order(ent.Asc(user.FieldID)).Limit(dynamicPage)
+		// An erased user's tombstone (no traits) is nobody: a condition
+		// that holds for empty traits must not take it in.
+		q := client.User.Query().Where(NotErased()).Order(ent.Asc(user.FieldID)).Limit(dynamicPage)
 		if after != "" {
 			q = q.Where(user.IDGT(after))
 		}

@@ -516,6 +516,9 @@ func (s *Service) applyImport(ctx context.Context, tx *ent.Tx, job *ent.ImportJo
 		return ledger.Topics{}, s.finishImport(ctx, tx, job, res)
 	}
 
+	if err := s.sql.lockAgainstErasure(ctx, tx, false); err != nil {
+		return ledger.Topics{}, err
+	}
 	w := l.Writer(tx)
 	enter := func() error {
 		if _, err := execCount(ctx, tx, importCreateUsers, string(job.ID), now); err != nil {

@@ -481,22 +481,37 @@ func (s *Service) lockUsers(ctx context.Context, tx *ent.Tx, evs []*incoming, no
 	sort.Strings(ids)
 	for start := 0; start < len(ids); start += maxBatchTxRows {
 		chunk := ids[start:min(start+maxBatchTxRows, len(ids))]
-		builders := make([]*ent.UserCreate, len(chunk))
-		for i, id := range chunk {
-			builders[i] = tx.User.Create().SetUserID(id).SetTraits(map[string]any{}).
-				SetFirstSeenAt(now).SetLastSeenAt(now)
-		}
-		err := tx.User.CreateBulk(builders...).OnConflictColumns(user.FieldUserID).DoNothing().Exec(ctx)
-		if err != nil && !isNoRows(err) {
-			return nil, fmt.Errorf("create users: %w", err)
-		}
-		rows, err := tx.User.Query().Where(user.UserIDIn(chunk...), sq.lockForNoKeyUpdate).
-			Order(ent.Asc(user.FieldUserID)).All(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("lock users: %w", err)
-		}
-		for _, u := range rows {
-			users[u.UserID] = u
+		// A user erased (DeleteUser) between the insert, which found the
+		// row, and the lock, which waited for the erasure, is gone from
+		// the lock's answer: create that one anew and lock again.
+		for attempt := 0; len(chunk) > 0; attempt++ {
+			if attempt == 3 {
+				return nil, fmt.Errorf("lock users: %d users vanished under the lock 3 times", len(chunk))
+			}
+			builders := make([]*ent.UserCreate, len(chunk))
+			for i, id := range chunk {
+				builders[i] = tx.User.Create().SetUserID(id).SetTraits(map[string]any{}).
+					SetFirstSeenAt(now).SetLastSeenAt(now)
+			}
+			err := tx.User.CreateBulk(builders...).OnConflictColumns(user.FieldUserID).DoNothing().Exec(ctx)
+			if err != nil && !isNoRows(err) {
+				return nil, fmt.Errorf("create users: %w", err)
+			}
+			rows, err := tx.User.Query().Where(user.UserIDIn(chunk...), sq.lockForNoKeyUpdate).
+				Order(ent.Asc(user.FieldUserID)).All(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("lock users: %w", err)
+			}
+			for _, u := range rows {
+				users[u.UserID] = u
+			}
+			var missing []string
+			for _, id := range chunk {
+				if users[id] == nil {
+					missing = append(missing, id)
+				}
+			}
+			chunk = missing
 		}
 	}
 	return users, nil

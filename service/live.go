@@ -196,8 +196,12 @@ func (l *Live) MembershipChanges(ctx context.Context, segmentID *pulid.ID, after
 		if c.Edges.Segment == nil || c.Edges.User == nil {
 			return nil, false // deleted since
 		}
+		u := c.Edges.User
+		if IsErased(u) {
+			u = nil // the change stays, but names no one
+		}
 		return &MembershipChange{
-			Segment: c.Edges.Segment, User: c.Edges.User, Event: c.Edges.Event,
+			Segment: c.Edges.Segment, User: u, Event: c.Edges.Event,
 			Cursor: r.Cursor.String(), Kind: c.Kind, SegmentID: c.SegmentRef, UserRef: c.UserRef,
 			EventRef: c.EventRef, At: c.At, Source: c.Source, Reason: c.Reason,
 		}, true

@@ -9,6 +9,7 @@ import (
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 
+	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/predicate"
 )
 
@@ -41,6 +42,14 @@ type storeSQL interface {
 	// Service.ClaimImportOwner). A nil conn with a nil error means the
 	// store needs no owner: its server is alone on the database.
 	claimImportOwner(ctx context.Context, db *sql.DB) (conn *sql.Conn, key int64, err error)
+
+	// lockAgainstErasure makes an import's apply transaction (shared: many
+	// at once) and an erasure (exclusive) take turns until tx ends: the
+	// apply's INSERT ... SELECT joins users by user_id in its snapshot,
+	// so an erasure committing meanwhile would see the import make its
+	// tombstone a member. Row locks cannot say it: the apply reads users
+	// it never locks.
+	lockAgainstErasure(ctx context.Context, tx *ent.Tx, erasure bool) error
 
 	// writersTakeTurns says whether the service's write transactions must
 	// queue in the process (Service.writeMu) before they begin: see inTx.

@@ -11,6 +11,7 @@ import (
 
 	entsql "entgo.io/ent/dialect/sql"
 
+	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/importjob"
 	"github.com/segmentd/segmentd/ent/predicate"
 )
@@ -104,3 +105,20 @@ func (postgresSQL) staleImport(now time.Time) predicate.ImportJob {
 
 // stageImport stages with COPY, PostgreSQL's bulk load.
 func (postgresSQL) stageImport(ctx context.Context, st *stager) error { return st.copyPostgres(ctx) }
+
+// erasureLock is the advisory lock key of lockAgainstErasure (one key,
+// apart from the ledger's counter lock, 0x5e6d_0002).
+const erasureLock = 0x5e6d_0003
+
+// lockAgainstErasure takes the transaction-scoped advisory lock
+// erasureLock: shared for an import's apply, exclusive for an erasure.
+func (postgresSQL) lockAgainstErasure(ctx context.Context, tx *ent.Tx, erasure bool) error {
+	q := "SELECT pg_advisory_xact_lock_shared($1)"
+	if erasure {
+		q = "SELECT pg_advisory_xact_lock($1)"
+	}
+	if _, err := tx.ExecContext(ctx, q, erasureLock); err != nil {
+		return fmt.Errorf("lock against erasure: %w", err)
+	}
+	return nil
+}

@@ -7,6 +7,7 @@ import (
 
 	entsql "entgo.io/ent/dialect/sql"
 
+	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/predicate"
 )
 
@@ -48,3 +49,7 @@ func (sqliteSQL) staleImport(time.Time) predicate.ImportJob { return nil }
 
 // stageImport stages with multi-row INSERTs (SQLite has no COPY).
 func (sqliteSQL) stageImport(ctx context.Context, st *stager) error { return st.insertSQLite(ctx) }
+
+// lockAgainstErasure takes nothing: SQLite's writers take turns already
+// (writersTakeTurns, and IMMEDIATE transactions).
+func (sqliteSQL) lockAgainstErasure(context.Context, *ent.Tx, bool) error { return nil }

@@ -131,6 +131,12 @@ const verifyPage = 5000
 //     segment's members are exactly the users whose rebuilt traits meet its
 //     condition, when it does not depend on the clock (dynamic-mismatch):
 //     checkExits.
+
+//   - an erased user (DeleteUser's tombstone) has no traits, no membership
+//     and no event (erased-user-data: loadUsers, checkMemberships,
+//     checkEvents). Their change-log rows and activations stay, naming
+//     no event, and are checked like any others: the exits of an erasure
+//     are EXITED changes of source ERASURE.
 //
 // Approximations (documented, not hidden): the user's traits at the time of
 // an event are reconstructed by merging the traits of the user's stored
@@ -182,8 +188,9 @@ type verifier struct {
 	// loadSegments
 	segByID   map[pulid.ID]*verifySegment
 	byTrigger map[string][]*verifySegment // EVENT_TRIGGERED segments by trigger name
-	// loadUsers: users' own IDs, for a readable report
+	// loadUsers: users' own IDs, for a readable report, and the erased
 	userIDs map[pulid.ID]string
+	erased  map[pulid.ID]bool
 	// checkMemberships
 	members map[segUser]*ent.Membership
 	// checkChangeLog: the latest change of each (segment, user), the last
@@ -235,6 +242,7 @@ func newVerifier(ctx context.Context, c *ent.Client) *verifier {
 		segByID:   map[pulid.ID]*verifySegment{},
 		byTrigger: map[string][]*verifySegment{},
 		userIDs:   map[pulid.ID]string{},
+		erased:    map[pulid.ID]bool{},
 		members:   map[segUser]*ent.Membership{},
 		latest:    map[segUser]latestChange{},
 		lastExit:  map[segUser]time.Time{},
@@ -312,9 +320,15 @@ func (v *verifier) loadUsers() error {
 		if after != "" {
 			q = q.Where(user.IDGT(after))
 		}
-		return q.Select(user.FieldID, user.FieldUserID).All(v.ctx)
+		return q.Select(user.FieldID, user.FieldUserID, user.FieldTraits).All(v.ctx)
 	}, func(u *ent.User) pulid.ID { return u.ID }, func(u *ent.User) {
 		v.userIDs[u.ID] = u.UserID
+		if IsErased(u) {
+			v.erased[u.ID] = true
+			if len(u.Traits) > 0 {
+				v.rep.add("erased-user-data", "erased user %s still has %d traits", u.ID, len(u.Traits))
+			}
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("users: %w", err)
@@ -333,6 +347,9 @@ func (v *verifier) checkMemberships() error {
 		return q.All(v.ctx)
 	}, func(m *ent.Membership) pulid.ID { return m.ID }, func(m *ent.Membership) {
 		v.rep.Memberships++
+		if v.erased[m.UserRef] {
+			v.rep.add("erased-user-data", "erased user %s is a member of segment %s (membership %s)", m.UserRef, v.segmentName(m.SegmentRef), m.ID)
+		}
 		k := segUser{m.SegmentRef, m.UserRef}
 		if _, dup := v.members[k]; dup {
 			v.rep.add("duplicate-membership", "user %s is in segment %s more than once", v.userName(m.UserRef), v.segmentName(m.SegmentRef))
@@ -469,6 +486,9 @@ func (v *verifier) checkEvents() error {
 		}
 		if e.UserRef == nil {
 			return
+		}
+		if v.erased[*e.UserRef] {
+			v.rep.add("erased-user-data", "erased user %s still has event %s", *e.UserRef, e.ID)
 		}
 		ei := &verifyEvent{id: e.ID, typ: e.Type, props: e.Properties, traits: e.Traits,
 			timestamp: e.Timestamp, receivedAt: e.ReceivedAt, outcomes: map[pulid.ID]outcome{}}

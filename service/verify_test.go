@@ -175,3 +175,98 @@ func pgPlaceholders(q string) string {
 	}
 	return string(out)
 }
+
+// TestVerifyAfterErasure: after DeleteUser erases a member of an
+// EVENT_TRIGGERED segment with an ACTIVE campaign and of a STATIC one, verify
+// is clean; data of the erased user put back behind the service's back (a
+// membership, an event, traits) is reported as erased-user-data.
+func TestVerifyAfterErasure(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, databaseURL string) {
+		ctx := context.Background()
+		st, err := store.Open(ctx, databaseURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		if err := st.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		svc := newService(t, st, service.Config{})
+		seg, err := svc.CreateSegment(ctx, service.CreateSegmentInput{
+			Name: "Activation", Kind: segment.KindEVENT_TRIGGERED,
+			TriggerEvents: []string{"Sign Up"}, Condition: signUpCondition(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := svc.CreateCampaign(ctx, service.CreateCampaignInput{
+			Name: "Welcome", SegmentID: &seg.ID, Status: ref(campaign.StatusACTIVE),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		static, err := svc.CreateSegment(ctx, service.CreateSegmentInput{Name: "VIP", Kind: segment.KindSTATIC})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range []string{"alice", "bob"} {
+			if _, err := svc.Track(ctx, service.TrackInput{Event: "Sign Up", UserID: ref(u), MessageID: ref("m-" + u),
+				Traits:     map[string]any{"Sign Up Date": "2025-03-01", "Channel": "Facebook"},
+				Properties: map[string]any{"Reward Amount": json.Number("20")}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := svc.AddUsers(ctx, static.ID, []string{"alice", "bob"}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := svc.DeleteUser(ctx, "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Events != 1 || res.Memberships != 2 {
+			t.Fatalf("DeleteUser = %+v, want 1 event, 2 memberships", res)
+		}
+		rep, err := svc.Verify(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rep.OK() {
+			t.Fatalf("findings after an erasure:\n%s", rep)
+		}
+		if rep.Memberships != 2 || rep.Changes != 6 || rep.Activations != 2 {
+			t.Fatalf("read memberships %d changes %d activations %d; want 2 (bob's), 6 (4 entries, 2 exits), 2:\n%s",
+				rep.Memberships, rep.Changes, rep.Activations, rep)
+		}
+		users, err := svc.EntClient().User.Query().Where(service.Erased()).All(ctx)
+		if err != nil || len(users) != 1 {
+			t.Fatalf("tombstones: %d (%v), want 1", len(users), err)
+		}
+		tomb := string(users[0].ID)
+		exec := func(q string, args ...any) {
+			t.Helper()
+			if st.Dialect != "sqlite3" {
+				q = pgPlaceholders(q)
+			}
+			if _, err := st.DB.ExecContext(ctx, q, args...); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		expect := func(kind string, n int) {
+			t.Helper()
+			rep, err := svc.Verify(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := rep.Count(kind); got != n {
+				t.Fatalf("%s findings: %d, want %d:\n%s", kind, got, n, rep)
+			}
+		}
+		exec(`UPDATE users SET traits = ? WHERE id = ?`, `{"email":"alice@example.com"}`, tomb)
+		expect("erased-user-data", 1)
+		exec(`INSERT INTO memberships (id, segment_ref, user_ref, entered_at, source, reason) VALUES (?, ?, ?, ?, 'MANUAL', 'forged')`,
+			"mem_forged", string(static.ID), tomb, time.Now().UTC())
+		expect("erased-user-data", 2)
+		exec(`INSERT INTO events (id, message_id, type, user_ref, properties, traits, context, timestamp, received_at, outcomes) VALUES (?, 'm-forged', 'TRACK', ?, '{}', '{}', '{}', ?, ?, '[]')`,
+			"evt_forged", tomb, time.Now().UTC(), time.Now().UTC())
+		expect("erased-user-data", 3)
+	})
+}

@@ -112,8 +112,11 @@ func (CampaignActivation) Edges() []ent.Edge {
 	return []ent.Edge{
 		edge.From("campaign", Campaign.Type).Ref("activations").Field("campaign_ref").Unique().Required().Immutable().
 			Comment("The campaign activated."),
+		// CampaignActivation.user is declared in schema.graphqls: null
+		// once the user is erased, which a required edge cannot say.
 		edge.From("user", User.Type).Ref("activations").Field("user_ref").Unique().Required().Immutable().
-			Comment("The user who activated it."),
+			Comment("The user who activated it.").
+			Annotations(entgql.Skip(entgql.SkipType)),
 		edge.From("segment", Segment.Type).Ref("activations").Field("segment_ref").Unique().Required().Immutable().
 			Comment("The segment whose membership activated it (the campaign's segment at the time)."),
 		edge.To("event", Event.Type).Field("event_ref").Unique().Immutable().

@@ -36,6 +36,7 @@ type CampaignResolver interface {
 }
 type CampaignActivationResolver interface {
 	Cursor(ctx context.Context, obj *ent.CampaignActivation) (string, error)
+	User(ctx context.Context, obj *ent.CampaignActivation) (*ent.User, error)
 }
 type ConditionResolver interface {
 	Value(ctx context.Context, obj *ent.Condition) (any, error)
@@ -1129,38 +1130,6 @@ func (ec *executionContext) fieldContext_CampaignActivation_campaign(_ context.C
 	return fc, nil
 }
 
-func (ec *executionContext) _CampaignActivation_user(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignActivation) (ret graphql.Marshaler) {
-	return graphql.ResolveField(
-		ctx,
-		ec.OperationContext,
-		field,
-		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-			return ec.fieldContext_CampaignActivation_user(ctx, field)
-		},
-		func(ctx context.Context) (any, error) {
-			return obj.User(ctx)
-		},
-		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *ent.User) graphql.Marshaler {
-			return ec.marshalNUser2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚐUser(ctx, selections, v)
-		},
-		true,
-		true,
-	)
-}
-func (ec *executionContext) fieldContext_CampaignActivation_user(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	fc = &graphql.FieldContext{
-		Object:     "CampaignActivation",
-		Field:      field,
-		IsMethod:   true,
-		IsResolver: false,
-		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-			return ec.childFields_User(ctx, field)
-		},
-	}
-	return fc, nil
-}
-
 func (ec *executionContext) _CampaignActivation_segment(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignActivation) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -1246,6 +1215,38 @@ func (ec *executionContext) _CampaignActivation_cursor(ctx context.Context, fiel
 }
 func (ec *executionContext) fieldContext_CampaignActivation_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("CampaignActivation", field, true, true, "String")
+}
+
+func (ec *executionContext) _CampaignActivation_user(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignActivation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignActivation_user(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CampaignActivation().User(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.User) graphql.Marshaler {
+			return ec.marshalOUser2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚐUser(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignActivation_user(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CampaignActivation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_User(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _CampaignActivationConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignActivationConnection) (ret graphql.Marshaler) {
@@ -8391,12 +8392,6 @@ func (ec *executionContext) _CampaignActivation(ctx context.Context, sel ast.Sel
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._CampaignActivation_campaign(ctx, field, obj)
 				})
-		case "user":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
-				func(ctx context.Context) graphql.Marshaler {
-					return ec._CampaignActivation_user(ctx, field, obj)
-				})
 		case "segment":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -8414,6 +8409,12 @@ func (ec *executionContext) _CampaignActivation(ctx context.Context, sel ast.Sel
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._CampaignActivation_cursor(ctx, field, obj)
+				})
+		case "user":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CampaignActivation_user(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))

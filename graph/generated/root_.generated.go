@@ -105,6 +105,12 @@ type ComplexityRoot struct {
 		Value    func(childComplexity int) int
 	}
 
+	DeleteUserResult struct {
+		Events      func(childComplexity int) int
+		Memberships func(childComplexity int) int
+		UserID      func(childComplexity int) int
+	}
+
 	Event struct {
 		AnonymousID func(childComplexity int) int
 		Context     func(childComplexity int) int
@@ -250,6 +256,7 @@ type ComplexityRoot struct {
 		CreateSegment          func(childComplexity int, input service.CreateSegmentInput) int
 		DeleteCampaign         func(childComplexity int, id pulid.ID) int
 		DeleteSegment          func(childComplexity int, id pulid.ID) int
+		DeleteUser             func(childComplexity int, userID string) int
 		Identify               func(childComplexity int, input service.IdentifyInput) int
 		ImportSegmentUsers     func(childComplexity int, segmentID pulid.ID, file graphql.Upload, mode *importjob.Mode, dryRun *bool) int
 		RemoveUsersFromSegment func(childComplexity int, segmentID pulid.ID, userIds []string) int
@@ -632,6 +639,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Condition.Value(childComplexity), true
+
+	case "DeleteUserResult.events":
+		if e.ComplexityRoot.DeleteUserResult.Events == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeleteUserResult.Events(childComplexity), true
+	case "DeleteUserResult.memberships":
+		if e.ComplexityRoot.DeleteUserResult.Memberships == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeleteUserResult.Memberships(childComplexity), true
+	case "DeleteUserResult.userId":
+		if e.ComplexityRoot.DeleteUserResult.UserID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeleteUserResult.UserID(childComplexity), true
 
 	case "Event.anonymousId":
 		if e.ComplexityRoot.Event.AnonymousID == nil {
@@ -1260,6 +1286,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DeleteSegment(childComplexity, args["id"].(pulid.ID)), true
+	case "Mutation.deleteUser":
+		if e.ComplexityRoot.Mutation.DeleteUser == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deleteUser_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeleteUser(childComplexity, args["userId"].(string)), true
 	case "Mutation.identify":
 		if e.ComplexityRoot.Mutation.Identify == nil {
 			break
@@ -2133,10 +2170,6 @@ type CampaignActivation implements Node {
   The campaign activated.
   """
   campaign: Campaign!
-  """
-  The user who activated it.
-  """
-  user: User!
   """
   The segment whose membership activated it (the campaign's segment at the time).
   """
@@ -5205,6 +5238,18 @@ type Mutation {
     userIds: [String!]!
   ): MembershipUpdateResult!
   """
+  ADMIN: erases a user (the right to erasure). Each of their memberships
+  exits first (source ERASURE: logged, counted and streamed like any exit),
+  then their identity, traits, group memberships and events (with their
+  outcomes) are deleted. The change log and activations keep their rows,
+  naming no user, so that every figure stays exact. A later event with the
+  same user ID starts a new user. NOT_FOUND when no user has the ID.
+  """
+  deleteUser(
+    """The customer's own ID of the user to erase."""
+    userId: String!
+  ): DeleteUserResult!
+  """
   Imports a CSV file of user IDs (a GraphQL multipart upload) into a segment,
   in the background: the job is returned at once, PENDING; follow it with
   importJobProgress or importJob. One ID a row, or a header row with a
@@ -5345,6 +5390,21 @@ type SegmentStats {
   newLast7Days: Int!
   """Members who entered in the last 30 days (30 × 24 hours)."""
   newLast30Days: Int!
+}
+
+"""What deleteUser erased."""
+type DeleteUserResult {
+  """The user ID erased (as normalized): no user has it any more."""
+  userId: String!
+  """How many stored events of the user were deleted."""
+  events: Int!
+  """How many memberships the user left (each an EXITED change of source ERASURE)."""
+  memberships: Int!
+}
+
+extend type CampaignActivation {
+  """The user who activated it; null once the user is erased (deleteUser)."""
+  user: User
 }
 
 """What addUsersToSegment or removeUsersFromSegment did."""
@@ -5493,8 +5553,8 @@ type MembershipChange {
   kind: MembershipChangeKind!
   """The segment entered or left."""
   segment: Segment!
-  """The user who entered or left."""
-  user: User!
+  """The user who entered or left; null once the user is erased (deleteUser)."""
+  user: User
   """When the change committed."""
   at: Time!
   """What caused it (EVENT, MANUAL, IMPORT, BACKFILL)."""
@@ -5616,14 +5676,14 @@ func (ec *executionContext) childFields_CampaignActivation(ctx context.Context, 
 		return ec.fieldContext_CampaignActivation_entry(ctx, field)
 	case "campaign":
 		return ec.fieldContext_CampaignActivation_campaign(ctx, field)
-	case "user":
-		return ec.fieldContext_CampaignActivation_user(ctx, field)
 	case "segment":
 		return ec.fieldContext_CampaignActivation_segment(ctx, field)
 	case "event":
 		return ec.fieldContext_CampaignActivation_event(ctx, field)
 	case "cursor":
 		return ec.fieldContext_CampaignActivation_cursor(ctx, field)
+	case "user":
+		return ec.fieldContext_CampaignActivation_user(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CampaignActivation", field.Name)
 }
@@ -5690,6 +5750,18 @@ func (ec *executionContext) childFields_Condition(ctx context.Context, field gra
 		return ec.fieldContext_Condition_children(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Condition", field.Name)
+}
+
+func (ec *executionContext) childFields_DeleteUserResult(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "userId":
+		return ec.fieldContext_DeleteUserResult_userId(ctx, field)
+	case "events":
+		return ec.fieldContext_DeleteUserResult_events(ctx, field)
+	case "memberships":
+		return ec.fieldContext_DeleteUserResult_memberships(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DeleteUserResult", field.Name)
 }
 
 func (ec *executionContext) childFields_Event(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

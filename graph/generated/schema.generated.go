@@ -39,6 +39,7 @@ type MutationResolver interface {
 	DeleteCampaign(ctx context.Context, id pulid.ID) (pulid.ID, error)
 	AddUsersToSegment(ctx context.Context, segmentID pulid.ID, userIds []string) (*service.MembershipUpdateResult, error)
 	RemoveUsersFromSegment(ctx context.Context, segmentID pulid.ID, userIds []string) (*service.MembershipUpdateResult, error)
+	DeleteUser(ctx context.Context, userID string) (*service.DeleteUserResult, error)
 	ImportSegmentUsers(ctx context.Context, segmentID pulid.ID, file graphql.Upload, mode *importjob.Mode, dryRun *bool) (*ent.ImportJob, error)
 	TrackEvent(ctx context.Context, input service.TrackInput) (*service.TrackResult, error)
 	TrackEvents(ctx context.Context, inputs []*service.TrackInput) (*service.TrackBatchResult, error)
@@ -137,6 +138,20 @@ func (ec *executionContext) field_Mutation_deleteSegment_args(ctx context.Contex
 		return nil, err
 	}
 	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_deleteUser_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "userId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["userId"] = arg0
 	return args, nil
 }
 
@@ -413,6 +428,75 @@ func (ec *executionContext) field_Subscription_segmentStats_args(ctx context.Con
 // endregion ***************************** args.gotpl *****************************
 
 // region    **************************** field.gotpl *****************************
+
+func (ec *executionContext) _DeleteUserResult_userId(ctx context.Context, field graphql.CollectedField, obj *service.DeleteUserResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeleteUserResult_userId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UserID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeleteUserResult_userId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeleteUserResult", field, false, false, "String")
+}
+
+func (ec *executionContext) _DeleteUserResult_events(ctx context.Context, field graphql.CollectedField, obj *service.DeleteUserResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeleteUserResult_events(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Events, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeleteUserResult_events(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeleteUserResult", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DeleteUserResult_memberships(ctx context.Context, field graphql.CollectedField, obj *service.DeleteUserResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeleteUserResult_memberships(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Memberships, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeleteUserResult_memberships(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeleteUserResult", field, false, false, "Int")
+}
 
 func (ec *executionContext) _ExitRules_whenConditionFails(ctx context.Context, field graphql.CollectedField, obj *service.ExitRules) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
@@ -790,10 +874,10 @@ func (ec *executionContext) _MembershipChange_user(ctx context.Context, field gr
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *ent.User) graphql.Marshaler {
-			return ec.marshalNUser2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚐUser(ctx, selections, v)
+			return ec.marshalOUser2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚐUser(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_MembershipChange_user(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -1531,6 +1615,50 @@ func (ec *executionContext) fieldContext_Mutation_removeUsersFromSegment(ctx con
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_removeUsersFromSegment_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_deleteUser(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_deleteUser(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DeleteUser(ctx, fc.Args["userId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *service.DeleteUserResult) graphql.Marshaler {
+			return ec.marshalNDeleteUserResult2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐDeleteUserResult(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_deleteUser(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DeleteUserResult(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_deleteUser_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -3289,6 +3417,49 @@ func UnmarshalUpdateSegmentInput(ctx context.Context, raw any) (service.UpdateSe
 
 // region    **************************** object.gotpl ****************************
 
+var deleteUserResultImplementors = []string{"DeleteUserResult"}
+
+func (ec *executionContext) _DeleteUserResult(ctx context.Context, sel ast.SelectionSet, obj *service.DeleteUserResult) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, deleteUserResultImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DeleteUserResult")
+		case "userId":
+			out.Values[i] = ec._DeleteUserResult_userId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "events":
+			out.Values[i] = ec._DeleteUserResult_events(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "memberships":
+			out.Values[i] = ec._DeleteUserResult_memberships(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var exitRulesImplementors = []string{"ExitRules"}
 
 func (ec *executionContext) _ExitRules(ctx context.Context, sel ast.SelectionSet, obj *service.ExitRules) graphql.Marshaler {
@@ -3463,7 +3634,7 @@ func (ec *executionContext) _MembershipChange(ctx context.Context, sel ast.Selec
 			}
 		case "user":
 			out.Values[i] = ec._MembershipChange_user(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "at":
@@ -3680,6 +3851,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "removeUsersFromSegment":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_removeUsersFromSegment(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deleteUser":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_deleteUser(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -4130,6 +4308,14 @@ func (ec *executionContext) unmarshalNCreateCampaignInput2githubᚗcomᚋsegment
 func (ec *executionContext) unmarshalNCreateSegmentInput2githubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐCreateSegmentInput(ctx context.Context, v any) (service.CreateSegmentInput, error) {
 	res, err := ec.unmarshalInputCreateSegmentInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDeleteUserResult2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐDeleteUserResult(ctx context.Context, sel ast.SelectionSet, v *service.DeleteUserResult) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DeleteUserResult!")
+		return graphql.Null
+	}
+	return ec._DeleteUserResult(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNGrowthInterval2githubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐGrowthInterval(ctx context.Context, v any) (service.GrowthInterval, error) {
