@@ -28,6 +28,9 @@ func expiryScenario(ctx context.Context, c config, tg *target, t *table) error {
 	if tg.databaseURL == "" {
 		return skipf("expiry: needs the server's -database-url to watch the members")
 	}
+	if c.expiryRate > 0 {
+		return expirySustained(ctx, c, tg, t)
+	}
 	var seg struct{ CreateSegment struct{ ID string } }
 	if err := gql(ctx, tg, `mutation($in: CreateSegmentInput!) { createSegment(input: $in) { id } }`, map[string]any{"in": map[string]any{
 		"name": "Expiring trial", "kind": "STATIC", "exitRules": map[string]any{"after": fmt.Sprintf("%ds", int(c.expiryAfter/time.Second))}}}, &seg); err != nil {

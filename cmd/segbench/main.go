@@ -14,7 +14,9 @@
 // replicas (two segmentd on one PostgreSQL: events to A, subscriber on B),
 // expiry (100,000 memberships due at one instant while ingesting 500
 // events/s: how long after the instant the exits were made, and the
-// ingestion ack p99 against idle), and all.
+// ingestion ack p99 against idle; with -expiry-rate N, a sustained mode
+// instead: memberships due evenly at N per second for -expiry-for, and each
+// exit's lateness against its instant), and all.
 //
 // Without -url segbench builds cmd/segmentd (run it from the repository
 // root), starts it on a fresh database per scenario (a temp SQLite file, or
@@ -53,6 +55,8 @@ type config struct {
 	importRows                                int
 	expiryRows                                int
 	expiryAfter                               time.Duration
+	expiryRate                                int           // sustained mode: memberships due per second (0: the one-instant burst)
+	expiryFor                                 time.Duration // sustained mode: for how long they come due
 	importMode                                string
 	segments                                  int
 
@@ -91,6 +95,8 @@ func main() {
 	flag.IntVar(&c.importRows, "import-rows", 1000000, "CSV rows in the import scenario")
 	flag.IntVar(&c.expiryRows, "expiry-rows", 100000, "memberships due at one instant in the expiry scenario")
 	flag.DurationVar(&c.expiryAfter, "expiry-after", 20*time.Second, "exitRules.after of the expiry scenario's segment (whole seconds): longer than the import")
+	flag.IntVar(&c.expiryRate, "expiry-rate", 0, "expiry scenario, sustained mode: memberships due per second, spread evenly (0: the one-instant burst of -expiry-rows)")
+	flag.DurationVar(&c.expiryFor, "expiry-for", 20*time.Second, "expiry scenario, sustained mode: for how long memberships come due at -expiry-rate")
 	flag.StringVar(&c.importMode, "import-mode", "ADD", "importSegmentUsers mode argument (empty: omitted)")
 	flag.BoolVar(&c.markdown, "markdown", false, "print the table as markdown")
 	flag.BoolVar(&c.keep, "keep", false, "keep the databases segbench created")
