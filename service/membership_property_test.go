@@ -25,11 +25,12 @@ import (
 // The segments of the membership property test, by what the model does
 // with them (README "Exits and DYNAMIC segments" and "Expiry").
 const (
-	propPlain   = iota // EVENT_TRIGGERED "Sign Up", user.plan = "pro" AND event.amount > 50; no exits
-	propFails          // EVENT_TRIGGERED "Sign Up", user.plan = "pro"; whenConditionFails
-	propOnEvent        // EVENT_TRIGGERED "Sign Up", event.amount > 50; exits on "Unsubscribed"
-	propAfter          // EVENT_TRIGGERED "Sign Up", event.amount > 50; exits 2h after entry
-	propDynamic        // DYNAMIC user.plan = "pro"
+	propPlain    = iota // EVENT_TRIGGERED "Sign Up", user.plan = "pro" AND event.amount > 50; no exits
+	propFails           // EVENT_TRIGGERED "Sign Up", user.plan = "pro" AND event.amount > 20; whenConditionFails
+	propOnEvent         // EVENT_TRIGGERED "Sign Up", event.amount > 50; exits on "Unsubscribed"
+	propAfter           // EVENT_TRIGGERED "Sign Up", event.amount > 50; exits 2h after entry
+	propExitCond        // EVENT_TRIGGERED "Sign Up", event.amount > 50; exits on "Purchase" or "Sign Up" with event.amount > 90
+	propDynamic         // DYNAMIC user.plan = "pro"
 	propSegments
 )
 
@@ -110,15 +111,28 @@ func (m *propModel) event(u, name string, amount int, traits map[string]any, at 
 		if pro && amount > 50 {
 			m.enter(propPlain, u, at)
 		}
-		if pro {
+		// A member's later trigger event checks the whole condition, with
+		// this event's properties.
+		if pro && amount > 20 {
 			m.enter(propFails, u, at)
+		} else {
+			m.exit(propFails, u, at)
 		}
 		if amount > 50 {
 			m.enter(propOnEvent, u, at)
 			m.enter(propAfter, u, at)
+			m.enter(propExitCond, u, at)
+		}
+		// Both a trigger and an exit event: the exit wins (enter, then leave).
+		if amount > 90 {
+			m.exit(propExitCond, u, at)
 		}
 	case "Unsubscribed":
 		m.exit(propOnEvent, u, at)
+	case "Purchase":
+		if amount > 90 {
+			m.exit(propExitCond, u, at)
+		}
 	}
 }
 
@@ -149,7 +163,7 @@ func propEnv(t *testing.T, name string, def uint64) uint64 {
 // TestMembershipPropertyRandomHistories runs random histories of events
 // (triggers, exit events, others, with and without traits), identify calls,
 // clock jumps followed by an expiry sweep, and manual adds and removes, on
-// five segments covering every kind of entry and exit; after each step the
+// six segments covering every kind of entry and exit; after each step the
 // memberships, the change log, the stats and Verify must equal the test's
 // own recomputation from the history it sent.
 func TestMembershipPropertyRandomHistories(t *testing.T) {
@@ -167,17 +181,24 @@ func TestMembershipPropertyRandomHistories(t *testing.T) {
 
 		userPlan := &trigger.ConditionInput{Scope: ref(trigger.ScopeUser), Property: ref("plan"),
 			Operator: ref(trigger.OpEQ), Value: "pro"}
-		amountOver50 := &trigger.ConditionInput{Scope: ref(trigger.ScopeEvent), Property: ref("amount"),
-			Operator: ref(trigger.OpGT), Value: json.Number("50")}
+		amountOver := func(n int) *trigger.ConditionInput {
+			return &trigger.ConditionInput{Scope: ref(trigger.ScopeEvent), Property: ref("amount"),
+				Operator: ref(trigger.OpGT), Value: json.Number(strconv.Itoa(n))}
+		}
+		amountOver50 := amountOver(50)
 		inputs := [propSegments]service.CreateSegmentInput{
 			propPlain: {Name: "plain", Kind: segment.KindEVENT_TRIGGERED, TriggerEvents: []string{"Sign Up"},
 				Condition: &trigger.ConditionInput{And: []*trigger.ConditionInput{userPlan, amountOver50}}},
 			propFails: {Name: "fails", Kind: segment.KindEVENT_TRIGGERED, TriggerEvents: []string{"Sign Up"},
-				Condition: userPlan, ExitRules: &service.ExitRulesInput{WhenConditionFails: ref(true)}},
+				Condition: &trigger.ConditionInput{And: []*trigger.ConditionInput{userPlan, amountOver(20)}},
+				ExitRules: &service.ExitRulesInput{WhenConditionFails: ref(true)}},
 			propOnEvent: {Name: "on event", Kind: segment.KindEVENT_TRIGGERED, TriggerEvents: []string{"Sign Up"},
 				Condition: amountOver50, ExitRules: &service.ExitRulesInput{OnEvents: []string{"Unsubscribed"}}},
 			propAfter: {Name: "after", Kind: segment.KindEVENT_TRIGGERED, TriggerEvents: []string{"Sign Up"},
 				Condition: amountOver50, ExitRules: &service.ExitRulesInput{After: ref("2h")}},
+			propExitCond: {Name: "exit condition", Kind: segment.KindEVENT_TRIGGERED, TriggerEvents: []string{"Sign Up"},
+				Condition: amountOver50, ExitRules: &service.ExitRulesInput{OnEvents: []string{"Purchase", "Sign Up"},
+					OnEventCondition: amountOver(90)}},
 			propDynamic: {Name: "dynamic", Kind: segment.KindDYNAMIC, Condition: userPlan},
 		}
 		var segs [propSegments]pulid.ID
@@ -219,7 +240,7 @@ func TestMembershipPropertyRandomHistories(t *testing.T) {
 				var parts []string
 				for range 1 + rng.IntN(5) {
 					u := randUser()
-					name := []string{"Sign Up", "Sign Up", "Unsubscribed", "Page View"}[rng.IntN(4)]
+					name := []string{"Sign Up", "Sign Up", "Sign Up", "Unsubscribed", "Purchase", "Page View"}[rng.IntN(6)]
 					amount := rng.IntN(100)
 					traits := randTraits()
 					msg++
