@@ -248,11 +248,3 @@ func bulk[T any](_ context.Context, rows []T, write func([]T) error) error {
 	}
 	return nil
 }
-
-func keys[K comparable](m map[K]bool) []K {
-	out := make([]K, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
-}
