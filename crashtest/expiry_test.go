@@ -89,22 +89,34 @@ func TestCrashDuringExpirySweeps(t *testing.T) {
 			entered := first.EnteredAt
 			due := entered.Add(3 * time.Second)
 			time.Sleep(time.Until(due))
-			// Each kill comes once the running server has made some of the
-			// exits since the last restart (so that it is mid-sweep), at a
-			// random moment after that. A restarted server may finish the sweep
-			// before it reports ready (under CI's load it did); then there is
-			// nothing left to interrupt and the kills stop.
+			// The server runs in short steps and is frozen (SIGSTOP) between
+			// them while the test counts the exits; a kill comes in a frozen
+			// moment that shows exits made since the last restart and exits
+			// left, so it lands mid-sweep however slowly CI schedules the
+			// test's polls (before, a loaded CI let a whole sweep pass between
+			// two polls). A restarted server may finish the sweep before it
+			// reports ready; then there is nothing left to interrupt and the
+			// kills stop.
 			kills, midSweep := 0, 0
 			for kills < 4 && count(expired) < expiringRows {
 				last := count(expired)
-				waited := time.Now()
-				for count(expired) == last && time.Since(waited) < time.Minute {
-					time.Sleep(5 * time.Millisecond)
+				stepping := time.Now()
+				for time.Since(stepping) < 2*time.Minute {
+					proc.Resume()
+					time.Sleep(time.Duration(1+rand.IntN(20)) * time.Millisecond)
+					proc.Pause()
+					if now := count(expired); now > last {
+						break
+					}
 				}
-				time.Sleep(time.Duration(rand.IntN(40)) * time.Millisecond)
+				// A last short step, so that the kill falls inside a sweep
+				// transaction as often as between two.
+				proc.Resume()
+				time.Sleep(time.Duration(rand.IntN(15)) * time.Millisecond)
+				proc.Pause()
+				now := count(expired)
 				proc.Kill()
 				kills++
-				now := count(expired)
 				if now > last && now < expiringRows {
 					midSweep++
 				}

@@ -234,8 +234,24 @@ func (p *Process) Kill() {
 	if p.Cmd.ProcessState != nil {
 		return
 	}
-	_ = p.Cmd.Process.Kill()
+	_ = p.Cmd.Process.Kill() // SIGKILL ends a stopped process too
 	_ = p.Cmd.Wait()
+}
+
+// Pause freezes the process (SIGSTOP) where it is, mid-transaction or not,
+// so that a test can look at the database and then Kill it at a moment it
+// has seen; Resume (SIGCONT) lets it run on.
+func (p *Process) Pause() {
+	if p.Cmd.ProcessState == nil {
+		_ = p.Cmd.Process.Signal(syscall.SIGSTOP)
+	}
+}
+
+// Resume lets a paused process run on.
+func (p *Process) Resume() {
+	if p.Cmd.ProcessState == nil {
+		_ = p.Cmd.Process.Signal(syscall.SIGCONT)
+	}
 }
 
 // Stderr returns what the process logged so far.
