@@ -43,12 +43,24 @@ func (s *Service) syncDynamic(ctx context.Context, tx *ent.Tx, seg *ent.Segment)
 	}
 	now := s.now()
 	w := s.ledger().Writer(tx)
+	// The clock's deadlines follow the new condition: none, or one for
+	// each user the clock can move (written below).
+	if err := w.ClearReevaluations(ctx, seg.ID, ""); err != nil {
+		return ledger.Topics{}, err
+	}
+	x := &exitSegment{segment: seg, program: prog, timeDependent: hasOperator(TriggerNode(root), trigger.OpWithinLast)}
 	err = eachUserNow(ctx, tx.Client(), prog, now, func(page []*ent.User, results []trigger.Result) error {
 		var (
 			entries []ledger.Entry
 			exits   []ledger.Exit
+			reevals []ledger.Reevaluation
 		)
 		for i, u := range page {
+			if x.timeDependent {
+				if at := x.nextReevaluation(u.Traits, now); at != nil {
+					reevals = append(reevals, ledger.Reevaluation{Segment: seg.ID, User: u.ID, At: at})
+				}
+			}
 			r := results[i]
 			m := byUser[u.ID]
 			switch {
@@ -62,8 +74,10 @@ func (s *Service) syncDynamic(ctx context.Context, tx *ent.Tx, seg *ent.Segment)
 		if _, err := w.ExitMany(ctx, exits); err != nil {
 			return err
 		}
-		_, err := w.EnterMany(ctx, entries)
-		return err
+		if _, err := w.EnterMany(ctx, entries); err != nil {
+			return err
+		}
+		return w.ScheduleReevaluations(ctx, reevals)
 	})
 	if err != nil {
 		return ledger.Topics{}, err

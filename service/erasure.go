@@ -105,6 +105,9 @@ func (s *Service) DeleteUser(ctx context.Context, userID string) (*DeleteUserRes
 		if err := w.ForgetEvents(ctx, u.ID); err != nil {
 			return err
 		}
+		if err := w.ClearReevaluations(ctx, "", u.ID); err != nil {
+			return err
+		}
 		n, err := tx.Event.Delete().Where(event.Or(event.UserRef(u.ID), event.UserID(id))).Exec(ctx)
 		if err != nil {
 			return fmt.Errorf("delete events: %w", err)

@@ -234,6 +234,9 @@ type ledgerOp struct {
 type changes struct {
 	members map[memberKey]*memberRow
 	ops     []ledgerOp
+	// reevals are the next re-evaluation deadlines of users whose place
+	// the clock can change (see dynamic_time.go); nil: remove.
+	reevals map[memberKey]*time.Time
 }
 
 func (c *changes) isMember(k memberKey) bool { return c.members[k] != nil }
@@ -313,6 +316,11 @@ func (s *Service) applyExits(st *batchState, ch *changes, exitSegs []*exitSegmen
 				continue // nothing that the condition reads has changed
 			}
 			r := x.program.Eval(trigger.Env{User: u.Traits, Now: ev.timestamp})
+			if x.timeDependent && (newUser || traitsChanged && x.readsAny(ev.traits)) {
+				// The traits decide when the clock next can change the
+				// answer (a DYNAMIC condition reads no event).
+				ch.reevaluate(key, x.nextReevaluation(u.Traits, ev.timestamp))
+			}
 			source := changelog.SourceEvent
 			byTraits := traitsChanged && x.readsAny(ev.traits)
 			if byTraits {
@@ -342,8 +350,16 @@ func (s *Service) applyExits(st *batchState, ch *changes, exitSegs []*exitSegmen
 			if r := x.traitProgram.Eval(trigger.Env{User: u.Traits, Now: ev.timestamp}); !r.Matched {
 				ch.exit(key, changelog.SourceTraits, "left: "+r.Reason, st.now)
 				outcomes = append(outcomes, schema.Outcome{SegmentID: x.segment.ID, Reason: "left: " + r.Reason})
+				if x.clockDriven() {
+					ch.reevaluate(key, nil)
+				}
 				continue
 			}
+		}
+		if x.clockDriven() && (evaluated[x.segment.ID] || traitsChanged && x.readsAny(ev.traits)) {
+			// A member (who just entered, or whose traits changed) leaves
+			// when the clock fails the condition.
+			ch.reevaluate(key, x.nextReevaluation(u.Traits, ev.timestamp))
 		}
 		if ev.typ == event.TypeTRACK && x.onEvents[ev.name] {
 			if x.exitEvent == nil || x.exitEvent.Eval(trigger.Env{Event: ev.props, User: u.Traits, Now: ev.timestamp}).Matched {

@@ -129,7 +129,11 @@ func (s *Service) WaitSweeper() { s.sweepers.Wait() }
 func (s *Service) runSweeper(ctx context.Context, wake <-chan struct{}) {
 	for ctx.Err() == nil {
 		wait := SweepCeiling
-		if _, err := s.SweepDue(ctx); err != nil {
+		_, err := s.SweepDue(ctx)
+		if err == nil {
+			_, err = s.SweepReevaluations(ctx)
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}

@@ -204,6 +204,9 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 	if err != nil {
 		return nil, err
 	}
+	if err := ch.writeReevaluations(ctx, w); err != nil {
+		return nil, err
+	}
 	if st.topics, err = w.Flush(ctx); err != nil {
 		return nil, err
 	}

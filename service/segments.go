@@ -317,7 +317,10 @@ func (s *Service) UpdateSegment(ctx context.Context, id pulid.ID, in UpdateSegme
 		}
 		reevaluated, err := s.reevaluate(ctx, tx, updated, policy)
 		topics.Merge(reevaluated)
-		return err
+		if err != nil {
+			return err
+		}
+		return s.rescheduleReevaluations(ctx, tx, updated, &topics)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("service.UpdateSegment: %w", err)
