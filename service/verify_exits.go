@@ -1,11 +1,14 @@
 package service
 
 import (
+	"fmt"
 	"sort"
 	"time"
 
 	"github.com/segmentd/segmentd/changelog"
+	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/event"
+	"github.com/segmentd/segmentd/ent/membershipdeadline"
 	"github.com/segmentd/segmentd/ent/segment"
 	"github.com/segmentd/segmentd/trigger"
 )
@@ -31,6 +34,18 @@ func (v *verifier) checkExits() error {
 		return nil
 	}
 	sort.Slice(exitSegs, func(i, j int) bool { return exitSegs[i].segment.ID < exitSegs[j].segment.ID })
+	reevals, err := v.reevaluationDeadlines()
+	if err != nil {
+		return err
+	}
+	// The clock's answer is checked at one instant; a change due by then
+	// that the sweeper has not made yet is not a finding (its deadline
+	// says it will be).
+	now := time.Now().UTC()
+	pending := func(k segUser) bool {
+		at, ok := reevals[k]
+		return ok && !at.After(now)
+	}
 	for userRef, evs := range v.byUser {
 		// The traits now.
 		var traits map[string]any
@@ -52,12 +67,13 @@ func (v *verifier) checkExits() error {
 		for _, x := range exitSegs {
 			k := segUser{x.segment.ID, userRef}
 			m := v.members[k]
+			if x.clockDriven() {
+				v.checkClock(x, k, m, traits, now, reevals)
+			}
 			if x.dynamic() {
-				if x.timeDependent {
-					continue // the clock, not only the events, decides it
-				}
-				r := x.program.Eval(trigger.Env{User: traits, Now: time.Now()})
+				r := x.program.Eval(trigger.Env{User: traits, Now: now})
 				switch {
+				case x.timeDependent && pending(k):
 				case r.Matched && m == nil:
 					v.rep.add("dynamic-mismatch", "user %s meets the condition of DYNAMIC segment %s but is not a member", v.userName(userRef), v.segmentName(k.seg))
 				case !r.Matched && m != nil:
@@ -95,12 +111,51 @@ func (v *verifier) checkExits() error {
 			continue
 		}
 		for _, x := range exitSegs {
-			if x.segment.ID == k.seg && x.dynamic() && !x.timeDependent {
-				if r := x.program.Eval(trigger.Env{Now: time.Now()}); !r.Matched {
+			if x.segment.ID == k.seg && x.dynamic() && !pending(k) {
+				if r := x.program.Eval(trigger.Env{Now: now}); !r.Matched {
 					v.rep.add("dynamic-mismatch", "user %s is a member of DYNAMIC segment %s but %s", v.userName(k.user), v.segmentName(k.seg), r.Reason)
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// reevaluationDeadlines reads the REEVALUATE deadlines.
+func (v *verifier) reevaluationDeadlines() (map[segUser]time.Time, error) {
+	out := map[segUser]time.Time{}
+	err := eachPage(func(after int64) ([]*ent.MembershipDeadline, error) {
+		return v.c.MembershipDeadline.Query().
+			Where(membershipdeadline.IDGT(after), membershipdeadline.WhyEQ(membershipdeadline.WhyREEVALUATE)).
+			Order(ent.Asc(membershipdeadline.FieldID)).Limit(verifyPage).All(v.ctx)
+	}, func(d *ent.MembershipDeadline) int64 { return d.ID }, func(d *ent.MembershipDeadline) {
+		out[segUser{d.SegmentRef, d.UserRef}] = d.DueAt
+	})
+	if err != nil {
+		return nil, fmt.Errorf("re-evaluation deadlines: %w", err)
+	}
+	return out, nil
+}
+
+// checkClock checks a clock-driven segment's answer for one user at now:
+// when the clock can still change it, a REEVALUATE deadline must come no
+// later than that instant (missing-deadline); a member of a segment that
+// leaves when its condition fails, whose traits fail it by now, must have
+// left or be due to (missed-exit). DYNAMIC answers are checked by the
+// caller.
+func (v *verifier) checkClock(x *exitSegment, k segUser, m *ent.Membership, traits map[string]any, now time.Time, reevals map[segUser]time.Time) {
+	if !x.dynamic() && (m == nil || m.Source == changelog.SourceManual || m.Source == changelog.SourceImport) {
+		return
+	}
+	at, scheduled := reevals[k]
+	if next := x.nextReevaluation(traits, now); next != nil && (!scheduled || at.After(*next)) {
+		v.rep.add("missing-deadline", "the clock changes whether user %s meets the condition of segment %s at %s, but no re-evaluation is due by then",
+			v.userName(k.user), v.segmentName(k.seg), next.Format(time.RFC3339Nano))
+	}
+	if x.dynamic() || (scheduled && !at.After(now)) {
+		return
+	}
+	if r := x.traitProgram.Eval(trigger.Env{User: traits, Now: now}); !r.Matched {
+		v.rep.add("missed-exit", "user %s is still a member of segment %s, but by the clock their %s", v.userName(k.user), v.segmentName(k.seg), r.Reason)
+	}
 }
