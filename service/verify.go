@@ -154,6 +154,7 @@ const verifyPage = 5000
 // segment, even of its name, narrows the check to later events.
 func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
 	v := newVerifier(ctx, s.client)
+	v.now = s.now()
 	// In this order: each step reads what the earlier ones loaded.
 	steps := []func() error{
 		v.loadSegments,
@@ -184,6 +185,9 @@ type verifier struct {
 	ctx context.Context
 	c   *ent.Client
 	rep *VerifyReport
+	// now is the service's clock at the start: the instant at which the
+	// clock's answers (WITHIN_LAST) are checked.
+	now time.Time
 
 	// loadSegments
 	segByID   map[pulid.ID]*verifySegment

@@ -41,7 +41,7 @@ func (v *verifier) checkExits() error {
 	// The clock's answer is checked at one instant; a change due by then
 	// that the sweeper has not made yet is not a finding (its deadline
 	// says it will be).
-	now := time.Now().UTC()
+	now := v.now
 	pending := func(k segUser) bool {
 		at, ok := reevals[k]
 		return ok && !at.After(now)

@@ -81,3 +81,68 @@ func TestVerifyExits(t *testing.T) {
 		}
 	})
 }
+
+// TestVerifyClockDrivenAnswers: a DYNAMIC segment on "seen within 7d" and
+// its deadlines verify clean, also once the clock passed a window and the
+// sweeper has not run (the due deadline excuses it) and after it ran; a
+// deadline lost behind the service's back is reported as missing-deadline,
+// and, once the clock passed it, the member the clock should have removed
+// as dynamic-mismatch.
+func TestVerifyClockDrivenAnswers(t *testing.T) {
+	for _, name := range testenv.Stores {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			t0 := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+			clk := &testClock{t: t0}
+			svc, st := openService(t, testenv.DatabaseURL(t, name), clk)
+			seen := &trigger.ConditionInput{Scope: ref(trigger.ScopeUser), Property: ref("lastSeen"), Operator: ref(trigger.OpWithinLast), Value: "7d"}
+			seg, err := svc.CreateSegment(ctx, service.CreateSegmentInput{Name: "Seen this week", Kind: segment.KindDYNAMIC, Condition: seen})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, u := range []string{"a", "b"} {
+				at := t0.Add(-time.Duration(i+1) * 24 * time.Hour).Format(time.RFC3339)
+				if _, err := svc.Identify(ctx, service.IdentifyInput{UserID: u, Traits: map[string]any{"lastSeen": at}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			verify := func(want map[string]int) {
+				t.Helper()
+				rep, err := svc.Verify(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				total := 0
+				for kind, n := range want {
+					total += n
+					if rep.Count(kind) != n {
+						t.Errorf("%d %s findings, want %d", rep.Count(kind), kind, n)
+					}
+				}
+				if len(rep.Findings) != total {
+					t.Errorf("findings:\n%s\nwant %v", rep, want)
+				}
+			}
+			verify(nil)
+			if n := countMembers(t, st.Client, seg.ID); n != 2 {
+				t.Fatalf("%d members, want 2", n)
+			}
+			// b's window passed; the sweeper has not run.
+			clk.Set(t0.Add(5*24*time.Hour + time.Hour))
+			verify(nil)
+			if n, err := svc.SweepReevaluations(ctx); err != nil || n != 1 {
+				t.Fatalf("the sweep made %d changes (%v), want b's exit", n, err)
+			}
+			verify(nil)
+			// a's deadline is lost: reported now, and once her window
+			// passed, her membership too.
+			if _, err := st.Client.MembershipDeadline.Delete().Exec(ctx); err != nil {
+				t.Fatal(err)
+			}
+			verify(map[string]int{"missing-deadline": 1})
+			clk.Set(t0.Add(7 * 24 * time.Hour))
+			verify(map[string]int{"dynamic-mismatch": 1})
+		})
+	}
+}
