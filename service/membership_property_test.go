@@ -31,17 +31,26 @@ const (
 	propAfter           // EVENT_TRIGGERED "Sign Up", event.amount > 50; exits 2h after entry
 	propExitCond        // EVENT_TRIGGERED "Sign Up", event.amount > 50; exits on "Purchase" or "Sign Up" with event.amount > 90
 	propDynamic         // DYNAMIC user.plan = "pro"
+	propRecent          // DYNAMIC user.seen WITHIN_LAST 3h: the clock moves users in and out
 	propSegments
 )
 
 const propExpiry = 2 * time.Hour
 
+// propWindow is propRecent's WITHIN_LAST.
+const propWindow = 3 * time.Hour
+
 // propModel is the test's own recomputation of memberships from the history
 // it sent: each user's traits, and per segment who is a member, since when,
 // and the ENTERED/EXITED sequence the change log should hold.
 type propModel struct {
-	plan    map[string]string // user → plan trait ("" when absent)
-	known   map[string]bool   // users the service has seen
+	plan  map[string]string // user → plan trait ("" when absent)
+	known map[string]bool   // users the service has seen
+	// seen is the seen trait of users that have one; due is the
+	// re-evaluation deadline propRecent has for them (as the service
+	// computes it: the next instant the clock changes the answer).
+	seen    map[string]time.Time
+	due     map[string]time.Time
 	member  [propSegments]map[string]time.Time
 	history [propSegments]map[string][]propChange
 }
@@ -53,7 +62,7 @@ type propChange struct {
 }
 
 func newPropModel() *propModel {
-	m := &propModel{plan: map[string]string{}, known: map[string]bool{}}
+	m := &propModel{plan: map[string]string{}, known: map[string]bool{}, seen: map[string]time.Time{}, due: map[string]time.Time{}}
 	for s := range propSegments {
 		m.member[s] = map[string]time.Time{}
 		m.history[s] = map[string][]propChange{}
@@ -81,15 +90,61 @@ func (m *propModel) exit(s int, u string, at time.Time) {
 // trait-driven rules: whenConditionFails members whose traits now fail leave,
 // and the DYNAMIC segment holds exactly the users whose traits pass.
 func (m *propModel) traits(u string, traits map[string]any, at time.Time) {
+	newUser := !m.known[u]
 	m.known[u] = true
+	changed := false
 	if v, ok := traits["plan"]; ok {
+		old, had := m.plan[u]
 		if v == nil {
 			delete(m.plan, u)
+			changed = had
 		} else {
 			m.plan[u] = v.(string)
+			changed = !had || old != v
 		}
 	}
+	_, setsSeen := traits["seen"]
+	if v, ok := traits["seen"]; ok {
+		ts, _ := time.Parse(time.RFC3339, v.(string))
+		old, had := m.seen[u]
+		m.seen[u] = ts
+		changed = changed || !had || !old.Equal(ts)
+	}
+	if _, ok := traits["other"]; ok {
+		changed = true // the model does not track its value; a change either way
+	}
 	m.settleTraits(u, at)
+	// propRecent reads the clock: every event of the user re-evaluates it
+	// at the event's instant, and a trait change of seen (or a new user)
+	// writes the next deadline.
+	if m.recent(u, at) {
+		m.enter(propRecent, u, at)
+	} else {
+		m.exit(propRecent, u, at)
+	}
+	if newUser || changed && setsSeen {
+		m.schedule(u, at)
+	}
+}
+
+// recent is propRecent's condition for u at t.
+func (m *propModel) recent(u string, t time.Time) bool {
+	s, ok := m.seen[u]
+	return ok && !t.Before(s) && !t.After(s.Add(propWindow))
+}
+
+// schedule sets u's deadline to the next instant after t at which the
+// clock changes recent: seen itself, or the microsecond after the window.
+func (m *propModel) schedule(u string, t time.Time) {
+	delete(m.due, u)
+	s, ok := m.seen[u]
+	switch {
+	case !ok:
+	case s.After(t):
+		m.due[u] = s
+	case !s.Add(propWindow).Before(t):
+		m.due[u] = s.Add(propWindow + time.Microsecond)
+	}
 }
 
 func (m *propModel) settleTraits(u string, at time.Time) {
@@ -144,6 +199,24 @@ func (m *propModel) sweep(now time.Time) {
 			m.exit(propAfter, u, due)
 		}
 	}
+	// The re-evaluations due: the answer at now, a change dated at the
+	// deadline (an exit never before its entry), then the next deadline.
+	for u, due := range m.due {
+		if due.After(now) {
+			continue
+		}
+		entered, member := m.member[propRecent][u]
+		switch holds := m.recent(u, now); {
+		case holds && !member:
+			m.enter(propRecent, u, due)
+		case !holds && member:
+			if due.Before(entered) {
+				due = entered
+			}
+			m.exit(propRecent, u, due)
+		}
+		m.schedule(u, now)
+	}
 }
 
 // propEnv reads an int from the environment, or gives def.
@@ -162,8 +235,9 @@ func propEnv(t *testing.T, name string, def uint64) uint64 {
 
 // TestMembershipPropertyRandomHistories runs random histories of events
 // (triggers, exit events, others, with and without traits), identify calls,
-// clock jumps followed by an expiry sweep, and manual adds and removes, on
-// six segments covering every kind of entry and exit; after each step the
+// clock jumps followed by the sweeps (expiries and the clock's
+// re-evaluations), and manual adds and removes, on seven segments covering
+// every kind of entry and exit, a DYNAMIC one moved by the clock included; after each step the
 // memberships, the change log, the stats and Verify must equal the test's
 // own recomputation from the history it sent.
 func TestMembershipPropertyRandomHistories(t *testing.T) {
@@ -200,6 +274,8 @@ func TestMembershipPropertyRandomHistories(t *testing.T) {
 				Condition: amountOver50, ExitRules: &service.ExitRulesInput{OnEvents: []string{"Purchase", "Sign Up"},
 					OnEventCondition: amountOver(90)}},
 			propDynamic: {Name: "dynamic", Kind: segment.KindDYNAMIC, Condition: userPlan},
+			propRecent: {Name: "recent", Kind: segment.KindDYNAMIC, Condition: &trigger.ConditionInput{Scope: ref(trigger.ScopeUser),
+				Property: ref("seen"), Operator: ref(trigger.OpWithinLast), Value: "3h"}},
 		}
 		var segs [propSegments]pulid.ID
 		for s, in := range inputs {
@@ -217,7 +293,10 @@ func TestMembershipPropertyRandomHistories(t *testing.T) {
 		}
 		randUser := func() string { return users[rng.IntN(len(users))] }
 		randTraits := func() map[string]any {
-			switch rng.IntN(5) {
+			switch rng.IntN(7) {
+			case 5, 6: // a visit between 4 h ago and an hour ahead, to the second
+				at := clk.Now().Truncate(time.Second).Add(time.Duration(rng.IntN(5*3600)-4*3600) * time.Second)
+				return map[string]any{"seen": at.Format(time.RFC3339)}
 			case 0:
 				return map[string]any{"plan": "pro"}
 			case 1:
@@ -271,6 +350,9 @@ func TestMembershipPropertyRandomHistories(t *testing.T) {
 				clk.Set(now.Add(d))
 				what = fmt.Sprintf("jump %v to %s, sweep", d, clk.Now().Format(time.RFC3339))
 				if _, err := svc.SweepDue(ctx); err != nil {
+					t.Fatalf("step %d %s: %v", step, what, err)
+				}
+				if _, err := svc.SweepReevaluations(ctx); err != nil {
 					t.Fatalf("step %d %s: %v", step, what, err)
 				}
 				m.sweep(clk.Now())
