@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +35,9 @@ type WSClient struct {
 	Messages chan WSMessage
 	// Closed receives the close error when the connection ends.
 	Closed chan error
+	// writeMu serializes writes: gorilla's Conn takes one writer at a
+	// time, and the reader answers pings while the test sends.
+	writeMu sync.Mutex
 }
 
 // DialWS opens a websocket to /graphql with proto and, if key is not empty,
@@ -70,7 +74,7 @@ func (c *WSClient) read() {
 		}
 		switch m.Type {
 		case "ping":
-			_ = c.Conn.WriteJSON(WSMessage{Type: "pong"})
+			_ = c.write(WSMessage{Type: "pong"})
 			continue
 		case "ka", "pong":
 			continue
@@ -82,9 +86,15 @@ func (c *WSClient) read() {
 // Send writes one message.
 func (c *WSClient) Send(t testing.TB, m WSMessage) {
 	t.Helper()
-	if err := c.Conn.WriteJSON(m); err != nil {
+	if err := c.write(m); err != nil {
 		t.Fatalf("write: %v", err)
 	}
+}
+
+func (c *WSClient) write(m WSMessage) error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	return c.Conn.WriteJSON(m)
 }
 
 // Subscribe starts an operation with id.
