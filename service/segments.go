@@ -236,97 +236,129 @@ func (s *Service) UpdateSegment(ctx context.Context, id pulid.ID, in UpdateSegme
 			upd.ClearDescription()
 		}
 		if in.TriggerEvents != nil {
-			events, err := cleanTriggerEvents("input.triggerEvents", in.TriggerEvents)
-			if err != nil {
-				return err
-			}
-			if seg.Kind == segment.KindSTATIC && len(events) > 0 {
-				return segmentd.Invalid("input.triggerEvents", "a STATIC segment has no trigger events")
-			}
-			if seg.Kind == segment.KindEVENT_TRIGGERED && len(events) == 0 {
-				return segmentd.Invalid("input.triggerEvents", "an EVENT_TRIGGERED segment needs at least one trigger event")
-			}
-			if seg.Kind == segment.KindDYNAMIC && len(events) > 0 {
-				return segmentd.Invalid("input.triggerEvents", "a DYNAMIC segment has no trigger events: it is checked on each of the user's events and trait changes")
-			}
-			upd.SetTriggerEvents(events)
-			if _, err := tx.SegmentTrigger.Delete().Where(segmenttrigger.SegmentRef(id)).Exec(ctx); err != nil {
-				return fmt.Errorf("delete triggers: %w", err)
-			}
-			if err := saveTriggers(ctx, tx, id, events); err != nil {
+			if err := replaceTriggers(ctx, tx, seg, upd, in.TriggerEvents); err != nil {
 				return err
 			}
 		}
 		if root != nil || clearCond {
-			if root != nil && seg.Kind == segment.KindSTATIC {
-				return segmentd.Invalid(conditionInputField, "a STATIC segment has no conditions")
-			}
-			if seg.Kind == segment.KindDYNAMIC {
-				if err := checkDynamic(nil, root); err != nil {
-					return err
-				}
-			}
-			if _, err := tx.Condition.Delete().Where(condition.SegmentRef(id), condition.TreeEQ(condition.TreeENTRY)).Exec(ctx); err != nil {
-				return fmt.Errorf("delete conditions: %w", err)
-			}
-			if err := saveCondition(ctx, tx, id, root); err != nil {
+			if err := replaceCondition(ctx, tx, seg, root); err != nil {
 				return err
 			}
 		}
-		// Exit rules are checked against the condition the segment will
-		// have: a cleared condition cannot keep whenConditionFails.
-		hasCondition := root != nil
-		if !clearCond && root == nil {
-			n, err := tx.Condition.Query().Where(condition.SegmentRef(id), condition.TreeEQ(condition.TreeENTRY)).Exist(ctx)
-			if err != nil {
-				return err
-			}
-			hasCondition = n
-		}
-		switch {
-		case in.ExitRules != nil:
-			exits, err := parseExitRules(in.ExitRules, seg.Kind, hasCondition)
-			if err != nil {
-				return err
-			}
-			if err := setExitRules(ctx, tx, id, exits); err != nil {
-				return err
-			}
-		case clearExits:
-			if err := setExitRules(ctx, tx, id, nil); err != nil {
-				return err
-			}
-		case clearCond && seg.ExitWhenConditionFails:
-			return segmentd.Invalid("input.clearCondition", "exitRules.whenConditionFails needs a condition: clear or change the exit rules too")
+		if err := updateExitRules(ctx, tx, seg, in, root, clearCond, clearExits); err != nil {
+			return err
 		}
 		if updated, err = upd.Save(ctx); err != nil {
 			return fmt.Errorf("update segment: %w", err)
 		}
-		if err := s.rescheduleExpiries(ctx, tx, seg, updated, &topics); err != nil {
-			return err
-		}
-		if policy != FutureOnly && seg.Kind == segment.KindSTATIC {
-			return segmentd.Invalid("reevaluate", "a STATIC segment has no rules to reevaluate; use FUTURE_ONLY")
-		}
-		if seg.Kind == segment.KindDYNAMIC {
-			// Membership of a DYNAMIC segment is its condition now, so
-			// every policy brings it in line with the new rules.
-			synced, err := s.syncDynamic(ctx, tx, updated)
-			topics.Merge(synced)
-			return err
-		}
-		reevaluated, err := s.reevaluate(ctx, tx, updated, policy)
-		topics.Merge(reevaluated)
-		if err != nil {
-			return err
-		}
-		return s.rescheduleReevaluations(ctx, tx, updated, &topics)
+		return s.applyRuleChange(ctx, tx, seg, updated, policy, &topics)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("service.UpdateSegment: %w", err)
 	}
 	s.publish(topics)
 	return updated.Unwrap(), nil
+}
+
+// replaceTriggers sets the trigger events of an update.
+func replaceTriggers(ctx context.Context, tx *ent.Tx, seg *ent.Segment, upd *ent.SegmentUpdateOne, triggerEvents []string) error {
+	events, err := cleanTriggerEvents("input.triggerEvents", triggerEvents)
+	if err != nil {
+		return err
+	}
+	if seg.Kind == segment.KindSTATIC && len(events) > 0 {
+		return segmentd.Invalid("input.triggerEvents", "a STATIC segment has no trigger events")
+	}
+	if seg.Kind == segment.KindEVENT_TRIGGERED && len(events) == 0 {
+		return segmentd.Invalid("input.triggerEvents", "an EVENT_TRIGGERED segment needs at least one trigger event")
+	}
+	if seg.Kind == segment.KindDYNAMIC && len(events) > 0 {
+		return segmentd.Invalid("input.triggerEvents", "a DYNAMIC segment has no trigger events: it is checked on each of the user's events and trait changes")
+	}
+	upd.SetTriggerEvents(events)
+	if _, err := tx.SegmentTrigger.Delete().Where(segmenttrigger.SegmentRef(seg.ID)).Exec(ctx); err != nil {
+		return fmt.Errorf("delete triggers: %w", err)
+	}
+	if err := saveTriggers(ctx, tx, seg.ID, events); err != nil {
+		return err
+	}
+	return nil
+}
+
+// replaceCondition replaces the entry condition of an update (root nil:
+// cleared).
+func replaceCondition(ctx context.Context, tx *ent.Tx, seg *ent.Segment, root *trigger.Node) error {
+	if root != nil && seg.Kind == segment.KindSTATIC {
+		return segmentd.Invalid(conditionInputField, "a STATIC segment has no conditions")
+	}
+	if seg.Kind == segment.KindDYNAMIC {
+		if err := checkDynamic(nil, root); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.Condition.Delete().Where(condition.SegmentRef(seg.ID), condition.TreeEQ(condition.TreeENTRY)).Exec(ctx); err != nil {
+		return fmt.Errorf("delete conditions: %w", err)
+	}
+	if err := saveCondition(ctx, tx, seg.ID, root); err != nil {
+		return err
+	}
+	return nil
+}
+
+// updateExitRules applies an update's exit rules, checked against the
+// condition the segment will have.
+func updateExitRules(ctx context.Context, tx *ent.Tx, seg *ent.Segment, in UpdateSegmentInput, root *trigger.Node, clearCond, clearExits bool) error {
+	// A cleared condition cannot keep whenConditionFails.
+	hasCondition := root != nil
+	if !clearCond && root == nil {
+		n, err := tx.Condition.Query().Where(condition.SegmentRef(seg.ID), condition.TreeEQ(condition.TreeENTRY)).Exist(ctx)
+		if err != nil {
+			return err
+		}
+		hasCondition = n
+	}
+	switch {
+	case in.ExitRules != nil:
+		exits, err := parseExitRules(in.ExitRules, seg.Kind, hasCondition)
+		if err != nil {
+			return err
+		}
+		if err := setExitRules(ctx, tx, seg.ID, exits); err != nil {
+			return err
+		}
+	case clearExits:
+		if err := setExitRules(ctx, tx, seg.ID, nil); err != nil {
+			return err
+		}
+	case clearCond && seg.ExitWhenConditionFails:
+		return segmentd.Invalid("input.clearCondition", "exitRules.whenConditionFails needs a condition: clear or change the exit rules too")
+	}
+	return nil
+}
+
+// applyRuleChange brings the memberships in line with an update's new
+// rules: expiry and re-evaluation deadlines, a DYNAMIC segment's fill, or
+// the reevaluation policy.
+func (s *Service) applyRuleChange(ctx context.Context, tx *ent.Tx, seg, updated *ent.Segment, policy ReevaluationPolicy, topics *ledger.Topics) error {
+	if err := s.rescheduleExpiries(ctx, tx, seg, updated, topics); err != nil {
+		return err
+	}
+	if policy != FutureOnly && seg.Kind == segment.KindSTATIC {
+		return segmentd.Invalid("reevaluate", "a STATIC segment has no rules to reevaluate; use FUTURE_ONLY")
+	}
+	if seg.Kind == segment.KindDYNAMIC {
+		// Membership of a DYNAMIC segment is its condition now, so
+		// every policy brings it in line with the new rules.
+		synced, err := s.syncDynamic(ctx, tx, updated)
+		topics.Merge(synced)
+		return err
+	}
+	reevaluated, err := s.reevaluate(ctx, tx, updated, policy)
+	topics.Merge(reevaluated)
+	if err != nil {
+		return err
+	}
+	return s.rescheduleReevaluations(ctx, tx, updated, topics)
 }
 
 // DeleteSegment deletes a segment with its conditions, memberships and
