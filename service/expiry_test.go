@@ -17,6 +17,7 @@ import (
 	"github.com/segmentd/segmentd/internal/testenv"
 	"github.com/segmentd/segmentd/service"
 	"github.com/segmentd/segmentd/store"
+	"github.com/segmentd/segmentd/trigger"
 )
 
 func expirySegment(t testing.TB, svc *service.Service, name string) pulid.ID {
@@ -360,4 +361,96 @@ func TestExitRuleAfter(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReevaluationSweepsOfTwoReplicas: two services on one PostgreSQL
+// database and a DYNAMIC segment "seen within 1h" of 3,000 members; once
+// the clock passes the window, both sweepers and four more sweeps at once
+// re-evaluate them: each member leaves exactly once (source TIME) and no
+// deadline is left.
+func TestReevaluationSweepsOfTwoReplicas(t *testing.T) {
+	url := testenv.DatabaseURL(t, "postgres")
+	ctx := context.Background()
+	start := time.Date(2026, 5, 4, 9, 0, 0, 0, time.UTC)
+	clk := &testClock{t: start}
+	var svcs []*service.Service
+	var client *ent.Client
+	for range 2 {
+		st, err := store.Open(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		if err := st.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		svcs = append(svcs, newService(t, st, service.Config{Now: clk.Now}))
+		client = st.Client
+	}
+	const members = 3000
+	seg, err := svcs[0].CreateSegment(ctx, service.CreateSegmentInput{Name: "seen within 1h", Kind: segment.KindDYNAMIC,
+		Condition: &trigger.ConditionInput{Scope: ref(trigger.ScopeUser), Property: ref("lastSeen"), Operator: ref(trigger.OpWithinLast), Value: "1h"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for b := 0; b < members; b += 500 {
+		var batch []*service.TrackInput
+		for i := b; i < b+500; i++ {
+			batch = append(batch, &service.TrackInput{Event: "Visit", UserID: ref(fmt.Sprintf("r%d", i)),
+				Traits: map[string]any{"lastSeen": start.Format(time.RFC3339)}})
+		}
+		if _, err := svcs[b/500%2].TrackBatch(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := countMembers(t, client, seg.ID); n != members {
+		t.Fatalf("%d members, want %d", n, members)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	for _, s := range svcs {
+		s.StartSweeper(sctx)
+	}
+	clk.Set(start.Add(2 * time.Hour))
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		total int
+	)
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, err := svcs[i%2].SweepReevaluations(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			total += n
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for waited := time.Now(); countMembers(t, client, seg.ID) > 0 && time.Since(waited) < 10*time.Second; {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	for _, s := range svcs {
+		s.WaitSweeper()
+	}
+	t.Logf("the explicit sweeps made %d of %d exits, the background sweepers the rest", total, members)
+	exits := expiries(t, client, seg.ID)
+	seen := map[pulid.ID]int{}
+	for _, x := range exits {
+		seen[x.UserRef]++
+	}
+	if len(exits) != members || len(seen) != members {
+		t.Errorf("%d exits of %d users, want %d each once", len(exits), len(seen), members)
+	}
+	if len(exits) > 0 && !exits[0].At.Equal(start.Add(time.Hour+time.Microsecond)) {
+		t.Errorf("an exit at %v, want the microsecond after the window passed (%v)", exits[0].At, start.Add(time.Hour))
+	}
+	if n, _ := client.MembershipDeadline.Query().Where(membershipdeadline.SegmentRef(seg.ID)).Count(ctx); n != 0 {
+		t.Errorf("%d deadlines left, want 0", n)
+	}
+	checkClean(t, svcs[1], seg.ID, 0)
 }
