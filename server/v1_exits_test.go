@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/segmentd/segmentd/auth"
 	"github.com/segmentd/segmentd/internal/testenv"
@@ -79,6 +80,37 @@ func TestV1Exits(t *testing.T) {
 		// whenConditionFails does not re-enter by traits: a needs a Sign Up.
 		if got := memberList(t, c, condSeg); got != "v1-c" {
 			t.Fatalf("whenConditionFails after identify back: %s", got)
+		}
+	})
+}
+
+// TestV1DynamicByTheClock: a DYNAMIC segment on "seen within 2s", fed by
+// /v1/identify and context.traits on /v1/track, loses its member when the
+// window passes with no call at all, and takes them back on their next
+// visit.
+func TestV1DynamicByTheClock(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
+		srv := testenv.StartServer(t, dbURL)
+		c := srv.Admin()
+		key := newKey(t, srv, "v1 clock", auth.RoleWrite)
+		seg := createSegmentV1(t, c, map[string]any{"name": "Seen just now", "kind": "DYNAMIC",
+			"condition": map[string]any{"scope": "USER", "property": "lastSeen", "operator": "WITHIN_LAST", "value": "2s"}})
+		seen := time.Now().UTC().Truncate(time.Second)
+		sendV1(t, srv, key, "identify", map[string]any{"userId": "v1-clock", "traits": map[string]any{"lastSeen": seen.Format(time.RFC3339)}})
+		if got := memberList(t, c, seg); got != "v1-clock" {
+			t.Fatalf("after /v1/identify: %q, want v1-clock", got)
+		}
+		due := seen.Add(2 * time.Second)
+		for memberList(t, c, seg) != "" && time.Since(due) < 10*time.Second {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if late := time.Since(due); late > time.Second {
+			t.Errorf("the member left %v after the window passed, want within 1 s", late)
+		}
+		sendV1(t, srv, key, "track", map[string]any{"userId": "v1-clock", "event": "Page Viewed",
+			"context": map[string]any{"traits": map[string]any{"lastSeen": time.Now().UTC().Format(time.RFC3339)}}})
+		if got := memberList(t, c, seg); got != "v1-clock" {
+			t.Fatalf("after the next visit: %q, want v1-clock", got)
 		}
 	})
 }
