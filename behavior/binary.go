@@ -315,9 +315,15 @@ func (s *State) UnmarshalBinary(data []byte) error {
 			if k > maxComponents {
 				d.fail("base components")
 			}
+			b.sum = make(xsum, 0, k)
 			for j := uint64(0); j < k && d.err == nil; j++ {
-				// Re-adding renormalises any input into a proper expansion.
-				b.sum = b.sum.add(d.value("base component", maxSum))
+				// Kept as written: later adds are exact whatever the
+				// components, and renormalising would change the bytes.
+				c := d.value("base component", maxSum)
+				if c == 0 {
+					d.fail("zero base component")
+				}
+				b.sum = append(b.sum, c)
 			}
 		case Min, Max:
 			b.v = d.value("base value", MaxValue)
