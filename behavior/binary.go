@@ -314,6 +314,7 @@ func (s *State) UnmarshalBinary(data []byte) error {
 			k := d.uvarint("base components")
 			if k > maxComponents {
 				d.fail("base components")
+				break
 			}
 			b.sum = make(xsum, 0, k)
 			for j := uint64(0); j < k && d.err == nil; j++ {
