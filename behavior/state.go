@@ -177,6 +177,9 @@ func (s *State) fold(e entry) {
 		return
 	case Sum, Avg:
 		b.sum = b.sum.add(e.v)
+		if len(b.sum) > 2 {
+			b.sum = b.sum.compress()
+		}
 	case Min:
 		if first || e.v < b.v {
 			b.v = e.v
@@ -311,7 +314,7 @@ func (s *State) NextChange(now time.Time) (at time.Time, ok bool, err error) {
 			return time.Time{}, false, nil
 		}
 		w.advance(next)
-		if w.result().Matched != was {
+		if w.matched() != was {
 			return time.Unix(0, next).UTC(), true, nil
 		}
 	}
@@ -334,6 +337,9 @@ type window struct {
 
 func (s *State) open(t int64) *window {
 	w := &window{s: s}
+	if s.spec.Func == Sum || s.spec.Func == Avg {
+		w.sum = make(xsum, 0, 4)
+	}
 	lb := s.lowerBound(t)
 	w.lo = sort.Search(len(s.ents), func(i int) bool { return s.ents[i].ts >= lb })
 	w.hi = w.lo
@@ -365,6 +371,9 @@ func (w *window) push(i int) {
 	case Sum, Avg:
 		w.n++
 		w.sum = w.sum.add(e.v)
+		if len(w.sum) > 2 {
+			w.sum = w.sum.compress()
+		}
 	case Min:
 		for len(w.dq) > 0 && w.s.ents[w.dq[len(w.dq)-1]].v >= e.v {
 			w.dq = w.dq[:len(w.dq)-1]
@@ -391,12 +400,41 @@ func (w *window) pop(i int) {
 	case Sum, Avg:
 		w.n--
 		w.sum = w.sum.add(-e.v)
+		if len(w.sum) > 2 {
+			w.sum = w.sum.compress()
+		}
 	case Min, Max:
 		if len(w.dq) > 0 && w.dq[0] == i {
 			w.dq = w.dq[1:]
 		}
 		w.n--
 	}
+}
+
+// matched is result().Matched, faster for sums: when the float64 sum of
+// the components is farther from every operand than any rounding could
+// move it, the comparison of the exact figure is that of the approximation.
+func (w *window) matched() bool {
+	s := w.s
+	if (s.spec.Func != Sum && s.spec.Func != Avg) || len(s.base.sum) > 0 || w.n == 0 {
+		return w.result().Matched
+	}
+	var a, mag float64
+	for _, c := range w.sum {
+		a += c
+		mag += math.Abs(c)
+	}
+	if s.spec.Func == Avg {
+		a /= float64(w.n)
+		mag /= float64(w.n)
+	}
+	// The figure is within a few units in the last place of mag of a.
+	slack := mag*0x1p-40 + 0x1p-1000
+	far := func(k float64) bool { return math.Abs(a-k) > slack }
+	if far(s.spec.Value) && (s.spec.Op != Between || far(s.spec.High)) {
+		return s.spec.compare(a)
+	}
+	return w.result().Matched
 }
 
 func (w *window) result() Result {
@@ -413,7 +451,10 @@ func (w *window) result() Result {
 		if n == 0 {
 			return r
 		}
-		sum := append(xsum(nil), w.sum...).addAll(b.sum)
+		sum := w.sum
+		if len(b.sum) > 0 {
+			sum = append(xsum(nil), w.sum...).addAll(b.sum)
+		}
 		r.Defined = true
 		if s.spec.Func == Sum {
 			r.Figure = sum.value()

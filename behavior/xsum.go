@@ -40,6 +40,52 @@ func (x xsum) add(b float64) xsum {
 	return h
 }
 
+// compress returns x with as few components as it can cheaply have
+// (Shewchuk's Compress, in place), so that a sum that has seen many adds
+// and subtracts stays at one or two components. It uses the exact
+// two-sum throughout, so the value is kept exactly whatever the input.
+func (x xsum) compress() xsum {
+	if len(x) < 2 {
+		return x
+	}
+	bottom := len(x) - 1
+	q := x[bottom]
+	for i := len(x) - 2; i >= 0; i-- {
+		s, err := twoSum(q, x[i])
+		if err != 0 {
+			x[bottom] = s
+			bottom--
+			q = err
+		} else {
+			q = s
+		}
+	}
+	top := 0
+	for i := bottom + 1; i < len(x); i++ {
+		s, err := twoSum(x[i], q)
+		if err != 0 {
+			x[top] = err
+			top++
+		}
+		q = s
+	}
+	if q != 0 || top == 0 {
+		x[top] = q
+		top++
+	}
+	if top == 1 && x[0] == 0 {
+		return x[:0]
+	}
+	return x[:top]
+}
+
+func twoSum(a, b float64) (s, err float64) {
+	s = a + b
+	bv := s - a
+	av := s - bv
+	return s, (a - av) + (b - bv)
+}
+
 // addAll returns x + y for another expansion y.
 func (x xsum) addAll(y xsum) xsum {
 	for _, c := range y {
@@ -71,7 +117,10 @@ func (x xsum) finite() bool {
 }
 
 // value is the sum rounded once to the nearest float64: the same number
-// whatever the order the values were added in.
+// whatever the order the values were added in. The fast path sums the
+// components in float64 and proves the result is the nearest by bounding
+// the exact residual; only when the residual is too close to half a unit
+// in the last place does it round with big.Float.
 func (x xsum) value() float64 {
 	switch {
 	case len(x) == 0:
@@ -85,17 +134,57 @@ func (x xsum) value() float64 {
 		}
 		return s
 	}
+	var a float64
+	for _, c := range x {
+		a += c
+	}
+	var buf [8]float64
+	r := append(xsum(buf[:0]), x...).add(-a)
+	if nearest(a, r, 1) {
+		return a
+	}
 	f, _ := x.big().Float64()
 	return f
 }
 
-// mean is the sum divided by n, rounded once to the nearest float64.
+// nearest reports whether a is certainly the float64 nearest to a+r/n,
+// for an exact residual expansion r: |r/n| is below half the gap to a's
+// neighbours, with a margin for the rounding of the bound itself.
+func nearest(a float64, r xsum, n float64) bool {
+	var bound float64
+	for _, c := range r {
+		bound += math.Abs(c)
+	}
+	if bound == 0 {
+		return true
+	}
+	if a == 0 || math.IsInf(a, 0) {
+		return false
+	}
+	gap := math.Min(math.Abs(a-math.Nextafter(a, math.Inf(-1))), math.Abs(math.Nextafter(a, math.Inf(1))-a))
+	return bound*(1+1e-10) < n*gap/2*(1-1e-10)
+}
+
+// mean is the sum divided by n, rounded once to the nearest float64. The
+// fast path divides the rounded sum and checks, with an exact product
+// (FMA) and residual, that the quotient is the nearest to the exact mean.
 func (x xsum) mean(n uint64) float64 {
 	if n == 0 {
 		return math.NaN()
 	}
 	if !x.finite() {
 		return x.value() / float64(n)
+	}
+	if n < 1<<53 {
+		fn := float64(n)
+		m := x.value() / fn
+		p := m * fn
+		e := math.FMA(m, fn, -p) // m*n == p+e exactly
+		var buf [8]float64
+		r := append(xsum(buf[:0]), x...).add(-p).add(-e) // S - m*n, exactly
+		if !math.IsInf(p, 0) && nearest(m, r, fn) {
+			return m
+		}
 	}
 	q := new(big.Float).SetPrec(53).Quo(x.big(), new(big.Float).SetUint64(n))
 	f, _ := q.Float64()
