@@ -21,13 +21,13 @@ func bigRound(vals []float64, n uint64) float64 {
 
 // The fast paths of value and mean must give the correctly rounded
 // result, also where summing the components in float64 does not: 1 +
-// 2^-53 + 2^-105 is nearer 1+2^-52 than 1, yet 2^-105 + 2^-53 + 1 rounds
+// 2^-53 + 2^-160 is nearer 1+2^-52 than 1, yet 2^-160 + 2^-53 + 1 rounds
 // to 1.
 func TestXsumRoundsOnce(t *testing.T) {
 	t.Parallel()
-	x := xsum{0x1p-105, 0x1p-53, 1}
+	x := xsum{0x1p-160, 0x1p-53, 1}
 	if got, want := x.value(), 1+0x1p-52; got != want {
-		t.Errorf("value of 1 + 2^-53 + 2^-105 = %v, want %v", got, want)
+		t.Errorf("value of 1 + 2^-53 + 2^-160 = %v, want %v", got, want)
 	}
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range 20000 {
