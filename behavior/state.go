@@ -299,7 +299,7 @@ func (s *State) NextChange(now time.Time) (at time.Time, ok bool, err error) {
 		return time.Time{}, false, ErrBeforeFloor
 	}
 	w := s.open(t)
-	was := w.result().Matched
+	was := w.matched()
 	for {
 		next, found := int64(math.MaxInt64), false
 		if w.hi < len(s.ents) {
@@ -324,22 +324,26 @@ func (s *State) NextChange(now time.Time) (at time.Time, ok bool, err error) {
 // with its figure kept incrementally as t moves forward: entries enter at
 // hi and leave at lo, both only ever advancing, so a sweep over every
 // change point costs O(entries) (the deque is the classic sliding-window
-// minimum). Sums are exact (xsum), so the incremental figure is the one a
-// recomputation gives.
+// minimum). A sum is a float64 with an error bound while no operand is
+// within the bound's reach, and exact (xsum) from then on, so the figure
+// and the comparison are the ones a recomputation gives.
 type window struct {
 	s      *State
 	lo, hi int
 	n      uint64 // Count: events; aggregates: values
 	past   uint64 // Count: events at or before the floor
+	dq     []int  // Min, Max: indices with strictly better values, oldest first
+	// Sum, Avg: until a comparison comes near an operand, a float64
+	// running sum (approx) with a bound on its distance from the exact sum
+	// (errb) is enough and cheap; from then on (exact) the exact sum.
+	exact  bool
 	sum    xsum
-	dq     []int // Min, Max: indices with strictly better values, oldest first
+	approx float64
+	errb   float64
 }
 
 func (s *State) open(t int64) *window {
 	w := &window{s: s}
-	if s.spec.Func == Sum || s.spec.Func == Avg {
-		w.sum = make(xsum, 0, 4)
-	}
 	lb := s.lowerBound(t)
 	w.lo = sort.Search(len(s.ents), func(i int) bool { return s.ents[i].ts >= lb })
 	w.hi = w.lo
@@ -370,10 +374,7 @@ func (w *window) push(i int) {
 		}
 	case Sum, Avg:
 		w.n++
-		w.sum = w.sum.add(e.v)
-		if len(w.sum) > 2 {
-			w.sum = w.sum.compress()
-		}
+		w.addValue(e.v)
 	case Min:
 		for len(w.dq) > 0 && w.s.ents[w.dq[len(w.dq)-1]].v >= e.v {
 			w.dq = w.dq[:len(w.dq)-1]
@@ -399,15 +400,41 @@ func (w *window) pop(i int) {
 		}
 	case Sum, Avg:
 		w.n--
-		w.sum = w.sum.add(-e.v)
-		if len(w.sum) > 2 {
-			w.sum = w.sum.compress()
-		}
+		w.addValue(-e.v)
 	case Min, Max:
 		if len(w.dq) > 0 && w.dq[0] == i {
 			w.dq = w.dq[1:]
 		}
 		w.n--
+	}
+}
+
+func (w *window) addValue(v float64) {
+	if w.exact {
+		w.sum = w.sum.add(v)
+		if len(w.sum) > 2 {
+			w.sum = w.sum.compress()
+		}
+		return
+	}
+	// A float64 addition is off by at most half a unit in the last place
+	// of its result; 2^-52 of it is a generous bound.
+	w.approx += v
+	w.errb += math.Abs(w.approx) * 0x1p-52
+}
+
+// makeExact switches the window to the exact sum of its entries.
+func (w *window) makeExact() {
+	if w.exact {
+		return
+	}
+	w.exact = true
+	w.sum = make(xsum, 0, 4)
+	for _, e := range w.s.ents[w.lo:w.hi] {
+		w.sum = w.sum.add(e.v)
+		if len(w.sum) > 2 {
+			w.sum = w.sum.compress()
+		}
 	}
 }
 
@@ -419,17 +446,25 @@ func (w *window) matched() bool {
 	if (s.spec.Func != Sum && s.spec.Func != Avg) || len(s.base.sum) > 0 || w.n == 0 {
 		return w.result().Matched
 	}
-	var a, mag float64
-	for _, c := range w.sum {
-		a += c
-		mag += math.Abs(c)
+	// a is within slack of the figure (the exact sum or mean, rounded).
+	var a, slack float64
+	if w.exact {
+		var mag float64
+		for _, c := range w.sum {
+			a += c
+			mag += math.Abs(c)
+		}
+		slack = mag * 0x1p-40
+	} else {
+		a = w.approx
+		slack = w.errb*(1+0x1p-40) + (math.Abs(a)+w.errb)*0x1p-50
 	}
 	if s.spec.Func == Avg {
-		a /= float64(w.n)
-		mag /= float64(w.n)
+		fn := float64(w.n)
+		a /= fn
+		slack = slack/fn + math.Abs(a)*0x1p-50
 	}
-	// The figure is within a few units in the last place of mag of a.
-	slack := mag*0x1p-40 + 0x1p-1000
+	slack += 0x1p-1000
 	far := func(k float64) bool { return math.Abs(a-k) > slack }
 	if far(s.spec.Value) && (s.spec.Op != Between || far(s.spec.High)) {
 		return s.spec.compare(a)
@@ -451,6 +486,7 @@ func (w *window) result() Result {
 		if n == 0 {
 			return r
 		}
+		w.makeExact()
 		sum := w.sum
 		if len(b.sum) > 0 {
 			sum = append(xsum(nil), w.sum...).addAll(b.sum)
