@@ -593,3 +593,88 @@ func TestCompileChecksPerformedNodes(t *testing.T) {
 		t.Fatalf("Text = %q", got)
 	}
 }
+
+func TestPerformedCyclesEnd(t *testing.T) {
+	t.Parallel()
+	n := &trigger.Node{Kind: trigger.KindPerformed, Performed: &trigger.PerformedNode{Event: "A"}}
+	n.Performed.Where = &trigger.Node{Kind: trigger.KindAnd, Children: []*trigger.Node{n}}
+	if c := n.Count(); c <= 0 {
+		t.Errorf("Count = %d", c)
+	}
+	if s := n.String(); !strings.Contains(s, "…") {
+		t.Errorf("String of a cyclic tree should be cut short, got %d bytes", len(s))
+	}
+	if _, err := trigger.Parse(n.ToInput()); err == nil {
+		t.Errorf("Parse(ToInput()) of a cyclic tree should fail")
+	}
+	if _, err := trigger.Compile(n); err == nil {
+		t.Errorf("Compile of a cyclic tree should fail")
+	}
+}
+
+// TestPerformedSemantics runs each comparison and each aggregate over one
+// stream through real states: the Spec that Compile derives says what the
+// predicate's text says, at the window's edges and with late events.
+func TestPerformedSemantics(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	type ev struct {
+		at     time.Duration // after t0
+		amount any
+	}
+	// Arrival order, not time order: the 3rd one is late.
+	stream := []ev{{0, 10}, {2 * day, 20}, {day, 5}, {3 * day, "x"}, {4 * day, nil}}
+	tests := []struct {
+		in   *trigger.ConditionInput
+		at   time.Duration
+		want bool
+	}{
+		{performed("P", count(trigger.OpEQ, 5)), 4 * day, true},
+		{performed("P", count(trigger.OpEQ, 5), within("4d")), 4 * day, true}, // t0 is at the window's start: inside
+		{performed("P", count(trigger.OpEQ, 5), within("4d")), 4*day + time.Nanosecond, false},
+		{performed("P", count(trigger.OpNEQ, 4), within("1d")), 4 * day, true},
+		{performed("P", count(trigger.OpGT, 1), within("1d")), 4 * day, true}, // 3d and 4d
+		{performed("P", count(trigger.OpGTE, 3), within("2d")), 3 * day, true},
+		{performed("P", count(trigger.OpLT, 3), within("2d")), 3 * day, false},
+		{performed("P", count(trigger.OpLTE, 2), within("1d")), 3 * day, true},
+		{performed("P", count(trigger.OpBetween, []any{2, 3}), within("36h")), 3 * day, true},
+		{performed("P", count(trigger.OpEQ, 0), within("1d")), 6 * day, true},
+		{performed("P", count(trigger.OpEQ, 0), within("1d")), 5 * day, false}, // the 4d one at the edge
+		{performed("P", aggregate(trigger.AggSum, "amount", trigger.OpEQ, 35)), 4 * day, true},
+		{performed("P", aggregate(trigger.AggSum, "amount", trigger.OpEQ, 25), within("2d")), 3 * day, true}, // the late 5 counts
+		{performed("P", aggregate(trigger.AggAvg, "amount", trigger.OpGT, 11)), 4 * day, true},               // 35/3
+		{performed("P", aggregate(trigger.AggMin, "amount", trigger.OpEQ, 5)), 4 * day, true},
+		{performed("P", aggregate(trigger.AggMin, "amount", trigger.OpEQ, 20), within("1d")), 3 * day, true},
+		{performed("P", aggregate(trigger.AggMax, "amount", trigger.OpBetween, []any{20, 20})), 4 * day, true},
+		{performed("P", aggregate(trigger.AggMax, "amount", trigger.OpGTE, 0), within("1d")), 4 * day, false}, // no numeric values: false
+		{not(performed("P", aggregate(trigger.AggMax, "amount", trigger.OpGTE, 0), within("1d"))), 4 * day, true},
+	}
+	for _, tc := range tests {
+		n := mustParse(t, tc.in)
+		t.Run(n.String()+" at "+tc.at.String(), func(t *testing.T) {
+			t.Parallel()
+			p := mustCompile(t, tc.in)
+			b := p.Behaviors()[0]
+			s, err := behavior.New(b.Spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range stream {
+				props := map[string]any{"amount": e.amount}
+				if b.Counts("P", props, t0.Add(e.at)) {
+					v, ok := b.Value(props)
+					s.Add(t0.Add(e.at), v, ok)
+				}
+			}
+			r, err := s.Eval(t0.Add(tc.at))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := p.Eval(trigger.Env{Now: t0.Add(tc.at), Behaviors: []behavior.Result{r}})
+			if got.Matched != tc.want {
+				t.Fatalf("Matched = %v, want %v (%s)", got.Matched, tc.want, got.Reason)
+			}
+		})
+	}
+}
