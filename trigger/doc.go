@@ -32,7 +32,30 @@
 //     ignored and kept as given (dropped if it cannot be written as JSON).
 //     Strings in a value are at most 1000 bytes.
 //   - A tree nests at most [MaxDepth] levels and has at most [MaxNodes]
-//     nodes.
+//     nodes, counting the nodes of performed predicates' where conditions.
+//
+// A node may instead be a behaviour predicate, performed (a [PerformedInput]
+// alone on its node; [KindPerformed]), with its errors under
+// "<node>.performed":
+//
+//   - event: required, not blank, at most 256 bytes, as a property.
+//   - where: optional; a condition each counted event must meet, using
+//     scope EVENT only (it reads the counted event's properties) and no
+//     performed of its own.
+//   - within: null for all time, or a duration read by [ParseDuration]
+//     from [MinWithin] (1s) to [MaxWithin] (10 years, 3653 days).
+//   - count or aggregate, not both; neither means count GTE 1, which
+//     [Parse] stores. Their operator is EQ, NEQ, GT, GTE, LT, LTE or
+//     BETWEEN. A count's value is a whole number from 0 to
+//     [MaxPerformedCount] (or [low, high] of them); an aggregate's function
+//     is SUM, AVG, MIN or MAX, its property is checked like a predicate's,
+//     and its value is any finite number (or [low, high]). Strings are
+//     refused, numeric ones too: the figure is a number.
+//   - At most [MaxPerformed] performed predicates in one condition, and at
+//     most [MaxPerformedNesting] groups (AND, OR, NOT) above each:
+//     NOT(AND(OR(performed))) is the deepest allowed. Nesting is counted in
+//     groups because every ancestor of a predicate is one; the root is not
+//     nested at all.
 //
 // Values are stored as canonical JSON (see [Node]); numbers keep their exact
 // literal text, so 1.50 stays 1.50.
@@ -99,6 +122,30 @@
 //     Now-d <= t <= Now, where Now is [Env].Now (the event's timestamp; the
 //     wall clock if zero). Future times do not count.
 //
+// # Behaviour predicates
+//
+// The package does not keep behaviour state: [Program.Behaviors] lists the
+// performed predicates (depth-first, one per occurrence), each with its
+// event name, where condition, [behavior.Spec] and, for aggregates, the
+// property ([Behavior.Counts] and [Behavior.Value] apply them to an
+// event), and a [Behavior.Key] to store its state under. The caller keeps a
+// behavior.State per (user, key), and passes its answers in [Env].Behaviors
+// and, for [Program.NextChange], its next changes in [Env].BehaviorNext,
+// both indexed like Behaviors. A performed predicate without a result is
+// false. Aggregated values are numbers or numeric strings; anything else is
+// not counted.
+//
+// Text: performed "<event>"[ where <condition>] <measure>[ within <d>],
+// where the measure is a count ("at least 3 times", "more than 3 times",
+// "at most 3 times", "fewer than 3 times", "exactly 3 times", "not exactly
+// 3 times", "between 2 and 5 times", and "0 times" for EQ 0; "1 time" in
+// the singular) or an aggregate ("SUM of amount > 100"); all time has no
+// suffix. A where group is parenthesized:
+//
+//	performed "Purchase Completed" where event.total > 10 at least 3 times within 7d
+//	performed "Login" 0 times within 14d
+//	performed "Purchase Completed" SUM of amount > 100 within 30d
+//
 // # Reasons
 //
 // [Result].Reason explains the outcome in one line:
@@ -110,4 +157,9 @@
 //   - AND reports its first failing child; OR reports "none of: " and every
 //     child's failure, separated by "; " (a nested OR in parentheses); NOT
 //     reports "NOT (<child>) held".
+//   - A performed predicate shows its figure ([FigureText]): `performed
+//     "Login" at least 1 time within 14d (was 0)`, "(was at least 3)" when
+//     the state knows a lower bound, "(was no values)" for an aggregate over
+//     none, "(not evaluated)" without a result; a NOT around one adds it
+//     too: `NOT (performed "Refund" at least 1 time within 14d) held (was 1)`.
 package trigger

@@ -15,15 +15,17 @@ const (
 	KindOr        Kind = "OR"
 	KindNot       Kind = "NOT"
 	KindPredicate Kind = "PREDICATE"
+	// KindPerformed is a behaviour-over-time predicate: see [PerformedNode].
+	KindPerformed Kind = "PERFORMED"
 )
 
 // Values lists every valid Kind; ent uses it for the enum column.
-func (Kind) Values() []string { return []string{"AND", "OR", "NOT", "PREDICATE"} }
+func (Kind) Values() []string { return []string{"AND", "OR", "NOT", "PREDICATE", "PERFORMED"} }
 
 // IsValid reports whether k is one of the declared kinds.
 func (k Kind) IsValid() bool {
 	switch k {
-	case KindAnd, KindOr, KindNot, KindPredicate:
+	case KindAnd, KindOr, KindNot, KindPredicate, KindPerformed:
 		return true
 	}
 	return false
@@ -108,6 +110,41 @@ func (o Operator) MarshalGQL(w io.Writer) { _, _ = io.WriteString(w, strconv.Quo
 // UnmarshalGQL accepts a string naming a valid Operator and rejects anything
 // else.
 func (o *Operator) UnmarshalGQL(v any) error { return unmarshalEnum(o, "operator", v) }
+
+// AggregateFunction is what a performed predicate's aggregate computes over
+// the values of a numeric property of the counted events.
+type AggregateFunction string
+
+// The aggregate functions.
+const (
+	AggSum AggregateFunction = "SUM"
+	AggAvg AggregateFunction = "AVG"
+	AggMin AggregateFunction = "MIN"
+	AggMax AggregateFunction = "MAX"
+)
+
+// Values lists every valid AggregateFunction.
+func (AggregateFunction) Values() []string { return []string{"SUM", "AVG", "MIN", "MAX"} }
+
+// IsValid reports whether f is one of the declared functions.
+func (f AggregateFunction) IsValid() bool {
+	switch f {
+	case AggSum, AggAvg, AggMin, AggMax:
+		return true
+	}
+	return false
+}
+
+// MarshalGQL writes f as a quoted GraphQL enum value.
+func (f AggregateFunction) MarshalGQL(w io.Writer) {
+	_, _ = io.WriteString(w, strconv.Quote(string(f)))
+}
+
+// UnmarshalGQL accepts a string naming a valid AggregateFunction and rejects
+// anything else.
+func (f *AggregateFunction) UnmarshalGQL(v any) error {
+	return unmarshalEnum(f, "aggregate function", v)
+}
 
 // unmarshalEnum is the shared body of the UnmarshalGQL methods: gqlgen hands
 // enum values over as strings.

@@ -31,7 +31,23 @@ func TestEnums(t *testing.T) {
 			valid:  func(s string) bool { return trigger.Kind(s).IsValid() },
 			marsh:  func(s string) string { var b bytes.Buffer; trigger.Kind(s).MarshalGQL(&b); return b.String() },
 			unmars: func(v any) (string, error) { var k trigger.Kind; err := k.UnmarshalGQL(v); return string(k), err },
-			want:   []string{"AND", "OR", "NOT", "PREDICATE"},
+			want:   []string{"AND", "OR", "NOT", "PREDICATE", "PERFORMED"},
+		},
+		{
+			name:   "AggregateFunction",
+			values: trigger.AggregateFunction("").Values(),
+			valid:  func(s string) bool { return trigger.AggregateFunction(s).IsValid() },
+			marsh: func(s string) string {
+				var b bytes.Buffer
+				trigger.AggregateFunction(s).MarshalGQL(&b)
+				return b.String()
+			},
+			unmars: func(v any) (string, error) {
+				var k trigger.AggregateFunction
+				err := k.UnmarshalGQL(v)
+				return string(k), err
+			},
+			want: []string{"SUM", "AVG", "MIN", "MAX"},
 		},
 		{
 			name:   "Scope",
@@ -96,4 +112,4 @@ func TestUnmarshalGQLErrorText(t *testing.T) {
 }
 
 // The three types must satisfy ent's enum interface.
-var _ = []enum{trigger.Kind(""), trigger.Scope(""), trigger.Operator("")}
+var _ = []enum{trigger.Kind(""), trigger.Scope(""), trigger.Operator(""), trigger.AggregateFunction("")}

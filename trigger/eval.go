@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/segmentd/segmentd/behavior"
 )
 
 // Env is what a Program is evaluated against.
@@ -18,6 +20,17 @@ type Env struct {
 	// Now is the event's timestamp: WITHIN_LAST is measured against this
 	// clock. The zero time means the wall clock at the call.
 	Now time.Time
+	// Behaviors holds the answers of the condition's performed predicates,
+	// indexed as [Program.Behaviors] lists them, each worked out by the
+	// caller at Now (behavior.State.Eval). A performed predicate holds when
+	// its result's Matched is set; one without a result (a short or nil
+	// slice) does not hold, and its reason says "not evaluated".
+	Behaviors []behavior.Result
+	// BehaviorNext holds, indexed likewise, the instant at which each
+	// performed predicate's answer next changes by time alone
+	// (behavior.State.NextChange at Now); the zero time means never. Only
+	// [Program.NextChange] reads it.
+	BehaviorNext []time.Time
 }
 
 // Result is the outcome of [Program.Eval].
@@ -34,11 +47,14 @@ type Program struct {
 	root       *cnode
 	matched    string
 	readsEvent bool // some predicate has scope EVENT
+	behaviors  []Behavior
 }
 
 // ReadsEvent reports whether evaluation looks at Env.Event: false when no
 // predicate has scope EVENT, so that a caller may leave the event's
-// properties unread.
+// properties unread. The where conditions of performed predicates do not
+// count here: they read the counted events (see [Behavior].Where, which
+// has its own ReadsEvent).
 func (p *Program) ReadsEvent() bool { return p != nil && p.readsEvent }
 
 type cnode struct {
@@ -46,6 +62,7 @@ type cnode struct {
 	children []*cnode
 	text     string // the node's String(), for reasons
 	pred     *predicate
+	behavior int // KindPerformed: the index in Program.behaviors and Env.Behaviors
 }
 
 type predicate struct {
@@ -75,13 +92,15 @@ func Compile(n *Node) (*Program, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Program{root: root, matched: "matched: " + root.text, readsEvent: c.readsEvent}, nil
+	return &Program{root: root, matched: "matched: " + root.text, readsEvent: c.readsEvent, behaviors: c.behaviors}, nil
 }
 
 type compiler struct {
 	root       string
 	count      int
 	readsEvent bool
+	inWhere    bool
+	behaviors  []Behavior
 }
 
 func (c *compiler) node(n *Node, path string, depth int) (*cnode, *Error) {
@@ -142,6 +161,16 @@ func (c *compiler) node(n *Node, path string, depth int) (*cnode, *Error) {
 			p.ops = ops
 		}
 		cn.pred = p
+		if c.inWhere && n.Scope != ScopeEvent {
+			return nil, errAt(join(path, "scope"), "a performed condition's where may only use scope EVENT (the counted event's properties)")
+		}
+	case KindPerformed:
+		if len(n.Children) > 0 {
+			return nil, errAt(path, "a predicate has no child conditions")
+		}
+		if err := c.performed(n, path, depth, cn); err != nil {
+			return nil, err
+		}
 	default:
 		return nil, errAt(path, "unknown kind %q", string(n.Kind))
 	}
@@ -186,6 +215,8 @@ func (n *cnode) match(env *Env) bool {
 		return false
 	case KindNot:
 		return !n.children[0].match(env)
+	case KindPerformed:
+		return n.behavior < len(env.Behaviors) && env.Behaviors[n.behavior].Matched
 	}
 	return n.pred.match(env)
 }
@@ -216,7 +247,16 @@ func (n *cnode) explain(env *Env) string {
 		}
 		return b.String()
 	case KindNot:
-		return "NOT (" + n.children[0].text + ") held"
+		text := "NOT (" + n.children[0].text + ") held"
+		if c := n.children[0]; c.kind == KindPerformed && c.behavior < len(env.Behaviors) {
+			text += " (was " + FigureText(env.Behaviors[c.behavior]) + ")"
+		}
+		return text
+	case KindPerformed:
+		if n.behavior >= len(env.Behaviors) {
+			return n.text + " (not evaluated)"
+		}
+		return n.text + " (was " + FigureText(env.Behaviors[n.behavior]) + ")"
 	}
 	v, found := n.pred.lookup(env)
 	return n.text + " (was " + describe(v, found) + ")"

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/segmentd/segmentd/behavior"
 	"github.com/segmentd/segmentd/trigger"
 )
 
@@ -51,4 +52,36 @@ func ExampleParse_error() {
 	_, err := trigger.Parse(&trigger.ConditionInput{Scope: &scope, Property: &property, Operator: &op, Value: []any{5}})
 	fmt.Println(err)
 	// Output: condition.value: BETWEEN needs a list of two values
+}
+
+// Three purchases over 10 within 7 days: the caller keeps the state (here
+// in memory) and passes its answer in Env.Behaviors.
+func ExampleProgram_Behaviors() {
+	gt, gte, within := trigger.OpGT, trigger.OpGTE, "7d"
+	ev, total := trigger.ScopeEvent, "total"
+	n, err := trigger.Parse(&trigger.ConditionInput{Performed: &trigger.PerformedInput{
+		Event:  "Purchase Completed",
+		Where:  &trigger.ConditionInput{Scope: &ev, Property: &total, Operator: &gt, Value: 10},
+		Within: &within,
+		Count:  &trigger.ComparisonInput{Operator: gte, Value: 3},
+	}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	p, _ := trigger.Compile(n)
+	b := p.Behaviors()[0]
+	state, _ := behavior.New(b.Spec)
+	t0 := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	for i, amount := range []int{20, 5, 30} {
+		at := t0.Add(time.Duration(i) * time.Hour)
+		if b.Counts("Purchase Completed", map[string]any{"total": amount}, at) {
+			state.Add(at, 0, false)
+		}
+	}
+	now := t0.Add(3 * time.Hour)
+	res, _ := state.Eval(now)
+	fmt.Println(p.Eval(trigger.Env{Now: now, Behaviors: []behavior.Result{res}}).Reason)
+	// Output:
+	// condition failed: performed "Purchase Completed" where event.total > 10 at least 3 times within 7d (was 2)
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentd/segmentd/behavior"
 	"github.com/segmentd/segmentd/trigger"
 )
 
@@ -40,6 +41,16 @@ func FuzzParse(f *testing.F) {
 		`{"scope":"USER","property":"d","operator":"EXISTS","value":{"x":[1,{"y":null}]}}`,
 		`{"scope":"EVENT","property":"n","operator":"IN","value":[1,"1",true,1.0e0]}`,
 		`{"SCOPE":"EVENT","Property":"a.b","operator":"NOT_IN","value":["\u0000"]}`,
+		`{"performed":{"event":"Login"}}`,
+		`{"performed":{"event":"Login","within":"14d","count":{"operator":"EQ","value":0}}}`,
+		`{"performed":{"event":"P","within":"0s","count":{"operator":"BETWEEN","value":[3,1]}}}`,
+		`{"performed":{"event":"P","where":{"scope":"USER","property":"a","operator":"EXISTS"}}}`,
+		`{"performed":{"event":"P","where":{"performed":{"event":"Q"}}}}`,
+		`{"performed":{"event":"P","aggregate":{"function":"SUM","property":"amount","operator":"GT","value":"100"}}}`,
+		`{"performed":{"event":"P","aggregate":{"function":"MEDIAN","property":"amount","operator":"GT","value":1}}}`,
+		`{"performed":{"event":"P","count":{"operator":"GTE","value":1},"aggregate":{"function":"MIN","property":"a","operator":"LT","value":-1e308}}}`,
+		`{"not":{"not":{"not":{"not":{"performed":{"event":"P","within":"3654d"}}}}}}`,
+		`{"performed":{"event":"P"},"scope":"EVENT"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -72,6 +83,7 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Compile of a parsed tree failed: %v", err)
 		}
+		checkBehaviors(t, n, p)
 		for _, env := range []trigger.Env{fuzzEnv, {}, {Now: now}} {
 			r := p.Eval(env)
 			if r.Matched != strings.HasPrefix(r.Reason, "matched: ") {
@@ -82,6 +94,53 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkBehaviors checks a parsed tree's behaviour predicates: within the
+// limits, each a valid Spec with a key, and evaluated from the results
+// given by index.
+func checkBehaviors(t *testing.T, n *trigger.Node, p *trigger.Program) {
+	t.Helper()
+	bs := p.Behaviors()
+	if len(bs) > trigger.MaxPerformed {
+		t.Fatalf("%d behaviours", len(bs))
+	}
+	if got := strings.Count(n.String(), "performed \""); got < len(bs) {
+		t.Fatalf("text %q names %d performed, Behaviors() has %d", n.String(), got, len(bs))
+	}
+	for i, b := range bs {
+		if _, err := behavior.New(b.Spec); err != nil {
+			t.Fatalf("Behaviors()[%d].Spec %+v: %v", i, b.Spec, err)
+		}
+		if b.Spec.Within != 0 && (b.Spec.Within < trigger.MinWithin || b.Spec.Within > trigger.MaxWithin) {
+			t.Fatalf("window %v out of bounds", b.Spec.Within)
+		}
+		if len(b.Key()) != 32 || b.Event == "" || !strings.HasPrefix(b.Text, "performed ") {
+			t.Fatalf("Behaviors()[%d] = %+v", i, b)
+		}
+		if b.Where != nil && len(b.Where.Behaviors()) != 0 {
+			t.Fatalf("a where condition has behaviours")
+		}
+	}
+	if len(bs) == 0 {
+		return
+	}
+	// Every result known: the text of a failure shows figures, not "not
+	// evaluated"; a behaviour's next change is the program's when it is the
+	// only clock.
+	results := make([]behavior.Result, len(bs))
+	next := make([]time.Time, len(bs))
+	for i := range results {
+		results[i] = behavior.Result{Matched: i%2 == 0, Figure: float64(i), Defined: true}
+		next[i] = now.Add(time.Duration(i+1) * time.Second)
+	}
+	r := p.Eval(trigger.Env{Now: now, Behaviors: results})
+	if strings.Contains(r.Reason, "(not evaluated)") {
+		t.Fatalf("reason %q with every result given", r.Reason)
+	}
+	if at, ok := p.NextChange(trigger.Env{Now: now, BehaviorNext: next}); !ok || at.After(now.Add(time.Second)) {
+		t.Fatalf("NextChange = %v, %v; want at most %v", at, ok, now.Add(time.Second))
+	}
 }
 
 func FuzzParseDuration(f *testing.F) {

@@ -14,6 +14,12 @@ import "time"
 // A deadline sweeper stores it; the boundary itself is exact, and the
 // instant after t+d is t+d plus one nanosecond, since at t+d the predicate
 // still holds.
+//
+// Performed predicates read the clock too, through their state: their next
+// changes come from the caller in [Env].BehaviorNext (one instant per entry
+// of [Program.Behaviors], from behavior.State.NextChange at env.Now; zero
+// for none), and the earliest one after env.Now counts like a WITHIN_LAST
+// boundary. Instants at or before env.Now are ignored.
 func (p *Program) NextChange(env Env) (time.Time, bool) {
 	if p == nil || p.root == nil {
 		return time.Time{}, false
@@ -27,6 +33,15 @@ func (p *Program) NextChange(env Env) (time.Time, bool) {
 }
 
 func (n *cnode) nextChange(env *Env, next *time.Time) {
+	if n.kind == KindPerformed {
+		if n.behavior < len(env.BehaviorNext) {
+			at := env.BehaviorNext[n.behavior]
+			if !at.IsZero() && at.After(env.Now) && (next.IsZero() || at.Before(*next)) {
+				*next = at
+			}
+		}
+		return
+	}
 	if n.pred == nil {
 		for _, c := range n.children {
 			c.nextChange(env, next)

@@ -40,6 +40,9 @@ type ConditionInput struct {
 	// int64, float64, []any, map[string]any. Other Go values are accepted
 	// when encoding/json can marshal them.
 	Value any `json:"value,omitempty"`
+	// Performed makes the node a behaviour predicate instead; it stands
+	// alone (no group or predicate fields).
+	Performed *PerformedInput `json:"performed,omitempty"`
 }
 
 // Node is a validated condition tree, as built by [Parse].
@@ -53,6 +56,8 @@ type Node struct {
 	// keys sorted, numbers exactly as given, HTML characters not escaped.
 	// It is nil when the value was absent or null.
 	Value json.RawMessage
+	// Performed is set on KindPerformed nodes only.
+	Performed *PerformedNode `json:",omitempty"`
 }
 
 // Error is a validation error from [Parse], [ParseAt] or [Compile]. Path
@@ -96,8 +101,10 @@ func ParseAt(in *ConditionInput, root string) (*Node, error) {
 }
 
 type parser struct {
-	root  string
-	count int
+	root      string
+	count     int
+	behaviors int  // performed predicates so far
+	inWhere   bool // inside a performed's where: scope EVENT only
 }
 
 func (p *parser) node(in *ConditionInput, path string, depth int) (*Node, *Error) {
@@ -122,6 +129,8 @@ func (p *parser) node(in *ConditionInput, path string, depth int) (*Node, *Error
 	switch {
 	case groups > 0 && isPredicate:
 		return nil, errAt(path, "a condition is either a group (and/or/not) or a predicate (scope, property, operator, value), not both")
+	case in.Performed != nil && (groups > 0 || isPredicate):
+		return nil, errAt(path, "performed stands alone: a condition with performed has no and, or, not, scope, property, operator or value")
 	case groups > 1:
 		return nil, errAt(path, "use exactly one of and, or, not")
 	case in.And != nil:
@@ -134,8 +143,14 @@ func (p *parser) node(in *ConditionInput, path string, depth int) (*Node, *Error
 			return nil, err
 		}
 		return &Node{Kind: KindNot, Children: []*Node{child}}, nil
+	case in.Performed != nil:
+		return p.performed(in.Performed, path, depth)
 	case isPredicate:
-		return parsePredicate(in, path)
+		n, err := parsePredicate(in, path)
+		if err == nil && p.inWhere && n.Scope != ScopeEvent {
+			return nil, errAt(join(path, "scope"), "a performed condition's where may only use scope EVENT (the counted event's properties)")
+		}
+		return n, err
 	default:
 		return nil, errAt(path, "empty condition")
 	}
@@ -317,6 +332,8 @@ func (n *Node) toInput(b *budget, depth int) *ConditionInput {
 		if len(n.Children) > 0 {
 			in.Not = n.Children[0].toInput(b, depth+1)
 		}
+	case KindPerformed:
+		in.Performed = n.Performed.toInput(b, depth)
 	default:
 		scope, property, op := n.Scope, n.Property, n.Operator
 		in.Scope, in.Property, in.Operator = &scope, &property, &op
@@ -328,7 +345,8 @@ func (n *Node) toInput(b *budget, depth int) *ConditionInput {
 }
 
 // Count returns the number of nodes in the tree, groups and predicates
-// alike; a nil Node has none.
+// alike, the nodes of performed predicates' where conditions included; a
+// nil Node has none.
 func (n *Node) Count() int {
 	b := &budget{left: walkNodes}
 	n.count(b, 1)
@@ -341,5 +359,8 @@ func (n *Node) count(b *budget, depth int) {
 	}
 	for _, c := range n.Children {
 		c.count(b, depth+1)
+	}
+	if n.Performed != nil {
+		n.Performed.Where.count(b, depth+1)
 	}
 }

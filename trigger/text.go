@@ -56,6 +56,8 @@ func (n *Node) write(b *strings.Builder, bud *budget, depth int) {
 			n.Children[0].write(b, bud, depth+1)
 		}
 		b.WriteByte(')')
+	case KindPerformed:
+		writePerformed(b, n.Performed, bud, depth)
 	default:
 		writePredicate(b, n.Scope, n.Property, n.Operator, n.Value)
 	}
