@@ -124,7 +124,7 @@ func TreeValidator(t Tree) error {
 // KindValidator is a validator for the "kind" field enum values. It is called by the builders before save.
 func KindValidator(k trigger.Kind) error {
 	switch k {
-	case "AND", "OR", "NOT", "PREDICATE":
+	case "AND", "OR", "NOT", "PREDICATE", "PERFORMED":
 		return nil
 	default:
 		return fmt.Errorf("condition: invalid enum value for kind field: %q", k)

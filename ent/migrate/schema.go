@@ -129,7 +129,7 @@ var (
 		{Name: "id", Type: field.TypeString, Size: 40},
 		{Name: "tree", Type: field.TypeEnum, Enums: []string{"ENTRY", "EXIT_EVENT"}, Default: "ENTRY"},
 		{Name: "position", Type: field.TypeInt},
-		{Name: "kind", Type: field.TypeEnum, Enums: []string{"AND", "OR", "NOT", "PREDICATE"}},
+		{Name: "kind", Type: field.TypeEnum, Enums: []string{"AND", "OR", "NOT", "PREDICATE", "PERFORMED"}},
 		{Name: "scope", Type: field.TypeEnum, Nullable: true, Enums: []string{"EVENT", "USER"}},
 		{Name: "property", Type: field.TypeString, Nullable: true},
 		{Name: "operator", Type: field.TypeEnum, Nullable: true, Enums: []string{"EQ", "NEQ", "GT", "GTE", "LT", "LTE", "CONTAINS", "NOT_CONTAINS", "STARTS_WITH", "ENDS_WITH", "MATCHES", "IN", "NOT_IN", "EXISTS", "NOT_EXISTS", "BETWEEN", "WITHIN_LAST"}},

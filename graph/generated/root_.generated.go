@@ -2833,6 +2833,7 @@ enum ConditionKind @goModel(model: "github.com/segmentd/segmentd/trigger.Kind") 
   A test of one property or trait.
   """
   PREDICATE
+  PERFORMED
 }
 """
 ConditionOperator is enum for the field operator
