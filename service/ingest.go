@@ -13,6 +13,7 @@ import (
 	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/event"
+	"github.com/segmentd/segmentd/ent/schema"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segment"
 	"github.com/segmentd/segmentd/ent/segmenttrigger"
@@ -51,8 +52,11 @@ type TrackInput struct {
 
 // TrackResult says what one event did.
 type TrackResult struct {
-	Event              *ent.Event
-	Duplicate          bool
+	Event     *ent.Event
+	Duplicate bool
+	// Taken: a duplicate whose messageId belongs to another user's
+	// message; Event is then what this call sent.
+	Taken              bool
 	EnteredSegments    []*ent.Segment
 	ActivatedCampaigns []*ent.Campaign
 }
@@ -103,7 +107,7 @@ func (s *Service) TrackBatch(ctx context.Context, ins []*TrackInput) (*TrackBatc
 // stores the call as an IDENTIFY event (deduplicated by messageId).
 func (s *Service) Identify(ctx context.Context, in IdentifyInput) (*ent.User, error) {
 	uid := in.UserID
-	_, err := s.ingest(ctx, []TrackInput{{
+	res, err := s.ingest(ctx, []TrackInput{{
 		Type:      event.TypeIDENTIFY,
 		UserID:    &uid,
 		Traits:    in.Traits,
@@ -113,6 +117,11 @@ func (s *Service) Identify(ctx context.Context, in IdentifyInput) (*ent.User, er
 	}}, "input")
 	if err != nil {
 		return nil, err
+	}
+	if res.Results[0].Taken {
+		// Nothing was stored: the answer would be a user the call did not
+		// change, or none at all.
+		return nil, segmentd.Errorf(segmentd.CodeConflict, "input.messageId: %q is already the messageId of another user's message; nothing was stored", *in.MessageID)
 	}
 	u, err := s.client.User.Query().Where(user.UserID(segmentd.NormalizeID(uid))).Only(ctx)
 	if err != nil {
@@ -177,6 +186,32 @@ type incoming struct {
 	context   map[string]any
 	timestamp time.Time
 	groupID   string // GROUP only
+}
+
+// duplicateOf is what the answer to ev shows of the stored event e that
+// holds ev's messageId. A repeat for the same user (userId and anonymous
+// ID: a retry, whatever else it carries) gets e, with its outcomes. A
+// message for another user that reuses the messageId gets an event made of
+// what it sent, with e's id and receipt and no outcomes: e is another
+// user's, and its properties, traits and outcomes are not the sender's to
+// read (a WRITE key could otherwise read any stored event whose messageId
+// it learned).
+func duplicateOf(e *ent.Event, ev *incoming) *ent.Event {
+	sameAnon := (e.AnonymousID == nil) == (ev.anonID == nil) && (e.AnonymousID == nil || *e.AnonymousID == *ev.anonID)
+	sameUser := (e.UserID == nil && ev.userID == "") || (e.UserID != nil && *e.UserID == ev.userID)
+	if sameUser && sameAnon {
+		return e
+	}
+	sent := &ent.Event{ID: e.ID, MessageID: e.MessageID, Type: ev.typ, AnonymousID: ev.anonID,
+		Properties: ev.props, Traits: ev.traits, Context: ev.context, Timestamp: ev.timestamp,
+		ReceivedAt: e.ReceivedAt, Outcomes: []schema.Outcome{}}
+	if ev.name != "" {
+		sent.Name = &ev.name
+	}
+	if ev.userID != "" {
+		sent.UserID = &ev.userID
+	}
+	return sent
 }
 
 // carriesUserTraits reports whether an event's traits are the user's (and
@@ -389,7 +424,8 @@ func (s *Service) ingestTx(ctx context.Context, evs []*incoming, now time.Time) 
 		for i, ev := range evs {
 			e, ok := stored[ev.messageID]
 			if ok && e != nil {
-				out.Results[i] = &TrackResult{Event: e, Duplicate: true}
+				shown := duplicateOf(e, ev)
+				out.Results[i] = &TrackResult{Event: shown, Duplicate: true, Taken: shown != e}
 				out.Duplicates++
 				continue
 			}
