@@ -138,3 +138,13 @@ func (w *Writer) DueReevaluations(ctx context.Context, now time.Time, limit int)
 	}
 	return due, len(rows), nil
 }
+
+// DropSegmentDeadlines removes every deadline of seg, of either kind: the
+// segment is being deleted (its memberships go with it by cascade; the
+// deadline index has no foreign keys).
+func (w *Writer) DropSegmentDeadlines(ctx context.Context, seg pulid.ID) error {
+	if _, err := w.tx.MembershipDeadline.Delete().Where(membershipdeadline.SegmentRef(seg)).Exec(ctx); err != nil {
+		return fmt.Errorf("ledger.DropSegmentDeadlines: %w", err)
+	}
+	return nil
+}

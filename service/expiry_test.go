@@ -454,3 +454,39 @@ func TestReevaluationSweepsOfTwoReplicas(t *testing.T) {
 	}
 	checkClean(t, svcs[1], seg.ID, 0)
 }
+
+// TestDeleteSegmentDropsItsDeadlines: deleting a segment removes its
+// expiry and re-evaluation deadlines with it (the index has no foreign
+// keys), so that nothing of it waits in the index.
+func TestDeleteSegmentDropsItsDeadlines(t *testing.T) {
+	for _, name := range testenv.Stores {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			svc, st := openService(t, testenv.DatabaseURL(t, name), nil)
+			trial := expirySegment(t, svc, "trial")
+			if err := svc.EnterExpiring(ctx, trial, userIDs("d", 3), time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			seen, err := svc.CreateSegment(ctx, service.CreateSegmentInput{Name: "seen", Kind: segment.KindDYNAMIC,
+				Condition: &trigger.ConditionInput{Scope: ref(trigger.ScopeUser), Property: ref("lastSeen"), Operator: ref(trigger.OpWithinLast), Value: "1h"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := svc.Identify(ctx, service.IdentifyInput{UserID: "d-0", Traits: map[string]any{"lastSeen": time.Now().UTC().Format(time.RFC3339)}}); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(deadlinesOf(t, st.Client, trial)) + len(deadlinesOf(t, st.Client, seen.ID)); n != 4 {
+				t.Fatalf("%d deadlines before the deletes, want 4 (3 expiries, 1 re-evaluation)", n)
+			}
+			for _, seg := range []pulid.ID{trial, seen.ID} {
+				if err := svc.DeleteSegment(ctx, seg); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n, _ := st.Client.MembershipDeadline.Query().Count(ctx); n != 0 {
+				t.Errorf("%d deadlines left after deleting their segments, want 0", n)
+			}
+		})
+	}
+}

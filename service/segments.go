@@ -387,6 +387,9 @@ func (s *Service) DeleteSegment(ctx context.Context, id pulid.ID) error {
 		if _, err := tx.Campaign.Update().Where(campaign.SegmentRef(id)).ClearSegmentRef().Save(ctx); err != nil {
 			return fmt.Errorf("detach campaigns: %w", err)
 		}
+		if err := s.ledger().Writer(tx).DropSegmentDeadlines(ctx, id); err != nil {
+			return err
+		}
 		return tx.Segment.DeleteOneID(id).Exec(ctx)
 	})
 	if err != nil {
