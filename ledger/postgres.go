@@ -8,7 +8,9 @@ import (
 
 	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql"
+	"github.com/lib/pq"
 
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segment"
@@ -86,4 +88,84 @@ SELECT entered_at, count(*) FROM gone GROUP BY entered_at`, job, seg, at, reason
 		return nil, fmt.Errorf("remove members: %w", err)
 	}
 	return counts, nil
+}
+
+func (postgres) takeDue(ctx context.Context, tx *ent.Tx, now time.Time, limit int) ([]dueDeadline, error) {
+	// One statement: the deadlines, then their users (as every writer of
+	// memberships locks them first), then the memberships, each with SKIP
+	// LOCKED so that sweepers of several replicas take different rows and
+	// never wait. A deadline whose user we hold but whose membership is
+	// not there at all is gone (a deleted segment's); one whose user or
+	// membership another transaction holds is left for a later sweep.
+	// Earliest first by the due_at index alone: a tie-breaker would sort
+	// every deadline due at one instant, each batch.
+	rows, err := tx.QueryContext(ctx, `WITH due AS MATERIALIZED (
+  SELECT id, segment_ref, user_ref, due_at FROM membership_deadlines
+  WHERE why = 'EXPIRE' AND due_at <= $1 ORDER BY due_at LIMIT $2
+  FOR UPDATE SKIP LOCKED
+), locked_users AS MATERIALIZED (
+  SELECT u.id FROM users u WHERE u.id IN (SELECT user_ref FROM due)
+  FOR NO KEY UPDATE SKIP LOCKED
+), locked_members AS MATERIALIZED (
+  SELECT m.id, m.segment_ref, m.user_ref, m.entered_at FROM memberships m
+  JOIN due ON due.segment_ref = m.segment_ref AND due.user_ref = m.user_ref
+  JOIN locked_users lu ON lu.id = m.user_ref
+  FOR UPDATE OF m SKIP LOCKED
+)
+SELECT due.id, due.segment_ref, due.user_ref, due.due_at, lm.id, lm.entered_at,
+  lu.id IS NOT NULL AND lm.id IS NULL AND NOT EXISTS (
+    SELECT 1 FROM memberships x WHERE x.segment_ref = due.segment_ref AND x.user_ref = due.user_ref)
+FROM due
+LEFT JOIN locked_users lu ON lu.id = due.user_ref
+LEFT JOIN locked_members lm ON lm.segment_ref = due.segment_ref AND lm.user_ref = due.user_ref
+ORDER BY due.due_at`, now, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []dueDeadline
+	for rows.Next() {
+		var (
+			d       dueDeadline
+			mem     sql.NullString
+			entered sql.NullTime
+		)
+		if err := rows.Scan(&d.id, &d.segment, &d.user, &d.due, &mem, &entered, &d.gone); err != nil {
+			return nil, err
+		}
+		d.membership, d.enteredAt = pulid.ID(mem.String), entered.Time
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+func (postgres) exitExpired(ctx context.Context, tx *ent.Tx, exits []Exit, deadlines []int64) error {
+	mems, segs, users, ats, reasons := make([]string, len(exits)), make([]string, len(exits)),
+		make([]string, len(exits)), make([]string, len(exits)), make([]string, len(exits))
+	for i, x := range exits {
+		mems[i], segs[i], users[i], reasons[i] = string(x.Membership), string(x.Segment), string(x.User), x.Reason
+		ats[i] = x.At.UTC().Format("2006-01-02T15:04:05.999999Z07:00")
+	}
+	// One statement: the change log gets a row for exactly each
+	// membership deleted.
+	logged, err := countRows(ctx, tx, `WITH x AS MATERIALIZED (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[]) AS x(mem, seg, usr, at, reason)
+), gone AS (
+  DELETE FROM memberships m USING x WHERE m.id = x.mem RETURNING m.id
+), cleared AS (
+  DELETE FROM membership_deadlines WHERE id = ANY($6::bigint[])
+), logged AS (
+  INSERT INTO membership_changes (segment_ref, user_ref, kind, source, at, reason)
+  SELECT x.seg, x.usr, $7, $8, x.at, x.reason FROM x JOIN gone ON gone.id = x.mem
+  RETURNING 1
+)
+SELECT count(*) FROM logged`, pq.Array(mems), pq.Array(segs), pq.Array(users), pq.Array(ats), pq.Array(reasons),
+		pq.Array(deadlines), string(changelog.KindExited), string(changelog.SourceTime))
+	if err != nil {
+		return fmt.Errorf("exit memberships: %w", err)
+	}
+	if logged != len(exits) {
+		return fmt.Errorf("exit memberships: logged %d of %d", logged, len(exits))
+	}
+	return nil
 }

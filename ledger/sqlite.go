@@ -3,11 +3,13 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql"
 
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segment"
@@ -67,4 +69,80 @@ AND user_ref IN (SELECT m.user_ref FROM memberships m WHERE `+where+`)`, job, se
 		return nil, fmt.Errorf("remove members: deleted %d, logged %d", deleted, removed)
 	}
 	return counts, nil
+}
+
+func (sqlite) takeDue(ctx context.Context, tx *ent.Tx, now time.Time, limit int) ([]dueDeadline, error) {
+	// One writer, this transaction: nothing to lock, and a deadline
+	// without a membership has none.
+	rows, err := tx.QueryContext(ctx, `SELECT d.id, d.segment_ref, d.user_ref, d.due_at, m.id, m.entered_at
+FROM membership_deadlines d LEFT JOIN memberships m ON m.segment_ref = d.segment_ref AND m.user_ref = d.user_ref
+WHERE d.why = 'EXPIRE' AND d.due_at <= ? ORDER BY d.due_at LIMIT ?`, now, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []dueDeadline
+	for rows.Next() {
+		var (
+			d       dueDeadline
+			mem     sql.NullString
+			entered sql.NullTime
+		)
+		if err := rows.Scan(&d.id, &d.segment, &d.user, &d.due, &mem, &entered); err != nil {
+			return nil, err
+		}
+		d.membership, d.enteredAt, d.gone = pulid.ID(mem.String), entered.Time, !mem.Valid
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+func (sqlite) exitExpired(ctx context.Context, tx *ent.Tx, exits []Exit, deadlines []int64) error {
+	err := bulk(exits, func(chunk []Exit) error {
+		ids := make([]any, len(chunk))
+		for i, x := range chunk {
+			ids[i] = string(x.Membership)
+		}
+		n, err := execCount(ctx, tx, "DELETE FROM memberships WHERE id IN ("+marks(len(ids), 1)+")", ids...)
+		if err == nil && n != len(ids) {
+			err = fmt.Errorf("deleted %d of %d", n, len(ids))
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delete memberships: %w", err)
+	}
+	err = bulk(deadlines, func(chunk []int64) error {
+		ids := make([]any, len(chunk))
+		for i, id := range chunk {
+			ids[i] = id
+		}
+		_, err := tx.ExecContext(ctx, "DELETE FROM membership_deadlines WHERE id IN ("+marks(len(ids), 1)+")", ids...)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delete deadlines: %w", err)
+	}
+	err = bulk(exits, func(chunk []Exit) error {
+		args := make([]any, 0, 6*len(chunk))
+		for _, x := range chunk {
+			args = append(args, string(x.Segment), string(x.User), string(changelog.KindExited), string(x.Source), x.At, x.Reason)
+		}
+		_, err := tx.ExecContext(ctx, "INSERT INTO membership_changes (segment_ref, user_ref, kind, source, at, reason) VALUES "+marks(len(chunk), 6), args...)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store membership changes: %w", err)
+	}
+	return nil
+}
+
+// marks is rows comma-separated groups of cols placeholders: "(?, ?), (?, ?)"
+// for 2, 2; with cols 1, "?, ?".
+func marks(rows, cols int) string {
+	group := strings.TrimSuffix(strings.Repeat("?, ", cols), ", ")
+	if cols > 1 {
+		group = "(" + group + ")"
+	}
+	return strings.TrimSuffix(strings.Repeat(group+", ", rows), ", ")
 }

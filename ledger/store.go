@@ -49,6 +49,16 @@ type store interface {
 	// $2 the segment), logs their exits at $3 with reason $4, and returns
 	// how many left by the time they had entered.
 	exitStaged(ctx context.Context, tx *ent.Tx, where string, job, seg string, at time.Time, reason string) ([]enteredCount, error)
+	// takeDue reads up to limit expiry deadlines due at now, earliest
+	// first, each with its membership; where writers run at once it locks
+	// the deadlines, then their users, then their memberships, skipping
+	// rows another transaction holds (such a deadline comes back with no
+	// membership and not gone).
+	takeDue(ctx context.Context, tx *ent.Tx, now time.Time, limit int) ([]dueDeadline, error)
+	// exitExpired deletes the exits' memberships (which takeDue locked)
+	// and the deadlines with the ids given, and logs the exits; it fails
+	// unless every membership was deleted and logged exactly once.
+	exitExpired(ctx context.Context, tx *ent.Tx, exits []Exit, deadlines []int64) error
 }
 
 // enteredCount is how many of the members removed had entered at one time.

@@ -78,8 +78,11 @@ func (s *Service) SweepDue(ctx context.Context) (int, error) {
 }
 
 // SweepWorkers is how many sweep transactions SweepDue runs at once on
-// PostgreSQL.
-const SweepWorkers = 2
+// PostgreSQL. A batch's time is mostly the database's, in round trips,
+// row locks and commits as much as in CPU: 50,000 memberships due at one
+// instant (BenchmarkSweepDue) were swept at about 11,000 a second with 2
+// and 15,000 with 4 on the 2-core machine (load average about 2).
+const SweepWorkers = 4
 
 // sweepBatches sweeps batch after batch until one finds less than a full
 // batch to do.

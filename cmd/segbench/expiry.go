@@ -15,6 +15,17 @@ import (
 // memberships expire.
 const expiryRate = 500
 
+// expiryIngest drives trackEvents ingestion at expiryRate events/s for d
+// (new users, an event no segment triggers on), beside the expiries.
+func expiryIngest(ctx context.Context, c config, tg *target, label string, d time.Duration) (*driveResult, error) {
+	c.rate, c.duration, c.events = expiryRate, d, expiryRate*int(d/time.Second+1)
+	dr := &drive{label: label, transport: "trackEvents", pids: pids(tg), makeEvent: func(i int) benchEvent {
+		id := fmt.Sprintf("expev-%s-%s-%d", runID, label, i)
+		return benchEvent{MessageID: id, UserID: id, Name: "App Open", Props: map[string]any{"Screen": "home"}}
+	}}
+	return dr.run(ctx, c, tg)
+}
+
 // expiryScenario (expiry): c.expiryRows users imported into a STATIC
 // segment whose members expire c.expiryAfter after entry (long enough for
 // the import and an idle drive before they come due) (an import enters
@@ -64,15 +75,7 @@ func expiryScenario(ctx context.Context, c config, tg *target, t *table) error {
 		return st.Client.Membership.Query().Where(membership.SegmentRef(pulid.ID(segID))).Count(ctx)
 	}
 
-	ingest := func(label string, d time.Duration) (*driveResult, error) {
-		cc := c
-		cc.rate, cc.duration, cc.events = expiryRate, d, expiryRate*int(d/time.Second+1)
-		dr := &drive{label: label, transport: "trackEvents", pids: pids(tg), makeEvent: func(i int) benchEvent {
-			id := fmt.Sprintf("expev-%s-%s-%d", runID, label, i)
-			return benchEvent{MessageID: id, UserID: id, Name: "App Open", Props: map[string]any{"Screen": "home"}}
-		}}
-		return dr.run(ctx, cc, tg)
-	}
+	ingest := func(label string, d time.Duration) (*driveResult, error) { return expiryIngest(ctx, c, tg, label, d) }
 	idleFor := min(5*time.Second, time.Until(due)-2*time.Second)
 	if idleFor < time.Second {
 		return fmt.Errorf("expiry: the import took too long (due in %s): raise -expiry-after", time.Until(due).Round(time.Millisecond))

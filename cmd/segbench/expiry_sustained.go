@@ -28,6 +28,8 @@ const expiryPoll = 50 * time.Millisecond
 // due deadlines earliest first, exit k (in due order) was made by the first
 // poll that saw k+1 members gone. Lateness = that poll's time − due
 // instant k: an upper bound, up to expiryPoll plus a count query late.
+// trackEvents ingestion runs at expiryRate events/s meanwhile, and its
+// acknowledgement p99 is reported.
 func expirySustained(ctx context.Context, c config, tg *target, t *table) error {
 	total := c.expiryRate * int(c.expiryFor/time.Second)
 	if total <= 0 {
@@ -98,6 +100,19 @@ func expirySustained(ctx context.Context, c config, tg *target, t *table) error 
 		return fmt.Errorf("expiry: spreading the deadlines took too long (start in %s)", time.Until(start).Round(time.Millisecond))
 	}
 
+	// Ingestion at expiryRate beside the expiries, from just before the
+	// first instant to just after the last.
+	type ingested struct {
+		res *driveResult
+		err error
+	}
+	ingestion := make(chan ingested, 1)
+	go func() {
+		time.Sleep(time.Until(start.Add(-500 * time.Millisecond)))
+		res, err := expiryIngest(ctx, c, tg, "beside the expiries", c.expiryFor+time.Second)
+		ingestion <- ingested{res, err}
+	}()
+
 	// The watcher: the first poll that saw each count gone.
 	lateness := make([]time.Duration, 0, total)
 	gone := 0
@@ -113,7 +128,11 @@ func expirySustained(ctx context.Context, c config, tg *target, t *table) error 
 		}
 		time.Sleep(expiryPoll)
 	}
-	label := fmt.Sprintf("%d/s due for %s (%d), each exit vs its instant", c.expiryRate, c.expiryFor, total)
+	in := <-ingestion
+	if in.err != nil {
+		return fmt.Errorf("expiry: ingestion: %w", in.err)
+	}
+	label := fmt.Sprintf("%d/s due for %s (%d), ingesting %d/s, each exit vs its instant", c.expiryRate, c.expiryFor, total, expiryRate)
 	if gone < total {
 		t.add("expiry", label, fmt.Sprintf("failed: %d of %d exited within 2 minutes of the last instant", gone, total), "", "")
 	}
@@ -137,5 +156,7 @@ func expirySustained(ctx context.Context, c config, tg *target, t *table) error 
 		t.add("expiry", "expiries per second (first instant to last exit seen)",
 			fmtRate(float64(total)/(lateness[total-1]+due[total-1].Sub(due[0])).Seconds()), "", "")
 	}
+	t.add("expiry", fmt.Sprintf("trackEvents ack p99 at %d events/s beside the expiries", expiryRate), fmtDur(in.res.ack.pct(0.99)),
+		fmt.Sprintf("%d of %d sent; %d errors", in.res.acked, in.res.sent, in.res.errors), "")
 	return nil
 }

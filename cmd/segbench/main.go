@@ -16,7 +16,7 @@
 // events/s: how long after the instant the exits were made, and the
 // ingestion ack p99 against idle; with -expiry-rate N, a sustained mode
 // instead: memberships due evenly at N per second for -expiry-for, and each
-// exit's lateness against its instant), and all.
+// exit's lateness against its instant, ingesting 500 events/s beside), and all.
 //
 // Without -url segbench builds cmd/segmentd (run it from the repository
 // root), starts it on a fresh database per scenario (a temp SQLite file, or
