@@ -209,6 +209,7 @@ var enumValues = map[string]map[string]string{
 		"OR":        "A group: at least one child holds.",
 		"NOT":       "A group: its one child does not hold.",
 		"PREDICATE": "A test of one property or trait.",
+		"PERFORMED": "A test of the user's behaviour over time: how often they performed an event, or an aggregate of its property, within a window (not accepted as input yet).",
 	},
 	"ConditionScope": {
 		"EVENT": "The triggering event's properties.",

@@ -2833,6 +2833,9 @@ enum ConditionKind @goModel(model: "github.com/segmentd/segmentd/trigger.Kind") 
   A test of one property or trait.
   """
   PREDICATE
+  """
+  A test of the user's behaviour over time: how often they performed an event, or an aggregate of its property, within a window (not accepted as input yet).
+  """
   PERFORMED
 }
 """
