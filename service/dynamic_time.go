@@ -80,42 +80,26 @@ func (c *changes) writeReevaluations(ctx context.Context, w *ledger.Writer) erro
 // memberships it changed.
 func (s *Service) SweepReevaluations(ctx context.Context) (int, error) {
 	now := s.now()
-	total := 0
-	for {
-		var (
-			changed, taken int
-			topics         ledger.Topics
-		)
-		err := s.inTx(ctx, func(tx *ent.Tx) error {
-			w := s.ledger().Writer(tx)
-			var err error
-			if changed, taken, err = s.reevaluateDue(ctx, tx, w, now); err != nil {
-				return err
-			}
-			topics, err = w.Flush(ctx)
-			return err
-		})
-		if err != nil {
-			return total, fmt.Errorf("service.SweepReevaluations: %w", err)
-		}
-		s.publish(topics)
-		total += changed
-		if taken < SweepBatch {
-			return total, nil
-		}
+	n, err := s.sweepInBatches(ctx, func(tx *ent.Tx, w *ledger.Writer) (made, taken, settled int, err error) {
+		return s.reevaluateDue(ctx, tx, w, now)
+	})
+	if err != nil {
+		return n, fmt.Errorf("service.SweepReevaluations: %w", err)
 	}
+	return n, nil
 }
 
-// reevaluateDue takes one batch of due re-evaluation deadlines in tx and
-// makes the changes they call for.
-func (s *Service) reevaluateDue(ctx context.Context, tx *ent.Tx, w *ledger.Writer, now time.Time) (changed, taken int, err error) {
+// reevaluateDue takes one batch of due re-evaluation deadlines in tx and makes the changes they call for: it returns the changes
+// made, the deadlines read, and those settled (re-evaluated; the rest were
+// held by other transactions).
+func (s *Service) reevaluateDue(ctx context.Context, tx *ent.Tx, w *ledger.Writer, now time.Time) (changed, taken, settled int, err error) {
 	due, taken, err := w.DueReevaluations(ctx, now, SweepBatch)
 	if err != nil || len(due) == 0 {
-		return 0, taken, err
+		return 0, taken, 0, err
 	}
 	segs, err := s.exitSegments(ctx, tx)
 	if err != nil {
-		return 0, taken, err
+		return 0, taken, 0, err
 	}
 	byID := make(map[pulid.ID]*exitSegment, len(segs))
 	for _, x := range segs {
@@ -129,7 +113,7 @@ func (s *Service) reevaluateDue(ctx context.Context, tx *ent.Tx, w *ledger.Write
 	}
 	users, err := tx.User.Query().Where(user.IDIn(keysOf(userSet)...), NotErased()).All(ctx)
 	if err != nil {
-		return 0, taken, fmt.Errorf("load users: %w", err)
+		return 0, taken, 0, fmt.Errorf("load users: %w", err)
 	}
 	traits := make(map[pulid.ID]map[string]any, len(users))
 	live := make(map[pulid.ID]bool, len(users))
@@ -140,7 +124,7 @@ func (s *Service) reevaluateDue(ctx context.Context, tx *ent.Tx, w *ledger.Write
 	for seg, us := range bySeg {
 		ms, err := tx.Membership.Query().Where(membership.SegmentRef(seg), membership.UserRefIn(us...)).All(ctx)
 		if err != nil {
-			return 0, taken, fmt.Errorf("load memberships: %w", err)
+			return 0, taken, 0, fmt.Errorf("load memberships: %w", err)
 		}
 		for _, m := range ms {
 			members[memberKey{m.SegmentRef, m.UserRef}] = m
@@ -183,15 +167,15 @@ func (s *Service) reevaluateDue(ctx context.Context, tx *ent.Tx, w *ledger.Write
 		next = append(next, ledger.Reevaluation{Segment: d.Segment, User: d.User, At: x.nextReevaluation(traits[d.User], now)})
 	}
 	if _, err := w.ExitMany(ctx, exits); err != nil {
-		return 0, taken, err
+		return 0, taken, 0, err
 	}
 	if _, err := w.EnterMany(ctx, entries); err != nil {
-		return 0, taken, err
+		return 0, taken, 0, err
 	}
 	if err := w.ScheduleReevaluations(ctx, next); err != nil {
-		return 0, taken, err
+		return 0, taken, 0, err
 	}
-	return len(entries) + len(exits), taken, nil
+	return len(entries) + len(exits), taken, len(due), nil
 }
 
 // rescheduleReevaluations rewrites the re-evaluation deadlines of seg's

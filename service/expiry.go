@@ -84,19 +84,33 @@ func (s *Service) SweepDue(ctx context.Context) (int, error) {
 // and 15,000 with 4 on the 2-core machine (load average about 2).
 const SweepWorkers = 4
 
-// sweepBatches sweeps batch after batch until one finds less than a full
-// batch to do.
+// sweepBatches sweeps the expiries batch after batch (sweepInBatches).
 func (s *Service) sweepBatches(ctx context.Context, now time.Time) (int, error) {
+	return s.sweepInBatches(ctx, func(_ *ent.Tx, w *ledger.Writer) (made, taken, settled int, err error) {
+		swept, err := w.ExpireDue(ctx, now, SweepBatch)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		return len(swept.Exited), swept.Taken, len(swept.Exited) + swept.Dropped, nil
+	})
+}
+
+// sweepInBatches runs batch, one transaction each, publishing after each
+// commit, until a batch finds less than SweepBatch due deadlines or
+// settles none of those it found (all held by other transactions: a later
+// sweep takes them, rather than this one spinning on them). It returns the
+// changes made.
+func (s *Service) sweepInBatches(ctx context.Context, batch func(tx *ent.Tx, w *ledger.Writer) (made, taken, settled int, err error)) (int, error) {
 	total := 0
 	for {
 		var (
-			swept  *ledger.Swept
-			topics ledger.Topics
+			made, taken, settled int
+			topics               ledger.Topics
 		)
 		err := s.inTx(ctx, func(tx *ent.Tx) error {
 			w := s.ledger().Writer(tx)
 			var err error
-			if swept, err = w.ExpireDue(ctx, now, SweepBatch); err != nil {
+			if made, taken, settled, err = batch(tx, w); err != nil {
 				return err
 			}
 			topics, err = w.Flush(ctx)
@@ -106,8 +120,8 @@ func (s *Service) sweepBatches(ctx context.Context, now time.Time) (int, error) 
 			return total, err
 		}
 		s.publish(topics)
-		total += len(swept.Exited)
-		if swept.Taken < SweepBatch || len(swept.Exited)+swept.Dropped == 0 {
+		total += made
+		if taken < SweepBatch || settled == 0 {
 			return total, nil
 		}
 	}
