@@ -183,24 +183,10 @@ func TestSweeperFollowsAnInjectedClock(t *testing.T) {
 // database, each with its sweeper running and two more sweeps at once:
 // every member expires exactly once.
 func TestSweepersOfTwoReplicasShareTheWork(t *testing.T) {
-	url := testenv.DatabaseURL(t, "postgres")
 	ctx := context.Background()
 	start := time.Date(2026, 5, 4, 9, 0, 0, 0, time.UTC)
 	clk := &testClock{t: start}
-	var svcs []*service.Service
-	var client *ent.Client
-	for range 2 {
-		st, err := store.Open(ctx, url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		if err := st.Migrate(ctx); err != nil {
-			t.Fatal(err)
-		}
-		svcs = append(svcs, newService(t, st, service.Config{Now: clk.Now}))
-		client = st.Client
-	}
+	svcs, client := twoReplicas(t, clk)
 	const members = 6000
 	seg := expirySegment(t, svcs[0], "shared")
 	if err := svcs[0].EnterExpiring(ctx, seg, userIDs("r", members), time.Minute); err != nil {
@@ -211,25 +197,7 @@ func TestSweepersOfTwoReplicasShareTheWork(t *testing.T) {
 		s.StartSweeper(sctx)
 	}
 	clk.Set(start.Add(time.Minute))
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		total int
-	)
-	for i := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			n, err := svcs[i%2].SweepDue(ctx)
-			if err != nil {
-				t.Error(err)
-			}
-			mu.Lock()
-			total += n
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
+	total := sweepAtOnce(t, svcs, (*service.Service).SweepDue)
 	// What the explicit sweeps left (rows a sweeper held), the
 	// background sweepers take within their ceiling.
 	for waited := time.Now(); countMembers(t, client, seg) > 0 && time.Since(waited) < 10*time.Second; {
@@ -369,24 +337,10 @@ func TestExitRuleAfter(t *testing.T) {
 // re-evaluate them: each member leaves exactly once (source TIME) and no
 // deadline is left.
 func TestReevaluationSweepsOfTwoReplicas(t *testing.T) {
-	url := testenv.DatabaseURL(t, "postgres")
 	ctx := context.Background()
 	start := time.Date(2026, 5, 4, 9, 0, 0, 0, time.UTC)
 	clk := &testClock{t: start}
-	var svcs []*service.Service
-	var client *ent.Client
-	for range 2 {
-		st, err := store.Open(ctx, url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		if err := st.Migrate(ctx); err != nil {
-			t.Fatal(err)
-		}
-		svcs = append(svcs, newService(t, st, service.Config{Now: clk.Now}))
-		client = st.Client
-	}
+	svcs, client := twoReplicas(t, clk)
 	const members = 3000
 	seg, err := svcs[0].CreateSegment(ctx, service.CreateSegmentInput{Name: "seen within 1h", Kind: segment.KindDYNAMIC,
 		Condition: &trigger.ConditionInput{Scope: ref(trigger.ScopeUser), Property: ref("lastSeen"), Operator: ref(trigger.OpWithinLast), Value: "1h"}})
@@ -411,25 +365,7 @@ func TestReevaluationSweepsOfTwoReplicas(t *testing.T) {
 		s.StartSweeper(sctx)
 	}
 	clk.Set(start.Add(2 * time.Hour))
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		total int
-	)
-	for i := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			n, err := svcs[i%2].SweepReevaluations(ctx)
-			if err != nil {
-				t.Error(err)
-			}
-			mu.Lock()
-			total += n
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
+	total := sweepAtOnce(t, svcs, (*service.Service).SweepReevaluations)
 	for waited := time.Now(); countMembers(t, client, seg.ID) > 0 && time.Since(waited) < 10*time.Second; {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -489,4 +425,55 @@ func TestDeleteSegmentDropsItsDeadlines(t *testing.T) {
 			}
 		})
 	}
+}
+
+// twoReplicas opens two services, each with its own store, on one
+// PostgreSQL database, both on clk.
+func twoReplicas(t *testing.T, clk *testClock) ([]*service.Service, *ent.Client) {
+	t.Helper()
+	url := testenv.DatabaseURL(t, "postgres")
+	ctx := context.Background()
+	var (
+		svcs   []*service.Service
+		client *ent.Client
+	)
+	for range 2 {
+		st, err := store.Open(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		if err := st.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		svcs = append(svcs, newService(t, st, service.Config{Now: clk.Now}))
+		client = st.Client
+	}
+	return svcs, client
+}
+
+// sweepAtOnce runs four sweeps at once, two on each replica, and returns
+// the changes they made together.
+func sweepAtOnce(t *testing.T, svcs []*service.Service, sweep func(*service.Service, context.Context) (int, error)) int {
+	t.Helper()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		total int
+	)
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, err := sweep(svcs[i%2], context.Background())
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			total += n
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return total
 }
