@@ -136,7 +136,7 @@ func expiryScenario(ctx context.Context, c config, tg *target, t *table) error {
 		t.add("expiry", "expiries per second (all, from the instant)", fmtRate(float64(c.expiryRows)/m.at.Seconds()), "", "")
 	}
 	t.add("expiry", fmt.Sprintf("trackEvents ack p99 at %d events/s during the expiry", expiryRate),
-		fmtDur(during.ack.pct(0.99)), "idle: "+fmtDur(idle.ack.pct(0.99)), ratio(float64(idle.ack.pct(0.99)), float64(during.ack.pct(0.99))))
+		fmtDur(during.ack.pct(0.99)), "idle: "+fmtDur(idle.ack.pct(0.99)), ratio(float64(during.ack.pct(0.99)), float64(idle.ack.pct(0.99))))
 	t.add("expiry", "acknowledged events during / idle", fmt.Sprintf("%d of %d sent; %d errors", during.acked, during.sent, during.errors),
 		fmt.Sprintf("%d of %d sent; %d errors", idle.acked, idle.sent, idle.errors), "")
 	return nil
