@@ -17,6 +17,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"github.com/segmentd/segmentd/ent/apikey"
+	"github.com/segmentd/segmentd/ent/behaviorstate"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/campaignactivation"
 	"github.com/segmentd/segmentd/ent/condition"
@@ -41,6 +42,8 @@ type Client struct {
 	Schema *migrate.Schema
 	// APIKey is the client for interacting with the APIKey builders.
 	APIKey *APIKeyClient
+	// BehaviorState is the client for interacting with the BehaviorState builders.
+	BehaviorState *BehaviorStateClient
 	// Campaign is the client for interacting with the Campaign builders.
 	Campaign *CampaignClient
 	// CampaignActivation is the client for interacting with the CampaignActivation builders.
@@ -79,6 +82,7 @@ func NewClient(opts ...Option) *Client {
 func (c *Client) init() {
 	c.Schema = migrate.NewSchema(c.driver)
 	c.APIKey = NewAPIKeyClient(c.config)
+	c.BehaviorState = NewBehaviorStateClient(c.config)
 	c.Campaign = NewCampaignClient(c.config)
 	c.CampaignActivation = NewCampaignActivationClient(c.config)
 	c.Condition = NewConditionClient(c.config)
@@ -185,6 +189,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		ctx:                ctx,
 		config:             cfg,
 		APIKey:             NewAPIKeyClient(cfg),
+		BehaviorState:      NewBehaviorStateClient(cfg),
 		Campaign:           NewCampaignClient(cfg),
 		CampaignActivation: NewCampaignActivationClient(cfg),
 		Condition:          NewConditionClient(cfg),
@@ -218,6 +223,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		ctx:                ctx,
 		config:             cfg,
 		APIKey:             NewAPIKeyClient(cfg),
+		BehaviorState:      NewBehaviorStateClient(cfg),
 		Campaign:           NewCampaignClient(cfg),
 		CampaignActivation: NewCampaignActivationClient(cfg),
 		Condition:          NewConditionClient(cfg),
@@ -260,9 +266,9 @@ func (c *Client) Close() error {
 // In order to add hooks to a specific client, call: `client.Node.Use(...)`.
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
-		c.APIKey, c.Campaign, c.CampaignActivation, c.Condition, c.Event, c.Group,
-		c.ImportJob, c.Membership, c.MembershipChange, c.MembershipDeadline, c.Segment,
-		c.SegmentCounter, c.SegmentTrigger, c.User,
+		c.APIKey, c.BehaviorState, c.Campaign, c.CampaignActivation, c.Condition,
+		c.Event, c.Group, c.ImportJob, c.Membership, c.MembershipChange,
+		c.MembershipDeadline, c.Segment, c.SegmentCounter, c.SegmentTrigger, c.User,
 	} {
 		n.Use(hooks...)
 	}
@@ -272,9 +278,9 @@ func (c *Client) Use(hooks ...Hook) {
 // In order to add interceptors to a specific client, call: `client.Node.Intercept(...)`.
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
-		c.APIKey, c.Campaign, c.CampaignActivation, c.Condition, c.Event, c.Group,
-		c.ImportJob, c.Membership, c.MembershipChange, c.MembershipDeadline, c.Segment,
-		c.SegmentCounter, c.SegmentTrigger, c.User,
+		c.APIKey, c.BehaviorState, c.Campaign, c.CampaignActivation, c.Condition,
+		c.Event, c.Group, c.ImportJob, c.Membership, c.MembershipChange,
+		c.MembershipDeadline, c.Segment, c.SegmentCounter, c.SegmentTrigger, c.User,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -285,6 +291,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 	switch m := m.(type) {
 	case *APIKeyMutation:
 		return c.APIKey.mutate(ctx, m)
+	case *BehaviorStateMutation:
+		return c.BehaviorState.mutate(ctx, m)
 	case *CampaignMutation:
 		return c.Campaign.mutate(ctx, m)
 	case *CampaignActivationMutation:
@@ -446,6 +454,139 @@ func (c *APIKeyClient) mutate(ctx context.Context, m *APIKeyMutation) (Value, er
 		return (&APIKeyDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown APIKey mutation op: %q", m.Op())
+	}
+}
+
+// BehaviorStateClient is a client for the BehaviorState schema.
+type BehaviorStateClient struct {
+	config
+}
+
+// NewBehaviorStateClient returns a client for the BehaviorState from the given config.
+func NewBehaviorStateClient(c config) *BehaviorStateClient {
+	return &BehaviorStateClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `behaviorstate.Hooks(f(g(h())))`.
+func (c *BehaviorStateClient) Use(hooks ...Hook) {
+	c.hooks.BehaviorState = append(c.hooks.BehaviorState, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `behaviorstate.Intercept(f(g(h())))`.
+func (c *BehaviorStateClient) Intercept(interceptors ...Interceptor) {
+	c.inters.BehaviorState = append(c.inters.BehaviorState, interceptors...)
+}
+
+// Create returns a builder for creating a BehaviorState entity.
+func (c *BehaviorStateClient) Create() *BehaviorStateCreate {
+	mutation := newBehaviorStateMutation(c.config, OpCreate)
+	return &BehaviorStateCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of BehaviorState entities.
+func (c *BehaviorStateClient) CreateBulk(builders ...*BehaviorStateCreate) *BehaviorStateCreateBulk {
+	return &BehaviorStateCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *BehaviorStateClient) MapCreateBulk(slice any, setFunc func(*BehaviorStateCreate, int)) *BehaviorStateCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &BehaviorStateCreateBulk{err: fmt.Errorf("calling to BehaviorStateClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*BehaviorStateCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &BehaviorStateCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for BehaviorState.
+func (c *BehaviorStateClient) Update() *BehaviorStateUpdate {
+	mutation := newBehaviorStateMutation(c.config, OpUpdate)
+	return &BehaviorStateUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *BehaviorStateClient) UpdateOne(_m *BehaviorState) *BehaviorStateUpdateOne {
+	mutation := newBehaviorStateMutation(c.config, OpUpdateOne, withBehaviorState(_m))
+	return &BehaviorStateUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *BehaviorStateClient) UpdateOneID(id int64) *BehaviorStateUpdateOne {
+	mutation := newBehaviorStateMutation(c.config, OpUpdateOne, withBehaviorStateID(id))
+	return &BehaviorStateUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for BehaviorState.
+func (c *BehaviorStateClient) Delete() *BehaviorStateDelete {
+	mutation := newBehaviorStateMutation(c.config, OpDelete)
+	return &BehaviorStateDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *BehaviorStateClient) DeleteOne(_m *BehaviorState) *BehaviorStateDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *BehaviorStateClient) DeleteOneID(id int64) *BehaviorStateDeleteOne {
+	builder := c.Delete().Where(behaviorstate.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &BehaviorStateDeleteOne{builder}
+}
+
+// Query returns a query builder for BehaviorState.
+func (c *BehaviorStateClient) Query() *BehaviorStateQuery {
+	return &BehaviorStateQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeBehaviorState},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a BehaviorState entity by its id.
+func (c *BehaviorStateClient) Get(ctx context.Context, id int64) (*BehaviorState, error) {
+	return c.Query().Where(behaviorstate.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *BehaviorStateClient) GetX(ctx context.Context, id int64) *BehaviorState {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *BehaviorStateClient) Hooks() []Hook {
+	return c.hooks.BehaviorState
+}
+
+// Interceptors returns the client interceptors.
+func (c *BehaviorStateClient) Interceptors() []Interceptor {
+	return c.inters.BehaviorState
+}
+
+func (c *BehaviorStateClient) mutate(ctx context.Context, m *BehaviorStateMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&BehaviorStateCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&BehaviorStateUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&BehaviorStateUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&BehaviorStateDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown BehaviorState mutation op: %q", m.Op())
 	}
 }
 
@@ -2709,14 +2850,14 @@ func (c *UserClient) mutate(ctx context.Context, m *UserMutation) (Value, error)
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		APIKey, Campaign, CampaignActivation, Condition, Event, Group, ImportJob,
-		Membership, MembershipChange, MembershipDeadline, Segment, SegmentCounter,
-		SegmentTrigger, User []ent.Hook
+		APIKey, BehaviorState, Campaign, CampaignActivation, Condition, Event, Group,
+		ImportJob, Membership, MembershipChange, MembershipDeadline, Segment,
+		SegmentCounter, SegmentTrigger, User []ent.Hook
 	}
 	inters struct {
-		APIKey, Campaign, CampaignActivation, Condition, Event, Group, ImportJob,
-		Membership, MembershipChange, MembershipDeadline, Segment, SegmentCounter,
-		SegmentTrigger, User []ent.Interceptor
+		APIKey, BehaviorState, Campaign, CampaignActivation, Condition, Event, Group,
+		ImportJob, Membership, MembershipChange, MembershipDeadline, Segment,
+		SegmentCounter, SegmentTrigger, User []ent.Interceptor
 	}
 )
 

@@ -39,6 +39,8 @@ type Condition struct {
 	Operator *trigger.Operator `json:"operator,omitempty"`
 	// Value holds the value of the "value" field.
 	Value json.RawMessage `json:"value,omitempty"`
+	// Performed holds the value of the "performed" field.
+	Performed *trigger.PerformedNode `json:"performed,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the ConditionQuery when eager-loading is set.
 	Edges        ConditionEdges `json:"edges"`
@@ -98,7 +100,7 @@ func (*Condition) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case condition.FieldParentRef:
 			values[i] = &sql.NullScanner{S: new(pulid.ID)}
-		case condition.FieldValue:
+		case condition.FieldValue, condition.FieldPerformed:
 			values[i] = new([]byte)
 		case condition.FieldID, condition.FieldSegmentRef:
 			values[i] = new(pulid.ID)
@@ -187,6 +189,14 @@ func (_m *Condition) assignValues(columns []string, values []any) error {
 					return fmt.Errorf("unmarshal field value: %w", err)
 				}
 			}
+		case condition.FieldPerformed:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field performed", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.Performed); err != nil {
+					return fmt.Errorf("unmarshal field performed: %w", err)
+				}
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -272,6 +282,9 @@ func (_m *Condition) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("value=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Value))
+	builder.WriteString(", ")
+	builder.WriteString("performed=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Performed))
 	builder.WriteByte(')')
 	return builder.String()
 }

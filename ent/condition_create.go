@@ -120,6 +120,12 @@ func (_c *ConditionCreate) SetValue(v json.RawMessage) *ConditionCreate {
 	return _c
 }
 
+// SetPerformed sets the "performed" field.
+func (_c *ConditionCreate) SetPerformed(v *trigger.PerformedNode) *ConditionCreate {
+	_c.mutation.SetPerformed(v)
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *ConditionCreate) SetID(v pulid.ID) *ConditionCreate {
 	_c.mutation.SetID(v)
@@ -334,6 +340,10 @@ func (_c *ConditionCreate) createSpec() (*Condition, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Value(); ok {
 		_spec.SetField(condition.FieldValue, field.TypeJSON, value)
 		_node.Value = value
+	}
+	if value, ok := _c.mutation.Performed(); ok {
+		_spec.SetField(condition.FieldPerformed, field.TypeJSON, value)
+		_node.Performed = value
 	}
 	if nodes := _c.mutation.SegmentIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
@@ -581,6 +591,24 @@ func (u *ConditionUpsert) ClearValue() *ConditionUpsert {
 	return u
 }
 
+// SetPerformed sets the "performed" field.
+func (u *ConditionUpsert) SetPerformed(v *trigger.PerformedNode) *ConditionUpsert {
+	u.Set(condition.FieldPerformed, v)
+	return u
+}
+
+// UpdatePerformed sets the "performed" field to the value that was provided on create.
+func (u *ConditionUpsert) UpdatePerformed() *ConditionUpsert {
+	u.SetExcluded(condition.FieldPerformed)
+	return u
+}
+
+// ClearPerformed clears the value of the "performed" field.
+func (u *ConditionUpsert) ClearPerformed() *ConditionUpsert {
+	u.SetNull(condition.FieldPerformed)
+	return u
+}
+
 // UpdateNewValues updates the mutable fields using the new values that were set on create except the ID field.
 // Using this option is equivalent to using:
 //
@@ -794,6 +822,27 @@ func (u *ConditionUpsertOne) UpdateValue() *ConditionUpsertOne {
 func (u *ConditionUpsertOne) ClearValue() *ConditionUpsertOne {
 	return u.Update(func(s *ConditionUpsert) {
 		s.ClearValue()
+	})
+}
+
+// SetPerformed sets the "performed" field.
+func (u *ConditionUpsertOne) SetPerformed(v *trigger.PerformedNode) *ConditionUpsertOne {
+	return u.Update(func(s *ConditionUpsert) {
+		s.SetPerformed(v)
+	})
+}
+
+// UpdatePerformed sets the "performed" field to the value that was provided on create.
+func (u *ConditionUpsertOne) UpdatePerformed() *ConditionUpsertOne {
+	return u.Update(func(s *ConditionUpsert) {
+		s.UpdatePerformed()
+	})
+}
+
+// ClearPerformed clears the value of the "performed" field.
+func (u *ConditionUpsertOne) ClearPerformed() *ConditionUpsertOne {
+	return u.Update(func(s *ConditionUpsert) {
+		s.ClearPerformed()
 	})
 }
 
@@ -1177,6 +1226,27 @@ func (u *ConditionUpsertBulk) UpdateValue() *ConditionUpsertBulk {
 func (u *ConditionUpsertBulk) ClearValue() *ConditionUpsertBulk {
 	return u.Update(func(s *ConditionUpsert) {
 		s.ClearValue()
+	})
+}
+
+// SetPerformed sets the "performed" field.
+func (u *ConditionUpsertBulk) SetPerformed(v *trigger.PerformedNode) *ConditionUpsertBulk {
+	return u.Update(func(s *ConditionUpsert) {
+		s.SetPerformed(v)
+	})
+}
+
+// UpdatePerformed sets the "performed" field to the value that was provided on create.
+func (u *ConditionUpsertBulk) UpdatePerformed() *ConditionUpsertBulk {
+	return u.Update(func(s *ConditionUpsert) {
+		s.UpdatePerformed()
+	})
+}
+
+// ClearPerformed clears the value of the "performed" field.
+func (u *ConditionUpsertBulk) ClearPerformed() *ConditionUpsertBulk {
+	return u.Update(func(s *ConditionUpsert) {
+		s.ClearPerformed()
 	})
 }
 

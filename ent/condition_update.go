@@ -193,6 +193,18 @@ func (_u *ConditionUpdate) ClearValue() *ConditionUpdate {
 	return _u
 }
 
+// SetPerformed sets the "performed" field.
+func (_u *ConditionUpdate) SetPerformed(v *trigger.PerformedNode) *ConditionUpdate {
+	_u.mutation.SetPerformed(v)
+	return _u
+}
+
+// ClearPerformed clears the value of the "performed" field.
+func (_u *ConditionUpdate) ClearPerformed() *ConditionUpdate {
+	_u.mutation.ClearPerformed()
+	return _u
+}
+
 // SetSegmentID sets the "segment" edge to the Segment entity by ID.
 func (_u *ConditionUpdate) SetSegmentID(id pulid.ID) *ConditionUpdate {
 	_u.mutation.SetSegmentID(id)
@@ -388,6 +400,12 @@ func (_u *ConditionUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if _u.mutation.ValueCleared() {
 		_spec.ClearField(condition.FieldValue, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.Performed(); ok {
+		_spec.SetField(condition.FieldPerformed, field.TypeJSON, value)
+	}
+	if _u.mutation.PerformedCleared() {
+		_spec.ClearField(condition.FieldPerformed, field.TypeJSON)
 	}
 	if _u.mutation.SegmentCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -673,6 +691,18 @@ func (_u *ConditionUpdateOne) ClearValue() *ConditionUpdateOne {
 	return _u
 }
 
+// SetPerformed sets the "performed" field.
+func (_u *ConditionUpdateOne) SetPerformed(v *trigger.PerformedNode) *ConditionUpdateOne {
+	_u.mutation.SetPerformed(v)
+	return _u
+}
+
+// ClearPerformed clears the value of the "performed" field.
+func (_u *ConditionUpdateOne) ClearPerformed() *ConditionUpdateOne {
+	_u.mutation.ClearPerformed()
+	return _u
+}
+
 // SetSegmentID sets the "segment" edge to the Segment entity by ID.
 func (_u *ConditionUpdateOne) SetSegmentID(id pulid.ID) *ConditionUpdateOne {
 	_u.mutation.SetSegmentID(id)
@@ -898,6 +928,12 @@ func (_u *ConditionUpdateOne) sqlSave(ctx context.Context) (_node *Condition, er
 	}
 	if _u.mutation.ValueCleared() {
 		_spec.ClearField(condition.FieldValue, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.Performed(); ok {
+		_spec.SetField(condition.FieldPerformed, field.TypeJSON, value)
+	}
+	if _u.mutation.PerformedCleared() {
+		_spec.ClearField(condition.FieldPerformed, field.TypeJSON)
 	}
 	if _u.mutation.SegmentCleared() {
 		edge := &sqlgraph.EdgeSpec{

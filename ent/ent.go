@@ -13,6 +13,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"github.com/segmentd/segmentd/ent/apikey"
+	"github.com/segmentd/segmentd/ent/behaviorstate"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/campaignactivation"
 	"github.com/segmentd/segmentd/ent/condition"
@@ -87,6 +88,7 @@ func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
 			apikey.Table:             apikey.ValidColumn,
+			behaviorstate.Table:      behaviorstate.ValidColumn,
 			campaign.Table:           campaign.ValidColumn,
 			campaignactivation.Table: campaignactivation.ValidColumn,
 			condition.Table:          condition.ValidColumn,

@@ -14,6 +14,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent/apikey"
+	"github.com/segmentd/segmentd/ent/behaviorstate"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/campaignactivation"
 	"github.com/segmentd/segmentd/ent/condition"
@@ -44,6 +45,7 @@ const (
 
 	// Node types.
 	TypeAPIKey             = "APIKey"
+	TypeBehaviorState      = "BehaviorState"
 	TypeCampaign           = "Campaign"
 	TypeCampaignActivation = "CampaignActivation"
 	TypeCondition          = "Condition"
@@ -754,6 +756,500 @@ func (m *APIKeyMutation) ClearEdge(name string) error {
 // It returns an error if the edge is not defined in the schema.
 func (m *APIKeyMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown APIKey edge %s", name)
+}
+
+// BehaviorStateMutation represents an operation that mutates the BehaviorState nodes in the graph.
+type BehaviorStateMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *int64
+	segment_ref   *pulid.ID
+	user_ref      *pulid.ID
+	key           *string
+	state         *[]byte
+	clearedFields map[string]struct{}
+	done          bool
+	oldValue      func(context.Context) (*BehaviorState, error)
+	predicates    []predicate.BehaviorState
+}
+
+var _ ent.Mutation = (*BehaviorStateMutation)(nil)
+
+// behaviorstateOption allows management of the mutation configuration using functional options.
+type behaviorstateOption func(*BehaviorStateMutation)
+
+// newBehaviorStateMutation creates new mutation for the BehaviorState entity.
+func newBehaviorStateMutation(c config, op Op, opts ...behaviorstateOption) *BehaviorStateMutation {
+	m := &BehaviorStateMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeBehaviorState,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withBehaviorStateID sets the ID field of the mutation.
+func withBehaviorStateID(id int64) behaviorstateOption {
+	return func(m *BehaviorStateMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *BehaviorState
+		)
+		m.oldValue = func(ctx context.Context) (*BehaviorState, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().BehaviorState.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withBehaviorState sets the old BehaviorState of the mutation.
+func withBehaviorState(node *BehaviorState) behaviorstateOption {
+	return func(m *BehaviorStateMutation) {
+		m.oldValue = func(context.Context) (*BehaviorState, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m BehaviorStateMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m BehaviorStateMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// SetID sets the value of the id field. Note that this
+// operation is only accepted on creation of BehaviorState entities.
+func (m *BehaviorStateMutation) SetID(id int64) {
+	m.id = &id
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *BehaviorStateMutation) ID() (id int64, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *BehaviorStateMutation) IDs(ctx context.Context) ([]int64, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int64{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().BehaviorState.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetSegmentRef sets the "segment_ref" field.
+func (m *BehaviorStateMutation) SetSegmentRef(pu pulid.ID) {
+	m.segment_ref = &pu
+}
+
+// SegmentRef returns the value of the "segment_ref" field in the mutation.
+func (m *BehaviorStateMutation) SegmentRef() (r pulid.ID, exists bool) {
+	v := m.segment_ref
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSegmentRef returns the old "segment_ref" field's value of the BehaviorState entity.
+// If the BehaviorState object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BehaviorStateMutation) OldSegmentRef(ctx context.Context) (v pulid.ID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSegmentRef is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSegmentRef requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSegmentRef: %w", err)
+	}
+	return oldValue.SegmentRef, nil
+}
+
+// ResetSegmentRef resets all changes to the "segment_ref" field.
+func (m *BehaviorStateMutation) ResetSegmentRef() {
+	m.segment_ref = nil
+}
+
+// SetUserRef sets the "user_ref" field.
+func (m *BehaviorStateMutation) SetUserRef(pu pulid.ID) {
+	m.user_ref = &pu
+}
+
+// UserRef returns the value of the "user_ref" field in the mutation.
+func (m *BehaviorStateMutation) UserRef() (r pulid.ID, exists bool) {
+	v := m.user_ref
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUserRef returns the old "user_ref" field's value of the BehaviorState entity.
+// If the BehaviorState object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BehaviorStateMutation) OldUserRef(ctx context.Context) (v pulid.ID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUserRef is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUserRef requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUserRef: %w", err)
+	}
+	return oldValue.UserRef, nil
+}
+
+// ResetUserRef resets all changes to the "user_ref" field.
+func (m *BehaviorStateMutation) ResetUserRef() {
+	m.user_ref = nil
+}
+
+// SetKey sets the "key" field.
+func (m *BehaviorStateMutation) SetKey(s string) {
+	m.key = &s
+}
+
+// Key returns the value of the "key" field in the mutation.
+func (m *BehaviorStateMutation) Key() (r string, exists bool) {
+	v := m.key
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldKey returns the old "key" field's value of the BehaviorState entity.
+// If the BehaviorState object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BehaviorStateMutation) OldKey(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldKey is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldKey requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldKey: %w", err)
+	}
+	return oldValue.Key, nil
+}
+
+// ResetKey resets all changes to the "key" field.
+func (m *BehaviorStateMutation) ResetKey() {
+	m.key = nil
+}
+
+// SetState sets the "state" field.
+func (m *BehaviorStateMutation) SetState(b []byte) {
+	m.state = &b
+}
+
+// State returns the value of the "state" field in the mutation.
+func (m *BehaviorStateMutation) State() (r []byte, exists bool) {
+	v := m.state
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldState returns the old "state" field's value of the BehaviorState entity.
+// If the BehaviorState object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BehaviorStateMutation) OldState(ctx context.Context) (v []byte, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldState is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldState requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldState: %w", err)
+	}
+	return oldValue.State, nil
+}
+
+// ResetState resets all changes to the "state" field.
+func (m *BehaviorStateMutation) ResetState() {
+	m.state = nil
+}
+
+// Where appends a list predicates to the BehaviorStateMutation builder.
+func (m *BehaviorStateMutation) Where(ps ...predicate.BehaviorState) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the BehaviorStateMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *BehaviorStateMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.BehaviorState, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *BehaviorStateMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *BehaviorStateMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (BehaviorState).
+func (m *BehaviorStateMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *BehaviorStateMutation) Fields() []string {
+	fields := make([]string, 0, 4)
+	if m.segment_ref != nil {
+		fields = append(fields, behaviorstate.FieldSegmentRef)
+	}
+	if m.user_ref != nil {
+		fields = append(fields, behaviorstate.FieldUserRef)
+	}
+	if m.key != nil {
+		fields = append(fields, behaviorstate.FieldKey)
+	}
+	if m.state != nil {
+		fields = append(fields, behaviorstate.FieldState)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *BehaviorStateMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case behaviorstate.FieldSegmentRef:
+		return m.SegmentRef()
+	case behaviorstate.FieldUserRef:
+		return m.UserRef()
+	case behaviorstate.FieldKey:
+		return m.Key()
+	case behaviorstate.FieldState:
+		return m.State()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *BehaviorStateMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case behaviorstate.FieldSegmentRef:
+		return m.OldSegmentRef(ctx)
+	case behaviorstate.FieldUserRef:
+		return m.OldUserRef(ctx)
+	case behaviorstate.FieldKey:
+		return m.OldKey(ctx)
+	case behaviorstate.FieldState:
+		return m.OldState(ctx)
+	}
+	return nil, fmt.Errorf("unknown BehaviorState field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *BehaviorStateMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case behaviorstate.FieldSegmentRef:
+		v, ok := value.(pulid.ID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSegmentRef(v)
+		return nil
+	case behaviorstate.FieldUserRef:
+		v, ok := value.(pulid.ID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUserRef(v)
+		return nil
+	case behaviorstate.FieldKey:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetKey(v)
+		return nil
+	case behaviorstate.FieldState:
+		v, ok := value.([]byte)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetState(v)
+		return nil
+	}
+	return fmt.Errorf("unknown BehaviorState field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *BehaviorStateMutation) AddedFields() []string {
+	return nil
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *BehaviorStateMutation) AddedField(name string) (ent.Value, bool) {
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *BehaviorStateMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	}
+	return fmt.Errorf("unknown BehaviorState numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *BehaviorStateMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *BehaviorStateMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *BehaviorStateMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown BehaviorState nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *BehaviorStateMutation) ResetField(name string) error {
+	switch name {
+	case behaviorstate.FieldSegmentRef:
+		m.ResetSegmentRef()
+		return nil
+	case behaviorstate.FieldUserRef:
+		m.ResetUserRef()
+		return nil
+	case behaviorstate.FieldKey:
+		m.ResetKey()
+		return nil
+	case behaviorstate.FieldState:
+		m.ResetState()
+		return nil
+	}
+	return fmt.Errorf("unknown BehaviorState field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *BehaviorStateMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *BehaviorStateMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *BehaviorStateMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *BehaviorStateMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *BehaviorStateMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *BehaviorStateMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *BehaviorStateMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown BehaviorState unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *BehaviorStateMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown BehaviorState edge %s", name)
 }
 
 // CampaignMutation represents an operation that mutates the Campaign nodes in the graph.
@@ -2670,6 +3166,7 @@ type ConditionMutation struct {
 	operator        *trigger.Operator
 	value           *json.RawMessage
 	appendvalue     json.RawMessage
+	performed       **trigger.PerformedNode
 	clearedFields   map[string]struct{}
 	segment         *pulid.ID
 	clearedsegment  bool
@@ -3212,6 +3709,55 @@ func (m *ConditionMutation) ResetValue() {
 	delete(m.clearedFields, condition.FieldValue)
 }
 
+// SetPerformed sets the "performed" field.
+func (m *ConditionMutation) SetPerformed(tn *trigger.PerformedNode) {
+	m.performed = &tn
+}
+
+// Performed returns the value of the "performed" field in the mutation.
+func (m *ConditionMutation) Performed() (r *trigger.PerformedNode, exists bool) {
+	v := m.performed
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPerformed returns the old "performed" field's value of the Condition entity.
+// If the Condition object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ConditionMutation) OldPerformed(ctx context.Context) (v *trigger.PerformedNode, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPerformed is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPerformed requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPerformed: %w", err)
+	}
+	return oldValue.Performed, nil
+}
+
+// ClearPerformed clears the value of the "performed" field.
+func (m *ConditionMutation) ClearPerformed() {
+	m.performed = nil
+	m.clearedFields[condition.FieldPerformed] = struct{}{}
+}
+
+// PerformedCleared returns if the "performed" field was cleared in this mutation.
+func (m *ConditionMutation) PerformedCleared() bool {
+	_, ok := m.clearedFields[condition.FieldPerformed]
+	return ok
+}
+
+// ResetPerformed resets all changes to the "performed" field.
+func (m *ConditionMutation) ResetPerformed() {
+	m.performed = nil
+	delete(m.clearedFields, condition.FieldPerformed)
+}
+
 // SetSegmentID sets the "segment" edge to the Segment entity by id.
 func (m *ConditionMutation) SetSegmentID(id pulid.ID) {
 	m.segment = &id
@@ -3380,7 +3926,7 @@ func (m *ConditionMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *ConditionMutation) Fields() []string {
-	fields := make([]string, 0, 9)
+	fields := make([]string, 0, 10)
 	if m.segment != nil {
 		fields = append(fields, condition.FieldSegmentRef)
 	}
@@ -3408,6 +3954,9 @@ func (m *ConditionMutation) Fields() []string {
 	if m.value != nil {
 		fields = append(fields, condition.FieldValue)
 	}
+	if m.performed != nil {
+		fields = append(fields, condition.FieldPerformed)
+	}
 	return fields
 }
 
@@ -3434,6 +3983,8 @@ func (m *ConditionMutation) Field(name string) (ent.Value, bool) {
 		return m.Operator()
 	case condition.FieldValue:
 		return m.Value()
+	case condition.FieldPerformed:
+		return m.Performed()
 	}
 	return nil, false
 }
@@ -3461,6 +4012,8 @@ func (m *ConditionMutation) OldField(ctx context.Context, name string) (ent.Valu
 		return m.OldOperator(ctx)
 	case condition.FieldValue:
 		return m.OldValue(ctx)
+	case condition.FieldPerformed:
+		return m.OldPerformed(ctx)
 	}
 	return nil, fmt.Errorf("unknown Condition field %s", name)
 }
@@ -3533,6 +4086,13 @@ func (m *ConditionMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetValue(v)
 		return nil
+	case condition.FieldPerformed:
+		v, ok := value.(*trigger.PerformedNode)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPerformed(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Condition field %s", name)
 }
@@ -3593,6 +4153,9 @@ func (m *ConditionMutation) ClearedFields() []string {
 	if m.FieldCleared(condition.FieldValue) {
 		fields = append(fields, condition.FieldValue)
 	}
+	if m.FieldCleared(condition.FieldPerformed) {
+		fields = append(fields, condition.FieldPerformed)
+	}
 	return fields
 }
 
@@ -3621,6 +4184,9 @@ func (m *ConditionMutation) ClearField(name string) error {
 		return nil
 	case condition.FieldValue:
 		m.ClearValue()
+		return nil
+	case condition.FieldPerformed:
+		m.ClearPerformed()
 		return nil
 	}
 	return fmt.Errorf("unknown Condition nullable field %s", name)
@@ -3656,6 +4222,9 @@ func (m *ConditionMutation) ResetField(name string) error {
 		return nil
 	case condition.FieldValue:
 		m.ResetValue()
+		return nil
+	case condition.FieldPerformed:
+		m.ResetPerformed()
 		return nil
 	}
 	return fmt.Errorf("unknown Condition field %s", name)

@@ -16,6 +16,8 @@ type Tx struct {
 	config
 	// APIKey is the client for interacting with the APIKey builders.
 	APIKey *APIKeyClient
+	// BehaviorState is the client for interacting with the BehaviorState builders.
+	BehaviorState *BehaviorStateClient
 	// Campaign is the client for interacting with the Campaign builders.
 	Campaign *CampaignClient
 	// CampaignActivation is the client for interacting with the CampaignActivation builders.
@@ -174,6 +176,7 @@ func (tx *Tx) Client() *Client {
 
 func (tx *Tx) init() {
 	tx.APIKey = NewAPIKeyClient(tx.config)
+	tx.BehaviorState = NewBehaviorStateClient(tx.config)
 	tx.Campaign = NewCampaignClient(tx.config)
 	tx.CampaignActivation = NewCampaignActivationClient(tx.config)
 	tx.Condition = NewConditionClient(tx.config)

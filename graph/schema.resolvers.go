@@ -14,7 +14,6 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/segmentd/segmentd"
 	"github.com/segmentd/segmentd/ent"
-	"github.com/segmentd/segmentd/ent/condition"
 	"github.com/segmentd/segmentd/ent/group"
 	"github.com/segmentd/segmentd/ent/importjob"
 	"github.com/segmentd/segmentd/ent/schema"
@@ -45,6 +44,11 @@ func (r *campaignActivationResolver) User(ctx context.Context, obj *ent.Campaign
 	return r.activationUser(ctx, obj)
 }
 
+// Performed is the resolver for the performed field.
+func (r *conditionResolver) Performed(ctx context.Context, obj *ent.Condition) (*model.Performed, error) {
+	return performedOf(ctx, obj)
+}
+
 // Value is the resolver for the value field.
 func (r *conditionResolver) Value(ctx context.Context, obj *ent.Condition) (any, error) {
 	if obj.Value == nil {
@@ -55,10 +59,7 @@ func (r *conditionResolver) Value(ctx context.Context, obj *ent.Condition) (any,
 
 // Children is the resolver for the children field.
 func (r *conditionResolver) Children(ctx context.Context, obj *ent.Condition) ([]*ent.Condition, error) {
-	if obj.Edges.Children != nil {
-		return obj.Edges.Children, nil
-	}
-	return obj.QueryChildren().Order(ent.Asc(condition.FieldPosition)).All(ctx)
+	return conditionChildren(ctx, obj)
 }
 
 // User is the resolver for the user field.

@@ -48,20 +48,28 @@ func (s *Service) syncDynamic(ctx context.Context, tx *ent.Tx, seg *ent.Segment)
 	if err := w.ClearReevaluations(ctx, seg.ID, ""); err != nil {
 		return ledger.Topics{}, err
 	}
-	x := &exitSegment{segment: seg, program: prog, timeDependent: hasOperator(TriggerNode(root), trigger.OpWithinLast)}
-	err = eachUserNow(ctx, tx.Client(), prog, now, func(page []*ent.User, results []trigger.Result) error {
+	x := &exitSegment{segment: seg, program: prog}
+	x.setBehaviors(prog)
+	x.timeDependent = hasOperator(TriggerNode(root), trigger.OpWithinLast) || len(x.behaviors) > 0
+	err = eachUserPage(ctx, tx.Client(), func(page []*ent.User) error {
+		// The behaviours' states, from the page's stored events.
+		bs, err := buildBehaviorStates(ctx, tx, now, seg.ID, prog, page)
+		if err != nil {
+			return err
+		}
 		var (
 			entries []ledger.Entry
 			exits   []ledger.Exit
 			reevals []ledger.Reevaluation
 		)
-		for i, u := range page {
+		for _, u := range page {
+			env := bs.envFor(seg.ID, u.ID, prog, u.Traits, now)
 			if x.timeDependent {
-				if at := x.nextReevaluation(u.Traits, now); at != nil {
+				if at := x.nextReevaluation(env); at != nil {
 					reevals = append(reevals, ledger.Reevaluation{Segment: seg.ID, User: u.ID, At: at})
 				}
 			}
-			r := results[i]
+			r := prog.Eval(env)
 			m := byUser[u.ID]
 			switch {
 			case r.Matched && m == nil:
@@ -90,6 +98,18 @@ func (s *Service) syncDynamic(ctx context.Context, tx *ent.Tx, seg *ent.Segment)
 // (a DYNAMIC condition: no event), a page of users at a time in ID order,
 // and hands each page with its results to fn.
 func eachUserNow(ctx context.Context, client *ent.Client, prog *trigger.Program, now time.Time, fn func([]*ent.User, []trigger.Result) error) error {
+	return eachUserPage(ctx, client, func(page []*ent.User) error {
+		results := make([]trigger.Result, len(page))
+		for i, u := range page {
+			results[i] = prog.Eval(trigger.Env{User: u.Traits, Now: now})
+		}
+		return fn(page, results)
+	})
+}
+
+// eachUserPage hands every user (erased users left out) to fn, a page at a
+// time in ID order.
+func eachUserPage(ctx context.Context, client *ent.Client, fn func([]*ent.User) error) error {
 	var after pulid.ID
 	for {
 		// An erased user's tombstone (no traits) is nobody: a condition
@@ -106,11 +126,7 @@ func eachUserNow(ctx context.Context, client *ent.Client, prog *trigger.Program,
 			return nil
 		}
 		after = page[len(page)-1].ID
-		results := make([]trigger.Result, len(page))
-		for i, u := range page {
-			results[i] = prog.Eval(trigger.Env{User: u.Traits, Now: now})
-		}
-		if err := fn(page, results); err != nil {
+		if err := fn(page); err != nil {
 			return err
 		}
 	}

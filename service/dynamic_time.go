@@ -41,11 +41,12 @@ func (x *exitSegment) heldBy() *trigger.Program {
 	return x.traitProgram
 }
 
-// nextReevaluation is the deadline to write for a user with traits
-// evaluated at now: the next instant the clock can change the answer,
-// rounded up to the microsecond the stores keep, or nil.
-func (x *exitSegment) nextReevaluation(traits map[string]any, now time.Time) *time.Time {
-	next, ok := x.heldBy().NextChange(trigger.Env{User: traits, Now: now})
+// nextReevaluation is the deadline to write for a user evaluated in env
+// (traits, behaviours and instant; see behaviorStates.envFor): the next
+// instant the clock can change the answer, rounded up to the microsecond
+// the stores keep, or nil.
+func (x *exitSegment) nextReevaluation(env trigger.Env) *time.Time {
+	next, ok := x.heldBy().NextChange(env)
 	if !ok {
 		return nil
 	}
@@ -130,6 +131,16 @@ func (s *Service) reevaluateDue(ctx context.Context, tx *ent.Tx, w *ledger.Write
 			members[memberKey{m.SegmentRef, m.UserRef}] = m
 		}
 	}
+	var withBehaviors []pulid.ID
+	for seg := range bySeg {
+		if x := byID[seg]; x != nil && len(x.behaviors) > 0 {
+			withBehaviors = append(withBehaviors, seg)
+		}
+	}
+	bs, err := loadBehaviorStates(ctx, tx, now, withBehaviors, keysOf(userSet))
+	if err != nil {
+		return 0, taken, 0, err
+	}
 	var (
 		entries []ledger.Entry
 		exits   []ledger.Exit
@@ -145,7 +156,8 @@ func (s *Service) reevaluateDue(ctx context.Context, tx *ent.Tx, w *ledger.Write
 			next = append(next, ledger.Reevaluation{Segment: d.Segment, User: d.User})
 			continue
 		}
-		r := x.heldBy().Eval(trigger.Env{User: traits[d.User], Now: now})
+		env := bs.envFor(d.Segment, d.User, x.heldBy(), traits[d.User], now)
+		r := x.heldBy().Eval(env)
 		// The change is dated at the instant the clock changed the answer
 		// (as an expiry is), never before the membership it ends.
 		at := d.At
@@ -164,7 +176,10 @@ func (s *Service) reevaluateDue(ctx context.Context, tx *ent.Tx, w *ledger.Write
 			next = append(next, ledger.Reevaluation{Segment: d.Segment, User: d.User})
 			continue
 		}
-		next = append(next, ledger.Reevaluation{Segment: d.Segment, User: d.User, At: x.nextReevaluation(traits[d.User], now)})
+		next = append(next, ledger.Reevaluation{Segment: d.Segment, User: d.User, At: x.nextReevaluation(env)})
+	}
+	if bs.err != nil {
+		return 0, taken, 0, bs.err
 	}
 	if _, err := w.ExitMany(ctx, exits); err != nil {
 		return 0, taken, 0, err
@@ -218,9 +233,17 @@ func (s *Service) rescheduleReevaluations(ctx context.Context, tx *ent.Tx, seg *
 		if err != nil {
 			return fmt.Errorf("load members' users: %w", err)
 		}
+		var segs []pulid.ID
+		if len(x.behaviors) > 0 {
+			segs = []pulid.ID{seg.ID}
+		}
+		bs, err := loadBehaviorStates(ctx, tx, now, segs, refs)
+		if err != nil {
+			return err
+		}
 		rs := make([]ledger.Reevaluation, 0, len(users))
 		for _, u := range users {
-			if at := x.nextReevaluation(u.Traits, now); at != nil {
+			if at := x.nextReevaluation(bs.envFor(seg.ID, u.ID, x.heldBy(), u.Traits, now)); at != nil {
 				rs = append(rs, ledger.Reevaluation{Segment: seg.ID, User: u.ID, At: at})
 			}
 		}

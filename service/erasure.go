@@ -10,6 +10,7 @@ import (
 	"github.com/segmentd/segmentd"
 	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ent/behaviorstate"
 	"github.com/segmentd/segmentd/ent/event"
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/predicate"
@@ -107,6 +108,9 @@ func (s *Service) DeleteUser(ctx context.Context, userID string) (*DeleteUserRes
 		}
 		if err := w.ClearReevaluations(ctx, "", u.ID); err != nil {
 			return err
+		}
+		if _, err := tx.BehaviorState.Delete().Where(behaviorstate.UserRef(u.ID)).Exec(ctx); err != nil {
+			return fmt.Errorf("delete behaviour states: %w", err)
 		}
 		n, err := tx.Event.Delete().Where(event.Or(event.UserRef(u.ID), event.UserID(id))).Exec(ctx)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ent/condition"
 	"github.com/segmentd/segmentd/ent/event"
 	"github.com/segmentd/segmentd/ent/schema"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
@@ -39,6 +40,10 @@ type exitSegment struct {
 	// traitNames are the USER-scope properties the condition reads: a
 	// trait change that sets none of them cannot change its answer.
 	traitNames map[string]bool
+	// behaviors are the condition's behaviour predicates (performed), and
+	// counts the indexes of those that count each event name.
+	behaviors []trigger.Behavior
+	counts    map[string][]int
 }
 
 // readsAny reports whether the condition reads one of the traits an event
@@ -106,6 +111,10 @@ func (s *Service) exitSegments(ctx context.Context, tx *ent.Tx) ([]*exitSegment,
 				sql.EQ(sel.C(segment.FieldExitWhenConditionFails), true),
 				sql.NotNull(sel.C(segment.FieldExitAfter)),
 				sql.And(sql.NotNull(sel.C(segment.FieldExitOnEvents)), sql.NEQ(sel.C(segment.FieldExitOnEvents), "[]")),
+				// Segments with behaviour predicates: their states count
+				// every event of the names they count.
+				sql.In(sel.C(segment.FieldID), sql.Select(condition.FieldSegmentRef).From(sql.Table(condition.Table)).
+					Where(sql.And(sql.EQ(condition.FieldKind, string(trigger.KindPerformed)), sql.EQ(condition.FieldTree, condition.TreeENTRY.String())))),
 			))
 		}).
 		Order(ent.Asc(segment.FieldCreatedAt), ent.Asc(segment.FieldID)).All(ctx)
@@ -142,7 +151,9 @@ func compileExitSegment(ctx context.Context, client *ent.Client, seg *ent.Segmen
 			return nil, fmt.Errorf("compile trait conditions of segment %s: %w", seg.ID, err)
 		}
 	}
-	x.timeDependent = hasOperator(node, trigger.OpWithinLast)
+	x.setBehaviors(x.program)
+	// A behaviour's window slides with the clock.
+	x.timeDependent = hasOperator(node, trigger.OpWithinLast) || len(x.behaviors) > 0
 	x.traitNames = map[string]bool{}
 	collectTraitNames(node, x.traitNames)
 	for _, e := range seg.ExitOnEvents {
@@ -180,6 +191,10 @@ func traitsOnly(n *trigger.Node, positive bool) *trigger.Node {
 		return exists
 	case trigger.KindNot:
 		return &trigger.Node{Kind: trigger.KindNot, Children: []*trigger.Node{traitsOnly(n.Children[0], !positive)}}
+	case trigger.KindPerformed:
+		// A behaviour reads the user's events, not the triggering one:
+		// its answer stands without an event.
+		return n
 	}
 	out := &trigger.Node{Kind: n.Kind, Children: make([]*trigger.Node, len(n.Children))}
 	for i, ch := range n.Children {
@@ -311,15 +326,17 @@ func (s *Service) applyExits(st *batchState, ch *changes, exitSegs []*exitSegmen
 	newUser := u.FirstSeenAt.Equal(st.now)
 	for _, x := range exitSegs {
 		key := memberKey{x.segment.ID, u.ID}
+		counted := st.behaviors.touched[key] // the event changed a behaviour's state
 		if x.dynamic() {
 			if !newUser && !x.timeDependent && !(traitsChanged && x.readsAny(ev.traits)) {
 				continue // nothing that the condition reads has changed
 			}
-			r := x.program.Eval(trigger.Env{User: u.Traits, Now: ev.timestamp})
-			if x.timeDependent && (newUser || traitsChanged && x.readsAny(ev.traits)) {
-				// The traits decide when the clock next can change the
-				// answer (a DYNAMIC condition reads no event).
-				ch.reevaluate(key, x.nextReevaluation(u.Traits, ev.timestamp))
+			env := st.behaviors.envFor(x.segment.ID, u.ID, x.program, u.Traits, ev.timestamp)
+			r := x.program.Eval(env)
+			if x.timeDependent && (newUser || counted || traitsChanged && x.readsAny(ev.traits)) {
+				// The traits and behaviours decide when the clock next can
+				// change the answer (a DYNAMIC condition reads no event).
+				ch.reevaluate(key, x.nextReevaluation(env))
 			}
 			source := changelog.SourceEvent
 			byTraits := traitsChanged && x.readsAny(ev.traits)
@@ -346,9 +363,17 @@ func (s *Service) applyExits(st *batchState, ch *changes, exitSegs []*exitSegmen
 		if !ch.isMember(key) {
 			continue
 		}
-		if x.segment.ExitWhenConditionFails && traitsChanged && !evaluated[x.segment.ID] && x.readsAny(ev.traits) {
-			if r := x.traitProgram.Eval(trigger.Env{User: u.Traits, Now: ev.timestamp}); !r.Matched {
-				ch.exit(key, changelog.SourceTraits, "left: "+r.Reason, st.now)
+		heldEnv := func() trigger.Env { return st.behaviors.envFor(x.segment.ID, u.ID, x.traitProgram, u.Traits, ev.timestamp) }
+		byTraits := traitsChanged && x.readsAny(ev.traits)
+		if x.segment.ExitWhenConditionFails && (byTraits || counted) && !evaluated[x.segment.ID] {
+			// A trait change, or an event counted by a behaviour, can fail
+			// the condition.
+			if r := x.traitProgram.Eval(heldEnv()); !r.Matched {
+				source := changelog.SourceEvent
+				if byTraits {
+					source = changelog.SourceTraits
+				}
+				ch.exit(key, source, "left: "+r.Reason, st.now)
 				outcomes = append(outcomes, schema.Outcome{SegmentID: x.segment.ID, Reason: "left: " + r.Reason})
 				if x.clockDriven() {
 					ch.reevaluate(key, nil)
@@ -356,10 +381,10 @@ func (s *Service) applyExits(st *batchState, ch *changes, exitSegs []*exitSegmen
 				continue
 			}
 		}
-		if x.clockDriven() && (evaluated[x.segment.ID] || traitsChanged && x.readsAny(ev.traits)) {
-			// A member (who just entered, or whose traits changed) leaves
-			// when the clock fails the condition.
-			ch.reevaluate(key, x.nextReevaluation(u.Traits, ev.timestamp))
+		if x.clockDriven() && (evaluated[x.segment.ID] || counted || byTraits) {
+			// A member (who just entered, or whose traits or behaviours
+			// changed) leaves when the clock fails the condition.
+			ch.reevaluate(key, x.nextReevaluation(heldEnv()))
 		}
 		if ev.typ == event.TypeTRACK && x.onEvents[ev.name] {
 			if x.exitEvent == nil || x.exitEvent.Eval(trigger.Env{Event: ev.props, User: u.Traits, Now: ev.timestamp}).Matched {

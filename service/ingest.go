@@ -560,6 +560,8 @@ type batchState struct {
 	users    map[string]*ent.User
 	dirty    map[pulid.ID]bool // users whose traits or last_seen_at changed
 	triggers map[string][]*compiledSegment
+	// behaviors are the batch's users' behaviour states.
+	behaviors *behaviorStates
 	// topics are what the ledger wrote, to publish after commit.
 	topics ledger.Topics
 }

@@ -39,6 +39,9 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 	if err != nil {
 		return nil, err
 	}
+	if st.behaviors, err = loadBehaviorStates(ctx, st.tx, st.now, plan.behaviorSegIDs(), plan.userRefs); err != nil {
+		return nil, err
+	}
 	results := make([]*TrackResult, len(evs))
 	eventRows := make([]*ent.EventCreate, len(evs))
 	for i, ev := range evs {
@@ -59,6 +62,9 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 	if err := ch.writeReevaluations(ctx, w); err != nil {
 		return nil, err
 	}
+	if err := st.behaviors.save(ctx, st.tx); err != nil {
+		return nil, err
+	}
 	if st.topics, err = w.Flush(ctx); err != nil {
 		return nil, err
 	}
@@ -69,6 +75,17 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 		return nil, err
 	}
 	return results, nil
+}
+
+// behaviorSegIDs are the segments with behaviour predicates.
+func (p *batchPlan) behaviorSegIDs() []pulid.ID {
+	var out []pulid.ID
+	for _, x := range p.exitSegs {
+		if len(x.behaviors) > 0 {
+			out = append(out, x.segment.ID)
+		}
+	}
+	return out
 }
 
 // batchPlan is what a batch's events can change: the triggered segments
@@ -176,6 +193,12 @@ func (s *Service) applyEvent(st *batchState, plan *batchPlan, ch *changes, ev *i
 	}
 	evaluated := map[pulid.ID]bool{}
 	if u != nil && ev.typ == event.TypeTRACK {
+		// The event counts in its own behaviour predicates.
+		st.behaviors.countEvent(plan.exitSegs, u.ID, ev.name, ev.props, ev.timestamp)
+	} else {
+		clear(st.behaviors.touched)
+	}
+	if u != nil && ev.typ == event.TypeTRACK {
 		outcomes = applyTriggers(st, ch, plan.candidates[ev.name], ev, u, oldTraits, traitsChanged, evaluated, outcomes, res, i)
 	}
 	if u != nil {
@@ -207,8 +230,9 @@ func (s *Service) applyEvent(st *batchState, plan *batchPlan, ch *changes, ev *i
 // the segments it decided.
 func applyTriggers(st *batchState, ch *changes, candidates []*compiledSegment, ev *incoming, u *ent.User, oldTraits map[string]any,
 	traitsChanged bool, evaluated map[pulid.ID]bool, outcomes []schema.Outcome, res *TrackResult, i int) []schema.Outcome {
-	env := trigger.Env{Event: ev.props, User: u.Traits, Now: ev.timestamp}
 	for _, c := range candidates {
+		env := st.behaviors.envFor(c.segment.ID, u.ID, c.program, u.Traits, ev.timestamp)
+		env.Event = ev.props
 		r := c.program.Eval(env)
 		key := memberKey{c.segment.ID, u.ID}
 		evaluated[c.segment.ID] = true
@@ -218,7 +242,8 @@ func applyTriggers(st *batchState, ch *changes, candidates []*compiledSegment, e
 			// condition. The trait change the event carried is the cause
 			// when the condition held with the old traits.
 			source := changelog.SourceEvent
-			if traitsChanged && c.program.Eval(trigger.Env{Event: ev.props, User: oldTraits, Now: ev.timestamp}).Matched {
+			if traitsChanged && c.program.Eval(trigger.Env{Event: ev.props, User: oldTraits, Now: ev.timestamp,
+				Behaviors: env.Behaviors, BehaviorNext: env.BehaviorNext}).Matched {
 				source = changelog.SourceTraits
 			}
 			ch.exit(key, source, "left: "+r.Reason, st.now)

@@ -12,6 +12,7 @@ import (
 	"github.com/segmentd/segmentd"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
+	"github.com/segmentd/segmentd/ent/behaviorstate"
 	"github.com/segmentd/segmentd/ent/condition"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segment"
@@ -164,7 +165,7 @@ func (s *Service) CreateSegment(ctx context.Context, in CreateSegmentInput) (*en
 			topics, err = s.syncDynamic(ctx, tx, seg)
 			return err
 		}
-		return nil
+		return s.rebuildBehaviorStates(ctx, tx, seg)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("service.CreateSegment: %w", err)
@@ -353,6 +354,9 @@ func (s *Service) applyRuleChange(ctx context.Context, tx *ent.Tx, seg, updated 
 		topics.Merge(synced)
 		return err
 	}
+	if err := s.rebuildBehaviorStates(ctx, tx, updated); err != nil {
+		return err
+	}
 	reevaluated, err := s.reevaluate(ctx, tx, updated, policy)
 	topics.Merge(reevaluated)
 	if err != nil {
@@ -389,6 +393,9 @@ func (s *Service) DeleteSegment(ctx context.Context, id pulid.ID) error {
 		}
 		if err := s.ledger().Writer(tx).DropSegmentDeadlines(ctx, id); err != nil {
 			return err
+		}
+		if _, err := tx.BehaviorState.Delete().Where(behaviorstate.SegmentRef(id)).Exec(ctx); err != nil {
+			return fmt.Errorf("delete behaviour states: %w", err)
 		}
 		return tx.Segment.DeleteOneID(id).Exec(ctx)
 	})
@@ -449,6 +456,17 @@ func TriggerNode(c *ent.Condition) *trigger.Node {
 	if c.Operator != nil {
 		n.Operator = *c.Operator
 	}
+	if c.Kind == trigger.KindPerformed {
+		// The where tree is the node's one child.
+		if c.Performed != nil {
+			pn := *c.Performed
+			if len(c.Edges.Children) > 0 {
+				pn.Where = TriggerNode(c.Edges.Children[0])
+			}
+			n.Performed = &pn
+		}
+		return n
+	}
 	for _, ch := range c.Edges.Children {
 		n.Children = append(n.Children, TriggerNode(ch))
 	}
@@ -496,6 +514,17 @@ func saveConditionTree(ctx context.Context, tx *ent.Tx, segmentID pulid.ID, tree
 			}
 		}
 		builders = append(builders, b)
+		if n.Kind == trigger.KindPerformed && n.Performed != nil {
+			// The event, window and measure in the row; the where tree
+			// as its one child.
+			pn := *n.Performed
+			pn.Where = nil
+			b.SetPerformed(&pn)
+			if n.Performed.Where != nil {
+				walk(n.Performed.Where, &id, 0)
+			}
+			return
+		}
 		for i, ch := range n.Children {
 			walk(ch, &id, i)
 		}

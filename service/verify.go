@@ -531,7 +531,7 @@ func (v *verifier) checkOutcomes() error {
 			return evs[i].id < evs[j].id
 		})
 		var traits map[string]any
-		for _, e := range evs {
+		for i, e := range evs {
 			if carriesUserTraits(e.typ) {
 				traits, _ = mergeTraits(traits, e.traits)
 			}
@@ -539,7 +539,7 @@ func (v *verifier) checkOutcomes() error {
 				continue
 			}
 			for _, si := range v.byTrigger[e.name] {
-				v.checkOutcome(userRef, e, si, traits)
+				v.checkOutcome(userRef, e, evs[:i+1], si, traits)
 			}
 		}
 	}
@@ -548,7 +548,7 @@ func (v *verifier) checkOutcomes() error {
 
 // checkOutcome checks the outcome of one event e of a user, with traits,
 // for one segment it triggers, and records whether it matched.
-func (v *verifier) checkOutcome(userRef pulid.ID, e *verifyEvent, si *verifySegment, traits map[string]any) {
+func (v *verifier) checkOutcome(userRef pulid.ID, e *verifyEvent, received []*verifyEvent, si *verifySegment, traits map[string]any) {
 	k := segUser{si.seg.ID, userRef}
 	o, hasOutcome := e.outcomes[si.seg.ID]
 	if hasOutcome && o.entered && !v.enteredBy[k][e.id] {
@@ -557,8 +557,19 @@ func (v *verifier) checkOutcome(userRef pulid.ID, e *verifyEvent, si *verifySegm
 	if e.receivedAt.Before(si.seg.UpdatedAt) {
 		return // met older rules
 	}
+	behaviors := len(si.prog.Behaviors()) > 0
+	if behaviors && e.timestamp.Before(e.receivedAt.Add(-behaviorGrace)) {
+		// A late event's behaviours were evaluated at their states'
+		// floor, which the stored events do not tell.
+		return
+	}
 	v.rep.Evaluated++
-	r := si.prog.Eval(trigger.Env{Event: e.props, User: traits, Now: e.timestamp})
+	env := trigger.Env{User: traits, Now: e.timestamp}
+	if behaviors {
+		env = oracleEnv(si.prog, received, traits, e.timestamp)
+	}
+	env.Event = e.props
+	r := si.prog.Eval(env)
 	v.matched[eventSegment{e.id, si.seg.ID}] = r.Matched
 	switch {
 	case !hasOutcome:

@@ -2,6 +2,7 @@ package service
 
 import (
 	"fmt"
+	"github.com/segmentd/segmentd/behavior"
 	"sort"
 	"time"
 
@@ -67,11 +68,15 @@ func (v *verifier) checkExits() error {
 		for _, x := range exitSegs {
 			k := segUser{x.segment.ID, userRef}
 			m := v.members[k]
+			env := trigger.Env{User: traits, Now: now}
+			if len(x.behaviors) > 0 {
+				env = oracleEnv(x.program, evs, traits, now)
+			}
 			if x.clockDriven() {
-				v.checkClock(x, k, m, traits, now, reevals)
+				v.checkClock(x, k, m, env, reevals)
 			}
 			if x.dynamic() {
-				r := x.program.Eval(trigger.Env{User: traits, Now: now})
+				r := x.program.Eval(env)
 				switch {
 				case x.timeDependent && pending(k):
 				case r.Matched && m == nil:
@@ -143,19 +148,55 @@ func (v *verifier) reevaluationDeadlines() (map[segUser]time.Time, error) {
 // leaves when its condition fails, whose traits fail it by now, must have
 // left or be due to (missed-exit). DYNAMIC answers are checked by the
 // caller.
-func (v *verifier) checkClock(x *exitSegment, k segUser, m *ent.Membership, traits map[string]any, now time.Time, reevals map[segUser]time.Time) {
+func (v *verifier) checkClock(x *exitSegment, k segUser, m *ent.Membership, env trigger.Env, reevals map[segUser]time.Time) {
+	now := env.Now
 	if !x.dynamic() && (m == nil || m.Source == changelog.SourceManual || m.Source == changelog.SourceImport) {
 		return
 	}
 	at, scheduled := reevals[k]
-	if next := x.nextReevaluation(traits, now); next != nil && (!scheduled || at.After(*next)) {
+	if next := x.nextReevaluation(env); next != nil && (!scheduled || at.After(*next)) {
 		v.rep.add("missing-deadline", "the clock changes whether user %s meets the condition of segment %s at %s, but no re-evaluation is due by then",
 			v.userName(k.user), v.segmentName(k.seg), next.Format(time.RFC3339Nano))
 	}
 	if x.dynamic() || (scheduled && !at.After(now)) {
 		return
 	}
-	if r := x.traitProgram.Eval(trigger.Env{User: traits, Now: now}); !r.Matched {
+	if r := x.traitProgram.Eval(env); !r.Matched {
 		v.rep.add("missed-exit", "user %s is still a member of segment %s, but by the clock their %s", v.userName(k.user), v.segmentName(k.seg), r.Reason)
 	}
+}
+
+// oracleEnv recomputes prog's behaviours for a user from the stored events
+// evs, as of instant at: the verifier's answer, from scratch, with no
+// stored state and no floor, against which the incremental states are
+// checked.
+func oracleEnv(prog *trigger.Program, evs []*verifyEvent, traits map[string]any, at time.Time) trigger.Env {
+	env := trigger.Env{User: traits, Now: at}
+	bh := prog.Behaviors()
+	env.Behaviors = make([]behavior.Result, len(bh))
+	env.BehaviorNext = make([]time.Time, len(bh))
+	for i := range bh {
+		b := &bh[i]
+		st, err := behavior.New(b.Spec)
+		if err != nil {
+			continue
+		}
+		for _, e := range evs {
+			if e.typ != event.TypeTRACK || !b.Counts(e.name, e.props, e.timestamp) {
+				continue
+			}
+			v, ok := b.Value(e.props)
+			if b.Property != "" && !ok {
+				continue
+			}
+			st.Add(e.timestamp, v, ok)
+		}
+		if r, err := st.Eval(at); err == nil {
+			env.Behaviors[i] = r
+		}
+		if next, ok, err := st.NextChange(at); err == nil && ok {
+			env.BehaviorNext[i] = next
+		}
+	}
+	return env
 }

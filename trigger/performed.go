@@ -68,29 +68,32 @@ type AggregateInput struct {
 // PerformedNode is a validated performed predicate (a Node of
 // [KindPerformed]). Exactly one of Count and Aggregate is set after
 // [Parse]; Parse fills Count with GTE 1 when the input had neither.
+//
+// Its JSON form (how segmentd stores it) leaves Where out: the where tree
+// is stored as nodes of its own.
 type PerformedNode struct {
-	Event string
-	Where *Node // nil: every event named Event counts
+	Event string `json:"event"`
+	Where *Node  `json:"-"` // nil: every event named Event counts
 	// Within is the window as given ("7d", "1h30m"); "" means all time.
-	Within    string
-	Count     *Comparison
-	Aggregate *Aggregate
+	Within    string      `json:"within,omitempty"`
+	Count     *Comparison `json:"count,omitempty"`
+	Aggregate *Aggregate  `json:"aggregate,omitempty"`
 }
 
 // Comparison is a count's comparison. Value is canonical JSON, as in
 // [Node].
 type Comparison struct {
-	Operator Operator
-	Value    json.RawMessage
+	Operator Operator        `json:"operator"`
+	Value    json.RawMessage `json:"value"`
 }
 
 // Aggregate is an aggregate's function, property and comparison. Value is
 // canonical JSON, as in [Node].
 type Aggregate struct {
-	Function AggregateFunction
-	Property string
-	Operator Operator
-	Value    json.RawMessage
+	Function AggregateFunction `json:"function"`
+	Property string            `json:"property"`
+	Operator Operator          `json:"operator"`
+	Value    json.RawMessage   `json:"value"`
 }
 
 // Behavior is one performed predicate of a [Program], as listed by

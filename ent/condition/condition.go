@@ -37,6 +37,8 @@ const (
 	FieldOperator = "operator"
 	// FieldValue holds the string denoting the value field in the database.
 	FieldValue = "value"
+	// FieldPerformed holds the string denoting the performed field in the database.
+	FieldPerformed = "performed"
 	// EdgeSegment holds the string denoting the segment edge name in mutations.
 	EdgeSegment = "segment"
 	// EdgeParent holds the string denoting the parent edge name in mutations.
@@ -74,6 +76,7 @@ var Columns = []string{
 	FieldProperty,
 	FieldOperator,
 	FieldValue,
+	FieldPerformed,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).

@@ -480,6 +480,16 @@ func ValueNotNil() predicate.Condition {
 	return predicate.Condition(sql.FieldNotNull(FieldValue))
 }
 
+// PerformedIsNil applies the IsNil predicate on the "performed" field.
+func PerformedIsNil() predicate.Condition {
+	return predicate.Condition(sql.FieldIsNull(FieldPerformed))
+}
+
+// PerformedNotNil applies the NotNil predicate on the "performed" field.
+func PerformedNotNil() predicate.Condition {
+	return predicate.Condition(sql.FieldNotNull(FieldPerformed))
+}
+
 // HasSegment applies the HasEdge predicate on the "segment" edge.
 func HasSegment() predicate.Condition {
 	return predicate.Condition(func(s *sql.Selector) {

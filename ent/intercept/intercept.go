@@ -9,6 +9,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/apikey"
+	"github.com/segmentd/segmentd/ent/behaviorstate"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/campaignactivation"
 	"github.com/segmentd/segmentd/ent/condition"
@@ -106,6 +107,33 @@ func (f TraverseAPIKey) Traverse(ctx context.Context, q ent.Query) error {
 		return f(ctx, q)
 	}
 	return fmt.Errorf("unexpected query type %T. expect *ent.APIKeyQuery", q)
+}
+
+// The BehaviorStateFunc type is an adapter to allow the use of ordinary function as a Querier.
+type BehaviorStateFunc func(context.Context, *ent.BehaviorStateQuery) (ent.Value, error)
+
+// Query calls f(ctx, q).
+func (f BehaviorStateFunc) Query(ctx context.Context, q ent.Query) (ent.Value, error) {
+	if q, ok := q.(*ent.BehaviorStateQuery); ok {
+		return f(ctx, q)
+	}
+	return nil, fmt.Errorf("unexpected query type %T. expect *ent.BehaviorStateQuery", q)
+}
+
+// The TraverseBehaviorState type is an adapter to allow the use of ordinary function as Traverser.
+type TraverseBehaviorState func(context.Context, *ent.BehaviorStateQuery) error
+
+// Intercept is a dummy implementation of Intercept that returns the next Querier in the pipeline.
+func (f TraverseBehaviorState) Intercept(next ent.Querier) ent.Querier {
+	return next
+}
+
+// Traverse calls f(ctx, q).
+func (f TraverseBehaviorState) Traverse(ctx context.Context, q ent.Query) error {
+	if q, ok := q.(*ent.BehaviorStateQuery); ok {
+		return f(ctx, q)
+	}
+	return fmt.Errorf("unexpected query type %T. expect *ent.BehaviorStateQuery", q)
 }
 
 // The CampaignFunc type is an adapter to allow the use of ordinary function as a Querier.
@@ -464,6 +492,8 @@ func NewQuery(q ent.Query) (Query, error) {
 	switch q := q.(type) {
 	case *ent.APIKeyQuery:
 		return &query[*ent.APIKeyQuery, predicate.APIKey, apikey.OrderOption]{typ: ent.TypeAPIKey, tq: q}, nil
+	case *ent.BehaviorStateQuery:
+		return &query[*ent.BehaviorStateQuery, predicate.BehaviorState, behaviorstate.OrderOption]{typ: ent.TypeBehaviorState, tq: q}, nil
 	case *ent.CampaignQuery:
 		return &query[*ent.CampaignQuery, predicate.Campaign, campaign.OrderOption]{typ: ent.TypeCampaign, tq: q}, nil
 	case *ent.CampaignActivationQuery:

@@ -26,6 +26,32 @@ var (
 		Columns:    APIKeysColumns,
 		PrimaryKey: []*schema.Column{APIKeysColumns[0]},
 	}
+	// BehaviorStatesColumns holds the columns for the "behavior_states" table.
+	BehaviorStatesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt64, Increment: true},
+		{Name: "segment_ref", Type: field.TypeString},
+		{Name: "user_ref", Type: field.TypeString},
+		{Name: "key", Type: field.TypeString},
+		{Name: "state", Type: field.TypeBytes},
+	}
+	// BehaviorStatesTable holds the schema information for the "behavior_states" table.
+	BehaviorStatesTable = &schema.Table{
+		Name:       "behavior_states",
+		Columns:    BehaviorStatesColumns,
+		PrimaryKey: []*schema.Column{BehaviorStatesColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "behaviorstate_segment_ref_user_ref_key",
+				Unique:  true,
+				Columns: []*schema.Column{BehaviorStatesColumns[1], BehaviorStatesColumns[2], BehaviorStatesColumns[3]},
+			},
+			{
+				Name:    "behaviorstate_user_ref",
+				Unique:  false,
+				Columns: []*schema.Column{BehaviorStatesColumns[2]},
+			},
+		},
+	}
 	// CampaignsColumns holds the columns for the "campaigns" table.
 	CampaignsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeString, Size: 40},
@@ -134,6 +160,7 @@ var (
 		{Name: "property", Type: field.TypeString, Nullable: true},
 		{Name: "operator", Type: field.TypeEnum, Nullable: true, Enums: []string{"EQ", "NEQ", "GT", "GTE", "LT", "LTE", "CONTAINS", "NOT_CONTAINS", "STARTS_WITH", "ENDS_WITH", "MATCHES", "IN", "NOT_IN", "EXISTS", "NOT_EXISTS", "BETWEEN", "WITHIN_LAST"}},
 		{Name: "value", Type: field.TypeJSON, Nullable: true},
+		{Name: "performed", Type: field.TypeJSON, Nullable: true},
 		{Name: "parent_ref", Type: field.TypeString, Nullable: true, Size: 40},
 		{Name: "segment_ref", Type: field.TypeString, Size: 40},
 	}
@@ -145,13 +172,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "conditions_conditions_children",
-				Columns:    []*schema.Column{ConditionsColumns[8]},
+				Columns:    []*schema.Column{ConditionsColumns[9]},
 				RefColumns: []*schema.Column{ConditionsColumns[0]},
 				OnDelete:   schema.Cascade,
 			},
 			{
 				Symbol:     "conditions_segments_conditions",
-				Columns:    []*schema.Column{ConditionsColumns[9]},
+				Columns:    []*schema.Column{ConditionsColumns[10]},
 				RefColumns: []*schema.Column{SegmentsColumns[0]},
 				OnDelete:   schema.Cascade,
 			},
@@ -160,7 +187,7 @@ var (
 			{
 				Name:    "condition_segment_ref_position",
 				Unique:  false,
-				Columns: []*schema.Column{ConditionsColumns[9], ConditionsColumns[2]},
+				Columns: []*schema.Column{ConditionsColumns[10], ConditionsColumns[2]},
 			},
 		},
 	}
@@ -565,6 +592,7 @@ var (
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
 		APIKeysTable,
+		BehaviorStatesTable,
 		CampaignsTable,
 		CampaignActivationsTable,
 		ConditionsTable,

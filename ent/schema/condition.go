@@ -43,6 +43,10 @@ func (Condition) Fields() []ent.Field {
 		// value is the predicate's value as canonical JSON; exposed through a
 		// resolver as the JSON scalar.
 		field.JSON("value", json.RawMessage{}).Optional().Annotations(entgql.Skip()),
+		// performed is a PERFORMED node's event, window and measure; its
+		// where tree is stored as the node's one child. Exposed through a
+		// resolver.
+		field.JSON("performed", &trigger.PerformedNode{}).Optional().Annotations(entgql.Skip()),
 	}
 }
 

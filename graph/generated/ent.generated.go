@@ -23,6 +23,7 @@ import (
 	"github.com/segmentd/segmentd/ent/schema/jsonmap"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segment"
+	"github.com/segmentd/segmentd/graph/model"
 	"github.com/segmentd/segmentd/service"
 	"github.com/segmentd/segmentd/trigger"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -39,6 +40,7 @@ type CampaignActivationResolver interface {
 	User(ctx context.Context, obj *ent.CampaignActivation) (*ent.User, error)
 }
 type ConditionResolver interface {
+	Performed(ctx context.Context, obj *ent.Condition) (*model.Performed, error)
 	Value(ctx context.Context, obj *ent.Condition) (any, error)
 	Children(ctx context.Context, obj *ent.Condition) ([]*ent.Condition, error)
 }
@@ -1646,6 +1648,38 @@ func (ec *executionContext) _Condition_operator(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_Condition_operator(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Condition", field, false, false, "ConditionOperator")
+}
+
+func (ec *executionContext) _Condition_performed(ctx context.Context, field graphql.CollectedField, obj *ent.Condition) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Condition_performed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Condition().Performed(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Performed) graphql.Marshaler {
+			return ec.marshalOPerformed2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋgraphᚋmodelᚐPerformed(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Condition_performed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Condition",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Performed(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _Condition_value(ctx context.Context, field graphql.CollectedField, obj *ent.Condition) (ret graphql.Marshaler) {
@@ -8631,6 +8665,12 @@ func (ec *executionContext) _Condition(ctx context.Context, sel ast.SelectionSet
 			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "performed":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Condition_performed(ctx, field, obj)
+				})
 		case "value":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, false,
@@ -9899,6 +9939,16 @@ func (ec *executionContext) unmarshalNConditionKind2githubᚗcomᚋsegmentdᚋse
 }
 
 func (ec *executionContext) marshalNConditionKind2githubᚗcomᚋsegmentdᚋsegmentdᚋtriggerᚐKind(ctx context.Context, sel ast.SelectionSet, v trigger.Kind) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNConditionOperator2githubᚗcomᚋsegmentdᚋsegmentdᚋtriggerᚐOperator(ctx context.Context, v any) (trigger.Operator, error) {
+	var res trigger.Operator
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNConditionOperator2githubᚗcomᚋsegmentdᚋsegmentdᚋtriggerᚐOperator(ctx context.Context, sel ast.SelectionSet, v trigger.Operator) graphql.Marshaler {
 	return v
 }
 

@@ -48,6 +48,13 @@ type DirectiveRoot struct {
 }
 
 type ComplexityRoot struct {
+	Aggregate struct {
+		Function func(childComplexity int) int
+		Operator func(childComplexity int) int
+		Property func(childComplexity int) int
+		Value    func(childComplexity int) int
+	}
+
 	Campaign struct {
 		ActivationCount func(childComplexity int) int
 		Activations     func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.CampaignActivationOrder) int
@@ -95,14 +102,20 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
-	Condition struct {
-		Children func(childComplexity int) int
-		ID       func(childComplexity int) int
-		Kind     func(childComplexity int) int
+	Comparison struct {
 		Operator func(childComplexity int) int
-		Property func(childComplexity int) int
-		Scope    func(childComplexity int) int
 		Value    func(childComplexity int) int
+	}
+
+	Condition struct {
+		Children  func(childComplexity int) int
+		ID        func(childComplexity int) int
+		Kind      func(childComplexity int) int
+		Operator  func(childComplexity int) int
+		Performed func(childComplexity int) int
+		Property  func(childComplexity int) int
+		Scope     func(childComplexity int) int
+		Value     func(childComplexity int) int
 	}
 
 	DeleteUserResult struct {
@@ -291,6 +304,14 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	Performed struct {
+		Aggregate func(childComplexity int) int
+		Count     func(childComplexity int) int
+		Event     func(childComplexity int) int
+		Where     func(childComplexity int) int
+		Within    func(childComplexity int) int
+	}
+
 	Query struct {
 		Campaigns         func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.CampaignOrder, where *ent.CampaignWhereInput) int
 		Events            func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, where *ent.EventWhereInput, orderBy *ent.EventOrder) int
@@ -411,6 +432,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	ec := newExecutionContext(nil, e, nil)
 	_ = ec
 	switch typeName + "." + field {
+
+	case "Aggregate.function":
+		if e.ComplexityRoot.Aggregate.Function == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Aggregate.Function(childComplexity), true
+	case "Aggregate.operator":
+		if e.ComplexityRoot.Aggregate.Operator == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Aggregate.Operator(childComplexity), true
+	case "Aggregate.property":
+		if e.ComplexityRoot.Aggregate.Property == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Aggregate.Property(childComplexity), true
+	case "Aggregate.value":
+		if e.ComplexityRoot.Aggregate.Value == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Aggregate.Value(childComplexity), true
 
 	case "Campaign.activationCount":
 		if e.ComplexityRoot.Campaign.ActivationCount == nil {
@@ -597,6 +643,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CampaignEdge.Node(childComplexity), true
 
+	case "Comparison.operator":
+		if e.ComplexityRoot.Comparison.Operator == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Comparison.Operator(childComplexity), true
+	case "Comparison.value":
+		if e.ComplexityRoot.Comparison.Value == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Comparison.Value(childComplexity), true
+
 	case "Condition.children":
 		if e.ComplexityRoot.Condition.Children == nil {
 			break
@@ -621,6 +680,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Condition.Operator(childComplexity), true
+	case "Condition.performed":
+		if e.ComplexityRoot.Condition.Performed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Condition.Performed(childComplexity), true
 	case "Condition.property":
 		if e.ComplexityRoot.Condition.Property == nil {
 			break
@@ -1457,6 +1522,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.PastMemberEdge.Node(childComplexity), true
 
+	case "Performed.aggregate":
+		if e.ComplexityRoot.Performed.Aggregate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Performed.Aggregate(childComplexity), true
+	case "Performed.count":
+		if e.ComplexityRoot.Performed.Count == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Performed.Count(childComplexity), true
+	case "Performed.event":
+		if e.ComplexityRoot.Performed.Event == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Performed.Event(childComplexity), true
+	case "Performed.where":
+		if e.ComplexityRoot.Performed.Where == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Performed.Where(childComplexity), true
+	case "Performed.within":
+		if e.ComplexityRoot.Performed.Within == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Performed.Within(childComplexity), true
+
 	case "Query.campaigns":
 		if e.ComplexityRoot.Query.Campaigns == nil {
 			break
@@ -1992,10 +2088,12 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	ec := newExecutionContext(opCtx, e, make(chan graphql.DeferredResult))
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
+			graphql.NewInputUnmarshaler("AggregateInput", ec.unmarshalInputAggregateInput),
 			graphql.NewInputUnmarshaler("CampaignActivationOrder", ec.unmarshalInputCampaignActivationOrder),
 			graphql.NewInputUnmarshaler("CampaignActivationWhereInput", ec.unmarshalInputCampaignActivationWhereInput),
 			graphql.NewInputUnmarshaler("CampaignOrder", ec.unmarshalInputCampaignOrder),
 			graphql.NewInputUnmarshaler("CampaignWhereInput", ec.unmarshalInputCampaignWhereInput),
+			graphql.NewInputUnmarshaler("ComparisonInput", ec.unmarshalInputComparisonInput),
 			graphql.NewInputUnmarshaler("ConditionInput", ec.unmarshalInputConditionInput),
 			graphql.NewInputUnmarshaler("CreateCampaignInput", ec.unmarshalInputCreateCampaignInput),
 			graphql.NewInputUnmarshaler("CreateSegmentInput", ec.unmarshalInputCreateSegmentInput),
@@ -2007,6 +2105,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("IdentifyInput", ec.unmarshalInputIdentifyInput),
 			graphql.NewInputUnmarshaler("MembershipOrder", ec.unmarshalInputMembershipOrder),
 			graphql.NewInputUnmarshaler("MembershipWhereInput", ec.unmarshalInputMembershipWhereInput),
+			graphql.NewInputUnmarshaler("PerformedInput", ec.unmarshalInputPerformedInput),
 			graphql.NewInputUnmarshaler("SegmentOrder", ec.unmarshalInputSegmentOrder),
 			graphql.NewInputUnmarshaler("SegmentWhereInput", ec.unmarshalInputSegmentWhereInput),
 			graphql.NewInputUnmarshaler("TrackInput", ec.unmarshalInputTrackInput),
@@ -4931,12 +5030,108 @@ input ConditionInput {
   condition is refused with BAD_USER_INPUT.
   """
   value: JSON
+  """
+  A behaviour predicate instead of a property test: what the user did over
+  time ("performed Purchase Completed at least 3 times within 7d"). Anywhere
+  a condition goes, nested in at most 3 groups; at most 20 in one condition.
+  """
+  performed: PerformedInput
+}
+
+"""
+A behaviour predicate: how many of the user's events named event that meet
+where have a timestamp in the window that ends now (count), or a function of
+a numeric property of those events (aggregate). Windows slide with the
+clock: a user enters or leaves at the instant the answer changes.
+"""
+input PerformedInput {
+  """The event name, exact."""
+  event: String!
+  """A condition each counted event must meet; only scope EVENT, which reads that event's properties."""
+  where: ConditionInput
+  """The window that ends now: "90m", "24h", "7d", "52w", from 1s to 10 years; null: all time."""
+  within: String
+  """How many such events; default: at least 1 (GTE 1). COUNT EQ 0 says "did not"."""
+  count: ComparisonInput
+  """Instead of count: a function of a numeric property of those events."""
+  aggregate: AggregateInput
+}
+
+"""A count's comparison: EQ, NEQ, GT, GTE, LT, LTE or BETWEEN with a whole number from 0 to 10,000 ([low, high] for BETWEEN)."""
+input ComparisonInput {
+  """How the count is compared with value."""
+  operator: ConditionOperator!
+  """A whole number, or [low, high] for BETWEEN."""
+  value: JSON!
+}
+
+"""What an aggregate computes over the numeric values of the counted events."""
+enum AggregateFunction {
+  """The sum of the values."""
+  SUM
+  """The mean of the values."""
+  AVG
+  """The least value."""
+  MIN
+  """The greatest value."""
+  MAX
+}
+
+"""
+An aggregate of a numeric property of the counted events. A missing or
+non-numeric value is not counted; over no values the predicate is false.
+"""
+input AggregateInput {
+  """The function applied to the values."""
+  function: AggregateFunction!
+  """The numeric event property; dots for nesting."""
+  property: String!
+  """How the figure is compared with value: EQ, NEQ, GT, GTE, LT, LTE or BETWEEN."""
+  operator: ConditionOperator!
+  """A number, or [low, high] for BETWEEN."""
+  value: JSON!
+}
+
+"""A behaviour predicate as stored: see PerformedInput."""
+type Performed {
+  """The event name counted."""
+  event: String!
+  """The condition each counted event must meet; null: every such event counts."""
+  where: Condition
+  """The window that ends now, as given; null: all time."""
+  within: String
+  """The count's comparison; null for an aggregate."""
+  count: Comparison
+  """The aggregate; null for a count."""
+  aggregate: Aggregate
+}
+
+"""A count's comparison, as stored."""
+type Comparison {
+  """How the count is compared."""
+  operator: ConditionOperator!
+  """The operand: a whole number, or [low, high] for BETWEEN."""
+  value: JSON!
+}
+
+"""An aggregate, as stored."""
+type Aggregate {
+  """The function applied to the values."""
+  function: AggregateFunction!
+  """The numeric event property aggregated."""
+  property: String!
+  """How the figure is compared."""
+  operator: ConditionOperator!
+  """The operand: a number, or [low, high] for BETWEEN."""
+  value: JSON!
 }
 
 extend type Condition {
+  """A behaviour predicate's event, filter, window and measure; null unless kind is PERFORMED."""
+  performed: Performed
   """A predicate's value as JSON, exactly as given (numbers keep their digits); null for a group and for EXISTS/NOT_EXISTS."""
   value: JSON
-  """Children of a group, in order; empty for a predicate."""
+  """Children of a group, in order; empty for a predicate and for PERFORMED (whose filter is performed.where)."""
   children: [Condition!]!
 }
 
@@ -5642,6 +5837,20 @@ var parsedSchema = gqlparser.MustLoadSchema(sources...)
 // Each function is generated once per unique object type, deduplicating the
 // switch statements that were previously inlined in every fieldContext_* function.
 
+func (ec *executionContext) childFields_Aggregate(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "function":
+		return ec.fieldContext_Aggregate_function(ctx, field)
+	case "property":
+		return ec.fieldContext_Aggregate_property(ctx, field)
+	case "operator":
+		return ec.fieldContext_Aggregate_operator(ctx, field)
+	case "value":
+		return ec.fieldContext_Aggregate_value(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Aggregate", field.Name)
+}
+
 func (ec *executionContext) childFields_Campaign(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -5736,6 +5945,16 @@ func (ec *executionContext) childFields_CampaignEdge(ctx context.Context, field 
 	return nil, fmt.Errorf("no field named %q was found under type CampaignEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_Comparison(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "operator":
+		return ec.fieldContext_Comparison_operator(ctx, field)
+	case "value":
+		return ec.fieldContext_Comparison_value(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Comparison", field.Name)
+}
+
 func (ec *executionContext) childFields_Condition(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -5748,6 +5967,8 @@ func (ec *executionContext) childFields_Condition(ctx context.Context, field gra
 		return ec.fieldContext_Condition_property(ctx, field)
 	case "operator":
 		return ec.fieldContext_Condition_operator(ctx, field)
+	case "performed":
+		return ec.fieldContext_Condition_performed(ctx, field)
 	case "value":
 		return ec.fieldContext_Condition_value(ctx, field)
 	case "children":
@@ -6094,6 +6315,22 @@ func (ec *executionContext) childFields_PastMemberEdge(ctx context.Context, fiel
 		return ec.fieldContext_PastMemberEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PastMemberEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_Performed(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "event":
+		return ec.fieldContext_Performed_event(ctx, field)
+	case "where":
+		return ec.fieldContext_Performed_where(ctx, field)
+	case "within":
+		return ec.fieldContext_Performed_within(ctx, field)
+	case "count":
+		return ec.fieldContext_Performed_count(ctx, field)
+	case "aggregate":
+		return ec.fieldContext_Performed_aggregate(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Performed", field.Name)
 }
 
 func (ec *executionContext) childFields_Segment(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

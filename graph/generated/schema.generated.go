@@ -429,6 +429,144 @@ func (ec *executionContext) field_Subscription_segmentStats_args(ctx context.Con
 
 // region    **************************** field.gotpl *****************************
 
+func (ec *executionContext) _Aggregate_function(ctx context.Context, field graphql.CollectedField, obj *model.Aggregate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Aggregate_function(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Function, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v trigger.AggregateFunction) graphql.Marshaler {
+			return ec.marshalNAggregateFunction2githubᚗcomᚋsegmentdᚋsegmentdᚋtriggerᚐAggregateFunction(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Aggregate_function(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Aggregate", field, false, false, "AggregateFunction")
+}
+
+func (ec *executionContext) _Aggregate_property(ctx context.Context, field graphql.CollectedField, obj *model.Aggregate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Aggregate_property(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Property, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Aggregate_property(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Aggregate", field, false, false, "String")
+}
+
+func (ec *executionContext) _Aggregate_operator(ctx context.Context, field graphql.CollectedField, obj *model.Aggregate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Aggregate_operator(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Operator, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v trigger.Operator) graphql.Marshaler {
+			return ec.marshalNConditionOperator2githubᚗcomᚋsegmentdᚋsegmentdᚋtriggerᚐOperator(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Aggregate_operator(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Aggregate", field, false, false, "ConditionOperator")
+}
+
+func (ec *executionContext) _Aggregate_value(ctx context.Context, field graphql.CollectedField, obj *model.Aggregate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Aggregate_value(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Value, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v any) graphql.Marshaler {
+			return ec.marshalNJSON2interface(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Aggregate_value(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Aggregate", field, false, false, "JSON")
+}
+
+func (ec *executionContext) _Comparison_operator(ctx context.Context, field graphql.CollectedField, obj *model.Comparison) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Comparison_operator(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Operator, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v trigger.Operator) graphql.Marshaler {
+			return ec.marshalNConditionOperator2githubᚗcomᚋsegmentdᚋsegmentdᚋtriggerᚐOperator(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Comparison_operator(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Comparison", field, false, false, "ConditionOperator")
+}
+
+func (ec *executionContext) _Comparison_value(ctx context.Context, field graphql.CollectedField, obj *model.Comparison) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Comparison_value(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Value, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v any) graphql.Marshaler {
+			return ec.marshalNJSON2interface(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Comparison_value(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Comparison", field, false, false, "JSON")
+}
+
 func (ec *executionContext) _DeleteUserResult_userId(ctx context.Context, field graphql.CollectedField, obj *service.DeleteUserResult) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2084,6 +2222,148 @@ func (ec *executionContext) fieldContext_PastMemberEdge_node(_ context.Context, 
 	return fc, nil
 }
 
+func (ec *executionContext) _Performed_event(ctx context.Context, field graphql.CollectedField, obj *model.Performed) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Performed_event(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Event, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Performed_event(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Performed", field, false, false, "String")
+}
+
+func (ec *executionContext) _Performed_where(ctx context.Context, field graphql.CollectedField, obj *model.Performed) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Performed_where(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Where, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Condition) graphql.Marshaler {
+			return ec.marshalOCondition2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋentᚐCondition(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Performed_where(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Performed",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Condition(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Performed_within(ctx context.Context, field graphql.CollectedField, obj *model.Performed) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Performed_within(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Within, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Performed_within(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Performed", field, false, false, "String")
+}
+
+func (ec *executionContext) _Performed_count(ctx context.Context, field graphql.CollectedField, obj *model.Performed) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Performed_count(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Count, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Comparison) graphql.Marshaler {
+			return ec.marshalOComparison2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋgraphᚋmodelᚐComparison(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Performed_count(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Performed",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Comparison(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Performed_aggregate(ctx context.Context, field graphql.CollectedField, obj *model.Performed) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Performed_aggregate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Aggregate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Aggregate) graphql.Marshaler {
+			return ec.marshalOAggregate2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋgraphᚋmodelᚐAggregate(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Performed_aggregate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Performed",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Aggregate(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _SegmentOutcome_segment(ctx context.Context, field graphql.CollectedField, obj *schema.Outcome) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2765,6 +3045,118 @@ func (ec *executionContext) fieldContext_TrackResult_activatedCampaigns(_ contex
 
 // region    **************************** input.gotpl *****************************
 
+func (ec *executionContext) unmarshalInputAggregateInput(ctx context.Context, obj any) (trigger.AggregateInput, error) {
+	var it trigger.AggregateInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"function", "property", "operator", "value"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "function":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("function"))
+			data, err := ec.unmarshalNAggregateFunction2githubᚗcomᚋsegmentdᚋsegmentdᚋtriggerᚐAggregateFunction(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Function = data
+		case "property":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("property"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Property = data
+		case "operator":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("operator"))
+			data, err := ec.unmarshalNConditionOperator2githubᚗcomᚋsegmentdᚋsegmentdᚋtriggerᚐOperator(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Operator = data
+		case "value":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("value"))
+			data, err := ec.unmarshalNJSON2interface(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Value = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalAggregateInput unmarshals raw into the AggregateInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalAggregateInput(ctx context.Context, raw any) (trigger.AggregateInput, error) {
+	var out trigger.AggregateInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "AggregateInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputComparisonInput(ctx context.Context, obj any) (trigger.ComparisonInput, error) {
+	var it trigger.ComparisonInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"operator", "value"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "operator":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("operator"))
+			data, err := ec.unmarshalNConditionOperator2githubᚗcomᚋsegmentdᚋsegmentdᚋtriggerᚐOperator(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Operator = data
+		case "value":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("value"))
+			data, err := ec.unmarshalNJSON2interface(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Value = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalComparisonInput unmarshals raw into the ComparisonInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalComparisonInput(ctx context.Context, raw any) (trigger.ComparisonInput, error) {
+	var out trigger.ComparisonInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "ComparisonInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputConditionInput(ctx context.Context, obj any) (trigger.ConditionInput, error) {
 	var it trigger.ConditionInput
 	if obj == nil {
@@ -2776,7 +3168,7 @@ func (ec *executionContext) unmarshalInputConditionInput(ctx context.Context, ob
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"and", "or", "not", "scope", "property", "operator", "value"}
+	fieldsInOrder := [...]string{"and", "or", "not", "scope", "property", "operator", "value", "performed"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -2832,6 +3224,13 @@ func (ec *executionContext) unmarshalInputConditionInput(ctx context.Context, ob
 				return it, err
 			}
 			it.Value = data
+		case "performed":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("performed"))
+			data, err := ec.unmarshalOPerformedInput2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋtriggerᚐPerformedInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Performed = data
 		}
 	}
 	return it, nil
@@ -3136,6 +3535,76 @@ func UnmarshalIdentifyInput(ctx context.Context, raw any) (service.IdentifyInput
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputPerformedInput(ctx context.Context, obj any) (trigger.PerformedInput, error) {
+	var it trigger.PerformedInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"event", "where", "within", "count", "aggregate"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "event":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("event"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Event = data
+		case "where":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("where"))
+			data, err := ec.unmarshalOConditionInput2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋtriggerᚐConditionInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Where = data
+		case "within":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("within"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Within = data
+		case "count":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("count"))
+			data, err := ec.unmarshalOComparisonInput2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋtriggerᚐComparisonInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Count = data
+		case "aggregate":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("aggregate"))
+			data, err := ec.unmarshalOAggregateInput2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋtriggerᚐAggregateInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Aggregate = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalPerformedInput unmarshals raw into the PerformedInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalPerformedInput(ctx context.Context, raw any) (trigger.PerformedInput, error) {
+	var out trigger.PerformedInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "PerformedInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputTrackInput(ctx context.Context, obj any) (service.TrackInput, error) {
 	var it service.TrackInput
 	if obj == nil {
@@ -3416,6 +3885,92 @@ func UnmarshalUpdateSegmentInput(ctx context.Context, raw any) (service.UpdateSe
 // endregion ************************** interface.gotpl ***************************
 
 // region    **************************** object.gotpl ****************************
+
+var aggregateImplementors = []string{"Aggregate"}
+
+func (ec *executionContext) _Aggregate(ctx context.Context, sel ast.SelectionSet, obj *model.Aggregate) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, aggregateImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Aggregate")
+		case "function":
+			out.Values[i] = ec._Aggregate_function(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "property":
+			out.Values[i] = ec._Aggregate_property(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "operator":
+			out.Values[i] = ec._Aggregate_operator(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "value":
+			out.Values[i] = ec._Aggregate_value(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var comparisonImplementors = []string{"Comparison"}
+
+func (ec *executionContext) _Comparison(ctx context.Context, sel ast.SelectionSet, obj *model.Comparison) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, comparisonImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Comparison")
+		case "operator":
+			out.Values[i] = ec._Comparison_operator(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "value":
+			out.Values[i] = ec._Comparison_value(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
 
 var deleteUserResultImplementors = []string{"DeleteUserResult"}
 
@@ -4036,6 +4591,59 @@ func (ec *executionContext) _PastMemberEdge(ctx context.Context, sel ast.Selecti
 	return out
 }
 
+var performedImplementors = []string{"Performed"}
+
+func (ec *executionContext) _Performed(ctx context.Context, sel ast.SelectionSet, obj *model.Performed) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, performedImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Performed")
+		case "event":
+			out.Values[i] = ec._Performed_event(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "where":
+			out.Values[i] = ec._Performed_where(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "within":
+			out.Values[i] = ec._Performed_within(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "count":
+			out.Values[i] = ec._Performed_count(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "aggregate":
+			out.Values[i] = ec._Performed_aggregate(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var segmentOutcomeImplementors = []string{"SegmentOutcome"}
 
 func (ec *executionContext) _SegmentOutcome(ctx context.Context, sel ast.SelectionSet, obj *schema.Outcome) graphql.Marshaler {
@@ -4295,6 +4903,16 @@ func (ec *executionContext) _TrackResult(ctx context.Context, sel ast.SelectionS
 
 // region    ***************************** type.gotpl *****************************
 
+func (ec *executionContext) unmarshalNAggregateFunction2githubᚗcomᚋsegmentdᚋsegmentdᚋtriggerᚐAggregateFunction(ctx context.Context, v any) (trigger.AggregateFunction, error) {
+	var res trigger.AggregateFunction
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAggregateFunction2githubᚗcomᚋsegmentdᚋsegmentdᚋtriggerᚐAggregateFunction(ctx context.Context, sel ast.SelectionSet, v trigger.AggregateFunction) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) unmarshalNConditionInput2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋtriggerᚐConditionInput(ctx context.Context, v any) (*trigger.ConditionInput, error) {
 	res, err := ec.unmarshalInputConditionInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
@@ -4379,6 +4997,24 @@ func (ec *executionContext) marshalNImportRowError2ᚖgithubᚗcomᚋsegmentdᚋ
 		return graphql.Null
 	}
 	return ec._ImportRowError(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNJSON2interface(ctx context.Context, v any) (any, error) {
+	res, err := graphql.UnmarshalAny(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNJSON2interface(ctx context.Context, sel ast.SelectionSet, v any) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "JSON!")
+		return graphql.Null
+	}
+	_ = sel
+	res := graphql.MarshalAny(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "JSON!")
+	}
+	return res
 }
 
 func (ec *executionContext) unmarshalNMap2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋschemaᚋjsonmapᚐMap(ctx context.Context, v any) (jsonmap.Map, error) {
@@ -4621,6 +5257,36 @@ func (ec *executionContext) marshalNUpload2githubᚗcomᚋ99designsᚋgqlgenᚋg
 	return res
 }
 
+func (ec *executionContext) marshalOAggregate2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋgraphᚋmodelᚐAggregate(ctx context.Context, sel ast.SelectionSet, v *model.Aggregate) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Aggregate(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOAggregateInput2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋtriggerᚐAggregateInput(ctx context.Context, v any) (*trigger.AggregateInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputAggregateInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOComparison2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋgraphᚋmodelᚐComparison(ctx context.Context, sel ast.SelectionSet, v *model.Comparison) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Comparison(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOComparisonInput2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋtriggerᚐComparisonInput(ctx context.Context, v any) (*trigger.ComparisonInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputComparisonInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalOConditionInput2ᚕᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋtriggerᚐConditionInputᚄ(ctx context.Context, v any) ([]*trigger.ConditionInput, error) {
 	if v == nil {
 		return nil, nil
@@ -4695,6 +5361,21 @@ func (ec *executionContext) marshalOMap2map(ctx context.Context, sel ast.Selecti
 	_ = ctx
 	res := graphql.MarshalMap(v)
 	return res
+}
+
+func (ec *executionContext) marshalOPerformed2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋgraphᚋmodelᚐPerformed(ctx context.Context, sel ast.SelectionSet, v *model.Performed) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Performed(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOPerformedInput2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋtriggerᚐPerformedInput(ctx context.Context, v any) (*trigger.PerformedInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputPerformedInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) unmarshalOReevaluationPolicy2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋgraphᚋmodelᚐReevaluationPolicy(ctx context.Context, v any) (*model.ReevaluationPolicy, error) {

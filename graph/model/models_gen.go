@@ -7,7 +7,44 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+
+	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/trigger"
 )
+
+// An aggregate, as stored.
+type Aggregate struct {
+	// The function applied to the values.
+	Function trigger.AggregateFunction `json:"function"`
+	// The numeric event property aggregated.
+	Property string `json:"property"`
+	// How the figure is compared.
+	Operator trigger.Operator `json:"operator"`
+	// The operand: a number, or [low, high] for BETWEEN.
+	Value any `json:"value"`
+}
+
+// A count's comparison, as stored.
+type Comparison struct {
+	// How the count is compared.
+	Operator trigger.Operator `json:"operator"`
+	// The operand: a whole number, or [low, high] for BETWEEN.
+	Value any `json:"value"`
+}
+
+// A behaviour predicate as stored: see PerformedInput.
+type Performed struct {
+	// The event name counted.
+	Event string `json:"event"`
+	// The condition each counted event must meet; null: every such event counts.
+	Where *ent.Condition `json:"where,omitempty"`
+	// The window that ends now, as given; null: all time.
+	Within *string `json:"within,omitempty"`
+	// The count's comparison; null for an aggregate.
+	Count *Comparison `json:"count,omitempty"`
+	// The aggregate; null for a count.
+	Aggregate *Aggregate `json:"aggregate,omitempty"`
+}
 
 // Live streams over websockets (graphql-transport-ws or graphql-ws), for READ and ADMIN keys.
 type Subscription struct {

@@ -1,0 +1,258 @@
+package graph_test
+
+// Behaviour over time (performed) end to end: the predicate round-trips
+// through the API, counts the user's events (the one evaluated included),
+// builds its state from stored events when a segment is created, and moves
+// users when the window passes, by the real clock.
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentd/segmentd/internal/testenv"
+)
+
+func performed(event string, extra map[string]any) map[string]any {
+	p := map[string]any{"event": event}
+	for k, v := range extra {
+		p[k] = v
+	}
+	return map[string]any{"performed": p}
+}
+
+// TestPerformedRoundTrip: the tree comes back as given (performed.where,
+// count, aggregate, within), with the text the language renders.
+func TestPerformedRoundTrip(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
+		srv := testenv.StartServer(t, dbURL)
+		c := srv.Admin()
+		cond := map[string]any{"and": []any{
+			performed("Purchase Completed", map[string]any{
+				"where":  pred("EVENT", "total", "GT", 10),
+				"within": "7d",
+				"count":  map[string]any{"operator": "GTE", "value": 3},
+			}),
+			map[string]any{"not": performed("Refund", map[string]any{
+				"aggregate": map[string]any{"function": "SUM", "property": "amount", "operator": "GT", "value": 100.5},
+			})},
+		}}
+		id := ingCreateSegment(t, c, map[string]any{"name": "Loyal", "kind": "EVENT_TRIGGERED",
+			"triggerEvents": []string{"Purchase Completed"}, "condition": cond})
+		var out struct {
+			Node struct {
+				ConditionText string
+				Condition     struct {
+					Kind     string
+					Children []struct {
+						Kind      string
+						Children  []struct{ Kind string }
+						Performed *struct {
+							Event  string
+							Within *string
+							Where  *struct {
+								Kind, Scope, Property, Operator string
+								Value                           any
+							}
+							Count *struct {
+								Operator string
+								Value    any
+							}
+						}
+					}
+				}
+			}
+		}
+		c.MustDo(t, `query($id: ID!) { node(id: $id) { ... on Segment { conditionText condition { kind children {
+			kind children { kind } performed { event within where { kind scope property operator value } count { operator value } } } } } } }`,
+			map[string]any{"id": id}, &out)
+		seg := out.Node
+		want := `performed "Purchase Completed" where event.total > 10 at least 3 times within 7d AND NOT (performed "Refund" SUM of amount > 100.5)`
+		if seg.ConditionText != want {
+			t.Fatalf("conditionText:\n got %s\nwant %s", seg.ConditionText, want)
+		}
+		p := seg.Condition.Children[0]
+		if p.Kind != "PERFORMED" || p.Performed == nil || p.Performed.Event != "Purchase Completed" || p.Performed.Within == nil || *p.Performed.Within != "7d" ||
+			p.Performed.Where == nil || p.Performed.Where.Property != "total" || p.Performed.Count == nil || p.Performed.Count.Operator != "GTE" ||
+			fmt.Sprint(p.Performed.Count.Value) != "3" || len(p.Children) != 0 {
+			t.Fatalf("performed node: %+v", p)
+		}
+		var agg struct {
+			Node struct {
+				Condition struct {
+					Children []struct {
+						Children []struct {
+							Performed struct {
+								Count     any
+								Aggregate struct {
+									Function, Property, Operator string
+									Value                        any
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+		c.MustDo(t, `query($id: ID!) { node(id: $id) { ... on Segment { condition { children { children {
+			performed { count { operator } aggregate { function property operator value } } } } } } } }`, map[string]any{"id": id}, &agg)
+		a := agg.Node.Condition.Children[1].Children[0].Performed
+		if a.Count != nil || a.Aggregate.Function != "SUM" || a.Aggregate.Property != "amount" || fmt.Sprint(a.Aggregate.Value) != "100.5" {
+			t.Fatalf("aggregate node: %+v", a)
+		}
+	})
+}
+
+// TestPerformedBadInput: each refusal names the field.
+func TestPerformedBadInput(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
+		srv := testenv.StartServer(t, dbURL)
+		c := srv.Admin()
+		deep := performed("Login", nil)
+		for range 4 {
+			deep = map[string]any{"not": deep}
+		}
+		many := []any{}
+		for i := range 21 {
+			many = append(many, performed(fmt.Sprintf("E%d", i), nil))
+		}
+		cases := []struct {
+			name  string
+			cond  map[string]any
+			field string
+		}{
+			{"window under 1s", performed("Login", map[string]any{"within": "500ms"}), "input.condition.performed.within"},
+			{"window over 10 years", performed("Login", map[string]any{"within": "4000d"}), "input.condition.performed.within"},
+			{"string aggregate operand", performed("Purchase", map[string]any{
+				"aggregate": map[string]any{"function": "SUM", "property": "amount", "operator": "GT", "value": "100"}}), "input.condition.performed.aggregate.value"},
+			{"nested too deep", deep, "input.condition.not.not.not.not.performed"},
+			{"too many", map[string]any{"or": many}, "input.condition.or[20].performed"},
+			{"count and aggregate", performed("Purchase", map[string]any{"count": map[string]any{"operator": "GTE", "value": 1},
+				"aggregate": map[string]any{"function": "MAX", "property": "amount", "operator": "GT", "value": 1}}), "input.condition.performed"},
+		}
+		for _, tc := range cases {
+			r := c.Do(t, `mutation($in: CreateSegmentInput!) { createSegment(input: $in) { id } }`,
+				map[string]any{"in": map[string]any{"name": "Bad " + tc.name, "kind": "DYNAMIC", "condition": tc.cond}})
+			if len(r.Errors) != 1 || r.Errors[0].Code() != "BAD_USER_INPUT" || r.Errors[0].Field() != tc.field {
+				t.Errorf("%s: errors %+v, want BAD_USER_INPUT on %s", tc.name, r.Errors, tc.field)
+			}
+		}
+		// An unknown aggregate function is refused by the schema.
+		r := c.Do(t, `mutation { createSegment(input: {name: "Bad fn", kind: DYNAMIC, condition: {performed: {event: "P",
+			aggregate: {function: MEDIAN, property: "a", operator: GT, value: 1}}}}) { id } }`, nil)
+		if len(r.Errors) == 0 || !strings.Contains(r.Errors[0].Message, "MEDIAN") {
+			t.Errorf("unknown function: %+v", r.Errors)
+		}
+		if n := segmentCount(t, c); n != 0 {
+			t.Fatalf("%d segments written by refused inputs", n)
+		}
+	})
+}
+
+// TestThreePurchasesInSevenDays: an EVENT_TRIGGERED segment on "Purchase
+// Completed" with "at least 3 purchases over 10 within 7d": the third
+// qualifying purchase (the event itself counts) enters; a small one and
+// one older than the window do not count; the outcome shows the figure.
+func TestThreePurchasesInSevenDays(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
+		srv := testenv.StartServer(t, dbURL)
+		c := srv.Admin()
+		seg := ingCreateSegment(t, c, map[string]any{"name": "Frequent buyers", "kind": "EVENT_TRIGGERED",
+			"triggerEvents": []string{"Purchase Completed"},
+			"condition": performed("Purchase Completed", map[string]any{"where": pred("EVENT", "total", "GT", 10), "within": "7d",
+				"count": map[string]any{"operator": "GTE", "value": 3}})})
+		now := time.Now().UTC()
+		buy := func(msg string, total float64, at time.Time) ingTrackResult {
+			return ingTrack(t, c, map[string]any{"event": "Purchase Completed", "userId": "ann", "messageId": msg,
+				"properties": map[string]any{"total": total}, "timestamp": at.Format(time.RFC3339Nano)})
+		}
+		buy("old", 50, now.Add(-8*24*time.Hour)) // outside the window
+		buy("p1", 20, now.Add(-2*24*time.Hour))
+		r := buy("small", 5, now.Add(-time.Hour)) // where fails
+		if len(r.EnteredSegments) != 0 || !strings.Contains(r.Event.Outcomes[0].Reason, "was 1") {
+			t.Fatalf("after 1 qualifying purchase: %+v", r.Event.Outcomes)
+		}
+		r = buy("p2", 30, now.Add(-time.Minute/2))
+		if len(r.EnteredSegments) != 0 || !strings.Contains(r.Event.Outcomes[0].Reason, "was 2") {
+			t.Fatalf("after 2 qualifying purchases: %+v", r.Event.Outcomes)
+		}
+		r = buy("p3", 40, now)
+		if len(r.EnteredSegments) != 1 || !r.Event.Outcomes[0].Entered {
+			t.Fatalf("the third qualifying purchase did not enter: %+v", r.Event.Outcomes)
+		}
+		if got := memberIDs(t, c, seg); got != "ann" {
+			t.Fatalf("members %q", got)
+		}
+		verifyClean(t, srv)
+	})
+}
+
+// TestPerformedWindowByTheRealClock: "logged in within 3s" (DYNAMIC) takes
+// a user in on the Login (EVENT) and lets them go when the login is 3 s
+// old (TIME), within 1 s of that instant, with no event; "no login within
+// 3s" does the opposite. A new login brings them back.
+func TestPerformedWindowByTheRealClock(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
+		srv := testenv.StartServer(t, dbURL)
+		c := srv.Admin()
+		active := ingCreateSegment(t, c, map[string]any{"name": "Just logged in", "kind": "DYNAMIC",
+			"condition": performed("Login", map[string]any{"within": "3s"})})
+		idle := ingCreateSegment(t, c, map[string]any{"name": "No login lately", "kind": "DYNAMIC",
+			"condition": performed("Login", map[string]any{"within": "3s", "count": map[string]any{"operator": "EQ", "value": 0}})})
+		nextActive, nextIdle := exitStream(t, srv, active), exitStream(t, srv, idle)
+		ingIdentify(t, c, map[string]any{"userId": "ann", "traits": map[string]any{"plan": "pro"}})
+		expectChange(t, nextIdle(), "ENTERED", "EVENT", "ann", "") // a new user: their first call
+		login := time.Now().UTC()
+		ingTrack(t, c, map[string]any{"event": "Login", "userId": "ann", "timestamp": login.Format(time.RFC3339Nano)})
+		expectChange(t, nextActive(), "ENTERED", "EVENT", "ann", "")
+		expectChange(t, nextIdle(), "EXITED", "EVENT", "ann", "")
+
+		got := nextActive().MembershipChanged
+		left := time.Now()
+		due := login.Add(3 * time.Second)
+		t.Logf("reason: %s", got.Reason)
+		if got.Kind != "EXITED" || got.Source != "TIME" || !strings.Contains(got.Reason, `performed "Login"`) {
+			t.Fatalf("change %+v, want ann EXITED by TIME", got)
+		}
+		if late := left.Sub(due); late < 0 || late > time.Second {
+			t.Fatalf("left %s after the login fell out of the window, want within 1 s", late)
+		}
+		expectChange(t, nextIdle(), "ENTERED", "TIME", "ann", "")
+		ingTrack(t, c, map[string]any{"event": "Login", "userId": "ann"})
+		expectChange(t, nextActive(), "ENTERED", "EVENT", "ann", "")
+		expectChange(t, nextIdle(), "EXITED", "EVENT", "ann", "")
+		verifyClean(t, srv)
+	})
+}
+
+// TestPerformedBackfill: a DYNAMIC segment created after the events counts
+// them: "SUM of amount > 100 within 30d" takes in ann (60 + 50) and not bob
+// (60, and 500 forty days ago).
+func TestPerformedBackfill(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
+		srv := testenv.StartServer(t, dbURL)
+		c := srv.Admin()
+		now := time.Now().UTC()
+		for i, e := range []struct {
+			user   string
+			amount float64
+			ago    time.Duration
+		}{{"ann", 60, 48 * time.Hour}, {"ann", 50, time.Hour}, {"bob", 60, time.Hour}, {"bob", 500, 40 * 24 * time.Hour}} {
+			ingTrack(t, c, map[string]any{"event": "Order", "userId": e.user, "messageId": fmt.Sprintf("o%d", i),
+				"properties": map[string]any{"amount": e.amount}, "timestamp": now.Add(-e.ago).Format(time.RFC3339Nano)})
+		}
+		seg := ingCreateSegment(t, c, map[string]any{"name": "Big spenders", "kind": "DYNAMIC",
+			"condition": performed("Order", map[string]any{"within": "30d",
+				"aggregate": map[string]any{"function": "SUM", "property": "amount", "operator": "GT", "value": 100}})})
+		if got := memberIDs(t, c, seg); got != "ann" {
+			t.Fatalf("members after the fill: %q, want ann", got)
+		}
+		// bob's next order passes 100 and takes him in.
+		ingTrack(t, c, map[string]any{"event": "Order", "userId": "bob", "properties": map[string]any{"amount": 41}})
+		if got := memberIDs(t, c, seg); got != "ann,bob" {
+			t.Fatalf("members after bob's order: %q, want ann,bob", got)
+		}
+		verifyClean(t, srv)
+	})
+}
