@@ -256,3 +256,52 @@ func TestPerformedBackfill(t *testing.T) {
 		verifyClean(t, srv)
 	})
 }
+
+// TestPerformedPreviewAndExplain: previewSegment counts behaviours from the
+// stored events, for DYNAMIC (now) and EVENT_TRIGGERED (each stored
+// trigger event at its timestamp) definitions, writing nothing; explain
+// shows a non-member's figure.
+func TestPerformedPreviewAndExplain(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
+		srv := testenv.StartServer(t, dbURL)
+		c := srv.Admin()
+		now := time.Now().UTC()
+		for i, u := range []string{"ann", "ann", "ann", "bob"} {
+			ingTrack(t, c, map[string]any{"event": "Purchase", "userId": u, "messageId": fmt.Sprintf("p%d", i),
+				"timestamp": now.Add(-time.Duration(i+1) * time.Hour).Format(time.RFC3339Nano)})
+		}
+		three := performed("Purchase", map[string]any{"within": "7d", "count": map[string]any{"operator": "GTE", "value": 3}})
+		preview := func(kind string) (int, []string) {
+			in := map[string]any{"name": "Preview", "kind": kind, "condition": three}
+			if kind == "EVENT_TRIGGERED" {
+				in["triggerEvents"] = []string{"Purchase"}
+			}
+			var out struct {
+				PreviewSegment struct {
+					MatchingUsers int
+					Sample        []struct{ UserID string }
+				}
+			}
+			c.MustDo(t, `query($in: CreateSegmentInput!) { previewSegment(input: $in) { matchingUsers sample(first: 5) { userId } } }`,
+				map[string]any{"in": in}, &out)
+			var ids []string
+			for _, u := range out.PreviewSegment.Sample {
+				ids = append(ids, u.UserID)
+			}
+			return out.PreviewSegment.MatchingUsers, ids
+		}
+		for _, kind := range []string{"DYNAMIC", "EVENT_TRIGGERED"} {
+			if n, ids := preview(kind); n != 1 || len(ids) != 1 || ids[0] != "ann" {
+				t.Fatalf("preview %s: %d %v, want ann alone", kind, n, ids)
+			}
+		}
+		if n := segmentCount(t, c); n != 0 {
+			t.Fatalf("preview wrote %d segments", n)
+		}
+		seg := ingCreateSegment(t, c, map[string]any{"name": "Three purchases", "kind": "DYNAMIC", "condition": three})
+		ex := ingExplain(t, c, seg, "bob")
+		if ex.Member || !strings.Contains(ex.Reason, `performed "Purchase" at least 3 times within 7d (was 1)`) {
+			t.Fatalf("explain bob: %+v", ex)
+		}
+	})
+}

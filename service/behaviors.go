@@ -34,6 +34,8 @@ type stateKey struct {
 
 // behaviorStates are the states one transaction reads and writes.
 type behaviorStates struct {
+	// floor is what countEvent prunes the states to; zero: nothing (a
+	// replay's states answer for any instant of the history).
 	floor  time.Time
 	states map[stateKey]*behaviorEntry
 	// touched are the (segment, user) pairs whose states the current
@@ -54,14 +56,14 @@ func newBehaviorStates(now time.Time) *behaviorStates {
 }
 
 // loadBehaviorStates reads the stored states of users in segs.
-func loadBehaviorStates(ctx context.Context, tx *ent.Tx, now time.Time, segs, users []pulid.ID) (*behaviorStates, error) {
+func loadBehaviorStates(ctx context.Context, states *ent.BehaviorStateClient, now time.Time, segs, users []pulid.ID) (*behaviorStates, error) {
 	bs := newBehaviorStates(now)
 	if len(segs) == 0 || len(users) == 0 {
 		return bs, nil
 	}
 	for start := 0; start < len(users); start += bulkRows {
 		chunk := users[start:min(start+bulkRows, len(users))]
-		rows, err := tx.BehaviorState.Query().
+		rows, err := states.Query().
 			Where(behaviorstate.UserRefIn(chunk...), behaviorstate.SegmentRefIn(segs...)).All(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("load behaviour states: %w", err)
@@ -114,7 +116,9 @@ func (bs *behaviorStates) countEvent(segs []*exitSegment, user pulid.ID, name st
 				continue // an aggregate's event without a number changes nothing
 			}
 			e := bs.state(x.segment.ID, user, b)
-			e.state.Prune(bs.floor)
+			if !bs.floor.IsZero() {
+				e.state.Prune(bs.floor)
+			}
 			e.state.Add(ts, v, ok)
 			e.dirty = true
 			bs.touched[memberKey{x.segment.ID, user}] = true
@@ -186,13 +190,29 @@ func (bs *behaviorStates) save(ctx context.Context, tx *ent.Tx) error {
 // buildBehaviorStates makes the states of prog's behaviours for users (a
 // page of a fill) from their stored events, replacing what seg kept for
 // them: a new or edited segment counts what users did before it existed.
-// It reads only the events of the names counted, the page's users' only.
 func buildBehaviorStates(ctx context.Context, tx *ent.Tx, now time.Time, seg pulid.ID, prog *trigger.Program, users []*ent.User) (*behaviorStates, error) {
 	bs := newBehaviorStates(now)
-	bh := prog.Behaviors()
-	if len(bh) == 0 || len(users) == 0 {
+	if len(prog.Behaviors()) == 0 || len(users) == 0 {
 		return bs, nil
 	}
+	if err := countStoredEvents(ctx, tx.Event, bs, seg, prog, users); err != nil {
+		return nil, err
+	}
+	refs := make([]pulid.ID, len(users))
+	for i, u := range users {
+		refs[i] = u.ID
+	}
+	if _, err := tx.BehaviorState.Delete().
+		Where(behaviorstate.SegmentRef(seg), behaviorstate.UserRefIn(refs...)).Exec(ctx); err != nil {
+		return nil, fmt.Errorf("drop old behaviour states: %w", err)
+	}
+	return bs, bs.save(ctx, tx)
+}
+
+// countStoredEvents adds the stored events of users to bs's states of
+// prog's behaviours, under seg. It reads only the events of the names
+// counted, and only users' (by the index on user_id).
+func countStoredEvents(ctx context.Context, events *ent.EventClient, bs *behaviorStates, seg pulid.ID, prog *trigger.Program, users []*ent.User) error {
 	x := &exitSegment{segment: &ent.Segment{ID: seg}}
 	x.setBehaviors(prog)
 	names := make([]string, 0, len(x.counts))
@@ -204,32 +224,22 @@ func buildBehaviorStates(ctx context.Context, tx *ent.Tx, now time.Time, seg pul
 	for i, u := range users {
 		ids[i], refs[u.UserID] = u.UserID, u.ID
 	}
-	evs, err := tx.Event.Query().
-		Where(event.UserIDIn(ids...), event.TypeEQ(event.TypeTRACK), event.NameIn(names...)).
-		Select(event.FieldUserID, event.FieldName, event.FieldProperties, event.FieldTimestamp).All(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("load counted events: %w", err)
-	}
 	segs := []*exitSegment{x}
-	for _, e := range evs {
-		if e.UserID == nil || e.Name == nil {
-			continue
+	for start := 0; start < len(ids); start += bulkRows {
+		evs, err := events.Query().
+			Where(event.UserIDIn(ids[start:min(start+bulkRows, len(ids))]...), event.TypeEQ(event.TypeTRACK), event.NameIn(names...)).
+			Select(event.FieldUserID, event.FieldName, event.FieldProperties, event.FieldTimestamp).All(ctx)
+		if err != nil {
+			return fmt.Errorf("load counted events: %w", err)
 		}
-		bs.countEvent(segs, refs[*e.UserID], *e.Name, e.Properties, e.Timestamp)
+		for _, e := range evs {
+			if e.UserID == nil || e.Name == nil {
+				continue
+			}
+			bs.countEvent(segs, refs[*e.UserID], *e.Name, e.Properties, e.Timestamp)
+		}
 	}
-	if _, err := tx.BehaviorState.Delete().
-		Where(behaviorstate.SegmentRef(seg), behaviorstate.UserRefIn(keysOfRefs(refs)...)).Exec(ctx); err != nil {
-		return nil, fmt.Errorf("drop old behaviour states: %w", err)
-	}
-	return bs, bs.save(ctx, tx)
-}
-
-func keysOfRefs(m map[string]pulid.ID) []pulid.ID {
-	out := make([]pulid.ID, 0, len(m))
-	for _, v := range m {
-		out = append(out, v)
-	}
-	return out
+	return nil
 }
 
 // setBehaviors lists prog's behaviours on x, with the event names they
@@ -266,4 +276,12 @@ func (s *Service) rebuildBehaviorStates(ctx context.Context, tx *ent.Tx, seg *en
 		_, err := buildBehaviorStates(ctx, tx, now, seg.ID, prog, page)
 		return err
 	})
+}
+
+// errOrNil is the first decoding error, nil for a nil set.
+func (bs *behaviorStates) errOrNil() error {
+	if bs == nil {
+		return nil
+	}
+	return bs.err
 }

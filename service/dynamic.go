@@ -93,20 +93,6 @@ func (s *Service) syncDynamic(ctx context.Context, tx *ent.Tx, seg *ent.Segment)
 	return w.Flush(ctx)
 }
 
-// eachUserNow evaluates prog against every user's current traits at now
-// (erased users left out)
-// (a DYNAMIC condition: no event), a page of users at a time in ID order,
-// and hands each page with its results to fn.
-func eachUserNow(ctx context.Context, client *ent.Client, prog *trigger.Program, now time.Time, fn func([]*ent.User, []trigger.Result) error) error {
-	return eachUserPage(ctx, client, func(page []*ent.User) error {
-		results := make([]trigger.Result, len(page))
-		for i, u := range page {
-			results[i] = prog.Eval(trigger.Env{User: u.Traits, Now: now})
-		}
-		return fn(page, results)
-	})
-}
-
 // eachUserPage hands every user (erased users left out) to fn, a page at a
 // time in ID order.
 func eachUserPage(ctx context.Context, client *ent.Client, fn func([]*ent.User) error) error {

@@ -137,7 +137,7 @@ func (s *Service) reevaluateDue(ctx context.Context, tx *ent.Tx, w *ledger.Write
 			withBehaviors = append(withBehaviors, seg)
 		}
 	}
-	bs, err := loadBehaviorStates(ctx, tx, now, withBehaviors, keysOf(userSet))
+	bs, err := loadBehaviorStates(ctx, tx.BehaviorState, now, withBehaviors, keysOf(userSet))
 	if err != nil {
 		return 0, taken, 0, err
 	}
@@ -237,7 +237,7 @@ func (s *Service) rescheduleReevaluations(ctx context.Context, tx *ent.Tx, seg *
 		if len(x.behaviors) > 0 {
 			segs = []pulid.ID{seg.ID}
 		}
-		bs, err := loadBehaviorStates(ctx, tx, now, segs, refs)
+		bs, err := loadBehaviorStates(ctx, tx.BehaviorState, now, segs, refs)
 		if err != nil {
 			return err
 		}

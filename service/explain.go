@@ -17,7 +17,6 @@ import (
 	"github.com/segmentd/segmentd/ent/segment"
 	"github.com/segmentd/segmentd/ent/segmenttrigger"
 	"github.com/segmentd/segmentd/ent/user"
-	"github.com/segmentd/segmentd/trigger"
 )
 
 // MembershipExplanation says why a user is, or is not, in a segment.
@@ -172,6 +171,11 @@ func (s *Service) explainExit(ctx context.Context, seg *ent.Segment, u *ent.User
 	if err != nil {
 		return false, fmt.Errorf("service.ExplainMembership: %w", err)
 	}
-	ex.Reason = "not a member: " + prog.Eval(trigger.Env{User: u.Traits, Now: s.now()}).Reason
-	return true, nil
+	now := s.now()
+	bs, err := loadBehaviorStates(ctx, s.client.BehaviorState, now, []pulid.ID{seg.ID}, []pulid.ID{u.ID})
+	if err != nil {
+		return false, fmt.Errorf("service.ExplainMembership: %w", err)
+	}
+	ex.Reason = "not a member: " + prog.Eval(bs.envFor(seg.ID, u.ID, prog, u.Traits, now)).Reason
+	return true, bs.err
 }

@@ -39,7 +39,7 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 	if err != nil {
 		return nil, err
 	}
-	if st.behaviors, err = loadBehaviorStates(ctx, st.tx, st.now, plan.behaviorSegIDs(), plan.userRefs); err != nil {
+	if st.behaviors, err = loadBehaviorStates(ctx, st.tx.BehaviorState, st.now, plan.behaviorSegIDs(), plan.userRefs); err != nil {
 		return nil, err
 	}
 	results := make([]*TrackResult, len(evs))

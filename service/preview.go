@@ -89,13 +89,22 @@ func (s *Service) previewStoredEvents(ctx context.Context, prog *trigger.Program
 // their current traits (a DYNAMIC definition).
 func (s *Service) previewCurrentTraits(ctx context.Context, prog *trigger.Program) ([]pulid.ID, error) {
 	var users []pulid.ID
-	err := eachUserNow(ctx, s.client, prog, s.now(), func(page []*ent.User, results []trigger.Result) error {
-		for i, u := range page {
-			if results[i].Matched {
+	now := s.now()
+	err := eachUserPage(ctx, s.client, func(page []*ent.User) error {
+		// Behaviours from the page's stored events, written nowhere.
+		var bs *behaviorStates
+		if len(prog.Behaviors()) > 0 {
+			bs = newBehaviorStates(now)
+			if err := countStoredEvents(ctx, s.client.Event, bs, "", prog, page); err != nil {
+				return err
+			}
+		}
+		for _, u := range page {
+			if prog.Eval(bs.envFor("", u.ID, prog, u.Traits, now)).Matched {
 				users = append(users, u.ID)
 			}
 		}
-		return nil
+		return bs.errOrNil()
 	})
 	return users, err
 }

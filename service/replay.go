@@ -48,6 +48,12 @@ func matchStoredEvents(ctx context.Context, client *ent.Client, prog *trigger.Pr
 		// predicate tests them.
 		columns = append(columns, event.FieldProperties)
 	}
+	// Behaviours are answered from each user's whole history of counted
+	// events, at each replayed event's timestamp.
+	var histories *behaviorStates
+	if len(prog.Behaviors()) > 0 {
+		histories = &behaviorStates{states: map[stateKey]*behaviorEntry{}, touched: map[memberKey]bool{}}
+	}
 	for _, name := range names {
 		var after pulid.ID
 		for {
@@ -68,7 +74,7 @@ func matchStoredEvents(ctx context.Context, client *ent.Client, prog *trigger.Pr
 				break
 			}
 			after = page[len(page)-1].ID
-			if err := loadTraits(ctx, client, page, matched, traits); err != nil {
+			if err := loadTraits(ctx, client, page, matched, traits, histories, prog); err != nil {
 				return nil, err
 			}
 			for _, ev := range page {
@@ -76,7 +82,9 @@ func matchStoredEvents(ctx context.Context, client *ent.Client, prog *trigger.Pr
 				if m, ok := matched[ref]; ok && m.event.ID < ev.ID {
 					continue // an earlier event of theirs matched
 				}
-				r := prog.Eval(trigger.Env{Event: ev.Properties, User: traits[ref], Now: ev.Timestamp})
+				env := histories.envFor("", ref, prog, traits[ref], ev.Timestamp)
+				env.Event = ev.Properties
+				r := prog.Eval(env)
 				if r.Matched {
 					ev.Properties = nil // the match keeps the event's identity, not its payload
 					matched[ref] = match{event: ev, reason: r.Reason}
@@ -87,13 +95,17 @@ func matchStoredEvents(ctx context.Context, client *ent.Client, prog *trigger.Pr
 			}
 		}
 	}
+	if histories != nil && histories.err != nil {
+		return nil, histories.err
+	}
 	return matched, nil
 }
 
 // loadTraits adds to traits the current traits of the users of page's
 // events that will be evaluated and are not in it yet (nil for a user
 // with no row).
-func loadTraits(ctx context.Context, client *ent.Client, page []*ent.Event, matched map[pulid.ID]match, traits map[pulid.ID]map[string]any) error {
+func loadTraits(ctx context.Context, client *ent.Client, page []*ent.Event, matched map[pulid.ID]match, traits map[pulid.ID]map[string]any,
+	histories *behaviorStates, prog *trigger.Program) error {
 	var unknown []pulid.ID
 	for _, ev := range page {
 		ref := *ev.UserRef
@@ -109,12 +121,16 @@ func loadTraits(ctx context.Context, client *ent.Client, page []*ent.Event, matc
 		return nil
 	}
 	users, err := client.User.Query().Where(user.IDIn(unknown...)).
-		Select(user.FieldID, user.FieldTraits).All(ctx)
+		Select(user.FieldID, user.FieldUserID, user.FieldTraits).All(ctx)
 	if err != nil {
 		return fmt.Errorf("load users: %w", err)
 	}
 	for _, u := range users {
 		traits[u.ID] = u.Traits
+	}
+	if histories != nil {
+		// The same users' counted events, once each.
+		return countStoredEvents(ctx, client.Event, histories, "", prog, users)
 	}
 	return nil
 }
