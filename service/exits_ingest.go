@@ -363,7 +363,9 @@ func (s *Service) applyExits(st *batchState, ch *changes, exitSegs []*exitSegmen
 		if !ch.isMember(key) {
 			continue
 		}
-		heldEnv := func() trigger.Env { return st.behaviors.envFor(x.segment.ID, u.ID, x.traitProgram, u.Traits, ev.timestamp) }
+		heldEnv := func() trigger.Env {
+			return st.behaviors.envFor(x.segment.ID, u.ID, x.traitProgram, u.Traits, ev.timestamp)
+		}
 		byTraits := traitsChanged && x.readsAny(ev.traits)
 		if x.segment.ExitWhenConditionFails && (byTraits || counted) && !evaluated[x.segment.ID] {
 			// A trait change, or an event counted by a behaviour, can fail

@@ -11,8 +11,8 @@ import (
 
 	"github.com/segmentd/segmentd"
 	"github.com/segmentd/segmentd/ent"
-	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/behaviorstate"
+	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/condition"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segment"
