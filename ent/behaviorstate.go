@@ -17,8 +17,6 @@ type BehaviorState struct {
 	config `json:"-"`
 	// ID of the ent.
 	ID int64 `json:"id,omitempty"`
-	// SegmentRef holds the value of the "segment_ref" field.
-	SegmentRef pulid.ID `json:"segment_ref,omitempty"`
 	// UserRef holds the value of the "user_ref" field.
 	UserRef pulid.ID `json:"user_ref,omitempty"`
 	// The predicate's measurement (trigger.Behavior.Key): a changed predicate gets a new key, and so a new state.
@@ -35,7 +33,7 @@ func (*BehaviorState) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case behaviorstate.FieldState:
 			values[i] = new([]byte)
-		case behaviorstate.FieldSegmentRef, behaviorstate.FieldUserRef:
+		case behaviorstate.FieldUserRef:
 			values[i] = new(pulid.ID)
 		case behaviorstate.FieldID:
 			values[i] = new(sql.NullInt64)
@@ -62,12 +60,6 @@ func (_m *BehaviorState) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field id", value)
 			}
 			_m.ID = int64(value.Int64)
-		case behaviorstate.FieldSegmentRef:
-			if value, ok := values[i].(*pulid.ID); !ok {
-				return fmt.Errorf("unexpected type %T for field segment_ref", values[i])
-			} else if value != nil {
-				_m.SegmentRef = *value
-			}
 		case behaviorstate.FieldUserRef:
 			if value, ok := values[i].(*pulid.ID); !ok {
 				return fmt.Errorf("unexpected type %T for field user_ref", values[i])
@@ -122,9 +114,6 @@ func (_m *BehaviorState) String() string {
 	var builder strings.Builder
 	builder.WriteString("BehaviorState(")
 	builder.WriteString(fmt.Sprintf("id=%v, ", _m.ID))
-	builder.WriteString("segment_ref=")
-	builder.WriteString(fmt.Sprintf("%v", _m.SegmentRef))
-	builder.WriteString(", ")
 	builder.WriteString("user_ref=")
 	builder.WriteString(fmt.Sprintf("%v", _m.UserRef))
 	builder.WriteString(", ")

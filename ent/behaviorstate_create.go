@@ -22,12 +22,6 @@ type BehaviorStateCreate struct {
 	conflict []sql.ConflictOption
 }
 
-// SetSegmentRef sets the "segment_ref" field.
-func (_c *BehaviorStateCreate) SetSegmentRef(v pulid.ID) *BehaviorStateCreate {
-	_c.mutation.SetSegmentRef(v)
-	return _c
-}
-
 // SetUserRef sets the "user_ref" field.
 func (_c *BehaviorStateCreate) SetUserRef(v pulid.ID) *BehaviorStateCreate {
 	_c.mutation.SetUserRef(v)
@@ -86,9 +80,6 @@ func (_c *BehaviorStateCreate) ExecX(ctx context.Context) {
 
 // check runs all checks and user-defined validators on the builder.
 func (_c *BehaviorStateCreate) check() error {
-	if _, ok := _c.mutation.SegmentRef(); !ok {
-		return &ValidationError{Name: "segment_ref", err: errors.New(`ent: missing required field "BehaviorState.segment_ref"`)}
-	}
 	if _, ok := _c.mutation.UserRef(); !ok {
 		return &ValidationError{Name: "user_ref", err: errors.New(`ent: missing required field "BehaviorState.user_ref"`)}
 	}
@@ -131,10 +122,6 @@ func (_c *BehaviorStateCreate) createSpec() (*BehaviorState, *sqlgraph.CreateSpe
 		_node.ID = id
 		_spec.ID.Value = id
 	}
-	if value, ok := _c.mutation.SegmentRef(); ok {
-		_spec.SetField(behaviorstate.FieldSegmentRef, field.TypeString, value)
-		_node.SegmentRef = value
-	}
 	if value, ok := _c.mutation.UserRef(); ok {
 		_spec.SetField(behaviorstate.FieldUserRef, field.TypeString, value)
 		_node.UserRef = value
@@ -154,7 +141,7 @@ func (_c *BehaviorStateCreate) createSpec() (*BehaviorState, *sqlgraph.CreateSpe
 // of the `INSERT` statement. For example:
 //
 //	client.BehaviorState.Create().
-//		SetSegmentRef(v).
+//		SetUserRef(v).
 //		OnConflict(
 //			// Update the row with the new values
 //			// the was proposed for insertion.
@@ -163,7 +150,7 @@ func (_c *BehaviorStateCreate) createSpec() (*BehaviorState, *sqlgraph.CreateSpe
 //		// Override some of the fields with custom
 //		// update values.
 //		Update(func(u *ent.BehaviorStateUpsert) {
-//			SetSegmentRef(v+v).
+//			SetUserRef(v+v).
 //		}).
 //		Exec(ctx)
 func (_c *BehaviorStateCreate) OnConflict(opts ...sql.ConflictOption) *BehaviorStateUpsertOne {
@@ -227,9 +214,6 @@ func (u *BehaviorStateUpsertOne) UpdateNewValues() *BehaviorStateUpsertOne {
 	u.create.conflict = append(u.create.conflict, sql.ResolveWith(func(s *sql.UpdateSet) {
 		if _, exists := u.create.mutation.ID(); exists {
 			s.SetIgnore(behaviorstate.FieldID)
-		}
-		if _, exists := u.create.mutation.SegmentRef(); exists {
-			s.SetIgnore(behaviorstate.FieldSegmentRef)
 		}
 		if _, exists := u.create.mutation.UserRef(); exists {
 			s.SetIgnore(behaviorstate.FieldUserRef)
@@ -416,7 +400,7 @@ func (_c *BehaviorStateCreateBulk) ExecX(ctx context.Context) {
 //		// Override some of the fields with custom
 //		// update values.
 //		Update(func(u *ent.BehaviorStateUpsert) {
-//			SetSegmentRef(v+v).
+//			SetUserRef(v+v).
 //		}).
 //		Exec(ctx)
 func (_c *BehaviorStateCreateBulk) OnConflict(opts ...sql.ConflictOption) *BehaviorStateUpsertBulk {
@@ -462,9 +446,6 @@ func (u *BehaviorStateUpsertBulk) UpdateNewValues() *BehaviorStateUpsertBulk {
 		for _, b := range u.create.builders {
 			if _, exists := b.mutation.ID(); exists {
 				s.SetIgnore(behaviorstate.FieldID)
-			}
-			if _, exists := b.mutation.SegmentRef(); exists {
-				s.SetIgnore(behaviorstate.FieldSegmentRef)
 			}
 			if _, exists := b.mutation.UserRef(); exists {
 				s.SetIgnore(behaviorstate.FieldUserRef)

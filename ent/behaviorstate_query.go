@@ -265,12 +265,12 @@ func (_q *BehaviorStateQuery) Clone() *BehaviorStateQuery {
 // Example:
 //
 //	var v []struct {
-//		SegmentRef pulid.ID `json:"segment_ref,omitempty"`
+//		UserRef pulid.ID `json:"user_ref,omitempty"`
 //		Count int `json:"count,omitempty"`
 //	}
 //
 //	client.BehaviorState.Query().
-//		GroupBy(behaviorstate.FieldSegmentRef).
+//		GroupBy(behaviorstate.FieldUserRef).
 //		Aggregate(ent.Count()).
 //		Scan(ctx, &v)
 func (_q *BehaviorStateQuery) GroupBy(field string, fields ...string) *BehaviorStateGroupBy {
@@ -288,11 +288,11 @@ func (_q *BehaviorStateQuery) GroupBy(field string, fields ...string) *BehaviorS
 // Example:
 //
 //	var v []struct {
-//		SegmentRef pulid.ID `json:"segment_ref,omitempty"`
+//		UserRef pulid.ID `json:"user_ref,omitempty"`
 //	}
 //
 //	client.BehaviorState.Query().
-//		Select(behaviorstate.FieldSegmentRef).
+//		Select(behaviorstate.FieldUserRef).
 //		Scan(ctx, &v)
 func (_q *BehaviorStateQuery) Select(fields ...string) *BehaviorStateSelect {
 	_q.ctx.Fields = append(_q.ctx.Fields, fields...)

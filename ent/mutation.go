@@ -764,7 +764,6 @@ type BehaviorStateMutation struct {
 	op            Op
 	typ           string
 	id            *int64
-	segment_ref   *pulid.ID
 	user_ref      *pulid.ID
 	key           *string
 	state         *[]byte
@@ -876,42 +875,6 @@ func (m *BehaviorStateMutation) IDs(ctx context.Context) ([]int64, error) {
 	default:
 		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
 	}
-}
-
-// SetSegmentRef sets the "segment_ref" field.
-func (m *BehaviorStateMutation) SetSegmentRef(pu pulid.ID) {
-	m.segment_ref = &pu
-}
-
-// SegmentRef returns the value of the "segment_ref" field in the mutation.
-func (m *BehaviorStateMutation) SegmentRef() (r pulid.ID, exists bool) {
-	v := m.segment_ref
-	if v == nil {
-		return
-	}
-	return *v, true
-}
-
-// OldSegmentRef returns the old "segment_ref" field's value of the BehaviorState entity.
-// If the BehaviorState object wasn't provided to the builder, the object is fetched from the database.
-// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *BehaviorStateMutation) OldSegmentRef(ctx context.Context) (v pulid.ID, err error) {
-	if !m.op.Is(OpUpdateOne) {
-		return v, errors.New("OldSegmentRef is only allowed on UpdateOne operations")
-	}
-	if m.id == nil || m.oldValue == nil {
-		return v, errors.New("OldSegmentRef requires an ID field in the mutation")
-	}
-	oldValue, err := m.oldValue(ctx)
-	if err != nil {
-		return v, fmt.Errorf("querying old value for OldSegmentRef: %w", err)
-	}
-	return oldValue.SegmentRef, nil
-}
-
-// ResetSegmentRef resets all changes to the "segment_ref" field.
-func (m *BehaviorStateMutation) ResetSegmentRef() {
-	m.segment_ref = nil
 }
 
 // SetUserRef sets the "user_ref" field.
@@ -1056,10 +1019,7 @@ func (m *BehaviorStateMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *BehaviorStateMutation) Fields() []string {
-	fields := make([]string, 0, 4)
-	if m.segment_ref != nil {
-		fields = append(fields, behaviorstate.FieldSegmentRef)
-	}
+	fields := make([]string, 0, 3)
 	if m.user_ref != nil {
 		fields = append(fields, behaviorstate.FieldUserRef)
 	}
@@ -1077,8 +1037,6 @@ func (m *BehaviorStateMutation) Fields() []string {
 // schema.
 func (m *BehaviorStateMutation) Field(name string) (ent.Value, bool) {
 	switch name {
-	case behaviorstate.FieldSegmentRef:
-		return m.SegmentRef()
 	case behaviorstate.FieldUserRef:
 		return m.UserRef()
 	case behaviorstate.FieldKey:
@@ -1094,8 +1052,6 @@ func (m *BehaviorStateMutation) Field(name string) (ent.Value, bool) {
 // database failed.
 func (m *BehaviorStateMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
 	switch name {
-	case behaviorstate.FieldSegmentRef:
-		return m.OldSegmentRef(ctx)
 	case behaviorstate.FieldUserRef:
 		return m.OldUserRef(ctx)
 	case behaviorstate.FieldKey:
@@ -1111,13 +1067,6 @@ func (m *BehaviorStateMutation) OldField(ctx context.Context, name string) (ent.
 // type.
 func (m *BehaviorStateMutation) SetField(name string, value ent.Value) error {
 	switch name {
-	case behaviorstate.FieldSegmentRef:
-		v, ok := value.(pulid.ID)
-		if !ok {
-			return fmt.Errorf("unexpected type %T for field %s", value, name)
-		}
-		m.SetSegmentRef(v)
-		return nil
 	case behaviorstate.FieldUserRef:
 		v, ok := value.(pulid.ID)
 		if !ok {
@@ -1188,9 +1137,6 @@ func (m *BehaviorStateMutation) ClearField(name string) error {
 // It returns an error if the field is not defined in the schema.
 func (m *BehaviorStateMutation) ResetField(name string) error {
 	switch name {
-	case behaviorstate.FieldSegmentRef:
-		m.ResetSegmentRef()
-		return nil
 	case behaviorstate.FieldUserRef:
 		m.ResetUserRef()
 		return nil

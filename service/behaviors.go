@@ -28,17 +28,20 @@ import (
 const behaviorGrace = time.Minute
 
 type stateKey struct {
-	segment, user pulid.ID
-	key           string
+	user pulid.ID
+	key  string
 }
 
-// behaviorStates are the states one transaction reads and writes.
+// behaviorStates are the states one transaction reads and writes. A state
+// belongs to (user, predicate key), not to a segment: segments with the
+// same predicate share it (trigger.Behavior.Key tells them apart), so 100
+// segments that count "Sign Up" keep one state per user, not 100.
 type behaviorStates struct {
 	// floor is what countEvent prunes the states to; zero: nothing (a
 	// replay's states answer for any instant of the history).
 	floor  time.Time
 	states map[stateKey]*behaviorEntry
-	// touched are the (segment, user) pairs whose states the current
+	// touched are the (segment, user) pairs whose predicates the current
 	// event counted in; countEvent resets it.
 	touched map[memberKey]bool
 	err     error // the first decoding error; the transaction fails with it
@@ -48,37 +51,36 @@ type behaviorEntry struct {
 	raw   []byte // as stored, decoded on first use
 	state *behavior.State
 	dirty bool
-	saved bool // a row exists
 }
 
 func newBehaviorStates(now time.Time) *behaviorStates {
 	return &behaviorStates{floor: now.Add(-behaviorGrace), states: map[stateKey]*behaviorEntry{}, touched: map[memberKey]bool{}}
 }
 
-// loadBehaviorStates reads the stored states of users in segs.
-func loadBehaviorStates(ctx context.Context, states *ent.BehaviorStateClient, now time.Time, segs, users []pulid.ID) (*behaviorStates, error) {
+// loadBehaviorStates reads the stored states of users under keys.
+func loadBehaviorStates(ctx context.Context, states *ent.BehaviorStateClient, now time.Time, keys []string, users []pulid.ID) (*behaviorStates, error) {
 	bs := newBehaviorStates(now)
-	if len(segs) == 0 || len(users) == 0 {
+	if len(keys) == 0 || len(users) == 0 {
 		return bs, nil
 	}
 	for start := 0; start < len(users); start += bulkRows {
 		chunk := users[start:min(start+bulkRows, len(users))]
 		rows, err := states.Query().
-			Where(behaviorstate.UserRefIn(chunk...), behaviorstate.SegmentRefIn(segs...)).All(ctx)
+			Where(behaviorstate.UserRefIn(chunk...), behaviorstate.KeyIn(keys...)).All(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("load behaviour states: %w", err)
 		}
 		for _, r := range rows {
-			bs.states[stateKey{r.SegmentRef, r.UserRef, r.Key}] = &behaviorEntry{raw: r.State, saved: true}
+			bs.states[stateKey{r.UserRef, r.Key}] = &behaviorEntry{raw: r.State}
 		}
 	}
 	return bs, nil
 }
 
-// state is the state of b for (seg, user): the stored one, or an empty one
-// (a user none of whose events counted yet).
-func (bs *behaviorStates) state(seg, user pulid.ID, b *trigger.Behavior) *behaviorEntry {
-	k := stateKey{seg, user, b.Key()}
+// state is the state of b for user: the stored one, or an empty one (a
+// user none of whose events counted yet).
+func (bs *behaviorStates) state(user pulid.ID, b *trigger.Behavior) *behaviorEntry {
+	k := stateKey{user, b.Key()}
 	e := bs.states[k]
 	if e == nil {
 		e = &behaviorEntry{}
@@ -91,7 +93,7 @@ func (bs *behaviorStates) state(seg, user pulid.ID, b *trigger.Behavior) *behavi
 		}
 		if err != nil {
 			if bs.err == nil {
-				bs.err = fmt.Errorf("behaviour state of %q for segment %s, user %s: %w", b.Text, seg, user, err)
+				bs.err = fmt.Errorf("behaviour state of %q for user %s: %w", b.Text, user, err)
 			}
 			st, _ = behavior.New(b.Spec)
 		}
@@ -100,37 +102,50 @@ func (bs *behaviorStates) state(seg, user pulid.ID, b *trigger.Behavior) *behavi
 	return e
 }
 
-// countEvent adds a tracked event of user to the states of every
-// behaviour that counts it, in the segments given, and records which
-// segments it changed (touched).
+// countEvent adds a tracked event of user to the state of every behaviour
+// of segs that counts it, once per key however many segments share it,
+// and records the segments it changed (touched).
 func (bs *behaviorStates) countEvent(segs []*exitSegment, user pulid.ID, name string, props map[string]any, ts time.Time) {
 	clear(bs.touched)
+	decided := map[string]bool{} // key: counted
 	for _, x := range segs {
 		for _, i := range x.counts[name] {
 			b := &x.behaviors[i]
-			if !b.Counts(name, props, ts) {
-				continue
+			counted, done := decided[b.Key()]
+			if !done {
+				counted = bs.add(user, b, name, props, ts)
+				decided[b.Key()] = counted
 			}
-			v, ok := b.Value(props)
-			if b.Property != "" && !ok {
-				continue // an aggregate's event without a number changes nothing
+			if counted {
+				bs.touched[memberKey{x.segment.ID, user}] = true
 			}
-			e := bs.state(x.segment.ID, user, b)
-			if !bs.floor.IsZero() {
-				e.state.Prune(bs.floor)
-			}
-			e.state.Add(ts, v, ok)
-			e.dirty = true
-			bs.touched[memberKey{x.segment.ID, user}] = true
 		}
 	}
 }
 
-// envFor is the environment to evaluate prog (of segment seg) for user
-// with traits at instant at: the traits, and each behaviour's answer at
-// at and next change after it. A state asked about an instant before its
-// floor answers at the floor, the earliest instant it knows exactly.
-func (bs *behaviorStates) envFor(seg, user pulid.ID, prog *trigger.Program, traits map[string]any, at time.Time) trigger.Env {
+// add counts one event in user's state of b, if b counts it.
+func (bs *behaviorStates) add(user pulid.ID, b *trigger.Behavior, name string, props map[string]any, ts time.Time) bool {
+	if !b.Counts(name, props, ts) {
+		return false
+	}
+	v, ok := b.Value(props)
+	if b.Property != "" && !ok {
+		return false // an aggregate's event without a number changes nothing
+	}
+	e := bs.state(user, b)
+	if !bs.floor.IsZero() {
+		e.state.Prune(bs.floor)
+	}
+	e.state.Add(ts, v, ok)
+	e.dirty = true
+	return true
+}
+
+// envFor is the environment to evaluate prog for user with traits at
+// instant at: the traits, and each behaviour's answer at at and next
+// change after it. A state asked about an instant before its floor
+// answers at the floor, the earliest instant it knows exactly.
+func (bs *behaviorStates) envFor(user pulid.ID, prog *trigger.Program, traits map[string]any, at time.Time) trigger.Env {
 	env := trigger.Env{User: traits, Now: at}
 	bh := prog.Behaviors()
 	if len(bh) == 0 || bs == nil {
@@ -139,7 +154,7 @@ func (bs *behaviorStates) envFor(seg, user pulid.ID, prog *trigger.Program, trai
 	env.Behaviors = make([]behavior.Result, len(bh))
 	env.BehaviorNext = make([]time.Time, len(bh))
 	for i := range bh {
-		st := bs.state(seg, user, &bh[i]).state
+		st := bs.state(user, &bh[i]).state
 		when := at
 		if f, ok := st.Floor(); ok && when.Before(f) {
 			when = f
@@ -173,12 +188,12 @@ func (bs *behaviorStates) save(ctx context.Context, tx *ent.Tx) error {
 		if err != nil {
 			return fmt.Errorf("encode behaviour state: %w", err)
 		}
-		rows = append(rows, tx.BehaviorState.Create().SetSegmentRef(k.segment).SetUserRef(k.user).SetKey(k.key).SetState(b))
-		e.dirty, e.saved = false, true
+		rows = append(rows, tx.BehaviorState.Create().SetUserRef(k.user).SetKey(k.key).SetState(b))
+		e.dirty = false
 	}
 	err := bulk(ctx, rows, func(b []*ent.BehaviorStateCreate) error {
 		return tx.BehaviorState.CreateBulk(b...).
-			OnConflictColumns(behaviorstate.FieldSegmentRef, behaviorstate.FieldUserRef, behaviorstate.FieldKey).
+			OnConflictColumns(behaviorstate.FieldUserRef, behaviorstate.FieldKey).
 			UpdateState().Exec(ctx)
 	})
 	if err != nil {
@@ -187,34 +202,33 @@ func (bs *behaviorStates) save(ctx context.Context, tx *ent.Tx) error {
 	return nil
 }
 
-// buildBehaviorStates makes the states of prog's behaviours for users (a
-// page of a fill) from their stored events, replacing what seg kept for
-// them: a new or edited segment counts what users did before it existed.
-func buildBehaviorStates(ctx context.Context, tx *ent.Tx, now time.Time, seg pulid.ID, prog *trigger.Program, users []*ent.User) (*behaviorStates, error) {
-	bs := newBehaviorStates(now)
-	if len(prog.Behaviors()) == 0 || len(users) == 0 {
-		return bs, nil
+// errOrNil is the first decoding error, nil for a nil set.
+func (bs *behaviorStates) errOrNil() error {
+	if bs == nil {
+		return nil
 	}
-	if err := countStoredEvents(ctx, tx.Event, bs, seg, prog, users); err != nil {
-		return nil, err
-	}
-	refs := make([]pulid.ID, len(users))
-	for i, u := range users {
-		refs[i] = u.ID
-	}
-	if _, err := tx.BehaviorState.Delete().
-		Where(behaviorstate.SegmentRef(seg), behaviorstate.UserRefIn(refs...)).Exec(ctx); err != nil {
-		return nil, fmt.Errorf("drop old behaviour states: %w", err)
-	}
-	return bs, bs.save(ctx, tx)
+	return bs.err
 }
 
 // countStoredEvents adds the stored events of users to bs's states of
-// prog's behaviours, under seg. It reads only the events of the names
-// counted, and only users' (by the index on user_id).
-func countStoredEvents(ctx context.Context, events *ent.EventClient, bs *behaviorStates, seg pulid.ID, prog *trigger.Program, users []*ent.User) error {
-	x := &exitSegment{segment: &ent.Segment{ID: seg}}
+// prog's behaviours (only those whose keys are in only; nil: all). It
+// reads only the events of the names counted, and only users' (by the
+// index on user_id).
+func countStoredEvents(ctx context.Context, events *ent.EventClient, bs *behaviorStates, prog *trigger.Program, users []*ent.User, only map[string]bool) error {
+	x := &exitSegment{segment: &ent.Segment{}}
 	x.setBehaviors(prog)
+	if only != nil {
+		kept := x.behaviors[:0:0]
+		for _, b := range x.behaviors {
+			if only[b.Key()] {
+				kept = append(kept, b)
+			}
+		}
+		x.setBehaviorList(kept)
+	}
+	if len(x.behaviors) == 0 || len(users) == 0 {
+		return nil
+	}
 	names := make([]string, 0, len(x.counts))
 	for n := range x.counts {
 		names = append(names, n)
@@ -242,24 +256,93 @@ func countStoredEvents(ctx context.Context, events *ent.EventClient, bs *behavio
 	return nil
 }
 
-// setBehaviors lists prog's behaviours on x, with the event names they
-// count.
-func (x *exitSegment) setBehaviors(prog *trigger.Program) {
-	x.behaviors = prog.Behaviors()
-	x.counts = map[string][]int{}
-	for i, b := range x.behaviors {
-		x.counts[b.Event] = append(x.counts[b.Event], i)
+// statesForPage are the states of prog's behaviours for a page of users:
+// those under keys other segments keep up to date as stored, and those
+// under the keys in build made anew from the users' stored events (and
+// written), since nothing kept them while no segment had them.
+func statesForPage(ctx context.Context, tx *ent.Tx, now time.Time, prog *trigger.Program, page []*ent.User, build map[string]bool) (*behaviorStates, error) {
+	keys := programKeys(prog)
+	refs := make([]pulid.ID, len(page))
+	for i, u := range page {
+		refs[i] = u.ID
 	}
+	bs, err := loadBehaviorStates(ctx, tx.BehaviorState, now, keys, refs)
+	if err != nil || len(build) == 0 {
+		return bs, err
+	}
+	buildKeys := make([]string, 0, len(build))
+	for k := range build {
+		buildKeys = append(buildKeys, k)
+	}
+	if _, err := tx.BehaviorState.Delete().
+		Where(behaviorstate.UserRefIn(refs...), behaviorstate.KeyIn(buildKeys...)).Exec(ctx); err != nil {
+		return nil, fmt.Errorf("drop stale behaviour states: %w", err)
+	}
+	for k := range bs.states {
+		if build[k.key] {
+			delete(bs.states, k)
+		}
+	}
+	if err := countStoredEvents(ctx, tx.Event, bs, prog, page, build); err != nil {
+		return nil, err
+	}
+	return bs, bs.save(ctx, tx)
 }
 
-// rebuildBehaviorStates makes an EVENT_TRIGGERED segment's behaviour
-// states anew from the stored events, every user's, a page at a time
-// (a DYNAMIC segment's fill does it as it goes): after a create, and after
-// an update, whose predicates may have changed.
-func (s *Service) rebuildBehaviorStates(ctx context.Context, tx *ent.Tx, seg *ent.Segment) error {
-	if _, err := tx.BehaviorState.Delete().Where(behaviorstate.SegmentRef(seg.ID)).Exec(ctx); err != nil {
-		return fmt.Errorf("drop behaviour states: %w", err)
+// programKeys are the distinct keys of prog's behaviours.
+func programKeys(prog *trigger.Program) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, b := range prog.Behaviors() {
+		if !seen[b.Key()] {
+			seen[b.Key()] = true
+			out = append(out, b.Key())
+		}
 	}
+	return out
+}
+
+// segmentKeys are the distinct keys of the behaviours of segs.
+func segmentKeys(segs []*exitSegment, except pulid.ID) map[string]bool {
+	out := map[string]bool{}
+	for _, x := range segs {
+		if x.segment.ID == except {
+			continue
+		}
+		for _, b := range x.behaviors {
+			out[b.Key()] = true
+		}
+	}
+	return out
+}
+
+// keysToBuild are the keys of prog (seg's new condition) that no other
+// segment keeps up to date: their states must be built from the stored
+// events.
+func (s *Service) keysToBuild(ctx context.Context, tx *ent.Tx, seg pulid.ID, prog *trigger.Program) (map[string]bool, error) {
+	keys := programKeys(prog)
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	segs, err := s.exitSegments(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	kept := segmentKeys(segs, seg)
+	build := map[string]bool{}
+	for _, k := range keys {
+		if !kept[k] {
+			build[k] = true
+		}
+	}
+	return build, nil
+}
+
+// rebuildBehaviorStates builds the states an EVENT_TRIGGERED segment's new
+// condition needs and no other segment keeps (a DYNAMIC segment's fill does
+// it as it goes), every user's, a page at a time, after a create or an
+// update; then it drops the states no segment uses any more.
+func (s *Service) rebuildBehaviorStates(ctx context.Context, tx *ent.Tx, seg *ent.Segment) error {
 	root, err := ConditionTree(ctx, tx.Client(), seg.ID)
 	if err != nil {
 		return err
@@ -268,20 +351,55 @@ func (s *Service) rebuildBehaviorStates(ctx context.Context, tx *ent.Tx, seg *en
 	if err != nil {
 		return fmt.Errorf("compile conditions of segment %s: %w", seg.ID, err)
 	}
-	if len(prog.Behaviors()) == 0 {
-		return nil
-	}
-	now := s.now()
-	return eachUserPage(ctx, tx.Client(), func(page []*ent.User) error {
-		_, err := buildBehaviorStates(ctx, tx, now, seg.ID, prog, page)
+	build, err := s.keysToBuild(ctx, tx, seg.ID, prog)
+	if err != nil {
 		return err
-	})
+	}
+	if len(build) > 0 {
+		now := s.now()
+		err = eachUserPage(ctx, tx.Client(), func(page []*ent.User) error {
+			_, err := statesForPage(ctx, tx, now, prog, page, build)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return s.dropUnusedBehaviorStates(ctx, tx)
 }
 
-// errOrNil is the first decoding error, nil for a nil set.
-func (bs *behaviorStates) errOrNil() error {
-	if bs == nil {
-		return nil
+// dropUnusedBehaviorStates deletes the states of keys no segment has (a
+// deleted segment's, or an edited one's old predicates): nothing keeps
+// them up to date any more, and a segment that takes such a predicate
+// again builds it anew.
+func (s *Service) dropUnusedBehaviorStates(ctx context.Context, tx *ent.Tx) error {
+	segs, err := s.exitSegments(ctx, tx)
+	if err != nil {
+		return err
 	}
-	return bs.err
+	inUse := segmentKeys(segs, "")
+	q := tx.BehaviorState.Delete()
+	if len(inUse) > 0 {
+		keys := make([]string, 0, len(inUse))
+		for k := range inUse {
+			keys = append(keys, k)
+		}
+		q.Where(behaviorstate.KeyNotIn(keys...))
+	}
+	if _, err := q.Exec(ctx); err != nil {
+		return fmt.Errorf("drop unused behaviour states: %w", err)
+	}
+	return nil
+}
+
+// setBehaviors lists prog's behaviours on x, with the event names they
+// count.
+func (x *exitSegment) setBehaviors(prog *trigger.Program) { x.setBehaviorList(prog.Behaviors()) }
+
+func (x *exitSegment) setBehaviorList(bh []trigger.Behavior) {
+	x.behaviors = bh
+	x.counts = map[string][]int{}
+	for i, b := range x.behaviors {
+		x.counts[b.Event] = append(x.counts[b.Event], i)
+	}
 }

@@ -51,9 +51,14 @@ func (s *Service) syncDynamic(ctx context.Context, tx *ent.Tx, seg *ent.Segment)
 	x := &exitSegment{segment: seg, program: prog}
 	x.setBehaviors(prog)
 	x.timeDependent = hasOperator(TriggerNode(root), trigger.OpWithinLast) || len(x.behaviors) > 0
+	build, err := s.keysToBuild(ctx, tx, seg.ID, prog)
+	if err != nil {
+		return ledger.Topics{}, err
+	}
 	err = eachUserPage(ctx, tx.Client(), func(page []*ent.User) error {
-		// The behaviours' states, from the page's stored events.
-		bs, err := buildBehaviorStates(ctx, tx, now, seg.ID, prog, page)
+		// The behaviours' states: kept by other segments, or built from
+		// the page's stored events.
+		bs, err := statesForPage(ctx, tx, now, prog, page, build)
 		if err != nil {
 			return err
 		}
@@ -63,7 +68,7 @@ func (s *Service) syncDynamic(ctx context.Context, tx *ent.Tx, seg *ent.Segment)
 			reevals []ledger.Reevaluation
 		)
 		for _, u := range page {
-			env := bs.envFor(seg.ID, u.ID, prog, u.Traits, now)
+			env := bs.envFor(u.ID, prog, u.Traits, now)
 			if x.timeDependent {
 				if at := x.nextReevaluation(env); at != nil {
 					reevals = append(reevals, ledger.Reevaluation{Segment: seg.ID, User: u.ID, At: at})
@@ -88,6 +93,9 @@ func (s *Service) syncDynamic(ctx context.Context, tx *ent.Tx, seg *ent.Segment)
 		return w.ScheduleReevaluations(ctx, reevals)
 	})
 	if err != nil {
+		return ledger.Topics{}, err
+	}
+	if err := s.dropUnusedBehaviorStates(ctx, tx); err != nil {
 		return ledger.Topics{}, err
 	}
 	return w.Flush(ctx)

@@ -131,13 +131,13 @@ func (s *Service) reevaluateDue(ctx context.Context, tx *ent.Tx, w *ledger.Write
 			members[memberKey{m.SegmentRef, m.UserRef}] = m
 		}
 	}
-	var withBehaviors []pulid.ID
+	var withBehaviors []*exitSegment
 	for seg := range bySeg {
 		if x := byID[seg]; x != nil && len(x.behaviors) > 0 {
-			withBehaviors = append(withBehaviors, seg)
+			withBehaviors = append(withBehaviors, x)
 		}
 	}
-	bs, err := loadBehaviorStates(ctx, tx.BehaviorState, now, withBehaviors, keysOf(userSet))
+	bs, err := loadBehaviorStates(ctx, tx.BehaviorState, now, keysOf(segmentKeys(withBehaviors, "")), keysOf(userSet))
 	if err != nil {
 		return 0, taken, 0, err
 	}
@@ -156,7 +156,7 @@ func (s *Service) reevaluateDue(ctx context.Context, tx *ent.Tx, w *ledger.Write
 			next = append(next, ledger.Reevaluation{Segment: d.Segment, User: d.User})
 			continue
 		}
-		env := bs.envFor(d.Segment, d.User, x.heldBy(), traits[d.User], now)
+		env := bs.envFor(d.User, x.heldBy(), traits[d.User], now)
 		r := x.heldBy().Eval(env)
 		// The change is dated at the instant the clock changed the answer
 		// (as an expiry is), never before the membership it ends.
@@ -233,17 +233,13 @@ func (s *Service) rescheduleReevaluations(ctx context.Context, tx *ent.Tx, seg *
 		if err != nil {
 			return fmt.Errorf("load members' users: %w", err)
 		}
-		var segs []pulid.ID
-		if len(x.behaviors) > 0 {
-			segs = []pulid.ID{seg.ID}
-		}
-		bs, err := loadBehaviorStates(ctx, tx.BehaviorState, now, segs, refs)
+		bs, err := loadBehaviorStates(ctx, tx.BehaviorState, now, programKeys(x.heldBy()), refs)
 		if err != nil {
 			return err
 		}
 		rs := make([]ledger.Reevaluation, 0, len(users))
 		for _, u := range users {
-			if at := x.nextReevaluation(bs.envFor(seg.ID, u.ID, x.heldBy(), u.Traits, now)); at != nil {
+			if at := x.nextReevaluation(bs.envFor(u.ID, x.heldBy(), u.Traits, now)); at != nil {
 				rs = append(rs, ledger.Reevaluation{Segment: seg.ID, User: u.ID, At: at})
 			}
 		}

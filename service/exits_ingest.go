@@ -331,7 +331,7 @@ func (s *Service) applyExits(st *batchState, ch *changes, exitSegs []*exitSegmen
 			if !newUser && !x.timeDependent && !(traitsChanged && x.readsAny(ev.traits)) {
 				continue // nothing that the condition reads has changed
 			}
-			env := st.behaviors.envFor(x.segment.ID, u.ID, x.program, u.Traits, ev.timestamp)
+			env := st.behaviors.envFor(u.ID, x.program, u.Traits, ev.timestamp)
 			r := x.program.Eval(env)
 			if x.timeDependent && (newUser || counted || traitsChanged && x.readsAny(ev.traits)) {
 				// The traits and behaviours decide when the clock next can
@@ -364,7 +364,7 @@ func (s *Service) applyExits(st *batchState, ch *changes, exitSegs []*exitSegmen
 			continue
 		}
 		heldEnv := func() trigger.Env {
-			return st.behaviors.envFor(x.segment.ID, u.ID, x.traitProgram, u.Traits, ev.timestamp)
+			return st.behaviors.envFor(u.ID, x.traitProgram, u.Traits, ev.timestamp)
 		}
 		byTraits := traitsChanged && x.readsAny(ev.traits)
 		if x.segment.ExitWhenConditionFails && (byTraits || counted) && !evaluated[x.segment.ID] {

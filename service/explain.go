@@ -172,10 +172,10 @@ func (s *Service) explainExit(ctx context.Context, seg *ent.Segment, u *ent.User
 		return false, fmt.Errorf("service.ExplainMembership: %w", err)
 	}
 	now := s.now()
-	bs, err := loadBehaviorStates(ctx, s.client.BehaviorState, now, []pulid.ID{seg.ID}, []pulid.ID{u.ID})
+	bs, err := loadBehaviorStates(ctx, s.client.BehaviorState, now, programKeys(prog), []pulid.ID{u.ID})
 	if err != nil {
 		return false, fmt.Errorf("service.ExplainMembership: %w", err)
 	}
-	ex.Reason = "not a member: " + prog.Eval(bs.envFor(seg.ID, u.ID, prog, u.Traits, now)).Reason
+	ex.Reason = "not a member: " + prog.Eval(bs.envFor(u.ID, prog, u.Traits, now)).Reason
 	return true, bs.err
 }

@@ -39,7 +39,7 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 	if err != nil {
 		return nil, err
 	}
-	if st.behaviors, err = loadBehaviorStates(ctx, st.tx.BehaviorState, st.now, plan.behaviorSegIDs(), plan.userRefs); err != nil {
+	if st.behaviors, err = loadBehaviorStates(ctx, st.tx.BehaviorState, st.now, keysOf(segmentKeys(plan.exitSegs, "")), plan.userRefs); err != nil {
 		return nil, err
 	}
 	results := make([]*TrackResult, len(evs))
@@ -75,17 +75,6 @@ func (s *Service) applyBatch(ctx context.Context, st *batchState, evs []*incomin
 		return nil, err
 	}
 	return results, nil
-}
-
-// behaviorSegIDs are the segments with behaviour predicates.
-func (p *batchPlan) behaviorSegIDs() []pulid.ID {
-	var out []pulid.ID
-	for _, x := range p.exitSegs {
-		if len(x.behaviors) > 0 {
-			out = append(out, x.segment.ID)
-		}
-	}
-	return out
 }
 
 // batchPlan is what a batch's events can change: the triggered segments
@@ -231,7 +220,7 @@ func (s *Service) applyEvent(st *batchState, plan *batchPlan, ch *changes, ev *i
 func applyTriggers(st *batchState, ch *changes, candidates []*compiledSegment, ev *incoming, u *ent.User, oldTraits map[string]any,
 	traitsChanged bool, evaluated map[pulid.ID]bool, outcomes []schema.Outcome, res *TrackResult, i int) []schema.Outcome {
 	for _, c := range candidates {
-		env := st.behaviors.envFor(c.segment.ID, u.ID, c.program, u.Traits, ev.timestamp)
+		env := st.behaviors.envFor(u.ID, c.program, u.Traits, ev.timestamp)
 		env.Event = ev.props
 		r := c.program.Eval(env)
 		key := memberKey{c.segment.ID, u.ID}

@@ -95,12 +95,12 @@ func (s *Service) previewCurrentTraits(ctx context.Context, prog *trigger.Progra
 		var bs *behaviorStates
 		if len(prog.Behaviors()) > 0 {
 			bs = newBehaviorStates(now)
-			if err := countStoredEvents(ctx, s.client.Event, bs, "", prog, page); err != nil {
+			if err := countStoredEvents(ctx, s.client.Event, bs, prog, page, nil); err != nil {
 				return err
 			}
 		}
 		for _, u := range page {
-			if prog.Eval(bs.envFor("", u.ID, prog, u.Traits, now)).Matched {
+			if prog.Eval(bs.envFor(u.ID, prog, u.Traits, now)).Matched {
 				users = append(users, u.ID)
 			}
 		}

@@ -82,7 +82,7 @@ func matchStoredEvents(ctx context.Context, client *ent.Client, prog *trigger.Pr
 				if m, ok := matched[ref]; ok && m.event.ID < ev.ID {
 					continue // an earlier event of theirs matched
 				}
-				env := histories.envFor("", ref, prog, traits[ref], ev.Timestamp)
+				env := histories.envFor(ref, prog, traits[ref], ev.Timestamp)
 				env.Event = ev.Properties
 				r := prog.Eval(env)
 				if r.Matched {
@@ -130,7 +130,7 @@ func loadTraits(ctx context.Context, client *ent.Client, page []*ent.Event, matc
 	}
 	if histories != nil {
 		// The same users' counted events, once each.
-		return countStoredEvents(ctx, client.Event, histories, "", prog, users)
+		return countStoredEvents(ctx, client.Event, histories, prog, users, nil)
 	}
 	return nil
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/segmentd/segmentd"
 	"github.com/segmentd/segmentd/ent"
-	"github.com/segmentd/segmentd/ent/behaviorstate"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/condition"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
@@ -394,10 +393,10 @@ func (s *Service) DeleteSegment(ctx context.Context, id pulid.ID) error {
 		if err := s.ledger().Writer(tx).DropSegmentDeadlines(ctx, id); err != nil {
 			return err
 		}
-		if _, err := tx.BehaviorState.Delete().Where(behaviorstate.SegmentRef(id)).Exec(ctx); err != nil {
-			return fmt.Errorf("delete behaviour states: %w", err)
+		if err := tx.Segment.DeleteOneID(id).Exec(ctx); err != nil {
+			return err
 		}
-		return tx.Segment.DeleteOneID(id).Exec(ctx)
+		return s.dropUnusedBehaviorStates(ctx, tx)
 	})
 	if err != nil {
 		return fmt.Errorf("service.DeleteSegment: %w", err)

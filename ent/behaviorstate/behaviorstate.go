@@ -11,8 +11,6 @@ const (
 	Label = "behavior_state"
 	// FieldID holds the string denoting the id field in the database.
 	FieldID = "id"
-	// FieldSegmentRef holds the string denoting the segment_ref field in the database.
-	FieldSegmentRef = "segment_ref"
 	// FieldUserRef holds the string denoting the user_ref field in the database.
 	FieldUserRef = "user_ref"
 	// FieldKey holds the string denoting the key field in the database.
@@ -26,7 +24,6 @@ const (
 // Columns holds all SQL columns for behaviorstate fields.
 var Columns = []string{
 	FieldID,
-	FieldSegmentRef,
 	FieldUserRef,
 	FieldKey,
 	FieldState,
@@ -48,11 +45,6 @@ type OrderOption func(*sql.Selector)
 // ByID orders the results by the id field.
 func ByID(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldID, opts...).ToFunc()
-}
-
-// BySegmentRef orders the results by the segment_ref field.
-func BySegmentRef(opts ...sql.OrderTermOption) OrderOption {
-	return sql.OrderByField(FieldSegmentRef, opts...).ToFunc()
 }
 
 // ByUserRef orders the results by the user_ref field.

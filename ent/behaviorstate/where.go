@@ -53,11 +53,6 @@ func IDLTE(id int64) predicate.BehaviorState {
 	return predicate.BehaviorState(sql.FieldLTE(FieldID, id))
 }
 
-// SegmentRef applies equality check predicate on the "segment_ref" field. It's identical to SegmentRefEQ.
-func SegmentRef(v pulid.ID) predicate.BehaviorState {
-	return predicate.BehaviorState(sql.FieldEQ(FieldSegmentRef, v))
-}
-
 // UserRef applies equality check predicate on the "user_ref" field. It's identical to UserRefEQ.
 func UserRef(v pulid.ID) predicate.BehaviorState {
 	return predicate.BehaviorState(sql.FieldEQ(FieldUserRef, v))
@@ -71,76 +66,6 @@ func Key(v string) predicate.BehaviorState {
 // State applies equality check predicate on the "state" field. It's identical to StateEQ.
 func State(v []byte) predicate.BehaviorState {
 	return predicate.BehaviorState(sql.FieldEQ(FieldState, v))
-}
-
-// SegmentRefEQ applies the EQ predicate on the "segment_ref" field.
-func SegmentRefEQ(v pulid.ID) predicate.BehaviorState {
-	return predicate.BehaviorState(sql.FieldEQ(FieldSegmentRef, v))
-}
-
-// SegmentRefNEQ applies the NEQ predicate on the "segment_ref" field.
-func SegmentRefNEQ(v pulid.ID) predicate.BehaviorState {
-	return predicate.BehaviorState(sql.FieldNEQ(FieldSegmentRef, v))
-}
-
-// SegmentRefIn applies the In predicate on the "segment_ref" field.
-func SegmentRefIn(vs ...pulid.ID) predicate.BehaviorState {
-	return predicate.BehaviorState(sql.FieldIn(FieldSegmentRef, vs...))
-}
-
-// SegmentRefNotIn applies the NotIn predicate on the "segment_ref" field.
-func SegmentRefNotIn(vs ...pulid.ID) predicate.BehaviorState {
-	return predicate.BehaviorState(sql.FieldNotIn(FieldSegmentRef, vs...))
-}
-
-// SegmentRefGT applies the GT predicate on the "segment_ref" field.
-func SegmentRefGT(v pulid.ID) predicate.BehaviorState {
-	return predicate.BehaviorState(sql.FieldGT(FieldSegmentRef, v))
-}
-
-// SegmentRefGTE applies the GTE predicate on the "segment_ref" field.
-func SegmentRefGTE(v pulid.ID) predicate.BehaviorState {
-	return predicate.BehaviorState(sql.FieldGTE(FieldSegmentRef, v))
-}
-
-// SegmentRefLT applies the LT predicate on the "segment_ref" field.
-func SegmentRefLT(v pulid.ID) predicate.BehaviorState {
-	return predicate.BehaviorState(sql.FieldLT(FieldSegmentRef, v))
-}
-
-// SegmentRefLTE applies the LTE predicate on the "segment_ref" field.
-func SegmentRefLTE(v pulid.ID) predicate.BehaviorState {
-	return predicate.BehaviorState(sql.FieldLTE(FieldSegmentRef, v))
-}
-
-// SegmentRefContains applies the Contains predicate on the "segment_ref" field.
-func SegmentRefContains(v pulid.ID) predicate.BehaviorState {
-	vc := string(v)
-	return predicate.BehaviorState(sql.FieldContains(FieldSegmentRef, vc))
-}
-
-// SegmentRefHasPrefix applies the HasPrefix predicate on the "segment_ref" field.
-func SegmentRefHasPrefix(v pulid.ID) predicate.BehaviorState {
-	vc := string(v)
-	return predicate.BehaviorState(sql.FieldHasPrefix(FieldSegmentRef, vc))
-}
-
-// SegmentRefHasSuffix applies the HasSuffix predicate on the "segment_ref" field.
-func SegmentRefHasSuffix(v pulid.ID) predicate.BehaviorState {
-	vc := string(v)
-	return predicate.BehaviorState(sql.FieldHasSuffix(FieldSegmentRef, vc))
-}
-
-// SegmentRefEqualFold applies the EqualFold predicate on the "segment_ref" field.
-func SegmentRefEqualFold(v pulid.ID) predicate.BehaviorState {
-	vc := string(v)
-	return predicate.BehaviorState(sql.FieldEqualFold(FieldSegmentRef, vc))
-}
-
-// SegmentRefContainsFold applies the ContainsFold predicate on the "segment_ref" field.
-func SegmentRefContainsFold(v pulid.ID) predicate.BehaviorState {
-	vc := string(v)
-	return predicate.BehaviorState(sql.FieldContainsFold(FieldSegmentRef, vc))
 }
 
 // UserRefEQ applies the EQ predicate on the "user_ref" field.

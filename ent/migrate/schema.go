@@ -29,7 +29,6 @@ var (
 	// BehaviorStatesColumns holds the columns for the "behavior_states" table.
 	BehaviorStatesColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt64, Increment: true},
-		{Name: "segment_ref", Type: field.TypeString},
 		{Name: "user_ref", Type: field.TypeString},
 		{Name: "key", Type: field.TypeString},
 		{Name: "state", Type: field.TypeBytes},
@@ -41,12 +40,12 @@ var (
 		PrimaryKey: []*schema.Column{BehaviorStatesColumns[0]},
 		Indexes: []*schema.Index{
 			{
-				Name:    "behaviorstate_segment_ref_user_ref_key",
+				Name:    "behaviorstate_user_ref_key",
 				Unique:  true,
-				Columns: []*schema.Column{BehaviorStatesColumns[1], BehaviorStatesColumns[2], BehaviorStatesColumns[3]},
+				Columns: []*schema.Column{BehaviorStatesColumns[1], BehaviorStatesColumns[2]},
 			},
 			{
-				Name:    "behaviorstate_user_ref",
+				Name:    "behaviorstate_key",
 				Unique:  false,
 				Columns: []*schema.Column{BehaviorStatesColumns[2]},
 			},
