@@ -144,6 +144,12 @@ func TestPerformedBadInput(t *testing.T) {
 		if len(r.Errors) == 0 || !strings.Contains(r.Errors[0].Message, "MEDIAN") {
 			t.Errorf("unknown function: %+v", r.Errors)
 		}
+		r = c.Do(t, `mutation($in: CreateSegmentInput!) { createSegment(input: $in) { id } }`, map[string]any{"in": map[string]any{
+			"name": "Bad exit", "kind": "EVENT_TRIGGERED", "triggerEvents": []string{"Sign Up"},
+			"exitRules": map[string]any{"onEvents": []string{"Refund"}, "onEventCondition": performed("Refund", nil)}}})
+		if len(r.Errors) != 1 || r.Errors[0].Code() != "BAD_USER_INPUT" || r.Errors[0].Field() != "input.exitRules.onEventCondition" {
+			t.Errorf("performed in onEventCondition: %+v", r.Errors)
+		}
 		if n := segmentCount(t, c); n != 0 {
 			t.Fatalf("%d segments written by refused inputs", n)
 		}

@@ -84,8 +84,16 @@ func parseExitRules(in *ExitRulesInput, kind segment.Kind, hasCondition bool) (*
 		if err != nil {
 			return nil, asInvalid(err)
 		}
-		if _, err := trigger.Compile(root); err != nil {
+		prog, err := trigger.Compile(root)
+		if err != nil {
 			return nil, asInvalid(err)
+		}
+		if len(prog.Behaviors()) > 0 {
+			// The exit event's condition tests that event; what the member
+			// did over time belongs in the segment's condition, with
+			// whenConditionFails.
+			return nil, segmentd.Invalid(exitRulesField+".onEventCondition",
+				"cannot contain performed: put behaviour predicates in the segment's condition and use whenConditionFails")
 		}
 		out.onEventCondition = root
 	}
