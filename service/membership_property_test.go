@@ -32,6 +32,7 @@ const (
 	propExitCond        // EVENT_TRIGGERED "Sign Up", event.amount > 50; exits on "Purchase" or "Sign Up" with event.amount > 90
 	propDynamic         // DYNAMIC user.plan = "pro"
 	propRecent          // DYNAMIC user.seen WITHIN_LAST 3h: the clock moves users in and out
+	propBought          // DYNAMIC performed "Purchase" at least 2 times within 2h: events and the clock move users
 	propSegments
 )
 
@@ -39,6 +40,9 @@ const propExpiry = 2 * time.Hour
 
 // propWindow is propRecent's WITHIN_LAST.
 const propWindow = 3 * time.Hour
+
+// propBoughtWindow is propBought's window.
+const propBoughtWindow = 2 * time.Hour
 
 // propModel is the test's own recomputation of memberships from the history
 // it sent: each user's traits, and per segment who is a member, since when,
@@ -51,7 +55,13 @@ type propModel struct {
 	// computes it: the next instant the clock changes the answer).
 	seen    map[string]time.Time
 	due     map[string]time.Time
-	member  [propSegments]map[string]time.Time
+	// purchases are the timestamps of each user's Purchase events, and
+	// dueBought propBought's re-evaluation deadlines; counted marks an
+	// event that counted in the user's behaviour (it rewrites the deadline).
+	purchases map[string][]time.Time
+	dueBought map[string]time.Time
+	counted   bool
+	member    [propSegments]map[string]time.Time
 	history [propSegments]map[string][]propChange
 }
 
@@ -62,7 +72,8 @@ type propChange struct {
 }
 
 func newPropModel() *propModel {
-	m := &propModel{plan: map[string]string{}, known: map[string]bool{}, seen: map[string]time.Time{}, due: map[string]time.Time{}}
+	m := &propModel{plan: map[string]string{}, known: map[string]bool{}, seen: map[string]time.Time{}, due: map[string]time.Time{},
+		purchases: map[string][]time.Time{}, dueBought: map[string]time.Time{}}
 	for s := range propSegments {
 		m.member[s] = map[string]time.Time{}
 		m.history[s] = map[string][]propChange{}
@@ -125,6 +136,56 @@ func (m *propModel) traits(u string, traits map[string]any, at time.Time) {
 	if newUser || changed && setsSeen {
 		m.schedule(u, at)
 	}
+	// propBought reads the clock too: evaluated on every event of the
+	// user; a counted Purchase (or a new user) writes the next deadline.
+	if m.bought(u, at) {
+		m.enter(propBought, u, at)
+	} else {
+		m.exit(propBought, u, at)
+	}
+	if newUser || m.counted {
+		m.scheduleBought(u, at)
+	}
+}
+
+// bought is propBought's condition for u at t: at least 2 purchases with
+// timestamps in [t-2h, t].
+func (m *propModel) bought(u string, t time.Time) bool {
+	n := 0
+	for _, p := range m.purchases[u] {
+		if !p.After(t) && !p.Before(t.Add(-propBoughtWindow)) {
+			n++
+		}
+	}
+	return n >= 2
+}
+
+// scheduleBought sets u's propBought deadline to the first instant after t
+// at which bought changes (a purchase leaves the window one nanosecond
+// after timestamp + 2h), rounded up to the microsecond, as the service
+// computes it.
+func (m *propModel) scheduleBought(u string, t time.Time) {
+	delete(m.dueBought, u)
+	was := m.bought(u, t)
+	var cands []time.Time
+	for _, p := range m.purchases[u] {
+		if c := p.Add(propBoughtWindow + time.Nanosecond); c.After(t) {
+			cands = append(cands, c)
+		}
+		if p.After(t) {
+			cands = append(cands, p)
+		}
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].Before(cands[j]) })
+	for _, c := range cands {
+		if m.bought(u, c) != was {
+			if r := c.Truncate(time.Microsecond); !r.Equal(c) {
+				c = r.Add(time.Microsecond)
+			}
+			m.dueBought[u] = c
+			return
+		}
+	}
 }
 
 // recent is propRecent's condition for u at t.
@@ -159,7 +220,13 @@ func (m *propModel) settleTraits(u string, at time.Time) {
 
 // event applies one tracked event at instant at.
 func (m *propModel) event(u, name string, amount int, traits map[string]any, at time.Time) {
+	// The event counts in its own behaviour predicates.
+	m.counted = name == "Purchase"
+	if m.counted {
+		m.purchases[u] = append(m.purchases[u], at)
+	}
 	m.traits(u, traits, at)
+	m.counted = false
 	pro := m.plan[u] == "pro"
 	switch name {
 	case "Sign Up":
@@ -217,6 +284,22 @@ func (m *propModel) sweep(now time.Time) {
 		}
 		m.schedule(u, now)
 	}
+	for u, due := range m.dueBought {
+		if due.After(now) {
+			continue
+		}
+		entered, member := m.member[propBought][u]
+		switch holds := m.bought(u, now); {
+		case holds && !member:
+			m.enter(propBought, u, due)
+		case !holds && member:
+			if due.Before(entered) {
+				due = entered
+			}
+			m.exit(propBought, u, due)
+		}
+		m.scheduleBought(u, now)
+	}
 }
 
 // propEnv reads an int from the environment, or gives def.
@@ -237,7 +320,8 @@ func propEnv(t *testing.T, name string, def uint64) uint64 {
 // (triggers, exit events, others, with and without traits), identify calls,
 // clock jumps followed by the sweeps (expiries and the clock's
 // re-evaluations), and manual adds and removes, on seven segments covering
-// every kind of entry and exit, a DYNAMIC one moved by the clock included; after each step the
+// every kind of entry and exit, DYNAMIC ones moved by the clock (a trait's
+// WITHIN_LAST, a behaviour's window) included; after each step the
 // memberships, the change log, the stats and Verify must equal the test's
 // own recomputation from the history it sent.
 func TestMembershipPropertyRandomHistories(t *testing.T) {
@@ -276,6 +360,8 @@ func TestMembershipPropertyRandomHistories(t *testing.T) {
 			propDynamic: {Name: "dynamic", Kind: segment.KindDYNAMIC, Condition: userPlan},
 			propRecent: {Name: "recent", Kind: segment.KindDYNAMIC, Condition: &trigger.ConditionInput{Scope: ref(trigger.ScopeUser),
 				Property: ref("seen"), Operator: ref(trigger.OpWithinLast), Value: "3h"}},
+			propBought: {Name: "bought twice", Kind: segment.KindDYNAMIC, Condition: &trigger.ConditionInput{Performed: &trigger.PerformedInput{
+				Event: "Purchase", Within: ref("2h"), Count: &trigger.ComparisonInput{Operator: trigger.OpGTE, Value: json.Number("2")}}}},
 		}
 		var segs [propSegments]pulid.ID
 		for s, in := range inputs {
