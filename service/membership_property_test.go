@@ -53,8 +53,8 @@ type propModel struct {
 	// seen is the seen trait of users that have one; due is the
 	// re-evaluation deadline propRecent has for them (as the service
 	// computes it: the next instant the clock changes the answer).
-	seen    map[string]time.Time
-	due     map[string]time.Time
+	seen map[string]time.Time
+	due  map[string]time.Time
 	// purchases are the timestamps of each user's Purchase events, and
 	// dueBought propBought's re-evaluation deadlines; counted marks an
 	// event that counted in the user's behaviour (it rewrites the deadline).
@@ -62,7 +62,7 @@ type propModel struct {
 	dueBought map[string]time.Time
 	counted   bool
 	member    [propSegments]map[string]time.Time
-	history [propSegments]map[string][]propChange
+	history   [propSegments]map[string][]propChange
 }
 
 // propChange is one expected change-log row of a (segment, user).
