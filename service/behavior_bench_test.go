@@ -3,7 +3,10 @@ package service_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/segmentd/segmentd/ent/segment"
 	"github.com/segmentd/segmentd/internal/testenv"
@@ -78,5 +81,66 @@ func BenchmarkTrackEventsBehaviors(b *testing.B) {
 				b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
 			})
 		}
+	}
+}
+
+// BenchmarkSweepBehaviors: SEGMENTD_BENCH_BEHAVIOR_EXITS (default 10,000)
+// members of a DYNAMIC segment "performed Login within 1h" whose logins
+// fall out of the window at one instant, swept by SweepReevaluations;
+// each iteration logs them in again (untimed, 500 events a batch) and
+// times the sweep. The figure is exits a second, the aim being
+// all 10,000 within 5 s.
+func BenchmarkSweepBehaviors(b *testing.B) {
+	n := 10000
+	if v, err := strconv.Atoi(os.Getenv("SEGMENTD_BENCH_BEHAVIOR_EXITS")); err == nil && v > 0 {
+		n = v
+	}
+	for _, storeName := range testenv.Stores {
+		b.Run("store="+storeName, func(b *testing.B) {
+			ctx := context.Background()
+			start := time.Date(2026, 5, 4, 9, 0, 0, 0, time.UTC)
+			clk := &testClock{t: start}
+			svc, st := openService(b, testenv.DatabaseURL(b, storeName), clk)
+			seg, err := svc.CreateSegment(ctx, service.CreateSegmentInput{Name: "Logged in this hour", Kind: segment.KindDYNAMIC,
+				Condition: &trigger.ConditionInput{Performed: &trigger.PerformedInput{Event: "Login", Within: ref("1h")}}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			round, swept := 0, 0
+			for b.Loop() {
+				b.StopTimer()
+				at := start.Add(time.Duration(round) * 2 * time.Hour)
+				clk.Set(at)
+				for i := 0; i < n; i += 500 {
+					batch := make([]*service.TrackInput, 0, 500)
+					for j := i; j < min(i+500, n); j++ {
+						batch = append(batch, &service.TrackInput{Event: "Login", UserID: ref(fmt.Sprintf("bh%d", j)),
+							MessageID: ref(fmt.Sprintf("bh%d-%d", round, j)), Timestamp: &at})
+					}
+					if _, err := svc.TrackBatch(ctx, batch); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if got := countMembers(b, st.Client, seg.ID); got != n {
+					b.Fatalf("%d members after the logins, want %d", got, n)
+				}
+				clk.Set(at.Add(time.Hour + time.Second))
+				round++
+				b.StartTimer()
+				got, err := svc.SweepReevaluations(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if got != n {
+					b.Fatalf("swept %d, want %d", got, n)
+				}
+				swept += got
+			}
+			b.StopTimer()
+			if left := countMembers(b, st.Client, seg.ID); left != 0 {
+				b.Fatalf("%d members left", left)
+			}
+			b.ReportMetric(float64(swept)/b.Elapsed().Seconds(), "exits/s")
+		})
 	}
 }
