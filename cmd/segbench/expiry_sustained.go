@@ -114,30 +114,54 @@ func expirySustained(ctx context.Context, c config, tg *target, t *table) error 
 	}()
 
 	// The watcher: the first poll that saw each count gone.
-	lateness := make([]time.Duration, 0, total)
-	gone := 0
-	limit := due[total-1].Add(2 * time.Minute)
-	for gone < total && time.Now().Before(limit) {
-		n, err := st.Client.Membership.Query().Where(membership.SegmentRef(segID)).Count(ctx)
-		if err != nil {
-			return fmt.Errorf("expiry: count the members: %w", err)
-		}
-		now := time.Now()
-		for ; gone < total-n; gone++ {
-			lateness = append(lateness, now.Sub(due[gone]))
-		}
-		time.Sleep(expiryPoll)
+	lateness, err := watchDrain(due, func() (int, error) {
+		return st.Client.Membership.Query().Where(membership.SegmentRef(segID)).Count(ctx)
+	})
+	if err != nil {
+		return fmt.Errorf("expiry: count the members: %w", err)
 	}
 	in := <-ingestion
 	if in.err != nil {
 		return fmt.Errorf("expiry: ingestion: %w", in.err)
 	}
 	label := fmt.Sprintf("%d/s due for %s (%d), ingesting %d/s, each exit vs its instant", c.expiryRate, c.expiryFor, total, expiryRate)
-	if gone < total {
-		t.add("expiry", label, fmt.Sprintf("failed: %d of %d exited within 2 minutes of the last instant", gone, total), "", "")
+	addLateness(t, "expiry", label, "expiries", lateness, due)
+	t.add("expiry", fmt.Sprintf("trackEvents ack p99 at %d events/s beside the expiries", expiryRate), fmtDur(in.res.ack.pct(0.99)),
+		fmt.Sprintf("%d of %d sent; %d errors", in.res.acked, in.res.sent, in.res.errors), "")
+	return nil
+}
+
+// watchDrain polls count (the members left) every expiryPoll until every
+// one of the changes due at due (earliest first) was made, or 2 minutes
+// after the last instant, and returns each change's lateness: change k (in
+// due order) counts as made at the first poll that saw k+1 members gone.
+func watchDrain(due []time.Time, count func() (int, error)) ([]time.Duration, error) {
+	total := len(due)
+	lateness := make([]time.Duration, 0, total)
+	limit := due[total-1].Add(2 * time.Minute)
+	for len(lateness) < total && time.Now().Before(limit) {
+		n, err := count()
+		if err != nil {
+			return lateness, err
+		}
+		now := time.Now()
+		for gone := len(lateness); gone < total-n; gone++ {
+			lateness = append(lateness, now.Sub(due[gone]))
+		}
+		time.Sleep(expiryPoll)
+	}
+	return lateness, nil
+}
+
+// addLateness adds watchDrain's figures to the table: the lateness
+// percentiles, how many within 1 s of their instant, and the rate.
+func addLateness(t *table, scenario, label, what string, lateness []time.Duration, due []time.Time) {
+	total := len(due)
+	if len(lateness) < total {
+		t.add(scenario, label, fmt.Sprintf("failed: %d of %d made within 2 minutes of the last instant", len(lateness), total), "", "")
 	}
 	if len(lateness) == 0 {
-		return nil
+		return
 	}
 	sorted := slices.Clone(lateness)
 	slices.Sort(sorted)
@@ -148,15 +172,12 @@ func expirySustained(ctx context.Context, c config, tg *target, t *table) error 
 			within++
 		}
 	}
-	t.add("expiry", label+": lateness p50 / p95 / p99 / max",
+	t.add(scenario, label+": lateness p50 / p95 / p99 / max",
 		fmt.Sprintf("%s / %s / %s / %s", fmtDur(pct(0.50)), fmtDur(pct(0.95)), fmtDur(pct(0.99)), fmtDur(sorted[len(sorted)-1])),
 		fmt.Sprintf("poll every %s", expiryPoll), "")
-	t.add("expiry", "exits within 1 s of their instant", fmt.Sprintf("%d of %d (%.2f %%)", within, total, 100*float64(within)/float64(total)), "", "")
-	if gone == total {
-		t.add("expiry", "expiries per second (first instant to last exit seen)",
+	t.add(scenario, "exits within 1 s of their instant", fmt.Sprintf("%d of %d (%.2f %%)", within, total, 100*float64(within)/float64(total)), "", "")
+	if len(lateness) == total {
+		t.add(scenario, what+" per second (first instant to last exit seen)",
 			fmtRate(float64(total)/(lateness[total-1]+due[total-1].Sub(due[0])).Seconds()), "", "")
 	}
-	t.add("expiry", fmt.Sprintf("trackEvents ack p99 at %d events/s beside the expiries", expiryRate), fmtDur(in.res.ack.pct(0.99)),
-		fmt.Sprintf("%d of %d sent; %d errors", in.res.acked, in.res.sent, in.res.errors), "")
-	return nil
 }

@@ -57,6 +57,8 @@ type config struct {
 	expiryAfter                               time.Duration
 	expiryRate                                int           // sustained mode: memberships due per second (0: the one-instant burst)
 	expiryFor                                 time.Duration // sustained mode: for how long they come due
+	behaviorUsers                             int           // behavior scenario: users whose logins leave the window
+	behaviorRate                              int           // behavior scenario: exits due per second (0: all at one instant)
 	importMode                                string
 	segments                                  int
 
@@ -82,7 +84,7 @@ func main() {
 	flag.IntVar(&c.pid, "pid", 0, "pid of the running segmentd (-url), for CPU and peak RSS from /proc")
 	flag.BoolVar(&c.allowRemote, "allow-remote", false, "allow a -url that is not a loopback address")
 	flag.StringVar(&c.databaseURL, "database-url", "", "database: of the segmentd segbench starts (default a temp SQLite file; PostgreSQL: a new schema per scenario), or of -url's, for the raw INSERT baseline")
-	flag.StringVar(&c.scenario, "scenario", "seed", "seed, segments10k, hot, subs5000, import, replicas, expiry or all")
+	flag.StringVar(&c.scenario, "scenario", "seed", "seed, segments10k, hot, subs5000, import, replicas, expiry, behavior or all")
 	flag.StringVar(&c.transport, "transport", "", "trackEvents, trackEvent, v1batch or all (default: all for seed, trackEvents otherwise)")
 	flag.IntVar(&c.rate, "rate", 0, "events per second; 0: flat out")
 	flag.IntVar(&c.batch, "batch", 100, "events per trackEvents or /v1/batch call")
@@ -97,6 +99,8 @@ func main() {
 	flag.DurationVar(&c.expiryAfter, "expiry-after", 20*time.Second, "exitRules.after of the expiry scenario's segment (whole seconds): longer than the import")
 	flag.IntVar(&c.expiryRate, "expiry-rate", 0, "expiry scenario, sustained mode: memberships due per second, spread evenly (0: the one-instant burst of -expiry-rows)")
 	flag.DurationVar(&c.expiryFor, "expiry-for", 20*time.Second, "expiry scenario, sustained mode: for how long memberships come due at -expiry-rate")
+	flag.IntVar(&c.behaviorUsers, "behavior-users", 10000, "behavior scenario: users whose one login leaves a 60s window")
+	flag.IntVar(&c.behaviorRate, "behavior-rate", 0, "behavior scenario: logins leaving the window per second, spread evenly (0: all at one instant)")
 	flag.StringVar(&c.importMode, "import-mode", "ADD", "importSegmentUsers mode argument (empty: omitted)")
 	flag.BoolVar(&c.markdown, "markdown", false, "print the table as markdown")
 	flag.BoolVar(&c.keep, "keep", false, "keep the databases segbench created")
@@ -114,7 +118,7 @@ func main() {
 // stdout).
 var progress io.Writer = os.Stderr
 
-var scenarios = []string{"seed", "segments10k", "hot", "subs5000", "import", "replicas", "expiry"}
+var scenarios = []string{"seed", "segments10k", "hot", "subs5000", "import", "replicas", "expiry", "behavior"}
 
 func run(ctx context.Context, c config) error {
 	if err := c.validate(); err != nil {
@@ -285,6 +289,8 @@ func runScenario(ctx context.Context, c config, bin, name string, t *table) erro
 		return importScenario(ctx, c, tg, t)
 	case "expiry":
 		return expiryScenario(ctx, c, tg, t)
+	case "behavior":
+		return behaviorScenario(ctx, c, tg, t)
 	}
 	return fmt.Errorf("unknown scenario %q", name)
 }
