@@ -1,8 +1,12 @@
 package crashtest_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +15,6 @@ import (
 	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/internal/testenv"
-	"github.com/segmentd/segmentd/service"
 	"github.com/segmentd/segmentd/store"
 )
 
@@ -24,10 +27,12 @@ const (
 	// reevaluationWindow is the WITHIN_LAST window of its segments: long
 	// enough for the users' visits to be ingested before they come due.
 	reevaluationWindow = 10 * time.Second
+	// visitsPerBatch is how many users' messages one /v1/batch carries.
+	visitsPerBatch = 500
 )
 
-// TestCrashDuringReevaluationSweeps: reevaluatedUsers users visit, each
-// with the same lastSeen trait, and so are members of a DYNAMIC segment
+// TestCrashDuringReevaluationSweeps: reevaluatedUsers users are identified
+// (/v1/batch), each with the same lastSeen trait, and visit, and so are members of a DYNAMIC segment
 // `user.lastSeen WITHIN_LAST` reevaluationWindow and of an EVENT_TRIGGERED
 // one with the same condition that they leave whenConditionFails. When the
 // window has passed, all of them leave both at once, through the
@@ -73,13 +78,19 @@ func TestCrashDuringReevaluationSweeps(t *testing.T) {
 			// after (trigger.Program.NextChange), which the stores keep as
 			// the next microsecond.
 			due := lastSeen.Add(reevaluationWindow + time.Microsecond)
-			for from := 0; from < reevaluatedUsers; from += service.MaxBatch {
-				in := make([]map[string]any, 0, service.MaxBatch)
-				for i := from; i < min(from+service.MaxBatch, reevaluatedUsers); i++ {
-					in = append(in, map[string]any{"event": "Visit", "userId": fmt.Sprintf("seen-%d-%d", round, i),
-						"messageId": fmt.Sprintf("visit-%d-%d", round, i), "traits": map[string]any{"lastSeen": lastSeen.Format(time.RFC3339)}})
+			// Through the Segment-compatible API: an identify says when the
+			// user was last seen (the DYNAMIC segment takes them in, source
+			// TRAITS), then a Visit enters the other one (source EVENT).
+			for from := 0; from < reevaluatedUsers; from += visitsPerBatch {
+				var batch []map[string]any
+				for i := from; i < min(from+visitsPerBatch, reevaluatedUsers); i++ {
+					user := fmt.Sprintf("seen-%d-%d", round, i)
+					batch = append(batch,
+						map[string]any{"type": "identify", "userId": user, "messageId": "identify-" + user,
+							"traits": map[string]any{"lastSeen": lastSeen.Format(time.RFC3339)}},
+						map[string]any{"type": "track", "userId": user, "messageId": "visit-" + user, "event": "Visit"})
 				}
-				admin.MustDo(t, `mutation($in: [TrackInput!]!) { trackEvents(inputs: $in) { accepted } }`, map[string]any{"in": in}, nil)
+				postBatch(t, proc, batch)
 			}
 			st, err := store.Open(ctx, dbURL)
 			if err != nil {
@@ -125,8 +136,8 @@ func TestCrashDuringReevaluationSweeps(t *testing.T) {
 			if n := count(`SELECT count(*) FROM membership_deadlines WHERE segment_ref = ?`); n != 0 {
 				t.Errorf("%d deadlines left, want 0", n)
 			}
-			for _, seg := range segs {
-				checkLeftOnce(t, ctx, st, seg, due)
+			for i, seg := range segs {
+				checkLeftOnce(t, ctx, st, seg, []changelog.Source{changelog.SourceTraits, changelog.SourceEvent}[i], due)
 				checkFiguresAfterExits(t, proc.Admin(), seg, lastSeen, reevaluatedUsers)
 			}
 			proc.Kill()
@@ -153,10 +164,10 @@ func TestCrashDuringReevaluationSweeps(t *testing.T) {
 	})
 }
 
-// checkLeftOnce checks seg's change log: each user entered once and left
-// once, after the entry, with source TIME, at the instant the window
+// checkLeftOnce checks seg's change log: each user entered once (with
+// source entry) and left once, after the entry, with source TIME, at the instant the window
 // passed (or at the entry, if that came later), for the condition's reason.
-func checkLeftOnce(t *testing.T, ctx context.Context, st *store.Store, seg pulid.ID, due time.Time) {
+func checkLeftOnce(t *testing.T, ctx context.Context, st *store.Store, seg pulid.ID, entry changelog.Source, due time.Time) {
 	t.Helper()
 	changes, err := st.Client.MembershipChange.Query().Where(membershipchange.SegmentRef(seg)).
 		Order(membershipchange.ByID()).All(ctx)
@@ -176,6 +187,8 @@ func checkLeftOnce(t *testing.T, ctx context.Context, st *store.Store, seg pulid
 		case changelog.KindEntered:
 			if _, again := entered[c.UserRef]; again {
 				report("user %s entered again (%s, %s, %v)", c.UserRef, c.Source, c.Reason, c.At)
+			} else if c.Source != entry {
+				report("user %s entered with source %s, want %s", c.UserRef, c.Source, entry)
 			}
 			entered[c.UserRef] = c.At
 		case changelog.KindExited:
@@ -239,5 +252,31 @@ func checkFiguresAfterExits(t *testing.T, admin *testenv.Client, seg pulid.ID, s
 		entered != users || exited != users || total != 0 {
 		t.Errorf("segment %s after the sweep: totalUsers %d, stats %d, members %d, membersAt %d, growth entered %d exited %d total %d; want 0, 0, 0, 0, %d, %d, 0",
 			seg, n.TotalUsers, n.Stats.TotalUsers, n.Members.TotalCount, n.MembersAt.TotalCount, entered, exited, total, users, users)
+	}
+}
+
+// postBatch posts messages to proc's /v1/batch with the admin key, which
+// may send events, and fails the test unless they are all accepted.
+func postBatch(t *testing.T, proc *testenv.Process, messages []map[string]any) {
+	t.Helper()
+	body, err := json.Marshal(map[string]any{"batch": messages})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, proc.URL+"/v1/batch", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+testenv.AdminKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST /v1/batch: %v", err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var answer struct{ Success bool }
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &answer) != nil || !answer.Success {
+		t.Fatalf("POST /v1/batch: %d %s", resp.StatusCode, raw)
 	}
 }
