@@ -3,9 +3,6 @@ package crashtest_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 	"testing"
@@ -14,7 +11,6 @@ import (
 	"github.com/segmentd/segmentd/ent/membership"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/internal/testenv"
-	"github.com/segmentd/segmentd/service"
 	"github.com/segmentd/segmentd/store"
 )
 
@@ -94,40 +90,8 @@ func TestCrashDuringExpirySweeps(t *testing.T) {
 			entered := first.EnteredAt
 			due := entered.Add(3 * time.Second)
 			time.Sleep(time.Until(due))
-			// The server runs in short steps and is frozen (SIGSTOP) between
-			// them while the test counts the exits; a kill comes in a frozen
-			// moment that shows exits made since the last restart and exits
-			// left, so it lands mid-sweep however slowly CI schedules the
-			// test's polls (before, a loaded CI let a whole sweep pass between
-			// two polls). A restarted server may finish the sweep before it
-			// reports ready; then there is nothing left to interrupt and the
-			// kills stop.
-			kills, midSweep := 0, 0
-			for kills < 4 && count(expired) < expiringRows {
-				last := count(expired)
-				stepping := time.Now()
-				for time.Since(stepping) < 2*time.Minute {
-					proc.Resume()
-					time.Sleep(time.Duration(1+rand.IntN(20)) * time.Millisecond)
-					proc.Pause()
-					if now := count(expired); now > last {
-						break
-					}
-				}
-				// A last short step, so that the kill falls inside a sweep
-				// transaction as often as between two.
-				proc.Resume()
-				time.Sleep(time.Duration(rand.IntN(15)) * time.Millisecond)
-				proc.Pause()
-				now := count(expired)
-				proc.Kill()
-				kills++
-				if now > last && now < expiringRows {
-					midSweep++
-				}
-				t.Logf("kill %d: %d of %d expired", kills, now, expiringRows)
-				proc = start()
-			}
+			// Kills in the sweep (killDuringSweep).
+			proc, midSweep = killDuringSweep(t, proc, start, func() int { return count(expired) }, expiringRows, 4)
 			waited := time.Now()
 			for count(members) > 0 && time.Since(waited) < time.Minute {
 				time.Sleep(20 * time.Millisecond)
@@ -145,17 +109,7 @@ func TestCrashDuringExpirySweeps(t *testing.T) {
 			if n := count(`SELECT count(*) FROM membership_deadlines WHERE segment_ref = ?`); n != 0 {
 				t.Errorf("%d deadlines left, want 0", n)
 			}
-			svc, err := service.New(st, service.Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-			if err != nil {
-				t.Fatal(err)
-			}
-			rep, err := svc.Verify(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, f := range rep.Findings {
-				t.Errorf("verify: %+v", f)
-			}
+			svc := verifiedService(t, ctx, st)
 			stats, err := svc.Stats(ctx, pulid.ID(segID), time.UTC)
 			if err != nil {
 				t.Fatal(err)
