@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"entgo.io/ent/dialect"
+
+	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/segment"
 	"github.com/segmentd/segmentd/internal/testenv"
 	"github.com/segmentd/segmentd/service"
@@ -141,6 +144,92 @@ func BenchmarkSweepBehaviors(b *testing.B) {
 				b.Fatalf("%d members left", left)
 			}
 			b.ReportMetric(float64(swept)/b.Elapsed().Seconds(), "exits/s")
+		})
+	}
+}
+
+// BenchmarkBehaviorBackfill: a DYNAMIC segment "performed Purchase
+// Completed where event.total >= 500 at least 3 times within 7d" created
+// over benchPreviewEvents stored events (default 1,000,000, 10 per user:
+// 100,000 users, seeded with multi-row INSERTs as for
+// BenchmarkPreviewSegment, spread over 11.6 days), with the clock 12 days
+// after the first: CreateSegment builds every user's state from their
+// stored events and fills the segment, in its transaction. It reports the
+// time, the members (checked against a recomputation), and the size of
+// the behavior_states table it leaves (rows, state bytes, and the table
+// with its indexes as the store counts it).
+//
+//	go test ./service -run '^$' -bench 'BenchmarkBehaviorBackfill$' -benchtime 1x
+func BenchmarkBehaviorBackfill(b *testing.B) {
+	for _, storeName := range testenv.Stores {
+		b.Run("store="+storeName, func(b *testing.B) {
+			ctx := context.Background()
+			base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+			clk := &testClock{t: base.Add(12 * 24 * time.Hour)}
+			svc, st := openService(b, testenv.DatabaseURL(b, storeName), clk)
+			n := benchPreviewEvents(b)
+			users := max(1, n/10)
+			if err := insertPreviewEvents(ctx, st.DB, st.Dialect, n, users); err != nil {
+				b.Fatal(err)
+			}
+			// The recomputation: event i is user i % users's, at base + i s,
+			// total i % 1000; the window is [now - 7d, now].
+			from := int(clk.t.Add(-7 * 24 * time.Hour).Sub(base) / time.Second)
+			counts := make([]int, users)
+			for i := from; i < n; i++ {
+				if i%1000 >= 500 {
+					counts[i%users]++
+				}
+			}
+			want := 0
+			for _, c := range counts {
+				if c >= 3 {
+					want++
+				}
+			}
+			in := service.CreateSegmentInput{Name: "Frequent big buyers", Kind: segment.KindDYNAMIC,
+				Condition: &trigger.ConditionInput{Performed: &trigger.PerformedInput{Event: "Purchase Completed",
+					Where:  &trigger.ConditionInput{Scope: ref(trigger.ScopeEvent), Property: ref("total"), Operator: ref(trigger.OpGTE), Value: 500},
+					Within: ref("7d"), Count: &trigger.ComparisonInput{Operator: trigger.OpGTE, Value: 3}}}}
+			var last *ent.Segment
+			for b.Loop() {
+				if last != nil {
+					// Deleting the last segment with the predicate drops
+					// its states, so that this one builds them again.
+					b.StopTimer()
+					if err := svc.DeleteSegment(ctx, last.ID); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+				}
+				seg, err := svc.CreateSegment(ctx, in)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				if got := countMembers(b, st.Client, seg.ID); got != want {
+					b.Fatalf("%d members, want %d", got, want)
+				}
+				last = seg
+				b.StartTimer()
+			}
+			b.StopTimer()
+			var rows, stateBytes, tableBytes int64
+			if err := st.DB.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(length(state)), 0) FROM behavior_states`).Scan(&rows, &stateBytes); err != nil {
+				b.Fatal(err)
+			}
+			sizeQuery := `SELECT pg_total_relation_size('behavior_states')`
+			if st.Dialect != dialect.Postgres {
+				sizeQuery = `SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name = 'behavior_states' OR name LIKE 'behaviorstate_%'`
+			}
+			if err := st.DB.QueryRowContext(ctx, sizeQuery).Scan(&tableBytes); err != nil {
+				b.Logf("table size: %v", err)
+			}
+			b.ReportMetric(float64(n)/(b.Elapsed().Seconds()/float64(b.N)), "events/s")
+			b.ReportMetric(float64(want), "members")
+			b.ReportMetric(float64(rows), "states")
+			b.ReportMetric(float64(stateBytes)/float64(max(rows, 1)), "B/state")
+			b.ReportMetric(float64(tableBytes)/(1<<20), "table-MB")
 		})
 	}
 }
