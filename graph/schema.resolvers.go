@@ -178,6 +178,11 @@ func (r *mutationResolver) Identify(ctx context.Context, input service.IdentifyI
 	return r.svc.Identify(ctx, input)
 }
 
+// BehaviorBackfills is the resolver for the behaviorBackfills field.
+func (r *queryResolver) BehaviorBackfills(ctx context.Context) ([]*service.BehaviorBackfill, error) {
+	return r.svc.BehaviorBackfills(), nil
+}
+
 // User is the resolver for the user field.
 func (r *queryResolver) User(ctx context.Context, userID string) (*ent.User, error) {
 	return nullIfNotFound(r.client.User.Query().Where(user.UserID(segmentd.NormalizeID(userID)), service.NotErased()).Only(ctx))

@@ -172,6 +172,13 @@ func BenchmarkBehaviorBackfill(b *testing.B) {
 			if err := insertPreviewEvents(ctx, st.DB, st.Dialect, n, users); err != nil {
 				b.Fatal(err)
 			}
+			analyze := "ANALYZE"
+			if st.Dialect == dialect.Postgres {
+				analyze = "VACUUM ANALYZE"
+			}
+			if _, err := st.DB.ExecContext(ctx, analyze); err != nil {
+				b.Fatal(err)
+			}
 			// The recomputation: event i is user i % users's, at base + i s,
 			// total i % 1000; the window is [now - 7d, now].
 			from := int(clk.t.Add(-7 * 24 * time.Hour).Sub(base) / time.Second)

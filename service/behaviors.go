@@ -229,10 +229,6 @@ func countStoredEvents(ctx context.Context, events *ent.EventClient, bs *behavio
 	if len(x.behaviors) == 0 || len(users) == 0 {
 		return nil
 	}
-	names := make([]string, 0, len(x.counts))
-	for n := range x.counts {
-		names = append(names, n)
-	}
 	ids := make([]string, len(users))
 	refs := make(map[string]pulid.ID, len(users))
 	for i, u := range users {
@@ -240,14 +236,19 @@ func countStoredEvents(ctx context.Context, events *ent.EventClient, bs *behavio
 	}
 	segs := []*exitSegment{x}
 	for start := 0; start < len(ids); start += bulkRows {
+		// By user alone, the type and name tested here: with them in the
+		// WHERE clause both stores' planners (SQLite's without statistics
+		// above all) took the index on (type, name, id) and read every
+		// event of the name for each page of users, 100 times over for
+		// 100,000 users.
 		evs, err := events.Query().
-			Where(event.UserIDIn(ids[start:min(start+bulkRows, len(ids))]...), event.TypeEQ(event.TypeTRACK), event.NameIn(names...)).
-			Select(event.FieldUserID, event.FieldName, event.FieldProperties, event.FieldTimestamp).All(ctx)
+			Where(event.UserIDIn(ids[start:min(start+bulkRows, len(ids))]...)).
+			Select(event.FieldType, event.FieldUserID, event.FieldName, event.FieldProperties, event.FieldTimestamp).All(ctx)
 		if err != nil {
 			return fmt.Errorf("load counted events: %w", err)
 		}
 		for _, e := range evs {
-			if e.UserID == nil || e.Name == nil {
+			if e.Type != event.TypeTRACK || e.UserID == nil || e.Name == nil || x.counts[*e.Name] == nil {
 				continue
 			}
 			bs.countEvent(segs, refs[*e.UserID], *e.Name, e.Properties, e.Timestamp)
@@ -357,7 +358,7 @@ func (s *Service) rebuildBehaviorStates(ctx context.Context, tx *ent.Tx, seg *en
 	}
 	if len(build) > 0 {
 		now := s.now()
-		err = eachUserPage(ctx, tx.Client(), func(page []*ent.User) error {
+		err = s.eachUserPageWithProgress(ctx, tx, seg, func(page []*ent.User) error {
 			_, err := statesForPage(ctx, tx, now, prog, page, build)
 			return err
 		})

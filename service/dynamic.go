@@ -55,7 +55,11 @@ func (s *Service) syncDynamic(ctx context.Context, tx *ent.Tx, seg *ent.Segment)
 	if err != nil {
 		return ledger.Topics{}, err
 	}
-	err = eachUserPage(ctx, tx.Client(), func(page []*ent.User) error {
+	pages := func(fn func([]*ent.User) error) error { return eachUserPage(ctx, tx.Client(), fn) }
+	if len(build) > 0 {
+		pages = func(fn func([]*ent.User) error) error { return s.eachUserPageWithProgress(ctx, tx, seg, fn) }
+	}
+	err = pages(func(page []*ent.User) error {
 		// The behaviours' states: kept by other segments, or built from
 		// the page's stored events.
 		bs, err := statesForPage(ctx, tx, now, prog, page, build)

@@ -57,6 +57,9 @@ type Service struct {
 
 	programs programCache
 	exits    exitCache
+	// backfills are the behaviour-state builds running on this replica
+	// (BehaviorBackfills).
+	backfills backfillRegistry
 	writeMu  sync.Mutex // SQLite: one write transaction at a time
 
 	// led is the ledger of the store: the one writer of memberships,

@@ -55,6 +55,14 @@ type ComplexityRoot struct {
 		Value    func(childComplexity int) int
 	}
 
+	BehaviorBackfill struct {
+		SegmentID   func(childComplexity int) int
+		SegmentName func(childComplexity int) int
+		StartedAt   func(childComplexity int) int
+		UsersDone   func(childComplexity int) int
+		UsersTotal  func(childComplexity int) int
+	}
+
 	Campaign struct {
 		ActivationCount func(childComplexity int) int
 		Activations     func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.CampaignActivationOrder) int
@@ -313,6 +321,7 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
+		BehaviorBackfills func(childComplexity int) int
 		Campaigns         func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.CampaignOrder, where *ent.CampaignWhereInput) int
 		Events            func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, where *ent.EventWhereInput, orderBy *ent.EventOrder) int
 		ExplainMembership func(childComplexity int, segmentID pulid.ID, userID string) int
@@ -457,6 +466,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Aggregate.Value(childComplexity), true
+
+	case "BehaviorBackfill.segmentId":
+		if e.ComplexityRoot.BehaviorBackfill.SegmentID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BehaviorBackfill.SegmentID(childComplexity), true
+	case "BehaviorBackfill.segmentName":
+		if e.ComplexityRoot.BehaviorBackfill.SegmentName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BehaviorBackfill.SegmentName(childComplexity), true
+	case "BehaviorBackfill.startedAt":
+		if e.ComplexityRoot.BehaviorBackfill.StartedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BehaviorBackfill.StartedAt(childComplexity), true
+	case "BehaviorBackfill.usersDone":
+		if e.ComplexityRoot.BehaviorBackfill.UsersDone == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BehaviorBackfill.UsersDone(childComplexity), true
+	case "BehaviorBackfill.usersTotal":
+		if e.ComplexityRoot.BehaviorBackfill.UsersTotal == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BehaviorBackfill.UsersTotal(childComplexity), true
 
 	case "Campaign.activationCount":
 		if e.ComplexityRoot.Campaign.ActivationCount == nil {
@@ -1553,6 +1593,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Performed.Within(childComplexity), true
 
+	case "Query.behaviorBackfills":
+		if e.ComplexityRoot.Query.BehaviorBackfills == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.BehaviorBackfills(childComplexity), true
 	case "Query.campaigns":
 		if e.ComplexityRoot.Query.Campaigns == nil {
 			break
@@ -5304,6 +5350,14 @@ input UpdateCampaignInput {
 }
 
 extend type Query {
+  """
+  The builds of behaviour states from the stored events running on this
+  replica: a segment created or edited with a performed predicate that no
+  other segment has (and a DYNAMIC segment's fill with one) counts every
+  user's stored events first, inside its createSegment or updateSegment,
+  which returns when the build is done. Oldest first; empty when none runs.
+  """
+  behaviorBackfills: [BehaviorBackfill!]!
   """A user by the customer's own user ID; null if unknown."""
   user(
     """The customer's own user ID."""
@@ -5829,6 +5883,20 @@ extend type ImportJob {
   """How many bad rows were counted (in invalidRows) but not kept, beyond the first 10,000."""
   errorsOmitted: Int!
 }
+
+"""A running build of behaviour states (behaviorBackfills), in users."""
+type BehaviorBackfill {
+  """The segment being created or edited (visible once its mutation returns)."""
+  segmentId: ID!
+  """Its name."""
+  segmentName: String!
+  """Users whose stored events are counted so far."""
+  usersDone: Int!
+  """Users to count."""
+  usersTotal: Int!
+  """When the build started."""
+  startedAt: Time!
+}
 `, BuiltIn: false},
 }
 var parsedSchema = gqlparser.MustLoadSchema(sources...)
@@ -5849,6 +5917,22 @@ func (ec *executionContext) childFields_Aggregate(ctx context.Context, field gra
 		return ec.fieldContext_Aggregate_value(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Aggregate", field.Name)
+}
+
+func (ec *executionContext) childFields_BehaviorBackfill(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "segmentId":
+		return ec.fieldContext_BehaviorBackfill_segmentId(ctx, field)
+	case "segmentName":
+		return ec.fieldContext_BehaviorBackfill_segmentName(ctx, field)
+	case "usersDone":
+		return ec.fieldContext_BehaviorBackfill_usersDone(ctx, field)
+	case "usersTotal":
+		return ec.fieldContext_BehaviorBackfill_usersTotal(ctx, field)
+	case "startedAt":
+		return ec.fieldContext_BehaviorBackfill_startedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type BehaviorBackfill", field.Name)
 }
 
 func (ec *executionContext) childFields_Campaign(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

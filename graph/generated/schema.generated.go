@@ -521,6 +521,121 @@ func (ec *executionContext) fieldContext_Aggregate_value(_ context.Context, fiel
 	return graphql.NewScalarFieldContext("Aggregate", field, false, false, "JSON")
 }
 
+func (ec *executionContext) _BehaviorBackfill_segmentId(ctx context.Context, field graphql.CollectedField, obj *service.BehaviorBackfill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BehaviorBackfill_segmentId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SegmentID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v pulid.ID) graphql.Marshaler {
+			return ec.marshalNID2githubᚗcomᚋsegmentdᚋsegmentdᚋentᚋschemaᚋpulidᚐID(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BehaviorBackfill_segmentId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BehaviorBackfill", field, false, false, "ID")
+}
+
+func (ec *executionContext) _BehaviorBackfill_segmentName(ctx context.Context, field graphql.CollectedField, obj *service.BehaviorBackfill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BehaviorBackfill_segmentName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SegmentName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BehaviorBackfill_segmentName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BehaviorBackfill", field, false, false, "String")
+}
+
+func (ec *executionContext) _BehaviorBackfill_usersDone(ctx context.Context, field graphql.CollectedField, obj *service.BehaviorBackfill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BehaviorBackfill_usersDone(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UsersDone, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BehaviorBackfill_usersDone(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BehaviorBackfill", field, false, false, "Int")
+}
+
+func (ec *executionContext) _BehaviorBackfill_usersTotal(ctx context.Context, field graphql.CollectedField, obj *service.BehaviorBackfill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BehaviorBackfill_usersTotal(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UsersTotal, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BehaviorBackfill_usersTotal(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BehaviorBackfill", field, false, false, "Int")
+}
+
+func (ec *executionContext) _BehaviorBackfill_startedAt(ctx context.Context, field graphql.CollectedField, obj *service.BehaviorBackfill) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BehaviorBackfill_startedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StartedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BehaviorBackfill_startedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BehaviorBackfill", field, false, false, "Time")
+}
+
 func (ec *executionContext) _Comparison_operator(ctx context.Context, field graphql.CollectedField, obj *model.Comparison) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3934,6 +4049,59 @@ func (ec *executionContext) _Aggregate(ctx context.Context, sel ast.SelectionSet
 	return out
 }
 
+var behaviorBackfillImplementors = []string{"BehaviorBackfill"}
+
+func (ec *executionContext) _BehaviorBackfill(ctx context.Context, sel ast.SelectionSet, obj *service.BehaviorBackfill) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, behaviorBackfillImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("BehaviorBackfill")
+		case "segmentId":
+			out.Values[i] = ec._BehaviorBackfill_segmentId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "segmentName":
+			out.Values[i] = ec._BehaviorBackfill_segmentName(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "usersDone":
+			out.Values[i] = ec._BehaviorBackfill_usersDone(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "usersTotal":
+			out.Values[i] = ec._BehaviorBackfill_usersTotal(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "startedAt":
+			out.Values[i] = ec._BehaviorBackfill_startedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var comparisonImplementors = []string{"Comparison"}
 
 func (ec *executionContext) _Comparison(ctx context.Context, sel ast.SelectionSet, obj *model.Comparison) graphql.Marshaler {
@@ -4911,6 +5079,30 @@ func (ec *executionContext) unmarshalNAggregateFunction2githubᚗcomᚋsegmentd�
 
 func (ec *executionContext) marshalNAggregateFunction2githubᚗcomᚋsegmentdᚋsegmentdᚋtriggerᚐAggregateFunction(ctx context.Context, sel ast.SelectionSet, v trigger.AggregateFunction) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) marshalNBehaviorBackfill2ᚕᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐBehaviorBackfillᚄ(ctx context.Context, sel ast.SelectionSet, v []*service.BehaviorBackfill) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNBehaviorBackfill2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐBehaviorBackfill(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNBehaviorBackfill2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋserviceᚐBehaviorBackfill(ctx context.Context, sel ast.SelectionSet, v *service.BehaviorBackfill) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "BehaviorBackfill!")
+		return graphql.Null
+	}
+	return ec._BehaviorBackfill(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNConditionInput2ᚖgithubᚗcomᚋsegmentdᚋsegmentdᚋtriggerᚐConditionInput(ctx context.Context, v any) (*trigger.ConditionInput, error) {
