@@ -181,7 +181,7 @@ func BenchmarkBehaviorBackfill(b *testing.B) {
 			}
 			// The recomputation: event i is user i % users's, at base + i s,
 			// total i % 1000; the window is [now - 7d, now].
-			from := int(clk.t.Add(-7 * 24 * time.Hour).Sub(base) / time.Second)
+			from := int(clk.t.Add(-7*24*time.Hour).Sub(base) / time.Second)
 			counts := make([]int, users)
 			for i := from; i < n; i++ {
 				if i%1000 >= 500 {
@@ -239,4 +239,49 @@ func BenchmarkBehaviorBackfill(b *testing.B) {
 			b.ReportMetric(float64(tableBytes)/(1<<20), "table-MB")
 		})
 	}
+}
+
+// TestBehaviorBackfillProgress: while a DYNAMIC behaviour segment builds
+// its states over 20,000 users' stored events, BehaviorBackfills shows it
+// with its users done so far; afterwards it is gone.
+func TestBehaviorBackfillProgress(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
+		ctx := context.Background()
+		svc, st := openService(t, dbURL, nil)
+		const users = 20000
+		if err := insertPreviewEvents(ctx, st.DB, st.Dialect, 3*users, users); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := svc.CreateSegment(ctx, service.CreateSegmentInput{Name: "Three purchases", Kind: segment.KindDYNAMIC,
+				Condition: &trigger.ConditionInput{Performed: &trigger.PerformedInput{Event: "Purchase Completed",
+					Count: &trigger.ComparisonInput{Operator: trigger.OpGTE, Value: 3}}}})
+			done <- err
+		}()
+		var midway *service.BehaviorBackfill
+		for running := true; running; {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+				running = false
+			default:
+				for _, b := range svc.BehaviorBackfills() {
+					if b.SegmentName == "Three purchases" && b.UsersTotal == users && b.UsersDone > 0 && b.UsersDone < users {
+						midway = b
+					}
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		if midway == nil {
+			t.Fatal("behaviorBackfills never showed the build midway")
+		}
+		if left := svc.BehaviorBackfills(); len(left) != 0 {
+			t.Fatalf("after the create: %+v", left)
+		}
+		t.Logf("seen midway: %d of %d users", midway.UsersDone, midway.UsersTotal)
+	})
 }

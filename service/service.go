@@ -60,7 +60,7 @@ type Service struct {
 	// backfills are the behaviour-state builds running on this replica
 	// (BehaviorBackfills).
 	backfills backfillRegistry
-	writeMu  sync.Mutex // SQLite: one write transaction at a time
+	writeMu   sync.Mutex // SQLite: one write transaction at a time
 
 	// led is the ledger of the store: the one writer of memberships,
 	// their log, activations and counters.
