@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentd/segmentd/auth"
 	"github.com/segmentd/segmentd/internal/testenv"
 )
 
@@ -308,6 +309,24 @@ func TestPerformedPreviewAndExplain(t *testing.T) {
 		ex := ingExplain(t, c, seg, "bob")
 		if ex.Member || !strings.Contains(ex.Reason, `performed "Purchase" at least 3 times within 7d (was 1)`) {
 			t.Fatalf("explain bob: %+v", ex)
+		}
+	})
+}
+
+// TestBehaviorBackfillsQuery: behaviorBackfills answers an ADMIN or READ
+// key (empty when no build runs) and refuses a WRITE key, over HTTP.
+func TestBehaviorBackfillsQuery(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
+		srv := testenv.StartServer(t, dbURL)
+		var out struct{ BehaviorBackfills []struct{ SegmentID string } }
+		srv.Admin().MustDo(t, `{ behaviorBackfills { segmentId segmentName usersDone usersTotal startedAt } }`, nil, &out)
+		if len(out.BehaviorBackfills) != 0 {
+			t.Fatalf("behaviorBackfills with none running: %+v", out.BehaviorBackfills)
+		}
+		w := srv.Client(ingKey(t, srv, auth.RoleWrite))
+		r := w.Do(t, `{ behaviorBackfills { segmentId } }`, nil)
+		if len(r.Errors) == 0 || r.Errors[0].Code() != "FORBIDDEN" {
+			t.Fatalf("a WRITE key reading behaviorBackfills: %+v", r.Errors)
 		}
 	})
 }
