@@ -330,14 +330,20 @@ func TestCrashDuringBehaviorBackfill(t *testing.T) {
 		// most kills land while it runs.
 		var took time.Duration
 		landed := 0
+		logged := 0 // changes in the log: the deleted segments'
+
 		for round := 0; round < backfillRounds && landed < backfillKills; round++ {
 			done := make(chan createResult, 1)
 			began := time.Now()
-			go func() { done <- createSegment(proc.URL, name, purchaseCondition) }()
+			go func() {
+				r := createSegment(proc.URL, name, purchaseCondition)
+				r.took = time.Since(began)
+				done <- r
+			}()
 			var res createResult
 			if round == 0 {
 				res = <-done
-				took = time.Since(began)
+				took = res.took
 				if res.err != nil {
 					t.Fatalf("createSegment: %v", res.err)
 				}
@@ -346,6 +352,7 @@ func TestCrashDuringBehaviorBackfill(t *testing.T) {
 				time.Sleep(time.Duration(float64(took) * (0.05 + 0.9*rnd.Float64())))
 			}
 			proc.Kill()
+			killed := time.Since(began).Round(time.Millisecond)
 			if round > 0 {
 				res = <-done
 			}
@@ -353,26 +360,27 @@ func TestCrashDuringBehaviorBackfill(t *testing.T) {
 			id := segmentNamed(t, ctx, st, name)
 			switch {
 			case res.err == nil:
-				t.Logf("round %d: the create returned (after %v) before the kill", round, time.Since(began).Round(time.Millisecond))
+				t.Logf("round %d: the create returned %v after it began, before the kill (%v)", round, res.took.Round(time.Millisecond), killed)
 				if id != res.id {
 					t.Fatalf("round %d: the create returned segment %s, the database has %q", round, res.id, id)
 				}
 			case id == "":
 				landed++
-				t.Logf("round %d: killed %v into the create, which had not returned (%v); it left no segment", round, time.Since(began).Round(time.Millisecond), res.err)
+				t.Logf("round %d: killed %v into the create, which had not returned (%v); it left no segment", round, killed, res.err)
 			default:
 				landed++
-				t.Logf("round %d: killed %v into the create, which had not returned (%v), after its commit", round, time.Since(began).Round(time.Millisecond), res.err)
+				t.Logf("round %d: killed %v into the create, which had not returned (%v), after its commit", round, killed, res.err)
 			}
 			if id == "" {
-				checkNothingLeft(t, ctx, st)
+				checkNothingLeft(t, ctx, st, logged)
 				continue
 			}
 			checkBackfilled(t, ctx, st, id, purchases, wantMembers)
 			if round == 0 || landed < backfillKills {
 				// Built again from the events in the next round.
 				proc.Admin().MustDo(t, `mutation($id: ID!) { deleteSegment(id: $id) }`, map[string]any{"id": id}, nil)
-				checkNothingLeft(t, ctx, st)
+				logged = rowsIn(t, ctx, st, "membership_changes") // the deleted segment's log stays
+				checkNothingLeft(t, ctx, st, logged)
 			}
 		}
 		if landed == 0 {
@@ -411,15 +419,16 @@ func inWindow(ats []time.Time, now time.Time) int {
 }
 
 type createResult struct {
-	id  pulid.ID
-	err error // the create did not return (the server was killed) or failed
+	id   pulid.ID
+	err  error         // the create did not return (the server was killed) or failed
+	took time.Duration // from the request to the answer or error
 }
 
 // createSegment sends a createSegment of a DYNAMIC segment and reports
 // whether it returned; a killed server's answer is an error.
 func createSegment(url, name string, condition map[string]any) createResult {
 	body, err := json.Marshal(map[string]any{
-		"query": `mutation($in: CreateSegmentInput!) { createSegment(input: $in) { id } }`,
+		"query":     `mutation($in: CreateSegmentInput!) { createSegment(input: $in) { id } }`,
 		"variables": map[string]any{"in": map[string]any{"name": name, "kind": "DYNAMIC", "condition": condition}},
 	})
 	if err != nil {
@@ -464,22 +473,29 @@ func segmentNamed(t *testing.T, ctx context.Context, st *store.Store, name strin
 }
 
 // checkNothingLeft checks that no segment's work is left in the database:
-// with no segment, no behaviour state, membership, change or deadline.
-func checkNothingLeft(t *testing.T, ctx context.Context, st *store.Store) {
+// with no segment, no behaviour state, membership or deadline, and no
+// change but the logged ones of deleted segments.
+func checkNothingLeft(t *testing.T, ctx context.Context, st *store.Store, logged int) {
 	t.Helper()
-	for _, table := range []string{"segments", "behavior_states", "memberships", "membership_deadlines"} {
-		var n int
-		if err := st.DB.QueryRowContext(ctx, `SELECT count(*) FROM `+table).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n != 0 {
-			t.Errorf("no segment exists, but %s has %d rows", table, n)
+	for table, want := range map[string]int{"segments": 0, "behavior_states": 0, "memberships": 0, "membership_deadlines": 0, "membership_changes": logged} {
+		if n := rowsIn(t, ctx, st, table); n != want {
+			t.Errorf("no segment exists, but %s has %d rows, want %d", table, n, want)
 		}
 	}
 }
 
+// rowsIn counts the rows of table.
+func rowsIn(t *testing.T, ctx context.Context, st *store.Store, table string) int {
+	t.Helper()
+	var n int
+	if err := st.DB.QueryRowContext(ctx, `SELECT count(*) FROM `+table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // checkBackfilled checks segment seg of TestCrashDuringBehaviorBackfill:
-// its members are exactly want, and every user with a purchase in the
+// its members are exactly want, each entered once (source BACKFILL), and every user with a purchase in the
 // window has one state (a user whose purchases are all older may have one
 // too), which answers at the clock's instant as the purchases do.
 func checkBackfilled(t *testing.T, ctx context.Context, st *store.Store, seg pulid.ID, purchases map[string][]time.Time, want map[string]bool) {
@@ -514,6 +530,15 @@ func checkBackfilled(t *testing.T, ctx context.Context, st *store.Store, seg pul
 		if !want[u] {
 			report("user %s bought %d times within 30d but is a member", u, inWindow(purchases[u], time.Now()))
 		}
+	}
+	var entries, changes int
+	err = st.DB.QueryRowContext(ctx, rebind(st, `SELECT count(*), count(CASE WHEN kind = 'ENTERED' AND source = 'BACKFILL' THEN 1 END)
+		FROM membership_changes WHERE segment_ref = ?`), seg).Scan(&changes, &entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changes != len(want) || entries != len(want) {
+		report("%d changes in the log (%d BACKFILL entries), want %d entries", changes, entries, len(want))
 	}
 	rows, err = st.DB.QueryContext(ctx, `SELECT u.user_id, b.key, b.state FROM behavior_states b JOIN users u ON u.id = b.user_ref`)
 	if err != nil {
