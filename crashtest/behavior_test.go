@@ -245,15 +245,17 @@ const (
 	// rounds.
 	backfillKills  = 3
 	backfillRounds = 8
+	// editKills is how many kills, at most, land while an edit of its
+	// condition runs (in at most backfillRounds rounds).
+	editKills = 2
 )
 
 // purchaseCondition is the condition of TestCrashDuringBehaviorBackfill's
-// segment, and purchaseSpec its measurement.
-var (
-	purchaseCondition = map[string]any{"performed": map[string]any{"event": "Purchase", "within": "30d",
-		"count": map[string]any{"operator": "GTE", "value": 3}}}
-	purchaseSpec = behavior.Spec{Within: purchaseWindow, Func: behavior.Count, Op: behavior.GTE, Value: 3}
-)
+// segment: at least atLeast purchases within 30d.
+func purchaseCondition(atLeast int) map[string]any {
+	return map[string]any{"performed": map[string]any{"event": "Purchase", "within": "30d",
+		"count": map[string]any{"operator": "GTE", "value": atLeast}}}
+}
 
 // TestCrashDuringBehaviorBackfill: buyers users' purchases are stored
 // first (/v1/batch, no segment counts them); then a DYNAMIC segment
@@ -265,8 +267,12 @@ var (
 // membership, no change, no deadline), or exists with exactly the members
 // the purchases sent say and a state for each user that answers as the
 // purchases do (then it is deleted, which drops the states, so that the
-// next round builds them again). In the end the segment is created in
-// full, its members and states are exact and Verify is clean.
+// next round builds them again). Then the segment is created in full, and
+// its condition edited (at least 3 ⇄ 4 purchases: a new predicate, whose
+// states the update transaction builds, dropping the old ones) while
+// segmentd is killed in the same way: after each kill the segment has the
+// old condition or the new one, with the members and states (under its
+// key alone) that it says. In the end Verify is clean.
 func TestCrashDuringBehaviorBackfill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills real processes")
@@ -309,14 +315,8 @@ func TestCrashDuringBehaviorBackfill(t *testing.T) {
 		if len(batch) > 0 {
 			postBatch(t, proc, batch)
 		}
-		wantMembers := map[string]bool{}
-		for user, ats := range purchases {
-			if inWindow(ats, now) >= 3 {
-				wantMembers[user] = true
-			}
-		}
 		t.Logf("%d purchases of %d users stored in %v; %d users bought at least 3 times within 30d",
-			sent, buyers, time.Since(now).Round(time.Millisecond), len(wantMembers))
+			sent, buyers, time.Since(now).Round(time.Millisecond), len(membersOf(purchases, 3)))
 
 		st, err := store.Open(ctx, dbURL)
 		if err != nil {
@@ -325,9 +325,9 @@ func TestCrashDuringBehaviorBackfill(t *testing.T) {
 		defer st.Close()
 		const name = "Frequent buyers"
 		// A round sends the create, kills the server after a random delay,
-		// restarts it and checks. The delay is drawn within the time a
-		// create took when it was let finish (the first round's), so that
-		// most kills land while it runs.
+		// restarts it and checks. The delay is drawn within the shortest
+		// time a create took to return (the first round's, which is let
+		// finish, or a later one's), so that most kills land while it runs.
 		var took time.Duration
 		landed := 0
 		logged := 0 // changes in the log: the deleted segments'
@@ -336,7 +336,7 @@ func TestCrashDuringBehaviorBackfill(t *testing.T) {
 			done := make(chan createResult, 1)
 			began := time.Now()
 			go func() {
-				r := createSegment(proc.URL, name, purchaseCondition)
+				r := createSegment(proc.URL, name, purchaseCondition(3))
 				r.took = time.Since(began)
 				done <- r
 			}()
@@ -361,6 +361,7 @@ func TestCrashDuringBehaviorBackfill(t *testing.T) {
 			switch {
 			case res.err == nil:
 				t.Logf("round %d: the create returned %v after it began, before the kill (%v)", round, res.took.Round(time.Millisecond), killed)
+				took = min(took, res.took) // the first, on a cold cache, may take longer
 				if id != res.id {
 					t.Fatalf("round %d: the create returned segment %s, the database has %q", round, res.id, id)
 				}
@@ -375,7 +376,7 @@ func TestCrashDuringBehaviorBackfill(t *testing.T) {
 				checkNothingLeft(t, ctx, st, logged)
 				continue
 			}
-			checkBackfilled(t, ctx, st, id, purchases, wantMembers)
+			checkBackfilled(t, ctx, st, id, purchases, 3, true)
 			if round == 0 || landed < backfillKills {
 				// Built again from the events in the next round.
 				proc.Admin().MustDo(t, `mutation($id: ID!) { deleteSegment(id: $id) }`, map[string]any{"id": id}, nil)
@@ -388,23 +389,91 @@ func TestCrashDuringBehaviorBackfill(t *testing.T) {
 		}
 		id := segmentNamed(t, ctx, st, name)
 		if id == "" {
-			res := createSegment(proc.URL, name, purchaseCondition)
+			res := createSegment(proc.URL, name, purchaseCondition(3))
 			if res.err != nil {
 				t.Fatalf("createSegment: %v", res.err)
 			}
 			id = res.id
 		}
-		checkBackfilled(t, ctx, st, id, purchases, wantMembers)
+		checkBackfilled(t, ctx, st, id, purchases, 3, true)
+
+		// The edits, killed as the creates were.
+		atLeast, edited := 3, 0
+		for round := 0; round < backfillRounds && edited < editKills; round++ {
+			target := 7 - atLeast // 3 ⇄ 4
+			done := make(chan createResult, 1)
+			began := time.Now()
+			go func() {
+				r := graphqlID(proc.URL, `mutation($id: ID!, $c: ConditionInput) { updateSegment(id: $id, input: {condition: $c}) { id } }`,
+					map[string]any{"id": id, "c": purchaseCondition(target)}, "updateSegment")
+				r.took = time.Since(began)
+				done <- r
+			}()
+			time.Sleep(time.Duration(float64(took) * (0.05 + 0.9*rnd.Float64())))
+			proc.Kill()
+			killed := time.Since(began).Round(time.Millisecond)
+			res := <-done
+			proc = start()
+			var seg struct {
+				Node struct{ ConditionText string }
+			}
+			proc.Admin().MustDo(t, `query($id: ID!) { node(id: $id) { ... on Segment { conditionText } } }`, map[string]any{"id": id}, &seg)
+			cur := 0
+			for _, n := range []int{atLeast, target} {
+				if strings.Contains(seg.Node.ConditionText, fmt.Sprintf("at least %d times", n)) {
+					cur = n
+				}
+			}
+			switch {
+			case cur == 0:
+				t.Fatalf("edit round %d: the condition is %q, neither the old one nor the new", round, seg.Node.ConditionText)
+			case res.err == nil:
+				t.Logf("edit round %d: the update returned %v after it began, before the kill (%v)", round, res.took.Round(time.Millisecond), killed)
+				took = min(took, res.took)
+				if cur != target {
+					t.Fatalf("edit round %d: the update to at least %d returned, the condition is %q", round, target, seg.Node.ConditionText)
+				}
+			default:
+				edited++
+				t.Logf("edit round %d: killed %v into the update to at least %d, which had not returned (%v); the condition says at least %d",
+					round, killed, target, res.err, cur)
+			}
+			atLeast = cur
+			checkBackfilled(t, ctx, st, id, purchases, atLeast, false)
+		}
+		if edited == 0 {
+			t.Errorf("no kill landed during an update in %d rounds: the run proves little", backfillRounds)
+		}
+		// One edit let finish, so that the states the update builds are
+		// checked whatever the kills interrupted.
+		atLeast = 7 - atLeast
+		if res := graphqlID(proc.URL, `mutation($id: ID!, $c: ConditionInput) { updateSegment(id: $id, input: {condition: $c}) { id } }`,
+			map[string]any{"id": id, "c": purchaseCondition(atLeast)}, "updateSegment"); res.err != nil {
+			t.Fatalf("updateSegment: %v", res.err)
+		}
+		checkBackfilled(t, ctx, st, id, purchases, atLeast, false)
 		proc.Kill()
 		svc := verifiedService(t, ctx, st)
 		stats, err := svc.Stats(ctx, id, time.UTC)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if stats.TotalUsers != len(wantMembers) {
-			t.Errorf("stats: %d members, want %d", stats.TotalUsers, len(wantMembers))
+		if want := len(membersOf(purchases, atLeast)); stats.TotalUsers != want {
+			t.Errorf("stats: %d members, want %d", stats.TotalUsers, want)
 		}
 	})
+}
+
+// membersOf are the users who bought at least atLeast times within 30d.
+func membersOf(purchases map[string][]time.Time, atLeast int) map[string]bool {
+	out := map[string]bool{}
+	now := time.Now()
+	for user, ats := range purchases {
+		if inWindow(ats, now) >= atLeast {
+			out[user] = true
+		}
+	}
+	return out
 }
 
 // inWindow is how many of ats are in the window that ends at now.
@@ -427,10 +496,14 @@ type createResult struct {
 // createSegment sends a createSegment of a DYNAMIC segment and reports
 // whether it returned; a killed server's answer is an error.
 func createSegment(url, name string, condition map[string]any) createResult {
-	body, err := json.Marshal(map[string]any{
-		"query":     `mutation($in: CreateSegmentInput!) { createSegment(input: $in) { id } }`,
-		"variables": map[string]any{"in": map[string]any{"name": name, "kind": "DYNAMIC", "condition": condition}},
-	})
+	return graphqlID(url, `mutation($in: CreateSegmentInput!) { createSegment(input: $in) { id } }`,
+		map[string]any{"in": map[string]any{"name": name, "kind": "DYNAMIC", "condition": condition}}, "createSegment")
+}
+
+// graphqlID sends a mutation whose field answers { id } and reports
+// whether it returned; a killed server's answer is an error.
+func graphqlID(url, query string, vars map[string]any, field string) createResult {
+	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
 	if err != nil {
 		return createResult{err: err}
 	}
@@ -446,16 +519,16 @@ func createSegment(url, name string, condition map[string]any) createResult {
 	}
 	defer resp.Body.Close()
 	var out struct {
-		Data   struct{ CreateSegment *struct{ ID string } }
+		Data   map[string]*struct{ ID string }
 		Errors []json.RawMessage
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		return createResult{err: fmt.Errorf("status %d: %w", resp.StatusCode, err)}
 	}
-	if len(out.Errors) > 0 || out.Data.CreateSegment == nil {
+	if len(out.Errors) > 0 || out.Data[field] == nil {
 		return createResult{err: fmt.Errorf("status %d, errors %s", resp.StatusCode, out.Errors)}
 	}
-	return createResult{id: pulid.ID(out.Data.CreateSegment.ID)}
+	return createResult{id: pulid.ID(out.Data[field].ID)}
 }
 
 // segmentNamed is the ID of the segment named name, "" if there is none.
@@ -494,12 +567,16 @@ func rowsIn(t *testing.T, ctx context.Context, st *store.Store, table string) in
 	return n
 }
 
-// checkBackfilled checks segment seg of TestCrashDuringBehaviorBackfill:
-// its members are exactly want, each entered once (source BACKFILL), and every user with a purchase in the
-// window has one state (a user whose purchases are all older may have one
-// too), which answers at the clock's instant as the purchases do.
-func checkBackfilled(t *testing.T, ctx context.Context, st *store.Store, seg pulid.ID, purchases map[string][]time.Time, want map[string]bool) {
+// checkBackfilled checks segment seg of TestCrashDuringBehaviorBackfill,
+// whose condition is at least atLeast purchases within 30d: its members
+// are exactly the users who bought that often (fresh: just created, each
+// entered once, source BACKFILL, and nothing else is in its log), and
+// every user with a purchase in the window has one state, under one key
+// (a user whose purchases are all older may have one too), which answers
+// at the clock's instant as the purchases do.
+func checkBackfilled(t *testing.T, ctx context.Context, st *store.Store, seg pulid.ID, purchases map[string][]time.Time, atLeast int, fresh bool) {
 	t.Helper()
+	want := membersOf(purchases, atLeast)
 	rows, err := st.DB.QueryContext(ctx, rebind(st, `SELECT u.user_id FROM memberships m JOIN users u ON u.id = m.user_ref WHERE m.segment_ref = ?`), seg)
 	if err != nil {
 		t.Fatal(err)
@@ -537,7 +614,7 @@ func checkBackfilled(t *testing.T, ctx context.Context, st *store.Store, seg pul
 	if err != nil {
 		t.Fatal(err)
 	}
-	if changes != len(want) || entries != len(want) {
+	if fresh && (changes != len(want) || entries != len(want)) {
 		report("%d changes in the log (%d BACKFILL entries), want %d entries", changes, entries, len(want))
 	}
 	rows, err = st.DB.QueryContext(ctx, `SELECT u.user_id, b.key, b.state FROM behavior_states b JOIN users u ON u.id = b.user_ref`)
@@ -560,7 +637,7 @@ func checkBackfilled(t *testing.T, ctx context.Context, st *store.Store, seg pul
 			report("user %s has two states", u)
 		}
 		stated[u] = true
-		s, err := behavior.New(purchaseSpec)
+		s, err := behavior.New(behavior.Spec{Within: purchaseWindow, Func: behavior.Count, Op: behavior.GTE, Value: float64(atLeast)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -573,8 +650,8 @@ func checkBackfilled(t *testing.T, ctx context.Context, st *store.Store, seg pul
 		switch {
 		case err != nil:
 			report("user %s: state answers %v", u, err)
-		case r.Matched != (n >= 3) || (!r.AtLeast && r.Figure != float64(n)) || (r.AtLeast && r.Figure > float64(n)):
-			report("user %s bought %d times within 30d, the state says %+v", u, n, r)
+		case r.Matched != (n >= atLeast) || (!r.AtLeast && r.Figure != float64(n)) || (r.AtLeast && r.Figure > float64(n)):
+			report("user %s bought %d times within 30d, the state (at least %d) says %+v", u, n, atLeast, r)
 		}
 	}
 	if err := rows.Close(); err != nil {
