@@ -146,7 +146,8 @@ func TestCrashDuringReevaluationSweeps(t *testing.T) {
 				t.Errorf("%d deadlines left, want 0", n)
 			}
 			for i, seg := range segs {
-				checkLeftOnce(t, ctx, st, seg, []changelog.Source{changelog.SourceTraits, changelog.SourceEvent}[i], due)
+				checkLeftOnce(t, ctx, st, seg, []changelog.Source{changelog.SourceTraits, changelog.SourceEvent}[i], due,
+					"left: condition failed: user.lastSeen within last", reevaluatedUsers)
 				checkFiguresAfterExits(t, proc.Admin(), seg, lastSeen, reevaluatedUsers)
 			}
 			proc.Kill()
@@ -173,10 +174,11 @@ func TestCrashDuringReevaluationSweeps(t *testing.T) {
 	})
 }
 
-// checkLeftOnce checks seg's change log: each user entered once (with
-// source entry) and left once, after the entry, with source TIME, at the instant the window
-// passed (or at the entry, if that came later), for the condition's reason.
-func checkLeftOnce(t *testing.T, ctx context.Context, st *store.Store, seg pulid.ID, entry changelog.Source, due time.Time) {
+// checkLeftOnce checks seg's change log: each of its users (users of them)
+// entered once (with source entry) and left once, after the entry, with
+// source TIME, at the instant the window passed (or at the entry, if that
+// came later), with a reason that starts with reason (the condition's).
+func checkLeftOnce(t *testing.T, ctx context.Context, st *store.Store, seg pulid.ID, entry changelog.Source, due time.Time, reason string, users int) {
 	t.Helper()
 	changes, err := st.Client.MembershipChange.Query().Where(membershipchange.SegmentRef(seg)).
 		Order(membershipchange.ByID()).All(ctx)
@@ -212,15 +214,15 @@ func checkLeftOnce(t *testing.T, ctx context.Context, st *store.Store, seg pulid
 				report("user %s left before entering", c.UserRef)
 			case exits[c.UserRef] > 1:
 				report("user %s left %d times", c.UserRef, exits[c.UserRef])
-			case c.Source != changelog.SourceTime || !strings.HasPrefix(c.Reason, "left: condition failed: user.lastSeen within last"):
+			case c.Source != changelog.SourceTime || !strings.HasPrefix(c.Reason, reason):
 				report("user %s left with source %s, reason %q; want TIME, the condition failing", c.UserRef, c.Source, c.Reason)
 			case !c.At.Equal(want):
 				report("user %s left at %v, want %v", c.UserRef, c.At, want)
 			}
 		}
 	}
-	if len(entered) != reevaluatedUsers || len(exits) != reevaluatedUsers {
-		t.Errorf("segment %s: %d users entered and %d left, want %d each", seg, len(entered), len(exits), reevaluatedUsers)
+	if len(entered) != users || len(exits) != users {
+		t.Errorf("segment %s: %d users entered and %d left, want %d each", seg, len(entered), len(exits), users)
 	}
 	if bad > 5 {
 		t.Errorf("segment %s: %d wrong changes in all", seg, bad)
