@@ -130,7 +130,11 @@ const verifyPage = 5000
 //     the rules changed, should have left (missed-exit); a DYNAMIC
 //     segment's members are exactly the users whose rebuilt traits meet its
 //     condition, when it does not depend on the clock (dynamic-mismatch):
-//     checkExits.
+//     checkExits;
+//   - behaviour states: each stored state answers as a recomputation from
+//     its user's stored events does, at the verifier's clock
+//     (behavior-state-mismatch, behavior-state-unreadable,
+//     orphan-behavior-state: checkBehaviorStates).
 
 //   - an erased user (DeleteUser's tombstone) has no traits, no membership
 //     and no event (erased-user-data: loadUsers, checkMemberships,
@@ -167,6 +171,7 @@ func (s *Service) Verify(ctx context.Context) (*VerifyReport, error) {
 		v.checkMissingMemberships,
 		v.checkEventMemberships,
 		v.checkExits,
+		v.checkBehaviorStates,
 		v.checkDeadlines,
 	}
 	for _, step := range steps {

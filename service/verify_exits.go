@@ -2,10 +2,10 @@ package service
 
 import (
 	"fmt"
-	"github.com/segmentd/segmentd/behavior"
 	"sort"
 	"time"
 
+	"github.com/segmentd/segmentd/behavior"
 	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/event"
@@ -176,20 +176,9 @@ func oracleEnv(prog *trigger.Program, evs []*verifyEvent, traits map[string]any,
 	env.Behaviors = make([]behavior.Result, len(bh))
 	env.BehaviorNext = make([]time.Time, len(bh))
 	for i := range bh {
-		b := &bh[i]
-		st, err := behavior.New(b.Spec)
+		st, err := oracleState(&bh[i], evs)
 		if err != nil {
 			continue
-		}
-		for _, e := range evs {
-			if e.typ != event.TypeTRACK || !b.Counts(e.name, e.props, e.timestamp) {
-				continue
-			}
-			v, ok := b.Value(e.props)
-			if b.Property != "" && !ok {
-				continue
-			}
-			st.Add(e.timestamp, v, ok)
 		}
 		if r, err := st.Eval(at); err == nil {
 			env.Behaviors[i] = r

@@ -2,9 +2,14 @@ package service_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/segmentd/segmentd/behavior"
+	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ent/behaviorstate"
 	"github.com/segmentd/segmentd/ent/segment"
 	"github.com/segmentd/segmentd/ent/user"
 	"github.com/segmentd/segmentd/internal/testenv"
@@ -143,6 +148,72 @@ func TestVerifyClockDrivenAnswers(t *testing.T) {
 			verify(map[string]int{"missing-deadline": 1})
 			clk.Set(t0.Add(7 * 24 * time.Hour))
 			verify(map[string]int{"dynamic-mismatch": 1})
+		})
+	}
+}
+
+// TestVerifyBehaviorStates: a stored behaviour state that says more than
+// the user's stored events is behavior-state-mismatch, one that does not
+// decode behavior-state-unreadable, and one under a key no segment has
+// orphan-behavior-state; intact states are clean.
+func TestVerifyBehaviorStates(t *testing.T) {
+	for _, name := range testenv.Stores {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			t0 := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+			clk := &testClock{t: t0}
+			svc, st := openService(t, testenv.DatabaseURL(t, name), clk)
+			cond := &trigger.ConditionInput{Performed: &trigger.PerformedInput{Event: "Purchase", Within: ref("7d"),
+				Count: &trigger.ComparisonInput{Operator: trigger.OpGTE, Value: json.Number("2")}}}
+			if _, err := svc.CreateSegment(ctx, service.CreateSegmentInput{Name: "Bought twice", Kind: segment.KindDYNAMIC, Condition: cond}); err != nil {
+				t.Fatal(err)
+			}
+			for i, u := range []string{"a", "b", "c"} {
+				if _, err := svc.TrackBatch(ctx, []*service.TrackInput{{Event: "Purchase", UserID: ref(u), MessageID: ref(fmt.Sprintf("p%d", i))}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			findings := func() map[string]int {
+				t.Helper()
+				rep, err := svc.Verify(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out := map[string]int{}
+				for _, f := range rep.Findings {
+					out[f.Kind]++
+				}
+				return out
+			}
+			if f := findings(); len(f) != 0 {
+				t.Fatalf("intact states: %v", f)
+			}
+			rows, err := st.Client.BehaviorState.Query().Order(ent.Asc(behaviorstate.FieldID)).All(ctx)
+			if err != nil || len(rows) != 3 {
+				t.Fatalf("%d states (%v), want 3", len(rows), err)
+			}
+			// a's state counts a second purchase a never made.
+			bh, err := behavior.New(behavior.Spec{Within: 7 * 24 * time.Hour, Op: behavior.GTE, Value: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			bh.Add(t0, 0, false)
+			bh.Add(t0.Add(-time.Hour), 0, false)
+			forged, _ := bh.MarshalBinary()
+			if err := st.Client.BehaviorState.UpdateOne(rows[0]).SetState(forged).Exec(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Client.BehaviorState.UpdateOne(rows[1]).SetState([]byte{0xff, 0xff}).Exec(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Client.BehaviorState.Create().SetUserRef(rows[2].UserRef).SetKey("0123456789abcdef0123456789abcdef").SetState(rows[2].State).Exec(ctx); err != nil {
+				t.Fatal(err)
+			}
+			f := findings()
+			if f["behavior-state-mismatch"] != 1 || f["behavior-state-unreadable"] != 1 || f["orphan-behavior-state"] != 1 {
+				t.Fatalf("findings %v, want one mismatch, one unreadable, one orphan", f)
+			}
 		})
 	}
 }
