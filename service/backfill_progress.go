@@ -25,6 +25,14 @@ type BehaviorBackfill struct {
 	StartedAt   time.Time
 }
 
+// usersPerPage is how many users a fill or a build reads at a time.
+func (s *Service) usersPerPage() int {
+	if s.userPage > 0 {
+		return s.userPage
+	}
+	return dynamicPage
+}
+
 // backfillRegistry holds the builds running on this replica.
 type backfillRegistry struct {
 	mu      sync.Mutex
@@ -66,7 +74,7 @@ func (s *Service) eachUserPageWithProgress(ctx context.Context, tx *ent.Tx, seg 
 		delete(r.running, b)
 		r.mu.Unlock()
 	}()
-	return eachUserPage(ctx, tx.Client(), func(page []*ent.User) error {
+	return eachUserPage(ctx, tx.Client(), s.usersPerPage(), func(page []*ent.User) error {
 		if err := fn(page); err != nil {
 			return err
 		}

@@ -55,7 +55,7 @@ func (s *Service) syncDynamic(ctx context.Context, tx *ent.Tx, seg *ent.Segment)
 	if err != nil {
 		return ledger.Topics{}, err
 	}
-	pages := func(fn func([]*ent.User) error) error { return eachUserPage(ctx, tx.Client(), fn) }
+	pages := func(fn func([]*ent.User) error) error { return eachUserPage(ctx, tx.Client(), s.usersPerPage(), fn) }
 	if len(build) > 0 {
 		pages = func(fn func([]*ent.User) error) error { return s.eachUserPageWithProgress(ctx, tx, seg, fn) }
 	}
@@ -105,14 +105,14 @@ func (s *Service) syncDynamic(ctx context.Context, tx *ent.Tx, seg *ent.Segment)
 	return w.Flush(ctx)
 }
 
-// eachUserPage hands every user (erased users left out) to fn, a page at a
-// time in ID order.
-func eachUserPage(ctx context.Context, client *ent.Client, fn func([]*ent.User) error) error {
+// eachUserPage hands every user (erased users left out) to fn, per users
+// at a time in ID order.
+func eachUserPage(ctx context.Context, client *ent.Client, per int, fn func([]*ent.User) error) error {
 	var after pulid.ID
 	for {
 		// An erased user's tombstone (no traits) is nobody: a condition
 		// that holds for empty traits must not take it in.
-		q := client.User.Query().Where(NotErased()).Order(ent.Asc(user.FieldID)).Limit(dynamicPage)
+		q := client.User.Query().Where(NotErased()).Order(ent.Asc(user.FieldID)).Limit(per)
 		if after != "" {
 			q = q.Where(user.IDGT(after))
 		}

@@ -62,3 +62,8 @@ func (s *Service) EnterExpiring(ctx context.Context, seg pulid.ID, userIDs []str
 	s.publish(topics)
 	return nil
 }
+
+// SetUsersPerPage sets how many users a DYNAMIC fill or a behaviour build
+// reads at a time (0: the default), so that a test sees several pages of
+// a few users.
+func (s *Service) SetUsersPerPage(n int) { s.userPage = n }

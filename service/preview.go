@@ -90,7 +90,7 @@ func (s *Service) previewStoredEvents(ctx context.Context, prog *trigger.Program
 func (s *Service) previewCurrentTraits(ctx context.Context, prog *trigger.Program) ([]pulid.ID, error) {
 	var users []pulid.ID
 	now := s.now()
-	err := eachUserPage(ctx, s.client, func(page []*ent.User) error {
+	err := eachUserPage(ctx, s.client, s.usersPerPage(), func(page []*ent.User) error {
 		// Behaviours from the page's stored events, written nowhere.
 		var bs *behaviorStates
 		if len(prog.Behaviors()) > 0 {

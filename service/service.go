@@ -60,6 +60,7 @@ type Service struct {
 	// backfills are the behaviour-state builds running on this replica
 	// (BehaviorBackfills).
 	backfills backfillRegistry
+	userPage  int        // users a fill reads at a time; 0: dynamicPage (tests set it)
 	writeMu   sync.Mutex // SQLite: one write transaction at a time
 
 	// led is the ledger of the store: the one writer of memberships,
