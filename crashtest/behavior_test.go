@@ -233,11 +233,13 @@ func checkEnteredByTime(t *testing.T, ctx context.Context, st *store.Store, seg 
 
 const (
 	// buyers is how many users of TestCrashDuringBehaviorBackfill have
-	// stored purchases; each has 1 to 10, about 22,000 in all, spread
+	// stored purchases; each has 1 to 10, about 8,000 in all, spread
 	// over 60 days, so that building the states of a new segment's
-	// predicate (4 pages of users, in its create transaction) takes long
-	// enough to be killed in.
-	buyers = 4000
+	// predicate (2 pages of users, in its create transaction) takes long
+	// enough to be killed in, and no longer: on PostgreSQL a long
+	// transaction holds back the live subscribers of every test running
+	// beside this one on the cluster.
+	buyers = 1500
 	// purchaseWindow is the segment's window.
 	purchaseWindow = 30 * 24 * time.Hour
 	// backfillKills is how many kills, at most, land while the segment's
