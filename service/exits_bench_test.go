@@ -58,17 +58,7 @@ func BenchmarkTrackEventsExits(b *testing.B) {
 					checkBatch(b, res, batch)
 					return len(batch.inputs)
 				}
-				b.StopTimer()
-				track(0)
-				b.StartTimer()
-				iter, events := 0, 0
-				for b.Loop() {
-					b.StopTimer()
-					iter++
-					events += track(iter)
-					b.StartTimer()
-				}
-				b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+				timedBatches(b, track)
 			})
 		}
 	}
