@@ -146,6 +146,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"requests a key may make at once; default twice the rate (env SEGMENTD_RATE_BURST)")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", env.duration("SEGMENTD_REQUEST_TIMEOUT", 30*time.Second),
 		"deadline of every query and mutation (not subscriptions); past it, its database work is cancelled and it answers TIMEOUT (env SEGMENTD_REQUEST_TIMEOUT)")
+	fs.BoolVar(&cfg.WebhookAllowPrivate, "webhook-allow-private", env.bool("SEGMENTD_WEBHOOK_ALLOW_PRIVATE", false),
+		"let webhook URLs resolve to loopback, private and link-local addresses, over http too (env SEGMENTD_WEBHOOK_ALLOW_PRIVATE)")
+	fs.BoolVar(&cfg.WebhookAllowHTTP, "webhook-allow-http", env.bool("SEGMENTD_WEBHOOK_ALLOW_HTTP", false),
+		"let webhook URLs be plain http (env SEGMENTD_WEBHOOK_ALLOW_HTTP)")
 	fs.StringVar(&logLevel, "log-level", env.str("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	fs.StringVar(&logFormat, "log-format", env.str("LOG_FORMAT", "text"), "text or json (env LOG_FORMAT)")
 	pprofAddr := env.str("SEGMENTD_PPROF_ADDR", "")

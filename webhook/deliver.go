@@ -1,0 +1,304 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ent/schema/pulid"
+	"github.com/segmentd/segmentd/ent/webhookdelivery"
+	"github.com/segmentd/segmentd/ent/webhookendpoint"
+)
+
+// worker sends one endpoint's deliveries on this process.
+type worker struct {
+	id     pulid.ID
+	wakeCh chan struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (w *worker) wake() {
+	select {
+	case w.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+// superviseLoop keeps one worker per enabled endpoint.
+func (h *Hooks) superviseLoop(ctx context.Context) {
+	wake, cancel := h.broker.Subscribe(Topic)
+	defer cancel()
+	tick := time.NewTicker(2 * h.cfg.Poll)
+	defer tick.Stop()
+	for {
+		if err := h.supervise(ctx); err != nil && ctx.Err() == nil {
+			h.log.Warn("webhook: endpoints", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			h.mu.Lock()
+			ws := make([]*worker, 0, len(h.workers))
+			for _, w := range h.workers {
+				ws = append(ws, w)
+			}
+			h.mu.Unlock()
+			for _, w := range ws {
+				<-w.done
+			}
+			return
+		case <-wake:
+			h.wakeWorkers()
+		case <-tick.C:
+		}
+	}
+}
+
+func (h *Hooks) supervise(ctx context.Context) error {
+	ids, err := h.client.WebhookEndpoint.Query().Where(webhookendpoint.Enabled(true)).IDs(ctx)
+	if err != nil {
+		return err
+	}
+	want := map[pulid.ID]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, w := range h.workers {
+		if !want[id] {
+			w.cancel()
+			delete(h.workers, id)
+		}
+	}
+	for id := range want {
+		if h.workers[id] == nil {
+			wctx, cancel := context.WithCancel(ctx)
+			w := &worker{id: id, wakeCh: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+			h.workers[id] = w
+			go func() { defer close(w.done); h.runWorker(wctx, w) }()
+		}
+	}
+	return nil
+}
+
+func (h *Hooks) runWorker(ctx context.Context, w *worker) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.wakeCh:
+		case <-timer.C:
+		}
+		wait, err := h.DeliverRound(ctx, w.id)
+		if err != nil && ctx.Err() == nil {
+			h.log.Warn("webhook: deliver", "endpoint", w.id, "err", err)
+			wait = time.Second
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(wait)
+	}
+}
+
+// lease is how long a claim holds deliveries: long enough for an attempt.
+func (h *Hooks) lease() time.Duration { return 2*h.cfg.Timeout + 5*time.Second }
+
+// idle is how long a sender with nothing due waits for a wake-up.
+func (h *Hooks) idle() time.Duration { return 4 * h.cfg.Poll }
+
+// DeliverRound claims the endpoint's next due deliveries, in order, sends
+// them one at a time until one fails, and records each answer. It returns
+// how long to wait before the next round.
+func (h *Hooks) DeliverRound(ctx context.Context, id pulid.ID) (time.Duration, error) {
+	ep, claimed, until, wait, err := h.claim(ctx, id)
+	if err != nil || len(claimed) == 0 {
+		return wait, err
+	}
+	for i, d := range claimed {
+		if until.Sub(h.now()) < h.cfg.Timeout+2*time.Second {
+			return 0, h.release(ctx, claimed[i:])
+		}
+		a := h.attempt(ctx, ep, d)
+		if ctx.Err() != nil {
+			return 0, nil // stopping: the lease runs out and the next owner sends again
+		}
+		next, err := h.record(ctx, ep, d, a)
+		if err != nil {
+			return time.Second, err
+		}
+		if !a.ok() {
+			if err := h.release(ctx, claimed[i+1:]); err != nil {
+				return time.Second, err
+			}
+			if next < 0 {
+				return h.idle(), nil // disabled
+			}
+			return max(next, 0), nil
+		}
+	}
+	return 0, nil
+}
+
+// claim leases the endpoint's oldest pending deliveries that are due, up
+// to Batch, in order, only if the oldest is among them: a later one never
+// goes before an earlier one.
+func (h *Hooks) claim(ctx context.Context, id pulid.ID) (ep *ent.WebhookEndpoint, claimed []*ent.WebhookDelivery, until time.Time, wait time.Duration, err error) {
+	wait = h.idle()
+	err = h.inTx(ctx, func(tx *ent.Tx) error {
+		ep, err = tx.WebhookEndpoint.Get(ctx, id)
+		if ent.IsNotFound(err) {
+			return nil
+		}
+		if err != nil || !ep.Enabled {
+			return err
+		}
+		heads, err := h.locks.heads(ctx, tx, id, h.cfg.Batch)
+		if err != nil || len(heads) == 0 {
+			return err
+		}
+		first, err := tx.WebhookDelivery.Query().
+			Where(webhookdelivery.EndpointRef(id), webhookdelivery.StatusEQ(webhookdelivery.StatusPENDING)).
+			Order(ent.Asc(webhookdelivery.FieldSeq)).Limit(1).Select(webhookdelivery.FieldSeq).Ints(ctx)
+		if err != nil {
+			return err
+		}
+		if len(first) == 0 || int64(first[0]) != heads[0].Seq {
+			wait = 20 * time.Millisecond // the oldest is being claimed elsewhere
+			return nil
+		}
+		now := h.now()
+		var ids []pulid.ID
+		for i, d := range heads {
+			if d.LeaseUntil != nil && d.LeaseUntil.After(now) && (d.LeaseOwner == nil || *d.LeaseOwner != h.cfg.Owner) {
+				if i == 0 {
+					wait = d.LeaseUntil.Sub(now)
+				}
+				break
+			}
+			if d.NextAttemptAt != nil && d.NextAttemptAt.After(now) {
+				if i == 0 {
+					wait = d.NextAttemptAt.Sub(now)
+				}
+				break
+			}
+			claimed = append(claimed, d)
+			ids = append(ids, d.ID)
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		until = now.Add(h.lease())
+		return tx.WebhookDelivery.Update().Where(webhookdelivery.IDIn(ids...)).
+			SetLeaseOwner(h.cfg.Owner).SetLeaseUntil(until).Exec(ctx)
+	})
+	if err != nil {
+		return nil, nil, time.Time{}, time.Second, fmt.Errorf("webhook: claim: %w", err)
+	}
+	return ep, claimed, until, wait, nil
+}
+
+// release gives up the leases of deliveries not sent.
+func (h *Hooks) release(ctx context.Context, ds []*ent.WebhookDelivery) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	ids := make([]pulid.ID, len(ds))
+	for i, d := range ds {
+		ids[i] = d.ID
+	}
+	return h.client.WebhookDelivery.Update().
+		Where(webhookdelivery.IDIn(ids...), webhookdelivery.LeaseOwner(h.cfg.Owner)).
+		ClearLeaseOwner().ClearLeaseUntil().Exec(ctx)
+}
+
+// secrets are the keys that sign now: the current one, and the previous
+// one within RotationOverlap of a rotation.
+func (h *Hooks) secrets(ep *ent.WebhookEndpoint) []string {
+	s := []string{ep.Secret}
+	if ep.PreviousSecret != nil && ep.PreviousSecretUntil != nil && ep.PreviousSecretUntil.After(h.now()) {
+		s = append(s, *ep.PreviousSecret)
+	}
+	return s
+}
+
+// attempt sends d to ep once.
+func (h *Hooks) attempt(ctx context.Context, ep *ent.WebhookEndpoint, d *ent.WebhookDelivery) attempt {
+	now := h.cfg.Now()
+	b, err := body(string(ep.Format), d.WebhookID, d.Payload, now)
+	if err != nil {
+		return attempt{err: "could not render the body"}
+	}
+	sig, err := Signatures(h.secrets(ep), d.WebhookID, now, b)
+	if err != nil {
+		return attempt{err: "could not sign"}
+	}
+	headers := map[string]string{
+		"webhook-id":        d.WebhookID,
+		"webhook-timestamp": strconv.FormatInt(now.Unix(), 10),
+		"webhook-signature": sig,
+	}
+	wk := ""
+	if ep.WriteKey != nil {
+		wk = *ep.WriteKey
+	}
+	return h.send.post(ctx, ep.URL, headers, wk, b)
+}
+
+// record stores an attempt's answer and returns when the next attempt of
+// the endpoint is due: 0 now, the retry's wait after a failure, -1 when
+// the endpoint was disabled (410).
+func (h *Hooks) record(ctx context.Context, ep *ent.WebhookEndpoint, d *ent.WebhookDelivery, a attempt) (time.Duration, error) {
+	now := h.now()
+	u := h.client.WebhookDelivery.Update().
+		Where(webhookdelivery.ID(d.ID), webhookdelivery.LeaseOwner(h.cfg.Owner)).
+		AddAttempts(1).ClearLeaseOwner().ClearLeaseUntil()
+	if a.status != 0 {
+		u.SetLastStatusCode(a.status)
+	} else {
+		u.ClearLastStatusCode()
+	}
+	if a.ok() {
+		n, err := u.SetStatus(webhookdelivery.StatusDELIVERED).SetDeliveredAt(now).ClearLastError().ClearNextAttemptAt().Save(ctx)
+		if err == nil && n == 0 {
+			h.log.Info("webhook: delivered after the lease passed to another sender", "endpoint", ep.ID, "webhook_id", d.WebhookID)
+		}
+		return 0, err
+	}
+	attempts := d.Attempts + 1
+	h.log.Info("webhook: attempt failed", "endpoint", ep.ID, "webhook_id", d.WebhookID, "attempt", attempts,
+		"status", a.status, "error", a.err)
+	u.SetLastError(a.err)
+	if a.status == 410 {
+		err := h.inTx(ctx, func(tx *ent.Tx) error {
+			if err := tx.WebhookEndpoint.UpdateOneID(ep.ID).SetEnabled(false).
+				SetDisabledReason(fmt.Sprintf("the receiver answered 410 Gone at %s", now.Format(time.RFC3339))).Exec(ctx); err != nil {
+				return err
+			}
+			return tx.WebhookDelivery.Update().
+				Where(webhookdelivery.ID(d.ID), webhookdelivery.LeaseOwner(h.cfg.Owner)).
+				AddAttempts(1).ClearLeaseOwner().ClearLeaseUntil().SetLastStatusCode(410).
+				SetLastError(a.err).SetNextAttemptAt(now).Exec(ctx)
+		})
+		if err == nil {
+			h.log.Warn("webhook: endpoint disabled: it answered 410 Gone", "endpoint", ep.ID)
+		}
+		return -1, err
+	}
+	if attempts > len(h.cfg.Schedule) {
+		return 0, u.SetStatus(webhookdelivery.StatusFAILED).ClearNextAttemptAt().Exec(ctx)
+	}
+	wait := h.cfg.Schedule[attempts-1]
+	if a.retryAfter > 0 {
+		wait = a.retryAfter
+	}
+	return wait, u.SetNextAttemptAt(now.Add(wait)).Exec(ctx)
+}
