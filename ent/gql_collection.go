@@ -1160,7 +1160,7 @@ func (_q *WebhookDeliveryQuery) collectField(ctx context.Context, oneNode bool, 
 	)
 	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
 		switch field.Name {
-		case "webhookID":
+		case "webhookId":
 			if _, ok := fieldSeen[webhookdelivery.FieldWebhookID]; !ok {
 				selectedFields = append(selectedFields, webhookdelivery.FieldWebhookID)
 				fieldSeen[webhookdelivery.FieldWebhookID] = struct{}{}

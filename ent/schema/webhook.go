@@ -89,7 +89,8 @@ func (WebhookDelivery) Fields() []ent.Field {
 		field.String("endpoint_ref").GoType(pulid.ID("")).Immutable().Annotations(entgql.Skip()),
 		field.Int64("seq").Immutable().Annotations(entgql.Skip()),
 		field.String("webhook_id").NotEmpty().Immutable().
-			Comment("The webhook-id header: the same for every attempt of one message (derived from the change's cursor), so receivers can dedupe."),
+			Comment("The webhook-id header: the same for every attempt of one message (derived from the change's cursor), so receivers can dedupe.").
+			Annotations(entgql.MapsTo("webhookId")),
 		field.Enum("topic").Values("MEMBERSHIP_ENTERED", "MEMBERSHIP_EXITED", "CAMPAIGN_ACTIVATED").Immutable().
 			Comment("What happened: a user entered or exited a segment, or activated a campaign.").
 			Annotations(entgql.Type("WebhookTopic")),

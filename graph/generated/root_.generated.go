@@ -2186,7 +2186,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.WebhookDelivery.Topic(childComplexity), true
-	case "WebhookDelivery.webhookID":
+	case "WebhookDelivery.webhookId":
 		if e.ComplexityRoot.WebhookDelivery.WebhookID == nil {
 			break
 		}
@@ -5267,7 +5267,7 @@ type WebhookDelivery implements Node {
   """
   The webhook-id header: the same for every attempt of one message (derived from the change's cursor), so receivers can dedupe.
   """
-  webhookID: String!
+  webhookId: String!
   """
   What happened: a user entered or exited a segment, or activated a campaign.
   """
@@ -6923,8 +6923,8 @@ func (ec *executionContext) childFields_WebhookDelivery(ctx context.Context, fie
 	switch field.Name {
 	case "id":
 		return ec.fieldContext_WebhookDelivery_id(ctx, field)
-	case "webhookID":
-		return ec.fieldContext_WebhookDelivery_webhookID(ctx, field)
+	case "webhookId":
+		return ec.fieldContext_WebhookDelivery_webhookId(ctx, field)
 	case "topic":
 		return ec.fieldContext_WebhookDelivery_topic(ctx, field)
 	case "status":
