@@ -123,29 +123,82 @@ func (h *Hooks) DeliverRound(ctx context.Context, id pulid.ID) (time.Duration, e
 	if err != nil || len(claimed) == 0 {
 		return wait, err
 	}
+	// Answers of 2xx are recorded together, at the end of the batch or
+	// before a failure is: a crash before that sends them again, with
+	// their webhook-ids (at least once).
+	var ok []delivered
+	flush := func() error {
+		err := h.recordDelivered(ctx, ok)
+		ok = ok[:0]
+		return err
+	}
 	for i, d := range claimed {
 		if until.Sub(h.now()) < h.cfg.Timeout+2*time.Second {
+			if err := flush(); err != nil {
+				return time.Second, err
+			}
 			return 0, h.release(ctx, claimed[i:])
 		}
 		a := h.attempt(ctx, ep, d)
 		if ctx.Err() != nil {
 			return 0, nil // stopping: the lease runs out and the next owner sends again
 		}
+		if a.ok() {
+			ok = append(ok, delivered{id: d.ID, status: a.status, at: h.now()})
+			continue
+		}
+		if err := flush(); err != nil {
+			return time.Second, err
+		}
 		next, err := h.record(ctx, ep, d, a)
 		if err != nil {
 			return time.Second, err
 		}
-		if !a.ok() {
-			if err := h.release(ctx, claimed[i+1:]); err != nil {
-				return time.Second, err
-			}
-			if next < 0 {
-				return h.idle(), nil // disabled
-			}
-			return max(next, 0), nil
+		if err := h.release(ctx, claimed[i+1:]); err != nil {
+			return time.Second, err
 		}
+		if next < 0 {
+			return h.idle(), nil // disabled
+		}
+		return max(next, 0), nil
+	}
+	if err := flush(); err != nil {
+		return time.Second, err
 	}
 	return 0, nil
+}
+
+// delivered is a 2xx answer not yet recorded.
+type delivered struct {
+	id     pulid.ID
+	status int
+	at     time.Time
+}
+
+// recordDelivered marks deliveries DELIVERED, one statement per status
+// code, in one transaction; a delivery whose lease passed to another
+// sender meanwhile is left to it.
+func (h *Hooks) recordDelivered(ctx context.Context, ds []delivered) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	byStatus := map[int][]pulid.ID{}
+	for _, d := range ds {
+		byStatus[d.status] = append(byStatus[d.status], d.id)
+	}
+	at := ds[len(ds)-1].at
+	return h.inTx(ctx, func(tx *ent.Tx) error {
+		for status, ids := range byStatus {
+			if err := tx.WebhookDelivery.Update().
+				Where(webhookdelivery.IDIn(ids...), webhookdelivery.LeaseOwner(h.cfg.Owner)).
+				AddAttempts(1).ClearLeaseOwner().ClearLeaseUntil().SetLastStatusCode(status).
+				SetStatus(webhookdelivery.StatusDELIVERED).SetDeliveredAt(at).ClearLastError().ClearNextAttemptAt().
+				Exec(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // claim leases the endpoint's oldest pending deliveries that are due, up
@@ -253,8 +306,8 @@ func (h *Hooks) attempt(ctx context.Context, ep *ent.WebhookEndpoint, d *ent.Web
 	return h.send.post(ctx, ep.URL, headers, wk, b)
 }
 
-// record stores an attempt's answer and returns when the next attempt of
-// the endpoint is due: 0 now, the retry's wait after a failure, -1 when
+// record stores a failed attempt and returns when the next attempt of the
+// endpoint is due: the retry's wait, 0 after the last (FAILED), -1 when
 // the endpoint was disabled (410).
 func (h *Hooks) record(ctx context.Context, ep *ent.WebhookEndpoint, d *ent.WebhookDelivery, a attempt) (time.Duration, error) {
 	now := h.now()
@@ -265,13 +318,6 @@ func (h *Hooks) record(ctx context.Context, ep *ent.WebhookEndpoint, d *ent.Webh
 		u.SetLastStatusCode(a.status)
 	} else {
 		u.ClearLastStatusCode()
-	}
-	if a.ok() {
-		n, err := u.SetStatus(webhookdelivery.StatusDELIVERED).SetDeliveredAt(now).ClearLastError().ClearNextAttemptAt().Save(ctx)
-		if err == nil && n == 0 {
-			h.log.Info("webhook: delivered after the lease passed to another sender", "endpoint", ep.ID, "webhook_id", d.WebhookID)
-		}
-		return 0, err
 	}
 	attempts := d.Attempts + 1
 	h.log.Info("webhook: attempt failed", "endpoint", ep.ID, "webhook_id", d.WebhookID, "attempt", attempts,
