@@ -150,3 +150,60 @@ func BenchmarkWebhookLatency(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkWebhookIngestOverhead: trackEvents (batches of 100 from 4
+// clients, every event entering a segment) for 5 s without an endpoint,
+// then 5 s with one on a local receiver: events/s of each and their ratio.
+// Run with -benchtime 1x.
+func BenchmarkWebhookIngestOverhead(b *testing.B) {
+	for _, storeName := range testenv.Stores {
+		b.Run(storeName, func(b *testing.B) {
+			srv := testenv.StartServer(b, testenv.DatabaseURL(b, storeName), func(c *server.Config) {
+				c.WebhookAllowPrivate = true
+				c.RateLimit = -1
+			})
+			admin := srv.Admin()
+			var got atomic.Int64
+			rc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				got.Add(1)
+			}))
+			defer rc.Close()
+			admin.MustDo(b, `mutation { createSegment(input: {name: "Hot", kind: EVENT_TRIGGERED, triggerEvents: ["Hot"]}) { id } }`, nil, nil)
+			var seq atomic.Int64
+			drive := func() float64 {
+				var wg sync.WaitGroup
+				var n atomic.Int64
+				stop := time.Now().Add(5 * time.Second)
+				for w := 0; w < 4; w++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for time.Now().Before(stop) {
+							in := make([]map[string]any, 100)
+							for i := range in {
+								k := seq.Add(1)
+								in[i] = map[string]any{"event": "Hot", "userId": fmt.Sprintf("u-%d", k), "messageId": fmt.Sprintf("m-%d", k)}
+							}
+							if r := admin.Do(b, `mutation($in: [TrackInput!]!) { trackEvents(inputs: $in) { accepted } }`, map[string]any{"in": in}); len(r.Errors) == 0 {
+								n.Add(100)
+							}
+						}
+					}()
+				}
+				wg.Wait()
+				return float64(n.Load()) / 5
+			}
+			b.ResetTimer()
+			without := drive()
+			admin.MustDo(b, `mutation($u: String!) { createWebhookEndpoint(input: {url: $u, topics: [MEMBERSHIP_ENTERED]}) { secret } }`,
+				map[string]any{"u": rc.URL}, nil)
+			with := drive()
+			b.StopTimer()
+			b.ReportMetric(without, "events/s-without")
+			b.ReportMetric(with, "events/s-with")
+			b.ReportMetric(100*with/without, "%-with/without")
+			b.Logf("the receiver had %d deliveries when the drive ended", got.Load())
+		})
+	}
+}

@@ -165,6 +165,7 @@ func (h *Hooks) DeliverRound(ctx context.Context, id pulid.ID) (time.Duration, e
 	if err := flush(); err != nil {
 		return time.Second, err
 	}
+	h.log.Debug("webhook: sent", "endpoint", id, "deliveries", len(claimed))
 	return 0, nil
 }
 

@@ -82,7 +82,7 @@ type Config struct {
 	// Poll is how often the dispatcher and idle senders look for work
 	// without a wake-up (500 ms).
 	Poll time.Duration
-	// Batch is how many deliveries a sender claims at once (20).
+	// Batch is how many deliveries a sender claims at once (100).
 	Batch int
 }
 
@@ -127,7 +127,7 @@ func New(ctx context.Context, st *store.Store, broker pubsub.Broker, cfg Config)
 		cfg.Poll = 500 * time.Millisecond
 	}
 	if cfg.Batch <= 0 {
-		cfg.Batch = 20
+		cfg.Batch = 100
 	}
 	if broker == nil {
 		broker = pubsub.NewMemory()
@@ -265,6 +265,7 @@ func (h *Hooks) DispatchAll(ctx context.Context) (waiting bool, err error) {
 		}
 	}
 	if queued > 0 {
+		h.log.Debug("webhook: queued", "deliveries", queued)
 		h.wakeWorkers()
 		h.broker.Notify(Topic)
 	}
