@@ -18,6 +18,9 @@ type worker struct {
 	wakeCh chan struct{}
 	cancel context.CancelFunc
 	done   chan struct{}
+	// floor: every delivery of the endpoint up to this seq is settled
+	// (this worker recorded it so); see pendingAfter.
+	floor int64
 }
 
 func (w *worker) wake() {
@@ -94,7 +97,7 @@ func (h *Hooks) runWorker(ctx context.Context, w *worker) {
 		case <-w.wakeCh:
 		case <-timer.C:
 		}
-		wait, err := h.DeliverRound(ctx, w.id)
+		wait, err := h.deliverRound(ctx, w)
 		if err != nil && ctx.Err() == nil {
 			h.log.Warn("webhook: deliver", "endpoint", w.id, "err", err)
 			wait = time.Second
@@ -115,11 +118,12 @@ func (h *Hooks) lease() time.Duration { return 2*h.cfg.Timeout + 5*time.Second }
 // idle is how long a sender with nothing due waits for a wake-up.
 func (h *Hooks) idle() time.Duration { return 4 * h.cfg.Poll }
 
-// DeliverRound claims the endpoint's next due deliveries, in order, sends
+// deliverRound claims the endpoint's next due deliveries, in order, sends
 // them one at a time until one fails, and records each answer. It returns
 // how long to wait before the next round.
-func (h *Hooks) DeliverRound(ctx context.Context, id pulid.ID) (time.Duration, error) {
-	ep, claimed, until, wait, err := h.claim(ctx, id)
+func (h *Hooks) deliverRound(ctx context.Context, w *worker) (time.Duration, error) {
+	id := w.id
+	ep, claimed, until, wait, err := h.claim(ctx, id, w.floor)
 	if err != nil || len(claimed) == 0 {
 		return wait, err
 	}
@@ -128,7 +132,10 @@ func (h *Hooks) DeliverRound(ctx context.Context, id pulid.ID) (time.Duration, e
 	// their webhook-ids (at least once).
 	var ok []delivered
 	flush := func() error {
-		err := h.recordDelivered(ctx, ok)
+		n, err := h.recordDelivered(ctx, ok)
+		if err == nil && n == len(ok) && n > 0 {
+			w.floor = max(w.floor, ok[n-1].seq)
+		}
 		ok = ok[:0]
 		return err
 	}
@@ -144,7 +151,7 @@ func (h *Hooks) DeliverRound(ctx context.Context, id pulid.ID) (time.Duration, e
 			return 0, nil // stopping: the lease runs out and the next owner sends again
 		}
 		if a.ok() {
-			ok = append(ok, delivered{id: d.ID, status: a.status, at: h.now()})
+			ok = append(ok, delivered{id: d.ID, seq: d.Seq, status: a.status, at: h.now()})
 			continue
 		}
 		if err := flush(); err != nil {
@@ -172,6 +179,7 @@ func (h *Hooks) DeliverRound(ctx context.Context, id pulid.ID) (time.Duration, e
 // delivered is a 2xx answer not yet recorded.
 type delivered struct {
 	id     pulid.ID
+	seq    int64
 	status int
 	at     time.Time
 }
@@ -179,33 +187,37 @@ type delivered struct {
 // recordDelivered marks deliveries DELIVERED, one statement per status
 // code, in one transaction; a delivery whose lease passed to another
 // sender meanwhile is left to it.
-func (h *Hooks) recordDelivered(ctx context.Context, ds []delivered) error {
+func (h *Hooks) recordDelivered(ctx context.Context, ds []delivered) (int, error) {
 	if len(ds) == 0 {
-		return nil
+		return 0, nil
 	}
 	byStatus := map[int][]pulid.ID{}
 	for _, d := range ds {
 		byStatus[d.status] = append(byStatus[d.status], d.id)
 	}
 	at := ds[len(ds)-1].at
-	return h.inTx(ctx, func(tx *ent.Tx) error {
+	total := 0
+	err := h.inTx(ctx, func(tx *ent.Tx) error {
 		for status, ids := range byStatus {
-			if err := tx.WebhookDelivery.Update().
+			n, err := tx.WebhookDelivery.Update().
 				Where(webhookdelivery.IDIn(ids...), webhookdelivery.LeaseOwner(h.cfg.Owner)).
 				AddAttempts(1).ClearLeaseOwner().ClearLeaseUntil().SetLastStatusCode(status).
 				SetStatus(webhookdelivery.StatusDELIVERED).SetDeliveredAt(at).ClearLastError().ClearNextAttemptAt().
-				Exec(ctx); err != nil {
+				Save(ctx)
+			if err != nil {
 				return err
 			}
+			total += n
 		}
 		return nil
 	})
+	return total, err
 }
 
 // claim leases the endpoint's oldest pending deliveries that are due, up
 // to Batch, in order, only if the oldest is among them: a later one never
 // goes before an earlier one.
-func (h *Hooks) claim(ctx context.Context, id pulid.ID) (ep *ent.WebhookEndpoint, claimed []*ent.WebhookDelivery, until time.Time, wait time.Duration, err error) {
+func (h *Hooks) claim(ctx context.Context, id pulid.ID, floor int64) (ep *ent.WebhookEndpoint, claimed []*ent.WebhookDelivery, until time.Time, wait time.Duration, err error) {
 	wait = h.idle()
 	err = h.inTx(ctx, func(tx *ent.Tx) error {
 		ep, err = tx.WebhookEndpoint.Get(ctx, id)
@@ -215,12 +227,11 @@ func (h *Hooks) claim(ctx context.Context, id pulid.ID) (ep *ent.WebhookEndpoint
 		if err != nil || !ep.Enabled {
 			return err
 		}
-		heads, err := h.locks.heads(ctx, tx, id, h.cfg.Batch)
+		heads, err := h.locks.heads(ctx, tx, id, floor, h.cfg.Batch)
 		if err != nil || len(heads) == 0 {
 			return err
 		}
-		first, err := tx.WebhookDelivery.Query().
-			Where(webhookdelivery.EndpointRef(id), webhookdelivery.StatusEQ(webhookdelivery.StatusPENDING)).
+		first, err := pendingAfter(tx.WebhookDelivery.Query(), id, floor).
 			Order(ent.Asc(webhookdelivery.FieldSeq)).Limit(1).Select(webhookdelivery.FieldSeq).Ints(ctx)
 		if err != nil {
 			return err
