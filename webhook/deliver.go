@@ -148,7 +148,16 @@ func (h *Hooks) deliverRound(ctx context.Context, w *worker) (time.Duration, err
 		}
 		a := h.attempt(ctx, ep, d)
 		if ctx.Err() != nil {
-			return 0, nil // stopping: the lease runs out and the next owner sends again
+			// Stopping: record what was answered (the store closes
+			// after the senders end); the rest waits for its lease to
+			// run out, and the next owner sends it again.
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			n, err := h.recordDelivered(sctx, ok)
+			if err == nil && n == len(ok) && n > 0 {
+				w.floor = max(w.floor, ok[n-1].seq)
+			}
+			return 0, nil
 		}
 		if a.ok() {
 			ok = append(ok, delivered{id: d.ID, seq: d.Seq, status: a.status, at: h.now()})
