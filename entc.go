@@ -204,6 +204,20 @@ var enumValues = map[string]map[string]string{
 		"TIME":     "Time alone: a window passed or a membership expired.",
 		"ERASURE":  "The user was deleted (deleteUser).",
 	},
+	"WebhookFormat": {
+		"SEGMENTD": "segmentd's JSON: {type, id, timestamp, data}.",
+		"SEGMENT":  "A Segment HTTP Tracking API batch of track calls (Audience Entered, Audience Exited, Campaign Activated), messageId the webhook id.",
+	},
+	"WebhookTopic": {
+		"MEMBERSHIP_ENTERED": "A user entered a segment.",
+		"MEMBERSHIP_EXITED":  "A user exited a segment.",
+		"CAMPAIGN_ACTIVATED": "A user activated a campaign.",
+	},
+	"DeliveryStatus": {
+		"PENDING":   "Not delivered yet: waiting for its first attempt or a retry.",
+		"DELIVERED": "A 2xx answer came.",
+		"FAILED":    "Every attempt failed; replayWebhookDeliveries queues it again.",
+	},
 	"ConditionKind": {
 		"AND":       "A group: every child holds.",
 		"OR":        "A group: at least one child holds.",

@@ -27,6 +27,8 @@ import (
 	"github.com/segmentd/segmentd/ent/segmentcounter"
 	"github.com/segmentd/segmentd/ent/segmenttrigger"
 	"github.com/segmentd/segmentd/ent/user"
+	"github.com/segmentd/segmentd/ent/webhookdelivery"
+	"github.com/segmentd/segmentd/ent/webhookendpoint"
 )
 
 // ent aliases to avoid import conflicts in user's code.
@@ -102,6 +104,8 @@ func checkColumn(t, c string) error {
 			segmentcounter.Table:     segmentcounter.ValidColumn,
 			segmenttrigger.Table:     segmenttrigger.ValidColumn,
 			user.Table:               user.ValidColumn,
+			webhookdelivery.Table:    webhookdelivery.ValidColumn,
+			webhookendpoint.Table:    webhookendpoint.ValidColumn,
 		})
 	})
 	return columnCheck(t, c)

@@ -16,6 +16,8 @@ import (
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segment"
 	"github.com/segmentd/segmentd/ent/user"
+	"github.com/segmentd/segmentd/ent/webhookdelivery"
+	"github.com/segmentd/segmentd/ent/webhookendpoint"
 )
 
 // prefixMap maps ID prefixes to table names.
@@ -30,6 +32,8 @@ var prefixMap = map[string]string{
 	"mem": membership.Table,
 	"seg": segment.Table,
 	"usr": user.Table,
+	"whd": webhookdelivery.Table,
+	"whe": webhookendpoint.Table,
 }
 
 // IDToType maps an ID to the table of its type by its prefix.

@@ -95,6 +95,11 @@ func (r *Resolver) Segment() generated.SegmentResolver { return &segmentResolver
 // User returns generated.UserResolver implementation.
 func (r *Resolver) User() generated.UserResolver { return &userResolver{r} }
 
+// WebhookEndpoint returns generated.WebhookEndpointResolver implementation.
+func (r *Resolver) WebhookEndpoint() generated.WebhookEndpointResolver {
+	return &webhookEndpointResolver{r}
+}
+
 type (
 	campaignResolver           struct{ *Resolver }
 	campaignActivationResolver struct{ *Resolver }
@@ -105,4 +110,5 @@ type (
 	queryResolver              struct{ *Resolver }
 	segmentResolver            struct{ *Resolver }
 	userResolver               struct{ *Resolver }
+	webhookEndpointResolver    struct{ *Resolver }
 )

@@ -7,6 +7,7 @@ import (
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/graph/generated"
 	"github.com/segmentd/segmentd/service"
+	"github.com/segmentd/segmentd/webhook"
 )
 
 // Resolver is the root resolver: it holds the dependencies, nothing else.
@@ -14,11 +15,12 @@ type Resolver struct {
 	client *ent.Client
 	svc    *service.Service
 	live   *service.Live
+	hooks  *webhook.Hooks
 }
 
 // NewResolver returns the root resolver.
-func NewResolver(client *ent.Client, svc *service.Service, live *service.Live) *Resolver {
-	return &Resolver{client: client, svc: svc, live: live}
+func NewResolver(client *ent.Client, svc *service.Service, live *service.Live, hooks *webhook.Hooks) *Resolver {
+	return &Resolver{client: client, svc: svc, live: live, hooks: hooks}
 }
 
 // NewConfig returns the executable schema's configuration.

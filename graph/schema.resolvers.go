@@ -19,9 +19,11 @@ import (
 	"github.com/segmentd/segmentd/ent/schema"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/user"
+	"github.com/segmentd/segmentd/ent/webhookdelivery"
 	"github.com/segmentd/segmentd/graph/generated"
 	"github.com/segmentd/segmentd/graph/model"
 	"github.com/segmentd/segmentd/service"
+	"github.com/segmentd/segmentd/webhook"
 )
 
 // ActivationCount is the resolver for the activationCount field.
@@ -178,6 +180,31 @@ func (r *mutationResolver) Identify(ctx context.Context, input service.IdentifyI
 	return r.svc.Identify(ctx, input)
 }
 
+// CreateWebhookEndpoint is the resolver for the createWebhookEndpoint field.
+func (r *mutationResolver) CreateWebhookEndpoint(ctx context.Context, input webhook.CreateInput) (*webhook.Created, error) {
+	return r.hooks.Create(ctx, input)
+}
+
+// UpdateWebhookEndpoint is the resolver for the updateWebhookEndpoint field.
+func (r *mutationResolver) UpdateWebhookEndpoint(ctx context.Context, id pulid.ID, input webhook.UpdateInput) (*ent.WebhookEndpoint, error) {
+	return r.hooks.Update(ctx, id, input)
+}
+
+// DeleteWebhookEndpoint is the resolver for the deleteWebhookEndpoint field.
+func (r *mutationResolver) DeleteWebhookEndpoint(ctx context.Context, id pulid.ID) (pulid.ID, error) {
+	return id, r.hooks.Delete(ctx, id)
+}
+
+// RotateWebhookSecret is the resolver for the rotateWebhookSecret field.
+func (r *mutationResolver) RotateWebhookSecret(ctx context.Context, id pulid.ID) (*webhook.Created, error) {
+	return r.hooks.Rotate(ctx, id)
+}
+
+// ReplayWebhookDeliveries is the resolver for the replayWebhookDeliveries field.
+func (r *mutationResolver) ReplayWebhookDeliveries(ctx context.Context, endpointID pulid.ID, after *string, since *time.Time) (int, error) {
+	return r.hooks.Replay(ctx, endpointID, after, since)
+}
+
 // BehaviorBackfills is the resolver for the behaviorBackfills field.
 func (r *queryResolver) BehaviorBackfills(ctx context.Context) ([]*service.BehaviorBackfill, error) {
 	return r.svc.BehaviorBackfills(), nil
@@ -215,6 +242,11 @@ func (r *queryResolver) ImportJob(ctx context.Context, id pulid.ID) (*ent.Import
 // Group is the resolver for the group field.
 func (r *queryResolver) Group(ctx context.Context, groupID string) (*ent.Group, error) {
 	return nullIfNotFound(r.client.Group.Query().Where(group.GroupID(strings.TrimSpace(groupID))).Only(ctx))
+}
+
+// WebhookEndpoints is the resolver for the webhookEndpoints field.
+func (r *queryResolver) WebhookEndpoints(ctx context.Context, after *entgql.Cursor[pulid.ID], first *int) (*ent.WebhookEndpointConnection, error) {
+	return r.hooks.List(ctx, after, first)
 }
 
 // Condition is the resolver for the condition field.
@@ -312,6 +344,26 @@ func (r *subscriptionResolver) ImportJobProgress(ctx context.Context, id pulid.I
 // Memberships is the resolver for the memberships field.
 func (r *userResolver) Memberships(ctx context.Context, obj *ent.User) ([]*ent.Membership, error) {
 	return r.userMemberships(ctx, obj.ID)
+}
+
+// Topics is the resolver for the topics field.
+func (r *webhookEndpointResolver) Topics(ctx context.Context, obj *ent.WebhookEndpoint) ([]webhookdelivery.Topic, error) {
+	return webhook.Topics(obj), nil
+}
+
+// Segments is the resolver for the segments field.
+func (r *webhookEndpointResolver) Segments(ctx context.Context, obj *ent.WebhookEndpoint) ([]*ent.Segment, error) {
+	return r.hooks.Segments(ctx, obj)
+}
+
+// Campaigns is the resolver for the campaigns field.
+func (r *webhookEndpointResolver) Campaigns(ctx context.Context, obj *ent.WebhookEndpoint) ([]*ent.Campaign, error) {
+	return r.hooks.Campaigns(ctx, obj)
+}
+
+// Deliveries is the resolver for the deliveries field.
+func (r *webhookEndpointResolver) Deliveries(ctx context.Context, obj *ent.WebhookEndpoint, after *entgql.Cursor[pulid.ID], first *int, status *webhookdelivery.Status) (*ent.WebhookDeliveryConnection, error) {
+	return r.hooks.Deliveries(ctx, obj.ID, after, first, status)
 }
 
 // ExitRules returns generated.ExitRulesResolver implementation.

@@ -447,3 +447,41 @@ func (t *Tailer) Stream(ctx context.Context, after *changelog.Cursor, key string
 		}
 	}
 }
+
+// Read returns up to limit committed rows after `after`, in log order,
+// loaded by the Source, with the same guarantee as Stream: a row of a
+// transaction still running, and every row after it, waits (waiting
+// reports that some do). Readers that keep their own durable position
+// (webhook endpoints) page through the log with it; a Tailer used only
+// for Read need not Run.
+func (t *Tailer) Read(ctx context.Context, after changelog.Cursor, limit int) (rows []Row, waiting bool, err error) {
+	if limit <= 0 || limit > pageSize {
+		limit = pageSize
+	}
+	rows, waiting, err = t.read(ctx, after, nil, "", limit)
+	if err != nil {
+		return nil, false, fmt.Errorf("live.Read(%s): %w", t.src.Table, err)
+	}
+	return rows, waiting, nil
+}
+
+// CurrentHead reads the position of the last row a reader may deliver now
+// (the zero cursor for an empty log): where a new reader that wants only
+// what commits from now on starts.
+func (t *Tailer) CurrentHead(ctx context.Context) (changelog.Cursor, error) {
+	var (
+		c  changelog.Cursor
+		tx string
+	)
+	err := t.db.QueryRowContext(ctx, t.store.headQuery(t.src)).Scan(&tx, &c.Seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return changelog.Cursor{}, nil
+	}
+	if err != nil {
+		return changelog.Cursor{}, fmt.Errorf("live.CurrentHead(%s): %w", t.src.Table, err)
+	}
+	if c.Tx, err = strconv.ParseUint(tx, 10, 64); err != nil {
+		return changelog.Cursor{}, fmt.Errorf("live.CurrentHead(%s): txid %q: %w", t.src.Table, tx, err)
+	}
+	return c, nil
+}

@@ -25,19 +25,24 @@ import (
 // fails on a reachable field without one). READ and ADMIN keys read every
 // field.
 var writeRules = map[string]bool{
-	"Mutation.trackEvent":             true,
-	"Mutation.trackEvents":            true,
-	"Mutation.identify":               true,
-	"Mutation.addUsersToSegment":      false,
-	"Mutation.createCampaign":         false,
-	"Mutation.createSegment":          false,
-	"Mutation.deleteCampaign":         false,
-	"Mutation.deleteSegment":          false,
-	"Mutation.deleteUser":             false,
-	"Mutation.importSegmentUsers":     false,
-	"Mutation.removeUsersFromSegment": false,
-	"Mutation.updateCampaign":         false,
-	"Mutation.updateSegment":          false,
+	"Mutation.trackEvent":              true,
+	"Mutation.trackEvents":             true,
+	"Mutation.identify":                true,
+	"Mutation.addUsersToSegment":       false,
+	"Mutation.createCampaign":          false,
+	"Mutation.createSegment":           false,
+	"Mutation.deleteCampaign":          false,
+	"Mutation.deleteSegment":           false,
+	"Mutation.deleteUser":              false,
+	"Mutation.importSegmentUsers":      false,
+	"Mutation.removeUsersFromSegment":  false,
+	"Mutation.updateCampaign":          false,
+	"Mutation.updateSegment":           false,
+	"Mutation.createWebhookEndpoint":   false,
+	"Mutation.updateWebhookEndpoint":   false,
+	"Mutation.deleteWebhookEndpoint":   false,
+	"Mutation.rotateWebhookSecret":     false,
+	"Mutation.replayWebhookDeliveries": false,
 
 	"TrackResult.event":              true,
 	"TrackResult.duplicate":          true,
@@ -108,6 +113,26 @@ var writeRules = map[string]bool{
 	"User.groups":      false,
 }
 
+// adminTypes are the types whose every field only ADMIN keys read, and
+// adminFields the fields of other types only ADMIN keys read: webhooks
+// (their URLs, filters, deliveries and payloads) are managed by ADMIN keys
+// alone. A READ key that selects one is refused as a WRITE key is for a
+// closed field (FORBIDDEN naming it), before the operation runs where the
+// type is known then, else where the field resolves (node(id:)).
+var (
+	adminTypes = map[string]bool{
+		"WebhookEndpoint": true, "WebhookEndpointConnection": true, "WebhookEndpointEdge": true,
+		"WebhookDelivery": true, "WebhookDeliveryConnection": true, "WebhookDeliveryEdge": true,
+		"CreatedWebhookEndpoint": true,
+	}
+	adminFields = map[string]bool{"Query.webhookEndpoints": true}
+)
+
+// adminOnly reports whether only ADMIN keys may read field of typeName.
+func adminOnly(typeName, field string) bool {
+	return adminTypes[typeName] || adminFields[typeName+"."+field]
+}
+
 // WriteRules returns a copy of the per-field rules of WRITE keys
 // ("Type.field": allowed); fields without a rule are denied.
 func WriteRules() map[string]bool { return maps.Clone(writeRules) }
@@ -117,6 +142,12 @@ func WriteRules() map[string]bool { return maps.Clone(writeRules) }
 func mayRead(p *auth.Principal, typeName, field string) bool {
 	if p == nil {
 		return false
+	}
+	if strings.HasPrefix(field, "__") || strings.HasPrefix(typeName, "__") {
+		return true
+	}
+	if adminOnly(typeName, field) {
+		return p.CanAdmin()
 	}
 	if p.CanRead() || strings.HasPrefix(field, "__") || strings.HasPrefix(typeName, "__") {
 		return true
@@ -134,7 +165,7 @@ func fieldRoles(ctx context.Context, next graphql.Resolver) (any, error) {
 		return next(ctx)
 	}
 	p := auth.FromContext(ctx)
-	if p != nil && p.CanRead() {
+	if p != nil && p.CanRead() && (p.CanAdmin() || !adminOnly(fc.Object, fc.Field.Name)) {
 		return next(ctx)
 	}
 	if !mayRead(p, fc.Object, fc.Field.Name) {
@@ -178,7 +209,7 @@ const maxRoleErrors = 100
 // mutation is applied, no data returned. Each fragment is walked once per
 // type it is spread on, so the time is linear in the document's size.
 func checkFieldRoles(schema *ast.Schema, op *ast.OperationDefinition, p *auth.Principal) gqlerror.List {
-	if p == nil || p.CanRead() {
+	if p == nil || p.CanAdmin() {
 		return nil
 	}
 	w := roleWalker{schema: schema, p: p, seen: map[string]bool{}}
@@ -216,7 +247,13 @@ func (w *roleWalker) walk(set ast.SelectionSet, parent *ast.Definition, path ast
 			}
 			fpath := append(append(ast.Path{}, path...), ast.PathName(s.Alias))
 			denied := false
-			for _, t := range w.schema.GetPossibleTypes(parent) {
+			types := w.schema.GetPossibleTypes(parent)
+			if w.p.CanRead() && parent.Kind != ast.Object {
+				// A READ key is denied only admin types' fields: on an
+				// interface (node), where the type resolves.
+				types = nil
+			}
+			for _, t := range types {
 				if !mayRead(w.p, t.Name, s.Name) {
 					err := forbiddenField(w.p, t.Name, s.Name, fieldPath(fpath))
 					w.errs = append(w.errs, &gqlerror.Error{Message: err.Error(), Path: fpath,

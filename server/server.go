@@ -34,6 +34,7 @@ import (
 	"github.com/segmentd/segmentd/server/wsgorilla"
 	"github.com/segmentd/segmentd/service"
 	"github.com/segmentd/segmentd/store"
+	"github.com/segmentd/segmentd/webhook"
 )
 
 // Config is the server's configuration. Zero values mean the defaults.
@@ -75,6 +76,18 @@ type Config struct {
 	// default os.TempDir(). Copies left by a killed process are removed
 	// at start.
 	UploadDir string
+
+	// WebhookAllowPrivate lets webhook URLs resolve to loopback, private
+	// and link-local addresses (SEGMENTD_WEBHOOK_ALLOW_PRIVATE); it allows
+	// http as well.
+	WebhookAllowPrivate bool
+	// WebhookAllowHTTP lets webhook URLs be plain http.
+	WebhookAllowHTTP bool
+	// WebhookSchedule is the wait before each webhook retry; default
+	// webhook.DefaultSchedule. Tests shorten it.
+	WebhookSchedule []time.Duration
+	// WebhookTimeout bounds one webhook attempt; default 15s.
+	WebhookTimeout time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -134,6 +147,7 @@ type Server struct {
 	sockets *sockets
 	broker  pubsub.Broker
 	live    *service.Live
+	hooks   *webhook.Hooks
 	// stop ends the tailers and every request context (websockets are
 	// hijacked: http.Server.Shutdown does not end them).
 	stop context.CancelFunc
@@ -214,6 +228,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		s.closeAll()
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
+	if s.hooks, err = webhook.New(base, st, broker, webhook.Config{
+		URLs:     webhook.URLPolicy{AllowPrivate: cfg.WebhookAllowPrivate, AllowHTTP: cfg.WebhookAllowHTTP},
+		Schedule: cfg.WebhookSchedule, Timeout: cfg.WebhookTimeout, Now: cfg.Now, Log: log,
+	}); err != nil {
+		s.closeAll()
+		return nil, fmt.Errorf("server.New: %w", err)
+	}
+	s.hooks.Start(base)
 	go s.svc.CompactCountersEvery(base, 5*time.Minute)
 	s.svc.StartSweeper(base)
 	go s.watchKeys(base)
@@ -269,6 +291,9 @@ func (s *Server) closeAll() error {
 	s.svc.ReleaseImportOwner()
 	if s.live != nil {
 		s.live.Wait()
+	}
+	if s.hooks != nil {
+		s.hooks.Wait()
 	}
 	var err error
 	if s.broker != nil {
@@ -424,7 +449,7 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) graphqlHandler() http.Handler {
-	es := generated.NewExecutableSchema(graph.NewConfig(graph.NewResolver(s.store.Client, s.svc, s.live)))
+	es := generated.NewExecutableSchema(graph.NewConfig(graph.NewResolver(s.store.Client, s.svc, s.live, s.hooks)))
 	srv := handler.New(es)
 	srv.AddTransport(transport.Websocket{
 		Implementation:        socketAccepter{wsgorilla.Implementation{CheckOrigin: s.checkOrigin}},

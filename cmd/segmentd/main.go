@@ -146,6 +146,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"requests a key may make at once; default twice the rate (env SEGMENTD_RATE_BURST)")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", env.duration("SEGMENTD_REQUEST_TIMEOUT", 30*time.Second),
 		"deadline of every query and mutation (not subscriptions); past it, its database work is cancelled and it answers TIMEOUT (env SEGMENTD_REQUEST_TIMEOUT)")
+	fs.BoolVar(&cfg.WebhookAllowPrivate, "webhook-allow-private", env.bool("SEGMENTD_WEBHOOK_ALLOW_PRIVATE", false),
+		"let webhook URLs resolve to loopback, private and link-local addresses, over http too (env SEGMENTD_WEBHOOK_ALLOW_PRIVATE)")
+	fs.BoolVar(&cfg.WebhookAllowHTTP, "webhook-allow-http", env.bool("SEGMENTD_WEBHOOK_ALLOW_HTTP", false),
+		"let webhook URLs be plain http (env SEGMENTD_WEBHOOK_ALLOW_HTTP)")
+	fs.DurationVar(&cfg.WebhookTimeout, "webhook-timeout", env.duration("SEGMENTD_WEBHOOK_TIMEOUT", 15*time.Second),
+		"how long one webhook attempt may take; a delivery's lease is twice that and 5 s (env SEGMENTD_WEBHOOK_TIMEOUT)")
 	fs.StringVar(&logLevel, "log-level", env.str("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	fs.StringVar(&logFormat, "log-format", env.str("LOG_FORMAT", "text"), "text or json (env LOG_FORMAT)")
 	pprofAddr := env.str("SEGMENTD_PPROF_ADDR", "")
@@ -494,6 +500,9 @@ func checkServeConfig(cfg server.Config, pprofAddr string, envErrs []string) err
 	}
 	if cfg.RequestTimeout <= 0 {
 		bad("--request-timeout / SEGMENTD_REQUEST_TIMEOUT", "must be positive, got %s", cfg.RequestTimeout)
+	}
+	if cfg.WebhookTimeout <= 0 {
+		bad("--webhook-timeout / SEGMENTD_WEBHOOK_TIMEOUT", "must be positive, got %s", cfg.WebhookTimeout)
 	}
 	if cfg.RateBurst < 0 {
 		bad("--rate-burst / SEGMENTD_RATE_BURST", "must not be negative, got %d", cfg.RateBurst)

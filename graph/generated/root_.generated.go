@@ -14,8 +14,10 @@ import (
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/importjob"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
+	"github.com/segmentd/segmentd/ent/webhookdelivery"
 	"github.com/segmentd/segmentd/graph/model"
 	"github.com/segmentd/segmentd/service"
+	"github.com/segmentd/segmentd/webhook"
 	gqlparser "github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
 )
@@ -42,6 +44,7 @@ type ResolverRoot interface {
 	SegmentPreview() SegmentPreviewResolver
 	Subscription() SubscriptionResolver
 	User() UserResolver
+	WebhookEndpoint() WebhookEndpointResolver
 }
 
 type DirectiveRoot struct {
@@ -124,6 +127,11 @@ type ComplexityRoot struct {
 		Property  func(childComplexity int) int
 		Scope     func(childComplexity int) int
 		Value     func(childComplexity int) int
+	}
+
+	CreatedWebhookEndpoint struct {
+		Endpoint func(childComplexity int) int
+		Secret   func(childComplexity int) int
 	}
 
 	DeleteUserResult struct {
@@ -272,19 +280,24 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
-		AddUsersToSegment      func(childComplexity int, segmentID pulid.ID, userIds []string) int
-		CreateCampaign         func(childComplexity int, input service.CreateCampaignInput) int
-		CreateSegment          func(childComplexity int, input service.CreateSegmentInput) int
-		DeleteCampaign         func(childComplexity int, id pulid.ID) int
-		DeleteSegment          func(childComplexity int, id pulid.ID) int
-		DeleteUser             func(childComplexity int, userID string) int
-		Identify               func(childComplexity int, input service.IdentifyInput) int
-		ImportSegmentUsers     func(childComplexity int, segmentID pulid.ID, file graphql.Upload, mode *importjob.Mode, dryRun *bool) int
-		RemoveUsersFromSegment func(childComplexity int, segmentID pulid.ID, userIds []string) int
-		TrackEvent             func(childComplexity int, input service.TrackInput) int
-		TrackEvents            func(childComplexity int, inputs []*service.TrackInput) int
-		UpdateCampaign         func(childComplexity int, id pulid.ID, input service.UpdateCampaignInput) int
-		UpdateSegment          func(childComplexity int, id pulid.ID, input service.UpdateSegmentInput, reevaluate *model.ReevaluationPolicy) int
+		AddUsersToSegment       func(childComplexity int, segmentID pulid.ID, userIds []string) int
+		CreateCampaign          func(childComplexity int, input service.CreateCampaignInput) int
+		CreateSegment           func(childComplexity int, input service.CreateSegmentInput) int
+		CreateWebhookEndpoint   func(childComplexity int, input webhook.CreateInput) int
+		DeleteCampaign          func(childComplexity int, id pulid.ID) int
+		DeleteSegment           func(childComplexity int, id pulid.ID) int
+		DeleteUser              func(childComplexity int, userID string) int
+		DeleteWebhookEndpoint   func(childComplexity int, id pulid.ID) int
+		Identify                func(childComplexity int, input service.IdentifyInput) int
+		ImportSegmentUsers      func(childComplexity int, segmentID pulid.ID, file graphql.Upload, mode *importjob.Mode, dryRun *bool) int
+		RemoveUsersFromSegment  func(childComplexity int, segmentID pulid.ID, userIds []string) int
+		ReplayWebhookDeliveries func(childComplexity int, endpointID pulid.ID, after *string, since *time.Time) int
+		RotateWebhookSecret     func(childComplexity int, id pulid.ID) int
+		TrackEvent              func(childComplexity int, input service.TrackInput) int
+		TrackEvents             func(childComplexity int, inputs []*service.TrackInput) int
+		UpdateCampaign          func(childComplexity int, id pulid.ID, input service.UpdateCampaignInput) int
+		UpdateSegment           func(childComplexity int, id pulid.ID, input service.UpdateSegmentInput, reevaluate *model.ReevaluationPolicy) int
+		UpdateWebhookEndpoint   func(childComplexity int, id pulid.ID, input webhook.UpdateInput) int
 	}
 
 	PageInfo struct {
@@ -334,6 +347,7 @@ type ComplexityRoot struct {
 		Segments          func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *service.SegmentOrder, where *ent.SegmentWhereInput) int
 		User              func(childComplexity int, userID string) int
 		Users             func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.UserOrder, where *ent.UserWhereInput) int
+		WebhookEndpoints  func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int) int
 	}
 
 	Segment struct {
@@ -423,6 +437,56 @@ type ComplexityRoot struct {
 	}
 
 	UserEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	WebhookDelivery struct {
+		Attempts       func(childComplexity int) int
+		CreatedAt      func(childComplexity int) int
+		DeliveredAt    func(childComplexity int) int
+		ID             func(childComplexity int) int
+		LastError      func(childComplexity int) int
+		LastStatusCode func(childComplexity int) int
+		NextAttemptAt  func(childComplexity int) int
+		Payload        func(childComplexity int) int
+		Status         func(childComplexity int) int
+		Topic          func(childComplexity int) int
+		WebhookID      func(childComplexity int) int
+	}
+
+	WebhookDeliveryConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	WebhookDeliveryEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	WebhookEndpoint struct {
+		Campaigns      func(childComplexity int) int
+		CreatedAt      func(childComplexity int) int
+		Deliveries     func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, status *webhookdelivery.Status) int
+		Description    func(childComplexity int) int
+		DisabledReason func(childComplexity int) int
+		Enabled        func(childComplexity int) int
+		Format         func(childComplexity int) int
+		ID             func(childComplexity int) int
+		Segments       func(childComplexity int) int
+		Topics         func(childComplexity int) int
+		URL            func(childComplexity int) int
+	}
+
+	WebhookEndpointConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	WebhookEndpointEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
 	}
@@ -744,6 +808,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Condition.Value(childComplexity), true
+
+	case "CreatedWebhookEndpoint.endpoint":
+		if e.ComplexityRoot.CreatedWebhookEndpoint.Endpoint == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreatedWebhookEndpoint.Endpoint(childComplexity), true
+	case "CreatedWebhookEndpoint.secret":
+		if e.ComplexityRoot.CreatedWebhookEndpoint.Secret == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreatedWebhookEndpoint.Secret(childComplexity), true
 
 	case "DeleteUserResult.events":
 		if e.ComplexityRoot.DeleteUserResult.Events == nil {
@@ -1369,6 +1446,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateSegment(childComplexity, args["input"].(service.CreateSegmentInput)), true
+	case "Mutation.createWebhookEndpoint":
+		if e.ComplexityRoot.Mutation.CreateWebhookEndpoint == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createWebhookEndpoint_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateWebhookEndpoint(childComplexity, args["input"].(webhook.CreateInput)), true
 	case "Mutation.deleteCampaign":
 		if e.ComplexityRoot.Mutation.DeleteCampaign == nil {
 			break
@@ -1402,6 +1490,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DeleteUser(childComplexity, args["userId"].(string)), true
+	case "Mutation.deleteWebhookEndpoint":
+		if e.ComplexityRoot.Mutation.DeleteWebhookEndpoint == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deleteWebhookEndpoint_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeleteWebhookEndpoint(childComplexity, args["id"].(pulid.ID)), true
 	case "Mutation.identify":
 		if e.ComplexityRoot.Mutation.Identify == nil {
 			break
@@ -1435,6 +1534,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RemoveUsersFromSegment(childComplexity, args["segmentId"].(pulid.ID), args["userIds"].([]string)), true
+	case "Mutation.replayWebhookDeliveries":
+		if e.ComplexityRoot.Mutation.ReplayWebhookDeliveries == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_replayWebhookDeliveries_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ReplayWebhookDeliveries(childComplexity, args["endpointId"].(pulid.ID), args["after"].(*string), args["since"].(*time.Time)), true
+	case "Mutation.rotateWebhookSecret":
+		if e.ComplexityRoot.Mutation.RotateWebhookSecret == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_rotateWebhookSecret_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RotateWebhookSecret(childComplexity, args["id"].(pulid.ID)), true
 	case "Mutation.trackEvent":
 		if e.ComplexityRoot.Mutation.TrackEvent == nil {
 			break
@@ -1479,6 +1600,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.UpdateSegment(childComplexity, args["id"].(pulid.ID), args["input"].(service.UpdateSegmentInput), args["reevaluate"].(*model.ReevaluationPolicy)), true
+	case "Mutation.updateWebhookEndpoint":
+		if e.ComplexityRoot.Mutation.UpdateWebhookEndpoint == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_updateWebhookEndpoint_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UpdateWebhookEndpoint(childComplexity, args["id"].(pulid.ID), args["input"].(webhook.UpdateInput)), true
 
 	case "PageInfo.endCursor":
 		if e.ComplexityRoot.PageInfo.EndCursor == nil {
@@ -1732,6 +1864,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Users(childComplexity, args["after"].(*entgql.Cursor[pulid.ID]), args["first"].(*int), args["before"].(*entgql.Cursor[pulid.ID]), args["last"].(*int), args["orderBy"].(*ent.UserOrder), args["where"].(*ent.UserWhereInput)), true
+	case "Query.webhookEndpoints":
+		if e.ComplexityRoot.Query.WebhookEndpoints == nil {
+			break
+		}
+
+		args, err := ec.field_Query_webhookEndpoints_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.WebhookEndpoints(childComplexity, args["after"].(*entgql.Cursor[pulid.ID]), args["first"].(*int)), true
 
 	case "Segment.campaigns":
 		if e.ComplexityRoot.Segment.Campaigns == nil {
@@ -2125,6 +2268,209 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.UserEdge.Node(childComplexity), true
 
+	case "WebhookDelivery.attempts":
+		if e.ComplexityRoot.WebhookDelivery.Attempts == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.Attempts(childComplexity), true
+	case "WebhookDelivery.createdAt":
+		if e.ComplexityRoot.WebhookDelivery.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.CreatedAt(childComplexity), true
+	case "WebhookDelivery.deliveredAt":
+		if e.ComplexityRoot.WebhookDelivery.DeliveredAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.DeliveredAt(childComplexity), true
+	case "WebhookDelivery.id":
+		if e.ComplexityRoot.WebhookDelivery.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.ID(childComplexity), true
+	case "WebhookDelivery.lastError":
+		if e.ComplexityRoot.WebhookDelivery.LastError == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.LastError(childComplexity), true
+	case "WebhookDelivery.lastStatusCode":
+		if e.ComplexityRoot.WebhookDelivery.LastStatusCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.LastStatusCode(childComplexity), true
+	case "WebhookDelivery.nextAttemptAt":
+		if e.ComplexityRoot.WebhookDelivery.NextAttemptAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.NextAttemptAt(childComplexity), true
+	case "WebhookDelivery.payload":
+		if e.ComplexityRoot.WebhookDelivery.Payload == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.Payload(childComplexity), true
+	case "WebhookDelivery.status":
+		if e.ComplexityRoot.WebhookDelivery.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.Status(childComplexity), true
+	case "WebhookDelivery.topic":
+		if e.ComplexityRoot.WebhookDelivery.Topic == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.Topic(childComplexity), true
+	case "WebhookDelivery.webhookId":
+		if e.ComplexityRoot.WebhookDelivery.WebhookID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.WebhookID(childComplexity), true
+
+	case "WebhookDeliveryConnection.edges":
+		if e.ComplexityRoot.WebhookDeliveryConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDeliveryConnection.Edges(childComplexity), true
+	case "WebhookDeliveryConnection.pageInfo":
+		if e.ComplexityRoot.WebhookDeliveryConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDeliveryConnection.PageInfo(childComplexity), true
+	case "WebhookDeliveryConnection.totalCount":
+		if e.ComplexityRoot.WebhookDeliveryConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDeliveryConnection.TotalCount(childComplexity), true
+
+	case "WebhookDeliveryEdge.cursor":
+		if e.ComplexityRoot.WebhookDeliveryEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDeliveryEdge.Cursor(childComplexity), true
+	case "WebhookDeliveryEdge.node":
+		if e.ComplexityRoot.WebhookDeliveryEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDeliveryEdge.Node(childComplexity), true
+
+	case "WebhookEndpoint.campaigns":
+		if e.ComplexityRoot.WebhookEndpoint.Campaigns == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEndpoint.Campaigns(childComplexity), true
+	case "WebhookEndpoint.createdAt":
+		if e.ComplexityRoot.WebhookEndpoint.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEndpoint.CreatedAt(childComplexity), true
+	case "WebhookEndpoint.deliveries":
+		if e.ComplexityRoot.WebhookEndpoint.Deliveries == nil {
+			break
+		}
+
+		args, err := ec.field_WebhookEndpoint_deliveries_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.WebhookEndpoint.Deliveries(childComplexity, args["after"].(*entgql.Cursor[pulid.ID]), args["first"].(*int), args["status"].(*webhookdelivery.Status)), true
+	case "WebhookEndpoint.description":
+		if e.ComplexityRoot.WebhookEndpoint.Description == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEndpoint.Description(childComplexity), true
+	case "WebhookEndpoint.disabledReason":
+		if e.ComplexityRoot.WebhookEndpoint.DisabledReason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEndpoint.DisabledReason(childComplexity), true
+	case "WebhookEndpoint.enabled":
+		if e.ComplexityRoot.WebhookEndpoint.Enabled == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEndpoint.Enabled(childComplexity), true
+	case "WebhookEndpoint.format":
+		if e.ComplexityRoot.WebhookEndpoint.Format == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEndpoint.Format(childComplexity), true
+	case "WebhookEndpoint.id":
+		if e.ComplexityRoot.WebhookEndpoint.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEndpoint.ID(childComplexity), true
+	case "WebhookEndpoint.segments":
+		if e.ComplexityRoot.WebhookEndpoint.Segments == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEndpoint.Segments(childComplexity), true
+	case "WebhookEndpoint.topics":
+		if e.ComplexityRoot.WebhookEndpoint.Topics == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEndpoint.Topics(childComplexity), true
+	case "WebhookEndpoint.url":
+		if e.ComplexityRoot.WebhookEndpoint.URL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEndpoint.URL(childComplexity), true
+
+	case "WebhookEndpointConnection.edges":
+		if e.ComplexityRoot.WebhookEndpointConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEndpointConnection.Edges(childComplexity), true
+	case "WebhookEndpointConnection.pageInfo":
+		if e.ComplexityRoot.WebhookEndpointConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEndpointConnection.PageInfo(childComplexity), true
+	case "WebhookEndpointConnection.totalCount":
+		if e.ComplexityRoot.WebhookEndpointConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEndpointConnection.TotalCount(childComplexity), true
+
+	case "WebhookEndpointEdge.cursor":
+		if e.ComplexityRoot.WebhookEndpointEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEndpointEdge.Cursor(childComplexity), true
+	case "WebhookEndpointEdge.node":
+		if e.ComplexityRoot.WebhookEndpointEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEndpointEdge.Node(childComplexity), true
+
 	}
 	return 0, false
 }
@@ -2143,6 +2489,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("ConditionInput", ec.unmarshalInputConditionInput),
 			graphql.NewInputUnmarshaler("CreateCampaignInput", ec.unmarshalInputCreateCampaignInput),
 			graphql.NewInputUnmarshaler("CreateSegmentInput", ec.unmarshalInputCreateSegmentInput),
+			graphql.NewInputUnmarshaler("CreateWebhookEndpointInput", ec.unmarshalInputCreateWebhookEndpointInput),
 			graphql.NewInputUnmarshaler("EventOrder", ec.unmarshalInputEventOrder),
 			graphql.NewInputUnmarshaler("EventWhereInput", ec.unmarshalInputEventWhereInput),
 			graphql.NewInputUnmarshaler("ExitRulesInput", ec.unmarshalInputExitRulesInput),
@@ -2157,6 +2504,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("TrackInput", ec.unmarshalInputTrackInput),
 			graphql.NewInputUnmarshaler("UpdateCampaignInput", ec.unmarshalInputUpdateCampaignInput),
 			graphql.NewInputUnmarshaler("UpdateSegmentInput", ec.unmarshalInputUpdateSegmentInput),
+			graphql.NewInputUnmarshaler("UpdateWebhookEndpointInput", ec.unmarshalInputUpdateWebhookEndpointInput),
 			graphql.NewInputUnmarshaler("UserOrder", ec.unmarshalInputUserOrder),
 			graphql.NewInputUnmarshaler("UserWhereInput", ec.unmarshalInputUserWhereInput),
 		)
@@ -3074,6 +3422,23 @@ Define a Relay Cursor type:
 https://relay.dev/graphql/connections.htm#sec-Cursor
 """
 scalar Cursor
+"""
+DeliveryStatus is enum for the field status
+"""
+enum DeliveryStatus @goModel(model: "github.com/segmentd/segmentd/ent/webhookdelivery.Status") {
+  """
+  Not delivered yet: waiting for its first attempt or a retry.
+  """
+  PENDING
+  """
+  A 2xx answer came.
+  """
+  DELIVERED
+  """
+  Every attempt failed; replayWebhookDeliveries queues it again.
+  """
+  FAILED
+}
 """
 A stored event (track, identify, page, screen, group or alias call), with what evaluation did with it for each segment its name triggers.
 """
@@ -5036,6 +5401,178 @@ input UserWhereInput {
   """
   hasGroupsWith: [GroupWhereInput!]
 }
+"""
+One message to a webhook endpoint, with its attempts: every attempt carries the same webhook-id.
+"""
+type WebhookDelivery implements Node {
+  """
+  The object's ID: "whd_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
+  """
+  id: ID!
+  """
+  The webhook-id header: the same for every attempt of one message (derived from the change's cursor), so receivers can dedupe.
+  """
+  webhookId: String!
+  """
+  What happened: a user entered or exited a segment, or activated a campaign.
+  """
+  topic: WebhookTopic!
+  """
+  PENDING until a 2xx answer (DELIVERED) or the last retry failed (FAILED).
+  """
+  status: DeliveryStatus!
+  """
+  How many times it was sent.
+  """
+  attempts: Int!
+  """
+  The HTTP status of the last attempt; null before one, or when it got no answer.
+  """
+  lastStatusCode: Int
+  """
+  Why the last attempt failed (a status, a timeout, a network error); null when it did not.
+  """
+  lastError: String
+  """
+  When the next attempt is due; null once DELIVERED or FAILED.
+  """
+  nextAttemptAt: Time
+  """
+  When a 2xx answer came; null until then.
+  """
+  deliveredAt: Time
+  """
+  When the delivery was queued.
+  """
+  createdAt: Time!
+  """
+  The body sent (SEGMENTD format), as JSON.
+  """
+  payload: Map!
+}
+"""
+A connection to a list of items.
+"""
+type WebhookDeliveryConnection {
+  """
+  A list of edges.
+  """
+  edges: [WebhookDeliveryEdge]
+  """
+  Information to aid in pagination.
+  """
+  pageInfo: PageInfo!
+  """
+  Identifies the total count of items in the connection.
+  """
+  totalCount: Int!
+}
+"""
+An edge in a connection.
+"""
+type WebhookDeliveryEdge {
+  """
+  The item at the end of the edge.
+  """
+  node: WebhookDelivery
+  """
+  A cursor for use in pagination.
+  """
+  cursor: Cursor!
+}
+"""
+A webhook endpoint: a URL that receives signed deliveries of membership changes and campaign activations (Standard Webhooks).
+"""
+type WebhookEndpoint implements Node {
+  """
+  The object's ID: "whe_" and a ULID, so that it names its type (node(id:) resolves it) and sorts by creation.
+  """
+  id: ID!
+  """
+  The URL deliveries are POSTed to.
+  """
+  url: String!
+  """
+  A free-text description; null when none.
+  """
+  description: String
+  """
+  The body's format: SEGMENTD (segmentd's JSON) or SEGMENT (a Segment HTTP Tracking API batch of track calls).
+  """
+  format: WebhookFormat!
+  """
+  Whether deliveries are sent; false when disabled by hand or by a 410 answer (see disabledReason).
+  """
+  enabled: Boolean!
+  """
+  Why the endpoint was disabled (by hand, or the receiver answered 410 Gone); null while enabled.
+  """
+  disabledReason: String
+  """
+  When the endpoint was created.
+  """
+  createdAt: Time!
+}
+"""
+A connection to a list of items.
+"""
+type WebhookEndpointConnection {
+  """
+  A list of edges.
+  """
+  edges: [WebhookEndpointEdge]
+  """
+  Information to aid in pagination.
+  """
+  pageInfo: PageInfo!
+  """
+  Identifies the total count of items in the connection.
+  """
+  totalCount: Int!
+}
+"""
+An edge in a connection.
+"""
+type WebhookEndpointEdge {
+  """
+  The item at the end of the edge.
+  """
+  node: WebhookEndpoint
+  """
+  A cursor for use in pagination.
+  """
+  cursor: Cursor!
+}
+"""
+WebhookFormat is enum for the field format
+"""
+enum WebhookFormat @goModel(model: "github.com/segmentd/segmentd/ent/webhookendpoint.Format") {
+  """
+  segmentd's JSON: {type, id, timestamp, data}.
+  """
+  SEGMENTD
+  """
+  A Segment HTTP Tracking API batch of track calls (Audience Entered, Audience Exited, Campaign Activated), messageId the webhook id.
+  """
+  SEGMENT
+}
+"""
+WebhookTopic is enum for the field topic
+"""
+enum WebhookTopic @goModel(model: "github.com/segmentd/segmentd/ent/webhookdelivery.Topic") {
+  """
+  A user entered a segment.
+  """
+  MEMBERSHIP_ENTERED
+  """
+  A user exited a segment.
+  """
+  MEMBERSHIP_EXITED
+  """
+  A user activated a campaign.
+  """
+  CAMPAIGN_ACTIVATED
+}
 `, BuiltIn: false},
 	{Name: "../../schema.graphqls", Input: `# The hand-written part of the segmentd API: domain inputs and mutations,
 # and fields computed by resolvers. The entity types, connections, where
@@ -5897,6 +6434,116 @@ type BehaviorBackfill {
   """When the build started."""
   startedAt: Time!
 }
+
+extend type WebhookEndpoint {
+  """The topics sent: entries, exits, activations."""
+  topics: [WebhookTopic!]!
+  """Only changes of these segments (entries, exits; activations of campaigns of them); empty: every segment."""
+  segments: [Segment!]!
+  """Only activations of these campaigns; empty: every campaign."""
+  campaigns: [Campaign!]!
+  """The endpoint's deliveries, newest first, optionally of one status."""
+  deliveries(
+    """Returns the elements in the list that come after the specified cursor."""
+    after: Cursor
+    """Returns the first _n_ elements from the list (default 20, at most 1,000)."""
+    first: Int
+    """Only deliveries of this status."""
+    status: DeliveryStatus
+  ): WebhookDeliveryConnection!
+}
+
+"""A webhook endpoint as created or rotated: its secret is shown here only."""
+type CreatedWebhookEndpoint {
+  """The endpoint."""
+  endpoint: WebhookEndpoint!
+  """The signing secret, whsec_ and base64: shown once; verify webhook-signature with it."""
+  secret: String!
+}
+
+"""A new webhook endpoint."""
+input CreateWebhookEndpointInput {
+  """The URL to POST to: https (http only with --webhook-allow-http), not a loopback, private or link-local address (unless SEGMENTD_WEBHOOK_ALLOW_PRIVATE=true)."""
+  url: String!
+  """A free-text description."""
+  description: String
+  """The topics to send; at least one."""
+  topics: [WebhookTopic!]!
+  """Only changes of these segments; none: every segment."""
+  segmentIds: [ID!]
+  """Only activations of these campaigns; none: every campaign."""
+  campaignIds: [ID!]
+  """The body's format."""
+  format: WebhookFormat = SEGMENTD
+  """Whether to send deliveries."""
+  enabled: Boolean = true
+  """For SEGMENT destinations: sent as the Basic-auth user name; write-only, never shown or logged."""
+  writeKey: String
+}
+
+"""Changes to a webhook endpoint: fields left out stay as they are."""
+input UpdateWebhookEndpointInput {
+  """The URL to POST to (checked as in createWebhookEndpoint)."""
+  url: String
+  """A free-text description."""
+  description: String
+  """The topics to send; at least one."""
+  topics: [WebhookTopic!]
+  """Only changes of these segments; empty: every segment."""
+  segmentIds: [ID!]
+  """Only activations of these campaigns; empty: every campaign."""
+  campaignIds: [ID!]
+  """The body's format."""
+  format: WebhookFormat
+  """Enable (resuming where it stopped) or disable the endpoint."""
+  enabled: Boolean
+  """For SEGMENT destinations: the Basic-auth user name; write-only."""
+  writeKey: String
+}
+
+extend type Query {
+  """Webhook endpoints, oldest first (ADMIN key)."""
+  webhookEndpoints(
+    """Returns the elements in the list that come after the specified cursor."""
+    after: Cursor
+    """Returns the first _n_ elements from the list."""
+    first: Int
+  ): WebhookEndpointConnection!
+}
+
+extend type Mutation {
+  """Creates a webhook endpoint (ADMIN key); it receives the changes that commit from now on. The secret is shown once."""
+  createWebhookEndpoint(
+    """The endpoint."""
+    input: CreateWebhookEndpointInput!
+  ): CreatedWebhookEndpoint!
+  """Changes a webhook endpoint (ADMIN key)."""
+  updateWebhookEndpoint(
+    """The endpoint's ID (whe_…)."""
+    id: ID!
+    """The changes."""
+    input: UpdateWebhookEndpointInput!
+  ): WebhookEndpoint!
+  """Deletes a webhook endpoint and its deliveries (ADMIN key); returns its ID."""
+  deleteWebhookEndpoint(
+    """The endpoint's ID (whe_…)."""
+    id: ID!
+  ): ID!
+  """Gives a webhook endpoint a new secret (ADMIN key), shown once; for 24 hours deliveries carry both signatures."""
+  rotateWebhookSecret(
+    """The endpoint's ID (whe_…)."""
+    id: ID!
+  ): CreatedWebhookEndpoint!
+  """Queues again every matching change after a cursor, or since an instant (ADMIN key); returns how many. One of after and since."""
+  replayWebhookDeliveries(
+    """The endpoint's ID (whe_…)."""
+    endpointId: ID!
+    """A change's or activation's cursor (the body's id): every one after it."""
+    after: String
+    """Every change and activation at or after this instant."""
+    since: Time
+  ): Int!
+}
 `, BuiltIn: false},
 }
 var parsedSchema = gqlparser.MustLoadSchema(sources...)
@@ -6059,6 +6706,16 @@ func (ec *executionContext) childFields_Condition(ctx context.Context, field gra
 		return ec.fieldContext_Condition_children(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Condition", field.Name)
+}
+
+func (ec *executionContext) childFields_CreatedWebhookEndpoint(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "endpoint":
+		return ec.fieldContext_CreatedWebhookEndpoint_endpoint(ctx, field)
+	case "secret":
+		return ec.fieldContext_CreatedWebhookEndpoint_secret(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CreatedWebhookEndpoint", field.Name)
 }
 
 func (ec *executionContext) childFields_DeleteUserResult(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -6581,6 +7238,106 @@ func (ec *executionContext) childFields_UserEdge(ctx context.Context, field grap
 		return ec.fieldContext_UserEdge_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type UserEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_WebhookDelivery(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_WebhookDelivery_id(ctx, field)
+	case "webhookId":
+		return ec.fieldContext_WebhookDelivery_webhookId(ctx, field)
+	case "topic":
+		return ec.fieldContext_WebhookDelivery_topic(ctx, field)
+	case "status":
+		return ec.fieldContext_WebhookDelivery_status(ctx, field)
+	case "attempts":
+		return ec.fieldContext_WebhookDelivery_attempts(ctx, field)
+	case "lastStatusCode":
+		return ec.fieldContext_WebhookDelivery_lastStatusCode(ctx, field)
+	case "lastError":
+		return ec.fieldContext_WebhookDelivery_lastError(ctx, field)
+	case "nextAttemptAt":
+		return ec.fieldContext_WebhookDelivery_nextAttemptAt(ctx, field)
+	case "deliveredAt":
+		return ec.fieldContext_WebhookDelivery_deliveredAt(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_WebhookDelivery_createdAt(ctx, field)
+	case "payload":
+		return ec.fieldContext_WebhookDelivery_payload(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WebhookDelivery", field.Name)
+}
+
+func (ec *executionContext) childFields_WebhookDeliveryConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_WebhookDeliveryConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_WebhookDeliveryConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_WebhookDeliveryConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WebhookDeliveryConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_WebhookDeliveryEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_WebhookDeliveryEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_WebhookDeliveryEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WebhookDeliveryEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_WebhookEndpoint(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_WebhookEndpoint_id(ctx, field)
+	case "url":
+		return ec.fieldContext_WebhookEndpoint_url(ctx, field)
+	case "description":
+		return ec.fieldContext_WebhookEndpoint_description(ctx, field)
+	case "format":
+		return ec.fieldContext_WebhookEndpoint_format(ctx, field)
+	case "enabled":
+		return ec.fieldContext_WebhookEndpoint_enabled(ctx, field)
+	case "disabledReason":
+		return ec.fieldContext_WebhookEndpoint_disabledReason(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_WebhookEndpoint_createdAt(ctx, field)
+	case "topics":
+		return ec.fieldContext_WebhookEndpoint_topics(ctx, field)
+	case "segments":
+		return ec.fieldContext_WebhookEndpoint_segments(ctx, field)
+	case "campaigns":
+		return ec.fieldContext_WebhookEndpoint_campaigns(ctx, field)
+	case "deliveries":
+		return ec.fieldContext_WebhookEndpoint_deliveries(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WebhookEndpoint", field.Name)
+}
+
+func (ec *executionContext) childFields_WebhookEndpointConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_WebhookEndpointConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_WebhookEndpointConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_WebhookEndpointConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WebhookEndpointConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_WebhookEndpointEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_WebhookEndpointEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_WebhookEndpointEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WebhookEndpointEdge", field.Name)
 }
 
 func (ec *executionContext) childFields___Directive(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
