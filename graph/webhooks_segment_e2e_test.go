@@ -66,7 +66,9 @@ func TestWebhookSegmentFormatIntoAnotherSegmentd(t *testing.T) {
 		if n := ingEventCount(t, o, nil); n != 3 {
 			t.Fatalf("the other segmentd stored %d events; want 3", n)
 		}
-		var u struct{ User *struct{ Traits map[string]any } }
+		var u struct {
+			User *struct{ Traits map[string]any }
+		}
 		o.MustDo(t, `{ user(userId: "u-42") { traits } }`, nil, &u)
 		if u.User == nil || u.User.Traits["plan"] != "pro" {
 			t.Errorf("the other segmentd's user: %+v", u.User)
