@@ -146,6 +146,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"requests a key may make at once; default twice the rate (env SEGMENTD_RATE_BURST)")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", env.duration("SEGMENTD_REQUEST_TIMEOUT", 30*time.Second),
 		"deadline of every query and mutation (not subscriptions); past it, its database work is cancelled and it answers TIMEOUT (env SEGMENTD_REQUEST_TIMEOUT)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", env.str("SEGMENTD_METRICS_ADDR", ""),
+		"serve /metrics on this address of its own, open to whoever reaches it, instead of on --addr behind a READ or ADMIN key (env SEGMENTD_METRICS_ADDR)")
+	fs.DurationVar(&cfg.SlowRequest, "slow-request", env.duration("SEGMENTD_SLOW_REQUEST", server.DefaultSlowRequest),
+		"log a request that takes longer at WARN; negative: never (env SEGMENTD_SLOW_REQUEST)")
 	fs.StringVar(&logLevel, "log-level", env.str("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	fs.StringVar(&logFormat, "log-format", env.str("LOG_FORMAT", "text"), "text or json (env LOG_FORMAT)")
 	pprofAddr := env.str("SEGMENTD_PPROF_ADDR", "")
@@ -497,6 +501,14 @@ func checkServeConfig(cfg server.Config, pprofAddr string, envErrs []string) err
 	}
 	if cfg.RateBurst < 0 {
 		bad("--rate-burst / SEGMENTD_RATE_BURST", "must not be negative, got %d", cfg.RateBurst)
+	}
+	if cfg.MetricsAddr != "" {
+		if err := checkAddr(cfg.MetricsAddr); err != nil {
+			bad("--metrics-addr / SEGMENTD_METRICS_ADDR", "%v", err)
+		}
+	}
+	if cfg.SlowRequest == 0 {
+		bad("--slow-request / SEGMENTD_SLOW_REQUEST", "must not be 0; a negative duration means never")
 	}
 	if pprofAddr != "" {
 		if err := checkAddr(pprofAddr); err != nil {
