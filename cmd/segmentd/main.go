@@ -196,6 +196,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "\nCreated the first ADMIN API key. It is shown only this once; keep it safe:\n\n    %s\n\n", srv.FirstAdminKey)
 	}
 	fmt.Fprintf(stdout, "segmentd is listening. GraphiQL: %s  GraphQL: %sgraphql\n", url, url)
+	if addr := srv.MetricsAddr(); addr != "" {
+		log.Info("serving metrics", "addr", addr)
+	}
 	log.Info("serving", "addr", srv.Addr(), "database", store.Redact(c.databaseURL))
 	return srv.Serve(ctx)
 }
