@@ -20,13 +20,15 @@ import (
 // change kinds and sources, subscription fields, import results. None
 // carries user data (no IDs, names, keys or traits).
 //
-// To add a metric (webhook deliveries, say), declare it in newMetrics with
-// one of the helpers, e.g.
+// The webhook metrics are declared and reach the service as
+// service.Metrics.WebhookDeliveries and WebhookBacklog: counting them is
+// one call where a delivery ends (a vector with no series yet is not in
+// the exposition, so they appear once webhooks call them). Another
+// metric is one line here with a helper (counterVec, gaugeFunc), e.g.
 //
-//	m.webhookDeliveries = m.counterVec("segmentd_webhook_deliveries_total", "Webhook delivery attempts, by outcome.", "status")
+//	m.x = m.counterVec("segmentd_x_total", "What it counts.", "label")
 //
-// and count it where the work is done; a gauge read at scrape time is
-// m.gaugeFunc(name, help, func() float64 {...}).
+// and, if the service counts it, a method on service.Metrics.
 type metrics struct {
 	reg *prometheus.Registry
 
@@ -39,6 +41,10 @@ type metrics struct {
 	subscriptions     *prometheus.GaugeVec
 	deliveryLag       prometheus.Histogram
 	importRows        *prometheus.CounterVec
+	webhookDeliveries *prometheus.CounterVec
+	// webhookBacklog has no labels; as a vector it stays out of the
+	// exposition until it is first set.
+	webhookBacklog *prometheus.GaugeVec
 }
 
 var _ service.Metrics = (*metrics)(nil)
@@ -69,7 +75,11 @@ func newMetrics() *metrics {
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}})
 	m.importRows = m.counterVec("segmentd_import_rows_total",
 		"Rows of finished imports' files (dry runs too), by result: valid (a distinct user ID), duplicate (an ID repeated in the file), invalid.", "result")
-	m.reg.MustRegister(m.activations, m.httpDuration, m.subscriptions, m.deliveryLag)
+	m.webhookDeliveries = m.counterVec("segmentd_webhook_deliveries_total",
+		"Webhook delivery attempts, by how they ended: DELIVERED, FAILED, or PENDING (to be retried).", "status")
+	m.webhookBacklog = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "segmentd_webhook_backlog",
+		Help: "Webhook deliveries waiting to be attempted."}, nil)
+	m.reg.MustRegister(m.activations, m.httpDuration, m.subscriptions, m.deliveryLag, m.webhookBacklog)
 	return m
 }
 
@@ -108,3 +118,9 @@ func (m *metrics) ImportRows(result string, n int) {
 }
 
 func (m *metrics) DeliveryLag(d time.Duration) { m.deliveryLag.Observe(d.Seconds()) }
+
+func (m *metrics) WebhookDeliveries(status string, n int) {
+	m.webhookDeliveries.WithLabelValues(status).Add(float64(n))
+}
+
+func (m *metrics) WebhookBacklog(n int) { m.webhookBacklog.WithLabelValues().Set(float64(n)) }

@@ -218,7 +218,9 @@ func TestMetricsCountTheWorkload(t *testing.T) {
 			t.Fatal(err)
 		}
 		for deadline := time.Now().Add(30 * time.Second); ; {
-			var st struct{ ImportJob struct{ Status, Failure string } }
+			var st struct {
+				ImportJob struct{ Status, Failure string }
+			}
 			do(`query($id: ID!) { importJob(id: $id) { status failure } }`, map[string]any{"id": job.ImportSegmentUsers.ID}, &st)
 			if st.ImportJob.Status == "SUCCEEDED" {
 				break

@@ -29,6 +29,12 @@ type Metrics interface {
 	// a live subscriber (one that started without a cursor: replays are
 	// not lag).
 	DeliveryLag(d time.Duration)
+	// WebhookDeliveries counts n webhook delivery attempts that ended
+	// with status (DELIVERED, FAILED, or PENDING for one to retry), and
+	// WebhookBacklog says how many deliveries wait; nothing calls them
+	// yet (webhooks are being built): the series appear once they do.
+	WebhookDeliveries(status string, n int)
+	WebhookBacklog(n int)
 }
 
 // noMetrics counts nothing.
@@ -40,6 +46,8 @@ func (noMetrics) EventsIngested(string, event.Type, int)                  {}
 func (noMetrics) EventsDuplicate(string, int)                             {}
 func (noMetrics) ImportRows(string, int)                                  {}
 func (noMetrics) DeliveryLag(time.Duration)                               {}
+func (noMetrics) WebhookDeliveries(string, int)                           {}
+func (noMetrics) WebhookBacklog(int)                                      {}
 
 type transportKey struct{}
 
