@@ -154,6 +154,7 @@ func (w *Writer) ExpireDue(ctx context.Context, now time.Time, limit int) (*Swep
 	for _, x := range exits {
 		w.counts.exited(x.Segment, x.EnteredAt, x.At)
 		w.topics.segment(x.Segment)
+		w.changed(changelog.KindExited, x.Source, 1)
 	}
 	out.Exited = exits
 	out.Skipped = out.Taken - len(exits) - out.Dropped

@@ -35,6 +35,8 @@ const BulkRows = 1000
 // store. It holds no state of its own: a Ledger is safe for concurrent use.
 type Ledger struct {
 	st store
+	// obs, if set, is told what each committed transaction wrote.
+	obs Observer
 }
 
 // New returns the ledger of the store whose ent dialect name is given
@@ -163,6 +165,7 @@ type Writer struct {
 	tx     *ent.Tx
 	counts counterDeltas
 	topics Topics
+	tally  tally
 }
 
 // Writer opens the ledger's work in tx.
@@ -247,6 +250,7 @@ func (w *Writer) EnterMany(ctx context.Context, entries []Entry) (*Result, error
 	for _, e := range entries {
 		w.counts.entered(e.Segment, e.At, 1)
 		res.Topics.segment(e.Segment)
+		w.changed(changelog.KindEntered, e.Source, 1)
 	}
 	if res.Activations, err = w.activate(ctx, entries, &res.Topics); err != nil {
 		return nil, fmt.Errorf("ledger.EnterMany: %w", err)
@@ -297,6 +301,7 @@ func (w *Writer) ExitMany(ctx context.Context, exits []Exit) (*Result, error) {
 	for _, x := range exits {
 		w.counts.exited(x.Segment, x.EnteredAt, x.At)
 		res.Topics.segment(x.Segment)
+		w.changed(changelog.KindExited, x.Source, 1)
 	}
 	w.record(res)
 	return res, nil
@@ -467,6 +472,7 @@ func (w *Writer) activateCampaigns(ctx context.Context, camps []*ent.Campaign, e
 	if err != nil {
 		return nil, fmt.Errorf("store activations: %w", err)
 	}
+	w.activated(len(acts))
 	return out, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
@@ -141,6 +142,7 @@ func (w *Writer) EnterStaged(ctx context.Context, set StagedSet) (*StagedResult,
 	}
 	w.counts.entered(set.Segment, set.At, int64(added))
 	res.Topics.segment(set.Segment)
+	w.changed(changelog.KindEntered, changelog.SourceImport, added)
 	all, err := tx.Campaign.Query().
 		Where(campaign.SegmentRef(set.Segment), campaign.StatusEQ(campaign.StatusACTIVE)).
 		Order(ent.Asc(campaign.FieldID)).All(ctx)
@@ -177,6 +179,7 @@ func (w *Writer) EnterStaged(ctx context.Context, set StagedSet) (*StagedResult,
 		if err != nil {
 			return nil, fmt.Errorf("ledger.EnterStaged: activate campaign %s: %w", c, err)
 		}
+		w.activated(activated)
 		if activated > 0 {
 			res.Campaigns = append(res.Campaigns, c)
 			res.Topics.campaign(c)
@@ -249,6 +252,7 @@ func (w *Writer) ExitStaged(ctx context.Context, set StagedSet, sel Members) (*S
 		}
 		res.Exited += c.n
 	}
+	w.changed(changelog.KindExited, changelog.SourceImport, res.Exited)
 	if res.Exited > 0 {
 		res.Topics.segment(set.Segment)
 	}

@@ -41,6 +41,7 @@ func (s *Server) requireKey(next http.Handler) http.Handler {
 			writeGraphQLError(w, status, code, msg)
 			return
 		}
+		noteKey(r.Context(), p)
 		if !s.allow(w, p, true) {
 			return
 		}
@@ -90,6 +91,7 @@ func (s *Server) websocketInit(ctx context.Context, payload transport.InitPayloa
 	if sock := socketFrom(ctx); sock != nil {
 		s.sockets.add(ctx, sock, p)
 	}
+	noteKey(ctx, p)
 	return auth.WithPrincipal(ctx, p), nil, nil
 }
 

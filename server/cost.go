@@ -100,11 +100,12 @@ var _ interface {
 
 func (costLimit) ExtensionName() string                   { return "QueryCost" }
 func (costLimit) Validate(graphql.ExecutableSchema) error { return nil }
-func (c costLimit) MutateOperationContext(_ context.Context, oc *graphql.OperationContext) *gqlerror.Error {
+func (c costLimit) MutateOperationContext(ctx context.Context, oc *graphql.OperationContext) *gqlerror.Error {
 	if c.Max < 0 || oc.Operation == nil || oc.Doc == nil {
 		return nil
 	}
 	cost := querycost.Estimate(c.Schema, oc.Doc, oc.Operation, oc.Variables, costRules)
+	noteCost(ctx, cost)
 	if cost <= c.Max {
 		return nil
 	}

@@ -50,13 +50,14 @@ func (l *logRecords) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-// above returns the records logged above debug, and whether any record at
-// all contains s.
+// above returns the records logged above debug, but for the request log
+// (one INFO line per request, whatever its outcome), and whether any
+// record at all contains s.
 func (l *logRecords) above(s string) (loud []string, contains bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for i, r := range l.records {
-		if l.levels[i] > slog.LevelDebug {
+		if l.levels[i] > slog.LevelDebug && !strings.HasPrefix(r, "INFO request ") {
 			loud = append(loud, r)
 		}
 		if strings.Contains(r, s) {

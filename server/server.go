@@ -88,6 +88,13 @@ type Config struct {
 	WebhookSchedule []time.Duration
 	// WebhookTimeout bounds one webhook attempt; default 15s.
 	WebhookTimeout time.Duration
+	// MetricsAddr, if set, is a listener of its own for /metrics, open
+	// to anyone who reaches it; when empty, /metrics is on Addr and needs
+	// a READ or ADMIN key.
+	MetricsAddr string
+	// SlowRequest is how long a request may take before its log line is
+	// at WARN ("slow request"); default DefaultSlowRequest, negative: never.
+	SlowRequest time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -131,6 +138,9 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.SlowRequest == 0 {
+		c.SlowRequest = DefaultSlowRequest
+	}
 }
 
 // Server is a running segmentd.
@@ -148,6 +158,10 @@ type Server struct {
 	broker  pubsub.Broker
 	live    *service.Live
 	hooks   *webhook.Hooks
+	metrics *metrics
+	// metricsLn and metricsHTTP serve /metrics on MetricsAddr, if set.
+	metricsLn   net.Listener
+	metricsHTTP *http.Server
 	// stop ends the tailers and every request context (websockets are
 	// hijacked: http.Server.Shutdown does not end them).
 	stop context.CancelFunc
@@ -181,8 +195,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
 	base, stop := context.WithCancel(context.WithoutCancel(ctx))
+	m := newMetrics()
 	svc, err := service.New(st, service.Config{
-		Log: log, Broker: broker, Background: base, UploadDir: cfg.UploadDir, Now: cfg.Now,
+		Log: log, Broker: broker, Background: base, UploadDir: cfg.UploadDir, Now: cfg.Now, Metrics: m,
 	})
 	if err != nil {
 		stop()
@@ -191,13 +206,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
 	s := &Server{
-		cfg:    cfg,
-		log:    log,
-		store:  st,
-		svc:    svc,
-		keys:   auth.NewKeys(st.Client),
-		broker: broker,
-		stop:   stop,
+		cfg:     cfg,
+		log:     log,
+		store:   st,
+		svc:     svc,
+		keys:    auth.NewKeys(st.Client),
+		broker:  broker,
+		stop:    stop,
+		metrics: m,
 	}
 	s.limits = newLimiters(cfg.RateLimit, cfg.RateBurst, cfg.RateClock)
 	s.sockets = newSockets()
@@ -252,11 +268,35 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	if cfg.MetricsAddr != "" {
+		if s.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			s.ln.Close()
+			s.closeAll()
+			return nil, fmt.Errorf("server.New: listen for metrics: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", s.metrics.handler())
+		s.metricsHTTP = &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 10 * time.Second,
+			WriteTimeout:      60 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+	}
 	return s, nil
 }
 
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// MetricsAddr is the address of the metrics listener, "" without one
+// (then /metrics is on Addr).
+func (s *Server) MetricsAddr() string {
+	if s.metricsLn == nil {
+		return ""
+	}
+	return s.metricsLn.Addr().String()
+}
 
 // Store returns the server's store.
 func (s *Server) Store() *store.Store { return s.store }
@@ -266,6 +306,14 @@ func (s *Server) Store() *store.Store { return s.store }
 func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(s.ln) }()
+	if s.metricsHTTP != nil {
+		go func() {
+			if err := s.metricsHTTP.Serve(s.metricsLn); !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("metrics listener stopped", "addr", s.cfg.MetricsAddr, "err", err)
+			}
+		}()
+		defer s.metricsHTTP.Close()
+	}
 	var err error
 	select {
 	case err = <-errc:
@@ -309,8 +357,8 @@ func (s *Server) closeAll() error {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	gql := s.graphqlHandler()
-	mux.Handle("/graphql", s.cors(s.requireKey(s.limitBody(s.graphqlHTTP(gql)))))
-	v1 := s.cors(http.MaxBytesHandler(http.HandlerFunc(s.v1), segmentapi.MaxBatchBytes+1<<20))
+	mux.Handle("/graphql", s.cors(transportIs(service.TransportGraphQL, s.requireKey(s.limitBody(s.graphqlHTTP(gql))))))
+	v1 := s.cors(transportIs(service.TransportV1, http.MaxBytesHandler(http.HandlerFunc(s.v1), segmentapi.MaxBatchBytes+1<<20)))
 	mux.Handle("POST /v1/{type}", v1)
 	mux.Handle("OPTIONS /v1/{type}", v1)
 	mux.Handle("GET /segments/{id}/members.csv", s.cors(http.HandlerFunc(s.membersCSV)))
@@ -319,8 +367,39 @@ func (s *Server) Handler() http.Handler {
 		_, _ = w.Write([]byte(`{"status":"ok"}`))
 	})
 	mux.HandleFunc("GET /readyz", s.ready)
+	mux.HandleFunc("GET /metrics", s.serveMetrics)
 	mux.Handle("/", graphiql.Handler("/graphql"))
-	return mux
+	return s.observe(mux)
+}
+
+// transportIs marks the events ingested by next's requests as come in by
+// the named transport (segmentd_events_ingested_total).
+func transportIs(name string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(service.WithTransport(r.Context(), name)))
+	})
+}
+
+// serveMetrics serves /metrics on the main listener to READ and ADMIN keys
+// (a READ key reads every figure anyway; a WRITE key only ingests). With
+// MetricsAddr set, the metrics are there instead, and this says so.
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	if s.metricsLn != nil {
+		http.Error(w, "metrics are served on the metrics address (--metrics-addr)", http.StatusNotFound)
+		return
+	}
+	p, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	if !p.CanRead() {
+		writeV1Error(w, http.StatusForbidden, segmentd.CodeForbidden, "", "a "+string(p.Role)+" key may not read metrics; use a READ or ADMIN key")
+		return
+	}
+	if !s.allow(w, p, false) {
+		return
+	}
+	s.metrics.handler().ServeHTTP(w, r)
 }
 
 // limitBody refuses GraphQL requests over MaxBodyBytes with 413 and a
@@ -475,10 +554,12 @@ func (s *Server) graphqlHandler() http.Handler {
 	// every fragment spread anew: exponential on fragments that spread the
 	// next one twice.
 	srv.Use(costLimit{Max: s.cfg.MaxQueryCost, Schema: es.Schema()})
+	srv.AroundOperations(s.observeOperation)
 	srv.AroundOperations(refuseHTTPSubscriptions)
 	srv.AroundOperations(deadline(s.cfg.RequestTimeout))
 	srv.AroundOperations(s.socketOperations)
 	srv.AroundOperations(authorize(es.Schema()))
+	srv.AroundOperations(s.countSubscriptions)
 	srv.AroundOperations(querySlots(DefaultQuerySlots(), s.cfg.RequestTimeout))
 	srv.AroundOperations(requestCache)
 	srv.AroundFields(fieldRoles)

@@ -123,6 +123,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Pri
 		s.writeServiceError(w, r, err)
 		return nil, false
 	}
+	noteKey(r.Context(), p)
 	return p, true
 }
 

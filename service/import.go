@@ -172,6 +172,9 @@ func (s *Service) runImport(ctx context.Context, job *ent.ImportJob, path string
 		s.notify(TopicImports)
 		return
 	}
+	s.metrics.ImportRows("valid", res.distinct)
+	s.metrics.ImportRows("duplicate", res.rows-res.invalid-res.distinct)
+	s.metrics.ImportRows("invalid", res.invalid)
 	log.Info("import done", "rows", res.rows, "invalid", res.invalid, "added", res.added,
 		"removed", res.removed, "unchanged", res.unchanged, "dryRun", job.DryRun, "took", time.Since(started).Round(time.Millisecond))
 }

@@ -170,6 +170,7 @@ func (s *Service) ingest(ctx context.Context, ins []TrackInput, field string) (*
 	if err != nil {
 		return nil, fmt.Errorf("service.ingest: %w", err)
 	}
+	s.countIngested(ctx, evs, out)
 	return out, nil
 }
 

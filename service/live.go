@@ -200,6 +200,11 @@ func (l *Live) MembershipChanges(ctx context.Context, segmentID *pulid.ID, after
 		if IsErased(u) {
 			u = nil // the change stays, but names no one
 		}
+		if cur == nil {
+			// A subscription that started now gets changes as they
+			// commit: how long after the change is its delivery lag.
+			l.svc.metrics.DeliveryLag(time.Since(c.At))
+		}
 		return &MembershipChange{
 			Segment: c.Edges.Segment, User: u, Event: c.Edges.Event,
 			Cursor: r.Cursor.String(), Kind: c.Kind, SegmentID: c.SegmentRef, UserRef: c.UserRef,

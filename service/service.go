@@ -66,6 +66,8 @@ type Service struct {
 	// led is the ledger of the store: the one writer of memberships,
 	// their log, activations and counters.
 	led *ledger.Ledger
+	// metrics is told what committed (never nil).
+	metrics Metrics
 }
 
 // Config is what a Service takes besides its store. Every field is
@@ -87,6 +89,9 @@ type Config struct {
 	UploadDir string
 	// Now is the clock; nil means time.Now. Tests inject their own.
 	Now func() time.Time
+	// Metrics, if set, is told what each committed change did (see
+	// Metrics); nil counts nothing.
+	Metrics Metrics
 }
 
 // New returns a Service on st, which must be open (Client, DB and a known
@@ -107,6 +112,11 @@ func New(st *store.Store, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("service.New: %w", err)
 	}
+	var metrics Metrics = noMetrics{}
+	if cfg.Metrics != nil {
+		metrics = cfg.Metrics
+		led = led.WithObserver(metrics)
+	}
 	s := &Service{
 		client:     st.Client,
 		dialect:    st.Dialect,
@@ -118,6 +128,7 @@ func New(st *store.Store, cfg Config) (*Service, error) {
 		background: cfg.Background,
 		uploadDir:  cfg.UploadDir,
 		led:        led,
+		metrics:    metrics,
 	}
 	if s.log == nil {
 		s.log = slog.Default()

@@ -146,6 +146,9 @@ func TestServeRefusesBadConfig(t *testing.T) {
 		{"SEGMENTD_ADDR=localhost", "SEGMENTD_ADDR"},
 		{"SEGMENTD_ALLOWED_ORIGINS=app.example.com", "SEGMENTD_ALLOWED_ORIGINS"},
 		{"SEGMENTD_PPROF_ADDR=6060", "SEGMENTD_PPROF_ADDR"},
+		{"SEGMENTD_METRICS_ADDR=9090", "SEGMENTD_METRICS_ADDR"},
+		{"SEGMENTD_SLOW_REQUEST=soon", "SEGMENTD_SLOW_REQUEST"},
+		{"SEGMENTD_SLOW_REQUEST=0", "SEGMENTD_SLOW_REQUEST"},
 		{"LOG_LEVEL=loud", "LOG_LEVEL"},
 		{"DATABASE_URL=mysql://db/segmentd", "DATABASE_URL"},
 	} {
@@ -174,7 +177,8 @@ func TestServeRefusesBadConfig(t *testing.T) {
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "SEGMENTD_TEST_RUN_MAIN=1", "DATABASE_URL="+filepath.Join(dir, "segmentd.db"),
 			"SEGMENTD_ADDR=127.0.0.1:0", "SEGMENTD_MAX_BODY_BYTES=2048", "SEGMENTD_RATE_LIMIT=-1", "SEGMENTD_INTROSPECTION=off",
-			"SEGMENTD_ALLOWED_ORIGINS=https://app.example.com, *", "SEGMENTD_ADMIN_KEY=sgd_a_good_long_admin_key_1234", "LOG_LEVEL=warn")
+			"SEGMENTD_ALLOWED_ORIGINS=https://app.example.com, *", "SEGMENTD_ADMIN_KEY=sgd_a_good_long_admin_key_1234", "LOG_LEVEL=warn",
+			"SEGMENTD_METRICS_ADDR=127.0.0.1:0", "SEGMENTD_SLOW_REQUEST=250ms")
 		out := &syncBuffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {

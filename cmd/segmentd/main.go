@@ -152,6 +152,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"let webhook URLs be plain http (env SEGMENTD_WEBHOOK_ALLOW_HTTP)")
 	fs.DurationVar(&cfg.WebhookTimeout, "webhook-timeout", env.duration("SEGMENTD_WEBHOOK_TIMEOUT", 15*time.Second),
 		"how long one webhook attempt may take; a delivery's lease is twice that and 5 s (env SEGMENTD_WEBHOOK_TIMEOUT)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", env.str("SEGMENTD_METRICS_ADDR", ""),
+		"serve /metrics on this address of its own, open to whoever reaches it, instead of on --addr behind a READ or ADMIN key (env SEGMENTD_METRICS_ADDR)")
+	fs.DurationVar(&cfg.SlowRequest, "slow-request", env.duration("SEGMENTD_SLOW_REQUEST", server.DefaultSlowRequest),
+		"log a request that takes longer at WARN; negative: never (env SEGMENTD_SLOW_REQUEST)")
 	fs.StringVar(&logLevel, "log-level", env.str("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	fs.StringVar(&logFormat, "log-format", env.str("LOG_FORMAT", "text"), "text or json (env LOG_FORMAT)")
 	pprofAddr := env.str("SEGMENTD_PPROF_ADDR", "")
@@ -198,6 +202,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "\nCreated the first ADMIN API key. It is shown only this once; keep it safe:\n\n    %s\n\n", srv.FirstAdminKey)
 	}
 	fmt.Fprintf(stdout, "segmentd is listening. GraphiQL: %s  GraphQL: %sgraphql\n", url, url)
+	if addr := srv.MetricsAddr(); addr != "" {
+		log.Info("serving metrics", "addr", addr)
+	}
 	log.Info("serving", "addr", srv.Addr(), "database", store.Redact(c.databaseURL))
 	return srv.Serve(ctx)
 }
@@ -506,6 +513,14 @@ func checkServeConfig(cfg server.Config, pprofAddr string, envErrs []string) err
 	}
 	if cfg.RateBurst < 0 {
 		bad("--rate-burst / SEGMENTD_RATE_BURST", "must not be negative, got %d", cfg.RateBurst)
+	}
+	if cfg.MetricsAddr != "" {
+		if err := checkAddr(cfg.MetricsAddr); err != nil {
+			bad("--metrics-addr / SEGMENTD_METRICS_ADDR", "%v", err)
+		}
+	}
+	if cfg.SlowRequest == 0 {
+		bad("--slow-request / SEGMENTD_SLOW_REQUEST", "must not be 0; a negative duration means never")
 	}
 	if pprofAddr != "" {
 		if err := checkAddr(pprofAddr); err != nil {
