@@ -17,6 +17,10 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/segmentd/segmentd/internal/testenv"
 	"github.com/segmentd/segmentd/server"
 	"github.com/segmentd/segmentd/webhook"
@@ -413,7 +417,53 @@ func TestWebhookRetriesThenDeliversWithTheSameID(t *testing.T) {
 		if a := ds[1]; a.Attempts != 4 || a.WebhookID != reqs[0].ID || *a.LastStatusCode != 204 || a.LastError != nil {
 			t.Errorf("a's delivery %+v", a)
 		}
+		// /metrics counts the attempts by how they ended: a's three to be
+		// retried, then both delivered.
+		fams := scrapeMetrics(t, srv)
+		for status, want := range map[string]float64{"PENDING": 3, "DELIVERED": 2, "FAILED": 0} {
+			if got := webhookAttempts(fams, status); got != want {
+				t.Errorf("segmentd_webhook_deliveries_total{status=%q} = %v, want %v", status, got, want)
+			}
+		}
 	})
+}
+
+// scrapeMetrics reads the server's /metrics with the ADMIN key, parsed by
+// the Prometheus text parser.
+func scrapeMetrics(t *testing.T, srv *testenv.Server) map[string]*dto.MetricFamily {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, srv.URL+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testenv.AdminKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: HTTP %d", resp.StatusCode)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	return fams
+}
+
+// webhookAttempts is segmentd_webhook_deliveries_total{status}; 0 when
+// the series is absent.
+func webhookAttempts(fams map[string]*dto.MetricFamily, status string) float64 {
+	for _, m := range fams["segmentd_webhook_deliveries_total"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "status" && l.GetValue() == status {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
 
 func TestWebhookGivesUpAfterTheScheduleAndGoesOn(t *testing.T) {

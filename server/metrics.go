@@ -20,10 +20,10 @@ import (
 // change kinds and sources, subscription fields, import results. None
 // carries user data (no IDs, names, keys or traits).
 //
-// The webhook metrics are declared and reach the service as
-// service.Metrics.WebhookDeliveries and WebhookBacklog: counting them is
-// one call where a delivery ends (a vector with no series yet is not in
-// the exposition, so they appear once webhooks call them). Another
+// The webhook deliveries are counted by the webhook package through
+// webhook.Config.Metrics, after each attempt's record commits; nothing sets
+// the backlog yet (a vector with no series is not in the exposition, so it
+// does not appear). Another
 // metric is one line here with a helper (counterVec, gaugeFunc), e.g.
 //
 //	m.x = m.counterVec("segmentd_x_total", "What it counts.", "label")

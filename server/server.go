@@ -246,7 +246,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	if s.hooks, err = webhook.New(base, st, broker, webhook.Config{
 		URLs:     webhook.URLPolicy{AllowPrivate: cfg.WebhookAllowPrivate, AllowHTTP: cfg.WebhookAllowHTTP},
-		Schedule: cfg.WebhookSchedule, Timeout: cfg.WebhookTimeout, Now: cfg.Now, Log: log,
+		Schedule: cfg.WebhookSchedule, Timeout: cfg.WebhookTimeout, Now: cfg.Now, Log: log, Metrics: m,
 	}); err != nil {
 		s.closeAll()
 		return nil, fmt.Errorf("server.New: %w", err)

@@ -31,8 +31,9 @@ type Metrics interface {
 	DeliveryLag(d time.Duration)
 	// WebhookDeliveries counts n webhook delivery attempts that ended
 	// with status (DELIVERED, FAILED, or PENDING for one to retry), and
-	// WebhookBacklog says how many deliveries wait; nothing calls them
-	// yet (webhooks are being built): the series appear once they do.
+	// WebhookBacklog says how many deliveries wait. The webhook package
+	// counts deliveries (webhook.Config.Metrics); nothing sets the backlog
+	// yet, so its series does not appear.
 	WebhookDeliveries(status string, n int)
 	WebhookBacklog(n int)
 }

@@ -220,6 +220,9 @@ func (h *Hooks) recordDelivered(ctx context.Context, ds []delivered) (int, error
 		}
 		return nil
 	})
+	if err == nil {
+		h.counted(string(webhookdelivery.StatusDELIVERED), total)
+	}
 	return total, err
 }
 
@@ -361,11 +364,19 @@ func (h *Hooks) record(ctx context.Context, ep *ent.WebhookEndpoint, d *ent.Webh
 		return -1, err
 	}
 	if attempts > len(h.cfg.Schedule) {
-		return 0, u.SetStatus(webhookdelivery.StatusFAILED).ClearNextAttemptAt().Exec(ctx)
+		err := u.SetStatus(webhookdelivery.StatusFAILED).ClearNextAttemptAt().Exec(ctx)
+		if err == nil {
+			h.counted(string(webhookdelivery.StatusFAILED), 1)
+		}
+		return 0, err
 	}
 	wait := h.cfg.Schedule[attempts-1]
 	if a.retryAfter > 0 {
 		wait = a.retryAfter
 	}
-	return wait, u.SetNextAttemptAt(now.Add(wait)).Exec(ctx)
+	err := u.SetNextAttemptAt(now.Add(wait)).Exec(ctx)
+	if err == nil {
+		h.counted(string(webhookdelivery.StatusPENDING), 1)
+	}
+	return wait, err
 }

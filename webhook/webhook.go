@@ -84,6 +84,22 @@ type Config struct {
 	Poll time.Duration
 	// Batch is how many deliveries a sender claims at once (100).
 	Batch int
+	// Metrics, if set, counts the attempts as they end (after their
+	// transaction commits).
+	Metrics Metrics
+}
+
+// Metrics counts webhook delivery attempts by how they ended: DELIVERED,
+// FAILED (the last retry failed) or PENDING (to be retried).
+type Metrics interface {
+	WebhookDeliveries(status string, n int)
+}
+
+// counted reports n attempts that ended with status, if Metrics is set.
+func (h *Hooks) counted(status string, n int) {
+	if h.cfg.Metrics != nil && n > 0 {
+		h.cfg.Metrics.WebhookDeliveries(status, n)
+	}
 }
 
 // Hooks manages endpoints and runs the dispatcher and senders.
