@@ -13624,6 +13624,7 @@ type WebhookDeliveryMutation struct {
 	payload             *jsonmap.Map
 	lease_owner         *string
 	lease_until         *time.Time
+	user_ref            *pulid.ID
 	clearedFields       map[string]struct{}
 	endpoint            *pulid.ID
 	clearedendpoint     bool
@@ -14379,6 +14380,55 @@ func (m *WebhookDeliveryMutation) ResetLeaseUntil() {
 	delete(m.clearedFields, webhookdelivery.FieldLeaseUntil)
 }
 
+// SetUserRef sets the "user_ref" field.
+func (m *WebhookDeliveryMutation) SetUserRef(pu pulid.ID) {
+	m.user_ref = &pu
+}
+
+// UserRef returns the value of the "user_ref" field in the mutation.
+func (m *WebhookDeliveryMutation) UserRef() (r pulid.ID, exists bool) {
+	v := m.user_ref
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUserRef returns the old "user_ref" field's value of the WebhookDelivery entity.
+// If the WebhookDelivery object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *WebhookDeliveryMutation) OldUserRef(ctx context.Context) (v *pulid.ID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUserRef is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUserRef requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUserRef: %w", err)
+	}
+	return oldValue.UserRef, nil
+}
+
+// ClearUserRef clears the value of the "user_ref" field.
+func (m *WebhookDeliveryMutation) ClearUserRef() {
+	m.user_ref = nil
+	m.clearedFields[webhookdelivery.FieldUserRef] = struct{}{}
+}
+
+// UserRefCleared returns if the "user_ref" field was cleared in this mutation.
+func (m *WebhookDeliveryMutation) UserRefCleared() bool {
+	_, ok := m.clearedFields[webhookdelivery.FieldUserRef]
+	return ok
+}
+
+// ResetUserRef resets all changes to the "user_ref" field.
+func (m *WebhookDeliveryMutation) ResetUserRef() {
+	m.user_ref = nil
+	delete(m.clearedFields, webhookdelivery.FieldUserRef)
+}
+
 // SetEndpointID sets the "endpoint" edge to the WebhookEndpoint entity by id.
 func (m *WebhookDeliveryMutation) SetEndpointID(id pulid.ID) {
 	m.endpoint = &id
@@ -14453,7 +14503,7 @@ func (m *WebhookDeliveryMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *WebhookDeliveryMutation) Fields() []string {
-	fields := make([]string, 0, 14)
+	fields := make([]string, 0, 15)
 	if m.endpoint != nil {
 		fields = append(fields, webhookdelivery.FieldEndpointRef)
 	}
@@ -14496,6 +14546,9 @@ func (m *WebhookDeliveryMutation) Fields() []string {
 	if m.lease_until != nil {
 		fields = append(fields, webhookdelivery.FieldLeaseUntil)
 	}
+	if m.user_ref != nil {
+		fields = append(fields, webhookdelivery.FieldUserRef)
+	}
 	return fields
 }
 
@@ -14532,6 +14585,8 @@ func (m *WebhookDeliveryMutation) Field(name string) (ent.Value, bool) {
 		return m.LeaseOwner()
 	case webhookdelivery.FieldLeaseUntil:
 		return m.LeaseUntil()
+	case webhookdelivery.FieldUserRef:
+		return m.UserRef()
 	}
 	return nil, false
 }
@@ -14569,6 +14624,8 @@ func (m *WebhookDeliveryMutation) OldField(ctx context.Context, name string) (en
 		return m.OldLeaseOwner(ctx)
 	case webhookdelivery.FieldLeaseUntil:
 		return m.OldLeaseUntil(ctx)
+	case webhookdelivery.FieldUserRef:
+		return m.OldUserRef(ctx)
 	}
 	return nil, fmt.Errorf("unknown WebhookDelivery field %s", name)
 }
@@ -14676,6 +14733,13 @@ func (m *WebhookDeliveryMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetLeaseUntil(v)
 		return nil
+	case webhookdelivery.FieldUserRef:
+		v, ok := value.(pulid.ID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUserRef(v)
+		return nil
 	}
 	return fmt.Errorf("unknown WebhookDelivery field %s", name)
 }
@@ -14763,6 +14827,9 @@ func (m *WebhookDeliveryMutation) ClearedFields() []string {
 	if m.FieldCleared(webhookdelivery.FieldLeaseUntil) {
 		fields = append(fields, webhookdelivery.FieldLeaseUntil)
 	}
+	if m.FieldCleared(webhookdelivery.FieldUserRef) {
+		fields = append(fields, webhookdelivery.FieldUserRef)
+	}
 	return fields
 }
 
@@ -14794,6 +14861,9 @@ func (m *WebhookDeliveryMutation) ClearField(name string) error {
 		return nil
 	case webhookdelivery.FieldLeaseUntil:
 		m.ClearLeaseUntil()
+		return nil
+	case webhookdelivery.FieldUserRef:
+		m.ClearUserRef()
 		return nil
 	}
 	return fmt.Errorf("unknown WebhookDelivery nullable field %s", name)
@@ -14844,6 +14914,9 @@ func (m *WebhookDeliveryMutation) ResetField(name string) error {
 		return nil
 	case webhookdelivery.FieldLeaseUntil:
 		m.ResetLeaseUntil()
+		return nil
+	case webhookdelivery.FieldUserRef:
+		m.ResetUserRef()
 		return nil
 	}
 	return fmt.Errorf("unknown WebhookDelivery field %s", name)

@@ -50,6 +50,8 @@ type WebhookDelivery struct {
 	LeaseOwner *string `json:"lease_owner,omitempty"`
 	// LeaseUntil holds the value of the "lease_until" field.
 	LeaseUntil *time.Time `json:"lease_until,omitempty"`
+	// UserRef holds the value of the "user_ref" field.
+	UserRef *pulid.ID `json:"user_ref,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the WebhookDeliveryQuery when eager-loading is set.
 	Edges        WebhookDeliveryEdges `json:"edges"`
@@ -81,6 +83,8 @@ func (*WebhookDelivery) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
+		case webhookdelivery.FieldUserRef:
+			values[i] = &sql.NullScanner{S: new(pulid.ID)}
 		case webhookdelivery.FieldPayload:
 			values[i] = new([]byte)
 		case webhookdelivery.FieldID, webhookdelivery.FieldEndpointRef:
@@ -204,6 +208,13 @@ func (_m *WebhookDelivery) assignValues(columns []string, values []any) error {
 				_m.LeaseUntil = new(time.Time)
 				*_m.LeaseUntil = value.Time
 			}
+		case webhookdelivery.FieldUserRef:
+			if value, ok := values[i].(*sql.NullScanner); !ok {
+				return fmt.Errorf("unexpected type %T for field user_ref", values[i])
+			} else if value.Valid {
+				_m.UserRef = new(pulid.ID)
+				*_m.UserRef = *value.S.(*pulid.ID)
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -297,6 +308,11 @@ func (_m *WebhookDelivery) String() string {
 	if v := _m.LeaseUntil; v != nil {
 		builder.WriteString("lease_until=")
 		builder.WriteString(v.Format(time.ANSIC))
+	}
+	builder.WriteString(", ")
+	if v := _m.UserRef; v != nil {
+		builder.WriteString("user_ref=")
+		builder.WriteString(fmt.Sprintf("%v", *v))
 	}
 	builder.WriteByte(')')
 	return builder.String()

@@ -182,6 +182,20 @@ func (_c *WebhookDeliveryCreate) SetNillableLeaseUntil(v *time.Time) *WebhookDel
 	return _c
 }
 
+// SetUserRef sets the "user_ref" field.
+func (_c *WebhookDeliveryCreate) SetUserRef(v pulid.ID) *WebhookDeliveryCreate {
+	_c.mutation.SetUserRef(v)
+	return _c
+}
+
+// SetNillableUserRef sets the "user_ref" field if the given value is not nil.
+func (_c *WebhookDeliveryCreate) SetNillableUserRef(v *pulid.ID) *WebhookDeliveryCreate {
+	if v != nil {
+		_c.SetUserRef(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *WebhookDeliveryCreate) SetID(v pulid.ID) *WebhookDeliveryCreate {
 	_c.mutation.SetID(v)
@@ -396,6 +410,10 @@ func (_c *WebhookDeliveryCreate) createSpec() (*WebhookDelivery, *sqlgraph.Creat
 	if value, ok := _c.mutation.LeaseUntil(); ok {
 		_spec.SetField(webhookdelivery.FieldLeaseUntil, field.TypeTime, value)
 		_node.LeaseUntil = &value
+	}
+	if value, ok := _c.mutation.UserRef(); ok {
+		_spec.SetField(webhookdelivery.FieldUserRef, field.TypeString, value)
+		_node.UserRef = &value
 	}
 	if nodes := _c.mutation.EndpointIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
@@ -644,6 +662,9 @@ func (u *WebhookDeliveryUpsertOne) UpdateNewValues() *WebhookDeliveryUpsertOne {
 		}
 		if _, exists := u.create.mutation.Payload(); exists {
 			s.SetIgnore(webhookdelivery.FieldPayload)
+		}
+		if _, exists := u.create.mutation.UserRef(); exists {
+			s.SetIgnore(webhookdelivery.FieldUserRef)
 		}
 	}))
 	return u
@@ -1044,6 +1065,9 @@ func (u *WebhookDeliveryUpsertBulk) UpdateNewValues() *WebhookDeliveryUpsertBulk
 			}
 			if _, exists := b.mutation.Payload(); exists {
 				s.SetIgnore(webhookdelivery.FieldPayload)
+			}
+			if _, exists := b.mutation.UserRef(); exists {
+				s.SetIgnore(webhookdelivery.FieldUserRef)
 			}
 		}
 	}))

@@ -295,6 +295,9 @@ func (_u *WebhookDeliveryUpdate) sqlSave(ctx context.Context) (_node int, err er
 	if _u.mutation.LeaseUntilCleared() {
 		_spec.ClearField(webhookdelivery.FieldLeaseUntil, field.TypeTime)
 	}
+	if _u.mutation.UserRefCleared() {
+		_spec.ClearField(webhookdelivery.FieldUserRef, field.TypeString)
+	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
 			err = &NotFoundError{webhookdelivery.Label}
@@ -611,6 +614,9 @@ func (_u *WebhookDeliveryUpdateOne) sqlSave(ctx context.Context) (_node *Webhook
 	}
 	if _u.mutation.LeaseUntilCleared() {
 		_spec.ClearField(webhookdelivery.FieldLeaseUntil, field.TypeTime)
+	}
+	if _u.mutation.UserRefCleared() {
+		_spec.ClearField(webhookdelivery.FieldUserRef, field.TypeString)
 	}
 	_node = &WebhookDelivery{config: _u.config}
 	_spec.Assign = _node.assignValues

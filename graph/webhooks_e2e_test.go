@@ -822,3 +822,41 @@ func TestWebhookBadInputs(t *testing.T) {
 		}
 	})
 }
+
+// TestWebhookErasureScrubsDeliveries: after deleteUser, no stored delivery
+// names the user (their entry's payload says user null, as the ERASURE
+// exit's does), and a delivery still to send goes out without them.
+func TestWebhookErasureScrubsDeliveries(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
+		srv := startHooks(t, dbURL)
+		admin := srv.Admin()
+		seg := ingCreateSegment(t, admin, map[string]any{"name": "Static", "kind": "STATIC"})
+		ingIdentify(t, admin, map[string]any{"userId": "ann", "traits": map[string]any{"email": "ann@example.com"}})
+		rc := newReceiver(t, func(int, hookReq) (int, map[string]string, time.Duration) { return 204, nil, 0 })
+		ep, _ := createHook(t, admin, map[string]any{"url": rc.URL, "topics": []string{"MEMBERSHIP_ENTERED", "MEMBERSHIP_EXITED"}})
+		addUsers(t, admin, seg, "ann")
+		waitDeliveries(t, admin, ep.ID, "ann's entry delivered", func(ds []hookDelivery) bool {
+			return len(ds) == 1 && ds[0].Status == "DELIVERED"
+		})
+		admin.MustDo(t, `mutation { deleteUser(userId: "ann") { memberships } }`, nil, nil)
+		ds := waitDeliveries(t, admin, ep.ID, "the erasure's exit delivered", func(ds []hookDelivery) bool {
+			return len(ds) == 2 && ds[0].Status == "DELIVERED" && ds[1].Status == "DELIVERED"
+		})
+		for _, d := range ds {
+			raw, err := json.Marshal(d.Payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(raw), "ann") {
+				t.Errorf("delivery %s still names the erased user: %s", d.WebhookID, raw)
+			}
+			if data, _ := d.Payload["data"].(map[string]any); data == nil || data["user"] != nil {
+				t.Errorf("delivery %s: data.user %v, want null", d.WebhookID, data["user"])
+			}
+		}
+		reqs := rc.waitFor(t, 2)
+		if strings.Contains(string(reqs[1].Body), "ann") {
+			t.Errorf("the exit sent after the erasure names the user: %s", reqs[1].Body)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/segmentd/segmentd/ent/schema/jsonmap"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/user"
+	"github.com/segmentd/segmentd/ent/webhookdelivery"
 	"github.com/segmentd/segmentd/ledger"
 )
 
@@ -112,6 +114,9 @@ func (s *Service) DeleteUser(ctx context.Context, userID string) (*DeleteUserRes
 		if _, err := tx.BehaviorState.Delete().Where(behaviorstate.UserRef(u.ID)).Exec(ctx); err != nil {
 			return fmt.Errorf("delete behaviour states: %w", err)
 		}
+		if err := s.scrubWebhookDeliveries(ctx, tx, u.ID); err != nil {
+			return err
+		}
 		n, err := tx.Event.Delete().Where(event.Or(event.UserRef(u.ID), event.UserID(id))).Exec(ctx)
 		if err != nil {
 			return fmt.Errorf("delete events: %w", err)
@@ -137,4 +142,32 @@ func (s *Service) DeleteUser(ctx context.Context, userID string) (*DeleteUserRes
 	s.publish(topics)
 	s.log.Info("user erased", "events", res.Events, "memberships", res.Memberships)
 	return res, nil
+}
+
+// scrubWebhookDeliveries takes the user out of the payloads of the webhook
+// deliveries that name them (delivered or still to send): "user" becomes
+// null, as in a message queued after the erasure, so that no query of
+// WebhookEndpoint.deliveries and no later attempt shows their ID or traits.
+// The payload is immutable to every other writer; this is its one rewrite.
+func (s *Service) scrubWebhookDeliveries(ctx context.Context, tx *ent.Tx, user pulid.ID) error {
+	rows, err := tx.WebhookDelivery.Query().Where(webhookdelivery.UserRef(user)).
+		Select(webhookdelivery.FieldID, webhookdelivery.FieldPayload).All(ctx)
+	if err != nil {
+		return fmt.Errorf("find webhook deliveries: %w", err)
+	}
+	for _, r := range rows {
+		data, _ := r.Payload["data"].(map[string]any)
+		if data == nil {
+			continue
+		}
+		data["user"] = nil
+		b, err := json.Marshal(r.Payload)
+		if err != nil {
+			return fmt.Errorf("scrub webhook delivery %s: %w", r.ID, err)
+		}
+		if _, err := tx.ExecContext(ctx, s.sql.rebind("UPDATE webhook_deliveries SET payload = ? WHERE id = ?"), string(b), string(r.ID)); err != nil {
+			return fmt.Errorf("scrub webhook delivery %s: %w", r.ID, err)
+		}
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/schema/jsonmap"
 	"github.com/segmentd/segmentd/ent/webhookdelivery"
 	"github.com/segmentd/segmentd/service"
@@ -34,6 +35,7 @@ type message struct {
 	webhookID string
 	segment   string // the segment's id, for filters
 	campaign  string // the campaign's id, for filters ("" for changes)
+	user      pulid.ID // the user the payload names, for erasure
 	at        time.Time
 	payload   jsonmap.Map
 }
@@ -73,7 +75,7 @@ func changeMessage(c *ent.MembershipChange, cur changelog.Cursor) *message {
 		topic, typ = webhookdelivery.TopicMEMBERSHIP_EXITED, "membership.exited"
 	}
 	return &message{
-		topic: topic, webhookID: WebhookID(false, cur), segment: string(c.SegmentRef), at: c.At,
+		topic: topic, webhookID: WebhookID(false, cur), segment: string(c.SegmentRef), user: c.UserRef, at: c.At,
 		payload: jsonmap.Map{
 			"type": typ, "id": cur.String(), "timestamp": c.At.UTC().Format(time.RFC3339Nano),
 			"data": map[string]any{
@@ -96,7 +98,7 @@ func activationMessage(a *ent.CampaignActivation, cur changelog.Cursor) *message
 	}
 	return &message{
 		topic: webhookdelivery.TopicCAMPAIGN_ACTIVATED, webhookID: WebhookID(true, cur),
-		segment: string(a.SegmentRef), campaign: string(a.CampaignRef), at: a.ActivatedAt,
+		segment: string(a.SegmentRef), campaign: string(a.CampaignRef), user: a.UserRef, at: a.ActivatedAt,
 		payload: jsonmap.Map{
 			"type": "campaign.activated", "id": cur.String(), "timestamp": a.ActivatedAt.UTC().Format(time.RFC3339Nano),
 			"data": map[string]any{

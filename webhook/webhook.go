@@ -415,7 +415,7 @@ func (h *Hooks) queue(ctx context.Context, tx *ent.Tx, ep *ent.WebhookEndpoint, 
 		for i := start; i < end; i++ {
 			m := msgs[i]
 			b = append(b, tx.WebhookDelivery.Create().SetEndpointRef(ep.ID).SetSeq(ep.NextSeq+int64(skip+i)).
-				SetWebhookID(m.webhookID).SetTopic(m.topic).SetPayload(m.payload).
+				SetWebhookID(m.webhookID).SetTopic(m.topic).SetPayload(m.payload).SetUserRef(m.user).
 				SetCreatedAt(now).SetNextAttemptAt(now))
 		}
 		if err := tx.WebhookDelivery.CreateBulk(b...).Exec(ctx); err != nil {

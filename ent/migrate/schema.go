@@ -579,6 +579,7 @@ var (
 		{Name: "payload", Type: field.TypeJSON},
 		{Name: "lease_owner", Type: field.TypeString, Nullable: true},
 		{Name: "lease_until", Type: field.TypeTime, Nullable: true},
+		{Name: "user_ref", Type: field.TypeString, Nullable: true},
 		{Name: "endpoint_ref", Type: field.TypeString, Size: 40},
 	}
 	// WebhookDeliveriesTable holds the schema information for the "webhook_deliveries" table.
@@ -589,7 +590,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "webhook_deliveries_webhook_endpoints_deliveries",
-				Columns:    []*schema.Column{WebhookDeliveriesColumns[14]},
+				Columns:    []*schema.Column{WebhookDeliveriesColumns[15]},
 				RefColumns: []*schema.Column{WebhookEndpointsColumns[0]},
 				OnDelete:   schema.Cascade,
 			},
@@ -598,12 +599,17 @@ var (
 			{
 				Name:    "webhookdelivery_endpoint_ref_seq",
 				Unique:  true,
-				Columns: []*schema.Column{WebhookDeliveriesColumns[14], WebhookDeliveriesColumns[1]},
+				Columns: []*schema.Column{WebhookDeliveriesColumns[15], WebhookDeliveriesColumns[1]},
 			},
 			{
 				Name:    "webhookdelivery_endpoint_ref_status_seq",
 				Unique:  false,
-				Columns: []*schema.Column{WebhookDeliveriesColumns[14], WebhookDeliveriesColumns[4], WebhookDeliveriesColumns[1]},
+				Columns: []*schema.Column{WebhookDeliveriesColumns[15], WebhookDeliveriesColumns[4], WebhookDeliveriesColumns[1]},
+			},
+			{
+				Name:    "webhookdelivery_user_ref",
+				Unique:  false,
+				Columns: []*schema.Column{WebhookDeliveriesColumns[14]},
 			},
 		},
 	}

@@ -114,6 +114,10 @@ func (WebhookDelivery) Fields() []ent.Field {
 			Annotations(entgql.Type("Map")),
 		field.String("lease_owner").Optional().Nillable().Annotations(entgql.Skip()),
 		field.Time("lease_until").Optional().Nillable().Annotations(entgql.Skip()),
+		// user_ref is the user the payload names, so that erasing them
+		// scrubs it (Service.DeleteUser); null for rows queued before the
+		// column existed.
+		field.String("user_ref").GoType(pulid.ID("")).Optional().Nillable().Immutable().Annotations(entgql.Skip()),
 	}
 }
 
@@ -130,6 +134,7 @@ func (WebhookDelivery) Indexes() []ent.Index {
 	return []ent.Index{
 		index.Fields("endpoint_ref", "seq").Unique(),
 		index.Fields("endpoint_ref", "status", "seq"),
+		index.Fields("user_ref"),
 	}
 }
 

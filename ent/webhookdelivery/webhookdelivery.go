@@ -46,6 +46,8 @@ const (
 	FieldLeaseOwner = "lease_owner"
 	// FieldLeaseUntil holds the string denoting the lease_until field in the database.
 	FieldLeaseUntil = "lease_until"
+	// FieldUserRef holds the string denoting the user_ref field in the database.
+	FieldUserRef = "user_ref"
 	// EdgeEndpoint holds the string denoting the endpoint edge name in mutations.
 	EdgeEndpoint = "endpoint"
 	// Table holds the table name of the webhookdelivery in the database.
@@ -76,6 +78,7 @@ var Columns = []string{
 	FieldPayload,
 	FieldLeaseOwner,
 	FieldLeaseUntil,
+	FieldUserRef,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -223,6 +226,11 @@ func ByLeaseOwner(opts ...sql.OrderTermOption) OrderOption {
 // ByLeaseUntil orders the results by the lease_until field.
 func ByLeaseUntil(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldLeaseUntil, opts...).ToFunc()
+}
+
+// ByUserRef orders the results by the user_ref field.
+func ByUserRef(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldUserRef, opts...).ToFunc()
 }
 
 // ByEndpointField orders the results by endpoint field.

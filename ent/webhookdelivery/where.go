@@ -111,6 +111,11 @@ func LeaseUntil(v time.Time) predicate.WebhookDelivery {
 	return predicate.WebhookDelivery(sql.FieldEQ(FieldLeaseUntil, v))
 }
 
+// UserRef applies equality check predicate on the "user_ref" field. It's identical to UserRefEQ.
+func UserRef(v pulid.ID) predicate.WebhookDelivery {
+	return predicate.WebhookDelivery(sql.FieldEQ(FieldUserRef, v))
+}
+
 // EndpointRefEQ applies the EQ predicate on the "endpoint_ref" field.
 func EndpointRefEQ(v pulid.ID) predicate.WebhookDelivery {
 	return predicate.WebhookDelivery(sql.FieldEQ(FieldEndpointRef, v))
@@ -754,6 +759,86 @@ func LeaseUntilIsNil() predicate.WebhookDelivery {
 // LeaseUntilNotNil applies the NotNil predicate on the "lease_until" field.
 func LeaseUntilNotNil() predicate.WebhookDelivery {
 	return predicate.WebhookDelivery(sql.FieldNotNull(FieldLeaseUntil))
+}
+
+// UserRefEQ applies the EQ predicate on the "user_ref" field.
+func UserRefEQ(v pulid.ID) predicate.WebhookDelivery {
+	return predicate.WebhookDelivery(sql.FieldEQ(FieldUserRef, v))
+}
+
+// UserRefNEQ applies the NEQ predicate on the "user_ref" field.
+func UserRefNEQ(v pulid.ID) predicate.WebhookDelivery {
+	return predicate.WebhookDelivery(sql.FieldNEQ(FieldUserRef, v))
+}
+
+// UserRefIn applies the In predicate on the "user_ref" field.
+func UserRefIn(vs ...pulid.ID) predicate.WebhookDelivery {
+	return predicate.WebhookDelivery(sql.FieldIn(FieldUserRef, vs...))
+}
+
+// UserRefNotIn applies the NotIn predicate on the "user_ref" field.
+func UserRefNotIn(vs ...pulid.ID) predicate.WebhookDelivery {
+	return predicate.WebhookDelivery(sql.FieldNotIn(FieldUserRef, vs...))
+}
+
+// UserRefGT applies the GT predicate on the "user_ref" field.
+func UserRefGT(v pulid.ID) predicate.WebhookDelivery {
+	return predicate.WebhookDelivery(sql.FieldGT(FieldUserRef, v))
+}
+
+// UserRefGTE applies the GTE predicate on the "user_ref" field.
+func UserRefGTE(v pulid.ID) predicate.WebhookDelivery {
+	return predicate.WebhookDelivery(sql.FieldGTE(FieldUserRef, v))
+}
+
+// UserRefLT applies the LT predicate on the "user_ref" field.
+func UserRefLT(v pulid.ID) predicate.WebhookDelivery {
+	return predicate.WebhookDelivery(sql.FieldLT(FieldUserRef, v))
+}
+
+// UserRefLTE applies the LTE predicate on the "user_ref" field.
+func UserRefLTE(v pulid.ID) predicate.WebhookDelivery {
+	return predicate.WebhookDelivery(sql.FieldLTE(FieldUserRef, v))
+}
+
+// UserRefContains applies the Contains predicate on the "user_ref" field.
+func UserRefContains(v pulid.ID) predicate.WebhookDelivery {
+	vc := string(v)
+	return predicate.WebhookDelivery(sql.FieldContains(FieldUserRef, vc))
+}
+
+// UserRefHasPrefix applies the HasPrefix predicate on the "user_ref" field.
+func UserRefHasPrefix(v pulid.ID) predicate.WebhookDelivery {
+	vc := string(v)
+	return predicate.WebhookDelivery(sql.FieldHasPrefix(FieldUserRef, vc))
+}
+
+// UserRefHasSuffix applies the HasSuffix predicate on the "user_ref" field.
+func UserRefHasSuffix(v pulid.ID) predicate.WebhookDelivery {
+	vc := string(v)
+	return predicate.WebhookDelivery(sql.FieldHasSuffix(FieldUserRef, vc))
+}
+
+// UserRefIsNil applies the IsNil predicate on the "user_ref" field.
+func UserRefIsNil() predicate.WebhookDelivery {
+	return predicate.WebhookDelivery(sql.FieldIsNull(FieldUserRef))
+}
+
+// UserRefNotNil applies the NotNil predicate on the "user_ref" field.
+func UserRefNotNil() predicate.WebhookDelivery {
+	return predicate.WebhookDelivery(sql.FieldNotNull(FieldUserRef))
+}
+
+// UserRefEqualFold applies the EqualFold predicate on the "user_ref" field.
+func UserRefEqualFold(v pulid.ID) predicate.WebhookDelivery {
+	vc := string(v)
+	return predicate.WebhookDelivery(sql.FieldEqualFold(FieldUserRef, vc))
+}
+
+// UserRefContainsFold applies the ContainsFold predicate on the "user_ref" field.
+func UserRefContainsFold(v pulid.ID) predicate.WebhookDelivery {
+	vc := string(v)
+	return predicate.WebhookDelivery(sql.FieldContainsFold(FieldUserRef, vc))
 }
 
 // HasEndpoint applies the HasEdge predicate on the "endpoint" edge.
