@@ -7,8 +7,8 @@ import (
 
 	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
-	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/schema/jsonmap"
+	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/webhookdelivery"
 	"github.com/segmentd/segmentd/service"
 )
@@ -33,8 +33,8 @@ func WebhookID(activation bool, c changelog.Cursor) string {
 type message struct {
 	topic     webhookdelivery.Topic
 	webhookID string
-	segment   string // the segment's id, for filters
-	campaign  string // the campaign's id, for filters ("" for changes)
+	segment   string   // the segment's id, for filters
+	campaign  string   // the campaign's id, for filters ("" for changes)
 	user      pulid.ID // the user the payload names, for erasure
 	at        time.Time
 	payload   jsonmap.Map
