@@ -404,3 +404,19 @@ func (x *exitSegment) setBehaviorList(bh []trigger.Behavior) {
 		x.counts[b.Event] = append(x.counts[b.Event], i)
 	}
 }
+
+// hasBehaviors reports whether the tree has a performed predicate.
+func hasBehaviors(n *trigger.Node) bool {
+	if n == nil {
+		return false
+	}
+	if n.Kind == trigger.KindPerformed {
+		return true
+	}
+	for _, c := range n.Children {
+		if hasBehaviors(c) {
+			return true
+		}
+	}
+	return false
+}

@@ -164,6 +164,9 @@ func (s *Service) CreateSegment(ctx context.Context, in CreateSegmentInput) (*en
 			topics, err = s.syncDynamic(ctx, tx, seg)
 			return err
 		}
+		if root == nil || !hasBehaviors(root) {
+			return nil // a new segment without behaviours leaves no state unused
+		}
 		return s.rebuildBehaviorStates(ctx, tx, seg)
 	})
 	if err != nil {
