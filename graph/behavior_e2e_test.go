@@ -330,3 +330,43 @@ func TestBehaviorBackfillsQuery(t *testing.T) {
 		}
 	})
 }
+
+// TestPerformedWithWhenConditionFails: members of a whenConditionFails
+// segment whose condition has a behaviour keep their place when a trait
+// change or a RECONCILE re-checks it while the behaviour still holds (both
+// once judged it false: a re-check without the states), and leave when
+// the trait fails it.
+func TestPerformedWithWhenConditionFails(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
+		srv := testenv.StartServer(t, dbURL)
+		c := srv.Admin()
+		seg := ingCreateSegment(t, c, map[string]any{"name": "Pro buyers", "kind": "EVENT_TRIGGERED",
+			"triggerEvents": []string{"Purchase"}, "exitRules": map[string]any{"whenConditionFails": true},
+			"condition": map[string]any{"and": []any{pred("USER", "plan", "EQ", "pro"),
+				performed("Purchase", map[string]any{"within": "30d"})}}})
+		for _, u := range []string{"ann", "bob"} {
+			ingIdentify(t, c, map[string]any{"userId": u, "traits": map[string]any{"plan": "pro"}})
+			ingTrack(t, c, map[string]any{"event": "Purchase", "userId": u})
+		}
+		if got := memberIDs(t, c, seg); got != "ann,bob" {
+			t.Fatalf("members after the purchases: %q", got)
+		}
+		// A trait change the condition reads, that keeps it true.
+		ingIdentify(t, c, map[string]any{"userId": "ann", "traits": map[string]any{"plan": "pro", "seats": 3}})
+		ingIdentify(t, c, map[string]any{"userId": "ann", "traits": map[string]any{"plan": "pro"}})
+		if got := memberIDs(t, c, seg); got != "ann,bob" {
+			t.Fatalf("members after ann's trait change: %q", got)
+		}
+		verifyClean(t, srv)
+		c.MustDo(t, `mutation($id: ID!) { updateSegment(id: $id, input: {name: "Pro buyers (reconciled)"}, reevaluate: RECONCILE) { id } }`,
+			map[string]any{"id": seg}, nil)
+		if got := memberIDs(t, c, seg); got != "ann,bob" {
+			t.Fatalf("members after RECONCILE: %q", got)
+		}
+		ingIdentify(t, c, map[string]any{"userId": "bob", "traits": map[string]any{"plan": "free"}})
+		if got := memberIDs(t, c, seg); got != "ann" {
+			t.Fatalf("members after bob left pro: %q", got)
+		}
+		verifyClean(t, srv)
+	})
+}

@@ -159,6 +159,11 @@ func (s *Service) reconcileExits(ctx context.Context, tx *ent.Tx, seg *ent.Segme
 		for _, u := range users {
 			traits[u.ID] = u.Traits
 		}
+		// The behaviours' states, as the update left them.
+		bs, err := loadBehaviorStates(ctx, tx.BehaviorState, now, programKeys(x.traitProgram), refs)
+		if err != nil {
+			return nil, err
+		}
 		exitEvents := map[pulid.ID][]*ent.Event{}
 		if len(seg.ExitOnEvents) > 0 {
 			evs, err := tx.Event.Query().Where(event.TypeEQ(event.TypeTRACK), event.NameIn(seg.ExitOnEvents...), event.UserRefIn(refs...)).All(ctx)
@@ -174,7 +179,7 @@ func (s *Service) reconcileExits(ctx context.Context, tx *ent.Tx, seg *ent.Segme
 				continue
 			}
 			if seg.ExitWhenConditionFails {
-				if r := x.traitProgram.Eval(trigger.Env{User: traits[m.UserRef], Now: now}); !r.Matched {
+				if r := x.traitProgram.Eval(bs.envFor(m.UserRef, x.traitProgram, traits[m.UserRef], now)); !r.Matched {
 					exits = append(exits, ledger.ExitOf(m, changelog.SourceBackfill, "reconciled: left: "+r.Reason, now))
 					continue
 				}

@@ -94,7 +94,13 @@ func (v *verifier) checkExits() error {
 				since = m.EnteredAt
 			}
 			if changed := lastChanged(x); x.segment.ExitWhenConditionFails && changed.After(since) {
-				if r := x.traitProgram.Eval(trigger.Env{User: traits, Now: changed}); !r.Matched {
+				env := trigger.Env{User: traits, Now: changed}
+				if len(x.behaviors) > 0 {
+					// The behaviours as the trait change found them: the
+					// events received by then.
+					env = oracleEnv(x.traitProgram, receivedBy(evs, changed), traits, changed)
+				}
+				if r := x.traitProgram.Eval(env); !r.Matched {
 					v.rep.add("missed-exit", "user %s is still a member of segment %s, but after their trait change their %s", v.userName(userRef), v.segmentName(k.seg), r.Reason)
 					continue
 				}
@@ -188,4 +194,15 @@ func oracleEnv(prog *trigger.Program, evs []*verifyEvent, traits map[string]any,
 		}
 	}
 	return env
+}
+
+// receivedBy are the events of evs (in arrival order) received at or
+// before t.
+func receivedBy(evs []*verifyEvent, t time.Time) []*verifyEvent {
+	for i, e := range evs {
+		if e.receivedAt.After(t) {
+			return evs[:i]
+		}
+	}
+	return evs
 }
