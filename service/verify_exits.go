@@ -123,7 +123,8 @@ func (v *verifier) checkExits() error {
 		}
 		for _, x := range exitSegs {
 			if x.segment.ID == k.seg && x.dynamic() && !pending(k) {
-				if r := x.program.Eval(trigger.Env{Now: now}); !r.Matched {
+				// No events: every behaviour counts none.
+				if r := x.program.Eval(oracleEnv(x.program, nil, nil, now)); !r.Matched {
 					v.rep.add("dynamic-mismatch", "user %s is a member of DYNAMIC segment %s but %s", v.userName(k.user), v.segmentName(k.seg), r.Reason)
 				}
 			}
