@@ -58,22 +58,7 @@ func (s *Service) StartLive(ctx context.Context, st *store.Store, log *slog.Logg
 	client := s.client
 	l := &Live{svc: s}
 	var err error
-	l.changes, err = live.NewTailer(ctx, st.DB, d, live.Source{
-		Log: changelog.MembershipChanges,
-		Load: func(ctx context.Context, ids []string) (map[string]any, error) {
-			nums := make([]int64, len(ids))
-			for i, id := range ids {
-				nums[i], _ = strconv.ParseInt(id, 10, 64)
-			}
-			rows, err := client.MembershipChange.Query().Where(membershipchange.IDIn(nums...)).
-				WithSegment().WithUser().WithEvent().All(ctx)
-			out := make(map[string]any, len(rows))
-			for _, r := range rows {
-				out[strconv.FormatInt(r.ID, 10)] = r
-			}
-			return out, err
-		},
-	}, s.broker, log)
+	l.changes, err = live.NewTailer(ctx, st.DB, d, ChangeLogSource(client), s.broker, log)
 	if err != nil {
 		return nil, err
 	}
@@ -338,4 +323,26 @@ func (l *Live) SegmentStatsStream(ctx context.Context, segmentID pulid.ID, timeZ
 		}
 	}()
 	return out, nil
+}
+
+// ChangeLogSource is the membership change log as the live package tails
+// it: each change loaded with its segment, user and event. The
+// subscriptions and the webhook dispatcher both follow it.
+func ChangeLogSource(client *ent.Client) live.Source {
+	return live.Source{
+		Log: changelog.MembershipChanges,
+		Load: func(ctx context.Context, ids []string) (map[string]any, error) {
+			nums := make([]int64, len(ids))
+			for i, id := range ids {
+				nums[i], _ = strconv.ParseInt(id, 10, 64)
+			}
+			rows, err := client.MembershipChange.Query().Where(membershipchange.IDIn(nums...)).
+				WithSegment().WithUser().WithEvent().All(ctx)
+			out := make(map[string]any, len(rows))
+			for _, r := range rows {
+				out[strconv.FormatInt(r.ID, 10)] = r
+			}
+			return out, err
+		},
+	}
 }

@@ -33,17 +33,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaignactivation"
-	"github.com/segmentd/segmentd/ent/membershipchange"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/live"
 	"github.com/segmentd/segmentd/pubsub"
+	"github.com/segmentd/segmentd/service"
 	"github.com/segmentd/segmentd/store"
 )
 
@@ -155,22 +154,7 @@ func New(ctx context.Context, st *store.Store, broker pubsub.Broker, cfg Config)
 	h := &Hooks{client: st.Client, dialect: st.Dialect, locks: locks, broker: broker, cfg: cfg, log: cfg.Log,
 		send: newSender(cfg.URLs, cfg.Timeout), kick: make(chan struct{}, 1), workers: map[pulid.ID]*worker{}}
 	client := st.Client
-	h.changes, err = live.NewTailer(ctx, st.DB, st.Dialect, live.Source{
-		Log: changelog.MembershipChanges,
-		Load: func(ctx context.Context, ids []string) (map[string]any, error) {
-			nums := make([]int64, len(ids))
-			for i, id := range ids {
-				nums[i], _ = strconv.ParseInt(id, 10, 64)
-			}
-			rows, err := client.MembershipChange.Query().Where(membershipchange.IDIn(nums...)).
-				WithSegment().WithUser().WithEvent().All(ctx)
-			out := make(map[string]any, len(rows))
-			for _, r := range rows {
-				out[strconv.FormatInt(r.ID, 10)] = r
-			}
-			return out, err
-		},
-	}, broker, cfg.Log)
+	h.changes, err = live.NewTailer(ctx, st.DB, st.Dialect, service.ChangeLogSource(client), broker, cfg.Log)
 	if err != nil {
 		return nil, fmt.Errorf("webhook.New: %w", err)
 	}
