@@ -16,7 +16,7 @@ import (
 // Behaviour predicates (performed): each (segment, user, predicate) has a
 // behavior.State in behavior_states, which the ingest transaction that
 // stores an event updates when the event counts, and which a new or edited
-// segment builds from the stored events (buildBehaviorStates). Evaluation
+// segment builds from the stored events (statesForPage). Evaluation
 // reads the state, never the history: envFor puts each predicate's answer
 // and next change into the trigger.Env.
 
