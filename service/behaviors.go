@@ -13,10 +13,11 @@ import (
 	"github.com/segmentd/segmentd/trigger"
 )
 
-// Behaviour predicates (performed): each (segment, user, predicate) has a
-// behavior.State in behavior_states, which the ingest transaction that
-// stores an event updates when the event counts, and which a new or edited
-// segment builds from the stored events (statesForPage). Evaluation
+// Behaviour predicates (performed): each (user, predicate key) has a
+// behavior.State in behavior_states, shared by every segment with that
+// predicate, which the ingest transaction that stores an event updates
+// when the event counts, and which a segment whose predicate no other
+// segment keeps builds from the stored events (statesForPage). Evaluation
 // reads the state, never the history: envFor puts each predicate's answer
 // and next change into the trigger.Env.
 
