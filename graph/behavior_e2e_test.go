@@ -218,14 +218,21 @@ func TestPerformedWindowByTheRealClock(t *testing.T) {
 		got := nextActive().MembershipChanged
 		left := time.Now()
 		due := login.Add(3 * time.Second)
-		t.Logf("reason: %s", got.Reason)
-		if got.Kind != "EXITED" || got.Source != "TIME" || !strings.Contains(got.Reason, `performed "Login"`) {
-			t.Fatalf("change %+v, want ann EXITED by TIME", got)
+		// The reason says what holds now, what it was and when time
+		// changed it: the instant the login left the window.
+		fellOut := login.Truncate(time.Microsecond).Add(3 * time.Second).Format(time.RFC3339Nano)
+		wantLeft := `left: condition failed: performed "Login" at least 1 time within 3s (was 0); it was 1 until the last one fell out of the window at ` + fellOut
+		if got.Kind != "EXITED" || got.Source != "TIME" || got.Reason != wantLeft {
+			t.Fatalf("change %+v, want ann EXITED by TIME with reason\n%s", got, wantLeft)
 		}
 		if late := left.Sub(due); late < 0 || late > time.Second {
 			t.Fatalf("left %s after the login fell out of the window, want within 1 s", late)
 		}
-		expectChange(t, nextIdle(), "ENTERED", "TIME", "ann", "")
+		entered := nextIdle().MembershipChanged
+		wantEntered := `entered as time passed: performed "Login" 0 times within 3s; it was 1 until the last one fell out of the window at ` + fellOut
+		if entered.Kind != "ENTERED" || entered.Source != "TIME" || entered.Reason != wantEntered {
+			t.Fatalf("change %+v, want ann ENTERED by TIME with reason\n%s", entered, wantEntered)
+		}
 		ingTrack(t, c, map[string]any{"event": "Login", "userId": "ann"})
 		expectChange(t, nextActive(), "ENTERED", "EVENT", "ann", "")
 		expectChange(t, nextIdle(), "EXITED", "EVENT", "ann", "")

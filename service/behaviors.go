@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/segmentd/segmentd/behavior"
@@ -170,6 +171,54 @@ func (bs *behaviorStates) envFor(user pulid.ID, prog *trigger.Program, traits ma
 		}
 	}
 	return env
+}
+
+// timeNote says, for a change the clock made at at (a re-evaluation
+// deadline, which is rounded up to the microsecond), which behaviours'
+// figures moved at that instant and how: "; it was 1 until the last one
+// fell out of the window at 2026-12-01T09:00:00Z" ("it" the predicate the
+// reason names, or the predicate's text when there are several). A reason without it would say what holds now but
+// not what time did. "" when no figure moved there.
+func (bs *behaviorStates) timeNote(user pulid.ID, prog *trigger.Program, at time.Time) string {
+	if bs == nil {
+		return ""
+	}
+	var b strings.Builder
+	seen := map[string]bool{}
+	before := at.Add(-time.Microsecond)
+	// With one measurement the reason already names it: "it" is enough.
+	single := len(programKeys(prog)) == 1
+	for _, bh := range prog.Behaviors() {
+		if seen[bh.Key()] {
+			continue
+		}
+		seen[bh.Key()] = true
+		st := bs.state(user, &bh).state
+		was, err1 := st.Eval(before)
+		now, err2 := st.Eval(at)
+		if err1 != nil || err2 != nil || was.Figure == now.Figure && was.Defined == now.Defined {
+			continue
+		}
+		how := "one fell out of the window"
+		switch {
+		case bh.Property == "" && now.Figure > was.Figure, now.Defined && !was.Defined:
+			how = "one came into the window" // a future-dated event
+		case bh.Property == "" && now.Figure == 0, !now.Defined:
+			how = "the last one fell out of the window"
+		}
+		what := bh.Text
+		if single {
+			what = "it"
+		}
+		// An event that left was last in the window just before at; one
+		// that came in is in from at.
+		when := before
+		if strings.HasPrefix(how, "one came") {
+			when = at
+		}
+		fmt.Fprintf(&b, "; %s was %s until %s at %s", what, trigger.FigureText(was), how, when.UTC().Format(time.RFC3339Nano))
+	}
+	return b.String()
 }
 
 // save writes the states changed in this transaction.
