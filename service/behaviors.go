@@ -221,6 +221,40 @@ func (bs *behaviorStates) timeNote(user pulid.ID, prog *trigger.Program, at time
 	return b.String()
 }
 
+// exitEnv is the environment of an exit event's condition: the event's
+// properties, the user's traits and, when the condition has behaviours,
+// their answers with the event counted.
+func (bs *behaviorStates) exitEnv(user pulid.ID, prog *trigger.Program, props, traits map[string]any, at time.Time) trigger.Env {
+	env := bs.envFor(user, prog, traits, at)
+	env.Event = props
+	return env
+}
+
+// exitHistoryEnv is the environment in which ingestion judged exit event
+// e of a user whose counted events, in arrival order, are history: the
+// behaviours of prog as of e's arrival (e counted, later arrivals not), at
+// e's timestamp, or at its states' floor for a late event.
+func exitHistoryEnv(prog *trigger.Program, history []*ent.Event, e *ent.Event, traits map[string]any) trigger.Env {
+	at := e.Timestamp
+	if floor := e.ReceivedAt.Add(-behaviorGrace); at.Before(floor) {
+		at = floor
+	}
+	if len(prog.Behaviors()) == 0 {
+		return trigger.Env{Event: e.Properties, User: traits, Now: e.Timestamp}
+	}
+	var received []*verifyEvent
+	for _, h := range history {
+		received = append(received, &verifyEvent{id: h.ID, typ: h.Type, name: *h.Name, props: h.Properties,
+			timestamp: h.Timestamp, receivedAt: h.ReceivedAt})
+		if h.ID == e.ID {
+			break
+		}
+	}
+	env := oracleEnv(prog, received, traits, at)
+	env.Event = e.Properties
+	return env
+}
+
 // save writes the states changed in this transaction.
 func (bs *behaviorStates) save(ctx context.Context, tx *ent.Tx) error {
 	if bs == nil {
@@ -390,17 +424,13 @@ func (s *Service) keysToBuild(ctx context.Context, tx *ent.Tx, seg pulid.ID, pro
 }
 
 // rebuildBehaviorStates builds the states an EVENT_TRIGGERED segment's new
-// condition needs and no other segment keeps (a DYNAMIC segment's fill does
+// condition and exit condition need and no other segment keeps (a DYNAMIC segment's fill does
 // it as it goes), every user's, a page at a time, after a create or an
 // update; then it drops the states no segment uses any more.
 func (s *Service) rebuildBehaviorStates(ctx context.Context, tx *ent.Tx, seg *ent.Segment) error {
-	root, err := ConditionTree(ctx, tx.Client(), seg.ID)
+	prog, err := stateProgram(ctx, tx.Client(), seg)
 	if err != nil {
 		return err
-	}
-	prog, err := trigger.Compile(TriggerNode(root))
-	if err != nil {
-		return fmt.Errorf("compile conditions of segment %s: %w", seg.ID, err)
 	}
 	build, err := s.keysToBuild(ctx, tx, seg.ID, prog)
 	if err != nil {
@@ -453,6 +483,50 @@ func (x *exitSegment) setBehaviorList(bh []trigger.Behavior) {
 	for i, b := range x.behaviors {
 		x.counts[b.Event] = append(x.counts[b.Event], i)
 	}
+}
+
+// countPerformed counts the tree's performed predicates.
+func countPerformed(n *trigger.Node) int {
+	if n == nil {
+		return 0
+	}
+	if n.Kind == trigger.KindPerformed {
+		return 1
+	}
+	total := 0
+	for _, c := range n.Children {
+		total += countPerformed(c)
+	}
+	return total
+}
+
+// stateProgram is what a segment keeps behaviour states for: its
+// condition's performed predicates and its exit condition's, as one
+// program (the AND of the two trees; only its Behaviors are read).
+func stateProgram(ctx context.Context, client *ent.Client, seg *ent.Segment) (*trigger.Program, error) {
+	root, err := ConditionTree(ctx, client, seg.ID)
+	if err != nil {
+		return nil, err
+	}
+	node := TriggerNode(root)
+	if len(seg.ExitOnEvents) > 0 {
+		exitRoot, err := ExitConditionTree(ctx, client, seg.ID)
+		if err != nil {
+			return nil, err
+		}
+		if exitNode := TriggerNode(exitRoot); hasBehaviors(exitNode) {
+			if node == nil {
+				node = exitNode
+			} else {
+				node = &trigger.Node{Kind: trigger.KindAnd, Children: []*trigger.Node{node, exitNode}}
+			}
+		}
+	}
+	prog, err := trigger.Compile(node)
+	if err != nil {
+		return nil, fmt.Errorf("compile behaviours of segment %s: %w", seg.ID, err)
+	}
+	return prog, nil
 }
 
 // hasBehaviors reports whether the tree has a performed predicate.
