@@ -238,7 +238,7 @@ func TestPerformedWindowByTheRealClock(t *testing.T) {
 		// The reason says what holds now, what it was and when time
 		// changed it: the instant the login left the window.
 		fellOut := login.Truncate(time.Microsecond).Add(3 * time.Second).Format(time.RFC3339Nano)
-		wantLeft := `left: condition failed: performed "Login" at least 1 time within 3s (was 0); it was 1 until the last one fell out of the window at ` + fellOut
+		wantLeft := `left: condition failed: performed "Login" at least 1 time within 3s (was 0 of 1 within 3s); it was 1 until the last one fell out of the window at ` + fellOut
 		if got.Kind != "EXITED" || got.Source != "TIME" || got.Reason != wantLeft {
 			t.Fatalf("change %+v, want ann EXITED by TIME with reason\n%s", got, wantLeft)
 		}
@@ -331,7 +331,7 @@ func TestPerformedPreviewAndExplain(t *testing.T) {
 		}
 		seg := ingCreateSegment(t, c, map[string]any{"name": "Three purchases", "kind": "DYNAMIC", "condition": three})
 		ex := ingExplain(t, c, seg, "bob")
-		if ex.Member || !strings.Contains(ex.Reason, `performed "Purchase" at least 3 times within 7d (was 1)`) {
+		if ex.Member || !strings.Contains(ex.Reason, `performed "Purchase" at least 3 times within 7d (was 1 of 3 within 7d)`) {
 			t.Fatalf("explain bob: %+v", ex)
 		}
 	})
