@@ -16,7 +16,9 @@
 // events/s: how long after the instant the exits were made, and the
 // ingestion ack p99 against idle; with -expiry-rate N, a sustained mode
 // instead: memberships due evenly at N per second for -expiry-for, and each
-// exit's lateness against its instant, ingesting 500 events/s beside), and all.
+// exit's lateness against its instant, ingesting 500 events/s beside),
+// held (PostgreSQL: event-to-subscriber latency at 500 events/s, idle and
+// while another session holds a transaction open), and all.
 //
 // Without -url segbench builds cmd/segmentd (run it from the repository
 // root), starts it on a fresh database per scenario (a temp SQLite file, or
@@ -84,7 +86,7 @@ func main() {
 	flag.IntVar(&c.pid, "pid", 0, "pid of the running segmentd (-url), for CPU and peak RSS from /proc")
 	flag.BoolVar(&c.allowRemote, "allow-remote", false, "allow a -url that is not a loopback address")
 	flag.StringVar(&c.databaseURL, "database-url", "", "database: of the segmentd segbench starts (default a temp SQLite file; PostgreSQL: a new schema per scenario), or of -url's, for the raw INSERT baseline")
-	flag.StringVar(&c.scenario, "scenario", "seed", "seed, segments10k, hot, subs5000, import, replicas, expiry, behavior or all")
+	flag.StringVar(&c.scenario, "scenario", "seed", "seed, segments10k, hot, subs5000, import, replicas, expiry, behavior, held or all")
 	flag.StringVar(&c.transport, "transport", "", "trackEvents, trackEvent, v1batch or all (default: all for seed, trackEvents otherwise)")
 	flag.IntVar(&c.rate, "rate", 0, "events per second; 0: flat out")
 	flag.IntVar(&c.batch, "batch", 100, "events per trackEvents or /v1/batch call")
@@ -118,7 +120,7 @@ func main() {
 // stdout).
 var progress io.Writer = os.Stderr
 
-var scenarios = []string{"seed", "segments10k", "hot", "subs5000", "import", "replicas", "expiry", "behavior"}
+var scenarios = []string{"seed", "segments10k", "hot", "subs5000", "import", "replicas", "expiry", "behavior", "held"}
 
 func run(ctx context.Context, c config) error {
 	if err := c.validate(); err != nil {
@@ -265,9 +267,6 @@ func newTarget(ctx context.Context, c config, bin, scenario string) (*target, er
 }
 
 func runScenario(ctx context.Context, c config, bin, name string, t *table) error {
-	if name != "replicas" || isPostgres(c.databaseURL) {
-		defer warnLongTransactions(ctx, c, name, t)
-	}
 	if name == "replicas" {
 		return replicas(ctx, c, bin, t)
 	}
@@ -291,6 +290,8 @@ func runScenario(ctx context.Context, c config, bin, name string, t *table) erro
 		return expiryScenario(ctx, c, tg, t)
 	case "behavior":
 		return behaviorScenario(ctx, c, tg, t)
+	case "held":
+		return held(ctx, c, tg, t)
 	}
 	return fmt.Errorf("unknown scenario %q", name)
 }
