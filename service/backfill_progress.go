@@ -14,9 +14,10 @@ import (
 // BehaviorBackfill is a running build of behaviour states from the stored
 // events (a segment created or edited with a predicate no other segment
 // has, or a DYNAMIC segment's fill with one): its progress, in users.
-// Builds run inside the create or update transaction, so the segment is
-// not visible to others until the build ends; this is what they can see
-// meanwhile.
+// Builds run inside the create or update transaction (on SQLite, ahead of
+// it, see prebuildBehaviorStates), so the segment is not visible to others
+// until the build ends; this is what they can see meanwhile. SegmentID is
+// empty for a segment being created ahead of its transaction.
 type BehaviorBackfill struct {
 	SegmentID   pulid.ID
 	SegmentName string
@@ -56,8 +57,8 @@ func (s *Service) BehaviorBackfills() []*BehaviorBackfill {
 
 // eachUserPageWithProgress is eachUserPage for a build of seg's behaviour
 // states, which it shows in BehaviorBackfills while it runs.
-func (s *Service) eachUserPageWithProgress(ctx context.Context, tx *ent.Tx, seg *ent.Segment, fn func([]*ent.User) error) error {
-	total, err := tx.User.Query().Where(NotErased()).Count(ctx)
+func (s *Service) eachUserPageWithProgress(ctx context.Context, client *ent.Client, seg *ent.Segment, fn func([]*ent.User) error) error {
+	total, err := client.User.Query().Where(NotErased()).Count(ctx)
 	if err != nil {
 		return fmt.Errorf("count users: %w", err)
 	}
@@ -74,7 +75,7 @@ func (s *Service) eachUserPageWithProgress(ctx context.Context, tx *ent.Tx, seg 
 		delete(r.running, b)
 		r.mu.Unlock()
 	}()
-	return eachUserPage(ctx, tx.Client(), s.usersPerPage(), func(page []*ent.User) error {
+	return eachUserPage(ctx, client, s.usersPerPage(), func(page []*ent.User) error {
 		if err := fn(page); err != nil {
 			return err
 		}

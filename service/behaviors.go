@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/segmentd/segmentd/ent/behaviorstate"
 	"github.com/segmentd/segmentd/ent/event"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
+	"github.com/segmentd/segmentd/ent/user"
 	"github.com/segmentd/segmentd/trigger"
 )
 
@@ -420,7 +422,143 @@ func (s *Service) keysToBuild(ctx context.Context, tx *ent.Tx, seg pulid.ID, pro
 			build[k] = true
 		}
 	}
+	if st := s.staged; st != nil {
+		// Built ahead of this transaction: only the users whose events
+		// arrived meanwhile need building again.
+		caught := map[string]bool{}
+		for k := range build {
+			if st.keys[k] {
+				caught[k] = true
+				delete(build, k)
+			}
+		}
+		if err := s.catchUpStagedStates(ctx, tx, st, prog, caught); err != nil {
+			return nil, err
+		}
+	}
 	return build, nil
+}
+
+// stagedBuild is a build of behaviour states made ahead of a segment
+// change's transaction by prebuildBehaviorStates, which keysToBuild, in
+// that transaction, completes.
+type stagedBuild struct {
+	keys map[string]bool
+	// after is the events log's position when the build began: users
+	// with events after it are built again inside the transaction.
+	after int64
+}
+
+// prebuildBehaviorStates builds, ahead of a segment change's transaction,
+// the states of the keys of prog that no segment keeps, every user's, a
+// page per short transaction of its own, and leaves them in s.staged for
+// keysToBuild. On SQLite, whose one write lock the change's transaction
+// holds from its start, building inside it (1,000,000 stored events take
+// about 16 s) stopped all ingestion for as long; this way ingestion goes
+// on between pages. Nothing reads the staged states until the change
+// commits: no segment has their keys. A change that fails leaves them to
+// the next change's dropUnusedBehaviorStates, and a crash to the next
+// start's (StartSweeper). The caller holds s.defsMu from before this call
+// until its transaction ends, and clears s.staged.
+func (s *Service) prebuildBehaviorStates(ctx context.Context, segID pulid.ID, name string, node *trigger.Node) error {
+	after, ok, err := s.sql.eventsPosition(ctx, s.db)
+	if err != nil || !ok || !hasBehaviors(node) {
+		return err
+	}
+	prog, err := trigger.Compile(node)
+	if err != nil {
+		return nil // the transaction reports it, naming the field
+	}
+	var build map[string]bool
+	if err := s.inTx(ctx, func(tx *ent.Tx) error {
+		build, err = s.keysToBuild(ctx, tx, segID, prog)
+		return err
+	}); err != nil || len(build) == 0 {
+		return err
+	}
+	// Staged from the first page on, so that a build that fails midway is
+	// dropped too (unstage).
+	s.staged = &stagedBuild{keys: build, after: after}
+	now := s.now()
+	return s.eachUserPageWithProgress(ctx, s.client, &ent.Segment{ID: segID, Name: name}, func(page []*ent.User) error {
+		// The page's events are read outside the write lock.
+		bs := newBehaviorStates(now)
+		if err := countStoredEvents(ctx, s.client.Event, bs, prog, page, build); err != nil {
+			return err
+		}
+		return s.inTx(ctx, func(tx *ent.Tx) error {
+			refs := make([]pulid.ID, len(page))
+			for i, u := range page {
+				refs[i] = u.ID
+			}
+			// A user erased since the page was read keeps no state.
+			live, err := tx.User.Query().Where(user.IDIn(refs...), NotErased()).IDs(ctx)
+			if err != nil {
+				return fmt.Errorf("stage behaviour states: %w", err)
+			}
+			alive := make(map[pulid.ID]bool, len(live))
+			for _, id := range live {
+				alive[id] = true
+			}
+			for k := range bs.states {
+				if !alive[k.user] {
+					delete(bs.states, k)
+				}
+			}
+			if _, err := tx.BehaviorState.Delete().Where(behaviorstate.UserRefIn(refs...), behaviorstate.KeyIn(keysOf(build)...)).Exec(ctx); err != nil {
+				return fmt.Errorf("stage behaviour states: %w", err)
+			}
+			return bs.save(ctx, tx)
+		})
+	})
+}
+
+// unstage ends a segment change's staged build (the caller holds
+// s.defsMu): after a change that failed, the staged states are deleted at
+// once, as no segment will keep them up to date.
+func (s *Service) unstage(failed bool) {
+	st := s.staged
+	s.staged = nil
+	if st == nil || !failed {
+		return
+	}
+	// The change's own context may be what ended it.
+	ctx, cancel := context.WithTimeout(s.background, time.Minute)
+	defer cancel()
+	if err := s.inTx(ctx, func(tx *ent.Tx) error { return s.dropUnusedBehaviorStates(ctx, tx) }); err != nil {
+		s.log.Warn("dropping staged behaviour states", "err", err)
+	}
+}
+
+// catchUpStagedStates builds the states under keys again for the users
+// whose events of the names they count were stored after the staged build
+// began (new users among them): the pages built before their events came
+// did not count them, and no segment kept those keys up to date meanwhile.
+func (s *Service) catchUpStagedStates(ctx context.Context, tx *ent.Tx, st *stagedBuild, prog *trigger.Program, keys map[string]bool) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	var names []string
+	for _, b := range prog.Behaviors() {
+		if keys[b.Key()] && !slices.Contains(names, b.Event) {
+			names = append(names, b.Event)
+		}
+	}
+	refs, err := s.sql.usersWithEventsAfter(ctx, tx, st.after, names)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	for start := 0; start < len(refs); start += bulkRows {
+		page, err := tx.User.Query().Where(user.IDIn(refs[start:min(start+bulkRows, len(refs))]...), NotErased()).All(ctx)
+		if err != nil {
+			return fmt.Errorf("catch up behaviour states: %w", err)
+		}
+		if _, err := statesForPage(ctx, tx, now, prog, page, keys); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // rebuildBehaviorStates builds the states an EVENT_TRIGGERED segment's new
@@ -438,7 +576,7 @@ func (s *Service) rebuildBehaviorStates(ctx context.Context, tx *ent.Tx, seg *en
 	}
 	if len(build) > 0 {
 		now := s.now()
-		err = s.eachUserPageWithProgress(ctx, tx, seg, func(page []*ent.User) error {
+		err = s.eachUserPageWithProgress(ctx, tx.Client(), seg, func(page []*ent.User) error {
 			_, err := statesForPage(ctx, tx, now, prog, page, build)
 			return err
 		})

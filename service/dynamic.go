@@ -58,7 +58,7 @@ func (s *Service) syncDynamic(ctx context.Context, tx *ent.Tx, seg *ent.Segment)
 	}
 	pages := func(fn func([]*ent.User) error) error { return eachUserPage(ctx, tx.Client(), s.usersPerPage(), fn) }
 	if len(build) > 0 {
-		pages = func(fn func([]*ent.User) error) error { return s.eachUserPageWithProgress(ctx, tx, seg, fn) }
+		pages = func(fn func([]*ent.User) error) error { return s.eachUserPageWithProgress(ctx, tx.Client(), seg, fn) }
 	}
 	err = pages(func(page []*ent.User) error {
 		// The behaviours' states: kept by other segments, or built from

@@ -128,6 +128,17 @@ func (s *Service) CreateSegment(ctx context.Context, in CreateSegmentInput) (*en
 		return nil, err
 	}
 	name, desc, events, root, exits := def.name, def.desc, def.events, def.root, def.exits
+	s.defsMu.Lock()
+	defer s.defsMu.Unlock()
+	failed := true
+	defer func() { s.unstage(failed) }()
+	var exitNode *trigger.Node
+	if exits != nil {
+		exitNode = exits.onEventCondition
+	}
+	if err := s.prebuildBehaviorStates(ctx, "", name, stateNode(root, exitNode)); err != nil {
+		return nil, fmt.Errorf("service.CreateSegment: %w", err)
+	}
 	var (
 		created *ent.Segment
 		topics  ledger.Topics
@@ -172,6 +183,7 @@ func (s *Service) CreateSegment(ctx context.Context, in CreateSegmentInput) (*en
 	if err != nil {
 		return nil, fmt.Errorf("service.CreateSegment: %w", err)
 	}
+	failed = false
 	s.publish(topics)
 	return created.Unwrap(), nil
 }
@@ -216,6 +228,13 @@ func (s *Service) UpdateSegment(ctx context.Context, id pulid.ID, in UpdateSegme
 	if clearExits && in.ExitRules != nil {
 		return nil, segmentd.Invalid("input.clearExitRules", "give either exitRules or clearExitRules, not both")
 	}
+	s.defsMu.Lock()
+	defer s.defsMu.Unlock()
+	failed := true
+	defer func() { s.unstage(failed) }()
+	if err := s.prebuildUpdate(ctx, id, in, root, clearCond, clearExits); err != nil {
+		return nil, fmt.Errorf("service.UpdateSegment: %w", err)
+	}
 	var (
 		updated *ent.Segment
 		topics  ledger.Topics
@@ -259,8 +278,52 @@ func (s *Service) UpdateSegment(ctx context.Context, id pulid.ID, in UpdateSegme
 	if err != nil {
 		return nil, fmt.Errorf("service.UpdateSegment: %w", err)
 	}
+	failed = false
 	s.publish(topics)
 	return updated.Unwrap(), nil
+}
+
+// stateNode is what a segment keeps behaviour states for: its condition
+// and its exit condition, as one tree (see stateProgram).
+func stateNode(cond, exit *trigger.Node) *trigger.Node {
+	switch {
+	case !hasBehaviors(exit):
+		return cond
+	case cond == nil:
+		return exit
+	}
+	return &trigger.Node{Kind: trigger.KindAnd, Children: []*trigger.Node{cond, exit}}
+}
+
+// prebuildUpdate stages the behaviour states an update's rules will need
+// (prebuildBehaviorStates): the new condition or the kept one, and the
+// new exit condition or the kept one. An input the transaction refuses
+// stages nothing useful, and nothing harmful.
+func (s *Service) prebuildUpdate(ctx context.Context, id pulid.ID, in UpdateSegmentInput, root *trigger.Node, clearCond, clearExits bool) error {
+	seg, err := s.client.Segment.Get(ctx, id)
+	if err != nil {
+		return nil // the transaction reports a missing segment
+	}
+	cond := root
+	if cond == nil && !clearCond {
+		kept, err := ConditionTree(ctx, s.client, id)
+		if err != nil {
+			return err
+		}
+		cond = TriggerNode(kept)
+	}
+	var exit *trigger.Node
+	switch {
+	case in.ExitRules != nil && in.ExitRules.OnEventCondition != nil:
+		exit, _ = trigger.ParseAt(in.ExitRules.OnEventCondition, exitRulesField+".onEventCondition")
+	case in.ExitRules == nil && !clearExits && len(seg.ExitOnEvents) > 0:
+		kept, err := ExitConditionTree(ctx, s.client, id)
+		if err != nil {
+			return err
+		}
+		exit = TriggerNode(kept)
+	}
+	return s.prebuildBehaviorStates(ctx, id, seg.Name, stateNode(cond, exit))
 }
 
 // replaceTriggers sets the trigger events of an update.
@@ -383,6 +446,8 @@ func (s *Service) applyRuleChange(ctx context.Context, tx *ent.Tx, seg, updated 
 // history. It is refused with CONFLICT while an ACTIVE campaign uses the
 // segment; other campaigns lose their segment.
 func (s *Service) DeleteSegment(ctx context.Context, id pulid.ID) error {
+	s.defsMu.Lock()
+	defer s.defsMu.Unlock()
 	sq := s.sql
 	err := s.inTx(ctx, func(tx *ent.Tx) error {
 		// Lock the row so that no campaign can take this segment while we

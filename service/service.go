@@ -62,6 +62,12 @@ type Service struct {
 	backfills backfillRegistry
 	userPage  int        // users a fill reads at a time; 0: dynamicPage (tests set it)
 	writeMu   sync.Mutex // SQLite: one write transaction at a time
+	// defsMu: one segment create, update or delete at a time in this
+	// process, with the behaviour states built ahead of its transaction
+	// (staged, see prebuildBehaviorStates), which another change's
+	// dropUnusedBehaviorStates would otherwise delete as unused.
+	defsMu sync.Mutex
+	staged *stagedBuild
 
 	// led is the ledger of the store: the one writer of memberships,
 	// their log, activations and counters.

@@ -10,6 +10,7 @@ import (
 	entsql "entgo.io/ent/dialect/sql"
 
 	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/predicate"
 )
 
@@ -66,6 +67,14 @@ type storeSQL interface {
 	// stageImport loads an import file's IDs into the staging table the
 	// store's fastest way.
 	stageImport(ctx context.Context, st *stager) error
+
+	// eventsPosition is the events log's last position (SQLite: its
+	// log_seq counter), for prebuildBehaviorStates; ok false where
+	// behaviour states are built inside the segment's transaction instead.
+	eventsPosition(ctx context.Context, db *sql.DB) (pos int64, ok bool, err error)
+	// usersWithEventsAfter are the users of the events named names stored
+	// after position pos.
+	usersWithEventsAfter(ctx context.Context, tx *ent.Tx, pos int64, names []string) ([]pulid.ID, error)
 }
 
 // storeSQLFor returns the store-specific SQL for an ent dialect name

@@ -14,6 +14,7 @@ import (
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/importjob"
 	"github.com/segmentd/segmentd/ent/predicate"
+	"github.com/segmentd/segmentd/ent/schema/pulid"
 )
 
 // postgresSQL is the service's SQL on PostgreSQL, where several server
@@ -121,4 +122,14 @@ func (postgresSQL) lockAgainstErasure(ctx context.Context, tx *ent.Tx, erasure b
 		return fmt.Errorf("lock against erasure: %w", err)
 	}
 	return nil
+}
+
+// eventsPosition: none. On PostgreSQL a segment's behaviour states are
+// built inside its create or update transaction, which blocks no
+// ingestion there (writers run beside each other); a catch-up by log
+// position would need the live readers' horizon.
+func (postgresSQL) eventsPosition(context.Context, *sql.DB) (int64, bool, error) { return 0, false, nil }
+
+func (postgresSQL) usersWithEventsAfter(context.Context, *ent.Tx, int64, []string) ([]pulid.ID, error) {
+	return nil, errors.New("usersWithEventsAfter: not on PostgreSQL")
 }

@@ -3,12 +3,16 @@ package service
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"strings"
 	"time"
 
 	entsql "entgo.io/ent/dialect/sql"
 
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/predicate"
+	"github.com/segmentd/segmentd/ent/schema/pulid"
 )
 
 // sqliteSQL is the service's SQL on SQLite.
@@ -53,3 +57,41 @@ func (sqliteSQL) stageImport(ctx context.Context, st *stager) error { return st.
 // lockAgainstErasure takes nothing: SQLite's writers take turns already
 // (writersTakeTurns, and IMMEDIATE transactions).
 func (sqliteSQL) lockAgainstErasure(context.Context, *ent.Tx, bool) error { return nil }
+
+// eventsPosition reads the events log's counter (store.Migrate's
+// log_sequences): every event stored later has a larger log_seq, and
+// writers commit in that order.
+func (sqliteSQL) eventsPosition(ctx context.Context, db *sql.DB) (int64, bool, error) {
+	var pos int64
+	err := db.QueryRowContext(ctx, `SELECT COALESCE((SELECT seq FROM `+changelog.SQLiteSequences+` WHERE name = ?), 0)`,
+		changelog.Events.Table).Scan(&pos)
+	if err != nil {
+		return 0, false, fmt.Errorf("events position: %w", err)
+	}
+	return pos, true, nil
+}
+
+func (sqliteSQL) usersWithEventsAfter(ctx context.Context, tx *ent.Tx, pos int64, names []string) ([]pulid.ID, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	q := `SELECT DISTINCT user_ref FROM events WHERE log_seq > ? AND user_ref IS NOT NULL AND name IN (?` + strings.Repeat(", ?", len(names)-1) + `)`
+	args := []any{pos}
+	for _, n := range names {
+		args = append(args, n)
+	}
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("users with events since the build: %w", err)
+	}
+	defer rows.Close()
+	var out []pulid.ID
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("users with events since the build: %w", err)
+		}
+		out = append(out, pulid.ID(id))
+	}
+	return out, rows.Err()
+}
