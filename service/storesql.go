@@ -10,8 +10,8 @@ import (
 	entsql "entgo.io/ent/dialect/sql"
 
 	"github.com/segmentd/segmentd/ent"
-	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/predicate"
+	"github.com/segmentd/segmentd/ent/schema/pulid"
 )
 
 // storeSQL is what differs between the stores in the service's own SQL:

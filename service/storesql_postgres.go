@@ -128,7 +128,9 @@ func (postgresSQL) lockAgainstErasure(ctx context.Context, tx *ent.Tx, erasure b
 // built inside its create or update transaction, which blocks no
 // ingestion there (writers run beside each other); a catch-up by log
 // position would need the live readers' horizon.
-func (postgresSQL) eventsPosition(context.Context, *sql.DB) (int64, bool, error) { return 0, false, nil }
+func (postgresSQL) eventsPosition(context.Context, *sql.DB) (int64, bool, error) {
+	return 0, false, nil
+}
 
 func (postgresSQL) usersWithEventsAfter(context.Context, *ent.Tx, int64, []string) ([]pulid.ID, error) {
 	return nil, errors.New("usersWithEventsAfter: not on PostgreSQL")
