@@ -114,4 +114,6 @@ function App() {
   return html`<${Shell} viewer=${viewer} route=${route} onSignOut=${() => { forgetKey(); setViewer(null); location.hash = ''; }}>${view}<//>`;
 }
 
-render(html`<${App} />`, document.getElementById('app'));
+const root = document.getElementById('app');
+root.textContent = ''; // the static "Loading…" note
+render(html`<${App} />`, root);

@@ -23,14 +23,14 @@ export function Campaigns({ admin }) {
     <${ErrorNote} error=${q.error || error} />
     ${admin && q.data && html`<${CreateCampaign} segments=${q.data.segments.edges.map((e) => e.node)} onCreated=${q.reload} />`}
     <div class="table-wrap"><table class="list" data-testid="campaigns">
-      <thead><tr><th scope="col">Name</th><th scope="col">Status</th><th scope="col">Audience</th><th scope="col">Re-entry</th>
-        <th scope="col" class="num">Activations</th><th scope="col">Recent</th>${admin && html`<th scope="col">Actions</th>`}</tr></thead>
+      <thead><tr><th scope="col">Name</th><th scope="col">Status</th><th scope="col">Audience</th><th scope="col" class="opt">Re-entry</th>
+        <th scope="col" class="num">Activations</th><th scope="col" class="opt">Recent</th>${admin && html`<th scope="col">Actions</th>`}</tr></thead>
       <tbody>${list.map((c) => html`<tr data-campaign=${c.id}>
         <th scope="row">${c.name}</th><td><span class=${'badge st-' + c.status}>${c.status.toLowerCase()}</span></td>
         <td>${c.segment ? html`<a href=${'#/segments/' + c.segment.id}>${c.segment.name}</a>` : html`<span class="muted">none</span>`}</td>
-        <td>${c.reentry === 'ONCE' ? 'once' : 'every entry' + (c.cooldown ? ', cooldown ' + c.cooldown : '')}</td>
+        <td class="opt">${c.reentry === 'ONCE' ? 'once' : 'every entry' + (c.cooldown ? ', cooldown ' + c.cooldown : '')}</td>
         <td class="num" data-col="activations">${num(c.activationCount)}</td>
-        <td class="recent">${c.activations.edges.map(({ node: a }) => html`<span title=${when(a.activatedAt)}>${a.user ? a.user.userId : 'erased'}${a.entry > 1 ? ' #' + a.entry : ''}</span> `)}</td>
+        <td class="recent opt">${c.activations.edges.map(({ node: a }) => html`<span title=${when(a.activatedAt)}>${a.user ? a.user.userId : 'erased'}${a.entry > 1 ? ' #' + a.entry : ''}</span> `)}</td>
         ${admin && html`<td class="buttons">
           ${(c.status === 'DRAFT' || c.status === 'PAUSED') && html`<button type="button" onClick=${() => setStatus(c, 'ACTIVE')} aria-label=${'Launch ' + c.name}>${c.status === 'DRAFT' ? 'Launch' : 'Resume'}</button>`}
           ${c.status === 'ACTIVE' && html`<button type="button" onClick=${() => setStatus(c, 'PAUSED')} aria-label=${'Pause ' + c.name}>Pause</button>`}

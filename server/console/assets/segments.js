@@ -35,11 +35,11 @@ function SegmentRow({ seg, tz }) {
   const [s] = useLiveStats(seg.id, tz, seg.stats);
   return html`<tr data-segment=${seg.id}>
     <th scope="row"><a href=${'#/segments/' + seg.id}>${seg.name}</a></th>
-    <td><span class="kind">${seg.kind.replace('_', ' ').toLowerCase()}</span></td>
+    <td class="opt"><span class="kind">${seg.kind.replace('_', ' ').toLowerCase()}</span></td>
     <td class="num" data-col="total">${num(s.totalUsers)}</td>
     <td class="num" data-col="week">${num(s.newThisWeek)}</td>
     <td class="num" data-col="month">${num(s.newThisMonth)}</td>
-    <td>${seg.campaigns.length ? seg.campaigns.map((c) => html`<span class=${'badge st-' + c.status}>${c.name}</span> `) : html`<span class="muted">none</span>`}</td>
+    <td class="opt">${seg.campaigns.length ? seg.campaigns.map((c) => html`<span class=${'badge st-' + c.status}>${c.name}</span> `) : html`<span class="muted">none</span>`}</td>
   </tr>`;
 }
 
@@ -70,8 +70,8 @@ export function AudienceList({ admin }) {
     <${ErrorNote} error=${q.error} />
     ${conn && html`<p class="muted" aria-live="polite">${num(conn.totalCount)} segment${conn.totalCount === 1 ? '' : 's'}${term ? ' matching “' + term + '”' : ''}; figures update live (week and month in ${browserZone}).</p>
     <div class="table-wrap"><table class="list">
-      <thead><tr><th scope="col">Name</th><th scope="col">Kind</th><th scope="col" class="num">Total users</th>
-        <th scope="col" class="num">New this week</th><th scope="col" class="num">New this month</th><th scope="col">Campaigns</th></tr></thead>
+      <thead><tr><th scope="col">Name</th><th scope="col" class="opt">Kind</th><th scope="col" class="num">Total users</th>
+        <th scope="col" class="num">New this week</th><th scope="col" class="num">New this month</th><th scope="col" class="opt">Campaigns</th></tr></thead>
       <tbody>${conn.edges.map((e) => html`<${SegmentRow} key=${e.node.id} seg=${e.node} tz=${browserZone} />`)}</tbody>
     </table></div>
     ${conn.edges.length === 0 && html`<p>No segments yet.${admin ? ' Create one to start.' : ''}</p>`}
@@ -170,7 +170,7 @@ function Chart({ points, tz, label }) {
     const data = [points.map((p) => Date.parse(p.start) / 1000), points.map((p) => p.total), points.map((p) => p.entered), points.map((p) => p.exited)];
     if (plot.current) { plot.current.setData(data); return; }
     const opts = {
-      width: Math.max(280, el.current.clientWidth), height: 220,
+      width: Math.max(240, el.current.clientWidth), height: 220,
       tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1e3), tz),
       series: [{}, { label: 'Members', stroke: '#2454c5', width: 2, fill: 'rgba(36,84,197,0.08)' },
         { label: 'Entered', stroke: '#1a7f37' }, { label: 'Exited', stroke: '#c62828' }],
@@ -180,7 +180,7 @@ function Chart({ points, tz, label }) {
   }, [points]);
   useEffect(() => () => { plot.current?.destroy(); plot.current = null; }, [tz]);
   useEffect(() => {
-    const ro = new ResizeObserver(() => plot.current && plot.current.setSize({ width: Math.max(280, el.current.clientWidth), height: 220 }));
+    const ro = new ResizeObserver(() => plot.current && el.current && plot.current.setSize({ width: Math.max(240, el.current.clientWidth), height: 220 }));
     ro.observe(el.current);
     return () => ro.disconnect();
   }, []);
@@ -199,7 +199,7 @@ function Members({ id, tick }) {
     ${conn && html`<div class="table-wrap"><table class="list" data-testid="members">
       <thead><tr><th scope="col">User</th><th scope="col">Entered</th><th scope="col">Source</th><th scope="col">Reason</th></tr></thead>
       <tbody>${conn.edges.map(({ node: m }) => html`<tr><th scope="row">${m.user.userId}</th><td>${when(m.enteredAt)}</td>
-        <td><span class="badge">${m.source}</span></td><td>${m.reason}${m.event ? html` <span class="muted">(${m.event.name})</span>` : ''}</td></tr>`)}</tbody>
+        <td><span class="badge">${m.source}</span></td><td class="reason">${m.reason}${m.event ? html` <span class="muted">(${m.event.name})</span>` : ''}</td></tr>`)}</tbody>
     </table></div>
     <${Pager} label="Member pages" pageInfo=${conn.pageInfo} onNext=${() => paging.next(conn.pageInfo)} onPrev=${() => paging.prev(conn.pageInfo)} />`}
   </div>`;
@@ -285,7 +285,7 @@ function Import({ id }) {
     ${job && html`<div class="job" data-testid="import-job" data-status=${job.status}>
       <label for="csv-progress">${job.status.toLowerCase()}${job.dryRun ? ' (dry run)' : ''}: ${num(job.processedRows)} of ${num(job.totalRows)} rows</label>
       <progress id="csv-progress" max=${Math.max(1, job.totalRows)} value=${job.processedRows}></progress>
-      ${done && html`<p role="status">${job.status === 'SUCCEEDED' ? 'Done' : 'Failed'}: ${num(job.added)} added, ${num(job.removed)} removed, ${num(job.unchanged)} unchanged, ${num(job.invalidRows)} bad rows.</p>`}
+      ${done && html`<p role="status">${job.status === 'SUCCEEDED' ? 'Done' : 'Failed'}: ${num(job.added)} added, ${num(job.removed)} removed, ${num(job.unchanged)} unchanged, ${num(job.invalidRows)} bad row${job.invalidRows === 1 ? '' : 's'}.</p>`}
       ${job.errors.length > 0 && html`<table class="list" data-testid="bad-rows"><caption>Bad rows</caption><thead><tr><th scope="col">Line</th><th scope="col">Value</th><th scope="col">Reason</th></tr></thead>
         <tbody>${job.errors.map((r) => html`<tr><td>${r.line}</td><td><code>${r.value}</code></td><td>${r.reason}</td></tr>`)}</tbody></table>`}
     </div>`}
