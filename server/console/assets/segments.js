@@ -146,7 +146,7 @@ function Growth({ id, tz, tick }) {
   const [error, setError] = useState(null);
   useEffect(() => {
     const [n, step] = RANGES[interval];
-    const to = new Date(Date.now() + step);
+    const to = new Date(); // the last interval is the one that holds now
     const from = new Date(Date.now() - (n - 1) * step);
     gql(`query($id: ID!, $i: GrowthInterval!, $from: Time!, $to: Time!, $tz: String) { node(id: $id) { ... on Segment {
       growth(interval: $i, from: $from, to: $to, timeZone: $tz) { start entered exited total } } } }`,
