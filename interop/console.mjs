@@ -180,6 +180,19 @@ try {
   summary.conditionText = await page.getByTestId('condition-text').innerText();
   step('builder');
 
+  // Edit: the builder reads the stored tree back; BACKFILL replays the
+  // stored sign-ups, which adds the two seeded users who match.
+  await page.getByRole('link', { name: 'Edit segment' }).click();
+  await page.getByRole('heading', { name: 'Edit segment' }).waitFor();
+  await until('the stored rule in the builder', async () => (await page.getByTestId('rule-text').innerText()).includes(rule));
+  await page.getByLabel('Description').fill('New users from the activation experiment');
+  await page.getByLabel(/^backfill:/).check();
+  await shot(page, 'editor-edit');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByText('New users from the activation experiment').waitFor();
+  await until('the backfilled members', async () => Number((await page.locator('[data-figure="totalUsers"] .value').innerText()).replace(/\D/g, '')) === 2);
+  step('edit');
+
   // A live entry seen in the list.
   await page.getByRole('link', { name: '← Audiences' }).click();
   const row = page.locator(`tr[data-segment="${segId}"]`);
@@ -324,6 +337,26 @@ try {
   // A READ key sees no edit controls.
   const { page: reader } = await newPage(desktop);
   await signIn(reader, READ);
+  await reader.locator(`tr[data-segment="${segId}"]`).waitFor();
+  // Keyboard alone: the skip link, then Tab to the search box, type, Tab
+  // to the segment's link, Enter opens it.
+  const active = () => reader.evaluate(() => { const a = document.activeElement; return (a.id || '') + '|' + (a.textContent || '').trim(); });
+  await reader.keyboard.press('Tab');
+  if (!(await active()).includes('Skip to content')) fail('the first Tab does not reach the skip link: ' + await active());
+  await reader.keyboard.press('Enter');
+  if (!(await active()).startsWith('main|')) fail('the skip link does not move focus to the content: ' + await active());
+  const tabTo = async (what, test) => {
+    for (let i = 0; i < 20; i++) { await reader.keyboard.press('Tab'); if (test(await active())) return; }
+    fail('Tab never reaches ' + what);
+  };
+  await tabTo('the search box', (a) => a.startsWith('seg-search|'));
+  await reader.keyboard.type('activation');
+  await until('the filtered list', async () => (await reader.locator('tbody tr').count()) === 1);
+  await tabTo('the segment link', (a) => a.includes('Activation Experiment - New Users'));
+  await reader.keyboard.press('Enter');
+  await reader.getByRole('heading', { name: 'Activation Experiment - New Users' }).waitFor();
+  step('keyboard');
+  await reader.goto(BASE + '/#/segments');
   await reader.locator(`tr[data-segment="${segId}"]`).waitFor();
   const forbidden = [];
   if (await reader.getByRole('link', { name: 'Create segment' }).count()) forbidden.push('Create segment');

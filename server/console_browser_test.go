@@ -109,7 +109,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	t.Logf("steps %v; %d requests, all to %s; first screen %d ms (cold browser %d ms); preview %q; import %q; %d screenshots",
 		sum.Steps, sum.Requests, srv.URL, sum.Timings.FirstScreenMs, sum.Timings.ColdFirstScreenMs, sum.Preview, sum.Import, len(sum.Screenshots))
 
-	want := []string{"sign-in", "search and sort", "builder", "live list", "details", "import and export", "ingestion", "campaigns", "webhooks", "phone", "read-only"}
+	want := []string{"sign-in", "search and sort", "builder", "edit", "live list", "details", "import and export", "ingestion", "campaigns", "webhooks", "phone", "keyboard", "read-only"}
 	if strings.Join(sum.Steps, ",") != strings.Join(want, ",") {
 		t.Errorf("steps %v, want %v", sum.Steps, want)
 	}
@@ -152,10 +152,10 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("the segment built in the browser is not stored: %+v", segs)
 	}
 	s := segs.Segments.Edges[0].Node
-	// The users of the live events entered (live-1, 2, 3, 5, 6; live-4
-	// sent a Purchase Completed); the seeded sign-ups came before it.
-	if s.TotalUsers != 5 || len(s.Campaigns) != 1 || s.Campaigns[0].Status != "ENDED" {
-		t.Errorf("segment after the run: %+v, want 5 members and the ENDED campaign", s)
+	// The seeded sign-ups that match (u-fb, u-rich: by the edit's
+	// BACKFILL) and the users of the live sign-ups (live-1, 2, 3, 5, 6).
+	if s.TotalUsers != 7 || len(s.Campaigns) != 1 || s.Campaigns[0].Status != "ENDED" {
+		t.Errorf("segment after the run: %+v, want 7 members and the ENDED campaign", s)
 	}
 }
 

@@ -70,7 +70,7 @@ const NAV = [
 function Shell({ viewer, route, onSignOut, children }) {
   const admin = viewer.role === 'ADMIN';
   return html`<div class="shell">
-    <a class="skip" href="#main">Skip to content</a>
+    <a class="skip" href="#main" onClick=${(e) => { e.preventDefault(); document.getElementById('main').focus(); }}>Skip to content</a>
     <header class="top">
       <a class="brand" href="#/segments">segmentd</a>
       <nav aria-label="Main">
