@@ -24,7 +24,7 @@ type consoleSummary struct {
 	Requests        int
 	Websockets      []string
 	Screenshots     []string
-	Timings         struct{ FirstScreenMs, ColdFirstScreenMs int }
+	Timings         map[string]any
 	Steps           []string
 	FieldError      string
 	Preview         string
@@ -87,7 +87,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", "console.mjs")
 	cmd.Dir = dir
@@ -106,8 +106,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	if err != nil || len(sum.Errors) > 0 {
 		t.Fatalf("node console.mjs failed (%v) after steps %v:\n%s\nstderr:\n%s", err, sum.Steps, strings.Join(sum.Errors, "\n"), stderr.String())
 	}
-	t.Logf("steps %v; %d requests, all to %s; first screen %d ms (cold browser %d ms); preview %q; import %q; %d screenshots",
-		sum.Steps, sum.Requests, srv.URL, sum.Timings.FirstScreenMs, sum.Timings.ColdFirstScreenMs, sum.Preview, sum.Import, len(sum.Screenshots))
+	t.Logf("steps %v; %d requests, all to %s; timings (ms) %v; preview %q; import %q; %d screenshots",
+		sum.Steps, sum.Requests, srv.URL, sum.Timings, sum.Preview, sum.Import, len(sum.Screenshots))
 
 	want := []string{"sign-in", "search and sort", "builder", "edit", "live list", "details", "import and export", "ingestion", "campaigns", "webhooks", "phone", "keyboard", "read-only"}
 	if strings.Join(sum.Steps, ",") != strings.Join(want, ",") {
@@ -116,8 +116,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	if sum.Requests == 0 || len(sum.Websockets) == 0 {
 		t.Errorf("the interception saw %d requests and %d websockets: it did not watch the pages", sum.Requests, len(sum.Websockets))
 	}
-	if sum.Timings.FirstScreenMs <= 0 || sum.Timings.FirstScreenMs > 1000 {
-		t.Errorf("the first screen took %d ms, want under 1 s on loopback", sum.Timings.FirstScreenMs)
+	if ms, _ := sum.Timings["firstScreenMs"].(float64); ms <= 0 || ms > 1000 {
+		t.Errorf("the first screen took %v ms, want under 1 s on loopback", sum.Timings["firstScreenMs"])
 	}
 	if !strings.Contains(sum.FieldError, "input.condition") && !strings.Contains(strings.ToLower(sum.FieldError), "regular expression") && !strings.Contains(sum.FieldError, "RE2") {
 		t.Logf("the error shown at the field: %q", sum.FieldError)
@@ -128,11 +128,11 @@ func TestConsoleInBrowser(t *testing.T) {
 	if sum.ConditionText == "" || !strings.Contains(sum.ConditionText, "Facebook") || !strings.Contains(sum.ConditionText, "Reward Amount") {
 		t.Errorf("the saved segment's rules read %q", sum.ConditionText)
 	}
-	if sum.BadRows < 1 || !strings.Contains(sum.Import, "3,000 added") {
-		t.Errorf("import: %q with %d bad rows listed, want 3,000 added and the bad row", sum.Import, sum.BadRows)
+	if sum.BadRows < 1 || !strings.Contains(sum.Import, "1,000 added") {
+		t.Errorf("import: %q with %d bad rows listed, want 1,000 added and the bad row", sum.Import, sum.BadRows)
 	}
-	if sum.ExportLines < 3001 {
-		t.Errorf("the export has %d lines, want the 3,000 imported members and a header", sum.ExportLines)
+	if sum.ExportLines != 1001 {
+		t.Errorf("the export has %d lines, want the 1,000 imported members and a header", sum.ExportLines)
 	}
 
 	// What the browser did is in the database.

@@ -186,6 +186,7 @@ export function SegmentEditor({ id }) {
 
   const runPreview = async () => {
     if (form.kind === 'STATIC') { setPreview(null); return; }
+    if (form.kind === 'EVENT_TRIGGERED' && !form.triggerEvents.length) { setPreview({ hint: 'Pick a trigger event to see how many users would match.' }); return; }
     const i = input();
     if (!i.name) i.name = 'preview';
     try {
@@ -260,7 +261,7 @@ export function SegmentEditor({ id }) {
       <${Group} node=${root.current} ctx=${ctx} path="Conditions" top=${true} />
       <p class="rule-text" aria-live="polite" data-testid="rule-text"><span class="muted">Rule: </span>${text || 'no conditions (every trigger event enters its user)'}</p>
       <div class="preview" aria-live="polite" data-testid="preview">${preview?.ok ? html`<strong>${num(preview.ok.matchingUsers)}</strong> user${preview.ok.matchingUsers === 1 ? '' : 's'} would match over the stored data${preview.ok.sample.length ? ' (e.g. ' + preview.ok.sample.map((u) => u.userId).join(', ') + ')' : ''}.`
-        : preview?.error ? html`<span class="muted">Preview: ${preview.error.message}</span>` : html`<span class="muted">Preview…</span>`}</div>
+        : preview?.error ? html`<span class="muted">Preview: ${preview.error.message}</span>` : preview?.hint ? html`<span class="muted">${preview.hint}</span>` : html`<span class="muted">Preview…</span>`}</div>
     </div>
     <div class="card"><h2>Exit rules</h2>
       <div class="check"><input id="exit-fails" type="checkbox" checked=${form.exitWhenFails} onChange=${set('exitWhenFails')} /><label for="exit-fails">Leave once the condition no longer holds</label></div>
