@@ -307,6 +307,10 @@ try {
     await page.waitForTimeout(200);
     return /delivered/.test(await endpoint.innerText());
   });
+  await endpoint.getByLabel('Show deliveries').selectOption('FAILED');
+  await endpoint.getByText('No failed deliveries.').waitFor();
+  await endpoint.getByLabel('Show deliveries').selectOption('');
+  await until('the deliveries again', async () => /delivered/.test(await endpoint.getByTestId('deliveries').innerText()));
   await endpoint.getByRole('button', { name: 'Replay last 24 hours' }).click();
   await page.getByText(/Queued \d+ deliveries again/).waitFor();
   summary.replay = await page.getByText(/Queued \d+ deliveries again/).innerText();

@@ -1,14 +1,16 @@
 // Webhooks (ADMIN): endpoints, their recent deliveries and failures,
 // creation (the secret shown once), enable/disable, and replay.
-import { html, useState, useQuery, Field, ErrorNote, when } from './ui.js';
+import { html, useState, useQuery, useSubscription, useDebounced, Field, ErrorNote, when } from './ui.js';
 import { gql } from './api.js';
 
-const LIST = `{ webhookEndpoints(first: 50) { edges { node { id url description enabled disabledReason topics format createdAt
-  deliveries(first: 10) { totalCount edges { node { id webhookId topic status attempts lastStatusCode lastError createdAt deliveredAt nextAttemptAt } } } } } } }`;
+const LIST = '{ webhookEndpoints(first: 50) { edges { node { id url description enabled disabledReason topics format createdAt } } } }';
+const DELIVERIES = `query($id: ID!, $status: DeliveryStatus) { node(id: $id) { ... on WebhookEndpoint {
+  deliveries(first: 10, status: $status) { totalCount edges { node { id webhookId topic status attempts lastStatusCode lastError createdAt deliveredAt nextAttemptAt } } } } } }`;
 const TOPICS = ['MEMBERSHIP_ENTERED', 'MEMBERSHIP_EXITED', 'CAMPAIGN_ACTIVATED'];
 
 export function Webhooks() {
   const q = useQuery(LIST, {}, []);
+  const [tick, setTick] = useState(0);
   const [error, setError] = useState(null);
   const [note, setNote] = useState(null);
   const act = async (query, vars, msg) => {
@@ -17,7 +19,7 @@ export function Webhooks() {
   };
   const list = q.data?.webhookEndpoints.edges.map((e) => e.node) || [];
   return html`<section aria-labelledby="wh-title">
-    <div class="title-row"><h1 id="wh-title">Webhooks</h1><button type="button" onClick=${q.reload}>Refresh</button></div>
+    <div class="title-row"><h1 id="wh-title">Webhooks</h1><button type="button" onClick=${() => { q.reload(); setTick((t) => t + 1); }}>Refresh</button></div>
     <${ErrorNote} error=${q.error || error} />${note && html`<p role="status" class="note">${note}</p>`}
     <${CreateEndpoint} onCreated=${q.reload} />
     ${list.map((w) => html`<article class="card" data-endpoint=${w.id} aria-label=${'Endpoint ' + w.url}>
@@ -27,12 +29,7 @@ export function Webhooks() {
         <button type="button" onClick=${() => act('mutation($id: ID!, $e: Boolean) { updateWebhookEndpoint(id: $id, input: {enabled: $e}) { id } }', { id: w.id, e: !w.enabled }, () => (w.enabled ? 'Disabled ' : 'Enabled ') + w.url)}>${w.enabled ? 'Disable' : 'Enable'}</button>
         <button type="button" onClick=${() => act('mutation($id: ID!, $since: Time) { replayWebhookDeliveries(endpointId: $id, since: $since) }', { id: w.id, since: new Date(Date.now() - 86400e3).toISOString() }, (d) => `Queued ${d.replayWebhookDeliveries} deliveries again (changes of the last 24 hours)`)}>Replay last 24 hours</button>
       </div>
-      <div class="table-wrap"><table class="list"><caption>Latest deliveries (${w.deliveries.totalCount} in all)</caption>
-        <thead><tr><th scope="col">Created</th><th scope="col">Topic</th><th scope="col">Status</th><th scope="col" class="num">Attempts</th><th scope="col">Last answer</th></tr></thead>
-        <tbody>${w.deliveries.edges.map(({ node: d }) => html`<tr><td>${when(d.createdAt)}</td><td>${d.topic.toLowerCase()}</td>
-          <td><span class=${'badge dl-' + d.status}>${d.status.toLowerCase()}</span></td><td class="num">${d.attempts}</td>
-          <td>${d.lastStatusCode ? 'HTTP ' + d.lastStatusCode : ''}${d.lastError ? ' ' + d.lastError : ''}${d.nextAttemptAt && d.status === 'PENDING' ? ' · next ' + when(d.nextAttemptAt) : ''}</td></tr>`)}</tbody>
-      </table></div>
+      <${Deliveries} endpoint=${w} tick=${tick} />
     </article>`)}
     ${q.data && list.length === 0 && html`<p>No endpoints yet.</p>`}
   </section>`;
@@ -61,4 +58,29 @@ function CreateEndpoint({ onCreated }) {
     <${ErrorNote} error=${error && error.field !== 'input.url' ? error : null} />
     ${secret && html`<p role="status" class="note">Signing secret (shown once): <code data-testid="secret">${secret}</code></p>`}
   </form>`;
+}
+
+// Deliveries lists an endpoint's latest deliveries, newest first, filtered
+// by status (the failures are one choice away), and follows the change log
+// (membershipChanged) to refresh as new ones are queued.
+function Deliveries({ endpoint, tick }) {
+  const [status, setStatus] = useState('');
+  const vars = { id: endpoint.id, status: status || null };
+  const q = useQuery(DELIVERIES, vars, [endpoint.id, status, tick]);
+  const reload = useDebounced(q.reload, 500);
+  useSubscription('subscription { membershipChanged { cursor } }', {}, reload, [endpoint.id]);
+  const conn = q.data?.node?.deliveries;
+  const id = 'dl-status-' + endpoint.id;
+  return html`<div>
+    <div class="toolbar"><${Field} label="Show deliveries" id=${id}><select id=${id} value=${status} onChange=${(e) => setStatus(e.target.value)}>
+      <option value="">all</option><option value="FAILED">failed</option><option value="PENDING">pending (retrying)</option><option value="DELIVERED">delivered</option></select><//></div>
+    <${ErrorNote} error=${q.error} />
+    ${conn && html`<div class="table-wrap"><table class="list" data-testid="deliveries"><caption>Latest ${status ? status.toLowerCase() + ' ' : ''}deliveries (${conn.totalCount} in all)</caption>
+      <thead><tr><th scope="col">Created</th><th scope="col">Topic</th><th scope="col">Status</th><th scope="col" class="num">Attempts</th><th scope="col">Last answer</th></tr></thead>
+      <tbody>${conn.edges.map(({ node: d }) => html`<tr><td>${when(d.createdAt)}</td><td>${d.topic.toLowerCase()}</td>
+        <td><span class=${'badge dl-' + d.status}>${d.status.toLowerCase()}</span></td><td class="num">${d.attempts}</td>
+        <td class="reason">${d.lastStatusCode ? 'HTTP ' + d.lastStatusCode : ''}${d.lastError ? ' ' + d.lastError : ''}${d.nextAttemptAt && d.status === 'PENDING' ? ' · next ' + when(d.nextAttemptAt) : ''}</td></tr>`)}</tbody>
+    </table></div>
+    ${conn.edges.length === 0 && html`<p class="muted">No ${status ? status.toLowerCase() + ' ' : ''}deliveries.</p>`}`}
+  </div>`;
 }
