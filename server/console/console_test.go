@@ -145,3 +145,39 @@ func TestVendoredFilesMatchTheirREADME(t *testing.T) {
 		t.Errorf("checked %d vendored files, want 6", checked)
 	}
 }
+
+// Every module the app imports is preloaded by the page, so that the
+// browser fetches them at once instead of one import level at a time.
+func TestPagePreloadsEveryModule(t *testing.T) {
+	t.Parallel()
+	page, err := os.ReadFile("assets/index.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range console.Files() {
+		if strings.HasSuffix(name, ".mjs") || (strings.HasSuffix(name, ".js") && !strings.HasPrefix(name, "vendor/")) {
+			if !strings.Contains(string(page), `<link rel="modulepreload" href="`+console.AssetPrefix+name+`">`) {
+				t.Errorf("index.html does not preload %s", name)
+			}
+		}
+	}
+}
+
+// The README's screenshots of the console exist (the browser test writes
+// them with SEGMENTD_CONSOLE_SCREENSHOTS=docs/console).
+func TestREADMEScreenshotsExist(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := regexp.MustCompile(`\]\((docs/console/[^)]+\.png)\)`).FindAllStringSubmatch(string(readme), -1)
+	if len(refs) < 10 {
+		t.Fatalf("the README shows %d console screenshots, want every screen", len(refs))
+	}
+	for _, m := range refs {
+		if _, err := os.Stat("../../" + m[1]); err != nil {
+			t.Errorf("README shows %s: %v", m[1], err)
+		}
+	}
+}
