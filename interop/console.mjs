@@ -187,10 +187,12 @@ try {
   await page.getByRole('heading', { name: 'Edit segment' }).waitFor();
   await until('the stored rule in the builder', async () => (await page.getByTestId('rule-text').innerText()).includes(rule));
   await page.getByLabel('Description').fill('New users from the activation experiment');
+  await page.getByLabel('Leave when one of these events arrives (comma-separated)').fill('Account Closed');
   await page.getByLabel(/^backfill:/).check();
   await shot(page, 'editor-edit');
   await page.getByRole('button', { name: 'Save' }).click();
   await page.getByText('New users from the activation experiment').waitFor();
+  await page.getByText('Exit: on Account Closed').waitFor();
   await until('the backfilled members', async () => Number((await page.locator('[data-figure="totalUsers"] .value').innerText()).replace(/\D/g, '')) === 2);
   step('edit');
 

@@ -133,13 +133,13 @@ function condFields(depth) {
   return depth === 0 ? base : `${base} children { ${condFields(depth - 1)} }`;
 }
 const LOAD = `query($id: ID!) { node(id: $id) { ... on Segment { id name description kind triggerEvents
-  exitRules { whenConditionFails after } condition { ${condFields(6)} } } } }`;
+  exitRules { whenConditionFails onEvents after } condition { ${condFields(6)} } } } }`;
 
 export function SegmentEditor({ id }) {
   const editing = !!id;
   const [, setVersion] = useState(0);
   const root = useRef(group('and'));
-  const [form, setForm] = useState({ name: '', description: '', kind: 'EVENT_TRIGGERED', triggerEvents: [], exitWhenFails: false, exitAfter: '' });
+  const [form, setForm] = useState({ name: '', description: '', kind: 'EVENT_TRIGGERED', triggerEvents: [], exitWhenFails: false, exitAfter: '', exitOn: '' });
   const [loaded, setLoaded] = useState(!editing);
   const [names, setNames] = useState({ events: [], traits: [], props: {} });
   const [preview, setPreview] = useState(null);
@@ -157,7 +157,7 @@ export function SegmentEditor({ id }) {
         const s = d.node;
         root.current = s.condition && (s.condition.kind === 'AND' || s.condition.kind === 'OR' || s.condition.kind === 'NOT') ? fromCondition(s.condition) : group('and', s.condition ? [fromCondition(s.condition)] : []);
         setForm({ name: s.name, description: s.description || '', kind: s.kind, triggerEvents: s.triggerEvents,
-          exitWhenFails: !!s.exitRules?.whenConditionFails, exitAfter: s.exitRules?.after || '' });
+          exitWhenFails: !!s.exitRules?.whenConditionFails, exitAfter: s.exitRules?.after || '', exitOn: (s.exitRules?.onEvents || []).join(', ') });
         setLoaded(true);
       }, setErr);
     }
@@ -180,7 +180,8 @@ export function SegmentEditor({ id }) {
     if (form.kind !== 'STATIC') i.triggerEvents = form.kind === 'EVENT_TRIGGERED' ? form.triggerEvents : [];
     if (form.kind === 'DYNAMIC') delete i.triggerEvents;
     if (cond) i.condition = cond;
-    if (form.exitWhenFails || form.exitAfter) i.exitRules = { whenConditionFails: form.exitWhenFails, ...(form.exitAfter ? { after: form.exitAfter } : {}) };
+    const exitOn = form.exitOn.split(',').map((x) => x.trim()).filter(Boolean);
+    if (form.exitWhenFails || form.exitAfter || exitOn.length) i.exitRules = { whenConditionFails: form.exitWhenFails, ...(form.exitAfter ? { after: form.exitAfter } : {}), ...(exitOn.length ? { onEvents: exitOn } : {}) };
     return i;
   };
 
@@ -265,6 +266,7 @@ export function SegmentEditor({ id }) {
     </div>
     <div class="card"><h2>Exit rules</h2>
       <div class="check"><input id="exit-fails" type="checkbox" checked=${form.exitWhenFails} onChange=${set('exitWhenFails')} /><label for="exit-fails">Leave once the condition no longer holds</label></div>
+      <${Field} label="Leave when one of these events arrives (comma-separated)" id="exit-on"><input id="exit-on" list="dl-events" value=${form.exitOn} onInput=${set('exitOn')} placeholder="Account Closed" /><//>
       <${Field} label="Leave this long after entering (e.g. 30d, 12h; empty: never)" id="exit-after" error=${at('exitRules')}><input id="exit-after" value=${form.exitAfter} onInput=${set('exitAfter')} /><//>
     </div>`}
     ${editing && html`<fieldset class="card"><legend>When the rules change</legend>
