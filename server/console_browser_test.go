@@ -61,6 +61,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	srv := testenv.StartServer(t, testenv.DatabaseURL(t, "sqlite"), func(c *server.Config) { c.WebhookAllowPrivate = true })
 	admin := srv.Admin()
 	readKey := newKey(t, srv, "console reader", auth.RoleRead)
+	writeKey := newKey(t, srv, "console sdk", auth.RoleWrite)
 
 	var static struct{ CreateSegment struct{ ID string } }
 	admin.MustDo(t, `mutation { createSegment(input: {name: "Beta testers", kind: STATIC, description: "Invited by hand or by CSV"}) { id } }`, nil, &static)
@@ -92,7 +93,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	cmd := exec.CommandContext(ctx, "node", "console.mjs")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "SEGMENTD_URL="+srv.URL, "SEGMENTD_ADMIN_KEY="+testenv.AdminKey,
-		"SEGMENTD_READ_KEY="+readKey, "SEGMENTD_STATIC_ID="+static.CreateSegment.ID,
+		"SEGMENTD_READ_KEY="+readKey, "SEGMENTD_WRITE_KEY="+writeKey, "SEGMENTD_STATIC_ID="+static.CreateSegment.ID,
 		"SEGMENTD_CONSOLE_SCREENSHOTS="+shots, "CHROMIUM="+chromium)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
