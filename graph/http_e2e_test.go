@@ -18,8 +18,8 @@ import (
 )
 
 // TestHealthAndGraphiQL: /healthz and /readyz answer 200 with JSON and need
-// no key; GET / is the GraphiQL page, whose scripts and styles are all
-// served by segmentd itself.
+// no key; GET / is the web console and GET /graphiql the GraphiQL page,
+// each with a CSP, whose scripts and styles are all served by segmentd itself.
 func TestHealthAndGraphiQL(t *testing.T) {
 	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
 		srv := testenv.StartServer(t, dbURL)
@@ -34,33 +34,38 @@ func TestHealthAndGraphiQL(t *testing.T) {
 			}
 		}
 
-		h := rawHTTP(t, http.MethodGet, srv.URL+"/", nil, nil)
-		if mt, _, _ := mime.ParseMediaType(h.Header.Get("Content-Type")); h.Status != http.StatusOK || mt != "text/html" {
-			t.Fatalf("GET /: HTTP %d %q", h.Status, h.Header.Get("Content-Type"))
-		}
-		page := string(h.Body)
-		if !strings.Contains(strings.ToLower(page), "<html") || !strings.Contains(strings.ToLower(page), "graphiql") {
-			t.Fatalf("GET / is not the GraphiQL page: %.300s", page)
-		}
-		refs := regexp.MustCompile(`(?:src|href)="([^"]+)"`).FindAllStringSubmatch(page, -1)
-		assets := 0
-		for _, m := range refs {
-			ref := m[1]
-			if strings.Contains(ref, "://") || strings.HasPrefix(ref, "//") {
-				t.Errorf("the page loads %s from outside segmentd", ref)
-				continue
+		for path, want := range map[string]string{"/": "segmentd console", "/graphiql": "graphiql"} {
+			h := rawHTTP(t, http.MethodGet, srv.URL+path, nil, nil)
+			if mt, _, _ := mime.ParseMediaType(h.Header.Get("Content-Type")); h.Status != http.StatusOK || mt != "text/html" {
+				t.Fatalf("GET %s: HTTP %d %q", path, h.Status, h.Header.Get("Content-Type"))
 			}
-			if !strings.HasPrefix(ref, "/") {
-				continue
+			if csp := h.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || !strings.Contains(csp, "connect-src 'self'") {
+				t.Errorf("GET %s: Content-Security-Policy %q", path, csp)
 			}
-			a := rawHTTP(t, http.MethodGet, srv.URL+ref, nil, nil)
-			if a.Status != http.StatusOK || len(a.Body) == 0 {
-				t.Errorf("asset %s: HTTP %d, %d bytes", ref, a.Status, len(a.Body))
+			page := string(h.Body)
+			if !strings.Contains(strings.ToLower(page), "<html") || !strings.Contains(strings.ToLower(page), want) {
+				t.Fatalf("GET %s is not the %s page: %.300s", path, want, page)
 			}
-			assets++
-		}
-		if assets == 0 {
-			t.Fatalf("the page references no local scripts or styles: %.500s", page)
+			refs := regexp.MustCompile(`(?:src|href)="([^"]+)"`).FindAllStringSubmatch(page, -1)
+			assets := 0
+			for _, m := range refs {
+				ref := m[1]
+				if strings.Contains(ref, "://") || strings.HasPrefix(ref, "//") {
+					t.Errorf("%s loads %s from outside segmentd", path, ref)
+					continue
+				}
+				if !strings.HasPrefix(ref, "/") || ref == "/graphiql" {
+					continue
+				}
+				a := rawHTTP(t, http.MethodGet, srv.URL+ref, nil, nil)
+				if a.Status != http.StatusOK || len(a.Body) == 0 {
+					t.Errorf("asset %s of %s: HTTP %d, %d bytes", ref, path, a.Status, len(a.Body))
+				}
+				assets++
+			}
+			if assets == 0 {
+				t.Fatalf("%s references no local scripts or styles: %.500s", path, page)
+			}
 		}
 	})
 }

@@ -230,6 +230,26 @@ func (r *queryResolver) PreviewSegment(ctx context.Context, input service.Create
 	return r.svc.PreviewSegment(ctx, input, since)
 }
 
+// Viewer is the resolver for the viewer field.
+func (r *queryResolver) Viewer(ctx context.Context) (*model.Viewer, error) {
+	return viewer(ctx)
+}
+
+// EventNames is the resolver for the eventNames field.
+func (r *queryResolver) EventNames(ctx context.Context, prefix *string, first *int) ([]*model.EventName, error) {
+	return eventNames(ctx, r.client, prefix, first)
+}
+
+// PropertyNames is the resolver for the propertyNames field.
+func (r *queryResolver) PropertyNames(ctx context.Context, event string, first *int) ([]string, error) {
+	return propertyNames(ctx, r.client, event, first)
+}
+
+// TraitNames is the resolver for the traitNames field.
+func (r *queryResolver) TraitNames(ctx context.Context, first *int) ([]string, error) {
+	return traitNames(ctx, r.client, first)
+}
+
 // ImportJob is the resolver for the importJob field.
 func (r *queryResolver) ImportJob(ctx context.Context, id pulid.ID) (*ent.ImportJob, error) {
 	job, err := r.client.ImportJob.Get(ctx, id)

@@ -1,6 +1,6 @@
 // Package server is segmentd's HTTP face: the GraphQL endpoint with its
-// transports (POST, GET, multipart, websockets through gorilla), the GraphiQL
-// IDE, health checks, authentication and request limits. It opens the store,
+// transports (POST, GET, multipart, websockets through gorilla), the web
+// console (at /) and the GraphiQL IDE (at /graphiql), health checks, authentication and request limits. It opens the store,
 // migrates it and serves until its context ends, then shuts down gracefully.
 package server
 
@@ -30,6 +30,7 @@ import (
 	"github.com/segmentd/segmentd/graph/generated"
 	"github.com/segmentd/segmentd/pubsub"
 	"github.com/segmentd/segmentd/segmentapi"
+	"github.com/segmentd/segmentd/server/console"
 	"github.com/segmentd/segmentd/server/graphiql"
 	"github.com/segmentd/segmentd/server/wsgorilla"
 	"github.com/segmentd/segmentd/service"
@@ -368,7 +369,10 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.HandleFunc("GET /metrics", s.serveMetrics)
-	mux.Handle("/", graphiql.Handler("/graphql"))
+	ide := graphiql.Handler("/graphql")
+	mux.Handle(graphiql.PagePath, ide)
+	mux.Handle("/graphiql/", ide)
+	mux.Handle("/", console.Handler())
 	return s.observe(mux)
 }
 

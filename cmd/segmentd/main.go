@@ -201,7 +201,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if srv.FirstAdminKey != "" && cfg.AdminKey == "" {
 		fmt.Fprintf(stdout, "\nCreated the first ADMIN API key. It is shown only this once; keep it safe:\n\n    %s\n\n", srv.FirstAdminKey)
 	}
-	fmt.Fprintf(stdout, "segmentd is listening. GraphiQL: %s  GraphQL: %sgraphql\n", url, url)
+	// Tools and tests read the address after "GraphiQL: " (the line keeps its
+	// opening words); the console is at the root.
+	fmt.Fprintf(stdout, "segmentd is listening. GraphiQL: %sgraphiql  Console: %s  GraphQL: %sgraphql\n", url, url, url)
 	if addr := srv.MetricsAddr(); addr != "" {
 		log.Info("serving metrics", "addr", addr)
 	}

@@ -167,6 +167,12 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	EventName struct {
+		Count      func(childComplexity int) int
+		LastSeenAt func(childComplexity int) int
+		Name       func(childComplexity int) int
+	}
+
 	ExitRules struct {
 		After                func(childComplexity int) int
 		OnEventCondition     func(childComplexity int) int
@@ -336,6 +342,7 @@ type ComplexityRoot struct {
 	Query struct {
 		BehaviorBackfills func(childComplexity int) int
 		Campaigns         func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.CampaignOrder, where *ent.CampaignWhereInput) int
+		EventNames        func(childComplexity int, prefix *string, first *int) int
 		Events            func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, where *ent.EventWhereInput, orderBy *ent.EventOrder) int
 		ExplainMembership func(childComplexity int, segmentID pulid.ID, userID string) int
 		Group             func(childComplexity int, groupID string) int
@@ -344,9 +351,12 @@ type ComplexityRoot struct {
 		Node              func(childComplexity int, id pulid.ID) int
 		Nodes             func(childComplexity int, ids []pulid.ID) int
 		PreviewSegment    func(childComplexity int, input service.CreateSegmentInput, since *time.Time) int
+		PropertyNames     func(childComplexity int, event string, first *int) int
 		Segments          func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *service.SegmentOrder, where *ent.SegmentWhereInput) int
+		TraitNames        func(childComplexity int, first *int) int
 		User              func(childComplexity int, userID string) int
 		Users             func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int, before *entgql.Cursor[pulid.ID], last *int, orderBy *ent.UserOrder, where *ent.UserWhereInput) int
+		Viewer            func(childComplexity int) int
 		WebhookEndpoints  func(childComplexity int, after *entgql.Cursor[pulid.ID], first *int) int
 	}
 
@@ -439,6 +449,11 @@ type ComplexityRoot struct {
 	UserEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	Viewer struct {
+		KeyName func(childComplexity int) int
+		Role    func(childComplexity int) int
 	}
 
 	WebhookDelivery struct {
@@ -951,6 +966,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.EventEdge.Node(childComplexity), true
+
+	case "EventName.count":
+		if e.ComplexityRoot.EventName.Count == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EventName.Count(childComplexity), true
+	case "EventName.lastSeenAt":
+		if e.ComplexityRoot.EventName.LastSeenAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EventName.LastSeenAt(childComplexity), true
+	case "EventName.name":
+		if e.ComplexityRoot.EventName.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EventName.Name(childComplexity), true
 
 	case "ExitRules.after":
 		if e.ComplexityRoot.ExitRules.After == nil {
@@ -1742,6 +1776,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Campaigns(childComplexity, args["after"].(*entgql.Cursor[pulid.ID]), args["first"].(*int), args["before"].(*entgql.Cursor[pulid.ID]), args["last"].(*int), args["orderBy"].(*ent.CampaignOrder), args["where"].(*ent.CampaignWhereInput)), true
+	case "Query.eventNames":
+		if e.ComplexityRoot.Query.EventNames == nil {
+			break
+		}
+
+		args, err := ec.field_Query_eventNames_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.EventNames(childComplexity, args["prefix"].(*string), args["first"].(*int)), true
 	case "Query.events":
 		if e.ComplexityRoot.Query.Events == nil {
 			break
@@ -1831,6 +1876,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.PreviewSegment(childComplexity, args["input"].(service.CreateSegmentInput), args["since"].(*time.Time)), true
+	case "Query.propertyNames":
+		if e.ComplexityRoot.Query.PropertyNames == nil {
+			break
+		}
+
+		args, err := ec.field_Query_propertyNames_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.PropertyNames(childComplexity, args["event"].(string), args["first"].(*int)), true
 	case "Query.segments":
 		if e.ComplexityRoot.Query.Segments == nil {
 			break
@@ -1842,6 +1898,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Segments(childComplexity, args["after"].(*entgql.Cursor[pulid.ID]), args["first"].(*int), args["before"].(*entgql.Cursor[pulid.ID]), args["last"].(*int), args["orderBy"].(*service.SegmentOrder), args["where"].(*ent.SegmentWhereInput)), true
+	case "Query.traitNames":
+		if e.ComplexityRoot.Query.TraitNames == nil {
+			break
+		}
+
+		args, err := ec.field_Query_traitNames_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.TraitNames(childComplexity, args["first"].(*int)), true
 	case "Query.user":
 		if e.ComplexityRoot.Query.User == nil {
 			break
@@ -1864,6 +1931,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Users(childComplexity, args["after"].(*entgql.Cursor[pulid.ID]), args["first"].(*int), args["before"].(*entgql.Cursor[pulid.ID]), args["last"].(*int), args["orderBy"].(*ent.UserOrder), args["where"].(*ent.UserWhereInput)), true
+	case "Query.viewer":
+		if e.ComplexityRoot.Query.Viewer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Viewer(childComplexity), true
 	case "Query.webhookEndpoints":
 		if e.ComplexityRoot.Query.WebhookEndpoints == nil {
 			break
@@ -2267,6 +2340,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.UserEdge.Node(childComplexity), true
+
+	case "Viewer.keyName":
+		if e.ComplexityRoot.Viewer.KeyName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Viewer.KeyName(childComplexity), true
+	case "Viewer.role":
+		if e.ComplexityRoot.Viewer.Role == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Viewer.Role(childComplexity), true
 
 	case "WebhookDelivery.attempts":
 		if e.ComplexityRoot.WebhookDelivery.Attempts == nil {
@@ -5940,6 +6026,43 @@ extend type Query {
     """Only events with a timestamp at or after this instant count; default: every stored event."""
     since: Time
   ): SegmentPreview!
+  """
+  The API key this request carries: its name and role, so that a client
+  (the web console) can show what the key may do. READ and ADMIN keys
+  (a WRITE key's queries are refused).
+  """
+  viewer: Viewer!
+  """
+  Event names seen (TRACK events), most frequent first, for condition
+  builders and trigger pickers: each with how many stored events carry it
+  and when the last one was received. Counts every stored event of those
+  names (a scan of the events' name index).
+  """
+  eventNames(
+    """Only names that start with this text (case-sensitive)."""
+    prefix: String
+    """How many names, 1 to 1,000; default 50."""
+    first: Int = 50
+  ): [EventName!]!
+  """
+  Property names seen on the latest 1,000 stored events of that name, most
+  frequent first; nested objects give dotted paths ("address.city"), as
+  conditions name them.
+  """
+  propertyNames(
+    """The event name, exact."""
+    event: String!
+    """How many names, 1 to 1,000; default 100."""
+    first: Int = 100
+  ): [String!]!
+  """
+  Trait names seen on the 1,000 users created last, most frequent first;
+  nested objects give dotted paths, as conditions name them.
+  """
+  traitNames(
+    """How many names, 1 to 1,000; default 100."""
+    first: Int = 100
+  ): [String!]!
   """An import job by ID (also node(id:)); null if unknown."""
   importJob(
     """The import job's ID (imp_…)."""
@@ -5954,6 +6077,24 @@ extend type Query {
     """The customer's own group ID (the groupId of group calls)."""
     groupId: String!
   ): Group
+}
+
+"""The API key a request carries (viewer)."""
+type Viewer {
+  """The key's name, as given when it was created."""
+  keyName: String!
+  """The key's role: ADMIN, WRITE or READ."""
+  role: String!
+}
+
+"""An event name seen (eventNames)."""
+type EventName {
+  """The event name."""
+  name: String!
+  """How many stored TRACK events carry it."""
+  count: Int!
+  """When the last of them was received."""
+  lastSeenAt: Time!
 }
 
 """Who a segment definition would hold (previewSegment)."""
@@ -6784,6 +6925,18 @@ func (ec *executionContext) childFields_EventEdge(ctx context.Context, field gra
 	return nil, fmt.Errorf("no field named %q was found under type EventEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_EventName(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_EventName_name(ctx, field)
+	case "count":
+		return ec.fieldContext_EventName_count(ctx, field)
+	case "lastSeenAt":
+		return ec.fieldContext_EventName_lastSeenAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type EventName", field.Name)
+}
+
 func (ec *executionContext) childFields_ExitRules(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "whenConditionFails":
@@ -7238,6 +7391,16 @@ func (ec *executionContext) childFields_UserEdge(ctx context.Context, field grap
 		return ec.fieldContext_UserEdge_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type UserEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_Viewer(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "keyName":
+		return ec.fieldContext_Viewer_keyName(ctx, field)
+	case "role":
+		return ec.fieldContext_Viewer_role(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Viewer", field.Name)
 }
 
 func (ec *executionContext) childFields_WebhookDelivery(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

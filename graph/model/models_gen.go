@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/trigger"
@@ -32,6 +33,16 @@ type Comparison struct {
 	Value any `json:"value"`
 }
 
+// An event name seen (eventNames).
+type EventName struct {
+	// The event name.
+	Name string `json:"name"`
+	// How many stored TRACK events carry it.
+	Count int `json:"count"`
+	// When the last of them was received.
+	LastSeenAt time.Time `json:"lastSeenAt"`
+}
+
 // A behaviour predicate as stored: see PerformedInput.
 type Performed struct {
 	// The event name counted.
@@ -48,6 +59,14 @@ type Performed struct {
 
 // Live streams over websockets (graphql-transport-ws or graphql-ws), for READ and ADMIN keys.
 type Subscription struct {
+}
+
+// The API key a request carries (viewer).
+type Viewer struct {
+	// The key's name, as given when it was created.
+	KeyName string `json:"keyName"`
+	// The key's role: ADMIN, WRITE or READ.
+	Role string `json:"role"`
 }
 
 // What happens to existing members when a segment's rules change.

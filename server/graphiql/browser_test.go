@@ -78,7 +78,7 @@ func TestBrowserRendersIDEOffline(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := chromium(t, ctx, "--virtual-time-budget=10000", "--dump-dom", srv.URL+"/")
+	cmd := chromium(t, ctx, "--virtual-time-budget=10000", "--dump-dom", srv.URL+"/graphiql")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -187,7 +187,8 @@ func TestBrowserIDEEndToEnd(t *testing.T) {
 
 	backend := newIDEBackend(t)
 	mux := http.NewServeMux()
-	mux.Handle("/", graphiql.Handler("/graphql"))
+	mux.Handle("/graphiql", graphiql.Handler("/graphql"))
+	mux.Handle("/graphiql/", graphiql.Handler("/graphql"))
 	mux.Handle("/graphql", backend)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
@@ -200,7 +201,7 @@ func TestBrowserIDEEndToEnd(t *testing.T) {
 		document.addEventListener('securitypolicyviolation', e =>
 			window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));`})
 
-	page.call(t, "Page.navigate", map[string]any{"url": srv.URL + "/"})
+	page.call(t, "Page.navigate", map[string]any{"url": srv.URL + "/graphiql"})
 	page.waitJS(t, `!!document.querySelector('.graphiql-container .graphiql-query-editor .CodeMirror')`, "GraphiQL to render")
 	waitFor(t, backend.saw(&backend.httpAuth, "introspection:"), "schema introspection without a key")
 

@@ -28,6 +28,9 @@ import (
 	"time"
 )
 
+// PagePath is the IDE page's URL path (the web console has "/").
+const PagePath = "/graphiql"
+
 // AssetPrefix is the URL path under which Handler serves the IDE's assets.
 const AssetPrefix = "/graphiql/assets/"
 
@@ -139,9 +142,9 @@ var page = template.Must(template.New("page").Funcs(template.FuncMap{
 </html>
 `))
 
-// Handler serves the IDE page at "/" and its assets at AssetPrefix+<file>,
+// Handler serves the IDE page at PagePath and its assets at AssetPrefix+<file>,
 // for a GraphQL endpoint at the path endpoint on the same site ("/graphql").
-// Mount it at the site root; every other path gets 404, and methods other
+// Mount it at PagePath and under "/graphiql/"; every other path gets 404, and methods other
 // than GET and HEAD get 405.
 //
 // The page is sent with Cache-Control: no-cache and a Content-Security-Policy
@@ -181,7 +184,7 @@ func (h *handler) render(nonce string) ([]byte, error) {
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var serve func(http.ResponseWriter, *http.Request)
 	switch name, isAsset := strings.CutPrefix(r.URL.Path, AssetPrefix); {
-	case r.URL.Path == "/":
+	case r.URL.Path == PagePath:
 		serve = h.servePage
 	case isAsset:
 		a, ok := assets[name]

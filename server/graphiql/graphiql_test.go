@@ -61,9 +61,9 @@ func TestPageLoadsOnlyAssetsTheHandlerServes(t *testing.T) {
 	t.Parallel()
 	h := graphiql.Handler("/graphql")
 
-	resp := get(t, h, "/", nil)
+	resp := get(t, h, "/graphiql", nil)
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET / = %d, want 200", resp.StatusCode)
+		t.Fatalf("GET /graphiql = %d, want 200", resp.StatusCode)
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
 		t.Errorf("page Content-Type %q, want text/html; charset=utf-8", ct)
@@ -123,7 +123,7 @@ func TestPageLoadsOnlyAssetsTheHandlerServes(t *testing.T) {
 func TestPageReferencesNoExternalURL(t *testing.T) {
 	t.Parallel()
 	h := graphiql.Handler("/graphql")
-	html := body(t, get(t, h, "/", nil))
+	html := body(t, get(t, h, "/graphiql", nil))
 
 	if strings.Contains(html, "http://") || strings.Contains(html, "https://") {
 		t.Errorf("page contains an absolute URL:\n%s", html)
@@ -163,7 +163,7 @@ func TestPageSendsContentSecurityPolicy(t *testing.T) {
 	h := graphiql.Handler("/graphql")
 	nonces := map[string]bool{}
 	for range 2 {
-		resp := get(t, h, "/", nil)
+		resp := get(t, h, "/graphiql", nil)
 		csp := resp.Header.Get("Content-Security-Policy")
 		if csp == "" {
 			t.Fatal("no Content-Security-Policy")
@@ -206,7 +206,7 @@ func TestPageSendsContentSecurityPolicy(t *testing.T) {
 
 func TestPageTalksToTheGivenEndpoint(t *testing.T) {
 	t.Parallel()
-	html := body(t, get(t, graphiql.Handler("/api/graphql"), "/", nil))
+	html := body(t, get(t, graphiql.Handler("/api/graphql"), "/graphiql", nil))
 	if !strings.Contains(html, `data-endpoint="/api/graphql"`) {
 		t.Errorf("page does not name endpoint /api/graphql:\n%s", html)
 	}
@@ -230,7 +230,7 @@ func TestUnknownPathsAreNotFound(t *testing.T) {
 	t.Parallel()
 	h := graphiql.Handler("/graphql")
 	for _, p := range []string{
-		"/favicon.ico", "/index.html", "/graphql", "/graphiql", "/graphiql/",
+		"/", "/favicon.ico", "/index.html", "/graphql", "/graphiql/", "/graphiql/index.html",
 		"/graphiql/assets/", "/graphiql/assets/nope.js", "/graphiql/assets/README.md",
 		"/graphiql/assets/LICENSE.react", "/graphiql/assets/../graphiql.go", "/graphiql/assets/sub/graphiql.min.js",
 	} {
@@ -240,9 +240,9 @@ func TestUnknownPathsAreNotFound(t *testing.T) {
 	}
 
 	w := httptest.NewRecorder()
-	h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/", nil))
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/graphiql", nil))
 	if w.Code != http.StatusMethodNotAllowed || w.Header().Get("Allow") != "GET, HEAD" {
-		t.Errorf("POST / = %d, Allow %q, want 405 and GET, HEAD", w.Code, w.Header().Get("Allow"))
+		t.Errorf("POST /graphiql = %d, Allow %q, want 405 and GET, HEAD", w.Code, w.Header().Get("Allow"))
 	}
 }
 
