@@ -16,8 +16,8 @@ import (
 // has, or a DYNAMIC segment's fill with one): its progress, in users.
 // Builds run inside the create or update transaction (on SQLite, ahead of
 // it, see prebuildBehaviorStates), so the segment is not visible to others
-// until the build ends; this is what they can see meanwhile. SegmentID is
-// empty for a segment being created ahead of its transaction.
+// until the build ends; this is what they can see meanwhile. A segment
+// being created has its id already (CreateSegment picks it first).
 type BehaviorBackfill struct {
 	SegmentID   pulid.ID
 	SegmentName string

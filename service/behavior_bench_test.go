@@ -14,6 +14,7 @@ import (
 
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/membership"
+	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/segment"
 	"github.com/segmentd/segmentd/internal/testenv"
 	"github.com/segmentd/segmentd/service"
@@ -345,9 +346,12 @@ func TestBehaviorBuildLetsIngestionRun(t *testing.T) {
 		}()
 		// Midway: the first pages are built.
 		deadline := time.Now().Add(time.Minute)
+		var shown pulid.ID
 		for midway := false; !midway; {
 			for _, b := range svc.BehaviorBackfills() {
-				midway = midway || b.SegmentName == "Three purchases" && b.UsersDone >= 200 && b.UsersDone < users/2
+				if b.SegmentName == "Three purchases" && b.UsersDone >= 200 && b.UsersDone < users/2 {
+					midway, shown = true, b.SegmentID
+				}
 			}
 			if time.Now().After(deadline) {
 				t.Fatal("the build never showed midway")
@@ -370,6 +374,9 @@ func TestBehaviorBuildLetsIngestionRun(t *testing.T) {
 		}
 		if err := <-done; err != nil {
 			t.Fatal(err)
+		}
+		if shown != seg.ID {
+			t.Fatalf("behaviorBackfills named segment %q, created %q", shown, seg.ID)
 		}
 		members, err := st.Client.Membership.Query().Where(membership.SegmentRef(seg.ID)).Count(ctx)
 		if err != nil {

@@ -136,7 +136,10 @@ func (s *Service) CreateSegment(ctx context.Context, in CreateSegmentInput) (*en
 	if exits != nil {
 		exitNode = exits.onEventCondition
 	}
-	if err := s.prebuildBehaviorStates(ctx, "", name, stateNode(root, exitNode)); err != nil {
+	// The id is the segment's from now on, so that behaviorBackfills can
+	// name it while its states are built ahead of its transaction.
+	id := pulid.New("seg")
+	if err := s.prebuildBehaviorStates(ctx, id, name, stateNode(root, exitNode)); err != nil {
 		return nil, fmt.Errorf("service.CreateSegment: %w", err)
 	}
 	var (
@@ -146,6 +149,7 @@ func (s *Service) CreateSegment(ctx context.Context, in CreateSegmentInput) (*en
 	err = s.inTx(ctx, func(tx *ent.Tx) error {
 		now := s.now()
 		seg, err := tx.Segment.Create().
+			SetID(id).
 			SetName(name).
 			SetNillableDescription(desc).
 			SetKind(in.Kind).
