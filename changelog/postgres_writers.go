@@ -28,8 +28,12 @@ import "fmt"
 // The lock's key is PostgresWriterKey in the current database; shared
 // locks never wait for each other.
 
-// PostgresWriterKey is the advisory lock key log writers hold shared.
-const PostgresWriterKey = 0x5e6d_0002
+// PostgresWriterKey is the advisory lock key log writers hold shared. It
+// must differ from every other advisory key segmentd takes in the
+// single-bigint form: store's migrationLock (0x5e6d_0001), ledger's
+// counterLock (0x5e6d_0002, taken exclusive by a transaction that holds
+// this one shared) and service's erasureLock (0x5e6d_0003).
+const PostgresWriterKey = 0x5e6d_0004
 
 // postgresWriterSetting is the transaction-local setting an announced
 // transaction carries, which the guard trigger reads (cheaper than

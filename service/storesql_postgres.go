@@ -108,7 +108,9 @@ func (postgresSQL) staleImport(now time.Time) predicate.ImportJob {
 func (postgresSQL) stageImport(ctx context.Context, st *stager) error { return st.copyPostgres(ctx) }
 
 // erasureLock is the advisory lock key of lockAgainstErasure (one key,
-// apart from the ledger's counter lock, 0x5e6d_0002).
+// apart from the migrations' 0x5e6d_0001, the ledger's counter lock
+// 0x5e6d_0002 and the log writers' changelog.PostgresWriterKey
+// 0x5e6d_0004).
 const erasureLock = 0x5e6d_0003
 
 // lockAgainstErasure takes the transaction-scoped advisory lock
