@@ -423,11 +423,15 @@ func (s *Service) keysToBuild(ctx context.Context, tx *ent.Tx, seg pulid.ID, pro
 		}
 	}
 	if st := s.staged; st != nil {
-		// Built ahead of this transaction: only the users whose events
-		// arrived meanwhile need building again.
+		// Kept up to date until this change (by this segment itself,
+		// before its update): nothing to build. Built ahead of this
+		// transaction: only the users whose events arrived meanwhile.
 		caught := map[string]bool{}
 		for k := range build {
-			if st.keys[k] {
+			switch {
+			case st.kept[k]:
+				delete(build, k)
+			case st.keys[k]:
 				caught[k] = true
 				delete(build, k)
 			}
@@ -443,6 +447,9 @@ func (s *Service) keysToBuild(ctx context.Context, tx *ent.Tx, seg pulid.ID, pro
 // change's transaction by prebuildBehaviorStates, which keysToBuild, in
 // that transaction, completes.
 type stagedBuild struct {
+	// kept are the keys some segment kept up to date before the change
+	// (the changed segment included); keys those built ahead.
+	kept map[string]bool
 	keys map[string]bool
 	// after is the events log's position when the build began: users
 	// with events after it are built again inside the transaction.
@@ -461,24 +468,40 @@ type stagedBuild struct {
 // start's (StartSweeper). The caller holds s.defsMu from before this call
 // until its transaction ends, and clears s.staged.
 func (s *Service) prebuildBehaviorStates(ctx context.Context, segID pulid.ID, name string, node *trigger.Node) error {
-	after, ok, err := s.sql.eventsPosition(ctx, s.db)
-	if err != nil || !ok || !hasBehaviors(node) {
-		return err
+	if !hasBehaviors(node) {
+		return nil
 	}
 	prog, err := trigger.Compile(node)
 	if err != nil {
 		return nil // the transaction reports it, naming the field
 	}
-	var build map[string]bool
+	after, ahead, err := s.sql.eventsPosition(ctx, s.db)
+	if err != nil {
+		return err
+	}
+	// The keys kept so far, this segment's own included: an update that
+	// keeps a predicate need not build it again.
+	var kept map[string]bool
 	if err := s.inTx(ctx, func(tx *ent.Tx) error {
-		build, err = s.keysToBuild(ctx, tx, segID, prog)
+		segs, err := s.exitSegments(ctx, tx)
+		kept = segmentKeys(segs, "")
 		return err
-	}); err != nil || len(build) == 0 {
+	}); err != nil {
 		return err
+	}
+	build := map[string]bool{}
+	for _, k := range programKeys(prog) {
+		if !kept[k] {
+			build[k] = true
+		}
 	}
 	// Staged from the first page on, so that a build that fails midway is
 	// dropped too (unstage).
-	s.staged = &stagedBuild{keys: build, after: after}
+	s.staged = &stagedBuild{kept: kept}
+	if !ahead || len(build) == 0 {
+		return nil // PostgreSQL builds inside the transaction
+	}
+	s.staged.keys, s.staged.after = build, after
 	now := s.now()
 	return s.eachUserPageWithProgress(ctx, s.client, &ent.Segment{ID: segID, Name: name}, func(page []*ent.User) error {
 		// The page's events are read outside the write lock.

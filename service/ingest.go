@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -407,7 +408,19 @@ func mergeTraits(old, in map[string]any) (map[string]any, bool) {
 func (s *Service) ingestTx(ctx context.Context, evs []*incoming, now time.Time) (*TrackBatchResult, error) {
 	out := &TrackBatchResult{Results: make([]*TrackResult, len(evs))}
 	var topics ledger.Topics
+	var names []string
+	for _, ev := range evs {
+		if ev.typ == event.TypeTRACK && !slices.Contains(names, ev.name) {
+			names = append(names, ev.name)
+		}
+	}
 	err := s.inTx(ctx, func(tx *ent.Tx) error {
+		// First, before the segments are read: a segment change building
+		// behaviour states that count these names waits for this batch, or
+		// this batch for it (lockEventNames).
+		if err := s.sql.lockEventNames(ctx, tx, names, false); err != nil {
+			return err
+		}
 		// Duplicates: already stored, or repeated within this batch.
 		msgIDs := make([]string, len(evs))
 		for i, ev := range evs {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -139,7 +140,8 @@ func (s *Service) CreateSegment(ctx context.Context, in CreateSegmentInput) (*en
 	// The id is the segment's from now on, so that behaviorBackfills can
 	// name it while its states are built ahead of its transaction.
 	id := pulid.New("seg")
-	if err := s.prebuildBehaviorStates(ctx, id, name, stateNode(root, exitNode)); err != nil {
+	counted := stateNode(root, exitNode)
+	if err := s.prebuildBehaviorStates(ctx, id, name, counted); err != nil {
 		return nil, fmt.Errorf("service.CreateSegment: %w", err)
 	}
 	var (
@@ -147,6 +149,9 @@ func (s *Service) CreateSegment(ctx context.Context, in CreateSegmentInput) (*en
 		topics  ledger.Topics
 	)
 	err = s.inTx(ctx, func(tx *ent.Tx) error {
+		if err := s.sql.lockEventNames(ctx, tx, countedEvents(counted), true); err != nil {
+			return err
+		}
 		now := s.now()
 		seg, err := tx.Segment.Create().
 			SetID(id).
@@ -236,7 +241,11 @@ func (s *Service) UpdateSegment(ctx context.Context, id pulid.ID, in UpdateSegme
 	defer s.defsMu.Unlock()
 	failed := true
 	defer func() { s.unstage(failed) }()
-	if err := s.prebuildUpdate(ctx, id, in, root, clearCond, clearExits); err != nil {
+	counted, segName, err := s.updatedStateNode(ctx, id, in, root, clearCond, clearExits)
+	if err != nil {
+		return nil, fmt.Errorf("service.UpdateSegment: %w", err)
+	}
+	if err := s.prebuildBehaviorStates(ctx, id, segName, counted); err != nil {
 		return nil, fmt.Errorf("service.UpdateSegment: %w", err)
 	}
 	var (
@@ -244,6 +253,9 @@ func (s *Service) UpdateSegment(ctx context.Context, id pulid.ID, in UpdateSegme
 		topics  ledger.Topics
 	)
 	err = s.inTx(ctx, func(tx *ent.Tx) error {
+		if err := s.sql.lockEventNames(ctx, tx, countedEvents(counted), true); err != nil {
+			return err
+		}
 		seg, err := tx.Segment.Get(ctx, id)
 		if ent.IsNotFound(err) {
 			return segmentd.Errorf(segmentd.CodeNotFound, "no segment with id %q", id)
@@ -299,20 +311,21 @@ func stateNode(cond, exit *trigger.Node) *trigger.Node {
 	return &trigger.Node{Kind: trigger.KindAnd, Children: []*trigger.Node{cond, exit}}
 }
 
-// prebuildUpdate stages the behaviour states an update's rules will need
-// (prebuildBehaviorStates): the new condition or the kept one, and the
-// new exit condition or the kept one. An input the transaction refuses
-// stages nothing useful, and nothing harmful.
-func (s *Service) prebuildUpdate(ctx context.Context, id pulid.ID, in UpdateSegmentInput, root *trigger.Node, clearCond, clearExits bool) error {
+// updatedStateNode is what the segment will keep behaviour states for
+// after an update (see stateNode): the new condition or the kept one, and
+// the new exit condition or the kept one. An input the transaction will
+// refuse gives what it can; nothing is built from it that stays. It also
+// returns the segment's name, for behaviorBackfills.
+func (s *Service) updatedStateNode(ctx context.Context, id pulid.ID, in UpdateSegmentInput, root *trigger.Node, clearCond, clearExits bool) (*trigger.Node, string, error) {
 	seg, err := s.client.Segment.Get(ctx, id)
 	if err != nil {
-		return nil // the transaction reports a missing segment
+		return nil, "", nil // the transaction reports a missing segment
 	}
 	cond := root
 	if cond == nil && !clearCond {
 		kept, err := ConditionTree(ctx, s.client, id)
 		if err != nil {
-			return err
+			return nil, "", err
 		}
 		cond = TriggerNode(kept)
 	}
@@ -323,11 +336,30 @@ func (s *Service) prebuildUpdate(ctx context.Context, id pulid.ID, in UpdateSegm
 	case in.ExitRules == nil && !clearExits && len(seg.ExitOnEvents) > 0:
 		kept, err := ExitConditionTree(ctx, s.client, id)
 		if err != nil {
-			return err
+			return nil, "", err
 		}
 		exit = TriggerNode(kept)
 	}
-	return s.prebuildBehaviorStates(ctx, id, seg.Name, stateNode(cond, exit))
+	return stateNode(cond, exit), seg.Name, nil
+}
+
+// countedEvents are the event names the behaviours of n count.
+func countedEvents(n *trigger.Node) []string {
+	var out []string
+	var walk func(*trigger.Node)
+	walk = func(n *trigger.Node) {
+		if n == nil {
+			return
+		}
+		if n.Kind == trigger.KindPerformed && n.Performed != nil && !slices.Contains(out, n.Performed.Event) {
+			out = append(out, n.Performed.Event)
+		}
+		for _, c := range n.Children {
+			walk(c)
+		}
+	}
+	walk(n)
+	return out
 }
 
 // replaceTriggers sets the trigger events of an update.

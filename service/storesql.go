@@ -68,6 +68,14 @@ type storeSQL interface {
 	// store's fastest way.
 	stageImport(ctx context.Context, st *stager) error
 
+	// lockEventNames takes, until tx ends, a lock per event name: shared
+	// by an ingest transaction for the names it stores, exclusive by a
+	// segment change that builds behaviour states counting them, so that
+	// no event of those names commits beside the build unseen by it (it
+	// would be counted by neither). Nothing on SQLite, whose writers take
+	// turns.
+	lockEventNames(ctx context.Context, tx *ent.Tx, names []string, exclusive bool) error
+
 	// eventsPosition is the events log's last position (SQLite: its
 	// log_seq counter), for prebuildBehaviorStates; ok false where
 	// behaviour states are built inside the segment's transaction instead.

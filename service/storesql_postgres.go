@@ -5,7 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -136,4 +139,42 @@ func (postgresSQL) eventsPosition(context.Context, *sql.DB) (int64, bool, error)
 
 func (postgresSQL) usersWithEventsAfter(context.Context, *ent.Tx, int64, []string) ([]pulid.ID, error) {
 	return nil, errors.New("usersWithEventsAfter: not on PostgreSQL")
+}
+
+// eventNameLocks is the first key of the two-key advisory locks of
+// lockEventNames; the second is a hash of the name (a collision only makes
+// two names wait for each other).
+const eventNameLocks = 0x5e6e
+
+// lockEventNames takes the transaction-scoped advisory locks (eventNameLocks,
+// fnv32a(name)) of names, in one statement, in key order (so that two
+// exclusive takers cannot deadlock on each other).
+func (postgresSQL) lockEventNames(ctx context.Context, tx *ent.Tx, names []string, exclusive bool) error {
+	if len(names) == 0 {
+		return nil
+	}
+	keys := make([]int64, 0, len(names))
+	for _, n := range names {
+		h := fnv.New32a()
+		h.Write([]byte(n))
+		keys = append(keys, int64(int32(h.Sum32())))
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	fn := "pg_advisory_xact_lock_shared"
+	if exclusive {
+		fn = "pg_advisory_xact_lock"
+	}
+	var list strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			list.WriteString(",")
+		}
+		list.WriteString(strconv.FormatInt(k, 10))
+	}
+	q := fmt.Sprintf(`SELECT count(%s(%d, k::int)) FROM unnest('{%s}'::int[]) WITH ORDINALITY AS u(k, i)`, fn, eventNameLocks, list.String())
+	if _, err := tx.ExecContext(ctx, q); err != nil {
+		return fmt.Errorf("lock event names: %w", err)
+	}
+	return nil
 }

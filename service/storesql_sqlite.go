@@ -95,3 +95,6 @@ func (sqliteSQL) usersWithEventsAfter(ctx context.Context, tx *ent.Tx, pos int64
 	}
 	return out, rows.Err()
 }
+
+// lockEventNames takes nothing: SQLite's writers take turns already.
+func (sqliteSQL) lockEventNames(context.Context, *ent.Tx, []string, bool) error { return nil }
