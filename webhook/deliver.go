@@ -40,6 +40,9 @@ func (h *Hooks) superviseLoop(ctx context.Context) {
 		if err := h.supervise(ctx); err != nil && ctx.Err() == nil {
 			h.log.Warn("webhook: endpoints", "err", err)
 		}
+		if err := h.reportBacklog(ctx); err != nil && ctx.Err() == nil {
+			h.log.Warn("webhook: backlog", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			h.mu.Lock()
@@ -57,6 +60,30 @@ func (h *Hooks) superviseLoop(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
+}
+
+// reportBacklog tells Metrics how many deliveries are PENDING. It counts
+// endpoint by endpoint, so that each count is a range of the (endpoint_ref,
+// status, seq) index, not a scan of every delivery ever sent.
+func (h *Hooks) reportBacklog(ctx context.Context) error {
+	if h.cfg.Metrics == nil {
+		return nil
+	}
+	ids, err := h.client.WebhookEndpoint.Query().IDs(ctx)
+	if err != nil {
+		return err
+	}
+	total := 0
+	for _, id := range ids {
+		n, err := h.client.WebhookDelivery.Query().Where(webhookdelivery.EndpointRef(id),
+			webhookdelivery.StatusEQ(webhookdelivery.StatusPENDING)).Count(ctx)
+		if err != nil {
+			return err
+		}
+		total += n
+	}
+	h.cfg.Metrics.WebhookBacklog(total)
+	return nil
 }
 
 func (h *Hooks) supervise(ctx context.Context) error {

@@ -84,14 +84,18 @@ type Config struct {
 	// Batch is how many deliveries a sender claims at once (100).
 	Batch int
 	// Metrics, if set, counts the attempts as they end (after their
-	// transaction commits).
+	// transaction commits) and is told the backlog every 2 Poll.
 	Metrics Metrics
 }
 
 // Metrics counts webhook delivery attempts by how they ended: DELIVERED,
-// FAILED (the last retry failed) or PENDING (to be retried).
+// FAILED (the last retry failed) or PENDING (to be retried), and is told
+// the backlog: how many deliveries of every endpoint (enabled or not) are
+// PENDING in the store, in flight included. The backlog is the store's,
+// so every replica reports the same figure.
 type Metrics interface {
 	WebhookDeliveries(status string, n int)
+	WebhookBacklog(n int)
 }
 
 // counted reports n attempts that ended with status, if Metrics is set.
