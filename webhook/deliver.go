@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ent/predicate"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/webhookdelivery"
 	"github.com/segmentd/segmentd/ent/webhookendpoint"
@@ -236,7 +237,7 @@ func (h *Hooks) recordDelivered(ctx context.Context, ds []delivered) (int, error
 	err := h.inTx(ctx, func(tx *ent.Tx) error {
 		for status, ids := range byStatus {
 			n, err := tx.WebhookDelivery.Update().
-				Where(webhookdelivery.IDIn(ids...), webhookdelivery.LeaseOwner(h.cfg.Owner)).
+				Where(append(h.mine(), webhookdelivery.IDIn(ids...))...).
 				AddAttempts(1).ClearLeaseOwner().ClearLeaseUntil().SetLastStatusCode(status).
 				SetStatus(webhookdelivery.StatusDELIVERED).SetDeliveredAt(at).ClearLastError().ClearNextAttemptAt().
 				Save(ctx)
@@ -258,6 +259,9 @@ func (h *Hooks) recordDelivered(ctx context.Context, ds []delivered) (int, error
 // goes before an earlier one.
 func (h *Hooks) claim(ctx context.Context, id pulid.ID, floor int64) (ep *ent.WebhookEndpoint, claimed []*ent.WebhookDelivery, until time.Time, wait time.Duration, err error) {
 	wait = h.idle()
+	if !h.leases {
+		return h.claimUnleased(ctx, id, floor)
+	}
 	err = h.inTx(ctx, func(tx *ent.Tx) error {
 		ep, err = tx.WebhookEndpoint.Get(ctx, id)
 		if ent.IsNotFound(err) {
@@ -310,9 +314,55 @@ func (h *Hooks) claim(ctx context.Context, id pulid.ID, floor int64) (ep *ent.We
 	return ep, claimed, until, wait, nil
 }
 
+// claimUnleased is claim on SQLite, where one process serves a file
+// (store.LockForServer) and runs one sender per endpoint: nothing else can
+// send these deliveries, so they are read, not leased, outside a
+// transaction. That spares SQLite's one writer a transaction (and a
+// commit, with its fsync) per round, which ingestion would wait for; and
+// a lease left by an earlier process, dead since, is not waited out.
+func (h *Hooks) claimUnleased(ctx context.Context, id pulid.ID, floor int64) (ep *ent.WebhookEndpoint, claimed []*ent.WebhookDelivery, until time.Time, wait time.Duration, err error) {
+	wait = h.idle()
+	ep, err = h.client.WebhookEndpoint.Get(ctx, id)
+	if ent.IsNotFound(err) {
+		return nil, nil, time.Time{}, wait, nil
+	}
+	if err != nil {
+		return nil, nil, time.Time{}, time.Second, fmt.Errorf("webhook: claim: %w", err)
+	}
+	if !ep.Enabled {
+		return ep, nil, time.Time{}, wait, nil
+	}
+	heads, err := pendingAfter(h.client.WebhookDelivery.Query(), id, floor).
+		Order(ent.Asc(webhookdelivery.FieldSeq)).Limit(h.cfg.Batch).All(ctx)
+	if err != nil {
+		return nil, nil, time.Time{}, time.Second, fmt.Errorf("webhook: claim: %w", err)
+	}
+	now := h.now()
+	for i, d := range heads {
+		if d.NextAttemptAt != nil && d.NextAttemptAt.After(now) {
+			if i == 0 {
+				wait = d.NextAttemptAt.Sub(now)
+			}
+			break
+		}
+		claimed = append(claimed, d)
+	}
+	return ep, claimed, now.Add(h.lease()), wait, nil
+}
+
+// mine narrows an update of deliveries to those this process holds: on
+// PostgreSQL those it leased (a lease that ran out may have passed to
+// another replica); on SQLite, with no leases, all.
+func (h *Hooks) mine() []predicate.WebhookDelivery {
+	if !h.leases {
+		return nil
+	}
+	return []predicate.WebhookDelivery{webhookdelivery.LeaseOwner(h.cfg.Owner)}
+}
+
 // release gives up the leases of deliveries not sent.
 func (h *Hooks) release(ctx context.Context, ds []*ent.WebhookDelivery) error {
-	if len(ds) == 0 {
+	if len(ds) == 0 || !h.leases {
 		return nil
 	}
 	ids := make([]pulid.ID, len(ds))
@@ -363,7 +413,7 @@ func (h *Hooks) attempt(ctx context.Context, ep *ent.WebhookEndpoint, d *ent.Web
 func (h *Hooks) record(ctx context.Context, ep *ent.WebhookEndpoint, d *ent.WebhookDelivery, a attempt) (time.Duration, error) {
 	now := h.now()
 	u := h.client.WebhookDelivery.Update().
-		Where(webhookdelivery.ID(d.ID), webhookdelivery.LeaseOwner(h.cfg.Owner)).
+		Where(append(h.mine(), webhookdelivery.ID(d.ID))...).
 		AddAttempts(1).ClearLeaseOwner().ClearLeaseUntil()
 	if a.status != 0 {
 		u.SetLastStatusCode(a.status)
@@ -381,7 +431,7 @@ func (h *Hooks) record(ctx context.Context, ep *ent.WebhookEndpoint, d *ent.Webh
 				return err
 			}
 			return tx.WebhookDelivery.Update().
-				Where(webhookdelivery.ID(d.ID), webhookdelivery.LeaseOwner(h.cfg.Owner)).
+				Where(append(h.mine(), webhookdelivery.ID(d.ID))...).
 				AddAttempts(1).ClearLeaseOwner().ClearLeaseUntil().SetLastStatusCode(410).
 				SetLastError(a.err).SetNextAttemptAt(now).Exec(ctx)
 		})
