@@ -84,7 +84,8 @@ type Config struct {
 	Poll time.Duration
 	// Batch is how many deliveries a sender claims at once (500).
 	Batch int
-	// Gather is the least time between two dispatch rounds (100 ms): the
+	// Gather is the least time between two dispatch rounds (100 ms on
+	// SQLite, 20 ms on PostgreSQL): the
 	// changes committed meanwhile are queued together, in one transaction,
 	// rather than one transaction per ingestion commit. Each transaction
 	// is a commit (an fsync) and, on SQLite, a turn of the one writer that
@@ -158,6 +159,15 @@ func New(ctx context.Context, st *store.Store, broker pubsub.Broker, cfg Config)
 	}
 	if cfg.Gather <= 0 {
 		cfg.Gather = 100 * time.Millisecond
+		if st.Dialect == live.Postgres {
+			// Rows become readable on PostgreSQL only once no older
+			// transaction of the cluster runs: a reader that looks
+			// every 100 ms mostly finds one running and waits (commit
+			// → delivered p50 1.4 s at 1,000 entries/s, against 140 ms
+			// at 5 ms). Nor does PostgreSQL have one writer for the
+			// dispatcher to take from ingestion.
+			cfg.Gather = 20 * time.Millisecond
+		}
 	}
 	if broker == nil {
 		broker = pubsub.NewMemory()
@@ -315,8 +325,9 @@ func (h *Hooks) dispatchEndpoint(ctx context.Context, ep *ent.WebhookEndpoint) (
 	return queued, waiting, nil
 }
 
-// dispatchPage is how many log rows one dispatch transaction covers.
-const dispatchPage = 1000
+// dispatchPage is how many log rows one dispatch transaction covers: the
+// most live.Tailer.Read returns (a page that is not full means the end).
+const dispatchPage = 500
 
 // errBusy: another replica holds the endpoint (or it changed under us).
 var errBusy = errors.New("endpoint busy")
