@@ -155,9 +155,9 @@ func (h *Hooks) deliverRound(ctx context.Context, w *worker) (time.Duration, err
 	if err != nil || len(claimed) == 0 {
 		return wait, err
 	}
-	// Answers of 2xx are recorded together, at the end of the batch or
-	// before a failure is: a crash before that sends them again, with
-	// their webhook-ids (at least once).
+	// Answers of 2xx are recorded together, every recordEvery, at the end
+	// of the batch, or before a failure is: a crash before that sends them
+	// again, with their webhook-ids (at least once).
 	var ok []delivered
 	flush := func() error {
 		n, err := h.recordDelivered(ctx, ok)
@@ -189,6 +189,11 @@ func (h *Hooks) deliverRound(ctx context.Context, w *worker) (time.Duration, err
 		}
 		if a.ok() {
 			ok = append(ok, delivered{id: d.ID, seq: d.Seq, status: a.status, at: h.now()})
+			if len(ok) >= recordEvery {
+				if err := flush(); err != nil {
+					return time.Second, err
+				}
+			}
 			continue
 		}
 		if err := flush(); err != nil {
@@ -212,6 +217,12 @@ func (h *Hooks) deliverRound(ctx context.Context, w *worker) (time.Duration, err
 	h.log.Debug("webhook: sent", "endpoint", id, "deliveries", len(claimed))
 	return 0, nil
 }
+
+// recordEvery is how many 2xx answers a sender records in one
+// transaction, at most: a claim is bigger (Batch), so that claims are few,
+// while a crash sends again at most this many answered messages (and the
+// rest of the claim, not sent yet).
+const recordEvery = 100
 
 // delivered is a 2xx answer not yet recorded.
 type delivered struct {
