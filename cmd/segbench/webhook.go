@@ -22,13 +22,13 @@ import (
 // webhookRate is the entry rate of the latency part: entries a second.
 const webhookRate = 1000
 
-// outageRetryAfter is the Retry-After the receiver answers with its 503s
+// outageRetryAfter (seconds) is the Retry-After the receiver answers with its 503s
 // during the outage. segmentd honours it, so the head of the backlog is
 // tried about once per outageRetryAfter; a delivery fails for good after
 // 8 attempts, so the outage must stay under 7 of these (70 s) for the
 // backlog to stay whole. The first delivery after the receiver comes back
 // waits up to this long: the table shows that wait apart from the drain.
-const outageRetryAfter = 10
+var outageRetryAfter = 10 // tests shorten it
 
 // receiver is the webhook receiver the scenario runs in this process, on
 // loopback: it answers 204 (or 503 during an outage), and notes each
@@ -136,11 +136,10 @@ func (r *receiver) waitFor(ctx context.Context, limit time.Duration) bool {
 }
 
 // webhookScenario (webhook): a segment every event enters, one endpoint on
-// a loopback receiver in segbench. (a) ingestion flat out without the
-// endpoint, then at webhookRate entries/s with it (commit, the trackEvents
-// acknowledgement, to the receiver's arrival: p50/p99), then flat out with
-// it, then without again (the endpoint deleted): the throughput with
-// against the mean of the two without. (b) unless -webhook-backlog 0: a
+// a loopback receiver in segbench. (a) ingestion at webhookRate entries/s
+// with an endpoint (commit, the trackEvents acknowledgement, to the
+// receiver's arrival: p50/p99); then flat out, in six alternating drives
+// without and with an endpoint: the throughput with against without. (b) unless -webhook-backlog 0: a
 // second endpoint's receiver answers 503 while c.webhookBacklog users are
 // added to a STATIC segment (at least -webhook-outage, and until every
 // delivery is queued), then answers 204: how long until every delivery
@@ -172,16 +171,18 @@ func webhookScenario(ctx context.Context, c config, tg *target, t *table) error 
 	if _, err := run("warm-up", warm, nil); err != nil {
 		return err
 	}
-	without1, err := run("without", flat, nil)
-	if err != nil {
-		return err
+	del := func(id string) error {
+		if err := gql(ctx, tg, `mutation($id: ID!) { deleteWebhookEndpoint(id: $id) }`, map[string]any{"id": id}, nil); err != nil {
+			return fmt.Errorf("webhook: delete the endpoint: %w", err)
+		}
+		return nil
 	}
+
+	// Commit → delivered at webhookRate entries a second.
 	epID, err := createEndpoint(ctx, tg, rc.url, segID)
 	if err != nil {
 		return err
 	}
-
-	// Commit → delivered at webhookRate entries a second.
 	slow := c
 	slow.rate, slow.batch, slow.events = webhookRate, 10, webhookRate*int(c.duration/time.Second)
 	var ackMu sync.Mutex
@@ -206,43 +207,85 @@ func webhookScenario(ctx context.Context, c config, tg *target, t *table) error 
 		}
 	}
 	rc.mu.Unlock()
+	if err := del(epID); err != nil {
+		return err
+	}
 	name := "webhook · one endpoint"
 	t.add(name, fmt.Sprintf("commit → delivered p50 / p99 at %d entries/s (%d per trackEvents)", webhookRate, slow.batch),
 		fmt.Sprintf("%s / %s", fmtDur(e2d.pct(0.5)), fmtDur(e2d.pct(0.99))),
 		fmt.Sprintf("%d of %d entries delivered", e2d.len(), lat.acked), "aim p99 < 500 ms")
 
-	// Flat out with the endpoint, then without it again.
-	rc.reset(0)
-	profiled := profileCPU(c, tg, "with")
-	with, err := run("with", flat, nil)
-	<-profiled
-	if err != nil {
-		return err
+	// Flat out without and with an endpoint, in alternating drives of
+	// half a -duration each (without, with, with, without, without,
+	// with), so that the load of the machine (shared) and the growth of
+	// the database weigh on both alike. Each with-drive has an endpoint
+	// of its own, created before it and deleted once its entries all
+	// arrived, so no drive runs beside another's deliveries.
+	half := flat
+	half.duration, half.events = max(time.Second, c.duration/2), max(c.batch, c.events/2)
+	type sum struct {
+		acked   int
+		elapsed time.Duration
+		errors  int
+		first   string
 	}
-	atEnd := rc.count()
-	ended := time.Now()
-	drained := waitUntil(ctx, 2*time.Minute, func() bool { return rc.count() >= with.acked })
-	behind := time.Since(ended)
-	if err := gql(ctx, tg, `mutation($id: ID!) { deleteWebhookEndpoint(id: $id) }`, map[string]any{"id": epID}, nil); err != nil {
-		return fmt.Errorf("webhook: delete the endpoint: %w", err)
+	var without, with sum
+	during, behind, drainedAll := 0, time.Duration(0), true
+	for i, hooked := range []bool{false, true, true, false, false, true} {
+		label := fmt.Sprintf("without %d", i)
+		if hooked {
+			label = fmt.Sprintf("with %d", i)
+			if epID, err = createEndpoint(ctx, tg, rc.url, segID); err != nil {
+				return err
+			}
+			rc.reset(0)
+		}
+		var profiled <-chan struct{}
+		if i == 1 {
+			profiled = profileCPU(c, tg, "with")
+		}
+		r, err := run(label, half, nil)
+		if profiled != nil {
+			<-profiled
+		}
+		if err != nil {
+			return err
+		}
+		into := &without
+		if hooked {
+			into = &with
+			during += rc.count()
+			ended := time.Now()
+			if !waitUntil(ctx, 2*time.Minute, func() bool { return rc.count() >= r.acked }) {
+				drainedAll = false
+			}
+			behind = max(behind, time.Since(ended))
+			if err := del(epID); err != nil {
+				return err
+			}
+		}
+		into.acked += r.acked
+		into.elapsed += r.elapsed
+		into.errors += r.errors
+		if into.first == "" {
+			into.first = r.firstErr
+		}
 	}
-	without2, err := run("without again", flat, nil)
-	if err != nil {
-		return err
+	rate := func(s sum) float64 { return float64(s.acked) / s.elapsed.Seconds() }
+	t.add(name, fmt.Sprintf("trackEvents flat out (%d workers, %d per request), events/s with an endpoint (3 drives of %s)", c.workers, c.batch, half.duration),
+		fmtRate(rate(with)), fmt.Sprintf("without (3 drives between): %s", fmtRate(rate(without))),
+		ratio(rate(with), rate(without))+" (aim ≥ 0.90×)")
+	drainNote := fmt.Sprintf("the rest arrived at most %s after each drive", fmtDur(behind))
+	if !drainedAll {
+		drainNote = "not all arrived within 2 minutes after a drive"
 	}
-	rate := func(r *driveResult) float64 { return float64(r.acked) / r.elapsed.Seconds() }
-	base := (rate(without1) + rate(without2)) / 2
-	t.add(name, fmt.Sprintf("trackEvents flat out (%d workers, %d per request), events/s with the endpoint", c.workers, c.batch),
-		fmtRate(rate(with)), fmt.Sprintf("without: %s before, %s after", fmtRate(rate(without1)), fmtRate(rate(without2))),
-		ratio(rate(with), base)+" (aim ≥ 0.90×)")
-	drainNote := fmt.Sprintf("all %d delivered %s after the drive", with.acked, fmtDur(behind))
-	if !drained {
-		drainNote = fmt.Sprintf("%d of %d delivered 2 minutes after the drive", rc.count(), with.acked)
-	}
-	t.add(name, "deliveries during that drive", fmt.Sprintf("%d of %d entries", atEnd, with.acked), drainNote, "")
-	for _, r := range []*driveResult{without1, with, without2} {
-		if r.errors > 0 {
-			t.add(name, "errors ("+r.label+")", fmt.Sprintf("%d requests: %s", r.errors, r.firstErr), "", "")
+	t.add(name, "deliveries during those drives", fmt.Sprintf("%d of %d entries", during, with.acked), drainNote, "")
+	for _, s := range []struct {
+		what string
+		sum
+	}{{"without", without}, {"with", with}} {
+		if s.errors > 0 {
+			t.add(name, "errors ("+s.what+")", fmt.Sprintf("%d requests: %s", s.errors, s.first), "", "")
 		}
 	}
 	if c.webhookBacklog <= 0 {
@@ -363,7 +406,7 @@ func webhookBacklog(ctx context.Context, c config, tg *target, t *table, rc *rec
 	up := time.Now()
 	outage := up.Sub(outStart)
 	rc.out.Store(false)
-	waitUntil(ctx, 2*outageRetryAfter*time.Second, func() bool { return rc.count() > 0 })
+	waitUntil(ctx, 2*time.Duration(outageRetryAfter)*time.Second, func() bool { return rc.count() > 0 })
 	profiled := profileCPU(c, tg, "drain")
 	defer func() { <-profiled }()
 	fmt.Fprintf(progress, "  receiver back after %s (%d answered 503); draining %d\n", fmtDur(outage), refused, n)
