@@ -145,12 +145,29 @@ func TestPerformedBadInput(t *testing.T) {
 		if len(r.Errors) == 0 || !strings.Contains(r.Errors[0].Message, "MEDIAN") {
 			t.Errorf("unknown function: %+v", r.Errors)
 		}
-		r = c.Do(t, `mutation($in: CreateSegmentInput!) { createSegment(input: $in) { id } }`, map[string]any{"in": map[string]any{
-			"name": "Bad exit", "kind": "EVENT_TRIGGERED", "triggerEvents": []string{"Sign Up"},
-			"exitRules": map[string]any{"onEvents": []string{"Refund"}, "onEventCondition": performed("Refund", nil)}}})
-		if len(r.Errors) != 1 || r.Errors[0].Code() != "BAD_USER_INPUT" || r.Errors[0].Field() != "input.exitRules.onEventCondition" {
-			t.Errorf("performed in onEventCondition: %+v", r.Errors)
+		// The limit of 20 is the segment's: 15 in the condition and 6 in
+		// the exit condition are too many together.
+		some := func(n int) map[string]any {
+			cs := []any{}
+			for i := range n {
+				cs = append(cs, performed(fmt.Sprintf("E%d", i), map[string]any{"within": "1d"}))
+			}
+			return map[string]any{"or": cs}
 		}
+		r = c.Do(t, `mutation($in: CreateSegmentInput!) { createSegment(input: $in) { id } }`, map[string]any{"in": map[string]any{
+			"name": "Bad exit", "kind": "EVENT_TRIGGERED", "triggerEvents": []string{"Sign Up"}, "condition": some(15),
+			"exitRules": map[string]any{"onEvents": []string{"Refund"}, "onEventCondition": some(6)}}})
+		if len(r.Errors) != 1 || r.Errors[0].Code() != "BAD_USER_INPUT" || r.Errors[0].Field() != "input.exitRules.onEventCondition" {
+			t.Errorf("21 performed in condition and exit condition: %+v", r.Errors)
+		}
+		ok := ingCreateSegment(t, c, map[string]any{"name": "Twenty", "kind": "EVENT_TRIGGERED", "triggerEvents": []string{"Sign Up"},
+			"condition": some(14), "exitRules": map[string]any{"onEvents": []string{"Refund"}, "onEventCondition": some(6)}})
+		r = c.Do(t, `mutation($id: ID!, $in: UpdateSegmentInput!) { updateSegment(id: $id, input: $in) { id } }`,
+			map[string]any{"id": ok, "in": map[string]any{"condition": some(15)}})
+		if len(r.Errors) != 1 || r.Errors[0].Code() != "BAD_USER_INPUT" || r.Errors[0].Field() != "input.condition" {
+			t.Errorf("a 15-predicate condition beside a 6-predicate exit condition: %+v", r.Errors)
+		}
+		c.MustDo(t, `mutation($id: ID!) { deleteSegment(id: $id) }`, map[string]any{"id": ok}, nil)
 		if n := segmentCount(t, c); n != 0 {
 			t.Fatalf("%d segments written by refused inputs", n)
 		}
@@ -218,14 +235,21 @@ func TestPerformedWindowByTheRealClock(t *testing.T) {
 		got := nextActive().MembershipChanged
 		left := time.Now()
 		due := login.Add(3 * time.Second)
-		t.Logf("reason: %s", got.Reason)
-		if got.Kind != "EXITED" || got.Source != "TIME" || !strings.Contains(got.Reason, `performed "Login"`) {
-			t.Fatalf("change %+v, want ann EXITED by TIME", got)
+		// The reason says what holds now, what it was and when time
+		// changed it: the instant the login left the window.
+		fellOut := login.Truncate(time.Microsecond).Add(3 * time.Second).Format(time.RFC3339Nano)
+		wantLeft := `left: condition failed: performed "Login" at least 1 time within 3s (was 0 of 1 within 3s); it was 1 until the last one fell out of the window at ` + fellOut
+		if got.Kind != "EXITED" || got.Source != "TIME" || got.Reason != wantLeft {
+			t.Fatalf("change %+v, want ann EXITED by TIME with reason\n%s", got, wantLeft)
 		}
 		if late := left.Sub(due); late < 0 || late > time.Second {
 			t.Fatalf("left %s after the login fell out of the window, want within 1 s", late)
 		}
-		expectChange(t, nextIdle(), "ENTERED", "TIME", "ann", "")
+		entered := nextIdle().MembershipChanged
+		wantEntered := `entered as time passed: performed "Login" 0 times within 3s; it was 1 until the last one fell out of the window at ` + fellOut
+		if entered.Kind != "ENTERED" || entered.Source != "TIME" || entered.Reason != wantEntered {
+			t.Fatalf("change %+v, want ann ENTERED by TIME with reason\n%s", entered, wantEntered)
+		}
 		ingTrack(t, c, map[string]any{"event": "Login", "userId": "ann"})
 		expectChange(t, nextActive(), "ENTERED", "EVENT", "ann", "")
 		expectChange(t, nextIdle(), "EXITED", "EVENT", "ann", "")
@@ -307,7 +331,7 @@ func TestPerformedPreviewAndExplain(t *testing.T) {
 		}
 		seg := ingCreateSegment(t, c, map[string]any{"name": "Three purchases", "kind": "DYNAMIC", "condition": three})
 		ex := ingExplain(t, c, seg, "bob")
-		if ex.Member || !strings.Contains(ex.Reason, `performed "Purchase" at least 3 times within 7d (was 1)`) {
+		if ex.Member || !strings.Contains(ex.Reason, `performed "Purchase" at least 3 times within 7d (was 1 of 3 within 7d)`) {
 			t.Fatalf("explain bob: %+v", ex)
 		}
 	})
@@ -366,6 +390,88 @@ func TestPerformedWithWhenConditionFails(t *testing.T) {
 		ingIdentify(t, c, map[string]any{"userId": "bob", "traits": map[string]any{"plan": "free"}})
 		if got := memberIDs(t, c, seg); got != "ann" {
 			t.Fatalf("members after bob left pro: %q", got)
+		}
+		verifyClean(t, srv)
+	})
+}
+
+// TestPerformedInExitEventCondition: "leave on a purchase once it is the
+// 3rd within 7d" (exitRules.onEventCondition with performed): the exit
+// event counts in its own predicate; an old purchase does not; the state
+// of a segment created after the events is built from them; RECONCILE
+// judges stored exit events as ingestion did.
+func TestPerformedInExitEventCondition(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
+		srv := testenv.StartServer(t, dbURL)
+		c := srv.Admin()
+		now := time.Now().UTC()
+		buy := func(user, msg string, at time.Time) ingTrackResult {
+			return ingTrack(t, c, map[string]any{"event": "Purchase Completed", "userId": user, "messageId": msg,
+				"timestamp": at.Format(time.RFC3339Nano)})
+		}
+		// bob bought twice before the segment existed.
+		buy("bob", "b1", now.Add(-48*time.Hour))
+		buy("bob", "b2", now.Add(-24*time.Hour))
+		third := performed("Purchase Completed", map[string]any{"within": "7d", "count": map[string]any{"operator": "GTE", "value": 3}})
+		seg := ingCreateSegment(t, c, map[string]any{"name": "Trial", "kind": "EVENT_TRIGGERED", "triggerEvents": []string{"Sign Up"},
+			"exitRules": map[string]any{"onEvents": []string{"Purchase Completed"}, "onEventCondition": third}})
+		var got struct {
+			Node struct {
+				ExitRules struct{ OnEventConditionText string }
+			}
+		}
+		c.MustDo(t, `query($id: ID!) { node(id: $id) { ... on Segment { exitRules { onEventConditionText } } } }`, map[string]any{"id": seg}, &got)
+		if want := `performed "Purchase Completed" at least 3 times within 7d`; got.Node.ExitRules.OnEventConditionText != want {
+			t.Fatalf("onEventConditionText %q, want %q", got.Node.ExitRules.OnEventConditionText, want)
+		}
+		next := exitStream(t, srv, seg)
+		for _, u := range []string{"ann", "bob"} {
+			ingTrack(t, c, map[string]any{"event": "Sign Up", "userId": u})
+			expectChange(t, next(), "ENTERED", "EVENT", u, "")
+		}
+		buy("ann", "a0", now.Add(-10*24*time.Hour)) // older than the window
+		buy("ann", "a1", now.Add(-time.Hour))
+		buy("ann", "a2", now.Add(-time.Minute))
+		if got := memberIDs(t, c, seg); got != "ann,bob" {
+			t.Fatalf("members after ann's 2 purchases in the window: %q", got)
+		}
+		// bob's third, counted with the two stored before the segment.
+		r := buy("bob", "b3", now)
+		if len(r.Event.Outcomes) == 0 || r.Event.Outcomes[0].Reason != `left on event "Purchase Completed"` {
+			t.Fatalf("bob's third purchase: outcomes %+v", r.Event.Outcomes)
+		}
+		expectChange(t, next(), "EXITED", "EVENT", "bob", `left on event "Purchase Completed"`)
+		buy("ann", "a3", now)
+		expectChange(t, next(), "EXITED", "EVENT", "ann", `left on event "Purchase Completed"`)
+		verifyClean(t, srv)
+
+		// A segment that takes the exit rules later, with RECONCILE: cat
+		// made 3 purchases after entering, dan 2 (and one long ago); ann
+		// and bob, taken in from their stored sign-ups, none since.
+		late := ingCreateSegment(t, c, map[string]any{"name": "Trial 2", "kind": "EVENT_TRIGGERED", "triggerEvents": []string{"Sign Up"}})
+		for _, u := range []string{"cat", "dan"} {
+			ingTrack(t, c, map[string]any{"event": "Sign Up", "userId": u})
+		}
+		buy("dan", "d0", now.Add(-30*24*time.Hour))
+		for i := range 3 {
+			buy("cat", fmt.Sprintf("c%d", i), now.Add(-time.Duration(3-i)*time.Hour))
+			if i < 2 {
+				buy("dan", fmt.Sprintf("d%d", i+1), now.Add(-time.Duration(3-i)*time.Hour))
+			}
+		}
+		c.MustDo(t, `mutation($id: ID!, $in: UpdateSegmentInput!) { updateSegment(id: $id, input: $in, reevaluate: RECONCILE) { id } }`,
+			map[string]any{"id": late, "in": map[string]any{"exitRules": map[string]any{"onEvents": []string{"Purchase Completed"}, "onEventCondition": third}}}, nil)
+		if got := memberIDs(t, c, late); got != "ann,bob,dan" {
+			t.Fatalf("members after RECONCILE: %q, want ann,bob,dan (cat's 3rd purchase is an exit event)", got)
+		}
+		buy("dan", "d3", now)
+		if got := memberIDs(t, c, late); got != "ann,bob" {
+			t.Fatalf("members after dan's 3rd purchase: %q", got)
+		}
+		verifyClean(t, srv)
+		// Deleting the segments leaves no state behind.
+		for _, id := range []string{seg, late} {
+			c.MustDo(t, `mutation($id: ID!) { deleteSegment(id: $id) }`, map[string]any{"id": id}, nil)
 		}
 		verifyClean(t, srv)
 	})

@@ -1,6 +1,7 @@
 package graph_test
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -168,4 +169,49 @@ func TestLivePositionsMigrated(t *testing.T) {
 		t.Fatalf("%d rows from before the migration without their rowid as position", unnumbered)
 	}
 	liveAfterDeletes(t, srv, "after-")
+}
+
+// TestOpenTransactionElsewhereDoesNotDelaySubscribers: a session that holds
+// a transaction open beside segmentd (a report, a psql left in BEGIN, with
+// writes of its own on PostgreSQL) does not hold live delivery back: every
+// entry reaches its subscriber in well under a second, not when that
+// transaction ends (issue 19; the aim is 100 ms at p99, the bound here
+// leaves room for a loaded CI machine).
+func TestOpenTransactionElsewhereDoesNotDelaySubscribers(t *testing.T) {
+	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
+		srv := testenv.StartServer(t, dbURL)
+		c := srv.Admin()
+		seg := ingCreateSegment(t, c, map[string]any{"name": "Sign-ups", "kind": "EVENT_TRIGGERED", "triggerEvents": []string{"Sign Up"}})
+		next := exitStream(t, srv, seg)
+		ctx := context.Background()
+		other, err := store.Open(ctx, dbURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Close()
+		held, err := other.DB.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer held.Rollback() //nolint:errcheck
+		if other.Dialect == "postgres" {
+			// A transaction id of its own, older than every entry below.
+			if _, err := held.ExecContext(ctx, `CREATE TABLE report_scratch (n int)`); err != nil {
+				t.Fatal(err)
+			}
+		} else if _, err := held.ExecContext(ctx, `SELECT count(*) FROM events`); err != nil {
+			t.Fatal(err)
+		}
+		var worst time.Duration
+		for i := range 10 {
+			start := time.Now()
+			ingTrack(t, c, map[string]any{"event": "Sign Up", "userId": fmt.Sprintf("u%d", i)})
+			expectChange(t, next(), "ENTERED", "EVENT", fmt.Sprintf("u%d", i), "")
+			worst = max(worst, time.Since(start))
+		}
+		t.Logf("slowest ack→subscriber beside an open transaction: %s", worst)
+		if worst > 2*time.Second {
+			t.Fatalf("an entry took %s to reach its subscriber while another session held a transaction open", worst)
+		}
+	})
 }

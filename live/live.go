@@ -11,12 +11,14 @@
 //   - on PostgreSQL, ids and timestamps are assigned before commit, so a row
 //     with a smaller id can commit after a larger one. Every log row records
 //     its transaction id (log_txid, an xid8 set by the database), and a
-//     Tailer reads only rows whose transaction is older than the oldest one
-//     still running (pg_snapshot_xmin of the current snapshot), ordered by
-//     (log_txid, seq). Every transaction that can still commit has a larger
-//     id than everything read, so everything it writes sorts after the
-//     cursor: nothing is skipped, at the cost of waiting for in-flight
-//     transactions to end.
+//     Tailer reads only rows whose transaction is older than the oldest log
+//     writer still running (segmentd_log_horizon(): every transaction that
+//     may write a log announces itself before it has an id, see
+//     changelog/postgres_writers.go), ordered by (log_txid, seq). Every
+//     writer that can still commit has a larger id than everything read, so
+//     everything it writes sorts after the cursor: nothing is skipped, at
+//     the cost of waiting for in-flight writers to end, and for no other
+//     session (a report or an idle psql transaction holds nobody back).
 //
 // Wake-ups come from a pubsub.Broker after each commit (and from other
 // replicas through NOTIFY); a Tailer also polls, so that a lost wake-up only
@@ -99,9 +101,13 @@ func NewTailer(ctx context.Context, db *sql.DB, dialect string, src Source, brok
 		return nil, fmt.Errorf("live.NewTailer(%s): %w", src.Table, err)
 	}
 	t := &Tailer{db: db, store: st, src: src, broker: broker, log: log, subs: map[string]map[*Subscription]struct{}{}}
-	q := t.store.headQuery(src)
+	horizon, err := st.horizon(ctx, db)
+	if err != nil {
+		return nil, fmt.Errorf("live.NewTailer(%s): %w", src.Table, err)
+	}
+	q, args := t.store.headQuery(src, horizon)
 	var tx string
-	err = db.QueryRowContext(ctx, q).Scan(&tx, &t.pos.Seq)
+	err = db.QueryRowContext(ctx, q, args...).Scan(&tx, &t.pos.Seq)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("live.NewTailer(%s): %w", src.Table, err)
 	}
@@ -238,7 +244,11 @@ func (t *Tailer) closeAll() {
 // readRows returns up to limit committed rows after `after` (and not after
 // upTo, if given), with key if not empty, not loaded (see load).
 func (t *Tailer) readRows(ctx context.Context, after changelog.Cursor, upTo *changelog.Cursor, key string, limit int) (rows []Row, waiting bool, err error) {
-	q, args := t.store.readQuery(t.src, after, upTo, key, limit)
+	horizon, err := t.store.horizon(ctx, t.db)
+	if err != nil {
+		return nil, false, fmt.Errorf("read %s: %w", t.src.Table, err)
+	}
+	q, args := t.store.readQuery(t.src, horizon, after, upTo, key, limit)
 	res, err := t.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("read %s: %w", t.src.Table, err)
@@ -473,7 +483,12 @@ func (t *Tailer) CurrentHead(ctx context.Context) (changelog.Cursor, error) {
 		c  changelog.Cursor
 		tx string
 	)
-	err := t.db.QueryRowContext(ctx, t.store.headQuery(t.src)).Scan(&tx, &c.Seq)
+	horizon, err := t.store.horizon(ctx, t.db)
+	if err != nil {
+		return changelog.Cursor{}, fmt.Errorf("live.CurrentHead(%s): %w", t.src.Table, err)
+	}
+	q, args := t.store.headQuery(t.src, horizon)
+	err = t.db.QueryRowContext(ctx, q, args...).Scan(&tx, &c.Seq)
 	if errors.Is(err, sql.ErrNoRows) {
 		return changelog.Cursor{}, nil
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,6 +27,9 @@ func logTable(t *testing.T, st *store.Store) {
 	if st.Dialect == "postgres" {
 		stmts = []string{
 			`CREATE TABLE log (id bigserial PRIMARY KEY, k text NOT NULL, log_txid xid8 NOT NULL DEFAULT pg_current_xact_id())`,
+			// The writers' protocol, as store.Migrate installs it.
+			changelog.PostgresSilentFunction, changelog.PostgresHorizonFunction, changelog.PostgresGuardFunction,
+			changelog.Log{Table: "log"}.PostgresGuard(),
 		}
 	}
 	for _, s := range stmts {
@@ -144,6 +148,76 @@ func TestLateCommitIsNotSkipped(t *testing.T) {
 	go func() { _ = tl.Stream(ctx, &first, "", resumed.send) }()
 	if keys := resumed.waitFor(t, 1); len(keys) != 1 || keys[0] != "early" {
 		t.Fatalf("resumed = %v", keys)
+	}
+}
+
+// TestOpenTransactionElsewhereDoesNotHoldDeliveryBack: a session that
+// holds a transaction open (a report, a psql left in BEGIN) and writes no
+// log delays no row; a transaction that wrote elsewhere before its first
+// log row without announcing itself is refused, since a reader could not
+// have waited for it.
+func TestOpenTransactionElsewhereDoesNotHoldDeliveryBack(t *testing.T) {
+	t.Parallel()
+	st, tl, broker, ctx := setup(t, testenv.DatabaseURL(t, "postgres"))
+	if _, err := st.DB.ExecContext(ctx, `CREATE TABLE other (id int)`); err != nil {
+		t.Fatal(err)
+	}
+	var got collector
+	go func() { _ = tl.Stream(ctx, nil, "", got.send) }()
+	time.Sleep(50 * time.Millisecond)
+
+	idle, err := st.DB.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Rollback() //nolint:errcheck
+	// An id of its own, older than the row below: the old bound (the
+	// oldest running transaction) would have waited for it.
+	if _, err := idle.ExecContext(ctx, `INSERT INTO other VALUES (1)`); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	insert(t, st.DB, "postgres", "while-idle")
+	broker.Notify("log")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got.mu.Lock()
+		n := len(got.keys)
+		got.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the row was not delivered in 5 s while another session held a transaction open")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Logf("delivered %s after the insert, beside an open transaction", time.Since(start))
+
+	// That same transaction may not write the log now: it has an id and
+	// did not announce itself before it.
+	_, err = idle.ExecContext(ctx, `INSERT INTO log (k) VALUES ('sneaky')`)
+	if err == nil || !strings.Contains(err.Error(), "did not announce itself") {
+		t.Fatalf("an unannounced transaction wrote the log: %v", err)
+	}
+	// Announced first, it may.
+	tx, err := st.DB.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, changelog.PostgresAnnounceWriter); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO other VALUES (2)`); err != nil {
+		t.Fatal(err)
+	}
+	insert(t, tx, "postgres", "announced")
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	broker.Notify("log")
+	if keys := got.waitFor(t, 2); keys[1] != "announced" {
+		t.Fatalf("keys %v", keys)
 	}
 }
 

@@ -11,27 +11,41 @@ import (
 )
 
 // postgresLog reads a log on PostgreSQL, where a row's position is
-// (log_txid, seq) and only rows whose transaction is older than every one
-// still running are delivered (see the package comment).
+// (log_txid, seq) and only rows whose transaction is older than every log
+// writer still running are delivered (see the package comment and
+// changelog/postgres_writers.go).
 type postgresLog struct{}
+
+// horizon reads the running transactions that cannot write a log
+// (changelog.PostgresSilentQuery), in a statement of its own before the
+// read's: see changelog/postgres_writers.go for why in that order.
+func (postgresLog) horizon(ctx context.Context, db *sql.DB) (string, error) {
+	var silent string
+	if err := db.QueryRowContext(ctx, changelog.PostgresSilentQuery).Scan(&silent); err != nil {
+		return "", fmt.Errorf("log horizon: %w", err)
+	}
+	return silent, nil
+}
 
 // headQuery: the text of the id is named tx_text, since an output column
 // named log_txid would be what ORDER BY log_txid sorts by, as text.
-func (postgresLog) headQuery(src Source) string {
+func (postgresLog) headQuery(src Source, horizon string) (string, []any) {
 	return src.SQL(`SELECT {tx}::text AS tx_text, {seq} FROM {table}
-			WHERE {tx} < pg_snapshot_xmin(pg_current_snapshot())
-			ORDER BY {table}.{tx} DESC, {table}.{seq} DESC LIMIT 1`)
+			WHERE {tx} < segmentd_log_horizon($1::bigint[])
+			ORDER BY {table}.{tx} DESC, {table}.{seq} DESC LIMIT 1`), []any{horizon}
 }
 
 // readQuery: ORDER BY names the table's columns. PostgreSQL resolves a
 // bare ORDER BY name against the output columns first, and an output
 // column log_txid::text named log_txid sorted "100188" before "99941" once
 // transaction ids gained a digit.
-func (postgresLog) readQuery(src Source, after changelog.Cursor, upTo *changelog.Cursor, key string, limit int) (string, []any) {
+func (postgresLog) readQuery(src Source, horizon string, after changelog.Cursor, upTo *changelog.Cursor, key string, limit int) (string, []any) {
 	var q strings.Builder
-	q.WriteString(src.SQL(`SELECT {tx}::text AS tx_text, {seq}, {id}::text AS row_id, {key}, {tx} < pg_snapshot_xmin(pg_current_snapshot()) AS stable
-			FROM {table} WHERE ({tx}, {seq}) > ($1::text::xid8, $2)`))
-	args := []any{strconv.FormatUint(after.Tx, 10), after.Seq}
+	// The horizon once per statement, from the statement's snapshot.
+	q.WriteString(src.SQL(`WITH horizon AS MATERIALIZED (SELECT segmentd_log_horizon($3::bigint[]) AS h)
+			SELECT {tx}::text AS tx_text, {seq}, {id}::text AS row_id, {key}, {tx} < horizon.h AS stable
+			FROM {table}, horizon WHERE ({tx}, {seq}) > ($1::text::xid8, $2)`))
+	args := []any{strconv.FormatUint(after.Tx, 10), after.Seq, horizon}
 	if upTo != nil {
 		fmt.Fprintf(&q, src.SQL(` AND ({tx}, {seq}) <= ($%d::text::xid8, $%d)`), len(args)+1, len(args)+2)
 		args = append(args, strconv.FormatUint(upTo.Tx, 10), upTo.Seq)

@@ -13,11 +13,14 @@ import (
 // row's sequence alone is its position and every committed row is stable.
 type sqliteLog struct{}
 
-func (sqliteLog) headQuery(src Source) string {
-	return src.SQL(`SELECT '0', {seq} FROM {table} WHERE {seq} IS NOT NULL ORDER BY {seq} DESC LIMIT 1`)
+// horizon: every committed row is stable.
+func (sqliteLog) horizon(context.Context, *sql.DB) (string, error) { return "", nil }
+
+func (sqliteLog) headQuery(src Source, _ string) (string, []any) {
+	return src.SQL(`SELECT '0', {seq} FROM {table} WHERE {seq} IS NOT NULL ORDER BY {seq} DESC LIMIT 1`), nil
 }
 
-func (sqliteLog) readQuery(src Source, after changelog.Cursor, upTo *changelog.Cursor, key string, limit int) (string, []any) {
+func (sqliteLog) readQuery(src Source, _ string, after changelog.Cursor, upTo *changelog.Cursor, key string, limit int) (string, []any) {
 	var q strings.Builder
 	q.WriteString(src.SQL(`SELECT '0', {seq}, CAST({id} AS TEXT), {key}, 1 FROM {table} WHERE {seq} > ?`))
 	args := []any{after.Seq}

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/segmentd/segmentd/behavior"
@@ -169,6 +170,88 @@ func (bs *behaviorStates) envFor(user pulid.ID, prog *trigger.Program, traits ma
 			env.BehaviorNext[i] = next
 		}
 	}
+	return env
+}
+
+// timeNote says, for a change the clock made at at (a re-evaluation
+// deadline, which is rounded up to the microsecond), which behaviours'
+// figures moved at that instant and how: "; it was 1 until the last one
+// fell out of the window at 2026-12-01T09:00:00Z" ("it" the predicate the
+// reason names, or the predicate's text when there are several). A reason without it would say what holds now but
+// not what time did. "" when no figure moved there.
+func (bs *behaviorStates) timeNote(user pulid.ID, prog *trigger.Program, at time.Time) string {
+	if bs == nil {
+		return ""
+	}
+	var b strings.Builder
+	seen := map[string]bool{}
+	before := at.Add(-time.Microsecond)
+	// With one measurement the reason already names it: "it" is enough.
+	single := len(programKeys(prog)) == 1
+	for _, bh := range prog.Behaviors() {
+		if seen[bh.Key()] {
+			continue
+		}
+		seen[bh.Key()] = true
+		st := bs.state(user, &bh).state
+		was, err1 := st.Eval(before)
+		now, err2 := st.Eval(at)
+		if err1 != nil || err2 != nil || was.Figure == now.Figure && was.Defined == now.Defined {
+			continue
+		}
+		how := "one fell out of the window"
+		switch {
+		case bh.Property == "" && now.Figure > was.Figure, now.Defined && !was.Defined:
+			how = "one came into the window" // a future-dated event
+		case bh.Property == "" && now.Figure == 0, !now.Defined:
+			how = "the last one fell out of the window"
+		}
+		what := bh.Text
+		if single {
+			what = "it"
+		}
+		// An event that left was last in the window just before at; one
+		// that came in is in from at.
+		when := before
+		if strings.HasPrefix(how, "one came") {
+			when = at
+		}
+		fmt.Fprintf(&b, "; %s was %s until %s at %s", what, trigger.FigureText(was), how, when.UTC().Format(time.RFC3339Nano))
+	}
+	return b.String()
+}
+
+// exitEnv is the environment of an exit event's condition: the event's
+// properties, the user's traits and, when the condition has behaviours,
+// their answers with the event counted.
+func (bs *behaviorStates) exitEnv(user pulid.ID, prog *trigger.Program, props, traits map[string]any, at time.Time) trigger.Env {
+	env := bs.envFor(user, prog, traits, at)
+	env.Event = props
+	return env
+}
+
+// exitHistoryEnv is the environment in which ingestion judged exit event
+// e of a user whose counted events, in arrival order, are history: the
+// behaviours of prog as of e's arrival (e counted, later arrivals not), at
+// e's timestamp, or at its states' floor for a late event.
+func exitHistoryEnv(prog *trigger.Program, history []*ent.Event, e *ent.Event, traits map[string]any) trigger.Env {
+	at := e.Timestamp
+	if floor := e.ReceivedAt.Add(-behaviorGrace); at.Before(floor) {
+		at = floor
+	}
+	if len(prog.Behaviors()) == 0 {
+		return trigger.Env{Event: e.Properties, User: traits, Now: e.Timestamp}
+	}
+	var received []*verifyEvent
+	for _, h := range history {
+		received = append(received, &verifyEvent{id: h.ID, typ: h.Type, name: *h.Name, props: h.Properties,
+			timestamp: h.Timestamp, receivedAt: h.ReceivedAt})
+		if h.ID == e.ID {
+			break
+		}
+	}
+	env := oracleEnv(prog, received, traits, at)
+	env.Event = e.Properties
 	return env
 }
 
@@ -341,17 +424,13 @@ func (s *Service) keysToBuild(ctx context.Context, tx *ent.Tx, seg pulid.ID, pro
 }
 
 // rebuildBehaviorStates builds the states an EVENT_TRIGGERED segment's new
-// condition needs and no other segment keeps (a DYNAMIC segment's fill does
+// condition and exit condition need and no other segment keeps (a DYNAMIC segment's fill does
 // it as it goes), every user's, a page at a time, after a create or an
 // update; then it drops the states no segment uses any more.
 func (s *Service) rebuildBehaviorStates(ctx context.Context, tx *ent.Tx, seg *ent.Segment) error {
-	root, err := ConditionTree(ctx, tx.Client(), seg.ID)
+	prog, err := stateProgram(ctx, tx.Client(), seg)
 	if err != nil {
 		return err
-	}
-	prog, err := trigger.Compile(TriggerNode(root))
-	if err != nil {
-		return fmt.Errorf("compile conditions of segment %s: %w", seg.ID, err)
 	}
 	build, err := s.keysToBuild(ctx, tx, seg.ID, prog)
 	if err != nil {
@@ -404,6 +483,50 @@ func (x *exitSegment) setBehaviorList(bh []trigger.Behavior) {
 	for i, b := range x.behaviors {
 		x.counts[b.Event] = append(x.counts[b.Event], i)
 	}
+}
+
+// countPerformed counts the tree's performed predicates.
+func countPerformed(n *trigger.Node) int {
+	if n == nil {
+		return 0
+	}
+	if n.Kind == trigger.KindPerformed {
+		return 1
+	}
+	total := 0
+	for _, c := range n.Children {
+		total += countPerformed(c)
+	}
+	return total
+}
+
+// stateProgram is what a segment keeps behaviour states for: its
+// condition's performed predicates and its exit condition's, as one
+// program (the AND of the two trees; only its Behaviors are read).
+func stateProgram(ctx context.Context, client *ent.Client, seg *ent.Segment) (*trigger.Program, error) {
+	root, err := ConditionTree(ctx, client, seg.ID)
+	if err != nil {
+		return nil, err
+	}
+	node := TriggerNode(root)
+	if len(seg.ExitOnEvents) > 0 {
+		exitRoot, err := ExitConditionTree(ctx, client, seg.ID)
+		if err != nil {
+			return nil, err
+		}
+		if exitNode := TriggerNode(exitRoot); hasBehaviors(exitNode) {
+			if node == nil {
+				node = exitNode
+			} else {
+				node = &trigger.Node{Kind: trigger.KindAnd, Children: []*trigger.Node{node, exitNode}}
+			}
+		}
+	}
+	prog, err := trigger.Compile(node)
+	if err != nil {
+		return nil, fmt.Errorf("compile behaviours of segment %s: %w", seg.ID, err)
+	}
+	return prog, nil
 }
 
 // hasBehaviors reports whether the tree has a performed predicate.

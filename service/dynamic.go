@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -165,13 +166,25 @@ func (s *Service) reconcileExits(ctx context.Context, tx *ent.Tx, seg *ent.Segme
 			return nil, err
 		}
 		exitEvents := map[pulid.ID][]*ent.Event{}
+		// counted: the events an exit condition's behaviours count, each
+		// user's in arrival order, to judge each exit event as ingestion
+		// did (see exitHistoryEnv).
+		counted := map[pulid.ID][]*ent.Event{}
 		if len(seg.ExitOnEvents) > 0 {
-			evs, err := tx.Event.Query().Where(event.TypeEQ(event.TypeTRACK), event.NameIn(seg.ExitOnEvents...), event.UserRefIn(refs...)).All(ctx)
+			names := append([]string{}, seg.ExitOnEvents...)
+			for _, b := range x.exitEvent.Behaviors() {
+				names = append(names, b.Event)
+			}
+			evs, err := tx.Event.Query().Where(event.TypeEQ(event.TypeTRACK), event.NameIn(names...), event.UserRefIn(refs...)).
+				Order(ent.Asc(event.FieldReceivedAt), ent.Asc(event.FieldID)).All(ctx)
 			if err != nil {
 				return nil, fmt.Errorf("load exit events: %w", err)
 			}
 			for _, e := range evs {
-				exitEvents[*e.UserRef] = append(exitEvents[*e.UserRef], e)
+				counted[*e.UserRef] = append(counted[*e.UserRef], e)
+				if slices.Contains(seg.ExitOnEvents, *e.Name) {
+					exitEvents[*e.UserRef] = append(exitEvents[*e.UserRef], e)
+				}
 			}
 		}
 		for _, m := range chunk {
@@ -188,7 +201,7 @@ func (s *Service) reconcileExits(ctx context.Context, tx *ent.Tx, seg *ent.Segme
 				if e.ReceivedAt.Before(m.EnteredAt) {
 					continue
 				}
-				if x.exitEvent == nil || x.exitEvent.Eval(trigger.Env{Event: e.Properties, User: traits[m.UserRef], Now: e.Timestamp}).Matched {
+				if x.exitEvent == nil || x.exitEvent.Eval(exitHistoryEnv(x.exitEvent, counted[m.UserRef], e, traits[m.UserRef])).Matched {
 					exits = append(exits, ledger.ExitOf(m, changelog.SourceBackfill, fmt.Sprintf("reconciled: left on event %q (%s)", *e.Name, e.ID), now))
 					break
 				}

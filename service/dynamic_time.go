@@ -164,13 +164,13 @@ func (s *Service) reevaluateDue(ctx context.Context, tx *ent.Tx, w *ledger.Write
 		switch {
 		case r.Matched && m == nil:
 			entries = append(entries, ledger.Entry{Segment: d.Segment, User: d.User, Source: changelog.SourceTime, At: at,
-				Reason:    "entered as time passed: " + strings.TrimPrefix(r.Reason, "matched: "),
+				Reason:    "entered as time passed: " + strings.TrimPrefix(r.Reason, "matched: ") + bs.timeNote(d.User, x.heldBy(), d.At),
 				ExpiresAt: expiresAt(x.segment, at)})
 		case !r.Matched && m != nil:
 			if at.Before(m.EnteredAt) {
 				at = m.EnteredAt
 			}
-			exits = append(exits, ledger.ExitOf(m, changelog.SourceTime, "left: "+r.Reason, at))
+			exits = append(exits, ledger.ExitOf(m, changelog.SourceTime, "left: "+r.Reason+bs.timeNote(d.User, x.heldBy(), d.At), at))
 		}
 		if !x.dynamic() && !r.Matched {
 			next = append(next, ledger.Reevaluation{Segment: d.Segment, User: d.User})

@@ -56,9 +56,11 @@ func HasExitRules(seg *ent.Segment) bool {
 	return seg.ExitWhenConditionFails || len(seg.ExitOnEvents) > 0 || seg.ExitAfter != nil
 }
 
-// parseExitRules validates exit rules against the segment's kind and
-// whether it has a condition. A nil input gives nil.
-func parseExitRules(in *ExitRulesInput, kind segment.Kind, hasCondition bool) (*exitRules, error) {
+// parseExitRules validates exit rules against the segment's kind, whether
+// it has a condition and how many behaviour predicates (performed) that
+// condition holds: the limit of trigger.MaxPerformed is the segment's,
+// condition and exit condition together. A nil input gives nil.
+func parseExitRules(in *ExitRulesInput, kind segment.Kind, hasCondition bool, entryPerformed int) (*exitRules, error) {
 	if in == nil {
 		return nil, nil
 	}
@@ -88,12 +90,12 @@ func parseExitRules(in *ExitRulesInput, kind segment.Kind, hasCondition bool) (*
 		if err != nil {
 			return nil, asInvalid(err)
 		}
-		if len(prog.Behaviors()) > 0 {
-			// The exit event's condition tests that event; what the member
-			// did over time belongs in the segment's condition, with
-			// whenConditionFails.
+		// A behaviour here is judged when the exit event arrives, that
+		// event counted ("left on Purchase once it was the 3rd in 7d").
+		if n := len(prog.Behaviors()); n > 0 && n+entryPerformed > trigger.MaxPerformed {
 			return nil, segmentd.Invalid(exitRulesField+".onEventCondition",
-				"cannot contain performed: put behaviour predicates in the segment's condition and use whenConditionFails")
+				"at most %d behaviour predicates (performed) in one segment, its condition (%d) and exit condition (%d) together",
+				trigger.MaxPerformed, entryPerformed, n)
 		}
 		out.onEventCondition = root
 	}

@@ -40,8 +40,9 @@ type exitSegment struct {
 	// traitNames are the USER-scope properties the condition reads: a
 	// trait change that sets none of them cannot change its answer.
 	traitNames map[string]bool
-	// behaviors are the condition's behaviour predicates (performed), and
-	// counts the indexes of those that count each event name.
+	// behaviors are the behaviour predicates (performed) of the condition
+	// and of the exit condition, whose states ingestion keeps, and counts
+	// the indexes of those that count each event name.
 	behaviors []trigger.Behavior
 	counts    map[string][]int
 }
@@ -151,9 +152,9 @@ func compileExitSegment(ctx context.Context, client *ent.Client, seg *ent.Segmen
 			return nil, fmt.Errorf("compile trait conditions of segment %s: %w", seg.ID, err)
 		}
 	}
-	x.setBehaviors(x.program)
-	// A behaviour's window slides with the clock.
-	x.timeDependent = hasOperator(node, trigger.OpWithinLast) || len(x.behaviors) > 0
+	// A behaviour's window slides with the clock (the exit condition's
+	// are judged only when an exit event arrives).
+	x.timeDependent = hasOperator(node, trigger.OpWithinLast) || len(x.program.Behaviors()) > 0
 	x.traitNames = map[string]bool{}
 	collectTraitNames(node, x.traitNames)
 	for _, e := range seg.ExitOnEvents {
@@ -170,6 +171,9 @@ func compileExitSegment(ctx context.Context, client *ent.Client, seg *ent.Segmen
 			}
 		}
 	}
+	// The states kept for the segment: its condition's behaviours, then
+	// its exit condition's.
+	x.setBehaviorList(append(x.program.Behaviors(), x.exitEvent.Behaviors()...))
 	return x, nil
 }
 
@@ -389,7 +393,7 @@ func (s *Service) applyExits(st *batchState, ch *changes, exitSegs []*exitSegmen
 			ch.reevaluate(key, x.nextReevaluation(heldEnv()))
 		}
 		if ev.typ == event.TypeTRACK && x.onEvents[ev.name] {
-			if x.exitEvent == nil || x.exitEvent.Eval(trigger.Env{Event: ev.props, User: u.Traits, Now: ev.timestamp}).Matched {
+			if x.exitEvent == nil || x.exitEvent.Eval(st.behaviors.exitEnv(u.ID, x.exitEvent, ev.props, u.Traits, ev.timestamp)).Matched {
 				reason := fmt.Sprintf("left on event %q", ev.name)
 				ch.exit(key, changelog.SourceEvent, reason, st.now)
 				outcomes = append(outcomes, schema.Outcome{SegmentID: x.segment.ID, Reason: reason})

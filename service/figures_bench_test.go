@@ -17,6 +17,7 @@ import (
 	"github.com/segmentd/segmentd/ent/segment"
 	"github.com/segmentd/segmentd/internal/testenv"
 	"github.com/segmentd/segmentd/service"
+	"github.com/segmentd/segmentd/store"
 )
 
 // benchMembers is the size of the segment of BenchmarkStats:
@@ -104,7 +105,7 @@ func BenchmarkStats(b *testing.B) {
 func insertMembers(ctx context.Context, db *sql.DB, d string, seg pulid.ID, n int, now time.Time) error {
 	const rows = 1000
 	span := 60 * 24 * time.Hour
-	tx, err := db.BeginTx(ctx, nil)
+	tx, err := store.BeginWriter(ctx, db, d)
 	if err != nil {
 		return err
 	}

@@ -150,7 +150,7 @@ func rawLoad(b *testing.B, st *store.Store, file string) float64 {
 	sc.Scan() // header
 	start := time.Now()
 	n := 0
-	tx, err := st.DB.BeginTx(ctx, nil)
+	tx, err := store.BeginWriter(ctx, st.DB, st.Dialect)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func rawLoad(b *testing.B, st *store.Store, file string) float64 {
 				if err := tx.Commit(); err != nil {
 					b.Fatal(err)
 				}
-				if tx, err = st.DB.BeginTx(ctx, nil); err != nil {
+				if tx, err = store.BeginWriter(ctx, st.DB, st.Dialect); err != nil {
 					b.Fatal(err)
 				}
 			}

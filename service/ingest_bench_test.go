@@ -349,7 +349,7 @@ func rawInsertEvents(ctx context.Context, db *sql.DB, d string, batch ingestBatc
 			string(pulid.New("evt")), *in.MessageID, "TRACK", in.Event, *in.UserID, nil,
 			string(props), string(traits), string(evctx), in.Timestamp.UTC(), now, string(outs), nil)
 	}
-	tx, err := db.BeginTx(ctx, nil)
+	tx, err := store.BeginWriter(ctx, db, d)
 	if err != nil {
 		return err
 	}

@@ -25,14 +25,15 @@ import (
 // The segments of the membership property test, by what the model does
 // with them (README "Exits and DYNAMIC segments" and "Expiry").
 const (
-	propPlain    = iota // EVENT_TRIGGERED "Sign Up", user.plan = "pro" AND event.amount > 50; no exits
-	propFails           // EVENT_TRIGGERED "Sign Up", user.plan = "pro" AND event.amount > 20; whenConditionFails
-	propOnEvent         // EVENT_TRIGGERED "Sign Up", event.amount > 50; exits on "Unsubscribed"
-	propAfter           // EVENT_TRIGGERED "Sign Up", event.amount > 50; exits 2h after entry
-	propExitCond        // EVENT_TRIGGERED "Sign Up", event.amount > 50; exits on "Purchase" or "Sign Up" with event.amount > 90
-	propDynamic         // DYNAMIC user.plan = "pro"
-	propRecent          // DYNAMIC user.seen WITHIN_LAST 3h: the clock moves users in and out
-	propBought          // DYNAMIC performed "Purchase" at least 2 times within 2h: events and the clock move users
+	propPlain      = iota // EVENT_TRIGGERED "Sign Up", user.plan = "pro" AND event.amount > 50; no exits
+	propFails             // EVENT_TRIGGERED "Sign Up", user.plan = "pro" AND event.amount > 20; whenConditionFails
+	propOnEvent           // EVENT_TRIGGERED "Sign Up", event.amount > 50; exits on "Unsubscribed"
+	propAfter             // EVENT_TRIGGERED "Sign Up", event.amount > 50; exits 2h after entry
+	propExitCond          // EVENT_TRIGGERED "Sign Up", event.amount > 50; exits on "Purchase" or "Sign Up" with event.amount > 90
+	propDynamic           // DYNAMIC user.plan = "pro"
+	propRecent            // DYNAMIC user.seen WITHIN_LAST 3h: the clock moves users in and out
+	propBought            // DYNAMIC performed "Purchase" at least 2 times within 2h: events and the clock move users
+	propExitBought        // EVENT_TRIGGERED "Sign Up", event.amount > 50; exits on "Purchase" once performed "Purchase" at least 2 times within 2h
 	propSegments
 )
 
@@ -244,6 +245,7 @@ func (m *propModel) event(u, name string, amount int, traits map[string]any, at 
 			m.enter(propOnEvent, u, at)
 			m.enter(propAfter, u, at)
 			m.enter(propExitCond, u, at)
+			m.enter(propExitBought, u, at)
 		}
 		// Both a trigger and an exit event: the exit wins (enter, then leave).
 		if amount > 90 {
@@ -254,6 +256,10 @@ func (m *propModel) event(u, name string, amount int, traits map[string]any, at 
 	case "Purchase":
 		if amount > 90 {
 			m.exit(propExitCond, u, at)
+		}
+		// The exit event counts in its own exit condition.
+		if m.bought(u, at) {
+			m.exit(propExitBought, u, at)
 		}
 	}
 }
@@ -362,6 +368,10 @@ func TestMembershipPropertyRandomHistories(t *testing.T) {
 				Property: ref("seen"), Operator: ref(trigger.OpWithinLast), Value: "3h"}},
 			propBought: {Name: "bought twice", Kind: segment.KindDYNAMIC, Condition: &trigger.ConditionInput{Performed: &trigger.PerformedInput{
 				Event: "Purchase", Within: ref("2h"), Count: &trigger.ComparisonInput{Operator: trigger.OpGTE, Value: json.Number("2")}}}},
+			propExitBought: {Name: "exit when bought twice", Kind: segment.KindEVENT_TRIGGERED, TriggerEvents: []string{"Sign Up"},
+				Condition: amountOver50, ExitRules: &service.ExitRulesInput{OnEvents: []string{"Purchase"},
+					OnEventCondition: &trigger.ConditionInput{Performed: &trigger.PerformedInput{
+						Event: "Purchase", Within: ref("2h"), Count: &trigger.ComparisonInput{Operator: trigger.OpGTE, Value: json.Number("2")}}}}},
 		}
 		var segs [propSegments]pulid.ID
 		for s, in := range inputs {

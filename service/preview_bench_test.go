@@ -15,6 +15,7 @@ import (
 	"github.com/segmentd/segmentd/ent/segment"
 	"github.com/segmentd/segmentd/internal/testenv"
 	"github.com/segmentd/segmentd/service"
+	"github.com/segmentd/segmentd/store"
 	"github.com/segmentd/segmentd/trigger"
 )
 
@@ -117,7 +118,7 @@ func ptr[T any](v T) *T { return &v }
 // multi-row INSERTs of one transaction.
 func insertPreviewEvents(ctx context.Context, db *sql.DB, d string, n, users int) error {
 	const rows = 1000
-	tx, err := db.BeginTx(ctx, nil)
+	tx, err := store.BeginWriter(ctx, db, d)
 	if err != nil {
 		return err
 	}

@@ -112,7 +112,7 @@ func validateNewSegment(in CreateSegmentInput) (*newSegment, error) {
 			return nil, err
 		}
 	}
-	exits, err := parseExitRules(in.ExitRules, in.Kind, root != nil)
+	exits, err := parseExitRules(in.ExitRules, in.Kind, root != nil, countPerformed(root))
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +164,7 @@ func (s *Service) CreateSegment(ctx context.Context, in CreateSegmentInput) (*en
 			topics, err = s.syncDynamic(ctx, tx, seg)
 			return err
 		}
-		if root == nil || !hasBehaviors(root) {
+		if !hasBehaviors(root) && (exits == nil || !hasBehaviors(exits.onEventCondition)) {
 			return nil // a new segment without behaviours leaves no state unused
 		}
 		return s.rebuildBehaviorStates(ctx, tx, seg)
@@ -312,17 +312,17 @@ func replaceCondition(ctx context.Context, tx *ent.Tx, seg *ent.Segment, root *t
 // condition the segment will have.
 func updateExitRules(ctx context.Context, tx *ent.Tx, seg *ent.Segment, in UpdateSegmentInput, root *trigger.Node, clearCond, clearExits bool) error {
 	// A cleared condition cannot keep whenConditionFails.
-	hasCondition := root != nil
+	hasCondition, performed := root != nil, countPerformed(root)
 	if !clearCond && root == nil {
-		n, err := tx.Condition.Query().Where(condition.SegmentRef(seg.ID), condition.TreeEQ(condition.TreeENTRY)).Exist(ctx)
+		kept, err := ConditionTree(ctx, tx.Client(), seg.ID)
 		if err != nil {
 			return err
 		}
-		hasCondition = n
+		hasCondition, performed = kept != nil, countPerformed(TriggerNode(kept))
 	}
 	switch {
 	case in.ExitRules != nil:
-		exits, err := parseExitRules(in.ExitRules, seg.Kind, hasCondition)
+		exits, err := parseExitRules(in.ExitRules, seg.Kind, hasCondition, performed)
 		if err != nil {
 			return err
 		}
@@ -335,6 +335,18 @@ func updateExitRules(ctx context.Context, tx *ent.Tx, seg *ent.Segment, in Updat
 		}
 	case clearCond && seg.ExitWhenConditionFails:
 		return segmentd.Invalid("input.clearCondition", "exitRules.whenConditionFails needs a condition: clear or change the exit rules too")
+	case performed > 0 && len(seg.ExitOnEvents) > 0:
+		// A new condition beside the kept exit condition: the limit on
+		// behaviour predicates is the segment's.
+		exitRoot, err := ExitConditionTree(ctx, tx.Client(), seg.ID)
+		if err != nil {
+			return err
+		}
+		if n := countPerformed(TriggerNode(exitRoot)); n > 0 && n+performed > trigger.MaxPerformed {
+			return segmentd.Invalid(conditionInputField,
+				"at most %d behaviour predicates (performed) in one segment, its condition (%d) and exit condition (%d) together",
+				trigger.MaxPerformed, performed, n)
+		}
 	}
 	return nil
 }

@@ -23,13 +23,10 @@ import (
 func (v *verifier) checkBehaviorStates() error {
 	byKey := map[string]trigger.Behavior{}
 	for _, si := range v.segByID {
-		root, err := ConditionTree(v.ctx, v.c, si.seg.ID)
+		// The condition's behaviours and the exit condition's.
+		prog, err := stateProgram(v.ctx, v.c, si.seg)
 		if err != nil {
 			return err
-		}
-		prog, err := trigger.Compile(TriggerNode(root))
-		if err != nil {
-			return fmt.Errorf("compile conditions of segment %s: %w", si.seg.ID, err)
 		}
 		for _, b := range prog.Behaviors() {
 			byKey[b.Key()] = b
@@ -41,7 +38,7 @@ func (v *verifier) checkBehaviorStates() error {
 	}, func(r *ent.BehaviorState) int64 { return r.ID }, func(r *ent.BehaviorState) {
 		b, ok := byKey[r.Key]
 		if !ok {
-			v.rep.add("orphan-behavior-state", "user %s has a behaviour state under key %s, which no segment's condition has", v.userName(r.UserRef), r.Key)
+			v.rep.add("orphan-behavior-state", "user %s has a behaviour state under key %s, which no segment's condition or exit condition has", v.userName(r.UserRef), r.Key)
 			return
 		}
 		st, err := behavior.New(b.Spec)

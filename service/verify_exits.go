@@ -105,11 +105,23 @@ func (v *verifier) checkExits() error {
 					continue
 				}
 			}
-			for _, e := range evs {
+			for i, e := range evs {
 				if e.typ != event.TypeTRACK || !x.onEvents[e.name] || !e.receivedAt.After(since) {
 					continue
 				}
-				if x.exitEvent == nil || x.exitEvent.Eval(trigger.Env{Event: e.props, User: traits, Now: e.timestamp}).Matched {
+				env := trigger.Env{Event: e.props, User: traits, Now: e.timestamp}
+				if len(x.exitEvent.Behaviors()) > 0 {
+					if e.timestamp.Before(e.receivedAt.Add(-behaviorGrace)) {
+						// A late event's behaviours were judged at their
+						// states' floor, which the stored events do not tell.
+						continue
+					}
+					// The behaviours as the exit event found them: the
+					// events received until it, it included.
+					env = oracleEnv(x.exitEvent, evs[:i+1], traits, e.timestamp)
+					env.Event = e.props
+				}
+				if x.exitEvent == nil || x.exitEvent.Eval(env).Matched {
 					v.rep.add("missed-exit", "user %s is still a member of segment %s after exit event %s (%q)", v.userName(userRef), v.segmentName(k.seg), e.id, e.name)
 					break
 				}

@@ -20,6 +20,10 @@ type driver struct {
 	*entsql.Driver         // the writer (and, on PostgreSQL, every statement)
 	read           *sql.DB // SQLite's readers; nil on PostgreSQL
 	n              *atomic.Int64
+	// announce is the first statement of every transaction: on
+	// PostgreSQL, changelog.PostgresAnnounceWriter, so that live readers
+	// wait for this transaction and for no session that writes no log.
+	announce string
 }
 
 var _ dialect.Driver = (*driver)(nil)
@@ -70,7 +74,14 @@ func (d *driver) BeginTx(ctx context.Context, opts *sql.TxOptions) (dialect.Tx, 
 	}
 	etx, ok := tx.(*entsql.Tx)
 	if !ok {
+		_ = tx.Rollback()
 		return nil, fmt.Errorf("store: unexpected transaction type %T", tx)
+	}
+	if d.announce != "" {
+		if _, err := etx.ExecContext(ctx, d.announce); err != nil {
+			_ = etx.Rollback()
+			return nil, fmt.Errorf("store: announce a log writer: %w", err)
+		}
 	}
 	return &countedTx{Tx: etx, n: d.n}, nil
 }

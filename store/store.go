@@ -135,7 +135,11 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		}
 		st.DB = read
 	}
-	st.Client = ent.NewClient(ent.Driver(&driver{Driver: entsql.OpenDB(d, db), read: read, n: st.statements}))
+	entDrv := &driver{Driver: entsql.OpenDB(d, db), read: read, n: st.statements}
+	if d == dialect.Postgres {
+		entDrv.announce = changelog.PostgresAnnounceWriter
+	}
+	st.Client = ent.NewClient(ent.Driver(entDrv))
 	if d == dialect.SQLite {
 		st.path = sqlitePath(dsn)
 	}
@@ -186,7 +190,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 		}
 	}
 	if s.Dialect == dialect.Postgres {
-		for _, stmt := range postgresLogColumns() {
+		for _, stmt := range append(postgresLogColumns(), postgresLogWriters()...) {
 			if _, err := s.DB.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("store.Migrate: %s: %w", stmt, err)
 			}
@@ -278,6 +282,17 @@ var migrateMu sync.Mutex
 
 // migrationLock is the advisory lock key of schema migrations.
 const migrationLock = 0x5e6d_0001
+
+// postgresLogWriters installs the log writers' protocol (see
+// changelog/postgres_writers.go): the readers' horizon and the guard
+// trigger on every log table.
+func postgresLogWriters() []string {
+	stmts := []string{changelog.PostgresSilentFunction, changelog.PostgresHorizonFunction, changelog.PostgresGuardFunction}
+	for _, l := range changelog.Logs() {
+		stmts = append(stmts, l.PostgresGuard())
+	}
+	return stmts
+}
 
 // postgresLogColumns order the log tables by writing transaction on
 // PostgreSQL, where ids do not follow commit order: every log gets the
@@ -421,3 +436,22 @@ func redactUnparsed(raw string) string {
 
 // Redact hides the password of a database URL for logs and errors.
 func Redact(raw string) string { return redact(raw) }
+
+// BeginWriter begins a transaction on db outside ent that may write the
+// log tables (bulk loads, test fixtures): on PostgreSQL it announces itself
+// as a log writer first (changelog.PostgresAnnounceWriter), which the log
+// tables' guard trigger requires of a transaction that wrote anything else
+// before its first log row.
+func BeginWriter(ctx context.Context, db *sql.DB, dialectName string) (*sql.Tx, error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("store.BeginWriter: %w", err)
+	}
+	if dialectName == dialect.Postgres {
+		if _, err := tx.ExecContext(ctx, changelog.PostgresAnnounceWriter); err != nil {
+			_ = tx.Rollback()
+			return nil, fmt.Errorf("store.BeginWriter: announce: %w", err)
+		}
+	}
+	return tx, nil
+}

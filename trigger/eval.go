@@ -63,6 +63,12 @@ type cnode struct {
 	text     string // the node's String(), for reasons
 	pred     *predicate
 	behavior int // KindPerformed: the index in Program.behaviors and Env.Behaviors
+	// figureOf and figureWindow follow a performed node's figure in a
+	// reason: " of 3" and " within 7d" make "(was 2 of 3 within 7d)", the
+	// figure against the count it needs (at least N) and the window it is
+	// counted in. Under a NOT, whose failure means the count was reached,
+	// only the window.
+	figureOf, figureWindow string
 }
 
 type predicate struct {
@@ -249,14 +255,14 @@ func (n *cnode) explain(env *Env) string {
 	case KindNot:
 		text := "NOT (" + n.children[0].text + ") held"
 		if c := n.children[0]; c.kind == KindPerformed && c.behavior < len(env.Behaviors) {
-			text += " (was " + FigureText(env.Behaviors[c.behavior]) + ")"
+			text += " (was " + FigureText(env.Behaviors[c.behavior]) + c.figureWindow + ")"
 		}
 		return text
 	case KindPerformed:
 		if n.behavior >= len(env.Behaviors) {
 			return n.text + " (not evaluated)"
 		}
-		return n.text + " (was " + FigureText(env.Behaviors[n.behavior]) + ")"
+		return n.text + " (was " + FigureText(env.Behaviors[n.behavior]) + n.figureOf + n.figureWindow + ")"
 	}
 	v, found := n.pred.lookup(env)
 	return n.text + " (was " + describe(v, found) + ")"

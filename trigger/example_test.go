@@ -83,5 +83,5 @@ func ExampleProgram_Behaviors() {
 	res, _ := state.Eval(now)
 	fmt.Println(p.Eval(trigger.Env{Now: now, Behaviors: []behavior.Result{res}}).Reason)
 	// Output:
-	// condition failed: performed "Purchase Completed" where event.total > 10 at least 3 times within 7d (was 2)
+	// condition failed: performed "Purchase Completed" where event.total > 10 at least 3 times within 7d (was 2 of 3 within 7d)
 }

@@ -600,6 +600,12 @@ func (c *compiler) performed(n *Node, path string, depth int, cn *cnode) *Error 
 	}
 	bh.key = behaviorKey(pn, spec)
 	bh.Text = n.String()
+	if pn.Count != nil && spec.Op == behavior.GTE {
+		cn.figureOf = " of " + string(appendFloat(nil, spec.Value))
+	}
+	if pn.Within != "" {
+		cn.figureWindow = " within " + pn.Within
+	}
 	cn.behavior = len(c.behaviors)
 	c.behaviors = append(c.behaviors, bh)
 	return nil

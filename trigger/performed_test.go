@@ -402,19 +402,19 @@ func TestPerformedEval(t *testing.T) {
 		{"count holds", performed("Purchase Completed", count(trigger.OpGTE, 3), within("7d")), []behavior.Result{matched}, true,
 			`matched: performed "Purchase Completed" at least 3 times within 7d`},
 		{"count fails with its figure", performed("Login", within("14d")), []behavior.Result{zero}, false,
-			`condition failed: performed "Login" at least 1 time within 14d (was 0)`},
+			`condition failed: performed "Login" at least 1 time within 14d (was 0 of 1 within 14d)`},
 		{"a lower bound", performed("Login", count(trigger.OpLT, 3), within("14d")), []behavior.Result{{Figure: 3, Defined: true, AtLeast: true}}, false,
-			`condition failed: performed "Login" fewer than 3 times within 14d (was at least 3)`},
+			`condition failed: performed "Login" fewer than 3 times within 14d (was at least 3 within 14d)`},
 		{"count EQ 0 holds", performed("Login", count(trigger.OpEQ, 0), within("14d")), []behavior.Result{{Matched: true, Defined: true}}, true,
 			`matched: performed "Login" 0 times within 14d`},
 		{"count EQ 0 fails", performed("Login", count(trigger.OpEQ, 0), within("14d")), []behavior.Result{{Figure: 1, Defined: true}}, false,
-			`condition failed: performed "Login" 0 times within 14d (was 1)`},
+			`condition failed: performed "Login" 0 times within 14d (was 1 within 14d)`},
 		{"NOT performed holds", not(performed("Login", within("14d"))), []behavior.Result{zero}, true,
 			`matched: NOT (performed "Login" at least 1 time within 14d)`},
 		{"NOT performed fails with the figure", not(performed("Login", within("14d"))), []behavior.Result{{Matched: true, Figure: 2, Defined: true}}, false,
-			`condition failed: NOT (performed "Login" at least 1 time within 14d) held (was 2)`},
+			`condition failed: NOT (performed "Login" at least 1 time within 14d) held (was 2 within 14d)`},
 		{"an aggregate over nothing", performed("Purchase", aggregate(trigger.AggSum, "amount", trigger.OpLT, 100), within("30d")), []behavior.Result{{}}, false,
-			`condition failed: performed "Purchase" SUM of amount < 100 within 30d (was no values)`},
+			`condition failed: performed "Purchase" SUM of amount < 100 within 30d (was no values within 30d)`},
 		{"an aggregate's figure", performed("Purchase", aggregate(trigger.AggAvg, "amount", trigger.OpGT, 100)), []behavior.Result{{Figure: 12.25, Defined: true}}, false,
 			`condition failed: performed "Purchase" AVG of amount > 100 (was 12.25)`},
 		{"no results: not matched", performed("Login"), nil, false,
@@ -422,7 +422,7 @@ func TestPerformedEval(t *testing.T) {
 		{"NOT of no result holds", not(performed("Login")), nil, true, `matched: NOT (performed "Login" at least 1 time)`},
 		{"results by index", and(performed("A"), or(user("plan", trigger.OpEQ, "pro"), performed("B")), not(performed("C"))),
 			[]behavior.Result{matched, zero, zero}, false,
-			`condition failed: none of: user.plan = "pro" (was "free"); performed "B" at least 1 time (was 0)`},
+			`condition failed: none of: user.plan = "pro" (was "free"); performed "B" at least 1 time (was 0 of 1)`},
 		{"results by index, all hold", and(performed("A"), or(user("plan", trigger.OpEQ, "pro"), performed("B")), not(performed("C"))),
 			[]behavior.Result{matched, matched, zero}, true, ""},
 		{"a short slice", and(performed("A"), performed("B")), []behavior.Result{matched}, false,
@@ -486,7 +486,7 @@ func TestPerformedWithStates(t *testing.T) {
 	ingest("Purchase", map[string]any{"total": 20}, t0)
 	ingest("Purchase", map[string]any{"total": 5}, t0.Add(day)) // does not pass where
 	ingest("Purchase", map[string]any{"total": 30}, t0.Add(2*day))
-	if r, _ := eval(t0.Add(2 * day)); r.Matched || r.Reason != `condition failed: performed "Purchase" where event.total > 10 at least 3 times within 7d (was 2)` {
+	if r, _ := eval(t0.Add(2 * day)); r.Matched || r.Reason != `condition failed: performed "Purchase" where event.total > 10 at least 3 times within 7d (was 2 of 3 within 7d)` {
 		t.Fatalf("after 2 purchases: %v %q", r.Matched, r.Reason)
 	}
 	ingest("Purchase", map[string]any{"total": 11}, t0.Add(3*day))
@@ -501,13 +501,13 @@ func TestPerformedWithStates(t *testing.T) {
 	if r, _ := eval(t0.Add(7 * day)); !r.Matched {
 		t.Fatalf("at the window's edge: %q", r.Reason)
 	}
-	if r, _ := eval(next); r.Matched || !strings.Contains(r.Reason, "(was 2)") {
+	if r, _ := eval(next); r.Matched || !strings.Contains(r.Reason, "(was 2 of 3 within 7d)") {
 		t.Fatalf("after the first purchase left: %v %q", r.Matched, r.Reason)
 	}
 	// A refund makes the NOT fail.
 	ingest("Purchase", map[string]any{"total": 99}, t0.Add(4*day))
 	ingest("Refund", nil, t0.Add(4*day))
-	if r, _ := eval(t0.Add(4 * day)); r.Matched || r.Reason != `condition failed: NOT (performed "Refund" at least 1 time within 14d) held (was 1)` {
+	if r, _ := eval(t0.Add(4 * day)); r.Matched || r.Reason != `condition failed: NOT (performed "Refund" at least 1 time within 14d) held (was 1 within 14d)` {
 		t.Fatalf("after a refund: %v %q", r.Matched, r.Reason)
 	}
 }

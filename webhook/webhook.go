@@ -160,12 +160,13 @@ func New(ctx context.Context, st *store.Store, broker pubsub.Broker, cfg Config)
 	if cfg.Gather <= 0 {
 		cfg.Gather = 100 * time.Millisecond
 		if st.Dialect == live.Postgres {
-			// Rows become readable on PostgreSQL only once no older
-			// transaction of the cluster runs: a reader that looks
-			// every 100 ms mostly finds one running and waits (commit
-			// → delivered p50 1.4 s at 1,000 entries/s, against 140 ms
-			// at 5 ms). Nor does PostgreSQL have one writer for the
-			// dispatcher to take from ingestion.
+			// Rows become readable on PostgreSQL only once no older log
+			// writer runs: under steady ingestion there is mostly one,
+			// and a reader that looks every 100 ms mostly finds one
+			// running and waits again (commit → delivered p50 1.4 s at
+			// 1,000 entries/s, against 140 ms at 5 ms, measured before
+			// the horizon counted log writers only). Nor does PostgreSQL
+			// have one writer for the dispatcher to take from ingestion.
 			cfg.Gather = 20 * time.Millisecond
 		}
 	}

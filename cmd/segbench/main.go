@@ -17,9 +17,11 @@
 // ingestion ack p99 against idle; with -expiry-rate N, a sustained mode
 // instead: memberships due evenly at N per second for -expiry-for, and each
 // exit's lateness against its instant, ingesting 500 events/s beside),
-// webhook (one endpoint on a loopback receiver: commit→delivered at 1,000
-// entries/s, ingestion with the endpoint against without, and a backlog of
-// -webhook-backlog deliveries drained after a receiver outage), and all.
+// held (PostgreSQL: event-to-subscriber latency at 500 events/s, idle and
+// while another session holds a transaction open), webhook (one endpoint
+// on a loopback receiver: commit→delivered at 1,000 entries/s, ingestion
+// with an endpoint against without, and a backlog of -webhook-backlog
+// deliveries drained after a receiver outage), and all.
 //
 // Without -url segbench builds cmd/segmentd (run it from the repository
 // root), starts it on a fresh database per scenario (a temp SQLite file, or
@@ -90,7 +92,7 @@ func main() {
 	flag.IntVar(&c.pid, "pid", 0, "pid of the running segmentd (-url), for CPU and peak RSS from /proc")
 	flag.BoolVar(&c.allowRemote, "allow-remote", false, "allow a -url that is not a loopback address")
 	flag.StringVar(&c.databaseURL, "database-url", "", "database: of the segmentd segbench starts (default a temp SQLite file; PostgreSQL: a new schema per scenario), or of -url's, for the raw INSERT baseline")
-	flag.StringVar(&c.scenario, "scenario", "seed", "seed, segments10k, hot, subs5000, import, replicas, expiry, behavior, webhook or all")
+	flag.StringVar(&c.scenario, "scenario", "seed", "seed, segments10k, hot, subs5000, import, replicas, expiry, behavior, held, webhook or all")
 	flag.StringVar(&c.transport, "transport", "", "trackEvents, trackEvent, v1batch or all (default: all for seed, trackEvents otherwise)")
 	flag.IntVar(&c.rate, "rate", 0, "events per second; 0: flat out")
 	flag.IntVar(&c.batch, "batch", 100, "events per trackEvents or /v1/batch call")
@@ -127,7 +129,7 @@ func main() {
 // stdout).
 var progress io.Writer = os.Stderr
 
-var scenarios = []string{"seed", "segments10k", "hot", "subs5000", "import", "replicas", "expiry", "behavior", "webhook"}
+var scenarios = []string{"seed", "segments10k", "hot", "subs5000", "import", "replicas", "expiry", "behavior", "held", "webhook"}
 
 // scenarioEnv is added to the environment of the segmentd segbench starts
 // for a scenario.
@@ -281,9 +283,6 @@ func newTarget(ctx context.Context, c config, bin, scenario string) (*target, er
 }
 
 func runScenario(ctx context.Context, c config, bin, name string, t *table) error {
-	if name != "replicas" || isPostgres(c.databaseURL) {
-		defer warnLongTransactions(ctx, c, name, t)
-	}
 	if name == "replicas" {
 		return replicas(ctx, c, bin, t)
 	}
@@ -307,6 +306,8 @@ func runScenario(ctx context.Context, c config, bin, name string, t *table) erro
 		return expiryScenario(ctx, c, tg, t)
 	case "behavior":
 		return behaviorScenario(ctx, c, tg, t)
+	case "held":
+		return held(ctx, c, tg, t)
 	case "webhook":
 		return webhookScenario(ctx, c, tg, t)
 	}

@@ -211,30 +211,3 @@ func freeAddr() (string, error) {
 	defer l.Close()
 	return l.Addr().String(), nil
 }
-
-// warnLongTransactions notes, on PostgreSQL, a transaction that has been
-// open on the cluster for more than 5 s at the end of a scenario: live
-// delivery waits for the oldest running transaction (see README, "Live
-// subscriptions"), so event-to-subscriber figures measured beside one mean
-// little, and the table says so.
-func warnLongTransactions(ctx context.Context, c config, scenario string, t *table) {
-	if !isPostgres(c.databaseURL) {
-		return
-	}
-	db, err := sql.Open("postgres", pgDSN(c.databaseURL))
-	if err != nil {
-		return
-	}
-	defer db.Close()
-	var age float64
-	var who string
-	err = db.QueryRowContext(ctx, `SELECT EXTRACT(EPOCH FROM now() - xact_start), datname || ' pid ' || pid
-		FROM pg_stat_activity WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()
-		ORDER BY xact_start LIMIT 1`).Scan(&age, &who)
-	if err != nil || age < 5 {
-		return
-	}
-	msg := fmt.Sprintf("a transaction (database %s) had been open %.0f s on the cluster: live delivery waits for it", who, age)
-	fmt.Fprintf(progress, "  warning: %s\n", msg)
-	t.add(scenario+" · warning", "long transaction on the cluster", msg, "", "")
-}
