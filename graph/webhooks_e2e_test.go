@@ -7,6 +7,7 @@ package graph_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -784,12 +785,27 @@ func TestWebhookBadInputs(t *testing.T) {
 				t.Errorf("%v: field %q (%s); want %q", c.in, e.Field(), e.Message, c.field)
 			}
 		}
-		// An unknown topic or format is refused by the schema, naming it.
-		for _, in := range []map[string]any{with("topics", []string{"MEMBERSHIP_GONE"}), with("format", "XML")} {
-			e := admin.MustFail(t, "GRAPHQL_VALIDATION_FAILED", q, map[string]any{"in": in})
-			if !strings.Contains(e.Message, "is not a valid") {
-				t.Errorf("%v: %q", in, e.Message)
+		// An unknown topic or format is not a value of the schema's enum:
+		// GraphQL validation refuses it before any resolver runs
+		// (GRAPHQL_VALIDATION_FAILED, as for every enum of the API, see
+		// server/edges_test.go), naming the value and the enum, with the
+		// input field's path as the error's path.
+		for _, c := range []struct {
+			in   map[string]any
+			msg  string
+			path string
+		}{
+			{with("topics", []any{"MEMBERSHIP_ENTERED", "MEMBERSHIP_GONE"}), "MEMBERSHIP_GONE is not a valid WebhookTopic", "[variable in topics 1]"},
+			{with("format", "XML"), "XML is not a valid WebhookFormat", "[variable in format]"},
+		} {
+			e := admin.MustFail(t, "GRAPHQL_VALIDATION_FAILED", q, map[string]any{"in": c.in})
+			if !strings.Contains(e.Message, c.msg) || fmt.Sprint(e.Path) != c.path {
+				t.Errorf("%v: %q at %v; want %q at %s", c.in, e.Message, e.Path, c.msg, c.path)
 			}
+		}
+		e := admin.MustFail(t, "GRAPHQL_VALIDATION_FAILED", `mutation { createWebhookEndpoint(input: {url: "http://127.0.0.1:9/x", topics: [MEMBERSHIP_GONE]}) { secret } }`, nil)
+		if !strings.Contains(e.Message, `"MEMBERSHIP_GONE"`) || !strings.Contains(e.Message, "WebhookTopic") {
+			t.Errorf("unknown topic in the query: %q", e.Message)
 		}
 		ep, _ := createHook(t, admin, ok)
 		for _, c := range []struct {

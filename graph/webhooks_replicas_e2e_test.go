@@ -47,7 +47,9 @@ func startReplica(t *testing.T, dbURL string) (*testenv.Server, func()) {
 // database send one endpoint's backlog of 300 entries: each message once
 // while both run, in log order; then one stops mid-backlog (leaving its
 // leases) and the other finishes, every message at least once, a message
-// again only with its webhook-id.
+// again only with its webhook-id. This is a graceful stop (the replica
+// records the answers it had); crashtest's
+// TestWebhookReplicaKilledMidBacklog kills one with SIGKILL instead.
 func TestWebhookTwoReplicasShareAndTakeOver(t *testing.T) {
 	dbURL := testenv.DatabaseURL(t, "postgres")
 	a, stopA := startReplica(t, dbURL)
@@ -104,8 +106,8 @@ func TestWebhookTwoReplicasShareAndTakeOver(t *testing.T) {
 		dups += k - 1
 	}
 	t.Logf("%d requests for %d messages: %d sent again after the stop", len(reqs), n, dups)
-	if dups > 100 {
-		t.Errorf("%d duplicates; a claim is at most 100", dups)
+	if dups > 101 {
+		t.Errorf("%d duplicates; a sender records its answers every 100 (and one may be in flight)", dups)
 	}
 	ds := waitDeliveries(t, b.Admin(), ep.ID, "all delivered", func(ds []hookDelivery) bool {
 		for _, d := range ds {

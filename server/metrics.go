@@ -21,9 +21,8 @@ import (
 // carries user data (no IDs, names, keys or traits).
 //
 // The webhook deliveries are counted by the webhook package through
-// webhook.Config.Metrics, after each attempt's record commits; nothing sets
-// the backlog yet (a vector with no series is not in the exposition, so it
-// does not appear). Another
+// webhook.Config.Metrics, after each attempt's record commits, and it sets
+// the backlog every second (the PENDING deliveries in the store). Another
 // metric is one line here with a helper (counterVec, gaugeFunc), e.g.
 //
 //	m.x = m.counterVec("segmentd_x_total", "What it counts.", "label")
@@ -43,7 +42,8 @@ type metrics struct {
 	importRows        *prometheus.CounterVec
 	webhookDeliveries *prometheus.CounterVec
 	// webhookBacklog has no labels; as a vector it stays out of the
-	// exposition until it is first set.
+	// exposition until the webhook package first sets it (a second after
+	// start), rather than saying 0 before anyone counted.
 	webhookBacklog *prometheus.GaugeVec
 }
 

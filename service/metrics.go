@@ -31,9 +31,8 @@ type Metrics interface {
 	DeliveryLag(d time.Duration)
 	// WebhookDeliveries counts n webhook delivery attempts that ended
 	// with status (DELIVERED, FAILED, or PENDING for one to retry), and
-	// WebhookBacklog says how many deliveries wait. The webhook package
-	// counts deliveries (webhook.Config.Metrics); nothing sets the backlog
-	// yet, so its series does not appear.
+	// WebhookBacklog says how many deliveries wait (PENDING in the
+	// store). The webhook package reports both (webhook.Config.Metrics).
 	WebhookDeliveries(status string, n int)
 	WebhookBacklog(n int)
 }

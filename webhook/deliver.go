@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/segmentd/segmentd/ent"
+	"github.com/segmentd/segmentd/ent/predicate"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/webhookdelivery"
 	"github.com/segmentd/segmentd/ent/webhookendpoint"
@@ -40,6 +41,9 @@ func (h *Hooks) superviseLoop(ctx context.Context) {
 		if err := h.supervise(ctx); err != nil && ctx.Err() == nil {
 			h.log.Warn("webhook: endpoints", "err", err)
 		}
+		if err := h.reportBacklog(ctx); err != nil && ctx.Err() == nil {
+			h.log.Warn("webhook: backlog", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			h.mu.Lock()
@@ -57,6 +61,30 @@ func (h *Hooks) superviseLoop(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
+}
+
+// reportBacklog tells Metrics how many deliveries are PENDING. It counts
+// endpoint by endpoint, so that each count is a range of the (endpoint_ref,
+// status, seq) index, not a scan of every delivery ever sent.
+func (h *Hooks) reportBacklog(ctx context.Context) error {
+	if h.cfg.Metrics == nil {
+		return nil
+	}
+	ids, err := h.client.WebhookEndpoint.Query().IDs(ctx)
+	if err != nil {
+		return err
+	}
+	total := 0
+	for _, id := range ids {
+		n, err := h.client.WebhookDelivery.Query().Where(webhookdelivery.EndpointRef(id),
+			webhookdelivery.StatusEQ(webhookdelivery.StatusPENDING)).Count(ctx)
+		if err != nil {
+			return err
+		}
+		total += n
+	}
+	h.cfg.Metrics.WebhookBacklog(total)
+	return nil
 }
 
 func (h *Hooks) supervise(ctx context.Context) error {
@@ -127,9 +155,9 @@ func (h *Hooks) deliverRound(ctx context.Context, w *worker) (time.Duration, err
 	if err != nil || len(claimed) == 0 {
 		return wait, err
 	}
-	// Answers of 2xx are recorded together, at the end of the batch or
-	// before a failure is: a crash before that sends them again, with
-	// their webhook-ids (at least once).
+	// Answers of 2xx are recorded together, every recordEvery, at the end
+	// of the batch, or before a failure is: a crash before that sends them
+	// again, with their webhook-ids (at least once).
 	var ok []delivered
 	flush := func() error {
 		n, err := h.recordDelivered(ctx, ok)
@@ -161,6 +189,11 @@ func (h *Hooks) deliverRound(ctx context.Context, w *worker) (time.Duration, err
 		}
 		if a.ok() {
 			ok = append(ok, delivered{id: d.ID, seq: d.Seq, status: a.status, at: h.now()})
+			if len(ok) >= recordEvery {
+				if err := flush(); err != nil {
+					return time.Second, err
+				}
+			}
 			continue
 		}
 		if err := flush(); err != nil {
@@ -184,6 +217,12 @@ func (h *Hooks) deliverRound(ctx context.Context, w *worker) (time.Duration, err
 	h.log.Debug("webhook: sent", "endpoint", id, "deliveries", len(claimed))
 	return 0, nil
 }
+
+// recordEvery is how many 2xx answers a sender records in one
+// transaction, at most: a claim is bigger (Batch), so that claims are few,
+// while a crash sends again at most this many answered messages (and the
+// rest of the claim, not sent yet).
+const recordEvery = 100
 
 // delivered is a 2xx answer not yet recorded.
 type delivered struct {
@@ -209,7 +248,7 @@ func (h *Hooks) recordDelivered(ctx context.Context, ds []delivered) (int, error
 	err := h.inTx(ctx, func(tx *ent.Tx) error {
 		for status, ids := range byStatus {
 			n, err := tx.WebhookDelivery.Update().
-				Where(webhookdelivery.IDIn(ids...), webhookdelivery.LeaseOwner(h.cfg.Owner)).
+				Where(append(h.mine(), webhookdelivery.IDIn(ids...))...).
 				AddAttempts(1).ClearLeaseOwner().ClearLeaseUntil().SetLastStatusCode(status).
 				SetStatus(webhookdelivery.StatusDELIVERED).SetDeliveredAt(at).ClearLastError().ClearNextAttemptAt().
 				Save(ctx)
@@ -231,6 +270,9 @@ func (h *Hooks) recordDelivered(ctx context.Context, ds []delivered) (int, error
 // goes before an earlier one.
 func (h *Hooks) claim(ctx context.Context, id pulid.ID, floor int64) (ep *ent.WebhookEndpoint, claimed []*ent.WebhookDelivery, until time.Time, wait time.Duration, err error) {
 	wait = h.idle()
+	if !h.leases {
+		return h.claimUnleased(ctx, id, floor)
+	}
 	err = h.inTx(ctx, func(tx *ent.Tx) error {
 		ep, err = tx.WebhookEndpoint.Get(ctx, id)
 		if ent.IsNotFound(err) {
@@ -283,9 +325,55 @@ func (h *Hooks) claim(ctx context.Context, id pulid.ID, floor int64) (ep *ent.We
 	return ep, claimed, until, wait, nil
 }
 
+// claimUnleased is claim on SQLite, where one process serves a file
+// (store.LockForServer) and runs one sender per endpoint: nothing else can
+// send these deliveries, so they are read, not leased, outside a
+// transaction. That spares SQLite's one writer a transaction (and a
+// commit, with its fsync) per round, which ingestion would wait for; and
+// a lease left by an earlier process, dead since, is not waited out.
+func (h *Hooks) claimUnleased(ctx context.Context, id pulid.ID, floor int64) (ep *ent.WebhookEndpoint, claimed []*ent.WebhookDelivery, until time.Time, wait time.Duration, err error) {
+	wait = h.idle()
+	ep, err = h.client.WebhookEndpoint.Get(ctx, id)
+	if ent.IsNotFound(err) {
+		return nil, nil, time.Time{}, wait, nil
+	}
+	if err != nil {
+		return nil, nil, time.Time{}, time.Second, fmt.Errorf("webhook: claim: %w", err)
+	}
+	if !ep.Enabled {
+		return ep, nil, time.Time{}, wait, nil
+	}
+	heads, err := pendingAfter(h.client.WebhookDelivery.Query(), id, floor).
+		Order(ent.Asc(webhookdelivery.FieldSeq)).Limit(h.cfg.Batch).All(ctx)
+	if err != nil {
+		return nil, nil, time.Time{}, time.Second, fmt.Errorf("webhook: claim: %w", err)
+	}
+	now := h.now()
+	for i, d := range heads {
+		if d.NextAttemptAt != nil && d.NextAttemptAt.After(now) {
+			if i == 0 {
+				wait = d.NextAttemptAt.Sub(now)
+			}
+			break
+		}
+		claimed = append(claimed, d)
+	}
+	return ep, claimed, now.Add(h.lease()), wait, nil
+}
+
+// mine narrows an update of deliveries to those this process holds: on
+// PostgreSQL those it leased (a lease that ran out may have passed to
+// another replica); on SQLite, with no leases, all.
+func (h *Hooks) mine() []predicate.WebhookDelivery {
+	if !h.leases {
+		return nil
+	}
+	return []predicate.WebhookDelivery{webhookdelivery.LeaseOwner(h.cfg.Owner)}
+}
+
 // release gives up the leases of deliveries not sent.
 func (h *Hooks) release(ctx context.Context, ds []*ent.WebhookDelivery) error {
-	if len(ds) == 0 {
+	if len(ds) == 0 || !h.leases {
 		return nil
 	}
 	ids := make([]pulid.ID, len(ds))
@@ -336,7 +424,7 @@ func (h *Hooks) attempt(ctx context.Context, ep *ent.WebhookEndpoint, d *ent.Web
 func (h *Hooks) record(ctx context.Context, ep *ent.WebhookEndpoint, d *ent.WebhookDelivery, a attempt) (time.Duration, error) {
 	now := h.now()
 	u := h.client.WebhookDelivery.Update().
-		Where(webhookdelivery.ID(d.ID), webhookdelivery.LeaseOwner(h.cfg.Owner)).
+		Where(append(h.mine(), webhookdelivery.ID(d.ID))...).
 		AddAttempts(1).ClearLeaseOwner().ClearLeaseUntil()
 	if a.status != 0 {
 		u.SetLastStatusCode(a.status)
@@ -354,7 +442,7 @@ func (h *Hooks) record(ctx context.Context, ep *ent.WebhookEndpoint, d *ent.Webh
 				return err
 			}
 			return tx.WebhookDelivery.Update().
-				Where(webhookdelivery.ID(d.ID), webhookdelivery.LeaseOwner(h.cfg.Owner)).
+				Where(append(h.mine(), webhookdelivery.ID(d.ID))...).
 				AddAttempts(1).ClearLeaseOwner().ClearLeaseUntil().SetLastStatusCode(410).
 				SetLastError(a.err).SetNextAttemptAt(now).Exec(ctx)
 		})

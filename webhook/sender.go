@@ -39,7 +39,7 @@ func newSender(p URLPolicy, timeout time.Duration) *sender {
 	if !p.AllowPrivate {
 		dialer.Control = func(_, address string, _ syscall.RawConn) error {
 			ap, err := netip.ParseAddrPort(address)
-			if err != nil || blockedIP(ap.Addr()) {
+			if err != nil || (blockedIP(ap.Addr()) && !p.dialPublic[ap]) {
 				return errBlocked
 			}
 			return nil

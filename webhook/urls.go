@@ -19,6 +19,12 @@ type URLPolicy struct {
 	AllowHTTP bool
 	// Resolver resolves host names; nil means net.DefaultResolver.
 	Resolver *net.Resolver
+
+	// dialPublic are addresses the sender dials as if they were public,
+	// although they are blocked: set only by this package's tests, whose
+	// receivers can only be on loopback, so that a "public" receiver can
+	// redirect to a private one. Check does not read it.
+	dialPublic map[netip.AddrPort]bool
 }
 
 var cgnat = netip.MustParsePrefix("100.64.0.0/10")

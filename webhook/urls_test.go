@@ -5,7 +5,9 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -42,20 +44,55 @@ func TestURLPolicy(t *testing.T) {
 // to a private address later, or a redirect to one, is refused too.
 func TestSenderRefusesPrivateAddressesAtDialTime(t *testing.T) {
 	t.Parallel()
-	hits := 0
-	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits++ }))
+	var hits atomic.Int32
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
 	defer target.Close()
 	s := newSender(URLPolicy{AllowHTTP: true}, time.Second)
 	a := s.post(context.Background(), target.URL, nil, "", []byte("{}"))
-	if a.ok() || !strings.Contains(a.err, "refused") || hits != 0 {
-		t.Fatalf("post to loopback: %+v, %d hits", a, hits)
+	if a.ok() || !strings.Contains(a.err, "refused") || hits.Load() != 0 {
+		t.Fatalf("post to loopback: %+v, %d hits", a, hits.Load())
 	}
-	// A redirect to a private address: refused when the redirect dials.
+	// With private addresses allowed, a redirect to one is followed.
 	redirect := httptest.NewServer(http.RedirectHandler(target.URL, http.StatusTemporaryRedirect))
 	defer redirect.Close()
 	open := newSender(URLPolicy{AllowPrivate: true}, time.Second)
-	if a := open.post(context.Background(), redirect.URL, nil, "", []byte("{}")); !a.ok() || hits != 1 {
-		t.Fatalf("with private addresses allowed, the redirect is followed: %+v, %d hits", a, hits)
+	if a := open.post(context.Background(), redirect.URL, nil, "", []byte("{}")); !a.ok() || hits.Load() != 1 {
+		t.Fatalf("with private addresses allowed, the redirect is followed: %+v, %d hits", a, hits.Load())
+	}
+}
+
+// A public receiver that redirects to a private address: the redirect is
+// refused when it dials, and the private address gets nothing. The test's
+// receivers can only be on loopback, so the redirecting one is dialled as
+// if it were public (dialPublic); the target is not.
+func TestSenderRefusesARedirectToAPrivateAddress(t *testing.T) {
+	t.Parallel()
+	var privateHits, publicHits atomic.Int32
+	private := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { privateHits.Add(1) }))
+	defer private.Close()
+	public := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		publicHits.Add(1)
+		switch r.URL.Path {
+		case "/to-private":
+			http.Redirect(w, r, private.URL+"/hooks", http.StatusTemporaryRedirect)
+		case "/to-public":
+			http.Redirect(w, r, "/landed", http.StatusTemporaryRedirect)
+		}
+	}))
+	defer public.Close()
+	addr := netip.MustParseAddrPort(public.Listener.Addr().String())
+	s := newSender(URLPolicy{AllowHTTP: true, dialPublic: map[netip.AddrPort]bool{addr: true}}, time.Second)
+
+	// The seam lets the "public" receiver through, redirects included.
+	if a := s.post(context.Background(), public.URL+"/to-public", nil, "", []byte("{}")); !a.ok() || publicHits.Load() != 2 {
+		t.Fatalf("post to the public receiver, redirected within it: %+v, %d hits", a, publicHits.Load())
+	}
+	a := s.post(context.Background(), public.URL+"/to-private", nil, "", []byte("{}"))
+	if a.ok() || !strings.Contains(a.err, "refused") || !strings.Contains(a.err, "private") {
+		t.Fatalf("redirect to a private address: %+v; want refused", a)
+	}
+	if publicHits.Load() != 3 || privateHits.Load() != 0 {
+		t.Fatalf("public receiver %d requests (want 3), private %d (want 0)", publicHits.Load(), privateHits.Load())
 	}
 }
 

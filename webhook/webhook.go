@@ -13,9 +13,10 @@
 // queue a change twice.
 //
 // Senders, one goroutine per enabled endpoint on each replica, claim the
-// endpoint's oldest pending deliveries under a lease (lease_owner,
-// lease_until, taken in a short transaction that locks the rows, SKIP
-// LOCKED on PostgreSQL), send them one at a time in order, and record each
+// endpoint's oldest pending deliveries, on PostgreSQL under a lease
+// (lease_owner, lease_until, taken in a short transaction that locks the
+// rows FOR UPDATE SKIP LOCKED; on SQLite one process serves a file, so
+// they are only read), send them one at a time in order, and record each
 // answer. A delivery that fails waits for its retry, and the endpoint's
 // later deliveries wait behind it (order per endpoint); a slow or dead
 // endpoint holds only its own goroutine. A replica that dies with a lease
@@ -81,17 +82,28 @@ type Config struct {
 	// Poll is how often the dispatcher and idle senders look for work
 	// without a wake-up (500 ms).
 	Poll time.Duration
-	// Batch is how many deliveries a sender claims at once (100).
+	// Batch is how many deliveries a sender claims at once (500).
 	Batch int
+	// Gather is the least time between two dispatch rounds (100 ms on
+	// SQLite, 20 ms on PostgreSQL): the
+	// changes committed meanwhile are queued together, in one transaction,
+	// rather than one transaction per ingestion commit. Each transaction
+	// is a commit (an fsync) and, on SQLite, a turn of the one writer that
+	// ingestion waits for; the cost is up to Gather of delivery latency.
+	Gather time.Duration
 	// Metrics, if set, counts the attempts as they end (after their
-	// transaction commits).
+	// transaction commits) and is told the backlog every 2 Poll.
 	Metrics Metrics
 }
 
 // Metrics counts webhook delivery attempts by how they ended: DELIVERED,
-// FAILED (the last retry failed) or PENDING (to be retried).
+// FAILED (the last retry failed) or PENDING (to be retried), and is told
+// the backlog: how many deliveries of every endpoint (enabled or not) are
+// PENDING in the store, in flight included. The backlog is the store's,
+// so every replica reports the same figure.
 type Metrics interface {
 	WebhookDeliveries(status string, n int)
+	WebhookBacklog(n int)
 }
 
 // counted reports n attempts that ended with status, if Metrics is set.
@@ -106,6 +118,7 @@ type Hooks struct {
 	client      *ent.Client
 	dialect     string
 	locks       locker
+	leases      bool // deliveries are leased (PostgreSQL: replicas)
 	broker      pubsub.Broker
 	cfg         Config
 	log         *slog.Logger
@@ -142,7 +155,20 @@ func New(ctx context.Context, st *store.Store, broker pubsub.Broker, cfg Config)
 		cfg.Poll = 500 * time.Millisecond
 	}
 	if cfg.Batch <= 0 {
-		cfg.Batch = 100
+		cfg.Batch = 500
+	}
+	if cfg.Gather <= 0 {
+		cfg.Gather = 100 * time.Millisecond
+		if st.Dialect == live.Postgres {
+			// Rows become readable on PostgreSQL only once no older log
+			// writer runs: under steady ingestion there is mostly one,
+			// and a reader that looks every 100 ms mostly finds one
+			// running and waits again (commit → delivered p50 1.4 s at
+			// 1,000 entries/s, against 140 ms at 5 ms, measured before
+			// the horizon counted log writers only). Nor does PostgreSQL
+			// have one writer for the dispatcher to take from ingestion.
+			cfg.Gather = 20 * time.Millisecond
+		}
 	}
 	if broker == nil {
 		broker = pubsub.NewMemory()
@@ -151,7 +177,7 @@ func New(ctx context.Context, st *store.Store, broker pubsub.Broker, cfg Config)
 	if err != nil {
 		return nil, fmt.Errorf("webhook.New: %w", err)
 	}
-	h := &Hooks{client: st.Client, dialect: st.Dialect, locks: locks, broker: broker, cfg: cfg, log: cfg.Log,
+	h := &Hooks{client: st.Client, dialect: st.Dialect, locks: locks, leases: st.Dialect == live.Postgres, broker: broker, cfg: cfg, log: cfg.Log,
 		send: newSender(cfg.URLs, cfg.Timeout), kick: make(chan struct{}, 1), workers: map[pulid.ID]*worker{}}
 	client := st.Client
 	h.changes, err = live.NewTailer(ctx, st.DB, st.Dialect, service.ChangeLogSource(client), broker, cfg.Log)
@@ -221,6 +247,7 @@ func (h *Hooks) dispatchLoop(ctx context.Context) {
 	defer c2()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -230,6 +257,14 @@ func (h *Hooks) dispatchLoop(ctx context.Context) {
 		case <-h.kick:
 		case <-timer.C:
 		}
+		if wait := h.cfg.Gather - time.Since(last); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		last = time.Now()
 		waiting, err := h.DispatchAll(ctx)
 		next := h.cfg.Poll
 		if err != nil && ctx.Err() == nil {
@@ -291,6 +326,8 @@ func (h *Hooks) dispatchEndpoint(ctx context.Context, ep *ent.WebhookEndpoint) (
 	return queued, waiting, nil
 }
 
+// dispatchPage is how many log rows one dispatch transaction covers: the
+// most live.Tailer.Read returns (a page that is not full means the end).
 const dispatchPage = 500
 
 // errBusy: another replica holds the endpoint (or it changed under us).

@@ -78,6 +78,10 @@ type drive struct {
 	makeEvent func(i int) benchEvent
 	sub       *subscriber // optional
 	pids      []int       // servers whose CPU and memory to read
+	// onAck, if set, is told of each acknowledged request's events and
+	// when the acknowledgement was read (the webhook scenario's commit
+	// time).
+	onAck func(evs []benchEvent, at time.Time)
 }
 
 type driveResult struct {
@@ -143,6 +147,9 @@ func (d *drive) run(ctx context.Context, c config, tg *target, targets ...*targe
 		now := time.Now()
 		res.ack.add(lat)
 		acked.Add(int64(batch))
+		if d.onAck != nil {
+			d.onAck(evs, now)
+		}
 		if d.sub != nil {
 			for _, e := range evs {
 				if e.Enters {

@@ -18,7 +18,10 @@
 // instead: memberships due evenly at N per second for -expiry-for, and each
 // exit's lateness against its instant, ingesting 500 events/s beside),
 // held (PostgreSQL: event-to-subscriber latency at 500 events/s, idle and
-// while another session holds a transaction open), and all.
+// while another session holds a transaction open), webhook (one endpoint
+// on a loopback receiver: commit→delivered at 1,000 entries/s, ingestion
+// with an endpoint against without, and a backlog of -webhook-backlog
+// deliveries drained after a receiver outage), and all.
 //
 // Without -url segbench builds cmd/segmentd (run it from the repository
 // root), starts it on a fresh database per scenario (a temp SQLite file, or
@@ -61,6 +64,9 @@ type config struct {
 	expiryFor                                 time.Duration // sustained mode: for how long they come due
 	behaviorUsers                             int           // behavior scenario: users whose logins leave the window
 	behaviorRate                              int           // behavior scenario: exits due per second (0: all at one instant)
+	webhookBacklog                            int           // webhook scenario: deliveries waiting when the receiver comes back
+	webhookOutage                             time.Duration // webhook scenario: at least this long the receiver answers 503
+	webhookProfile                            string        // webhook scenario: CPU profiles of the server to this path prefix
 	importMode                                string
 	segments                                  int
 
@@ -86,7 +92,7 @@ func main() {
 	flag.IntVar(&c.pid, "pid", 0, "pid of the running segmentd (-url), for CPU and peak RSS from /proc")
 	flag.BoolVar(&c.allowRemote, "allow-remote", false, "allow a -url that is not a loopback address")
 	flag.StringVar(&c.databaseURL, "database-url", "", "database: of the segmentd segbench starts (default a temp SQLite file; PostgreSQL: a new schema per scenario), or of -url's, for the raw INSERT baseline")
-	flag.StringVar(&c.scenario, "scenario", "seed", "seed, segments10k, hot, subs5000, import, replicas, expiry, behavior, held or all")
+	flag.StringVar(&c.scenario, "scenario", "seed", "seed, segments10k, hot, subs5000, import, replicas, expiry, behavior, held, webhook or all")
 	flag.StringVar(&c.transport, "transport", "", "trackEvents, trackEvent, v1batch or all (default: all for seed, trackEvents otherwise)")
 	flag.IntVar(&c.rate, "rate", 0, "events per second; 0: flat out")
 	flag.IntVar(&c.batch, "batch", 100, "events per trackEvents or /v1/batch call")
@@ -103,6 +109,9 @@ func main() {
 	flag.DurationVar(&c.expiryFor, "expiry-for", 20*time.Second, "expiry scenario, sustained mode: for how long memberships come due at -expiry-rate")
 	flag.IntVar(&c.behaviorUsers, "behavior-users", 10000, "behavior scenario: users whose one login leaves a 60s window")
 	flag.IntVar(&c.behaviorRate, "behavior-rate", 0, "behavior scenario: logins leaving the window per second, spread evenly (0: all at one instant)")
+	flag.IntVar(&c.webhookBacklog, "webhook-backlog", 100000, "webhook scenario: deliveries queued while the receiver is out (0: no backlog part)")
+	flag.DurationVar(&c.webhookOutage, "webhook-outage", 0, "webhook scenario: the receiver answers 503 at least this long (it stays out until the whole backlog is queued)")
+	flag.StringVar(&c.webhookProfile, "webhook-profile", "", "webhook scenario: save CPU profiles of the segmentd segbench started (5 s of the drive with the endpoint, 5 s of the drain) as PREFIX-with.pprof and PREFIX-drain.pprof")
 	flag.StringVar(&c.importMode, "import-mode", "ADD", "importSegmentUsers mode argument (empty: omitted)")
 	flag.BoolVar(&c.markdown, "markdown", false, "print the table as markdown")
 	flag.BoolVar(&c.keep, "keep", false, "keep the databases segbench created")
@@ -120,7 +129,14 @@ func main() {
 // stdout).
 var progress io.Writer = os.Stderr
 
-var scenarios = []string{"seed", "segments10k", "hot", "subs5000", "import", "replicas", "expiry", "behavior", "held"}
+var scenarios = []string{"seed", "segments10k", "hot", "subs5000", "import", "replicas", "expiry", "behavior", "held", "webhook"}
+
+// scenarioEnv is added to the environment of the segmentd segbench starts
+// for a scenario.
+var scenarioEnv = map[string][]string{
+	// The receiver is on loopback, which webhooks refuse by default.
+	"webhook": {"SEGMENTD_WEBHOOK_ALLOW_PRIVATE=true"},
+}
 
 func run(ctx context.Context, c config) error {
 	if err := c.validate(); err != nil {
@@ -257,7 +273,7 @@ func newTarget(ctx context.Context, c config, bin, scenario string) (*target, er
 	if err != nil {
 		return nil, err
 	}
-	srv, err := startServer(ctx, bin, dbURL)
+	srv, err := startServer(ctx, bin, dbURL, scenarioEnv[scenario]...)
 	if err != nil {
 		drop()
 		return nil, err
@@ -292,6 +308,8 @@ func runScenario(ctx context.Context, c config, bin, name string, t *table) erro
 		return behaviorScenario(ctx, c, tg, t)
 	case "held":
 		return held(ctx, c, tg, t)
+	case "webhook":
+		return webhookScenario(ctx, c, tg, t)
 	}
 	return fmt.Errorf("unknown scenario %q", name)
 }

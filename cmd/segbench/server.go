@@ -123,13 +123,14 @@ var listeningRE = regexp.MustCompile(`GraphiQL: (http://[0-9.:]+)/`)
 
 // startServer starts bin on databaseURL on a free loopback port, without a
 // rate limit, and creates an ADMIN and a WRITE key with `segmentd keys`.
-func startServer(ctx context.Context, bin, databaseURL string) (*server, error) {
+// env is added to its environment.
+func startServer(ctx context.Context, bin, databaseURL string, env ...string) (*server, error) {
 	pprofAddr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--database-url", databaseURL, "--log-level", "warn", "--rate-limit", "-1")
-	cmd.Env = append(os.Environ(), "SEGMENTD_PPROF_ADDR="+pprofAddr)
+	cmd.Env = append(append(os.Environ(), "SEGMENTD_PPROF_ADDR="+pprofAddr), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -147,3 +147,36 @@ func TestUploadMultipart(t *testing.T) {
 		t.Fatalf("operations %+v", ops)
 	}
 }
+
+// TestWebhookSmoke runs the webhook scenario, tiny, against a real server
+// on each store: every figure is printed, every entry is delivered, and
+// the backlog drains whole.
+func TestWebhookSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("drives a server")
+	}
+	progress = io.Discard
+	outageRetryAfter = 1
+	testenv.ForEachStore(t, func(t *testing.T, dbURL string) {
+		srv := testenv.StartServer(t, dbURL, func(c *segserver.Config) { c.RateLimit = -1; c.WebhookAllowPrivate = true })
+		c := config{scenario: "webhook", batch: 20, workers: 2, events: 200, duration: time.Second, webhookBacklog: 500}
+		tg := &target{url: srv.URL, key: testenv.AdminKey, writeKey: testenv.AdminKey, databaseURL: dbURL}
+		var tb table
+		if err := webhookScenario(context.Background(), c, tg, &tb); err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		tb.print(&b, true)
+		out := b.String()
+		t.Log("\n" + out)
+		for _, want := range []string{"commit → delivered p50 / p99 at 1000 entries/s", "events/s with an endpoint (3 drives of 1s)",
+			"deliveries/s while draining", "500 requests for 500 messages; 0 FAILED"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("no %q in the table", want)
+			}
+		}
+		if strings.Contains(out, "not all arrived") || strings.Contains(out, "errors (") {
+			t.Errorf("deliveries missing or errors")
+		}
+	})
+}
