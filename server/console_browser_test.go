@@ -29,6 +29,7 @@ type consoleSummary struct {
 	FieldError      string
 	Preview         string
 	ConditionText   string
+	BehaviourText   string
 	ListLive        struct{ Before, After int }
 	ChartLive       struct{ Before, After int }
 	Import          string
@@ -74,6 +75,14 @@ func TestConsoleInBrowser(t *testing.T) {
 		{"Sign Up", "u-google", map[string]any{"Channel": "Google", "Reward Amount": 20}, map[string]any{"Sign Up Date": "2025-02-01"}},
 		{"Sign Up", "u-old", map[string]any{"Channel": "Facebook"}, map[string]any{"Sign Up Date": "2024-06-01"}},
 		{"Purchase Completed", "u-fb", map[string]any{"amount": 30}, nil},
+		// For the behaviour built in the builder: u-fb makes three
+		// purchases over 10 (47 in all), u-rich two (110 in all).
+		{"Purchase Completed", "u-fb", map[string]any{"total": 20}, nil},
+		{"Purchase Completed", "u-fb", map[string]any{"total": 15}, nil},
+		{"Purchase Completed", "u-fb", map[string]any{"total": 12}, nil},
+		{"Purchase Completed", "u-fb", map[string]any{"total": 5}, nil},
+		{"Purchase Completed", "u-rich", map[string]any{"total": 60}, nil},
+		{"Purchase Completed", "u-rich", map[string]any{"total": 50}, nil},
 	} {
 		admin.MustDo(t, `mutation($in: TrackInput!) { trackEvent(input: $in) { duplicate } }`, map[string]any{"in": map[string]any{
 			"event": e.event, "userId": e.user, "properties": e.props, "traits": e.traits}}, nil)
@@ -110,7 +119,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	t.Logf("steps %v; %d requests, all to %s; timings (ms) %v; preview %q; import %q; %d screenshots",
 		sum.Steps, sum.Requests, srv.URL, sum.Timings, sum.Preview, sum.Import, len(sum.Screenshots))
 
-	want := []string{"sign-in", "search and sort", "builder", "edit", "live list", "details", "import and export", "ingestion", "campaigns", "webhooks", "phone", "keyboard", "read-only"}
+	want := []string{"sign-in", "search and sort", "builder", "edit", "behaviour", "live list", "details", "import and export", "ingestion", "campaigns", "webhooks", "phone", "keyboard", "read-only"}
 	if strings.Join(sum.Steps, ",") != strings.Join(want, ",") {
 		t.Errorf("steps %v, want %v", sum.Steps, want)
 	}
