@@ -162,6 +162,31 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("the segment built in the browser is not stored: %+v", segs)
 	}
 	s := segs.Segments.Edges[0].Node
+	// The behaviour and the exit condition built in the browser, as stored.
+	var big struct {
+		Segments struct {
+			Edges []struct {
+				Node struct {
+					ConditionText string
+					ExitRules     struct {
+						OnEvents             []string
+						OnEventConditionText string
+					}
+				}
+			}
+		}
+	}
+	admin.MustDo(t, `{ segments(where: {name: "Big spenders"}) { edges { node { conditionText exitRules { onEvents onEventConditionText } } } } }`, nil, &big)
+	if len(big.Segments.Edges) != 1 {
+		t.Fatalf("the behaviour segment built in the browser is not stored: %+v", big)
+	}
+	b := big.Segments.Edges[0].Node
+	if want := `performed "Purchase Completed" where event.total > 10 at least 3 times within 7d`; b.ConditionText != want || sum.BehaviourText != want {
+		t.Errorf("the behaviour reads %q (stored) and %q (on the details screen), want %q", b.ConditionText, sum.BehaviourText, want)
+	}
+	if strings.Join(b.ExitRules.OnEvents, ",") != "Order Refunded" || b.ExitRules.OnEventConditionText != "event.refund >= 50" {
+		t.Errorf("the exit rules stored: %+v", b.ExitRules)
+	}
 	// The seeded sign-ups that match (u-fb, u-rich: by the edit's
 	// BACKFILL) and the users of the live sign-ups (live-1, 2, 3, 5, 6).
 	if s.TotalUsers != 7 || len(s.Campaigns) != 1 || s.Campaigns[0].Status != "ENDED" {

@@ -46,7 +46,7 @@ export function Webhooks() {
         <button type="button" onClick=${() => act('mutation($id: ID!, $since: Time) { replayWebhookDeliveries(endpointId: $id, since: $since) }', { id: w.id, since: new Date(Date.now() - 86400e3).toISOString() }, (d) => `Queued ${d.replayWebhookDeliveries} deliveries again (changes of the last 24 hours)`)}>Replay last 24 hours</button>
         <button type="button" onClick=${() => rotate(w)}>Rotate secret</button>
       </div>
-      ${secret?.id === w.id && html`<p role="status" class="note">New signing secret (shown once; the old one no longer signs): <code data-testid="rotated-secret">${secret.secret}</code></p>`}
+      ${secret?.id === w.id && html`<p role="status" class="note">New signing secret (shown once; for 24 hours deliveries carry the old and the new signature): <code data-testid="rotated-secret">${secret.secret}</code></p>`}
       <${EditEndpoint} key=${w.id + w.topics.join() + w.segments.map((x) => x.id).join() + w.campaigns.map((x) => x.id).join()} endpoint=${w} choices=${choices}
         onSaved=${() => { setNote('Saved ' + w.url); q.reload(); }} />
       <${Deliveries} endpoint=${w} tick=${tick} />
