@@ -252,10 +252,23 @@ try {
   summary.behaviourText = await page.getByTestId('condition-text').innerText();
   if (summary.behaviourText !== 'performed "Purchase Completed" where event.total > 10 at least 3 times within 7d') fail('the saved behaviour reads ' + summary.behaviourText);
   await page.getByText('Exit: on Order Refunded when event.refund >= 50').waitFor();
-  // The builder reads the behaviour and the exit condition back.
+  // The builder reads the behaviour and the exit condition back; a second
+  // predicate in the where makes it a group (read back by its own query).
   await page.getByRole('link', { name: 'Edit segment' }).click();
   await until('the stored behaviour in the builder', async () => (await page.getByTestId('rule-text').innerText()).includes(perfRule));
   await until('the stored exit condition', async () => (await page.getByTestId('exit-rule-text').innerText()).includes('event."refund" ≥ 50'));
+  await page.getByRole('group', { name: `${b} where`, exact: true }).getByRole('button', { name: '+ Event property' }).click();
+  await page.getByLabel(`${b} where › 2 property`, { exact: true }).fill('total');
+  await page.getByLabel(`${b} where › 2 type`, { exact: true }).selectOption('number');
+  await page.getByLabel(`${b} where › 2 operator`, { exact: true }).selectOption('LT');
+  await page.getByLabel(`${b} where › 2 value`, { exact: true }).fill('1000');
+  const perfRule2 = 'performed "Purchase Completed" where (event."total" > 10 AND event."total" < 1000) at least 3 times within 7d';
+  await until('the two-predicate where', async () => (await page.getByTestId('rule-text').innerText()).includes(perfRule2));
+  await page.getByRole('button', { name: 'Save' }).click();
+  await until('the saved where group', async () => (await page.getByTestId('condition-text').innerText()) === 'performed "Purchase Completed" where (event.total > 10 AND event.total < 1000) at least 3 times within 7d');
+  summary.behaviourText2 = await page.getByTestId('condition-text').innerText();
+  await page.getByRole('link', { name: 'Edit segment' }).click();
+  await until('the where group read back', async () => (await page.getByTestId('rule-text').innerText()).includes(perfRule2));
   await page.goto(bigURL);
   await page.getByRole('heading', { name: 'Big spenders' }).waitFor();
   step('behaviour');

@@ -30,6 +30,7 @@ type consoleSummary struct {
 	Preview         string
 	ConditionText   string
 	BehaviourText   string
+	BehaviourText2  string
 	ListLive        struct{ Before, After int }
 	ChartLive       struct{ Before, After int }
 	Import          string
@@ -181,8 +182,12 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("the behaviour segment built in the browser is not stored: %+v", big)
 	}
 	b := big.Segments.Edges[0].Node
-	if want := `performed "Purchase Completed" where event.total > 10 at least 3 times within 7d`; b.ConditionText != want || sum.BehaviourText != want {
-		t.Errorf("the behaviour reads %q (stored) and %q (on the details screen), want %q", b.ConditionText, sum.BehaviourText, want)
+	if want := `performed "Purchase Completed" where event.total > 10 at least 3 times within 7d`; sum.BehaviourText != want {
+		t.Errorf("the behaviour reads %q on the details screen, want %q", sum.BehaviourText, want)
+	}
+	// Then edited: a second predicate makes the where a group.
+	if want := `performed "Purchase Completed" where (event.total > 10 AND event.total < 1000) at least 3 times within 7d`; b.ConditionText != want || sum.BehaviourText2 != want {
+		t.Errorf("the edited behaviour reads %q (stored) and %q (on the details screen), want %q", b.ConditionText, sum.BehaviourText2, want)
 	}
 	if strings.Join(b.ExitRules.OnEvents, ",") != "Order Refunded" || b.ExitRules.OnEventConditionText != "event.refund >= 50" {
 		t.Errorf("the exit rules stored: %+v", b.ExitRules)
