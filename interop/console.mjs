@@ -218,7 +218,13 @@ try {
   await page.getByLabel(`${b} where › 1 type`, { exact: true }).selectOption('number');
   await page.getByLabel(`${b} where › 1 operator`, { exact: true }).selectOption('GT');
   await page.getByLabel(`${b} where › 1 value`, { exact: true }).fill('10');
+  // A bad window is refused by the server at the behaviour's field.
+  await page.getByLabel(`${b} window (e.g. 7d; empty: all time)`).fill('7 days');
+  const perfErr = page.getByRole('group', { name: b, exact: true }).locator(':scope > .field-error');
+  await perfErr.waitFor();
+  summary.behaviourFieldError = await perfErr.innerText();
   await page.getByLabel(`${b} window (e.g. 7d; empty: all time)`).fill('7d');
+  await perfErr.waitFor({ state: 'detached' });
   await page.getByLabel(`${b} measure`).selectOption('aggregate');
   await page.getByLabel(`${b} function`).selectOption('SUM');
   await page.getByLabel(`${b} numeric property`).fill('total');

@@ -31,13 +31,15 @@ type consoleSummary struct {
 	ConditionText   string
 	BehaviourText   string
 	BehaviourText2  string
-	ListLive        struct{ Before, After int }
-	ChartLive       struct{ Before, After int }
-	Import          string
-	BadRows         int
-	ExportLines     int
-	Activations     int
-	Replay          string
+	// BehaviourFieldError is the server's error shown at the behaviour for a bad window.
+	BehaviourFieldError string
+	ListLive            struct{ Before, After int }
+	ChartLive           struct{ Before, After int }
+	Import              string
+	BadRows             int
+	ExportLines         int
+	Activations         int
+	Replay              string
 }
 
 // TestConsoleInBrowser runs the web console's end-to-end test
@@ -132,6 +134,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	if !strings.Contains(sum.FieldError, "input.condition") && !strings.Contains(strings.ToLower(sum.FieldError), "regular expression") && !strings.Contains(sum.FieldError, "RE2") {
 		t.Logf("the error shown at the field: %q", sum.FieldError)
+	}
+	if !strings.Contains(sum.BehaviourFieldError, "within") {
+		t.Errorf("the error shown at the behaviour for a bad window: %q, want one naming within", sum.BehaviourFieldError)
 	}
 	if sum.FieldError == "" {
 		t.Errorf("no server error was shown at the condition's field")
