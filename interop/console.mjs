@@ -151,12 +151,14 @@ try {
   await page.getByLabel('Segment name').fill('Activation Experiment - New Users');
   await page.getByLabel('Event trigger').fill('Sign Up');
   await page.getByLabel('Event trigger').press('Enter');
-  await page.getByRole('button', { name: '+ User trait' }).click();
+  // The condition tree's root (the exit condition has a group of its own).
+  const conds = page.getByRole('group', { name: 'Conditions', exact: true });
+  await conds.getByRole('button', { name: '+ User trait' }).click();
   await page.getByLabel('Conditions › 1 property').fill('Sign Up Date');
   await page.getByLabel('Conditions › 1 type').selectOption('date');
   await page.getByLabel('Conditions › 1 operator').selectOption('GT');
   await page.getByLabel('Conditions › 1 value').fill('2025-01-01');
-  await page.getByRole('button', { name: '+ Group' }).click();
+  await conds.getByRole('button', { name: '+ Group' }).click();
   const g = 'Conditions › group 2';
   const inner = page.locator('fieldset.group fieldset.group');
   await inner.getByRole('button', { name: '+ Event property' }).click();
@@ -200,15 +202,98 @@ try {
   await until('the backfilled members', async () => Number((await page.locator('[data-figure="totalUsers"] .value').innerText()).replace(/\D/g, '')) === 2);
   step('edit');
 
+  // A behaviour predicate with a where on the counted event, a window and a
+  // count (an aggregate tried on the way), and an exit rule whose exit event
+  // must meet a condition; the server's conditionText read back.
+  await page.getByRole('link', { name: '← Audiences' }).click();
+  await page.getByRole('link', { name: 'Create segment' }).click();
+  await page.getByLabel('Segment name').fill('Big spenders');
+  await page.getByLabel('Event trigger').fill('Purchase Completed');
+  await page.getByLabel('Event trigger').press('Enter');
+  await page.getByRole('group', { name: 'Conditions', exact: true }).getByRole('button', { name: '+ Behaviour' }).click();
+  const b = 'Conditions › 1';
+  await page.getByLabel(`${b} event`, { exact: true }).fill('Purchase Completed');
+  await page.getByRole('group', { name: `${b} where`, exact: true }).getByRole('button', { name: '+ Event property' }).click();
+  await page.getByLabel(`${b} where › 1 property`, { exact: true }).fill('total');
+  await page.getByLabel(`${b} where › 1 type`, { exact: true }).selectOption('number');
+  await page.getByLabel(`${b} where › 1 operator`, { exact: true }).selectOption('GT');
+  await page.getByLabel(`${b} where › 1 value`, { exact: true }).fill('10');
+  // A bad window is refused by the server at the behaviour's field.
+  await page.getByLabel(`${b} window (e.g. 7d; empty: all time)`).fill('7 days');
+  const perfErr = page.getByRole('group', { name: b, exact: true }).locator(':scope > .field-error');
+  await perfErr.waitFor();
+  summary.behaviourFieldError = await perfErr.innerText();
+  await page.getByLabel(`${b} window (e.g. 7d; empty: all time)`).fill('7d');
+  await perfErr.waitFor({ state: 'detached' });
+  await page.getByLabel(`${b} measure`).selectOption('aggregate');
+  await page.getByLabel(`${b} function`).selectOption('SUM');
+  await page.getByLabel(`${b} numeric property`).fill('total');
+  await page.getByLabel(`${b} aggregate operator`).selectOption('GT');
+  await page.getByLabel(`${b} aggregate value`).fill('100');
+  const aggRule = 'performed "Purchase Completed" where event."total" > 10 SUM of "total" > 100 within 7d';
+  await until('the aggregate rule', async () => (await page.getByTestId('rule-text').innerText()).includes(aggRule));
+  // u-rich's purchases over 10 add up to 110; u-fb's to 47.
+  await until('the aggregate preview', async () => /\b1 user would match.*u-rich/.test(await page.getByTestId('preview').innerText()));
+  summary.aggregatePreview = await page.getByTestId('preview').innerText();
+  await page.getByLabel(`${b} measure`).selectOption('count');
+  await page.getByLabel(`${b} count operator`).selectOption('GTE');
+  await page.getByLabel(`${b} times`).fill('3');
+  const perfRule = 'performed "Purchase Completed" where event."total" > 10 at least 3 times within 7d';
+  await until('the behaviour rule', async () => (await page.getByTestId('rule-text').innerText()).includes(perfRule));
+  // u-fb has three purchases over 10 this week; u-rich two.
+  await until('the behaviour preview', async () => /\b1 user would match.*u-fb/.test(await page.getByTestId('preview').innerText()));
+  summary.behaviourPreview = await page.getByTestId('preview').innerText();
+  await page.getByLabel('Leave when one of these events arrives (comma-separated)').fill('Order Refunded');
+  const exitGroup = page.getByRole('group', { name: 'Exit condition', exact: true });
+  await exitGroup.getByRole('button', { name: '+ Event property' }).click();
+  await page.getByLabel('Exit condition › 1 property', { exact: true }).fill('refund');
+  await page.getByLabel('Exit condition › 1 type', { exact: true }).selectOption('number');
+  await page.getByLabel('Exit condition › 1 operator', { exact: true }).selectOption('GTE');
+  await page.getByLabel('Exit condition › 1 value', { exact: true }).fill('50');
+  await until('the exit rule text', async () => (await page.getByTestId('exit-rule-text').innerText()).includes('event."refund" ≥ 50'));
+  await shot(page, 'editor-behaviour');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('heading', { name: 'Big spenders' }).waitFor();
+  const bigURL = page.url();
+  summary.behaviourText = await page.getByTestId('condition-text').innerText();
+  if (summary.behaviourText !== 'performed "Purchase Completed" where event.total > 10 at least 3 times within 7d') fail('the saved behaviour reads ' + summary.behaviourText);
+  await page.getByText('Exit: on Order Refunded when event.refund >= 50').waitFor();
+  // The builder reads the behaviour and the exit condition back; a second
+  // predicate in the where makes it a group (read back by its own query).
+  await page.getByRole('link', { name: 'Edit segment' }).click();
+  await until('the stored behaviour in the builder', async () => (await page.getByTestId('rule-text').innerText()).includes(perfRule));
+  await until('the stored exit condition', async () => (await page.getByTestId('exit-rule-text').innerText()).includes('event."refund" ≥ 50'));
+  await page.getByRole('group', { name: `${b} where`, exact: true }).getByRole('button', { name: '+ Event property' }).click();
+  await page.getByLabel(`${b} where › 2 property`, { exact: true }).fill('total');
+  await page.getByLabel(`${b} where › 2 type`, { exact: true }).selectOption('number');
+  await page.getByLabel(`${b} where › 2 operator`, { exact: true }).selectOption('LT');
+  await page.getByLabel(`${b} where › 2 value`, { exact: true }).fill('1000');
+  const perfRule2 = 'performed "Purchase Completed" where (event."total" > 10 AND event."total" < 1000) at least 3 times within 7d';
+  await until('the two-predicate where', async () => (await page.getByTestId('rule-text').innerText()).includes(perfRule2));
+  await page.getByRole('button', { name: 'Save' }).click();
+  await until('the saved where group', async () => (await page.getByTestId('condition-text').innerText()) === 'performed "Purchase Completed" where (event.total > 10 AND event.total < 1000) at least 3 times within 7d');
+  summary.behaviourText2 = await page.getByTestId('condition-text').innerText();
+  await page.getByRole('link', { name: 'Edit segment' }).click();
+  await until('the where group read back', async () => (await page.getByTestId('rule-text').innerText()).includes(perfRule2));
+  await page.goto(bigURL);
+  await page.getByRole('heading', { name: 'Big spenders' }).waitFor();
+  step('behaviour');
+
   // A live entry seen in the list.
   await page.getByRole('link', { name: '← Audiences' }).click();
   const row = page.locator(`tr[data-segment="${segId}"]`);
   await row.waitFor();
   const before = Number((await row.locator('[data-col="total"]').innerText()).replace(/\D/g, ''));
+  // A segment created elsewhere (here by the API, while the list is open)
+  // appears without a reload: checked below, once the list's poll has run.
+  const t0 = Date.now();
+  await api('mutation { createSegment(input: {name: "Created elsewhere", kind: STATIC}) { id } }');
   await page.waitForTimeout(300); // the row's subscription is open
   await track('Sign Up', 'live-1', { Channel: 'Facebook' }, { 'Sign Up Date': '2025-03-01' });
   await until('the live entry in the list', async () => Number((await row.locator('[data-col="total"]').innerText()).replace(/\D/g, '')) === before + 1);
   summary.listLive = { before, after: before + 1 };
+  await until('the segment created elsewhere', async () => (await page.locator('tr', { hasText: 'Created elsewhere' }).count()) === 1, 12000);
+  summary.timings.createdElsewhereSeenMs = Date.now() - t0;
   await shot(page, 'audiences');
   step('live list');
 
@@ -296,6 +381,12 @@ try {
   await shot(page, 'campaigns');
   await camp.getByRole('button', { name: 'Pause Welcome reward' }).click();
   await camp.getByText('paused').waitFor();
+  // The re-entry policy, changed after creation.
+  await camp.getByLabel('Change re-entry of Welcome reward').click();
+  await camp.getByLabel('Re-entry', { exact: true }).selectOption('EVERY_ENTRY');
+  await camp.getByLabel(/^Cooldown/).fill('1h');
+  await camp.getByRole('button', { name: 'Save re-entry' }).click();
+  await until('the new re-entry', async () => (await camp.locator('[data-col="reentry"]').innerText()).includes('every entry, cooldown 1h'));
   await camp.getByRole('button', { name: 'End Welcome reward' }).click();
   await camp.getByText('ended').waitFor();
   step('campaigns');
@@ -320,6 +411,24 @@ try {
   await endpoint.getByRole('button', { name: 'Replay last 24 hours' }).click();
   await page.getByText(/Queued \d+ deliveries again/).waitFor();
   summary.replay = await page.getByText(/Queued \d+ deliveries again/).innerText();
+  // Edit the topics and the filters; rotate the secret (shown once).
+  const firstSecret = await page.getByTestId('secret').innerText();
+  await endpoint.getByText('Edit topics and filters').click();
+  const edit = endpoint.getByRole('form', { name: /^Edit endpoint/ });
+  await edit.getByLabel('membership exited').uncheck();
+  await edit.getByLabel('campaign activated').check();
+  await edit.getByLabel('Big spenders').check();
+  await edit.getByLabel('Welcome reward').check();
+  await edit.getByRole('button', { name: 'Save endpoint' }).click();
+  try {
+    await until('the edited endpoint', async () => /membership entered, campaign activated\s+· segments: Big spenders\s+· campaigns: Welcome reward/.test(await endpoint.getByTestId('endpoint-summary').innerText()));
+  } catch (e) { fail(e.message + ': ' + await endpoint.innerText()); }
+  const stored = (await api('{ webhookEndpoints(first: 1) { edges { node { topics segments { name } campaigns { name } } } } }')).webhookEndpoints.edges[0].node;
+  if (stored.topics.join() !== 'MEMBERSHIP_ENTERED,CAMPAIGN_ACTIVATED' || stored.segments[0]?.name !== 'Big spenders' || stored.campaigns[0]?.name !== 'Welcome reward') fail('the endpoint stored ' + JSON.stringify(stored));
+  await endpoint.getByRole('button', { name: 'Rotate secret' }).click();
+  const rotated = await endpoint.getByTestId('rotated-secret').innerText();
+  if (!rotated.startsWith('whsec_') || rotated === firstSecret) fail('the rotated secret is ' + rotated);
+  summary.rotated = true;
   await shot(page, 'webhooks');
   step('webhooks');
 

@@ -29,13 +29,17 @@ type consoleSummary struct {
 	FieldError      string
 	Preview         string
 	ConditionText   string
-	ListLive        struct{ Before, After int }
-	ChartLive       struct{ Before, After int }
-	Import          string
-	BadRows         int
-	ExportLines     int
-	Activations     int
-	Replay          string
+	BehaviourText   string
+	BehaviourText2  string
+	// BehaviourFieldError is the server's error shown at the behaviour for a bad window.
+	BehaviourFieldError string
+	ListLive            struct{ Before, After int }
+	ChartLive           struct{ Before, After int }
+	Import              string
+	BadRows             int
+	ExportLines         int
+	Activations         int
+	Replay              string
 }
 
 // TestConsoleInBrowser runs the web console's end-to-end test
@@ -74,6 +78,14 @@ func TestConsoleInBrowser(t *testing.T) {
 		{"Sign Up", "u-google", map[string]any{"Channel": "Google", "Reward Amount": 20}, map[string]any{"Sign Up Date": "2025-02-01"}},
 		{"Sign Up", "u-old", map[string]any{"Channel": "Facebook"}, map[string]any{"Sign Up Date": "2024-06-01"}},
 		{"Purchase Completed", "u-fb", map[string]any{"amount": 30}, nil},
+		// For the behaviour built in the builder: u-fb makes three
+		// purchases over 10 (47 in all), u-rich two (110 in all).
+		{"Purchase Completed", "u-fb", map[string]any{"total": 20}, nil},
+		{"Purchase Completed", "u-fb", map[string]any{"total": 15}, nil},
+		{"Purchase Completed", "u-fb", map[string]any{"total": 12}, nil},
+		{"Purchase Completed", "u-fb", map[string]any{"total": 5}, nil},
+		{"Purchase Completed", "u-rich", map[string]any{"total": 60}, nil},
+		{"Purchase Completed", "u-rich", map[string]any{"total": 50}, nil},
 	} {
 		admin.MustDo(t, `mutation($in: TrackInput!) { trackEvent(input: $in) { duplicate } }`, map[string]any{"in": map[string]any{
 			"event": e.event, "userId": e.user, "properties": e.props, "traits": e.traits}}, nil)
@@ -110,7 +122,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	t.Logf("steps %v; %d requests, all to %s; timings (ms) %v; preview %q; import %q; %d screenshots",
 		sum.Steps, sum.Requests, srv.URL, sum.Timings, sum.Preview, sum.Import, len(sum.Screenshots))
 
-	want := []string{"sign-in", "search and sort", "builder", "edit", "live list", "details", "import and export", "ingestion", "campaigns", "webhooks", "phone", "keyboard", "read-only"}
+	want := []string{"sign-in", "search and sort", "builder", "edit", "behaviour", "live list", "details", "import and export", "ingestion", "campaigns", "webhooks", "phone", "keyboard", "read-only"}
 	if strings.Join(sum.Steps, ",") != strings.Join(want, ",") {
 		t.Errorf("steps %v, want %v", sum.Steps, want)
 	}
@@ -122,6 +134,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	if !strings.Contains(sum.FieldError, "input.condition") && !strings.Contains(strings.ToLower(sum.FieldError), "regular expression") && !strings.Contains(sum.FieldError, "RE2") {
 		t.Logf("the error shown at the field: %q", sum.FieldError)
+	}
+	if !strings.Contains(sum.BehaviourFieldError, "within") {
+		t.Errorf("the error shown at the behaviour for a bad window: %q, want one naming within", sum.BehaviourFieldError)
 	}
 	if sum.FieldError == "" {
 		t.Errorf("no server error was shown at the condition's field")
@@ -153,6 +168,35 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("the segment built in the browser is not stored: %+v", segs)
 	}
 	s := segs.Segments.Edges[0].Node
+	// The behaviour and the exit condition built in the browser, as stored.
+	var big struct {
+		Segments struct {
+			Edges []struct {
+				Node struct {
+					ConditionText string
+					ExitRules     struct {
+						OnEvents             []string
+						OnEventConditionText string
+					}
+				}
+			}
+		}
+	}
+	admin.MustDo(t, `{ segments(where: {name: "Big spenders"}) { edges { node { conditionText exitRules { onEvents onEventConditionText } } } } }`, nil, &big)
+	if len(big.Segments.Edges) != 1 {
+		t.Fatalf("the behaviour segment built in the browser is not stored: %+v", big)
+	}
+	b := big.Segments.Edges[0].Node
+	if want := `performed "Purchase Completed" where event.total > 10 at least 3 times within 7d`; sum.BehaviourText != want {
+		t.Errorf("the behaviour reads %q on the details screen, want %q", sum.BehaviourText, want)
+	}
+	// Then edited: a second predicate makes the where a group.
+	if want := `performed "Purchase Completed" where (event.total > 10 AND event.total < 1000) at least 3 times within 7d`; b.ConditionText != want || sum.BehaviourText2 != want {
+		t.Errorf("the edited behaviour reads %q (stored) and %q (on the details screen), want %q", b.ConditionText, sum.BehaviourText2, want)
+	}
+	if strings.Join(b.ExitRules.OnEvents, ",") != "Order Refunded" || b.ExitRules.OnEventConditionText != "event.refund >= 50" {
+		t.Errorf("the exit rules stored: %+v", b.ExitRules)
+	}
 	// The seeded sign-ups that match (u-fb, u-rich: by the edit's
 	// BACKFILL) and the users of the live sign-ups (live-1, 2, 3, 5, 6).
 	if s.TotalUsers != 7 || len(s.Campaigns) != 1 || s.Campaigns[0].Status != "ENDED" {

@@ -28,7 +28,8 @@ export function Campaigns({ admin }) {
       <tbody>${list.map((c) => html`<tr data-campaign=${c.id}>
         <th scope="row">${c.name}</th><td><span class=${'badge st-' + c.status}>${c.status.toLowerCase()}</span></td>
         <td>${c.segment ? html`<a href=${'#/segments/' + c.segment.id}>${c.segment.name}</a>` : html`<span class="muted">none</span>`}</td>
-        <td class="opt">${c.reentry === 'ONCE' ? 'once' : 'every entry' + (c.cooldown ? ', cooldown ' + c.cooldown : '')}</td>
+        <td class="opt" data-col="reentry">${c.reentry === 'ONCE' ? 'once' : 'every entry' + (c.cooldown ? ', cooldown ' + c.cooldown : '')}
+          ${admin && c.status !== 'ENDED' && html`<${EditReentry} c=${c} onSaved=${q.reload} />`}</td>
         <td class="num" data-col="activations">${num(c.activationCount)}</td>
         <td class="recent opt">${c.activations.edges.map(({ node: a }) => html`<span title=${when(a.activatedAt)}>${a.user ? a.user.userId : 'erased'}${a.entry > 1 ? ' #' + a.entry : ''}</span> `)}</td>
         ${admin && html`<td class="buttons">
@@ -67,4 +68,33 @@ function CreateCampaign({ segments, onCreated }) {
     <button type="submit" class="primary">Create campaign</button>
     <${ErrorNote} error=${error && !at('name') && !at('segmentId') && !at('cooldown') ? error : null} />
   </form>`;
+}
+
+// EditReentry changes a campaign's re-entry policy after creation
+// (updateCampaign takes reentry and cooldown at any status but ENDED; the
+// activations already written stay, and ONCE clears the cooldown).
+function EditReentry({ c, onSaved }) {
+  const [f, setF] = useState({ reentry: c.reentry, cooldown: c.cooldown || '' });
+  const [error, setError] = useState(null);
+  const id = 're-' + c.id;
+  const save = async (e) => {
+    e.preventDefault();
+    setError(null);
+    const input = { reentry: f.reentry };
+    if (f.reentry === 'EVERY_ENTRY') input.cooldown = f.cooldown.trim(); // empty: none
+    try {
+      await gql('mutation($id: ID!, $in: UpdateCampaignInput!) { updateCampaign(id: $id, input: $in) { id reentry cooldown } }', { id: c.id, in: input });
+      e.target.closest('details').open = false;
+      onSaved();
+    } catch (er) { setError(er); }
+  };
+  return html`<details><summary aria-label=${'Change re-entry of ' + c.name}>change</summary>
+    <form onSubmit=${save} class="edit-form">
+      <${Field} label="Re-entry" id=${id}><select id=${id} value=${f.reentry} onChange=${(e) => setF({ ...f, reentry: e.target.value })}>
+        <option value="ONCE">once per user, ever</option><option value="EVERY_ENTRY">on every entry</option></select><//>
+      ${f.reentry === 'EVERY_ENTRY' && html`<${Field} label="Cooldown (e.g. 7d; empty: none)" id=${id + '-cool'} error=${error?.field === 'input.cooldown' ? error.message : null}>
+        <input id=${id + '-cool'} value=${f.cooldown} onInput=${(e) => setF({ ...f, cooldown: e.target.value })} /><//>`}
+      <button type="submit">Save re-entry</button>
+      <${ErrorNote} error=${error && error.field !== 'input.cooldown' ? error : null} />
+    </form></details>`;
 }

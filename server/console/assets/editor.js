@@ -30,7 +30,15 @@ const REEVALUATE = {
 let nextId = 0;
 const group = (op = 'and', children = []) => ({ id: ++nextId, k: 'group', op, negate: false, children });
 const pred = (scope = 'USER') => ({ id: ++nextId, k: 'pred', scope, property: '', type: 'string', operator: 'EQ', value: '', value2: '', unit: 'd' });
-const performed = () => ({ id: ++nextId, k: 'performed', event: '', countOp: 'GTE', count: '1', within: '' });
+// A behaviour predicate: the event, a where group on the counted event's
+// properties (EVENT scope only, as the server requires), a window, and a
+// measure: a count, or an aggregate of a numeric property.
+const performed = () => ({ id: ++nextId, k: 'performed', event: '', where: group('and'), within: '', measure: 'count', countOp: 'GTE', count: '1',
+  aggFn: 'SUM', aggProp: '', aggOp: 'GT', aggValue: '' });
+const AGG_OPS = ['GT', 'GTE', 'LT', 'LTE', 'EQ', 'NEQ'];
+// How the server reads a count (trigger.writeCount), so that the preview's
+// line and the saved conditionText say the same.
+const COUNT_TEXT = { EQ: 'exactly', NEQ: 'not exactly', GT: 'more than', GTE: 'at least', LT: 'fewer than', LTE: 'at most' };
 
 function conv(type, v) {
   v = String(v).trim();
@@ -53,8 +61,13 @@ function toInput(n, path, paths) {
   }
   if (n.k === 'performed') {
     const p = { event: n.event };
+    const wn = whereNode(n.where);
+    const where = wn && toInput(wn, path + '.performed.where', paths);
+    paths.set(path, n.id); // the where group's own path is the node's too
+    if (where) p.where = where;
     if (n.within) p.within = n.within;
-    if (n.count !== '') p.count = { operator: n.countOp, value: Number(n.count) };
+    if (n.measure === 'aggregate') p.aggregate = { function: n.aggFn, property: n.aggProp, operator: n.aggOp, value: String(n.aggValue).trim() === '' ? '' : Number(n.aggValue) }; // '' is refused at its field; null would break the request
+    else if (n.count !== '') p.count = { operator: n.countOp, value: Number(n.count) };
     return { performed: p };
   }
   const c = { scope: n.scope, property: n.property, operator: n.operator };
@@ -88,7 +101,13 @@ export function ruleText(n, top = true) {
     return !top && kids.length > 1 ? '(' + t + ')' : t;
   }
   if (n.k === 'performed') {
-    return `performed ${q(n.event || '…')}${n.count !== '' ? ` ${OP_TEXT[n.countOp]} ${n.count} times` : ''}${n.within ? ' within ' + n.within : ''}`;
+    // As the server writes it: an AND or OR group in parentheses.
+    const wn = whereNode(n.where);
+    const w = wn ? ruleText(wn, true) : '';
+    const where = w ? ' where ' + (wn.k === 'group' && !wn.negate ? '(' + w + ')' : w) : '';
+    const measure = n.measure === 'aggregate' ? ` ${n.aggFn} of ${q(n.aggProp || '…')} ${OP_TEXT[n.aggOp]} ${n.aggValue || '…'}`
+      : n.count === '' ? ' at least 1 time' : n.countOp === 'EQ' && Number(n.count) === 0 ? ' 0 times' : ` ${COUNT_TEXT[n.countOp]} ${n.count} time${Number(n.count) === 1 ? '' : 's'}`;
+    return `performed ${q(n.event || '…')}${where}${measure}${n.within ? ' within ' + n.within : ''}`;
   }
   return `${n.scope === 'EVENT' ? 'event' : 'user'}.${q(n.property || '…')} ${OP_TEXT[n.operator]} ${valueText(n)}`.trim();
 }
@@ -115,7 +134,10 @@ function fromCondition(c) {
     const p = performed();
     p.event = c.performed.event;
     p.within = c.performed.within || '';
+    if (c.performed.where) p.where = asGroup(fromCondition(c.performed.where));
     if (c.performed.count) { p.countOp = c.performed.count.operator; p.count = String(c.performed.count.value); }
+    const a = c.performed.aggregate;
+    if (a) Object.assign(p, { measure: 'aggregate', aggFn: a.function, aggProp: a.property, aggOp: a.operator, aggValue: String(a.value) });
     return p;
   }
   const p = pred(c.scope);
@@ -128,17 +150,54 @@ function fromCondition(c) {
   return p;
 }
 
+// whereNode is what a behaviour's where group sends: nothing when empty,
+// its only predicate alone (so the rule reads "where event.total > 10",
+// not "where (event.total > 10)"), else the group.
+function whereNode(g) {
+  const kids = g.children.filter((c) => c.k !== 'group' || c.children.length);
+  if (!kids.length) return null;
+  return kids.length === 1 && !g.negate ? kids[0] : g;
+}
+
+// asGroup makes a read-back tree a group, the builder's root shape.
+const asGroup = (n) => (n.k === 'group' ? n : group('and', [n]));
+
+// A behaviour's where holds predicates and groups only (no behaviour).
+function plainFields(depth) {
+  const base = 'kind scope property operator value';
+  return depth === 0 ? base : `${base} children { ${plainFields(depth - 1)} }`;
+}
+// A behaviour's where is read as its root only: its children nested in the
+// tree's children would multiply the query's estimated cost past the
+// server's limit (a tree counts as up to 200 nodes, and so would each
+// where in it). fillWheres reads the where groups afterwards, each by its
+// node ID, in one query.
 function condFields(depth) {
-  const base = 'kind scope property operator value performed { event within count { operator value } }';
+  const base = `kind scope property operator value performed { event within count { operator value }
+    aggregate { function property operator value } where { id ${plainFields(0)} } }`;
   return depth === 0 ? base : `${base} children { ${condFields(depth - 1)} }`;
 }
+async function fillWheres(roots) {
+  const need = [];
+  const walk = (c) => {
+    if (!c) return;
+    if (c.performed?.where && ['AND', 'OR', 'NOT'].includes(c.performed.where.kind)) need.push(c.performed);
+    (c.children || []).forEach(walk);
+  };
+  roots.forEach(walk);
+  if (!need.length) return;
+  const vars = Object.fromEntries(need.map((p, i) => ['w' + i, p.where.id]));
+  const d = await gql(`query(${need.map((_, i) => `$w${i}: ID!`).join(', ')}) { ${need.map((_, i) => `w${i}: node(id: $w${i}) { ... on Condition { ${plainFields(6)} } }`).join(' ')} }`, vars);
+  need.forEach((p, i) => { p.where = d['w' + i]; });
+}
 const LOAD = `query($id: ID!) { node(id: $id) { ... on Segment { id name description kind triggerEvents
-  exitRules { whenConditionFails onEvents after } condition { ${condFields(6)} } } } }`;
+  exitRules { whenConditionFails onEvents after onEventCondition { ${condFields(4)} } } condition { ${condFields(6)} } } } }`;
 
 export function SegmentEditor({ id }) {
   const editing = !!id;
   const [, setVersion] = useState(0);
   const root = useRef(group('and'));
+  const exitRoot = useRef(group('and')); // exitRules.onEventCondition
   const [form, setForm] = useState({ name: '', description: '', kind: 'EVENT_TRIGGERED', triggerEvents: [], exitWhenFails: false, exitAfter: '', exitOn: '' });
   const [loaded, setLoaded] = useState(!editing);
   const [names, setNames] = useState({ events: [], traits: [], props: {} });
@@ -153,24 +212,33 @@ export function SegmentEditor({ id }) {
     gql('{ eventNames(first: 100) { name count } traitNames(first: 200) }')
       .then((d) => setNames((n) => ({ ...n, events: d.eventNames, traits: d.traitNames })), setErr);
     if (editing) {
-      gql(LOAD, { id }).then((d) => {
+      gql(LOAD, { id }).then(async (d) => {
         const s = d.node;
+        await fillWheres([s.condition, s.exitRules?.onEventCondition]);
         root.current = s.condition && (s.condition.kind === 'AND' || s.condition.kind === 'OR' || s.condition.kind === 'NOT') ? fromCondition(s.condition) : group('and', s.condition ? [fromCondition(s.condition)] : []);
+        exitRoot.current = s.exitRules?.onEventCondition ? asGroup(fromCondition(s.exitRules.onEventCondition)) : group('and');
         setForm({ name: s.name, description: s.description || '', kind: s.kind, triggerEvents: s.triggerEvents,
           exitWhenFails: !!s.exitRules?.whenConditionFails, exitAfter: s.exitRules?.after || '', exitOn: (s.exitRules?.onEvents || []).join(', ') });
         setLoaded(true);
-      }, setErr);
+      }).catch(setErr);
     }
   }, [id]);
 
-  // Property names of the chosen trigger events, for the EVENT scope.
-  useEffect(() => {
-    for (const ev of form.triggerEvents) {
-      if (names.props[ev]) continue;
+  // Property names of an event (the trigger events', a behaviour's counted
+  // event's, the exit events'), fetched once each, for the EVENT scope.
+  const asked = useRef(new Set());
+  const loadProps = (evs) => {
+    for (const ev of evs) {
+      if (!ev || asked.current.has(ev)) continue;
+      asked.current.add(ev);
       gql('query($e: String!) { propertyNames(event: $e, first: 200) }', { e: ev })
-        .then((d) => setNames((n) => ({ ...n, props: { ...n.props, [ev]: d.propertyNames } })), () => {});
+        .then((d) => setNames((n) => ({ ...n, props: { ...n.props, [ev]: d.propertyNames } })), () => asked.current.delete(ev));
     }
-  }, [form.triggerEvents.join('\n')]);
+  };
+  const exitEvents = form.exitOn.split(',').map((x) => x.trim()).filter(Boolean);
+  useEffect(() => loadProps(form.triggerEvents), [form.triggerEvents.join('\n')]);
+  const loadPropsSoon = useDebounced(loadProps, 400); // not at each key typed
+  useEffect(() => loadPropsSoon(exitEvents), [exitEvents.join('\n')]);
 
   const input = () => {
     paths.current = new Map();
@@ -181,7 +249,11 @@ export function SegmentEditor({ id }) {
     if (form.kind === 'DYNAMIC') delete i.triggerEvents;
     if (cond) i.condition = cond;
     const exitOn = form.exitOn.split(',').map((x) => x.trim()).filter(Boolean);
-    if (form.exitWhenFails || form.exitAfter || exitOn.length) i.exitRules = { whenConditionFails: form.exitWhenFails, ...(form.exitAfter ? { after: form.exitAfter } : {}), ...(exitOn.length ? { onEvents: exitOn } : {}) };
+    const exitCond = toInput(exitRoot.current, 'input.exitRules.onEventCondition', paths.current);
+    if (form.exitWhenFails || form.exitAfter || exitOn.length || exitCond) {
+      i.exitRules = { whenConditionFails: form.exitWhenFails, ...(form.exitAfter ? { after: form.exitAfter } : {}), ...(exitOn.length ? { onEvents: exitOn } : {}),
+        ...(exitCond ? { onEventCondition: exitCond } : {}) };
+    }
     return i;
   };
 
@@ -230,13 +302,16 @@ export function SegmentEditor({ id }) {
   const field = err?.field || '';
   const at = (name) => (field === 'input.' + name || field.startsWith('input.' + name + '.') || field.startsWith('input.' + name + '[') ? err.message : null);
   let errNode = null;
-  if (field.startsWith('input.condition')) {
+  if (field.startsWith('input.condition') || field.startsWith('input.exitRules.onEventCondition')) {
     let best = '';
     for (const [p, nid] of paths.current) if ((field === p || field.startsWith(p + '.') || field.startsWith(p + '[')) && p.length > best.length) { best = p; errNode = nid; }
   }
   const text = ruleText(root.current);
   const propNames = [...new Set(form.triggerEvents.flatMap((ev) => names.props[ev] || []))];
-  const ctx = { changed, errNode, err, propNames, traits: names.traits, events: names.events.map((n) => n.name) };
+  const ctx = { changed, errNode, err, props: names.props, loadProps, list: 'dl-props' };
+  const exitCtx = { ...ctx, list: 'dl-exit-props' };
+  const exitProps = [...new Set(exitEvents.flatMap((ev) => names.props[ev] || []))];
+  const exitErr = errNode == null ? at('exitRules') : null;
   const shownErr = err && !err.field ? err : err && errNode == null && !['name', 'description', 'kind', 'triggerEvents', 'exitRules'].some((f) => at(f)) ? err : null;
 
   return html`<form class="editor" onSubmit=${save} aria-labelledby="editor-title" novalidate>
@@ -244,6 +319,7 @@ export function SegmentEditor({ id }) {
     <h1 id="editor-title">${editing ? 'Edit segment' : 'Create segment'}</h1>
     <datalist id="dl-events">${names.events.map((n) => html`<option value=${n.name}>${n.count} events</option>`)}</datalist>
     <datalist id="dl-props">${propNames.map((n) => html`<option value=${n} />`)}</datalist>
+    <datalist id="dl-exit-props">${exitProps.map((n) => html`<option value=${n} />`)}</datalist>
     <datalist id="dl-traits">${names.traits.map((n) => html`<option value=${n} />`)}</datalist>
     <div class="card">
       <${Field} label="Segment name" id="seg-name" error=${at('name')}><input id="seg-name" value=${form.name} onInput=${set('name')} placeholder="Activation Experiment - New Users" aria-invalid=${!!at('name')} /><//>
@@ -267,7 +343,10 @@ export function SegmentEditor({ id }) {
     <div class="card"><h2>Exit rules</h2>
       <div class="check"><input id="exit-fails" type="checkbox" checked=${form.exitWhenFails} onChange=${set('exitWhenFails')} /><label for="exit-fails">Leave once the condition no longer holds</label></div>
       <${Field} label="Leave when one of these events arrives (comma-separated)" id="exit-on"><input id="exit-on" list="dl-events" value=${form.exitOn} onInput=${set('exitOn')} placeholder="Account Closed" /><//>
-      <${Field} label="Leave this long after entering (e.g. 30d, 12h; empty: never)" id="exit-after" error=${at('exitRules')}><input id="exit-after" value=${form.exitAfter} onInput=${set('exitAfter')} /><//>
+      <div class="exit-cond"><p class="label-like">Only when the exit event meets (empty: any of them is enough)</p>
+        <${Group} node=${exitRoot.current} ctx=${exitCtx} path="Exit condition" top=${true} />
+        ${exitRoot.current.children.length > 0 && html`<p class="rule-text" data-testid="exit-rule-text"><span class="muted">Exit condition: </span>${ruleText(exitRoot.current) || '…'}</p>`}</div>
+      <${Field} label="Leave this long after entering (e.g. 30d, 12h; empty: never)" id="exit-after" error=${exitErr}><input id="exit-after" value=${form.exitAfter} onInput=${set('exitAfter')} /><//>
     </div>`}
     ${editing && html`<fieldset class="card"><legend>When the rules change</legend>
       ${Object.entries(REEVALUATE).map(([k, v]) => html`<div class="check"><input type="radio" name="reevaluate" id=${'re-' + k} value=${k} checked=${reevaluate === k} onChange=${() => setReevaluate(k)} />
@@ -309,8 +388,8 @@ function Group({ node, ctx, path, top }) {
     ${ctx.errNode === node.id && html`<small class="field-error" role="alert">${ctx.err.message}</small>`}
     <div class="buttons">
       <button type="button" onClick=${() => add(pred('EVENT'))}>+ Event property</button>
-      <button type="button" onClick=${() => add(pred('USER'))}>+ User trait</button>
-      <button type="button" onClick=${() => add(performed())}>+ Behaviour</button>
+      ${!ctx.eventOnly && html`<button type="button" onClick=${() => add(pred('USER'))}>+ User trait</button>
+      <button type="button" onClick=${() => add(performed())}>+ Behaviour</button>`}
       <button type="button" onClick=${() => add(group(node.op === 'and' ? 'or' : 'and'))}>+ Group</button>
     </div>
   </fieldset>`;
@@ -336,9 +415,9 @@ function Pred({ node, ctx, label }) {
     <select aria-label=${label + ' unit'} value=${node.unit} onChange=${(e) => set('unit', e.target.value)}>${Object.entries(UNITS).map(([u, t]) => html`<option value=${u}>${t}</option>`)}</select>`;
   else value = valueInput('value', 'value');
   return html`<div class=${'pred inline' + (bad ? ' has-error' : '')} data-node=${node.id} role="group" aria-label=${label}>
-    <select aria-label=${label + ' scope'} value=${node.scope} onChange=${(e) => set('scope', e.target.value)}>
-      <option value="EVENT">event property</option><option value="USER">user trait</option></select>
-    <input aria-label=${label + ' property'} class="prop" list=${node.scope === 'EVENT' ? 'dl-props' : 'dl-traits'} value=${node.property} placeholder="property" onInput=${(e) => set('property', e.target.value)} />
+    ${ctx.eventOnly ? html`<span>event property</span>` : html`<select aria-label=${label + ' scope'} value=${node.scope} onChange=${(e) => set('scope', e.target.value)}>
+      <option value="EVENT">event property</option><option value="USER">user trait</option></select>`}
+    <input aria-label=${label + ' property'} class="prop" list=${node.scope === 'EVENT' ? ctx.list : 'dl-traits'} value=${node.property} placeholder="property" onInput=${(e) => set('property', e.target.value)} />
     <select aria-label=${label + ' type'} value=${node.type} onChange=${(e) => { node.type = e.target.value; if (!OPS[node.type].includes(node.operator)) node.operator = OPS[node.type][0]; ctx.changed(); }}>
       ${Object.entries(TYPE_LABEL).map(([t, l]) => html`<option value=${t}>${l}</option>`)}</select>
     <select aria-label=${label + ' operator'} value=${node.operator} onChange=${(e) => set('operator', e.target.value)}>
@@ -351,13 +430,33 @@ function Pred({ node, ctx, label }) {
 function Performed({ node, ctx, label }) {
   const set = (k, v) => { node[k] = v; ctx.changed(); };
   const bad = ctx.errNode === node.id;
-  return html`<div class=${'pred inline' + (bad ? ' has-error' : '')} data-node=${node.id} role="group" aria-label=${label}>
-    <span>performed</span>
-    <input aria-label=${label + ' event'} list="dl-events" value=${node.event} placeholder="event name" onInput=${(e) => set('event', e.target.value)} />
-    <select aria-label=${label + ' count operator'} value=${node.countOp} onChange=${(e) => set('countOp', e.target.value)}>
-      ${['GTE', 'GT', 'EQ', 'LT', 'LTE'].map((o) => html`<option value=${o}>${OP_TEXT[o]}</option>`)}</select>
-    <input type="number" min="0" aria-label=${label + ' times'} value=${node.count} onInput=${(e) => set('count', e.target.value)} /><span>times within</span>
-    <input aria-label=${label + ' window (e.g. 7d; empty: all time)'} value=${node.within} placeholder="7d" onInput=${(e) => set('within', e.target.value)} />
+  const list = 'dl-pp-' + node.id;
+  useEffect(() => ctx.loadProps([node.event]), []); // then on each committed change
+  const props = ctx.props[node.event] || [];
+  // The counted event's where: its own properties only.
+  const whereCtx = { ...ctx, eventOnly: true, list };
+  return html`<div class=${'pred performed' + (bad ? ' has-error' : '')} data-node=${node.id} role="group" aria-label=${label}>
+    <datalist id=${list}>${props.map((n) => html`<option value=${n} />`)}</datalist>
+    <div class="inline">
+      <span>performed</span>
+      <input aria-label=${label + ' event'} list="dl-events" value=${node.event} placeholder="event name" onInput=${(e) => set('event', e.target.value)}
+        onChange=${() => ctx.loadProps([node.event])} />
+      <select aria-label=${label + ' measure'} value=${node.measure} onChange=${(e) => set('measure', e.target.value)}>
+        <option value="count">a count</option><option value="aggregate">an aggregate</option></select>
+      ${node.measure === 'aggregate' ? html`
+        <select aria-label=${label + ' function'} value=${node.aggFn} onChange=${(e) => set('aggFn', e.target.value)}>${['SUM', 'AVG', 'MIN', 'MAX'].map((f) => html`<option value=${f}>${f}</option>`)}</select>
+        <span>of</span>
+        <input aria-label=${label + ' numeric property'} class="prop" list=${list} value=${node.aggProp} placeholder="total" onInput=${(e) => set('aggProp', e.target.value)} />
+        <select aria-label=${label + ' aggregate operator'} value=${node.aggOp} onChange=${(e) => set('aggOp', e.target.value)}>${AGG_OPS.map((o) => html`<option value=${o}>${OP_TEXT[o]}</option>`)}</select>
+        <input type="number" step="any" aria-label=${label + ' aggregate value'} value=${node.aggValue} onInput=${(e) => set('aggValue', e.target.value)} />`
+      : html`
+        <select aria-label=${label + ' count operator'} value=${node.countOp} onChange=${(e) => set('countOp', e.target.value)}>
+          ${['GTE', 'GT', 'EQ', 'NEQ', 'LT', 'LTE'].map((o) => html`<option value=${o}>${COUNT_TEXT[o]}</option>`)}</select>
+        <input type="number" min="0" aria-label=${label + ' times'} value=${node.count} onInput=${(e) => set('count', e.target.value)} /><span>times</span>`}
+      <span>within</span>
+      <input class="dur" aria-label=${label + ' window (e.g. 7d; empty: all time)'} value=${node.within} placeholder="7d (empty: all time)" onInput=${(e) => set('within', e.target.value)} />
+    </div>
+    <${Group} node=${node.where} ctx=${whereCtx} path=${label + ' where'} />
     ${bad && html`<small class="field-error" role="alert">${ctx.err.message}</small>`}
   </div>`;
 }

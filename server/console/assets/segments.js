@@ -43,6 +43,27 @@ function SegmentRow({ seg, tz }) {
   </tr>`;
 }
 
+// useListRefresh re-reads the list so that segments created, renamed or
+// deleted elsewhere (another tab, the API) show up without a reload. The
+// API has no subscription for segment changes, and membershipChanged or
+// segmentStats fire only when a segment has members, which a new segment has
+// not; so the list polls, every 3 s and only while the tab is visible (a
+// hidden tab costs nothing, and catches up as soon as it is shown again).
+// The rows' figures move live on their own subscriptions meanwhile; a
+// re-read keeps each row (keyed by ID) and its subscription.
+const LIST_POLL_MS = 3000;
+function useListRefresh(reload) {
+  useEffect(() => {
+    let timer = 0;
+    const arm = () => { clearTimeout(timer); if (document.visibilityState === 'visible') timer = setTimeout(tick, LIST_POLL_MS); };
+    const tick = () => { reload(); arm(); };
+    const onVisible = () => { if (document.visibilityState === 'visible') tick(); else clearTimeout(timer); };
+    document.addEventListener('visibilitychange', onVisible);
+    arm();
+    return () => { clearTimeout(timer); document.removeEventListener('visibilitychange', onVisible); };
+  }, [reload]);
+}
+
 export function AudienceList({ admin }) {
   const [search, setSearch] = useState('');
   const [term, setTerm] = useState('');
@@ -52,6 +73,7 @@ export function AudienceList({ admin }) {
   const [field, direction] = SORTS[sort];
   const vars = { ...paging.vars, where: term ? { nameContainsFold: term } : null, order: { field, direction }, tz: browserZone };
   const q = useQuery(LIST, vars, [JSON.stringify(vars)]);
+  useListRefresh(q.reload);
   const conn = q.data?.segments;
   return html`<section aria-labelledby="list-title">
     <div class="title-row"><h1 id="list-title">Audiences</h1>
@@ -81,7 +103,7 @@ export function AudienceList({ admin }) {
 
 const SEGMENT = `query($id: ID!) { node(id: $id) { ... on Segment {
   id name description kind triggerEvents conditionText createdAt updatedAt
-  exitRules { whenConditionFails onEvents after }
+  exitRules { whenConditionFails onEvents onEventConditionText after }
   campaigns { id name status }
 } } }`;
 
@@ -108,7 +130,7 @@ export function SegmentDetails({ id, admin }) {
       <p class="rule-text" data-testid="condition-text">${seg.conditionText || 'No conditions: every trigger event enters its user.'}</p>
       ${seg.exitRules && html`<p class="muted">Exit: ${[
         seg.exitRules.whenConditionFails && 'when the condition no longer holds',
-        seg.exitRules.onEvents.length && 'on ' + seg.exitRules.onEvents.join(', '),
+        seg.exitRules.onEvents.length && 'on ' + seg.exitRules.onEvents.join(', ') + (seg.exitRules.onEventConditionText ? ' when ' + seg.exitRules.onEventConditionText : ''),
         seg.exitRules.after && 'after ' + seg.exitRules.after].filter(Boolean).join('; ')}</p>`}
       <p class="muted">Campaigns: ${seg.campaigns.length ? seg.campaigns.map((c) => html`<span class=${'badge st-' + c.status}>${c.name} (${c.status.toLowerCase()})</span> `) : 'none'}</p>
     </div>
