@@ -26,7 +26,9 @@ import "fmt"
 //     row.
 //
 // The lock's key is PostgresWriterKey in the current database; shared
-// locks never wait for each other.
+// locks never wait for each other. store.Migrate creates each function and
+// trigger when missing and never replaces one: a changed definition needs
+// a new name.
 
 // PostgresWriterKey is the advisory lock key log writers hold shared. It
 // must differ from every other advisory key segmentd takes in the

@@ -130,23 +130,29 @@ func (s *Service) sweepInBatches(ctx context.Context, batch func(tx *ent.Tx, w *
 // StartSweeper runs the expiry sweeper until ctx ends; WaitSweeper waits
 // for it to stop.
 func (s *Service) StartSweeper(ctx context.Context) {
-	if _, staged, _ := s.sql.eventsPosition(ctx, s.db); staged {
-		// A server killed while it staged a segment's behaviour states
-		// (prebuildBehaviorStates) left them under keys no segment has.
-		s.defsMu.Lock()
-		err := s.inTx(ctx, func(tx *ent.Tx) error { return s.dropUnusedBehaviorStates(ctx, tx) })
-		s.defsMu.Unlock()
-		if err != nil {
-			s.log.Warn("dropping unused behaviour states", "err", err)
-		}
-	}
 	wake, unsubscribe := s.broker.Subscribe(DeadlinesTopic)
 	s.sweepers.Add(1)
 	go func() {
 		defer s.sweepers.Done()
 		defer unsubscribe()
+		s.dropStagedLeftovers(ctx)
 		s.runSweeper(ctx, wake)
 	}()
+}
+
+// dropStagedLeftovers deletes, on a store that stages behaviour states
+// ahead of a segment's transaction (SQLite, one server per file), the
+// states a server killed midway left under keys no segment has. In the
+// background: startup does not wait for it.
+func (s *Service) dropStagedLeftovers(ctx context.Context) {
+	if _, staged, _ := s.sql.eventsPosition(ctx, s.db); !staged {
+		return
+	}
+	s.defsMu.Lock()
+	defer s.defsMu.Unlock()
+	if err := s.inTx(ctx, func(tx *ent.Tx) error { return s.dropUnusedBehaviorStates(ctx, tx) }); err != nil && ctx.Err() == nil {
+		s.log.Warn("dropping unused behaviour states", "err", err)
+	}
 }
 
 // WaitSweeper waits for the sweeper started by StartSweeper to stop (after

@@ -190,9 +190,21 @@ func (s *Store) Migrate(ctx context.Context) error {
 		}
 	}
 	if s.Dialect == dialect.Postgres {
-		for _, stmt := range append(postgresLogColumns(), postgresLogWriters()...) {
+		for _, stmt := range postgresLogColumns() {
 			if _, err := s.DB.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("store.Migrate: %s: %w", stmt, err)
+			}
+		}
+		for _, g := range postgresLogWriters() {
+			var exists bool
+			if err := s.DB.QueryRowContext(ctx, g.exists).Scan(&exists); err != nil {
+				return fmt.Errorf("store.Migrate: %s: %w", g.exists, err)
+			}
+			if exists {
+				continue
+			}
+			if _, err := s.DB.ExecContext(ctx, g.create); err != nil {
+				return fmt.Errorf("store.Migrate: %s: %w", g.create, err)
 			}
 		}
 	} else if err := s.sqliteLogPositions(ctx); err != nil {
@@ -286,13 +298,29 @@ const migrationLock = 0x5e6d_0001
 // postgresLogWriters installs the log writers' protocol (see
 // changelog/postgres_writers.go): the readers' horizon and the guard
 // trigger on every log table.
-func postgresLogWriters() []string {
-	stmts := []string{changelog.PostgresSilentFunction, changelog.PostgresHorizonFunction, changelog.PostgresGuardFunction}
+//
+// Each statement runs only when what it creates is missing: creating a
+// trigger locks its table against writes, and a server restarting beside
+// running replicas would queue behind their transactions and block every
+// writer behind it. A changed definition therefore gets a new name.
+func postgresLogWriters() []guardedStatement {
+	stmts := []guardedStatement{
+		{`SELECT to_regprocedure('segmentd_log_silent()') IS NOT NULL`, changelog.PostgresSilentFunction},
+		{`SELECT to_regprocedure('segmentd_log_horizon(bigint[])') IS NOT NULL`, changelog.PostgresHorizonFunction},
+		{`SELECT to_regprocedure('segmentd_log_writer_guard()') IS NOT NULL`, changelog.PostgresGuardFunction},
+	}
 	for _, l := range changelog.Logs() {
-		stmts = append(stmts, l.PostgresGuard())
+		stmts = append(stmts, guardedStatement{
+			exists: `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'segmentd_log_writer' AND tgrelid = to_regclass('` + l.Table + `'))`,
+			create: l.PostgresGuard(),
+		})
 	}
 	return stmts
 }
+
+// guardedStatement is a migration statement (create) that runs unless the
+// query exists answers true.
+type guardedStatement struct{ exists, create string }
 
 // postgresLogColumns order the log tables by writing transaction on
 // PostgreSQL, where ids do not follow commit order: every log gets the
