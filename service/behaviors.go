@@ -179,8 +179,9 @@ func (bs *behaviorStates) envFor(user pulid.ID, prog *trigger.Program, traits ma
 // deadline, which is rounded up to the microsecond), which behaviours'
 // figures moved at that instant and how: "; it was 1 until the last one
 // fell out of the window at 2026-12-01T09:00:00Z" ("it" the predicate the
-// reason names, or the predicate's text when there are several). A reason without it would say what holds now but
-// not what time did. "" when no figure moved there.
+// reason names, or the predicate's text when there are several). A reason
+// without it would say what holds now but not what time did. "" when no
+// figure moved there.
 func (bs *behaviorStates) timeNote(user pulid.ID, prog *trigger.Program, at time.Time) string {
 	if bs == nil {
 		return ""
@@ -201,22 +202,18 @@ func (bs *behaviorStates) timeNote(user pulid.ID, prog *trigger.Program, at time
 		if err1 != nil || err2 != nil || was.Figure == now.Figure && was.Defined == now.Defined {
 			continue
 		}
-		how := "one fell out of the window"
+		// An event that left was last in the window just before at; one
+		// that came in (future-dated) is in from at.
+		how, when := "one fell out of the window", before
 		switch {
 		case bh.Property == "" && now.Figure > was.Figure, now.Defined && !was.Defined:
-			how = "one came into the window" // a future-dated event
+			how, when = "one came into the window", at
 		case bh.Property == "" && now.Figure == 0, !now.Defined:
 			how = "the last one fell out of the window"
 		}
 		what := bh.Text
 		if single {
 			what = "it"
-		}
-		// An event that left was last in the window just before at; one
-		// that came in is in from at.
-		when := before
-		if strings.HasPrefix(how, "one came") {
-			when = at
 		}
 		fmt.Fprintf(&b, "; %s was %s until %s at %s", what, trigger.FigureText(was), how, when.UTC().Format(time.RFC3339Nano))
 	}
@@ -691,17 +688,4 @@ func stateProgram(ctx context.Context, client *ent.Client, seg *ent.Segment) (*t
 }
 
 // hasBehaviors reports whether the tree has a performed predicate.
-func hasBehaviors(n *trigger.Node) bool {
-	if n == nil {
-		return false
-	}
-	if n.Kind == trigger.KindPerformed {
-		return true
-	}
-	for _, c := range n.Children {
-		if hasBehaviors(c) {
-			return true
-		}
-	}
-	return false
-}
+func hasBehaviors(n *trigger.Node) bool { return countPerformed(n) > 0 }
