@@ -18,7 +18,9 @@
 //     writer that can still commit has a larger id than everything read, so
 //     everything it writes sorts after the cursor: nothing is skipped, at
 //     the cost of waiting for in-flight writers to end, and for no other
-//     session (a report or an idle psql transaction holds nobody back).
+//     session (a report or an idle psql transaction holds nobody back). A
+//     writer of some keys only (an import: changelog.WriterScope) is
+//     waited for by the readers of those keys, and of every key, only.
 //
 // Wake-ups come from a pubsub.Broker after each commit (and from other
 // replicas through NOTIFY); a Tailer also polls, so that a lost wake-up only
