@@ -20,3 +20,21 @@ func TestCursorRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// Each log's scoped writer locks have a first key of their own: two logs
+// sharing one would make a reader of one wait for the other's writers, and
+// a key shared with another two-key advisory lock (service's event-name
+// locks, 0x5e6e) would count those transactions as log writers.
+func TestWriterSpacesAreDistinct(t *testing.T) {
+	t.Parallel()
+	seen := map[int32]string{0x5e6e: "service's event-name locks"}
+	for _, l := range changelog.Logs() {
+		if l.WriterSpace == 0 {
+			t.Errorf("%s has no WriterSpace", l.Table)
+		}
+		if other, ok := seen[l.WriterSpace]; ok {
+			t.Errorf("%s and %s share the first key %#x", l.Table, other, l.WriterSpace)
+		}
+		seen[l.WriterSpace] = l.Table
+	}
+}

@@ -235,3 +235,21 @@ func WriterScopeOf(ctx context.Context) (WriterScope, bool) {
 	s, ok := ctx.Value(writerScopeKey{}).(WriterScope)
 	return s, ok && len(s) > 0
 }
+
+type noLogWritesKey struct{}
+
+// WithNoLogWrites returns a context whose transactions (begun by the
+// store's driver) write no log and so do not announce themselves: log
+// readers pass them by, and the log tables' guard refuses a log row from
+// one once it has written anything else. For work that may run long or
+// often beside the logs without holding their readers back (webhook
+// dispatch, claims and answers).
+func WithNoLogWrites(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noLogWritesKey{}, true)
+}
+
+// WritesNoLog reports whether ctx was made by WithNoLogWrites.
+func WritesNoLog(ctx context.Context) bool {
+	quiet, _ := ctx.Value(noLogWritesKey{}).(bool)
+	return quiet
+}

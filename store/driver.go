@@ -81,7 +81,7 @@ func (d *driver) BeginTx(ctx context.Context, opts *sql.TxOptions) (dialect.Tx, 
 		_ = tx.Rollback()
 		return nil, fmt.Errorf("store: unexpected transaction type %T", tx)
 	}
-	if d.announce != "" {
+	if d.announce != "" && !changelog.WritesNoLog(ctx) {
 		announce := d.announce
 		if scope, ok := changelog.WriterScopeOf(ctx); ok {
 			// A writer of some logs' keys only: readers of other keys do
