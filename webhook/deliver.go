@@ -8,25 +8,40 @@ import (
 
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/predicate"
+	"github.com/segmentd/segmentd/ent/schema/jsonmap"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
 	"github.com/segmentd/segmentd/ent/webhookdelivery"
 	"github.com/segmentd/segmentd/ent/webhookendpoint"
 )
 
-// worker sends one endpoint's deliveries on this process.
+// worker reads and sends one endpoint's deliveries on this process.
 type worker struct {
 	id     pulid.ID
-	wakeCh chan struct{}
+	wakeCh chan struct{} // deliveries may be due (queued, replayed)
+	logCh  chan struct{} // the logs may have grown
 	cancel context.CancelFunc
 	done   chan struct{}
 	// floor: every delivery of the endpoint up to this seq is settled
 	// (this worker recorded it so); see pendingAfter.
 	floor int64
+	// settledNext: the endpoint's next_seq after this worker's last
+	// write that left every delivery settled (see decideDirect); 0 if none.
+	settledNext int64
+	// ahead: per log (changes, activations), rows read and not yet
+	// dispatched (see readAhead).
+	ahead [2]readAhead
 }
 
 func (w *worker) wake() {
 	select {
 	case w.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+func (w *worker) logGrew() {
+	select {
+	case w.logCh <- struct{}{}:
 	default:
 	}
 }
@@ -104,10 +119,13 @@ func (h *Hooks) supervise(ctx context.Context) error {
 			delete(h.workers, id)
 		}
 	}
+	if ctx.Err() != nil {
+		return nil // stopping: superviseLoop waits for the workers it knows
+	}
 	for id := range want {
 		if h.workers[id] == nil {
 			wctx, cancel := context.WithCancel(ctx)
-			w := &worker{id: id, wakeCh: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+			w := &worker{id: id, wakeCh: make(chan struct{}, 1), logCh: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
 			h.workers[id] = w
 			go func() { defer close(w.done); h.runWorker(wctx, w) }()
 		}
@@ -115,20 +133,60 @@ func (h *Hooks) supervise(ctx context.Context) error {
 	return nil
 }
 
+// runWorker serves one endpoint: after the logs grew it reads them
+// (dispatchEndpoint: sending straight away when nothing is pending, else
+// queueing), at most once a Gather; when deliveries may be due it claims
+// and sends them (deliverRound).
 func (h *Hooks) runWorker(ctx context.Context, w *worker) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	read := true          // a read of the logs is owed
+	claimAt := time.Now() // when the next claim is due
+	var lastRead time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-w.wakeCh:
+			claimAt = time.Now()
+		case <-w.logCh:
+			read = true
 		case <-timer.C:
 		}
-		wait, err := h.deliverRound(ctx, w)
-		if err != nil && ctx.Err() == nil {
-			h.log.Warn("webhook: deliver", "endpoint", w.id, "err", err)
-			wait = time.Second
+		readIn := time.Duration(-1) // when the owed read is due, if one is
+		if read {
+			if g := h.cfg.Gather - time.Since(lastRead); g > 0 {
+				// The rows committed meanwhile are read together, in one
+				// transaction, rather than one transaction per ingestion
+				// commit.
+				readIn = g
+			} else {
+				read, lastRead = false, time.Now()
+				queued, waiting, err := h.dispatchEndpoint(ctx, w)
+				if err != nil && ctx.Err() == nil {
+					h.log.Warn("webhook: dispatch", "endpoint", w.id, "err", err)
+					read, readIn = true, time.Second
+				} else if waiting {
+					read, readIn = true, 5*time.Millisecond
+				}
+				if queued > 0 {
+					// Other replicas' senders may share the claims.
+					claimAt = time.Now()
+					h.broker.Notify(Topic)
+				}
+			}
+		}
+		if !time.Now().Before(claimAt) {
+			wait, err := h.deliverRound(ctx, w)
+			if err != nil && ctx.Err() == nil {
+				h.log.Warn("webhook: deliver", "endpoint", w.id, "err", err)
+				wait = time.Second
+			}
+			claimAt = time.Now().Add(wait)
+		}
+		next := time.Until(claimAt)
+		if readIn >= 0 {
+			next = min(next, readIn)
 		}
 		if !timer.Stop() {
 			select {
@@ -136,7 +194,7 @@ func (h *Hooks) runWorker(ctx context.Context, w *worker) {
 			default:
 			}
 		}
-		timer.Reset(wait)
+		timer.Reset(max(next, 0))
 	}
 }
 
@@ -174,7 +232,7 @@ func (h *Hooks) deliverRound(ctx context.Context, w *worker) (time.Duration, err
 			}
 			return 0, h.release(ctx, claimed[i:])
 		}
-		a := h.attempt(ctx, ep, d)
+		a := h.attempt(ctx, ep, d.WebhookID, d.Payload)
 		if ctx.Err() != nil {
 			// Stopping: record what was answered (the store closes
 			// after the senders end); the rest waits for its lease to
@@ -395,19 +453,19 @@ func (h *Hooks) secrets(ep *ent.WebhookEndpoint) []string {
 	return s
 }
 
-// attempt sends d to ep once.
-func (h *Hooks) attempt(ctx context.Context, ep *ent.WebhookEndpoint, d *ent.WebhookDelivery) attempt {
+// attempt sends the message webhookID (payload) to ep once.
+func (h *Hooks) attempt(ctx context.Context, ep *ent.WebhookEndpoint, webhookID string, payload jsonmap.Map) attempt {
 	now := h.cfg.Now()
-	b, err := body(string(ep.Format), d.WebhookID, d.Payload, now)
+	b, err := body(string(ep.Format), webhookID, payload, now)
 	if err != nil {
 		return attempt{err: "could not render the body"}
 	}
-	sig, err := Signatures(h.secrets(ep), d.WebhookID, now, b)
+	sig, err := Signatures(h.secrets(ep), webhookID, now, b)
 	if err != nil {
 		return attempt{err: "could not sign"}
 	}
 	headers := map[string]string{
-		"webhook-id":        d.WebhookID,
+		"webhook-id":        webhookID,
 		"webhook-timestamp": strconv.FormatInt(now.Unix(), 10),
 		"webhook-signature": sig,
 	}

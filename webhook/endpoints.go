@@ -449,9 +449,14 @@ func (h *Hooks) Replay(ctx context.Context, id pulid.ID, after *string, since *t
 		}
 	}
 	err = h.inTx(ctx, func(tx *ent.Tx) error {
-		cur, err := tx.WebhookEndpoint.Get(ctx, id)
+		// Locked, so that the numbering does not race a sender's page
+		// (which holds the row on PostgreSQL while it sends).
+		cur, err := h.locks.endpointWait(ctx, tx, id)
 		if err != nil {
 			return err
+		}
+		if cur == nil {
+			return notFound("endpointId", id)
 		}
 		if err := h.queue(ctx, tx, cur, msgs, 0); err != nil {
 			return err

@@ -22,6 +22,9 @@ type locker interface {
 	// endpoint reads the endpoint in tx, locked; nil if another
 	// transaction holds it (or it is gone).
 	endpoint(ctx context.Context, tx *ent.Tx, id pulid.ID) (*ent.WebhookEndpoint, error)
+	// endpointWait reads the endpoint in tx, locked, waiting for another
+	// transaction that holds it; nil if it is gone.
+	endpointWait(ctx context.Context, tx *ent.Tx, id pulid.ID) (*ent.WebhookEndpoint, error)
 	// heads reads, locked, up to n of the endpoint's pending deliveries
 	// after seq floor in order (skipping rows another transaction holds).
 	heads(ctx context.Context, tx *ent.Tx, id pulid.ID, floor int64, n int) ([]*ent.WebhookDelivery, error)
@@ -64,6 +67,10 @@ func (sqliteLocks) endpoint(ctx context.Context, tx *ent.Tx, id pulid.ID) (*ent.
 	return ep, err
 }
 
+func (l sqliteLocks) endpointWait(ctx context.Context, tx *ent.Tx, id pulid.ID) (*ent.WebhookEndpoint, error) {
+	return l.endpoint(ctx, tx, id)
+}
+
 func (sqliteLocks) heads(ctx context.Context, tx *ent.Tx, id pulid.ID, floor int64, n int) ([]*ent.WebhookDelivery, error) {
 	return headsQuery(tx, id, floor, n).All(ctx)
 }
@@ -73,6 +80,14 @@ type postgresLocks struct{}
 func (postgresLocks) endpoint(ctx context.Context, tx *ent.Tx, id pulid.ID) (*ent.WebhookEndpoint, error) {
 	ep, err := tx.WebhookEndpoint.Query().Where(webhookendpoint.ID(id)).
 		ForUpdate(entsql.WithLockAction(entsql.SkipLocked)).Only(ctx)
+	if ent.IsNotFound(err) {
+		return nil, nil
+	}
+	return ep, err
+}
+
+func (postgresLocks) endpointWait(ctx context.Context, tx *ent.Tx, id pulid.ID) (*ent.WebhookEndpoint, error) {
+	ep, err := tx.WebhookEndpoint.Query().Where(webhookendpoint.ID(id)).ForUpdate().Only(ctx)
 	if ent.IsNotFound(err) {
 		return nil, nil
 	}
