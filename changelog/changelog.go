@@ -126,19 +126,23 @@ type Log struct {
 	KeyIndex string
 	// Topic is the broker topic signalled after a commit that wrote rows.
 	Topic string
+	// WriterSpace is the first key of the log's scoped writer locks on
+	// PostgreSQL (see WriterScope); one per log, apart from every other
+	// advisory key.
+	WriterSpace int32
 }
 
 // The logs that live subscribers follow.
 var (
 	// MembershipChanges is every entry and exit: ent's MembershipChange.
 	MembershipChanges = Log{Table: "membership_changes", Seq: IDColumn, Key: "segment_ref",
-		KeyIndex: "membership_changes_segment_log", Topic: "membership_changes"}
+		KeyIndex: "membership_changes_segment_log", Topic: "membership_changes", WriterSpace: 0x5e6d_0101}
 	// Events is every stored event: ent's Event.
-	Events = Log{Table: "events", Seq: SeqColumn, Key: "name", Topic: "events"}
+	Events = Log{Table: "events", Seq: SeqColumn, Key: "name", Topic: "events", WriterSpace: 0x5e6d_0102}
 	// CampaignActivations is every activation of a campaign: ent's
 	// CampaignActivation.
 	CampaignActivations = Log{Table: "campaign_activations", Seq: SeqColumn, Key: "campaign_ref",
-		KeyIndex: "campaign_activations_campaign_log", Topic: "campaign_activations"}
+		KeyIndex: "campaign_activations_campaign_log", Topic: "campaign_activations", WriterSpace: 0x5e6d_0103}
 )
 
 // Logs lists every log.

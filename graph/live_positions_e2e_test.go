@@ -215,3 +215,110 @@ func TestOpenTransactionElsewhereDoesNotDelaySubscribers(t *testing.T) {
 		}
 	})
 }
+
+// TestImportDoesNotDelaySubscribersOfOtherSegments (issue 19): on
+// PostgreSQL an import's apply transaction announces itself as a writer of
+// its segment's changes only, so that while it runs (minutes, for a large
+// file) an entry into another segment still reaches that segment's
+// subscriber at once; the import's own subscribers, and those of every
+// segment, get all of its entries, in order, when it commits. The apply is
+// held open by a user row another session is inserting (the import waits
+// on it with its transaction id taken), the longest stretch an import can
+// hold a reader back. PostgreSQL only: SQLite writers take turns, so an
+// entry cannot commit while an import does.
+func TestImportDoesNotDelaySubscribersOfOtherSegments(t *testing.T) {
+	dbURL := testenv.DatabaseURL(t, "postgres")
+	srv := testenv.StartServer(t, dbURL)
+	c := srv.Admin()
+	signups := ingCreateSegment(t, c, map[string]any{"name": "Sign-ups", "kind": "EVENT_TRIGGERED", "triggerEvents": []string{"Sign Up"}})
+	vip := ingCreateSegment(t, c, map[string]any{"name": "VIP list", "kind": "STATIC"})
+	c.MustDo(t, `mutation($in: CreateCampaignInput!) { createCampaign(input: $in) { id } }`,
+		map[string]any{"in": map[string]any{"name": "VIP welcome", "segmentId": vip, "status": "ACTIVE"}}, nil)
+	nextSignup := exitStream(t, srv, signups)
+	nextVIP := exitStream(t, srv, vip)
+	nextAny := exitStream(t, srv, "")
+
+	ctx := context.Background()
+	other, err := store.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	const n = 2000
+	held := fmt.Sprintf("vip-%04d", n-1) // the file's last row
+	blocker, err := other.DB.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocker.Rollback() //nolint:errcheck
+	if _, err := blocker.ExecContext(ctx, `INSERT INTO users (id, user_id, traits, first_seen_at, last_seen_at) VALUES ('usr_blocker', $1, '{}', now(), now())`, held); err != nil {
+		t.Fatal(err)
+	}
+	var file strings.Builder
+	file.WriteString("user_id\n")
+	for i := range n {
+		fmt.Fprintf(&file, "vip-%04d\n", i)
+	}
+	job := startImport(t, c, vip, "ADD", false, "vip.csv", file.String())
+
+	// The apply waits on the held row with a transaction id of its own.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var waiting int
+		if err := other.DB.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND backend_xid IS NOT NULL
+			AND query LIKE 'INSERT INTO users%'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the import's apply did not come to wait on the held user row in 30 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	var worst time.Duration
+	for i := range 10 {
+		start := time.Now()
+		ingTrack(t, c, map[string]any{"event": "Sign Up", "userId": fmt.Sprintf("s%d", i)})
+		expectChange(t, nextSignup(), "ENTERED", "EVENT", fmt.Sprintf("s%d", i), "")
+		worst = max(worst, time.Since(start))
+	}
+	t.Logf("slowest ack→subscriber of another segment while the import's apply was open: %s", worst)
+	if worst > 2*time.Second {
+		t.Fatalf("an entry into another segment took %s to reach its subscriber while an import was applied", worst)
+	}
+
+	if err := blocker.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if j := waitImport(t, c, job); j.Status != "SUCCEEDED" || j.Added != n {
+		t.Fatalf("import %s, added %d: %s", j.Status, j.Added, j.Failure)
+	}
+	imported := func(what string, next func() exitChange) {
+		t.Helper()
+		seen := map[string]bool{}
+		for range n {
+			ch := next().MembershipChanged
+			if ch.Kind != "ENTERED" || ch.Source != "IMPORT" || seen[ch.User.UserID] || !strings.HasPrefix(ch.User.UserID, "vip-") {
+				t.Fatalf("%s: after %d of the import's entries: %+v", what, len(seen), ch)
+			}
+			seen[ch.User.UserID] = true
+		}
+	}
+	imported("the imported segment's stream", nextVIP)
+	// Every segment's stream: the import's transaction is older than the
+	// sign-ups', so its entries come first, then the sign-ups, in order.
+	imported("every segment's stream", nextAny)
+	for i := range 10 {
+		expectChange(t, nextAny(), "ENTERED", "EVENT", fmt.Sprintf("s%d", i), "")
+	}
+	start := time.Now()
+	ingTrack(t, c, map[string]any{"event": "Sign Up", "userId": "after"})
+	expectChange(t, nextSignup(), "ENTERED", "EVENT", "after", "")
+	expectChange(t, nextAny(), "ENTERED", "EVENT", "after", "")
+	t.Logf("ack→subscriber right after the import committed: %s", time.Since(start))
+	verifyClean(t, srv)
+}

@@ -18,7 +18,9 @@
 //     writer that can still commit has a larger id than everything read, so
 //     everything it writes sorts after the cursor: nothing is skipped, at
 //     the cost of waiting for in-flight writers to end, and for no other
-//     session (a report or an idle psql transaction holds nobody back).
+//     session (a report or an idle psql transaction holds nobody back). A
+//     writer of some keys only (an import: changelog.WriterScope) is
+//     waited for by the readers of those keys, and of every key, only.
 //
 // Wake-ups come from a pubsub.Broker after each commit (and from other
 // replicas through NOTIFY); a Tailer also polls, so that a lost wake-up only
@@ -34,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -79,6 +82,8 @@ const (
 	// inFlightRetry is how soon a Tailer reads again when committed rows
 	// wait behind a transaction still running.
 	inFlightRetry = 2 * time.Millisecond
+	// maxInFlightRetry bounds the back-off of inFlightRetry.
+	maxInFlightRetry = 16 * time.Millisecond
 )
 
 // Tailer follows one log table and fans new rows out to subscribers.
@@ -89,9 +94,21 @@ type Tailer struct {
 	broker pubsub.Broker
 	log    *slog.Logger
 
-	mu   sync.Mutex
+	mu sync.Mutex
+	// The fan-out runs in two lanes, each with its position: one for the
+	// subscribers of a key, which reads only the keys followed and waits
+	// only for their writers, and one for the subscribers of every row,
+	// which waits for every writer. A subscriber of every segment's
+	// changes waits for an import into one of them; the subscribers of
+	// the other segments do not wait with it.
+	keyed, every lane
+}
+
+// lane is one fan-out of a Tailer: its position (the last row, or head,
+// it has passed) and its subscribers, by key ("" in the every-row lane).
+type lane struct {
 	pos  changelog.Cursor
-	subs map[string]map[*Subscription]struct{} // by key; "" holds those that want every row
+	subs map[string]map[*Subscription]struct{}
 }
 
 // NewTailer returns a Tailer positioned at the end of the table.
@@ -100,22 +117,24 @@ func NewTailer(ctx context.Context, db *sql.DB, dialect string, src Source, brok
 	if err != nil {
 		return nil, fmt.Errorf("live.NewTailer(%s): %w", src.Table, err)
 	}
-	t := &Tailer{db: db, store: st, src: src, broker: broker, log: log, subs: map[string]map[*Subscription]struct{}{}}
-	horizon, err := st.horizon(ctx, db)
+	t := &Tailer{db: db, store: st, src: src, broker: broker, log: log,
+		keyed: lane{subs: map[string]map[*Subscription]struct{}{}}, every: lane{subs: map[string]map[*Subscription]struct{}{}}}
+	horizon, _, err := st.horizon(ctx, db, src, allKeys)
 	if err != nil {
 		return nil, fmt.Errorf("live.NewTailer(%s): %w", src.Table, err)
 	}
 	q, args := t.store.headQuery(src, horizon)
 	var tx string
-	err = db.QueryRowContext(ctx, q, args...).Scan(&tx, &t.pos.Seq)
+	err = db.QueryRowContext(ctx, q, args...).Scan(&tx, &t.keyed.pos.Seq)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("live.NewTailer(%s): %w", src.Table, err)
 	}
 	if tx != "" {
-		if t.pos.Tx, err = strconv.ParseUint(tx, 10, 64); err != nil {
+		if t.keyed.pos.Tx, err = strconv.ParseUint(tx, 10, 64); err != nil {
 			return nil, fmt.Errorf("live.NewTailer(%s): txid %q: %w", src.Table, tx, err)
 		}
 	}
+	t.every.pos = t.keyed.pos
 	return t, nil
 }
 
@@ -125,6 +144,7 @@ func (t *Tailer) Run(ctx context.Context) {
 	defer cancel()
 	timer := time.NewTimer(pollInterval)
 	defer timer.Stop()
+	retry := inFlightRetry
 	for {
 		select {
 		case <-ctx.Done():
@@ -140,7 +160,15 @@ func (t *Tailer) Run(ctx context.Context) {
 				t.log.Warn("live: read log", "table", t.src.Table, "err", err)
 			}
 		} else if more {
-			next = inFlightRetry
+			// Rows wait for a transaction still running. Its commit wakes
+			// the tailer (the broker); the timer is for one that rolls
+			// back, so it backs off while the wait lasts (an import
+			// applied for minutes) instead of reading 500 times a second.
+			next = retry
+			retry = min(2*retry, maxInFlightRetry)
+		}
+		if !more {
+			retry = inFlightRetry
 		}
 		if !timer.Stop() {
 			select {
@@ -152,52 +180,107 @@ func (t *Tailer) Run(ctx context.Context) {
 	}
 }
 
-// poll reads and fans out every committed row after the position. It
-// reports whether rows wait behind a transaction still running.
+// poll reads and fans out every committed row after the position with a
+// key someone follows. It reports whether rows wait behind a transaction
+// still running.
+//
+// It reads only the keys followed when the page is read (all of them if
+// someone follows every key), so that a bulk change (a 1M-row import) to a
+// segment nobody follows costs the fan-out one read, not 2,000 pages, and
+// a writer of only that segment's rows (changelog.WriterScope) holds back
+// no one else. A subscriber that registered meanwhile, for a key the page
+// did not read, is dropped to catch up from the table (see Stream).
 func (t *Tailer) poll(ctx context.Context) (waiting bool, err error) {
+	waiting, err = t.pollLane(ctx, &t.keyed)
+	if err != nil {
+		return false, err
+	}
+	t.mu.Lock()
+	idle := len(t.every.subs) == 0
+	if idle && t.every.pos.Less(t.keyed.pos) {
+		// Nobody to read every row for: a subscriber who comes replays
+		// from its cursor up to this position, until settled (Stream).
+		t.every.pos = t.keyed.pos
+	}
+	t.mu.Unlock()
+	if idle {
+		return waiting, nil
+	}
+	more, err := t.pollLane(ctx, &t.every)
+	return waiting || more, err
+}
+
+// pollLane reads and fans out the rows of one lane.
+func (t *Tailer) pollLane(ctx context.Context, l *lane) (waiting bool, err error) {
 	for {
 		t.mu.Lock()
-		pos := t.pos
+		pos := l.pos
+		ks := l.followed()
 		t.mu.Unlock()
-		rows, waiting, err := t.readRows(ctx, pos, nil, "", pageSize)
+		// The subscribers of a key being written by an import (set aside
+		// by readKeys) are dropped by fanOut and wait for it on their own.
+		p, ks, err := t.readKeys(ctx, pos, nil, ks, pageSize, true)
 		if err != nil {
 			return false, err
 		}
-		// Load only the rows someone follows: a sweep of 100,000
-		// expiries spent a third of the server's CPU loading exits
-		// (with their users and segments) that nobody subscribed to.
-		t.mu.Lock()
-		var wanted []int
-		for i, r := range rows {
-			if len(t.subs[r.Key]) > 0 || len(t.subs[""]) > 0 {
-				wanted = append(wanted, i)
-			}
+		all := make([]int, len(p.rows))
+		for i := range all {
+			all[i] = i
 		}
-		t.mu.Unlock()
-		if err := t.load(ctx, rows, wanted); err != nil {
+		if err := t.load(ctx, p.rows, all); err != nil {
 			return false, err
 		}
-		if len(rows) > 0 {
-			t.fanOut(rows)
-		}
-		if len(rows) < pageSize {
-			return waiting, nil
+		t.fanOut(l, p, ks)
+		if len(p.rows) < pageSize {
+			return p.waiting, nil
 		}
 	}
 }
 
-func (t *Tailer) fanOut(rows []Row) {
+// followed is the keys the lane's subscribers follow; t.mu is held.
+func (l *lane) followed() keySet {
+	if _, ok := l.subs[""]; ok {
+		return allKeys
+	}
+	ks := keySet{keys: make([]string, 0, len(l.subs))}
+	for k := range l.subs {
+		ks.keys = append(ks.keys, k)
+	}
+	return ks
+}
+
+// fanOut sends a page read for the keys ks to the lane's subscribers and
+// moves its position to the page's last row, or to the head if the page
+// holds every row of those keys up to it.
+func (t *Tailer) fanOut(l *lane, p page, ks keySet) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, r := range rows {
-		if !t.pos.Less(r.Cursor) {
+	if !ks.all {
+		read := make(map[string]bool, len(ks.keys))
+		for _, k := range ks.keys {
+			read[k] = true
+		}
+		for k, set := range l.subs {
+			if !read[k] {
+				for s := range set {
+					t.drop(s)
+				}
+			}
+		}
+	}
+	for _, r := range p.rows {
+		if !l.pos.Less(r.Cursor) {
 			continue
 		}
-		t.pos = r.Cursor
-		t.send(t.subs[r.Key], &r)
-		if r.Key != "" {
-			t.send(t.subs[""], &r)
+		l.pos = r.Cursor
+		if ks.all {
+			t.send(l.subs[""], &r)
+		} else {
+			t.send(l.subs[r.Key], &r)
 		}
+	}
+	if len(p.rows) < pageSize && !p.waiting && l.pos.Less(p.head) {
+		l.pos = p.head
 	}
 }
 
@@ -220,13 +303,13 @@ func (t *Tailer) send(subs map[*Subscription]struct{}, r *Row) {
 
 // drop removes a subscription from the fan-out; t.mu is held.
 func (t *Tailer) drop(s *Subscription) {
-	set := t.subs[s.key]
+	set := s.lane.subs[s.key]
 	if _, ok := set[s]; !ok {
 		return
 	}
 	delete(set, s)
 	if len(set) == 0 {
-		delete(t.subs, s.key)
+		delete(s.lane.subs, s.key)
 	}
 	close(s.lagged)
 }
@@ -234,66 +317,151 @@ func (t *Tailer) drop(s *Subscription) {
 func (t *Tailer) closeAll() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, set := range t.subs {
-		for s := range set {
-			t.drop(s)
+	for _, l := range []*lane{&t.keyed, &t.every} {
+		for _, set := range l.subs {
+			for s := range set {
+				t.drop(s)
+			}
 		}
 	}
 }
 
+// page is what one read returns: rows in log order, whether rows after
+// them wait for transactions still running, the head (the position of the
+// last row of any key that may be delivered now) and the horizon.
+type page struct {
+	rows    []Row
+	waiting bool
+	head    changelog.Cursor
+	// horizon is the transaction id below which every row of the keys
+	// read is final; bounded is false on a store where every committed
+	// row is (SQLite).
+	horizon uint64
+	bounded bool
+}
+
+// settled reports whether every row of the keys read at or before c is
+// committed and was visible to the read (no writer of them older than c
+// was still running).
+func (p page) settled(c changelog.Cursor) bool { return !p.bounded || c.Tx < p.horizon }
+
 // readRows returns up to limit committed rows after `after` (and not after
-// upTo, if given), with key if not empty, not loaded (see load).
-func (t *Tailer) readRows(ctx context.Context, after changelog.Cursor, upTo *changelog.Cursor, key string, limit int) (rows []Row, waiting bool, err error) {
-	horizon, err := t.store.horizon(ctx, t.db)
+// upTo, if given), with a key in ks, not loaded (see load).
+func (t *Tailer) readRows(ctx context.Context, after changelog.Cursor, upTo *changelog.Cursor, ks keySet, limit int) (page, error) {
+	p, _, err := t.readKeys(ctx, after, upTo, ks, limit, false)
+	return p, err
+}
+
+// readKeys is readRows; with setAside, it leaves out the keys that a
+// writer of only some keys is writing (an import), so that a reader of
+// many keys does not wait for it, and reports the keys it read.
+func (t *Tailer) readKeys(ctx context.Context, after changelog.Cursor, upTo *changelog.Cursor, ks keySet, limit int, setAside bool) (page, keySet, error) {
+	var p page
+	horizon, contended, err := t.store.horizon(ctx, t.db, t.src, ks)
 	if err != nil {
-		return nil, false, fmt.Errorf("read %s: %w", t.src.Table, err)
+		return p, ks, fmt.Errorf("read %s: %w", t.src.Table, err)
 	}
-	q, args := t.store.readQuery(t.src, horizon, after, upTo, key, limit)
+	if setAside && len(contended) > 0 && !ks.all {
+		var rest keySet
+		for _, k := range ks.keys {
+			if !contended[changelog.KeyHash(k)] {
+				rest.keys = append(rest.keys, k)
+			}
+		}
+		ks = rest
+		if horizon, _, err = t.store.horizon(ctx, t.db, t.src, ks); err != nil {
+			return p, ks, fmt.Errorf("read %s: %w", t.src.Table, err)
+		}
+	}
+	p, err = t.readWith(ctx, horizon, after, upTo, ks, limit)
+	return p, ks, err
+}
+
+// readWith reads a page with the horizon read for ks.
+func (t *Tailer) readWith(ctx context.Context, horizon string, after changelog.Cursor, upTo *changelog.Cursor, ks keySet, limit int) (page, error) {
+	var p page
+	if !ks.all && len(ks.keys) == 0 {
+		ks.keys = nil
+	}
+	q, args := t.store.readQuery(t.src, horizon, after, upTo, ks, limit)
 	res, err := t.db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, false, fmt.Errorf("read %s: %w", t.src.Table, err)
+		return p, fmt.Errorf("read %s: %w", t.src.Table, err)
 	}
 	defer res.Close()
+	type read struct {
+		Row
+		stable bool
+	}
+	var rows []read
 	for res.Next() {
 		var (
-			r      Row
-			tx     string
-			key    sql.NullString
-			stable bool
+			tx, id, key, hText sql.NullString
+			seq                sql.NullInt64
+			stable             bool
 		)
-		if err := res.Scan(&tx, &r.Cursor.Seq, &r.ID, &key, &stable); err != nil {
-			return nil, false, fmt.Errorf("read %s: %w", t.src.Table, err)
+		if err := res.Scan(&tx, &seq, &id, &key, &stable, &hText); err != nil {
+			return p, fmt.Errorf("read %s: %w", t.src.Table, err)
 		}
-		if !stable {
-			waiting = true
-			break // this row and all after it wait for older transactions
+		var c changelog.Cursor
+		if tx.Valid {
+			if c.Tx, err = strconv.ParseUint(tx.String, 10, 64); err != nil {
+				return p, fmt.Errorf("read %s: txid %q: %w", t.src.Table, tx.String, err)
+			}
+			c.Seq = seq.Int64
 		}
-		if r.Cursor.Tx, err = strconv.ParseUint(tx, 10, 64); err != nil {
-			return nil, false, fmt.Errorf("read %s: txid %q: %w", t.src.Table, tx, err)
+		if !id.Valid { // the head
+			p.head = c
+			if hText.Valid {
+				if p.horizon, err = strconv.ParseUint(hText.String, 10, 64); err != nil {
+					return p, fmt.Errorf("read %s: horizon %q: %w", t.src.Table, hText.String, err)
+				}
+				p.bounded = true
+			}
+			continue
 		}
-		r.Key = key.String
-		rows = append(rows, r)
+		rows = append(rows, read{Row: Row{Cursor: c, ID: id.String, Key: key.String}, stable: stable})
 	}
 	if err := res.Err(); err != nil {
-		return nil, false, fmt.Errorf("read %s: %w", t.src.Table, err)
+		return p, fmt.Errorf("read %s: %w", t.src.Table, err)
 	}
-	return rows, waiting, nil
+	// The page's rows come in log order from a subquery, whose order SQL
+	// does not promise through a UNION: sort them, then keep those before
+	// the first that must wait (it and all after it wait for older
+	// transactions).
+	slices.SortFunc(rows, func(a, b read) int {
+		switch {
+		case a.Cursor.Less(b.Cursor):
+			return -1
+		case b.Cursor.Less(a.Cursor):
+			return 1
+		}
+		return 0
+	})
+	for _, r := range rows {
+		if !r.stable {
+			p.waiting = true
+			break
+		}
+		p.rows = append(p.rows, r.Row)
+	}
+	return p, nil
 }
 
 // read is readRows with every row loaded.
-func (t *Tailer) read(ctx context.Context, after changelog.Cursor, upTo *changelog.Cursor, key string, limit int) ([]Row, bool, error) {
-	rows, waiting, err := t.readRows(ctx, after, upTo, key, limit)
+func (t *Tailer) read(ctx context.Context, after changelog.Cursor, upTo *changelog.Cursor, ks keySet, limit int) (page, error) {
+	p, err := t.readRows(ctx, after, upTo, ks, limit)
 	if err != nil {
-		return nil, false, err
+		return p, err
 	}
-	all := make([]int, len(rows))
+	all := make([]int, len(p.rows))
 	for i := range all {
 		all[i] = i
 	}
-	if err := t.load(ctx, rows, all); err != nil {
-		return nil, false, err
+	if err := t.load(ctx, p.rows, all); err != nil {
+		return p, err
 	}
-	return rows, waiting, nil
+	return p, nil
 }
 
 // load sets the Value of rows[i] for each i in which, by Source.Load.
@@ -324,19 +492,24 @@ func (t *Tailer) load(ctx context.Context, rows []Row, which []int) error {
 // Subscription is one subscriber's registration with a Tailer.
 type Subscription struct {
 	key    string
+	lane   *lane
 	rows   chan *Row // pointers: one row is shared by every subscriber
 	lagged chan struct{}
 }
 
 func (t *Tailer) subscribe(key string) (*Subscription, changelog.Cursor) {
-	s := &Subscription{key: key, rows: make(chan *Row, SubscriberBuffer), lagged: make(chan struct{})}
+	l := &t.keyed
+	if key == "" {
+		l = &t.every
+	}
+	s := &Subscription{key: key, lane: l, rows: make(chan *Row, SubscriberBuffer), lagged: make(chan struct{})}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.subs[key] == nil {
-		t.subs[key] = map[*Subscription]struct{}{}
+	if l.subs[key] == nil {
+		l.subs[key] = map[*Subscription]struct{}{}
 	}
-	t.subs[key][s] = struct{}{}
-	return s, t.pos
+	l.subs[key][s] = struct{}{}
+	return s, l.pos
 }
 
 func (t *Tailer) unsubscribe(s *Subscription) {
@@ -345,11 +518,12 @@ func (t *Tailer) unsubscribe(s *Subscription) {
 	t.drop(s)
 }
 
-// Head returns the Tailer's position: the last row it has fanned out.
+// Head returns the Tailer's position: the last row, or head, its fan-out
+// to the subscribers of keys has passed.
 func (t *Tailer) Head() changelog.Cursor {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.pos
+	return t.keyed.pos
 }
 
 // Within reports whether c is a position of the log: at or before the
@@ -386,37 +560,57 @@ func (t *Tailer) CursorOf(ctx context.Context, id string) (changelog.Cursor, err
 // never sends a row twice and never skips one; a subscriber that falls
 // behind the live fan-out reads the rows it missed from the table.
 func (t *Tailer) Stream(ctx context.Context, after *changelog.Cursor, key string, send func(Row) bool) error {
+	ks := oneKey(key)
 	var last changelog.Cursor
-	started := after != nil
-	if started {
+	if after != nil {
 		last = *after
+	} else {
+		// From now on: after the last row of the key that is final now.
+		// Not the fan-out's position, which may have passed a writer of
+		// only this key that is still running (nobody followed it).
+		head, err := t.currentHead(ctx, ks)
+		if err != nil {
+			return fmt.Errorf("live.Stream(%s): %w", t.src.Table, err)
+		}
+		last = head
 	}
+	retry := inFlightRetry
 	for {
 		sub, head := t.subscribe(key)
-		if !started {
-			last, started = head, true
-		}
-		// Replay (last, head] from the table.
+		// Replay (last, head] from the table. The fan-out reached head
+		// reading only the keys followed then; a writer of this key
+		// alone may still be running below it, so the replay ends only
+		// when the read is settled through head: every row of the key up
+		// to head has then been read.
 		for last.Less(head) {
-			rows, _, err := t.read(ctx, last, &head, key, pageSize)
+			p, err := t.read(ctx, last, &head, ks, pageSize)
 			if err != nil {
 				t.unsubscribe(sub)
 				return err
 			}
-			for _, r := range rows {
+			for _, r := range p.rows {
 				if !send(r) {
 					t.unsubscribe(sub)
 					return nil
 				}
 				last = r.Cursor
 			}
-			if len(rows) < pageSize {
+			if len(p.rows) == pageSize {
+				continue
+			}
+			if !p.waiting && p.settled(head) {
+				last = head // no more rows with this key up to head
 				break
 			}
+			select {
+			case <-ctx.Done():
+				t.unsubscribe(sub)
+				return ctx.Err()
+			case <-time.After(retry):
+			}
+			retry = min(2*retry, pollInterval/5)
 		}
-		if last.Less(head) {
-			last = head // no more rows with this key up to head
-		}
+		retry = inFlightRetry
 		// Live.
 	live:
 		for {
@@ -468,24 +662,34 @@ func (t *Tailer) Read(ctx context.Context, after changelog.Cursor, limit int) (r
 	if limit <= 0 || limit > pageSize {
 		limit = pageSize
 	}
-	rows, waiting, err = t.read(ctx, after, nil, "", limit)
+	p, err := t.read(ctx, after, nil, allKeys, limit)
 	if err != nil {
 		return nil, false, fmt.Errorf("live.Read(%s): %w", t.src.Table, err)
 	}
-	return rows, waiting, nil
+	return p.rows, p.waiting, nil
 }
 
 // CurrentHead reads the position of the last row a reader may deliver now
 // (the zero cursor for an empty log): where a new reader that wants only
 // what commits from now on starts.
 func (t *Tailer) CurrentHead(ctx context.Context) (changelog.Cursor, error) {
+	c, err := t.currentHead(ctx, allKeys)
+	if err != nil {
+		return changelog.Cursor{}, fmt.Errorf("live.CurrentHead(%s): %w", t.src.Table, err)
+	}
+	return c, nil
+}
+
+// currentHead is the position of the last row a reader of the keys ks may
+// deliver now.
+func (t *Tailer) currentHead(ctx context.Context, ks keySet) (changelog.Cursor, error) {
 	var (
 		c  changelog.Cursor
 		tx string
 	)
-	horizon, err := t.store.horizon(ctx, t.db)
+	horizon, _, err := t.store.horizon(ctx, t.db, t.src, ks)
 	if err != nil {
-		return changelog.Cursor{}, fmt.Errorf("live.CurrentHead(%s): %w", t.src.Table, err)
+		return changelog.Cursor{}, err
 	}
 	q, args := t.store.headQuery(t.src, horizon)
 	err = t.db.QueryRowContext(ctx, q, args...).Scan(&tx, &c.Seq)
@@ -493,10 +697,10 @@ func (t *Tailer) CurrentHead(ctx context.Context) (changelog.Cursor, error) {
 		return changelog.Cursor{}, nil
 	}
 	if err != nil {
-		return changelog.Cursor{}, fmt.Errorf("live.CurrentHead(%s): %w", t.src.Table, err)
+		return changelog.Cursor{}, err
 	}
 	if c.Tx, err = strconv.ParseUint(tx, 10, 64); err != nil {
-		return changelog.Cursor{}, fmt.Errorf("live.CurrentHead(%s): txid %q: %w", t.src.Table, tx, err)
+		return changelog.Cursor{}, fmt.Errorf("txid %q: %w", tx, err)
 	}
 	return c, nil
 }

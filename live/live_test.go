@@ -20,6 +20,9 @@ import (
 	"github.com/segmentd/segmentd/store"
 )
 
+// testLog is the log of logTable.
+var testLog = changelog.Log{Table: "log", Seq: "id", Key: "k", Topic: "log", WriterSpace: 0x5e6d_01ff}
+
 // logTable makes a bare log table like membership_changes.
 func logTable(t *testing.T, st *store.Store) {
 	t.Helper()
@@ -28,7 +31,7 @@ func logTable(t *testing.T, st *store.Store) {
 		stmts = []string{
 			`CREATE TABLE log (id bigserial PRIMARY KEY, k text NOT NULL, log_txid xid8 NOT NULL DEFAULT pg_current_xact_id())`,
 			// The writers' protocol, as store.Migrate installs it.
-			changelog.PostgresSilentFunction, changelog.PostgresHorizonFunction, changelog.PostgresGuardFunction,
+			changelog.PostgresSilentFunction, changelog.PostgresSilentForFunction, changelog.PostgresHorizonFunction, changelog.PostgresGuardFunction,
 			changelog.Log{Table: "log"}.PostgresGuard(),
 		}
 	}
@@ -101,7 +104,7 @@ func setup(t *testing.T, databaseURL string) (*store.Store, *live.Tailer, pubsub
 	if st.Dialect == "postgres" {
 		d = live.Postgres
 	}
-	tl, err := live.NewTailer(ctx, st.DB, d, live.Source{Log: changelog.Log{Table: "log", Seq: "id", Key: "k", Topic: "log"}},
+	tl, err := live.NewTailer(ctx, st.DB, d, live.Source{Log: testLog},
 		broker, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -328,7 +331,7 @@ func TestOrderAcrossTxidDigitBoundary(t *testing.T) {
 	}
 	// A tailer started now is at the numerically last row: a stream from
 	// its end gets only what comes next.
-	tl2, err := live.NewTailer(ctx, st.DB, live.Postgres, live.Source{Log: changelog.Log{Table: "log", Seq: "id", Key: "k", Topic: "log"}},
+	tl2, err := live.NewTailer(ctx, st.DB, live.Postgres, live.Source{Log: testLog},
 		broker, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -368,7 +371,7 @@ func TestWithin(t *testing.T) {
 			q = `SELECT log_txid::text::bigint, id FROM log ORDER BY id DESC LIMIT 1`
 		}
 		// Never run: its position stays at the (empty) start.
-		tl, err := live.NewTailer(ctx, st.DB, d, live.Source{Log: changelog.Log{Table: "log", Seq: "id", Key: "k", Topic: "log"}},
+		tl, err := live.NewTailer(ctx, st.DB, d, live.Source{Log: testLog},
 			pubsub.NewMemory(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err != nil {
 			t.Fatal(err)
@@ -418,4 +421,84 @@ func TestWithin(t *testing.T) {
 			t.Errorf("the cursor of the deleted last row %v is no longer within the log", last)
 		}
 	})
+}
+
+// TestScopedWriterHoldsBackOnlyItsKeys: on PostgreSQL, a transaction that
+// announced itself as a writer of one key (an import into one segment)
+// and stays open delays no subscriber of another key, while every
+// subscriber of its key, or of every key, gets its rows in order when it
+// commits, including those who subscribed after the fan-out had passed it
+// (nobody followed its key then), from a cursor or from now.
+func TestScopedWriterHoldsBackOnlyItsKeys(t *testing.T) {
+	t.Parallel()
+	st, tl, broker, ctx := setup(t, testenv.DatabaseURL(t, "postgres"))
+	var b collector
+	go func() { _ = tl.Stream(ctx, nil, "b", b.send) }()
+	time.Sleep(50 * time.Millisecond)
+
+	scoped, err := st.DB.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer scoped.Rollback() //nolint:errcheck
+	if _, err := scoped.ExecContext(ctx, changelog.WriterScope{{Log: testLog, Keys: []string{"a"}}}.PostgresAnnounce()); err != nil {
+		t.Fatal(err)
+	}
+	insert(t, scoped, "postgres", "a") // the older transaction id
+	start := time.Now()
+	insert(t, st.DB, "postgres", "b")
+	broker.Notify("log")
+	if keys := b.waitFor(t, 1); keys[0] != "b" {
+		t.Fatalf("b got %v", keys)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("a subscriber of b waited %v for a writer of a", took)
+	} else {
+		t.Logf("b delivered %v after its commit, beside an open writer of a", took)
+	}
+
+	// Subscribed now, after the fan-out passed the open writer of a.
+	zero := changelog.Cursor{}
+	var aNow, aAll, all collector
+	go func() { _ = tl.Stream(ctx, nil, "a", aNow.send) }()
+	go func() { _ = tl.Stream(ctx, &zero, "a", aAll.send) }()
+	go func() { _ = tl.Stream(ctx, &zero, "", all.send) }()
+	time.Sleep(300 * time.Millisecond)
+	all.mu.Lock()
+	early := append([]string(nil), all.keys...)
+	all.mu.Unlock()
+	if len(early) != 0 {
+		t.Fatalf("a subscriber of every key got %v while an older writer of a was open: it would skip a's row", early)
+	}
+	if err := scoped.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	broker.Notify("log")
+	if keys := all.waitFor(t, 2); keys[0] != "a" || keys[1] != "b" {
+		t.Fatalf("every key: %v, want [a b] (transaction order)", keys)
+	}
+	if keys := aAll.waitFor(t, 1); len(keys) != 1 || keys[0] != "a" {
+		t.Fatalf("a from the start: %v", keys)
+	}
+	if keys := aNow.waitFor(t, 1); len(keys) != 1 || keys[0] != "a" {
+		t.Fatalf("a from now: %v (the row committed after it subscribed)", keys)
+	}
+	insert(t, st.DB, "postgres", "a")
+	broker.Notify("log")
+	aNow.waitFor(t, 2)
+	aAll.waitFor(t, 2)
+	all.waitFor(t, 3)
+	time.Sleep(100 * time.Millisecond)
+	for name, c := range map[string]*collector{"a from now": &aNow, "a from the start": &aAll, "every key": &all, "b": &b} {
+		c.mu.Lock()
+		for i := 1; i < len(c.curs); i++ {
+			if !c.curs[i-1].Less(c.curs[i]) {
+				t.Errorf("%s: rows %d and %d out of order or repeated: %v %v", name, i-1, i, c.curs[i-1], c.curs[i])
+			}
+		}
+		c.mu.Unlock()
+	}
+	if n := len(b.keys); n != 1 {
+		t.Errorf("b got %d rows, want 1", n)
+	}
 }

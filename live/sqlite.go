@@ -14,26 +14,40 @@ import (
 type sqliteLog struct{}
 
 // horizon: every committed row is stable.
-func (sqliteLog) horizon(context.Context, *sql.DB) (string, error) { return "", nil }
+func (sqliteLog) horizon(context.Context, *sql.DB, Source, keySet) (string, map[uint32]bool, error) {
+	return "", nil, nil
+}
 
 func (sqliteLog) headQuery(src Source, _ string) (string, []any) {
 	return src.SQL(`SELECT '0', {seq} FROM {table} WHERE {seq} IS NOT NULL ORDER BY {seq} DESC LIMIT 1`), nil
 }
 
-func (sqliteLog) readQuery(src Source, _ string, after changelog.Cursor, upTo *changelog.Cursor, key string, limit int) (string, []any) {
+func (sqliteLog) readQuery(src Source, _ string, after changelog.Cursor, upTo *changelog.Cursor, ks keySet, limit int) (string, []any) {
 	var q strings.Builder
-	q.WriteString(src.SQL(`SELECT '0', {seq}, CAST({id} AS TEXT), {key}, 1 FROM {table} WHERE {seq} > ?`))
+	q.WriteString(src.SQL(`SELECT * FROM (SELECT '0', {seq}, CAST({id} AS TEXT), {key}, 1, NULL FROM {table} WHERE {seq} > ?`))
 	args := []any{after.Seq}
 	if upTo != nil {
 		fmt.Fprintf(&q, ` AND %s <= ?`, src.Seq)
 		args = append(args, upTo.Seq)
 	}
-	if key != "" {
-		fmt.Fprintf(&q, ` AND %s = ?`, src.Key)
-		args = append(args, key)
+	if !ks.all {
+		fmt.Fprintf(&q, ` AND %s IN (%s)`, src.Key, placeholders(len(ks.keys)))
+		for _, k := range ks.keys {
+			args = append(args, k)
+		}
 	}
-	fmt.Fprintf(&q, ` ORDER BY %s LIMIT %d`, src.Seq, limit)
+	fmt.Fprintf(&q, ` ORDER BY %s LIMIT %d)`, src.Seq, limit)
+	q.WriteString(src.SQL(` UNION ALL SELECT '0', MAX({seq}), NULL, NULL, 1, NULL FROM {table}`))
 	return q.String(), args
+}
+
+// placeholders is n question marks, comma-separated ("NULL" for none, so
+// that IN () matches nothing).
+func placeholders(n int) string {
+	if n == 0 {
+		return "NULL"
+	}
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }
 
 // within: a cursor has no transaction part on SQLite, and its sequence is

@@ -13,6 +13,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/segmentd/segmentd"
+	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/importjob"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
@@ -238,8 +239,16 @@ func (s *Service) importFile(ctx context.Context, job *ent.ImportJob, path strin
 	}
 	res := st.res
 	var topics ledger.Topics
+	// The apply writes the entries and exits of one segment, and
+	// activations: on PostgreSQL it announces itself as a writer of those
+	// only, so that the minutes a large import takes hold back neither
+	// the subscribers of other segments nor the events stream.
+	applyCtx := changelog.WithWriterScope(ctx, changelog.WriterScope{
+		{Log: changelog.MembershipChanges, Keys: []string{string(job.SegmentRef)}},
+		{Log: changelog.CampaignActivations},
+	})
 	for attempt := 1; ; attempt++ {
-		err = s.inTx(ctx, func(tx *ent.Tx) (err error) {
+		err = s.inTx(applyCtx, func(tx *ent.Tx) (err error) {
 			topics, err = s.applyImport(ctx, tx, job, res)
 			return err
 		})

@@ -8,6 +8,8 @@ import (
 
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
+
+	"github.com/segmentd/segmentd/changelog"
 )
 
 // driver is the ent driver of a Store. It counts the statements it runs
@@ -22,7 +24,9 @@ type driver struct {
 	n              *atomic.Int64
 	// announce is the first statement of every transaction: on
 	// PostgreSQL, changelog.PostgresAnnounceWriter, so that live readers
-	// wait for this transaction and for no session that writes no log.
+	// wait for this transaction and for no session that writes no log;
+	// or, in a context with changelog.WithWriterScope, the scope's
+	// announcement.
 	announce string
 }
 
@@ -78,7 +82,13 @@ func (d *driver) BeginTx(ctx context.Context, opts *sql.TxOptions) (dialect.Tx, 
 		return nil, fmt.Errorf("store: unexpected transaction type %T", tx)
 	}
 	if d.announce != "" {
-		if _, err := etx.ExecContext(ctx, d.announce); err != nil {
+		announce := d.announce
+		if scope, ok := changelog.WriterScopeOf(ctx); ok {
+			// A writer of some logs' keys only: readers of other keys do
+			// not wait for it.
+			announce = scope.PostgresAnnounce()
+		}
+		if _, err := etx.ExecContext(ctx, announce); err != nil {
 			_ = etx.Rollback()
 			return nil, fmt.Errorf("store: announce a log writer: %w", err)
 		}

@@ -308,6 +308,7 @@ func postgresLogWriters() []guardedStatement {
 		{`SELECT to_regprocedure('segmentd_log_silent()') IS NOT NULL`, changelog.PostgresSilentFunction},
 		{`SELECT to_regprocedure('segmentd_log_horizon(bigint[])') IS NOT NULL`, changelog.PostgresHorizonFunction},
 		{`SELECT to_regprocedure('segmentd_log_writer_guard()') IS NOT NULL`, changelog.PostgresGuardFunction},
+		{`SELECT to_regprocedure('segmentd_log_silent_for(bigint,bigint[])') IS NOT NULL`, changelog.PostgresSilentForFunction},
 	}
 	for _, l := range changelog.Logs() {
 		stmts = append(stmts, guardedStatement{

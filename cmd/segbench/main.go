@@ -133,7 +133,7 @@ func main() {
 // stdout).
 var progress io.Writer = os.Stderr
 
-var scenarios = []string{"seed", "segments10k", "hot", "subs5000", "import", "replicas", "expiry", "behavior", "held", "webhook"}
+var scenarios = []string{"seed", "segments10k", "hot", "subs5000", "import", "replicas", "expiry", "behavior", "held", "webhook", "importlive"}
 
 // scenarioEnv is added to the environment of the segmentd segbench starts
 // for a scenario.
@@ -314,6 +314,8 @@ func runScenario(ctx context.Context, c config, bin, name string, t *table) erro
 		return held(ctx, c, tg, t)
 	case "webhook":
 		return webhookScenario(ctx, c, tg, t)
+	case "importlive":
+		return importLive(ctx, c, tg, t)
 	}
 	return fmt.Errorf("unknown scenario %q", name)
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -179,4 +180,47 @@ func TestWebhookSmoke(t *testing.T) {
 			t.Errorf("deliveries missing or errors")
 		}
 	})
+}
+
+// TestImportLiveSmoke runs the importlive scenario, tiny, against a real
+// server on PostgreSQL (the scenario is PostgreSQL's): every drive is
+// reported, every entry of the other segment reaches its subscriber, and
+// the import succeeds.
+func TestImportLiveSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("drives a server")
+	}
+	progress = io.Discard
+	dbURL := testenv.DatabaseURL(t, "postgres")
+	srv := testenv.StartServer(t, dbURL, func(c *segserver.Config) { c.RateLimit = -1 })
+	c := config{scenario: "importlive", batch: 10, workers: 2, events: 200, duration: time.Second, importRows: 3000}
+	tg := &target{url: srv.URL, key: testenv.AdminKey, writeKey: testenv.AdminKey, databaseURL: dbURL}
+	var tb table
+	if err := importLive(context.Background(), c, tg, &tb); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	tb.print(&b, true)
+	out := b.String()
+	t.Log("\n" + out)
+	for _, want := range []string{"at 1000/s, nothing else running", "at 500/s, during a 3000-row import",
+		"at 500/s, right after the 3000-row import committed", "3000 rows, 3000 added"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in the table", want)
+		}
+	}
+	received := regexp.MustCompile(`(\d+) of (\d+) entries received`).FindAllStringSubmatch(out, -1)
+	if len(received) != 4 {
+		t.Errorf("%d drives report their entries, want 4", len(received))
+	}
+	for _, m := range received {
+		if m[1] != m[2] || m[1] == "0" {
+			t.Errorf("the subscriber of the other segment received %s of %s entries", m[1], m[2])
+		}
+	}
+	for _, m := range regexp.MustCompile(`errors\s+(\d+) of \d+ requests`).FindAllStringSubmatch(out, -1) {
+		if m[1] != "0" {
+			t.Errorf("%s requests failed", m[1])
+		}
+	}
 }
