@@ -69,7 +69,7 @@ func importScenario(ctx context.Context, c config, tg *target, t *table) error {
 		if err == nil {
 			// The mutation answers with a PENDING job; the import is done
 			// when the job is.
-			job, err = waitJob(ctx, tg, res)
+			job, err = waitJobResult(ctx, tg, res)
 		}
 		done <- importDone{time.Since(s), job, err}
 	}()
@@ -195,12 +195,25 @@ type jobResult struct {
 	summary string // its final counts
 }
 
-// waitJob polls the job that an importSegmentUsers answer names until it
-// ends, and returns it with its final counts; a FAILED job is an error.
-func waitJob(ctx context.Context, tg *target, answer string) (*jobResult, error) {
+// waitJobResult is waitJob with the job's id.
+func waitJobResult(ctx context.Context, tg *target, answer string) (*jobResult, error) {
 	var created struct{ ImportSegmentUsers struct{ ID string } }
 	if err := json.Unmarshal([]byte(answer), &created); err != nil || created.ImportSegmentUsers.ID == "" {
 		return nil, fmt.Errorf("import: no job in %.200s", answer)
+	}
+	summary, err := waitJob(ctx, tg, answer)
+	if err != nil {
+		return nil, err
+	}
+	return &jobResult{ID: created.ImportSegmentUsers.ID, summary: summary}, nil
+}
+
+// waitJob polls the job that an importSegmentUsers answer names until it
+// ends, and returns its final counts; a FAILED job is an error.
+func waitJob(ctx context.Context, tg *target, answer string) (string, error) {
+	var created struct{ ImportSegmentUsers struct{ ID string } }
+	if err := json.Unmarshal([]byte(answer), &created); err != nil || created.ImportSegmentUsers.ID == "" {
+		return "", fmt.Errorf("import: no job in %.200s", answer)
 	}
 	for {
 		var out struct {
@@ -212,19 +225,18 @@ func waitJob(ctx context.Context, tg *target, answer string) (*jobResult, error)
 		err := gql(ctx, tg, `query($id: ID!) { importJob(id: $id) { status failure totalRows added removed unchanged invalidRows } }`,
 			map[string]any{"id": created.ImportSegmentUsers.ID}, &out)
 		if err != nil {
-			return nil, fmt.Errorf("import job: %w", err)
+			return "", fmt.Errorf("import job: %w", err)
 		}
 		j := out.ImportJob
 		switch j.Status {
 		case "SUCCEEDED":
-			return &jobResult{ID: created.ImportSegmentUsers.ID,
-				summary: fmt.Sprintf("%d rows, %d added, %d removed, %d unchanged, %d invalid", j.TotalRows, j.Added, j.Removed, j.Unchanged, j.InvalidRows)}, nil
+			return fmt.Sprintf("%d rows, %d added, %d removed, %d unchanged, %d invalid", j.TotalRows, j.Added, j.Removed, j.Unchanged, j.InvalidRows), nil
 		case "FAILED":
-			return nil, fmt.Errorf("import job failed: %s", j.Failure)
+			return "", fmt.Errorf("import job failed: %s", j.Failure)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return "", ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
