@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -31,6 +32,121 @@ func (postgres) shards() bool             { return true }
 func (postgres) lockRows(s *sql.Selector) { s.For(sql.LockNoKeyUpdate) }
 func (postgres) lockSkipping(s *sql.Selector, strength sql.LockStrength) {
 	s.For(strength, sql.WithLockAction(sql.SkipLocked))
+}
+
+func (postgres) lockKeys(s *sql.Selector) { s.For(sql.LockKeyShare) }
+
+// guardTrigger is the name of the log writers' guard trigger on each log
+// table (changelog.Log.PostgresGuard).
+const guardTrigger = "segmentd_log_writer"
+
+// withoutForeignKeyChecks sets session_replication_role to replica for f,
+// which skips triggers, and with them the foreign key checks: a staged
+// entry's rows cost about twice as much with them (two to four lookups and
+// a row lock per row, in SQL run row by row). A role that may not set it
+// (neither a superuser nor granted SET on the parameter) gets "permission
+// denied": the savepoint undoes that and f runs with the checks.
+//
+// Skipping triggers would skip every trigger on the tables f writes, not
+// only the foreign key checks and the log writers' guard (which has
+// nothing to do: the transaction announced itself first). So the checks
+// stay on whenever those tables have any other trigger (one an operator
+// added, or a test's): they run, and f is slower.
+func (postgres) withoutForeignKeyChecks(ctx context.Context, tx *ent.Tx, f func() error) error {
+	others, err := countRows(ctx, tx, `SELECT count(*) FROM pg_trigger
+WHERE tgrelid IN (to_regclass('memberships'), to_regclass('membership_changes'), to_regclass('campaign_activations'), to_regclass('membership_deadlines'))
+AND NOT tgisinternal AND tgname <> $1`, guardTrigger)
+	if err != nil {
+		return fmt.Errorf("find triggers: %w", err)
+	}
+	if others > 0 {
+		return f()
+	}
+	if _, err := tx.ExecContext(ctx, "SAVEPOINT ledger_replica_role"); err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
+		if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT ledger_replica_role"); rerr != nil {
+			return fmt.Errorf("session_replication_role: %w (and rolling back to the savepoint: %v)", err, rerr)
+		}
+		return f()
+	}
+	if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT ledger_replica_role"); err != nil {
+		return fmt.Errorf("release savepoint: %w", err)
+	}
+	if err := f(); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "SET LOCAL session_replication_role = origin"); err != nil {
+		return fmt.Errorf("session_replication_role: %w", err)
+	}
+	return nil
+}
+
+// enterStaged writes a staged set's entries in one statement: the
+// memberships' RETURNING feeds the log rows, the deadlines and the
+// activations, so that import_ids is read and joined once, and every table
+// is written in the order of k (the file's), which keeps their indexes'
+// inserts at the end of each index instead of at random pages (a hash
+// join's batches would scatter them).
+func (postgres) enterStaged(ctx context.Context, tx *ent.Tx, set StagedSet, camps []pulid.ID) (int, []int, bool, error) {
+	args := []any{string(set.Job), string(set.Segment), set.At, set.Reason}
+	var q strings.Builder
+	q.WriteString(`WITH m AS (
+  INSERT INTO memberships (id, segment_ref, user_ref, entered_at, source, reason)
+  SELECT 'mem_' || i.k, CAST($2 AS TEXT), u.id, $3, 'IMPORT', CAST($4 AS TEXT)
+  FROM import_ids i JOIN users u ON u.user_id = i.user_id
+  WHERE i.job_ref = CAST($1 AS TEXT)
+  ORDER BY i.k
+  ON CONFLICT (segment_ref, user_ref) DO NOTHING
+  RETURNING id, user_ref
+), logged AS (
+  INSERT INTO membership_changes (segment_ref, user_ref, kind, source, at, reason)
+  SELECT CAST($2 AS TEXT), m.user_ref, 'ENTERED', 'IMPORT', $3, CAST($4 AS TEXT) FROM m
+)`)
+	if set.ExpiresAt != nil {
+		args = append(args, *set.ExpiresAt)
+		fmt.Fprintf(&q, `, deadlines AS (
+  INSERT INTO membership_deadlines (segment_ref, user_ref, due_at, why)
+  SELECT CAST($2 AS TEXT), m.user_ref, $%d, 'EXPIRE' FROM m
+  ON CONFLICT (segment_ref, user_ref, why) DO UPDATE SET due_at = excluded.due_at
+)`, len(args))
+	}
+	// ONCE: entry 1, which a user who activated the campaign before has.
+	for n, c := range camps {
+		args = append(args, string(c), activationSuffix(n))
+		fmt.Fprintf(&q, `, a%d AS (
+  INSERT INTO campaign_activations (id, campaign_ref, user_ref, segment_ref, activated_at, entry, membership_ref)
+  SELECT 'act_' || substr(m.id, 5) || CAST($%d AS TEXT), CAST($%d AS TEXT), m.user_ref, CAST($2 AS TEXT), $3, 1, m.id FROM m
+  ON CONFLICT (campaign_ref, user_ref, entry) DO NOTHING
+  RETURNING 1
+)`, n, len(args), len(args)-1)
+	}
+	q.WriteString("\nSELECT (SELECT count(*) FROM m)")
+	for n := range camps {
+		fmt.Fprintf(&q, ", (SELECT count(*) FROM a%d)", n)
+	}
+	defer timed(ctx, "enter staged (memberships, log, activations)")()
+	counts := make([]int, 1+len(camps))
+	dst := make([]any, len(counts))
+	for i := range counts {
+		dst[i] = &counts[i]
+	}
+	rows, err := tx.QueryContext(ctx, q.String(), args...)
+	if err != nil {
+		return 0, nil, false, fmt.Errorf("add members: %w", err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return 0, nil, false, fmt.Errorf("add members: no counts: %w", rows.Err())
+	}
+	if err := rows.Scan(dst...); err != nil {
+		return 0, nil, false, fmt.Errorf("add members: %w", err)
+	}
+	if err := rows.Close(); err != nil {
+		return 0, nil, false, fmt.Errorf("add members: %w", err)
+	}
+	return counts[0], counts[1:], true, nil
 }
 
 func (postgres) lockSegment(ctx context.Context, tx *ent.Tx, id pulid.ID) (bool, error) {

@@ -26,6 +26,19 @@ func (sqlite) shard() int               { return 0 }
 func (sqlite) shards() bool             { return false }
 func (sqlite) lockRows(s *sql.Selector) {}
 
+// lockKeys adds nothing: the one writer is this transaction.
+func (sqlite) lockKeys(*sql.Selector) {}
+
+// withoutForeignKeyChecks runs f with the checks: SQLite cannot turn them
+// off inside a transaction (PRAGMA foreign_keys is a no-op there), and
+// they are cheap beside the inserts.
+func (sqlite) withoutForeignKeyChecks(_ context.Context, _ *ent.Tx, f func() error) error { return f() }
+
+// enterStaged has no single statement: SQLite has no INSERT in a WITH.
+func (sqlite) enterStaged(context.Context, *ent.Tx, StagedSet, []pulid.ID) (int, []int, bool, error) {
+	return 0, nil, false, nil
+}
+
 // lockSkipping adds nothing: the one writer is this transaction.
 func (sqlite) lockSkipping(*sql.Selector, sql.LockStrength) {}
 

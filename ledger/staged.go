@@ -8,10 +8,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/segmentd/segmentd"
 	"github.com/segmentd/segmentd/changelog"
 	"github.com/segmentd/segmentd/ent"
 	"github.com/segmentd/segmentd/ent/campaign"
 	"github.com/segmentd/segmentd/ent/schema/pulid"
+	"github.com/segmentd/segmentd/ent/segment"
 )
 
 // Staged sets: an import stages a file's distinct user IDs in import_ids
@@ -47,12 +49,14 @@ ON CONFLICT (segment_ref, user_ref, why) DO UPDATE SET due_at = excluded.due_at`
 	// $3 the campaign, $4 the time, $5 the ID suffix that keeps the
 	// activation IDs of several campaigns apart.
 	// This is the ONCE policy: entry 1, which a user who activated the
-	// campaign before already has (a conflict on (campaign, user, entry)).
+	// campaign before already has (a conflict on (campaign, user, entry),
+	// the only unique index checked before each row is written: the id
+	// and the membership are new).
 	stagedActivate = `INSERT INTO campaign_activations (id, campaign_ref, user_ref, segment_ref, activated_at, entry, membership_ref)
 SELECT 'act_' || i.k || CAST($5 AS TEXT), CAST($3 AS TEXT), m.user_ref, m.segment_ref, $4, 1, m.id
 FROM import_ids i JOIN memberships m ON m.id = 'mem_' || i.k
 WHERE i.job_ref = CAST($1 AS TEXT) AND m.segment_ref = CAST($2 AS TEXT)
-ON CONFLICT DO NOTHING`
+ON CONFLICT (campaign_ref, user_ref, entry) DO NOTHING`
 	// The memberships this job created, a page at a time after key $3:
 	// for the EVERY_ENTRY campaigns, whose cooldown and numbering depend
 	// on each user's earlier activations.
@@ -119,32 +123,39 @@ func (l *Ledger) CountStaged(ctx context.Context, tx *ent.Tx, set StagedSet, sel
 // (ONCE campaigns in a fixed number of INSERT ... SELECT statements,
 // EVERY_ENTRY campaigns a page of entries at a time), and writes their
 // expiry deadlines if set.ExpiresAt is set.
+//
+// The inserts run without per-row foreign key checks where the store can
+// turn them off (see withoutForeignKeyChecks): the segment's row is locked
+// FOR KEY SHARE first, as the checks would lock it (which LockAudience
+// relies on), and the campaigns' rows as they are read; the users exist
+// (the import created them, or found them) and are never deleted.
 func (w *Writer) EnterStaged(ctx context.Context, set StagedSet) (*StagedResult, error) {
-	tx := w.tx
-	job, seg := string(set.Job), string(set.Segment)
-	res := &StagedResult{}
-	added, err := execCount(ctx, tx, stagedAddMembers, job, seg, set.At, set.Reason)
+	var res *StagedResult
+	err := w.l.st.withoutForeignKeyChecks(ctx, w.tx, func() (err error) {
+		res, err = w.enterStaged(ctx, set)
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("ledger.EnterStaged: add members: %w", err)
+		return nil, err
 	}
-	res.Entered = added
-	if added == 0 {
-		return res, nil
+	return res, nil
+}
+
+func (w *Writer) enterStaged(ctx context.Context, set StagedSet) (*StagedResult, error) {
+	tx := w.tx
+	res := &StagedResult{}
+	locked, err := tx.Segment.Query().Where(segment.ID(set.Segment), w.l.st.lockKeys).IDs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("ledger.EnterStaged: lock the segment: %w", err)
 	}
-	if _, err := execCount(ctx, tx, stagedLogEntries, job, seg); err != nil {
-		return nil, fmt.Errorf("ledger.EnterStaged: log entries: %w", err)
+	if len(locked) == 0 {
+		return nil, &segmentd.Error{Code: segmentd.CodeNotFound, Field: "segmentId", Message: fmt.Sprintf("no segment with id %q", set.Segment)}
 	}
-	if set.ExpiresAt != nil {
-		if _, err := execCount(ctx, tx, stagedWriteExpiries, job, seg, *set.ExpiresAt); err != nil {
-			return nil, fmt.Errorf("ledger.EnterStaged: write deadlines: %w", err)
-		}
-		res.Topics.deadline(*set.ExpiresAt)
-	}
-	w.counts.entered(set.Segment, set.At, int64(added))
-	res.Topics.segment(set.Segment)
-	w.changed(changelog.KindEntered, changelog.SourceImport, added)
+	// The campaigns are read under the segment's lock, which a campaign
+	// that starts on it waits for (see LockAudience), so they are read
+	// before the inserts.
 	all, err := tx.Campaign.Query().
-		Where(campaign.SegmentRef(set.Segment), campaign.StatusEQ(campaign.StatusACTIVE)).
+		Where(campaign.SegmentRef(set.Segment), campaign.StatusEQ(campaign.StatusACTIVE), w.l.st.lockKeys).
 		Order(ent.Asc(campaign.FieldID)).All(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("ledger.EnterStaged: find campaigns: %w", err)
@@ -158,6 +169,25 @@ func (w *Writer) EnterStaged(ctx context.Context, set StagedSet) (*StagedResult,
 			camps = append(camps, c.ID)
 		}
 	}
+	added, activated, ok, err := w.l.st.enterStaged(ctx, tx, set, camps)
+	if err != nil {
+		return nil, fmt.Errorf("ledger.EnterStaged: %w", err)
+	}
+	if !ok {
+		if added, activated, err = w.enterStagedEach(ctx, set, camps); err != nil {
+			return nil, fmt.Errorf("ledger.EnterStaged: %w", err)
+		}
+	}
+	res.Entered = added
+	if added == 0 {
+		return res, nil
+	}
+	if set.ExpiresAt != nil {
+		res.Topics.deadline(*set.ExpiresAt)
+	}
+	w.counts.entered(set.Segment, set.At, int64(added))
+	res.Topics.segment(set.Segment)
+	w.changed(changelog.KindEntered, changelog.SourceImport, added)
 	if len(everyEntry) > 0 {
 		activated, err := w.activateStaged(ctx, set, everyEntry)
 		if err != nil {
@@ -171,22 +201,54 @@ func (w *Writer) EnterStaged(ctx context.Context, set StagedSet) (*StagedResult,
 		}
 	}
 	for n, c := range camps {
-		suffix := ""
-		if n > 0 {
-			suffix = fmt.Sprintf("_%d", n)
-		}
-		activated, err := execCount(ctx, tx, stagedActivate, job, seg, string(c), set.At, suffix)
-		if err != nil {
-			return nil, fmt.Errorf("ledger.EnterStaged: activate campaign %s: %w", c, err)
-		}
-		w.activated(activated)
-		if activated > 0 {
+		w.activated(activated[n])
+		if activated[n] > 0 {
 			res.Campaigns = append(res.Campaigns, c)
 			res.Topics.campaign(c)
 		}
 	}
 	w.topics.Merge(res.Topics)
 	return res, nil
+}
+
+// enterStagedEach is enterStaged's inserts in the plain SQL both stores
+// run: the memberships, then, joining them again, their log rows,
+// deadlines and each ONCE campaign's activations. It returns how many
+// entered, and how many activations each campaign of camps got.
+func (w *Writer) enterStagedEach(ctx context.Context, set StagedSet, camps []pulid.ID) (int, []int, error) {
+	tx := w.tx
+	job, seg := string(set.Job), string(set.Segment)
+	activated := make([]int, len(camps))
+	added, err := execCount(ctx, tx, stagedAddMembers, job, seg, set.At, set.Reason)
+	if err != nil {
+		return 0, nil, fmt.Errorf("add members: %w", err)
+	}
+	if added == 0 {
+		return 0, activated, nil
+	}
+	if _, err := execCount(ctx, tx, stagedLogEntries, job, seg); err != nil {
+		return 0, nil, fmt.Errorf("log entries: %w", err)
+	}
+	if set.ExpiresAt != nil {
+		if _, err := execCount(ctx, tx, stagedWriteExpiries, job, seg, *set.ExpiresAt); err != nil {
+			return 0, nil, fmt.Errorf("write deadlines: %w", err)
+		}
+	}
+	for n, c := range camps {
+		if activated[n], err = execCount(ctx, tx, stagedActivate, job, seg, string(c), set.At, activationSuffix(n)); err != nil {
+			return 0, nil, fmt.Errorf("activate campaign %s: %w", c, err)
+		}
+	}
+	return added, activated, nil
+}
+
+// activationSuffix keeps the activation IDs of a staged set's n-th ONCE
+// campaign apart from the others' ('act_' || k || suffix).
+func activationSuffix(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("_%d", n)
 }
 
 // activateStaged activates the EVERY_ENTRY campaigns camps for the

@@ -33,6 +33,24 @@ type store interface {
 	// skipping rows another transaction has locked (SKIP LOCKED): the
 	// deadline sweeper's reads, which must never wait.
 	lockSkipping(s *sql.Selector, strength sql.LockStrength)
+	// lockKeys makes a query lock the rows it reads against deletion and
+	// key changes (FOR KEY SHARE) until the transaction ends: what a
+	// foreign key check takes on the row it finds.
+	lockKeys(s *sql.Selector)
+	// withoutForeignKeyChecks runs f, a staged entry's inserts, with the
+	// per-row foreign key checks off for this transaction where the store
+	// can turn them off (PostgreSQL: session_replication_role = replica,
+	// for a role allowed to set it; otherwise f runs with them). The
+	// caller must have made every reference f writes valid until commit
+	// (rows it locked, rows it created, users, which are never deleted).
+	withoutForeignKeyChecks(ctx context.Context, tx *ent.Tx, f func() error) error
+	// enterStaged writes what EnterStaged writes for a staged set (see
+	// enterStagedEach: memberships, log rows, deadlines if set.ExpiresAt,
+	// an activation of each ONCE campaign of camps) in one statement, and
+	// returns how many entered and each campaign's activations; ok is
+	// false if the store has no such statement (the caller then runs
+	// enterStagedEach).
+	enterStaged(ctx context.Context, tx *ent.Tx, set StagedSet, camps []pulid.ID) (entered int, activated []int, ok bool, err error)
 	// lockSegment reads a segment's row FOR UPDATE (see LockAudience),
 	// and reports whether it exists.
 	lockSegment(ctx context.Context, tx *ent.Tx, id pulid.ID) (bool, error)

@@ -465,8 +465,12 @@ func (st *stager) copyPostgres(ctx context.Context) (err error) {
 	if err := stmt.Close(); err != nil {
 		return fmt.Errorf("stage IDs: COPY: %w", err)
 	}
+	// In the order of k (the file's order): the apply's statements read
+	// import_ids in this order, and the rows they write are keyed by k, so
+	// that each index of the tables written is appended to at its end
+	// rather than at random pages (the hash aggregate's order).
 	res, err := tx.ExecContext(ctx, `INSERT INTO import_ids (job_ref, user_id, k)
-SELECT CAST($1 AS TEXT), user_id, min(k) FROM import_copy GROUP BY user_id`, string(st.job.ID))
+SELECT CAST($1 AS TEXT), user_id, min(k) FROM import_copy GROUP BY user_id ORDER BY 3`, string(st.job.ID))
 	if err != nil {
 		return fmt.Errorf("stage IDs: distinct: %w", err)
 	}

@@ -3,24 +3,30 @@ package main
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
+	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
-	"entgo.io/ent/dialect"
-
+	"github.com/segmentd/segmentd/internal/rawimport"
 	"github.com/segmentd/segmentd/store"
 )
 
-// importScenario (import): a CSV of c.importRows user IDs imported into a
-// STATIC segment with importSegmentUsers (GraphQL multipart request spec:
-// fields operations, map and 0), while trackEvents ingestion runs, beside
-// a raw COPY (PostgreSQL) or multi-row INSERT (SQLite) of the same rows.
+// importScenario (import): a CSV of c.importRows new user IDs imported
+// into a STATIC segment with an ACTIVE campaign with importSegmentUsers
+// (GraphQL multipart request spec: fields operations, map and 0), while
+// trackEvents ingestion runs (unless -import-ingest=false), beside the raw
+// write of the rows the import wrote (package rawimport: the users,
+// memberships, change-log rows and activations, into copies of those
+// tables with the same indexes; COPY on PostgreSQL, multi-row INSERTs on
+// SQLite), in the same run. The server's peak RSS is reset (clear_refs)
+// just before the upload and read when the job has ended.
 // Skipped when the server has no importSegmentUsers.
 func importScenario(ctx context.Context, c config, tg *target, t *table) error {
 	ok, err := hasMutation(ctx, tg, "importSegmentUsers")
@@ -34,15 +40,10 @@ func importScenario(ctx context.Context, c config, tg *target, t *table) error {
 	if err != nil {
 		return err
 	}
-	hotID, err := createSegment(ctx, tg, "Ingested during the import", []string{"App Open"}, pred("EVENT", "Screen", "EXISTS", nil))
+	campID, err := createCampaignID(ctx, tg, "Imported users' campaign", segID)
 	if err != nil {
 		return err
 	}
-	sub, err := subscribe(ctx, tg, hotID)
-	if err != nil {
-		return err
-	}
-	defer sub.close()
 
 	var csv bytes.Buffer
 	csv.WriteString("userId\n")
@@ -51,52 +52,122 @@ func importScenario(ctx context.Context, c config, tg *target, t *table) error {
 	}
 	type importDone struct {
 		elapsed time.Duration
-		result  string
+		job     *jobResult
 		err     error
 	}
+	var idle procSample
+	if tg.pid != 0 {
+		idle, _ = readProc(tg.pid)
+		if err := resetPeak(tg.pid); err != nil {
+			fmt.Fprintf(progress, "  server peak RSS not reset (%v): the figure is the peak since it started\n", err)
+		}
+	}
 	done := make(chan importDone, 1)
-	fmt.Fprintf(progress, "  importing %d rows (%d bytes) while ingesting\n", c.importRows, csv.Len())
+	fmt.Fprintf(progress, "  importing %d rows (%d bytes)\n", c.importRows, csv.Len())
 	go func() {
 		s := time.Now()
 		res, err := upload(ctx, tg, segID, c.importMode, csv.Bytes())
+		var job *jobResult
 		if err == nil {
 			// The mutation answers with a PENDING job; the import is done
 			// when the job is.
-			res, err = waitJob(ctx, tg, res)
+			job, err = waitJobResult(ctx, tg, res)
 		}
-		done <- importDone{time.Since(s), res, err}
+		done <- importDone{time.Since(s), job, err}
 	}()
-	d := &drive{label: "trackEvents during the import", transport: "trackEvents", sub: sub, pids: pids(tg), makeEvent: func(i int) benchEvent {
-		id := fmt.Sprintf("impev-%s-%d", runID, i)
-		return benchEvent{MessageID: id, UserID: id, Name: "App Open", Enters: true, Props: map[string]any{"Screen": "home"}}
-	}}
-	r, err := d.run(ctx, c, tg)
-	if err != nil {
-		return err
+	var drives []*driveResult
+	if c.importIngest {
+		sub, err := ingestSegment(ctx, tg)
+		if err != nil {
+			return err
+		}
+		defer sub.close()
+		d := &drive{label: "trackEvents during the import", transport: "trackEvents", sub: sub, pids: pids(tg), makeEvent: func(i int) benchEvent {
+			id := fmt.Sprintf("impev-%s-%d", runID, i)
+			return benchEvent{MessageID: id, UserID: id, Name: "App Open", Enters: true, Props: map[string]any{"Screen": "home"}}
+		}}
+		r, err := d.run(ctx, c, tg)
+		if err != nil {
+			return err
+		}
+		drives = append(drives, r)
 	}
 	var imp importDone
 	select {
 	case imp = <-done:
-	case <-time.After(10 * time.Minute):
-		return fmt.Errorf("import did not finish within 10 minutes")
+	case <-ctx.Done():
+		return ctx.Err()
 	}
+	var peak procSample
+	if tg.pid != 0 {
+		peak, _ = readProc(tg.pid)
+	}
+	name := fmt.Sprintf("importSegmentUsers, %d new users (STATIC segment, ACTIVE campaign): rows/s", c.importRows)
 	if imp.err != nil {
-		t.add("import", fmt.Sprintf("importSegmentUsers, %d rows", c.importRows), "failed: "+imp.err.Error(), "", "")
-	} else {
-		var base, rat string
-		if tg.databaseURL != "" {
-			raw, err := rawCopy(ctx, tg.databaseURL, c.importRows)
-			if err != nil {
-				return err
-			}
-			base = fmt.Sprintf("raw %s: %s", raw.how, fmtRate(float64(c.importRows)/raw.elapsed.Seconds()))
-			rat = ratio(float64(c.importRows)/imp.elapsed.Seconds(), float64(c.importRows)/raw.elapsed.Seconds())
+		t.add("import", name, "failed: "+imp.err.Error(), "", "")
+		if !c.importIngest {
+			return nil
 		}
-		t.add("import", fmt.Sprintf("importSegmentUsers, %d rows: rows/s", c.importRows),
-			fmtRate(float64(c.importRows)/imp.elapsed.Seconds()), base, rat)
-		t.add("import", "import time (upload to SUCCEEDED); job", fmt.Sprintf("%s; %.160s", imp.elapsed.Round(time.Millisecond), imp.result), "", "")
+		return finish(ctx, c, tg, t, "import", drives)
 	}
-	return finish(ctx, c, tg, t, "import", []*driveResult{r})
+	rate := float64(c.importRows) / imp.elapsed.Seconds()
+	var base, rat string
+	if tg.databaseURL != "" {
+		fmt.Fprintf(progress, "  baseline: the raw write of the import's %d users' rows\n", c.importRows)
+		raw, err := rawImport(ctx, tg.databaseURL, rawimport.Rows{Segment: segID, Campaign: campID, At: time.Now(),
+			Reason: fmt.Sprintf("imported from %q (%s)", "users.csv", imp.job.ID),
+			IDs: func(yield func(string) bool) {
+				for i := 0; i < c.importRows; i++ {
+					if !yield(fmt.Sprintf("imp-%s-%d", runID, i)) {
+						return
+					}
+				}
+			}})
+		if err != nil {
+			return err
+		}
+		rawRate := float64(raw.Rows) / raw.Elapsed.Seconds()
+		base = fmt.Sprintf("raw %s of the same rows: %s (%s)", raw.How, fmtRate(rawRate), raw.Elapsed.Round(time.Millisecond))
+		rat = ratio(rate, rawRate)
+	}
+	t.add("import", name, fmtRate(rate), base, rat)
+	t.add("import", "import time (upload to SUCCEEDED); job", fmt.Sprintf("%s; %.160s", imp.elapsed.Round(time.Millisecond), imp.job.summary), "", "")
+	if tg.pid != 0 {
+		t.add("import", "server RSS before the upload; peak RSS (VmHWM) from the upload to the job's end",
+			fmt.Sprintf("%s; %s", fmtBytes(idle.rss), fmtBytes(peak.hwm)), "", "")
+	}
+	if !c.importIngest {
+		return nil
+	}
+	return finish(ctx, c, tg, t, "import", drives)
+}
+
+// ingestSegment creates the segment that the events ingested during the
+// import enter, with a subscriber.
+func ingestSegment(ctx context.Context, tg *target) (*subscriber, error) {
+	hotID, err := createSegment(ctx, tg, "Ingested during the import", []string{"App Open"}, pred("EVENT", "Screen", "EXISTS", nil))
+	if err != nil {
+		return nil, err
+	}
+	return subscribe(ctx, tg, hotID)
+}
+
+// createCampaignID creates an ACTIVE campaign on a segment and returns its
+// id.
+func createCampaignID(ctx context.Context, tg *target, name, segID string) (string, error) {
+	var out struct{ CreateCampaign struct{ ID string } }
+	err := gql(ctx, tg, `mutation($n: String!, $s: ID!) { createCampaign(input: {name: $n, segmentId: $s, status: ACTIVE}) { id } }`,
+		map[string]any{"n": name, "s": segID}, &out)
+	if err != nil {
+		return "", fmt.Errorf("create campaign %q: %w", name, err)
+	}
+	return out.CreateCampaign.ID, nil
+}
+
+// resetPeak resets a process's VmHWM to its current RSS (Linux:
+// /proc/<pid>/clear_refs 5; the process must be ours).
+func resetPeak(pid int) error {
+	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
 }
 
 // hasMutation reports whether the server's schema has a mutation field,
@@ -123,6 +194,25 @@ func hasMutation(ctx context.Context, tg *target, field string) (bool, error) {
 	return true, nil
 }
 
+// jobResult is an import job that ended well.
+type jobResult struct {
+	ID      string
+	summary string // its final counts
+}
+
+// waitJobResult is waitJob with the job's id.
+func waitJobResult(ctx context.Context, tg *target, answer string) (*jobResult, error) {
+	var created struct{ ImportSegmentUsers struct{ ID string } }
+	if err := json.Unmarshal([]byte(answer), &created); err != nil || created.ImportSegmentUsers.ID == "" {
+		return nil, fmt.Errorf("import: no job in %.200s", answer)
+	}
+	summary, err := waitJob(ctx, tg, answer)
+	if err != nil {
+		return nil, err
+	}
+	return &jobResult{ID: created.ImportSegmentUsers.ID, summary: summary}, nil
+}
+
 // waitJob polls the job that an importSegmentUsers answer names until it
 // ends, and returns its final counts; a FAILED job is an error.
 func waitJob(ctx context.Context, tg *target, answer string) (string, error) {
@@ -139,6 +229,13 @@ func waitJob(ctx context.Context, tg *target, answer string) (string, error) {
 		}
 		err := gql(ctx, tg, `query($id: ID!) { importJob(id: $id) { status failure totalRows added removed unchanged invalidRows } }`,
 			map[string]any{"id": created.ImportSegmentUsers.ID}, &out)
+		var timeout net.Error
+		if errors.As(err, &timeout) && timeout.Timeout() {
+			// On SQLite a request that writes (a key's last use) waits
+			// for the apply's write lock, which a large file's holds for
+			// minutes: ask again.
+			continue
+		}
 		if err != nil {
 			return "", fmt.Errorf("import job: %w", err)
 		}
@@ -207,85 +304,17 @@ func upload(ctx context.Context, tg *target, segID, mode string, file []byte) (s
 	return string(r.Data), nil
 }
 
-type copyResult struct {
-	how     string
-	elapsed time.Duration
-}
-
-// rawCopy writes n user IDs into a bare table bench_raw_import: COPY FROM
-// STDIN on PostgreSQL, 1,000-row INSERTs in one transaction on SQLite.
-func rawCopy(ctx context.Context, databaseURL string, n int) (*copyResult, error) {
+// rawImport writes rows raw into copies of the import's tables in the
+// database of databaseURL (see package rawimport).
+func rawImport(ctx context.Context, databaseURL string, rows rawimport.Rows) (*rawimport.Result, error) {
 	st, err := store.Open(ctx, databaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("raw import baseline: %w", err)
 	}
 	defer st.Close()
-	// Each store's fastest bulk load: COPY on PostgreSQL; SQLite has none,
-	// and multi-row INSERTs in one transaction are its fast path.
-	res := &copyResult{}
-	var write func(context.Context, *sql.Tx, int) error
-	switch st.Dialect {
-	case dialect.Postgres:
-		res.how, write = "COPY", copyIDs
-	case dialect.SQLite:
-		res.how, write = "multi-row INSERT", insertIDs
-	default:
-		return nil, fmt.Errorf("raw import baseline: no bulk load for dialect %q", st.Dialect)
-	}
-	db := st.DB
-	_, _ = db.ExecContext(ctx, "DROP TABLE IF EXISTS bench_raw_import")
-	if _, err := db.ExecContext(ctx, "CREATE TABLE bench_raw_import (user_id TEXT PRIMARY KEY)"); err != nil {
-		return nil, fmt.Errorf("create bench_raw_import: %w", err)
-	}
-	defer db.ExecContext(context.WithoutCancel(ctx), "DROP TABLE bench_raw_import") //nolint:errcheck // best effort
-	start := time.Now()
-	tx, err := db.BeginTx(ctx, nil)
+	res, err := rawimport.Write(ctx, st.DB, st.Dialect, rows)
 	if err != nil {
-		return nil, fmt.Errorf("begin: %w", err)
+		return nil, fmt.Errorf("raw import baseline: %w", err)
 	}
-	defer tx.Rollback() //nolint:errcheck // after commit: no-op
-	if err := write(ctx, tx, n); err != nil {
-		return nil, err
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("commit: %w", err)
-	}
-	res.elapsed = time.Since(start)
 	return res, nil
-}
-
-// copyIDs writes n user IDs into bench_raw_import with COPY FROM STDIN
-// (PostgreSQL).
-func copyIDs(ctx context.Context, tx *sql.Tx, n int) error {
-	stmt, err := tx.PrepareContext(ctx, "COPY bench_raw_import (user_id) FROM STDIN")
-	if err != nil {
-		return fmt.Errorf("copy: %w", err)
-	}
-	defer stmt.Close()
-	for i := 0; i < n; i++ {
-		if _, err := stmt.ExecContext(ctx, fmt.Sprintf("imp-%s-%d", runID, i)); err != nil {
-			return fmt.Errorf("copy: %w", err)
-		}
-	}
-	if _, err := stmt.ExecContext(ctx); err != nil {
-		return fmt.Errorf("copy: %w", err)
-	}
-	return nil
-}
-
-// insertIDs writes n user IDs into bench_raw_import with 1,000-row
-// INSERTs (SQLite).
-func insertIDs(ctx context.Context, tx *sql.Tx, n int) error {
-	for start := 0; start < n; start += 1000 {
-		end := min(start+1000, n)
-		q := "INSERT INTO bench_raw_import (user_id) VALUES " + strings.TrimSuffix(strings.Repeat("(?),", end-start), ",")
-		args := make([]any, 0, end-start)
-		for i := start; i < end; i++ {
-			args = append(args, fmt.Sprintf("imp-%s-%d", runID, i))
-		}
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-			return fmt.Errorf("insert: %w", err)
-		}
-	}
-	return nil
 }

@@ -10,7 +10,9 @@
 // /v1/batch), segments10k (10,000 segments, 10 triggered by the event),
 // hot (one segment everyone enters), subs5000 (5,000 open subscriptions:
 // memory per subscription and event-to-subscriber latency), import (a
-// 1M-row CSV import during ingestion, if the server has importSegmentUsers),
+// 1M-row CSV import of new users into a STATIC segment with an ACTIVE
+// campaign, against the raw write of the same rows, during ingestion unless
+// -import-ingest=false, if the server has importSegmentUsers),
 // replicas (two segmentd on one PostgreSQL: events to A, subscriber on B),
 // expiry (100,000 memberships due at one instant while ingesting 500
 // events/s: how long after the instant the exits were made, and the
@@ -68,6 +70,7 @@ type config struct {
 	webhookOutage                             time.Duration // webhook scenario: at least this long the receiver answers 503
 	webhookProfile                            string        // webhook scenario: CPU profiles of the server to this path prefix
 	importMode                                string
+	importIngest                              bool // import scenario: drive trackEvents during the import
 	segments                                  int
 
 	pprof string // set for a server segbench started
@@ -113,6 +116,7 @@ func main() {
 	flag.DurationVar(&c.webhookOutage, "webhook-outage", 0, "webhook scenario: the receiver answers 503 at least this long (it stays out until the whole backlog is queued)")
 	flag.StringVar(&c.webhookProfile, "webhook-profile", "", "webhook scenario: save CPU profiles of the segmentd segbench started (5 s of the drive with the endpoint, 5 s of the drain) as PREFIX-with.pprof and PREFIX-drain.pprof")
 	flag.StringVar(&c.importMode, "import-mode", "ADD", "importSegmentUsers mode argument (empty: omitted)")
+	flag.BoolVar(&c.importIngest, "import-ingest", true, "import scenario: drive trackEvents ingestion during the import (false: the import alone)")
 	flag.BoolVar(&c.markdown, "markdown", false, "print the table as markdown")
 	flag.BoolVar(&c.keep, "keep", false, "keep the databases segbench created")
 	flag.Parse()
