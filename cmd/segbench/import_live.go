@@ -36,12 +36,13 @@ func importLive(ctx context.Context, c config, tg *target, t *table) error {
 		return err
 	}
 	defer sub.close()
-	n := 0
+	drives := 0
 	drive := func(label string, rate int, cc config) (*driveResult, error) {
 		cc.rate = rate
+		drives++
+		k := drives // events are made concurrently: i is unique within one drive
 		d := &drive{label: label, transport: "trackEvents", sub: sub, pids: pids(tg), makeEvent: func(i int) benchEvent {
-			n++
-			id := fmt.Sprintf("implive-%s-%d-%d", runID, n, i)
+			id := fmt.Sprintf("implive-%s-%d-%d", runID, k, i)
 			return benchEvent{MessageID: id, UserID: id, Name: "Sign Up", Enters: true, Props: map[string]any{"Reward Amount": 80}}
 		}}
 		return d.run(ctx, cc, tg)
