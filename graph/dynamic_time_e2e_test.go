@@ -107,8 +107,12 @@ func TestWithinLastOnTheRealClock(t *testing.T) {
 		// When the memberships go is read from the segments themselves, so
 		// that the stream's delivery (which on PostgreSQL waits for older
 		// transactions of the whole cluster) does not count.
+		// The wait reads the counts alone: on SQLite a members page's
+		// totalCount and edges are two reads, and an exit that commits
+		// between them shows as "totalCount 1, 0 edges" (left as a known
+		// inconsistency); the members are checked once the counts are 0.
 		due := pinged.Add(2 * time.Second)
-		for memberIDs(t, c, dyn)+memberIDs(t, c, trig) != "" && time.Since(due) < 10*time.Second {
+		for memberCount(t, c, dyn)+memberCount(t, c, trig) != 0 && time.Since(due) < 10*time.Second {
 			time.Sleep(20 * time.Millisecond)
 		}
 		if late := time.Since(due); late > time.Second {
@@ -124,4 +128,14 @@ func TestWithinLastOnTheRealClock(t *testing.T) {
 		expectChange(t, nextTrig(), "EXITED", "TIME", "pinger", reason)
 		verifyClean(t, srv)
 	})
+}
+
+// memberCount is a segment's members { totalCount }.
+func memberCount(t *testing.T, c *testenv.Client, segID string) int {
+	t.Helper()
+	var out struct {
+		Node struct{ Members struct{ TotalCount int } }
+	}
+	c.MustDo(t, `query($s: ID!) { node(id: $s) { ... on Segment { members(first: 1) { totalCount } } } }`, map[string]any{"s": segID}, &out)
+	return out.Node.Members.TotalCount
 }
