@@ -53,9 +53,6 @@ type Row struct {
 	// Value is what Source.Load made of the row (an entity), shared by
 	// every subscriber.
 	Value any
-	// loaded: Value was loaded (a Tailer loads only the rows that have
-	// subscribers when it reads them).
-	loaded bool
 }
 
 // Source is a log table (its name, columns and topic, see
@@ -223,11 +220,7 @@ func (t *Tailer) pollLane(ctx context.Context, l *lane) (waiting bool, err error
 		if err != nil {
 			return false, err
 		}
-		all := make([]int, len(p.rows))
-		for i := range all {
-			all[i] = i
-		}
-		if err := t.load(ctx, p.rows, all); err != nil {
+		if err := t.load(ctx, p.rows); err != nil {
 			return false, err
 		}
 		t.fanOut(l, p, ks)
@@ -286,12 +279,6 @@ func (t *Tailer) fanOut(l *lane, p page, ks keySet) {
 
 func (t *Tailer) send(subs map[*Subscription]struct{}, r *Row) {
 	for s := range subs {
-		if !r.loaded {
-			// Subscribed after poll chose the rows to load: it
-			// reads this one from the table instead.
-			t.drop(s)
-			continue
-		}
 		select {
 		case s.rows <- r:
 		default:
@@ -380,9 +367,6 @@ func (t *Tailer) readKeys(ctx context.Context, after changelog.Cursor, upTo *cha
 // readWith reads a page with the horizon read for ks.
 func (t *Tailer) readWith(ctx context.Context, horizon string, after changelog.Cursor, upTo *changelog.Cursor, ks keySet, limit int) (page, error) {
 	var p page
-	if !ks.all && len(ks.keys) == 0 {
-		ks.keys = nil
-	}
 	q, args := t.store.readQuery(t.src, horizon, after, upTo, ks, limit)
 	res, err := t.db.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -454,37 +438,28 @@ func (t *Tailer) read(ctx context.Context, after changelog.Cursor, upTo *changel
 	if err != nil {
 		return p, err
 	}
-	all := make([]int, len(p.rows))
-	for i := range all {
-		all[i] = i
-	}
-	if err := t.load(ctx, p.rows, all); err != nil {
+	if err := t.load(ctx, p.rows); err != nil {
 		return p, err
 	}
 	return p, nil
 }
 
-// load sets the Value of rows[i] for each i in which, by Source.Load.
-func (t *Tailer) load(ctx context.Context, rows []Row, which []int) error {
-	if len(which) == 0 {
+// load sets the Value of every row, by Source.Load in one call (the
+// rows read are those of the keys followed: every one has subscribers).
+func (t *Tailer) load(ctx context.Context, rows []Row) error {
+	if len(rows) == 0 || t.src.Load == nil {
 		return nil
 	}
-	if t.src.Load == nil {
-		for _, i := range which {
-			rows[i].loaded = true
-		}
-		return nil
-	}
-	ids := make([]string, len(which))
-	for k, i := range which {
-		ids[k] = rows[i].ID
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
 	}
 	values, err := t.src.Load(ctx, ids)
 	if err != nil {
 		return fmt.Errorf("load %s: %w", t.src.Table, err)
 	}
-	for _, i := range which {
-		rows[i].Value, rows[i].loaded = values[rows[i].ID], true
+	for i := range rows {
+		rows[i].Value = values[rows[i].ID]
 	}
 	return nil
 }
